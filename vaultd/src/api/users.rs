@@ -1,0 +1,70 @@
+//! `/v1/user` and `/v1/users`: data subjects' profiles.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::body::Body;
+use super::{ok, parse_mode};
+use crate::auth::{Caller, Scope};
+use crate::error::VaultResult;
+use crate::vault::Vault;
+
+pub async fn create(
+    vault: web::Data<Vault>,
+    caller: Caller,
+    body: Body,
+) -> VaultResult<HttpResponse> {
+    caller.require(&Scope::users("write"))?;
+    let token = vault.create_user(&caller, body.object()?).await?;
+    Ok(ok(json!({"token": token})))
+}
+
+pub async fn get(
+    vault: web::Data<Vault>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> VaultResult<HttpResponse> {
+    caller.require(&Scope::users("read"))?;
+    let (mode, id) = path.into_inner();
+    let (token, data) = vault.get_user(&caller, parse_mode(&mode)?, &id).await?;
+    Ok(ok(json!({"token": token, "data": data})))
+}
+
+pub async fn update(
+    vault: web::Data<Vault>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: Body,
+) -> VaultResult<HttpResponse> {
+    caller.require(&Scope::users("write"))?;
+    let (mode, id) = path.into_inner();
+    let mode = parse_mode(&mode)?;
+    let token = vault.update_user(&caller, mode, &id, &body.json()?).await?;
+    Ok(ok(json!({"token": token})))
+}
+
+pub async fn forget(
+    vault: web::Data<Vault>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> VaultResult<HttpResponse> {
+    caller.require(&Scope::users("write"))?;
+    let (mode, id) = path.into_inner();
+    let token = vault.forget_user(&caller, parse_mode(&mode)?, &id).await?;
+    Ok(ok(json!({"result": "done", "token": token})))
+}
+
+pub async fn list(
+    vault: web::Data<Vault>,
+    caller: Caller,
+    req: HttpRequest,
+) -> VaultResult<HttpResponse> {
+    caller.require(&Scope::users("read"))?;
+    let (offset, limit) = super::paging(req.query_string())?.checked()?;
+    let (users, total) = vault.list_users(&caller, offset, limit).await?;
+    let rows: Vec<_> = users
+        .into_iter()
+        .map(|(token, data)| json!({"token": token, "data": data}))
+        .collect();
+    Ok(ok(json!({"total": total, "rows": rows})))
+}

@@ -1,0 +1,223 @@
+//! The audit trail: one event per access to personal data, hash-chained so that editing
+//! or removing a stored event is detectable (`GET /v1/sys/audit/verify`).
+//!
+//! An event names the actor by token id (never the secret), the subject by its token and
+//! the lookup by its mode only: the identifier itself (an email, a phone) is personal
+//! data and is never recorded.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// What the caller did. Serialised as kebab-case strings, e.g. `user-read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    UserCreate,
+    UserRead,
+    UserUpdate,
+    UserForget,
+    UserList,
+    AppCreate,
+    AppRead,
+    AppUpdate,
+    AppDelete,
+    AppList,
+    TokenCreate,
+    TokenRevoke,
+    KeysInit,
+}
+
+/// What the proposer of a change knows about it before it is applied.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditDraft {
+    pub id: Uuid,
+    /// Milliseconds since the Unix epoch, stamped by the node that took the request.
+    pub time: u64,
+    pub actor: String,
+    pub operation: Operation,
+    pub subject: Option<Uuid>,
+    pub app: Option<String>,
+    pub mode: Option<String>,
+    pub purpose: Option<String>,
+}
+
+/// A chained event as stored. `hash` covers every other field, `prev` included.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: u64,
+    pub id: Uuid,
+    pub time: u64,
+    pub actor: String,
+    pub operation: Operation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    pub result: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// The hash of the (empty) chain before the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+impl AuditEvent {
+    /// Chains a draft after the event whose hash is `prev`.
+    pub fn chain(draft: AuditDraft, seq: u64, result: String, prev: &str) -> Self {
+        let mut event = AuditEvent {
+            seq,
+            id: draft.id,
+            time: draft.time,
+            actor: draft.actor,
+            operation: draft.operation,
+            subject: draft.subject,
+            app: draft.app,
+            mode: draft.mode,
+            purpose: draft.purpose,
+            result,
+            prev: prev.to_string(),
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        event
+    }
+
+    /// SHA-256 over the canonical JSON of the event with an empty `hash`.
+    pub fn compute_hash(&self) -> String {
+        let mut unhashed = self.clone();
+        unhashed.hash.clear();
+        // Serialising a struct of strings and integers cannot fail.
+        let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
+        hex(&Sha256::digest(bytes))
+    }
+}
+
+/// The result of walking the whole chain.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Verification {
+    pub intact: bool,
+    pub events: u64,
+    /// The sequence number of the first event that does not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub head: String,
+}
+
+/// Checks a chain given in sequence order, from genesis.
+pub fn verify(
+    events: impl IntoIterator<Item = Result<AuditEvent, u64>>,
+    head: &str,
+) -> Verification {
+    let mut prev = GENESIS.to_string();
+    let mut count = 0u64;
+    let broken = |seq, reason, count| Verification {
+        intact: false,
+        events: count,
+        broken_at: Some(seq),
+        reason: Some(reason),
+        head: head.to_string(),
+    };
+    for item in events {
+        let event = match item {
+            Ok(event) => event,
+            Err(seq) => return broken(seq, "event cannot be decoded", count),
+        };
+        if event.seq != count + 1 {
+            return broken(count + 1, "event missing from the sequence", count);
+        }
+        if event.prev != prev {
+            return broken(event.seq, "previous-hash link does not match", count);
+        }
+        if event.compute_hash() != event.hash {
+            return broken(event.seq, "event content does not match its hash", count);
+        }
+        prev = event.hash;
+        count += 1;
+    }
+    if prev != head {
+        return broken(count + 1, "chain is shorter than its recorded head", count);
+    }
+    Verification {
+        intact: true,
+        events: count,
+        broken_at: None,
+        reason: None,
+        head: head.to_string(),
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(n: u64) -> AuditDraft {
+        AuditDraft {
+            id: Uuid::new_v4(),
+            time: n,
+            actor: "root".into(),
+            operation: Operation::UserRead,
+            subject: Some(Uuid::new_v4()),
+            app: None,
+            mode: Some("email".into()),
+            purpose: None,
+        }
+    }
+
+    fn chain(n: u64) -> Vec<AuditEvent> {
+        let mut prev = GENESIS.to_string();
+        (1..=n)
+            .map(|seq| {
+                let e = AuditEvent::chain(draft(seq), seq, "ok".into(), &prev);
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let events = chain(5);
+        let head = events[4].hash.clone();
+        let report = verify(events.into_iter().map(Ok), &head);
+        assert!(report.intact, "{report:?}");
+        assert_eq!(report.events, 5);
+    }
+
+    #[test]
+    fn edits_removals_and_truncation_are_detected() {
+        let events = chain(5);
+        let head = events[4].hash.clone();
+
+        let mut edited = events.clone();
+        edited[2].result = "denied".into();
+        let report = verify(edited.into_iter().map(Ok), &head);
+        assert_eq!((report.intact, report.broken_at), (false, Some(3)));
+
+        let mut removed = events.clone();
+        removed.remove(1);
+        assert_eq!(
+            verify(removed.into_iter().map(Ok), &head).broken_at,
+            Some(2)
+        );
+
+        let truncated = events[..4].to_vec();
+        assert!(!verify(truncated.into_iter().map(Ok), &head).intact);
+    }
+}

@@ -1,0 +1,79 @@
+//! The authenticated caller of a request, resolved from `X-Bunker-Token`.
+
+use std::future::{ready, Ready};
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+
+use super::Scope;
+use crate::error::VaultError;
+use crate::vault::Vault;
+
+pub const ROOT_ACTOR: &str = "root";
+const TOKEN_HEADER: &str = "X-Bunker-Token";
+const PURPOSE_HEADER: &str = "X-Purpose";
+const MAX_PURPOSE_LEN: usize = 128;
+
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token id recorded in audit events (`root` for the root token).
+    pub actor: String,
+    pub scopes: Vec<Scope>,
+    /// Why the caller is accessing the data, from `X-Purpose`; audited.
+    pub purpose: Option<String>,
+}
+
+impl Caller {
+    pub fn require(&self, needed: &Scope) -> Result<(), VaultError> {
+        if self.scopes.iter().any(|held| held.covers(needed)) {
+            Ok(())
+        } else {
+            Err(VaultError::Forbidden(needed.to_string()))
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.actor == ROOT_ACTOR
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = VaultError;
+    type Future = Ready<Result<Caller, VaultError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(resolve(req))
+    }
+}
+
+fn resolve(req: &HttpRequest) -> Result<Caller, VaultError> {
+    let vault = req
+        .app_data::<web::Data<Vault>>()
+        .ok_or(VaultError::Unavailable("not initialised"))?;
+    let secret = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(VaultError::Unauthenticated)?;
+    let purpose = match req.headers().get(PURPOSE_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| VaultError::bad_request("X-Purpose must be printable ASCII"))?;
+            if text.len() > MAX_PURPOSE_LEN || text.chars().any(|c| c.is_control()) {
+                return Err(VaultError::bad_request(format!(
+                    "X-Purpose must be at most {MAX_PURPOSE_LEN} printable characters"
+                )));
+            }
+            Some(text.to_string())
+        }
+    };
+    let (actor, scopes) = vault.authenticate(secret)?;
+    Ok(Caller {
+        actor,
+        scopes,
+        purpose,
+    })
+}

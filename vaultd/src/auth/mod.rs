@@ -1,0 +1,15 @@
+//! Who is calling and what they may do: the root token, scoped access tokens, and the
+//! scope grammar (`users:read`, `apps:shop:*`, `cluster:admin`, ...).
+
+mod caller;
+mod scope;
+
+pub use caller::{Caller, ROOT_ACTOR};
+pub use scope::{Scope, ScopeError};
+
+use sha2::{Digest, Sha256};
+
+/// Tokens are stored and compared as SHA-256 digests, never as themselves.
+pub fn secret_hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}

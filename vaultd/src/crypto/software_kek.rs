@@ -1,0 +1,26 @@
+//! An in-memory key encryption key for `vaultd demo` only. It dies with the process, so
+//! a demo vault's data cannot be decrypted after a restart: that is the point of a demo.
+
+use zeroize::Zeroizing;
+
+use super::{CryptoError, DataKey};
+
+pub struct SoftwareKek {
+    key: DataKey,
+}
+
+impl SoftwareKek {
+    pub fn generate() -> Self {
+        SoftwareKek {
+            key: DataKey::generate(),
+        }
+    }
+
+    pub fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.key.seal(plaintext, aad)
+    }
+
+    pub fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.key.open(wrapped, aad)
+    }
+}

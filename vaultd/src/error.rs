@@ -1,0 +1,68 @@
+//! The one error type of the vault's request path, and how it maps onto HTTP.
+//!
+//! Messages are fixed strings or field names: personal data and secrets must never
+//! reach an error message, because error messages reach logs and clients.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde_json::json;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or malformed X-Bunker-Token")]
+    Unauthenticated,
+    #[error("access token is not valid")]
+    InvalidToken,
+    #[error("token lacks scope {0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("duplicate {0}")]
+    Duplicate(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0} is disabled on this vault")]
+    Disabled(&'static str),
+    #[error("the vault cannot serve this request right now: {0}")]
+    Unavailable(&'static str),
+    #[error("storage failure")]
+    Storage(#[from] crate::store::StoreError),
+    #[error("cryptographic failure")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+impl VaultError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        VaultError::BadRequest(message.into())
+    }
+}
+
+impl ResponseError for VaultError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            VaultError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            VaultError::Unauthenticated | VaultError::InvalidToken => StatusCode::UNAUTHORIZED,
+            VaultError::Forbidden(_) | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
+            VaultError::NotFound(_) => StatusCode::NOT_FOUND,
+            VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
+            VaultError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            VaultError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            VaultError::Storage(_) | VaultError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            // The source chain carries no request data, only the failing component.
+            tracing::error!(error = %self, source = ?std::error::Error::source(self), "request failed");
+        }
+        HttpResponse::build(status).json(json!({"status": "error", "message": self.to_string()}))
+    }
+}
+
+pub type VaultResult<T> = Result<T, VaultError>;

@@ -1,0 +1,26 @@
+//! Strongroom's vault daemon: encrypted, audited storage for personal data behind the
+//! Databunker v1 API.
+//!
+//! Layers, from the edge inwards:
+//! - [`api`]: HTTP routes, request parsing, the JSON envelope;
+//! - [`auth`]: the caller and its scopes;
+//! - [`vault`]: the service layer; does the cryptography and submits commands;
+//! - [`store`]: commands, the state machine that applies them, and sled storage;
+//! - [`crypto`]: KEK (HSM or demo), DEKs, sealing, blind index;
+//! - [`audit`]: the hash-chained audit trail.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod identity;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod vault;

@@ -1,0 +1,224 @@
+//! `vaultd`: `demo` starts a throwaway vault with no HSM; `serve` runs a real one.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use zeroize::Zeroizing;
+
+use vaultd::config::{self, FileConfig};
+use vaultd::crypto::{HsmConfig, HsmKek, Kek, SoftwareKek};
+use vaultd::server::{self, ServerOptions};
+use vaultd::vault::{Vault, VaultSettings};
+
+#[derive(Parser)]
+#[command(name = "vaultd", version, about = "Strongroom vault daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a demo vault: root token DEMO, an in-memory software KEK, no HSM needed.
+    Demo(DemoArgs),
+    /// Run a vault with its KEK in a PKCS#11 HSM.
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Where to keep data (a temporary directory, removed at exit, when not given).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Allow `POST /v1/users` (bulk listing).
+    #[arg(long)]
+    enable_bulk_list: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags and environment override it.
+    #[arg(long, env = "VAULTD_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "VAULTD_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[arg(long, env = "VAULTD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// File holding the root token (or set VAULTD_ROOT_TOKEN).
+    #[arg(long, env = "VAULTD_ROOT_TOKEN_FILE")]
+    root_token_file: Option<PathBuf>,
+    /// Largest accepted request body in bytes (default 1 MiB).
+    #[arg(long, env = "VAULTD_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Country for phone numbers written without a country code (ISO 3166, default GB).
+    #[arg(long, env = "VAULTD_DEFAULT_COUNTRY")]
+    default_country: Option<String>,
+    #[arg(long, env = "VAULTD_ENABLE_BULK_LIST")]
+    enable_bulk_list: bool,
+    #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
+    dek_cache_capacity: Option<usize>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "VAULTD_WORKERS")]
+    workers: Option<usize>,
+    /// Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, env = "VAULTD_HSM_MODULE")]
+    hsm_module: Option<PathBuf>,
+    /// Label of the HSM token (tokens are chosen by label, never by slot).
+    #[arg(long, env = "VAULTD_HSM_TOKEN_LABEL")]
+    hsm_token_label: Option<String>,
+    /// File holding the user PIN (or set VAULTD_HSM_PIN). There is no PIN flag.
+    #[arg(long, env = "VAULTD_HSM_PIN_FILE")]
+    hsm_pin_file: Option<PathBuf>,
+    /// Label of the KEK inside the token.
+    #[arg(long, env = "VAULTD_HSM_KEY_LABEL")]
+    hsm_key_label: Option<String>,
+    /// Create the KEK when the token does not hold it yet.
+    #[arg(long)]
+    hsm_create_key: bool,
+    /// PKCS#11 sessions (one worker thread each).
+    #[arg(long, env = "VAULTD_HSM_SESSIONS")]
+    hsm_sessions: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| match cli.command {
+            Command::Demo(args) => runtime.block_on(demo(args)),
+            Command::Serve(args) => serve(*args, &runtime),
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vaultd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    eprintln!(
+        "\n  ************************************************************\n  \
+         *  DEMO MODE: the key encryption key lives in memory only.  *\n  \
+         *  Data cannot be decrypted after this process exits.       *\n  \
+         *  Root token: DEMO. Never use demo mode for real data.     *\n  \
+         ************************************************************\n"
+    );
+    tracing::warn!("demo mode: software KEK in memory, root token DEMO");
+    let temporary;
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => {
+            temporary = tempfile::Builder::new().prefix("vaultd-demo-").tempdir()?;
+            temporary.path().to_path_buf()
+        }
+    };
+    let settings = VaultSettings {
+        bulk_list_enabled: args.enable_bulk_list,
+        ..VaultSettings::default()
+    };
+    let kek = Kek::Software(SoftwareKek::generate());
+    let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings)
+        .await
+        .with_context(|| format!("cannot open demo vault in {}", data_dir.display()))?;
+    let options = ServerOptions {
+        listen: SocketAddr::new(args.bind, args.port),
+        max_body_bytes: config::DEFAULT_MAX_BODY,
+        workers: None,
+    };
+    server::serve(vault, options).await?;
+    Ok(())
+}
+
+fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .ok_or(config::ConfigError::Missing("--data-dir"))?;
+    let root_token =
+        match args.root_token_file.or(file.root_token_file) {
+            Some(path) => config::read_secret_file(&path)?,
+            None => Zeroizing::new(std::env::var("VAULTD_ROOT_TOKEN").map_err(|_| {
+                config::ConfigError::Missing("--root-token-file or VAULTD_ROOT_TOKEN")
+            })?),
+        };
+    if root_token.len() < 16 {
+        anyhow::bail!("the root token must be at least 16 characters");
+    }
+    let pin = match args.hsm_pin_file.or(file.hsm.pin_file) {
+        Some(path) => config::read_secret_file(&path)?,
+        None => Zeroizing::new(
+            std::env::var("VAULTD_HSM_PIN")
+                .map_err(|_| config::ConfigError::Missing("--hsm-pin-file or VAULTD_HSM_PIN"))?,
+        ),
+    };
+    let hsm = HsmConfig {
+        module: args
+            .hsm_module
+            .or(file.hsm.module)
+            .ok_or(config::ConfigError::Missing("--hsm-module"))?,
+        token_label: args
+            .hsm_token_label
+            .or(file.hsm.token_label)
+            .ok_or(config::ConfigError::Missing("--hsm-token-label"))?,
+        pin,
+        key_label: args
+            .hsm_key_label
+            .or(file.hsm.key_label)
+            .unwrap_or_else(|| config::DEFAULT_KEK_LABEL.into()),
+        create_key: args.hsm_create_key,
+        sessions: args.hsm_sessions.or(file.hsm.sessions).unwrap_or(4),
+    };
+    let settings = VaultSettings {
+        phone_region: config::parse_region(
+            args.default_country
+                .as_deref()
+                .or(file.default_country.as_deref()),
+        )?,
+        bulk_list_enabled: args.enable_bulk_list || file.bulk_list_enabled.unwrap_or(false),
+        dek_cache_capacity: args
+            .dek_cache_capacity
+            .or(file.dek_cache_capacity)
+            .unwrap_or(VaultSettings::default().dek_cache_capacity),
+    };
+    let options = ServerOptions {
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(config::DEFAULT_MAX_BODY),
+        workers: args.workers.or(file.workers),
+    };
+    let kek = Kek::Hsm(HsmKek::open(&hsm).context("cannot open the HSM")?);
+    runtime.block_on(async {
+        let vault = Vault::open(&data_dir, kek, root_token, settings)
+            .await
+            .with_context(|| format!("cannot open vault in {}", data_dir.display()))?;
+        server::serve(vault, options).await?;
+        anyhow::Ok(())
+    })
+}

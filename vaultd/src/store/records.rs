@@ -1,0 +1,66 @@
+//! What the vault keeps per subject, per app record and per access token, as stored in
+//! sled. Personal data appears here only sealed under the subject's DEK.
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubjectRecord {
+    /// Milliseconds since the Unix epoch; the retention engine ages subjects by these.
+    pub created: u64,
+    pub updated: u64,
+    /// Bumped by every change, so read-modify-write updates cannot lose a concurrent one.
+    pub version: u64,
+    pub state: SubjectState,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SubjectState {
+    Active(ActiveSubject),
+    /// Forget-me leaves this tombstone: the token resolves, to nothing, as evidence of
+    /// the erasure. The DEK is gone, so nothing that remains can be decrypted.
+    Forgotten {
+        at: u64,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActiveSubject {
+    /// Label of the KEK version that wrapped `wrapped_dek`.
+    pub kek: String,
+    pub wrapped_dek: Vec<u8>,
+    /// The profile JSON, sealed under the DEK.
+    pub profile: Vec<u8>,
+    /// This subject's blind-index entries, so that updates and erasure can remove them.
+    pub index: Vec<Vec<u8>>,
+    /// Names of this subject's app records.
+    pub apps: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub created: u64,
+    pub updated: u64,
+    pub version: u64,
+    /// The app's JSON document, sealed under the subject's DEK.
+    pub sealed: Vec<u8>,
+}
+
+/// A scoped access token. Only the SHA-256 of its secret is stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created: u64,
+    pub secret_hash: [u8; 32],
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(value).map_err(|_| StoreError::Encoding)
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|_| StoreError::Corrupt)
+}

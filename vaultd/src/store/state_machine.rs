@@ -1,0 +1,317 @@
+//! Applies commands to the sled trees. Each batch is one sled transaction: either every
+//! accepted command of the batch and every audit event is stored, or nothing is. A
+//! rejected command writes only its audit event. Application is deterministic (times
+//! and ids come from the command), so replicas that apply the same commands agree.
+
+use std::sync::Arc;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+use uuid::Uuid;
+
+use super::command::{Applied, Change, Command, Receipt, Rejection};
+use super::records::{decode, encode, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
+use super::*;
+use crate::audit::AuditEvent;
+use crate::crypto::DekCache;
+use crate::identity::IndexKind;
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+pub struct StateMachine {
+    store: Store,
+    head: AuditHead,
+    /// Forgetting a subject must also drop its unwrapped DEK from memory.
+    dek_cache: Arc<DekCache>,
+}
+
+impl StateMachine {
+    pub fn new(store: Store, dek_cache: Arc<DekCache>) -> Result<Self, StoreError> {
+        let head = store.audit_head()?;
+        Ok(StateMachine {
+            store,
+            head,
+            dek_cache,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies a batch atomically; one receipt per command, in order.
+    pub fn apply_batch(&mut self, commands: &[Command]) -> Result<Vec<Receipt>, StoreError> {
+        let start = self.head.clone();
+        let result = self.store.trees.as_slice().transaction(|trees| {
+            let mut head = start.clone();
+            let mut receipts = Vec::with_capacity(commands.len());
+            for command in commands {
+                let outcome = apply_change(trees, &command.change, command.audit.time)?;
+                let result = match &outcome {
+                    Ok(_) => "ok".to_string(),
+                    Err(rejection) => rejection.audit_result(),
+                };
+                let event =
+                    AuditEvent::chain(command.audit.clone(), head.seq + 1, result, &head.hash);
+                append_audit(trees, &event)?;
+                head = AuditHead {
+                    seq: event.seq,
+                    hash: event.hash,
+                };
+                receipts.push(Receipt {
+                    outcome,
+                    audit_seq: head.seq,
+                });
+            }
+            trees[META].insert(META_AUDIT_HEAD, encode(&head).map_err(abort)?)?;
+            Ok((receipts, head))
+        });
+        let (receipts, head) = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        })?;
+        self.head = head;
+        for (command, receipt) in commands.iter().zip(&receipts) {
+            if let (Change::ForgetSubject { subject }, Ok(_)) = (&command.change, &receipt.outcome)
+            {
+                self.dek_cache.remove(subject);
+            }
+        }
+        Ok(receipts)
+    }
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn read<T: serde::de::DeserializeOwned>(
+    tree: &TransactionalTree,
+    key: &[u8],
+) -> TxResult<Option<T>> {
+    tree.get(key)?
+        .map(|v| decode(&v))
+        .transpose()
+        .map_err(abort)
+}
+
+fn write<T: serde::Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
+    tree.insert(key, encode(value).map_err(abort)?)?;
+    Ok(())
+}
+
+fn append_audit(trees: &[TransactionalTree], event: &AuditEvent) -> TxResult<()> {
+    let seq = event.seq.to_be_bytes();
+    let json = serde_json::to_vec(event).map_err(|_| abort(StoreError::Encoding))?;
+    trees[AUDIT].insert(&seq, json)?;
+    trees[AUDIT_IDS].insert(event.id.as_bytes(), &seq)?;
+    if let Some(subject) = &event.subject {
+        let mut key = subject.as_bytes().to_vec();
+        key.extend_from_slice(&seq);
+        trees[AUDIT_BY_SUBJECT].insert(key, &[])?;
+    }
+    Ok(())
+}
+
+/// The first blind-index entry already held by another subject.
+fn first_duplicate(
+    trees: &[TransactionalTree],
+    subject: &Uuid,
+    index: &[Vec<u8>],
+) -> TxResult<Option<Rejection>> {
+    for entry in index {
+        if let Some(owner) = trees[INDEX].get(entry)? {
+            if owner.as_ref() != subject.as_bytes() {
+                let kind = entry
+                    .first()
+                    .and_then(|b| IndexKind::from_byte(*b))
+                    .ok_or_else(|| abort(StoreError::Corrupt))?;
+                return Ok(Some(Rejection::Duplicate(kind)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The active state of a subject, or why there is none.
+fn active(
+    trees: &[TransactionalTree],
+    subject: &Uuid,
+) -> TxResult<Result<(SubjectRecord, ActiveSubject), Rejection>> {
+    let Some(record) = read::<SubjectRecord>(&trees[SUBJECTS], subject.as_bytes())? else {
+        return Ok(Err(Rejection::SubjectNotFound));
+    };
+    match record.state.clone() {
+        SubjectState::Active(active) => Ok(Ok((record, active))),
+        SubjectState::Forgotten { .. } => Ok(Err(Rejection::Forgotten)),
+    }
+}
+
+macro_rules! reject_unless {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(rejection) => return Ok(Err(rejection)),
+        }
+    };
+}
+
+fn apply_change(
+    trees: &[TransactionalTree],
+    change: &Change,
+    now: u64,
+) -> TxResult<Result<Applied, Rejection>> {
+    match change {
+        Change::Access { .. } => Ok(Ok(Applied::Done)),
+
+        Change::InitIndexKey { wrapped } => match trees[META].get(META_INDEX_KEY)? {
+            Some(existing) => Ok(Ok(Applied::IndexKey(existing.to_vec()))),
+            None => {
+                trees[META].insert(META_INDEX_KEY, wrapped.as_slice())?;
+                Ok(Ok(Applied::IndexKey(wrapped.clone())))
+            }
+        },
+
+        Change::CreateSubject {
+            subject,
+            kek,
+            wrapped_dek,
+            profile,
+            index,
+        } => {
+            if trees[SUBJECTS].get(subject.as_bytes())?.is_some() {
+                return Ok(Err(Rejection::Exists));
+            }
+            if let Some(rejection) = first_duplicate(trees, subject, index)? {
+                return Ok(Err(rejection));
+            }
+            for entry in index {
+                trees[INDEX].insert(entry.as_slice(), subject.as_bytes())?;
+            }
+            let record = SubjectRecord {
+                created: now,
+                updated: now,
+                version: 1,
+                state: SubjectState::Active(ActiveSubject {
+                    kek: kek.clone(),
+                    wrapped_dek: wrapped_dek.clone(),
+                    profile: profile.clone(),
+                    index: index.clone(),
+                    apps: Vec::new(),
+                }),
+            };
+            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
+            Ok(Ok(Applied::Done))
+        }
+
+        Change::UpdateSubject {
+            subject,
+            expected_version,
+            profile,
+            index,
+        } => {
+            let (mut record, mut state) = reject_unless!(active(trees, subject)?);
+            if record.version != *expected_version {
+                return Ok(Err(Rejection::Stale));
+            }
+            if let Some(rejection) = first_duplicate(trees, subject, index)? {
+                return Ok(Err(rejection));
+            }
+            for old in &state.index {
+                trees[INDEX].remove(old.as_slice())?;
+            }
+            for entry in index {
+                trees[INDEX].insert(entry.as_slice(), subject.as_bytes())?;
+            }
+            state.profile = profile.clone();
+            state.index = index.clone();
+            record.updated = now;
+            record.version += 1;
+            record.state = SubjectState::Active(state);
+            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
+            Ok(Ok(Applied::Done))
+        }
+
+        Change::ForgetSubject { subject } => {
+            let (mut record, state) = match active(trees, subject)? {
+                Ok(found) => found,
+                // Forgetting twice is not an error: the subject is forgotten either way.
+                Err(Rejection::Forgotten) => return Ok(Ok(Applied::Done)),
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+            for entry in &state.index {
+                trees[INDEX].remove(entry.as_slice())?;
+            }
+            for app in &state.apps {
+                trees[APPS].remove(app_key(subject, app))?;
+            }
+            record.updated = now;
+            record.version += 1;
+            record.state = SubjectState::Forgotten { at: now };
+            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
+            Ok(Ok(Applied::Done))
+        }
+
+        Change::PutApp {
+            subject,
+            app,
+            sealed,
+            expected_version,
+        } => {
+            let (mut record, mut state) = reject_unless!(active(trees, subject)?);
+            let key = app_key(subject, app);
+            let existing = read::<AppRecord>(&trees[APPS], &key)?;
+            let app_record = match (existing, expected_version) {
+                (None, Some(_)) => return Ok(Err(Rejection::AppNotFound)),
+                (Some(current), Some(expected)) if current.version != *expected => {
+                    return Ok(Err(Rejection::Stale))
+                }
+                (Some(current), _) => AppRecord {
+                    updated: now,
+                    version: current.version + 1,
+                    sealed: sealed.clone(),
+                    ..current
+                },
+                (None, None) => AppRecord {
+                    created: now,
+                    updated: now,
+                    version: 1,
+                    sealed: sealed.clone(),
+                },
+            };
+            write(&trees[APPS], &key, &app_record)?;
+            trees[APP_NAMES].insert(app.as_bytes(), &[])?;
+            if !state.apps.contains(app) {
+                state.apps.push(app.clone());
+                state.apps.sort();
+                record.state = SubjectState::Active(state);
+                write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
+            }
+            Ok(Ok(Applied::Done))
+        }
+
+        Change::DeleteApp { subject, app } => {
+            let (mut record, mut state) = reject_unless!(active(trees, subject)?);
+            if trees[APPS].remove(app_key(subject, app))?.is_none() {
+                return Ok(Err(Rejection::AppNotFound));
+            }
+            state.apps.retain(|a| a != app);
+            record.state = SubjectState::Active(state);
+            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
+            Ok(Ok(Applied::Done))
+        }
+
+        Change::CreateAccessToken { token } => {
+            if trees[TOKENS].get(token.id.as_bytes())?.is_some() {
+                return Ok(Err(Rejection::Exists));
+            }
+            write(&trees[TOKENS], token.id.as_bytes(), token)?;
+            Ok(Ok(Applied::Done))
+        }
+
+        Change::RevokeAccessToken { id } => match trees[TOKENS].remove(id.as_bytes())? {
+            Some(_) => Ok(Ok(Applied::Done)),
+            None => Ok(Err(Rejection::TokenNotFound)),
+        },
+    }
+}

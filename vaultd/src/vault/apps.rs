@@ -1,0 +1,269 @@
+//! Per-application records of a subject (shipping address, preferences), sealed under
+//! the subject's DEK and kept apart from the profile.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::*;
+
+/// App names: 1–64 characters of lowercase letters, digits, `-` and `_`, starting with
+/// a letter (they appear in scopes and audit events, so they stay plain).
+pub fn valid_app_name(app: &str) -> bool {
+    let mut chars = app.chars();
+    app.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn check_app(app: &str) -> VaultResult<()> {
+    if valid_app_name(app) {
+        Ok(())
+    } else {
+        Err(VaultError::bad_request("invalid app name: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter"))
+    }
+}
+
+impl Vault {
+    /// Creates or replaces a subject's record for an app.
+    pub async fn put_app(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        app: &str,
+        document: Map<String, Value>,
+    ) -> VaultResult<Uuid> {
+        check_app(app)?;
+        let (subject, _, active) = self
+            .find_active(caller, Operation::AppCreate, mode, app, id)
+            .await?;
+        let dek = self.dek(&subject, &active).await?;
+        let sealed = seal_app(&dek, &subject, app, &Value::Object(document))?;
+        let change = Change::PutApp {
+            subject,
+            app: app.to_string(),
+            sealed,
+            expected_version: None,
+        };
+        let receipt = self
+            .commit(
+                draft(
+                    caller,
+                    Operation::AppCreate,
+                    Some(subject),
+                    Some(app),
+                    Some(mode),
+                ),
+                change,
+            )
+            .await?;
+        receipt.outcome.map_err(rejected)?;
+        Ok(subject)
+    }
+
+    /// Merges into (object) or patches (array) an existing app record.
+    pub async fn update_app(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        app: &str,
+        update: &Value,
+    ) -> VaultResult<Uuid> {
+        check_app(app)?;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let (subject, _, active) = self
+                .find_active(caller, Operation::AppUpdate, mode, app, id)
+                .await?;
+            let dek = self.dek(&subject, &active).await?;
+            let Some(record) = self.store.app(&subject, app)? else {
+                self.record_access(
+                    draft(
+                        caller,
+                        Operation::AppUpdate,
+                        Some(subject),
+                        Some(app),
+                        Some(mode),
+                    ),
+                    false,
+                )
+                .await?;
+                return Err(VaultError::NotFound("app record"));
+            };
+            let mut document = open_app(&dek, &subject, app, &record.sealed)?;
+            apply_update(&mut document, update)?;
+            let sealed = seal_app(&dek, &subject, app, &document)?;
+            let change = Change::PutApp {
+                subject,
+                app: app.to_string(),
+                sealed,
+                expected_version: Some(record.version),
+            };
+            let receipt = self
+                .commit(
+                    draft(
+                        caller,
+                        Operation::AppUpdate,
+                        Some(subject),
+                        Some(app),
+                        Some(mode),
+                    ),
+                    change,
+                )
+                .await?;
+            match receipt.outcome {
+                Ok(_) => return Ok(subject),
+                Err(Rejection::Stale) => continue,
+                Err(other) => return Err(rejected(other)),
+            }
+        }
+        Err(VaultError::Conflict(
+            "record is being changed concurrently; retry",
+        ))
+    }
+
+    pub async fn get_app(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        app: &str,
+    ) -> VaultResult<(Uuid, Value)> {
+        check_app(app)?;
+        let (subject, _, active) = self
+            .find_active(caller, Operation::AppRead, mode, app, id)
+            .await?;
+        let audit = draft(
+            caller,
+            Operation::AppRead,
+            Some(subject),
+            Some(app),
+            Some(mode),
+        );
+        let Some(record) = self.store.app(&subject, app)? else {
+            self.record_access(audit, false).await?;
+            return Err(VaultError::NotFound("app record"));
+        };
+        let dek = self.dek(&subject, &active).await?;
+        let document = open_app(&dek, &subject, app, &record.sealed)?;
+        self.record_access(audit, true).await?;
+        Ok((subject, document))
+    }
+
+    pub async fn delete_app(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        app: &str,
+    ) -> VaultResult<Uuid> {
+        check_app(app)?;
+        let (subject, ..) = self
+            .find_active(caller, Operation::AppDelete, mode, app, id)
+            .await?;
+        let change = Change::DeleteApp {
+            subject,
+            app: app.to_string(),
+        };
+        let receipt = self
+            .commit(
+                draft(
+                    caller,
+                    Operation::AppDelete,
+                    Some(subject),
+                    Some(app),
+                    Some(mode),
+                ),
+                change,
+            )
+            .await?;
+        receipt.outcome.map_err(rejected)?;
+        Ok(subject)
+    }
+
+    /// The names of the apps a subject has records for.
+    pub async fn user_apps(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+    ) -> VaultResult<(Uuid, Vec<String>)> {
+        let (subject, apps) = match self
+            .find_audited(caller, Operation::AppList, mode, None, id)
+            .await?
+        {
+            Found::Active(subject, _, active) => (subject, active.apps),
+            Found::Forgotten(subject) => (subject, Vec::new()),
+        };
+        self.record_access(
+            draft(caller, Operation::AppList, Some(subject), None, Some(mode)),
+            true,
+        )
+        .await?;
+        Ok((subject, apps))
+    }
+
+    /// The names of all apps any subject has records for (no personal data).
+    pub fn app_names(&self) -> VaultResult<Vec<String>> {
+        Ok(self.store.app_names()?)
+    }
+
+    async fn find_active(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        mode: Mode,
+        app: &str,
+        id: &str,
+    ) -> VaultResult<(Uuid, SubjectRecord, ActiveSubject)> {
+        match self.find_audited(caller, op, mode, Some(app), id).await? {
+            Found::Active(subject, record, active) => Ok((subject, record, active)),
+            Found::Forgotten(subject) => {
+                self.record_access(
+                    draft(caller, op, Some(subject), Some(app), Some(mode)),
+                    false,
+                )
+                .await?;
+                Err(VaultError::NotFound("record"))
+            }
+        }
+    }
+}
+
+fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
+    let plaintext = Zeroizing::new(
+        serde_json::to_vec(document)
+            .map_err(|_| VaultError::bad_request("record is not valid JSON"))?,
+    );
+    Ok(dek.seal(
+        &plaintext,
+        &crypto::record_aad(subject, &format!("app:{app}")),
+    )?)
+}
+
+fn open_app(dek: &DataKey, subject: &Uuid, app: &str, sealed: &[u8]) -> VaultResult<Value> {
+    let plaintext = dek.open(sealed, &crypto::record_aad(subject, &format!("app:{app}")))?;
+    serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_app_name;
+
+    #[test]
+    fn app_names() {
+        for good in ["shop", "crm-2", "a", "loyalty_points"] {
+            assert!(valid_app_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Shop",
+            "2shop",
+            "shop name",
+            "shop/../x",
+            &"a".repeat(65),
+        ] {
+            assert!(!valid_app_name(bad), "{bad}");
+        }
+    }
+}

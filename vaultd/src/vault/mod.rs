@@ -1,0 +1,335 @@
+//! The vault's service layer: what the API handlers call. It resolves subjects, does the
+//! cryptography (DEKs, sealing, blind index) and turns each change into a `Command` for
+//! the command log, so handlers never touch storage and every change is audited.
+
+mod apps;
+mod tokens;
+mod users;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub use apps::valid_app_name;
+pub use tokens::{CreatedToken, TokenRequest};
+
+use crate::audit::{AuditDraft, Operation};
+use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
+use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
+use crate::error::{VaultError, VaultResult};
+use crate::identity::{self, IndexKind, Mode, PhoneRegion};
+use crate::store::{
+    ActiveSubject, Applied, Change, Command, CommandLog, Receipt, Rejection, StateMachine, Store,
+    StoreError, SubjectRecord,
+};
+
+/// Settings of a vault instance that the API's behaviour depends on.
+#[derive(Clone, Debug)]
+pub struct VaultSettings {
+    pub phone_region: PhoneRegion,
+    /// `POST /v1/users` lists decrypted profiles in bulk; off unless enabled.
+    pub bulk_list_enabled: bool,
+    pub dek_cache_capacity: usize,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        VaultSettings {
+            phone_region: PhoneRegion::default(),
+            bulk_list_enabled: false,
+            dek_cache_capacity: 100_000,
+        }
+    }
+}
+
+/// Why a vault could not start. Each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] StoreError),
+    #[error("this data directory was written under a different KEK (or HSM token): its index key does not unwrap")]
+    ForeignKek,
+    #[error("key operation failed during startup: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("cannot start the commit thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+pub struct Vault {
+    store: Store,
+    log: CommandLog,
+    kek: Kek,
+    deks: Arc<DekCache>,
+    index: BlindIndex,
+    root_token_hash: [u8; 32],
+    settings: VaultSettings,
+}
+
+impl Vault {
+    pub async fn open(
+        data_dir: &Path,
+        kek: Kek,
+        root_token: Zeroizing<String>,
+        settings: VaultSettings,
+    ) -> Result<Self, StartupError> {
+        let store = Store::open(data_dir)?;
+        let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
+        let log = CommandLog::start(StateMachine::new(store.clone(), Arc::clone(&deks))?)?;
+        let wrapped = match store.wrapped_index_key()? {
+            Some(wrapped) => wrapped,
+            None => {
+                let fresh = kek
+                    .wrap_key(&DataKey::generate(), crypto::INDEX_KEY_AAD)
+                    .await?;
+                let draft = system_draft(Operation::KeysInit);
+                match log
+                    .submit(Command {
+                        audit: draft,
+                        change: Change::InitIndexKey { wrapped: fresh },
+                    })
+                    .await?
+                    .outcome
+                {
+                    Ok(Applied::IndexKey(wrapped)) => wrapped,
+                    _ => return Err(StartupError::Store(StoreError::Corrupt)),
+                }
+            }
+        };
+        let index_key = kek
+            .unwrap_key(&wrapped, crypto::INDEX_KEY_AAD)
+            .await
+            .map_err(|e| match e {
+                CryptoError::Authentication => StartupError::ForeignKek,
+                other => StartupError::Crypto(other),
+            })?;
+        Ok(Vault {
+            store,
+            log,
+            kek,
+            deks,
+            index: BlindIndex::new(index_key),
+            root_token_hash: auth::secret_hash(&root_token),
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &VaultSettings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn kek_label(&self) -> &str {
+        self.kek.label()
+    }
+
+    pub fn cached_keys(&self) -> usize {
+        self.deks.len()
+    }
+
+    /// Resolves a presented token to an actor and its scopes. Constant-time comparison.
+    pub fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>)> {
+        let hash = auth::secret_hash(secret);
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            &hash[..],
+            &self.root_token_hash[..],
+        )) {
+            return Ok((ROOT_ACTOR.to_string(), vec![Scope::all()]));
+        }
+        match self.store.token_by_secret_hash(&hash)? {
+            Some(token) => {
+                let scopes = token.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+                Ok((token.id, scopes))
+            }
+            None => Err(VaultError::InvalidToken),
+        }
+    }
+
+    /// Submits a command and waits until it is durable.
+    async fn commit(&self, audit: AuditDraft, change: Change) -> VaultResult<Receipt> {
+        Ok(self.log.submit(Command { audit, change }).await?)
+    }
+
+    /// Records an access that changes nothing (a read, a failed lookup).
+    async fn record_access(&self, audit: AuditDraft, found: bool) -> VaultResult<()> {
+        self.commit(audit, Change::Access { found }).await.map(drop)
+    }
+
+    /// Finds the subject a `{mode}/{id}` pair names.
+    fn resolve(&self, mode: Mode, id: &str) -> VaultResult<Option<Uuid>> {
+        match mode.index_kind() {
+            None => Uuid::parse_str(id)
+                .map(Some)
+                .map_err(|_| VaultError::bad_request("token must be a UUID")),
+            Some(kind) => match identity::normalise(kind, id, self.settings.phone_region) {
+                None => Err(VaultError::bad_request(format!(
+                    "{} must not be empty",
+                    kind.field()
+                ))),
+                Some(normalised) => Ok(self.store.lookup(&self.index.entry(kind, &normalised))?),
+            },
+        }
+    }
+
+    /// The blind-index entries of a profile; empty identifiers are absent.
+    fn index_entries(&self, profile: &Map<String, Value>) -> VaultResult<Vec<Vec<u8>>> {
+        let mut entries = Vec::new();
+        for kind in IndexKind::ALL {
+            let raw = match profile.get(kind.field()) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(_) => {
+                    return Err(VaultError::bad_request(format!(
+                        "{} must be a string",
+                        kind.field()
+                    )))
+                }
+            };
+            if let Some(normalised) = identity::normalise(kind, &raw, self.settings.phone_region) {
+                entries.push(self.index.entry(kind, &normalised));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The subject's DEK, from the cache or unwrapped by the KEK.
+    async fn dek(&self, subject: &Uuid, active: &ActiveSubject) -> VaultResult<DataKey> {
+        if let Some(key) = self.deks.get(subject) {
+            return Ok(key);
+        }
+        let key = self
+            .kek
+            .unwrap_key(&active.wrapped_dek, &crypto::dek_aad(subject))
+            .await?;
+        self.deks.insert(*subject, key.clone());
+        Ok(key)
+    }
+}
+
+/// A subject as the read path sees it.
+enum Found {
+    Active(Uuid, SubjectRecord, ActiveSubject),
+    Forgotten(Uuid),
+}
+
+impl Vault {
+    async fn find(&self, mode: Mode, id: &str) -> VaultResult<Option<Found>> {
+        let Some(subject) = self.resolve(mode, id)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .subject(&subject)?
+            .map(|record| match record.state.clone() {
+                crate::store::SubjectState::Active(active) => {
+                    Found::Active(subject, record, active)
+                }
+                crate::store::SubjectState::Forgotten { .. } => Found::Forgotten(subject),
+            }))
+    }
+
+    /// Like `find`, but a missing subject is a 404 and is audited as a failed access.
+    async fn find_audited(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        mode: Mode,
+        app: Option<&str>,
+        id: &str,
+    ) -> VaultResult<Found> {
+        match self.find(mode, id).await? {
+            Some(found) => Ok(found),
+            None => {
+                self.record_access(draft(caller, op, None, app, Some(mode)), false)
+                    .await?;
+                Err(VaultError::NotFound("record"))
+            }
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn draft(
+    caller: &Caller,
+    operation: Operation,
+    subject: Option<Uuid>,
+    app: Option<&str>,
+    mode: Option<Mode>,
+) -> AuditDraft {
+    AuditDraft {
+        id: Uuid::new_v4(),
+        time: now_ms(),
+        actor: caller.actor.clone(),
+        operation,
+        subject,
+        app: app.map(String::from),
+        mode: mode.map(|m| format!("{m:?}").to_lowercase()),
+        purpose: caller.purpose.clone(),
+    }
+}
+
+fn system_draft(operation: Operation) -> AuditDraft {
+    AuditDraft {
+        id: Uuid::new_v4(),
+        time: now_ms(),
+        actor: "system".into(),
+        operation,
+        subject: None,
+        app: None,
+        mode: None,
+        purpose: None,
+    }
+}
+
+/// Maps a refused command onto the API's errors.
+fn rejected(rejection: Rejection) -> VaultError {
+    match rejection {
+        Rejection::Duplicate(kind) => VaultError::Duplicate(kind.field()),
+        Rejection::SubjectNotFound | Rejection::Forgotten => VaultError::NotFound("record"),
+        Rejection::AppNotFound => VaultError::NotFound("app record"),
+        Rejection::TokenNotFound => VaultError::NotFound("access token"),
+        Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
+        Rejection::Exists => VaultError::Conflict("record already exists"),
+    }
+}
+
+/// Applies a PUT body to a JSON object: an object is an RFC 7396 merge, an array an
+/// RFC 6902 patch. The result must still be an object.
+pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<()> {
+    match update {
+        Value::Object(_) => json_patch::merge(current, update),
+        Value::Array(_) => {
+            let patch: json_patch::Patch = serde_json::from_value(update.clone())
+                .map_err(|_| VaultError::bad_request("malformed JSON patch"))?;
+            json_patch::patch(current, &patch)
+                .map_err(|_| VaultError::bad_request("JSON patch cannot be applied"))?;
+        }
+        _ => {
+            return Err(VaultError::bad_request(
+                "body must be a JSON object (merge) or array (JSON patch)",
+            ))
+        }
+    }
+    if !current.is_object() {
+        return Err(VaultError::bad_request(
+            "the record must remain a JSON object",
+        ));
+    }
+    Ok(())
+}
+
+/// How many times a read-modify-write retries when a concurrent write got there first.
+const UPDATE_ATTEMPTS: usize = 5;

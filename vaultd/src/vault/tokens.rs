@@ -1,0 +1,96 @@
+//! Scoped access tokens (`/v1/sys/tokens`). The secret is shown once, at creation; the
+//! vault keeps only its SHA-256.
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::store::AccessTokenRecord;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// The bearer secret for `X-Bunker-Token`. Not retrievable later.
+    pub token: String,
+}
+
+const MAX_NAME_LEN: usize = 64;
+
+impl Vault {
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        request: TokenRequest,
+    ) -> VaultResult<CreatedToken> {
+        let name = request.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+            return Err(VaultError::bad_request(format!(
+                "name must be 1-{MAX_NAME_LEN} printable characters"
+            )));
+        }
+        if request.scopes.is_empty() {
+            return Err(VaultError::bad_request("scopes must not be empty"));
+        }
+        let mut scopes = Vec::new();
+        for text in &request.scopes {
+            let scope: Scope = text
+                .parse()
+                .map_err(|e: crate::auth::ScopeError| VaultError::bad_request(e.to_string()))?;
+            // No caller can hand out more than it holds.
+            if !caller.scopes.iter().any(|held| held.covers(&scope)) {
+                return Err(VaultError::Forbidden(scope.to_string()));
+            }
+            scopes.push(scope.to_string());
+        }
+        let id = format!(
+            "tok-{}",
+            crypto::random_bytes::<8>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let secret = format!("sr_{}", crate::audit::hex(&crypto::random_bytes::<32>()));
+        let record = AccessTokenRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            scopes: scopes.clone(),
+            created: now_ms(),
+            secret_hash: auth::secret_hash(&secret),
+        };
+        let receipt = self
+            .commit(
+                draft(caller, Operation::TokenCreate, None, None, None),
+                Change::CreateAccessToken { token: record },
+            )
+            .await?;
+        receipt.outcome.map_err(rejected)?;
+        Ok(CreatedToken {
+            id,
+            name: name.to_string(),
+            scopes,
+            token: secret,
+        })
+    }
+
+    pub fn tokens(&self) -> VaultResult<Vec<AccessTokenRecord>> {
+        Ok(self.store.tokens()?)
+    }
+
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> VaultResult<()> {
+        let receipt = self
+            .commit(
+                draft(caller, Operation::TokenRevoke, None, None, None),
+                Change::RevokeAccessToken { id: id.to_string() },
+            )
+            .await?;
+        receipt.outcome.map_err(rejected).map(drop)
+    }
+}
