@@ -42,10 +42,7 @@ pub struct FileHsmConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0} is required (flag, environment variable or configuration file)")]
@@ -56,26 +53,16 @@ pub enum ConfigError {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.message().to_string(),
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.message().to_string() })
     }
 }
 
 /// Reads a secret from a file, trimming the trailing newline editors add.
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
-    let text =
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.into(),
-                source,
-            })?,
-        );
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?,
+    );
     let secret = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string());
     if secret.is_empty() {
         return Err(ConfigError::Invalid(format!("{} is empty", path.display())));
@@ -84,8 +71,5 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
 }
 
 pub fn parse_region(code: Option<&str>) -> Result<PhoneRegion, ConfigError> {
-    code.map(str::parse)
-        .transpose()
-        .map_err(ConfigError::Invalid)
-        .map(Option::unwrap_or_default)
+    code.map(str::parse).transpose().map_err(ConfigError::Invalid).map(Option::unwrap_or_default)
 }

@@ -58,12 +58,7 @@ pub enum IndexKind {
 }
 
 impl IndexKind {
-    pub const ALL: [IndexKind; 4] = [
-        IndexKind::Login,
-        IndexKind::Email,
-        IndexKind::Phone,
-        IndexKind::Custom,
-    ];
+    pub const ALL: [IndexKind; 4] = [IndexKind::Login, IndexKind::Email, IndexKind::Phone, IndexKind::Custom];
 
     /// The profile field holding this identifier.
     pub fn field(self) -> &'static str {
@@ -90,9 +85,9 @@ impl FromStr for PhoneRegion {
         let code = s.trim().to_ascii_uppercase();
         // Databunker's configuration spells the United Kingdom "UK".
         let code = if code == "UK" { "GB".to_string() } else { code };
-        country::Id::from_str(&code).map(PhoneRegion).map_err(|_| {
-            format!("unknown country code {s:?} (use ISO 3166 alpha-2, e.g. GB, US, DE)")
-        })
+        country::Id::from_str(&code)
+            .map(PhoneRegion)
+            .map_err(|_| format!("unknown country code {s:?} (use ISO 3166 alpha-2, e.g. GB, US, DE)"))
     }
 }
 
@@ -147,10 +142,7 @@ mod tests {
     #[test]
     fn email_is_trimmed_and_lowercased_and_empty_is_absent() {
         let r = PhoneRegion::default();
-        assert_eq!(
-            normalise(IndexKind::Email, "  John@Example.COM ", r).as_deref(),
-            Some("john@example.com")
-        );
+        assert_eq!(normalise(IndexKind::Email, "  John@Example.COM ", r).as_deref(), Some("john@example.com"));
         assert_eq!(normalise(IndexKind::Email, "   ", r), None);
         assert_eq!(normalise(IndexKind::Login, "", r), None);
     }
@@ -159,18 +151,9 @@ mod tests {
     fn phones_become_e164_in_the_default_region() {
         let gb: PhoneRegion = "UK".parse().unwrap();
         let us: PhoneRegion = "us".parse().unwrap();
-        assert_eq!(
-            normalise(IndexKind::Phone, "020 7946 0018", gb).as_deref(),
-            Some("+442079460018")
-        );
-        assert_eq!(
-            normalise(IndexKind::Phone, "(415) 555-2671", us).as_deref(),
-            Some("+14155552671")
-        );
-        assert_eq!(
-            normalise(IndexKind::Phone, "+44 20 7946 0018", us).as_deref(),
-            Some("+442079460018")
-        );
+        assert_eq!(normalise(IndexKind::Phone, "020 7946 0018", gb).as_deref(), Some("+442079460018"));
+        assert_eq!(normalise(IndexKind::Phone, "(415) 555-2671", us).as_deref(), Some("+14155552671"));
+        assert_eq!(normalise(IndexKind::Phone, "+44 20 7946 0018", us).as_deref(), Some("+442079460018"));
     }
 
     #[test]
@@ -178,10 +161,7 @@ mod tests {
         let r = PhoneRegion::default();
         let short = normalise(IndexKind::Phone, "4444", r).unwrap();
         assert!(short.ends_with("4444"));
-        assert_eq!(
-            normalise(IndexKind::Phone, "4444", r).unwrap(),
-            normalise(IndexKind::Phone, " 4444 ", r).unwrap()
-        );
+        assert_eq!(normalise(IndexKind::Phone, "4444", r).unwrap(), normalise(IndexKind::Phone, " 4444 ", r).unwrap());
         assert!(normalise(IndexKind::Phone, "call me", r).is_some());
         assert!("Atlantis".parse::<PhoneRegion>().is_err());
     }

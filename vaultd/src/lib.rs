@@ -8,10 +8,7 @@
 //! - [`store`]: commands, the state machine that applies them, and sled storage;
 //! - [`crypto`]: KEK (HSM or demo), DEKs, sealing, blind index;
 //! - [`audit`]: the hash-chained audit trail.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
 pub mod audit;

@@ -96,14 +96,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|runtime| match cli.command {
-            Command::Demo(args) => runtime.block_on(demo(args)),
-            Command::Serve(args) => serve(*args, &runtime),
-        });
+    let result =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(
+            |runtime| match cli.command {
+                Command::Demo(args) => runtime.block_on(demo(args)),
+                Command::Serve(args) => serve(*args, &runtime),
+            },
+        );
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -130,10 +129,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             temporary.path().to_path_buf()
         }
     };
-    let settings = VaultSettings {
-        bulk_list_enabled: args.enable_bulk_list,
-        ..VaultSettings::default()
-    };
+    let settings = VaultSettings { bulk_list_enabled: args.enable_bulk_list, ..VaultSettings::default() };
     let kek = Kek::Software(SoftwareKek::generate());
     let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings)
         .await
@@ -152,17 +148,14 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let data_dir = args
-        .data_dir
-        .or(file.data_dir)
-        .ok_or(config::ConfigError::Missing("--data-dir"))?;
-    let root_token =
-        match args.root_token_file.or(file.root_token_file) {
-            Some(path) => config::read_secret_file(&path)?,
-            None => Zeroizing::new(std::env::var("VAULTD_ROOT_TOKEN").map_err(|_| {
-                config::ConfigError::Missing("--root-token-file or VAULTD_ROOT_TOKEN")
-            })?),
-        };
+    let data_dir = args.data_dir.or(file.data_dir).ok_or(config::ConfigError::Missing("--data-dir"))?;
+    let root_token = match args.root_token_file.or(file.root_token_file) {
+        Some(path) => config::read_secret_file(&path)?,
+        None => Zeroizing::new(
+            std::env::var("VAULTD_ROOT_TOKEN")
+                .map_err(|_| config::ConfigError::Missing("--root-token-file or VAULTD_ROOT_TOKEN"))?,
+        ),
+    };
     if root_token.len() < 16 {
         anyhow::bail!("the root token must be at least 16 characters");
     }
@@ -174,28 +167,18 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         ),
     };
     let hsm = HsmConfig {
-        module: args
-            .hsm_module
-            .or(file.hsm.module)
-            .ok_or(config::ConfigError::Missing("--hsm-module"))?,
+        module: args.hsm_module.or(file.hsm.module).ok_or(config::ConfigError::Missing("--hsm-module"))?,
         token_label: args
             .hsm_token_label
             .or(file.hsm.token_label)
             .ok_or(config::ConfigError::Missing("--hsm-token-label"))?,
         pin,
-        key_label: args
-            .hsm_key_label
-            .or(file.hsm.key_label)
-            .unwrap_or_else(|| config::DEFAULT_KEK_LABEL.into()),
+        key_label: args.hsm_key_label.or(file.hsm.key_label).unwrap_or_else(|| config::DEFAULT_KEK_LABEL.into()),
         create_key: args.hsm_create_key,
         sessions: args.hsm_sessions.or(file.hsm.sessions).unwrap_or(4),
     };
     let settings = VaultSettings {
-        phone_region: config::parse_region(
-            args.default_country
-                .as_deref()
-                .or(file.default_country.as_deref()),
-        )?,
+        phone_region: config::parse_region(args.default_country.as_deref().or(file.default_country.as_deref()))?,
         bulk_list_enabled: args.enable_bulk_list || file.bulk_list_enabled.unwrap_or(false),
         dek_cache_capacity: args
             .dek_cache_capacity
@@ -203,14 +186,8 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
             .unwrap_or(VaultSettings::default().dek_cache_capacity),
     };
     let options = ServerOptions {
-        listen: args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
-        max_body_bytes: args
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(config::DEFAULT_MAX_BODY),
+        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+        max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(config::DEFAULT_MAX_BODY),
         workers: args.workers.or(file.workers),
     };
     let kek = Kek::Hsm(HsmKek::open(&hsm).context("cannot open the HSM")?);

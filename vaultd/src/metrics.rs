@@ -25,21 +25,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("vaultd");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register(
-            "http_requests",
-            "HTTP requests by route pattern and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency",
-            latency.clone(),
-        );
-        Metrics {
-            registry,
-            requests,
-            latency,
-        }
+        registry.register("http_requests", "HTTP requests by route pattern and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        Metrics { registry, requests, latency }
     }
 }
 

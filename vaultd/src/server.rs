@@ -21,10 +21,7 @@ pub async fn serve(vault: Vault, options: ServerOptions) -> std::io::Result<()> 
     let metrics = web::Data::new(Metrics::default());
     let max_body = options.max_body_bytes;
     let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(vault.clone())
-            .app_data(metrics.clone())
-            .configure(|cfg| api::configure(cfg, max_body))
+        App::new().app_data(vault.clone()).app_data(metrics.clone()).configure(|cfg| api::configure(cfg, max_body))
     })
     .bind(options.listen)?;
     if let Some(workers) = options.workers {

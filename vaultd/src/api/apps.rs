@@ -11,58 +11,32 @@ use crate::vault::Vault;
 
 type AppPath = web::Path<(String, String, String)>;
 
-pub async fn create(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    path: AppPath,
-    body: Body,
-) -> VaultResult<HttpResponse> {
+pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body: Body) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
     caller.require(&Scope::app(&app, "write"))?;
-    let token = vault
-        .put_app(&caller, parse_mode(&mode)?, &id, &app, body.object()?)
-        .await?;
+    let token = vault.put_app(&caller, parse_mode(&mode)?, &id, &app, body.object()?).await?;
     Ok(ok(json!({"token": token})))
 }
 
-pub async fn update(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    path: AppPath,
-    body: Body,
-) -> VaultResult<HttpResponse> {
+pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body: Body) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
     caller.require(&Scope::app(&app, "write"))?;
     let mode = parse_mode(&mode)?;
-    let token = vault
-        .update_app(&caller, mode, &id, &app, &body.json()?)
-        .await?;
+    let token = vault.update_app(&caller, mode, &id, &app, &body.json()?).await?;
     Ok(ok(json!({"token": token})))
 }
 
-pub async fn get(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    path: AppPath,
-) -> VaultResult<HttpResponse> {
+pub async fn get(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
     caller.require(&Scope::app(&app, "read"))?;
-    let (token, data) = vault
-        .get_app(&caller, parse_mode(&mode)?, &id, &app)
-        .await?;
+    let (token, data) = vault.get_app(&caller, parse_mode(&mode)?, &id, &app).await?;
     Ok(ok(json!({"token": token, "app": app, "data": data})))
 }
 
-pub async fn delete(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    path: AppPath,
-) -> VaultResult<HttpResponse> {
+pub async fn delete(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
     caller.require(&Scope::app(&app, "write"))?;
-    let token = vault
-        .delete_app(&caller, parse_mode(&mode)?, &id, &app)
-        .await?;
+    let token = vault.delete_app(&caller, parse_mode(&mode)?, &id, &app).await?;
     Ok(ok(json!({"result": "done", "token": token})))
 }
 

@@ -9,11 +9,7 @@ use crate::auth::{Caller, Scope};
 use crate::error::{VaultError, VaultResult};
 use crate::vault::Vault;
 
-pub async fn all(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    req: HttpRequest,
-) -> VaultResult<HttpResponse> {
+pub async fn all(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
     let (offset, limit) = super::paging(req.query_string())?.checked()?;
     let (total, rows) = vault.store().audit_all(offset, limit)?;
@@ -33,17 +29,10 @@ pub async fn for_subject(
     Ok(ok(json!({"total": total, "rows": rows})))
 }
 
-pub async fn event(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    path: web::Path<String>,
-) -> VaultResult<HttpResponse> {
+pub async fn event(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
     let id = parse_uuid(&path, "audit event id")?;
-    let event = vault
-        .store()
-        .audit_event(&id)?
-        .ok_or(VaultError::NotFound("audit event"))?;
+    let event = vault.store().audit_event(&id)?.ok_or(VaultError::NotFound("audit event"))?;
     Ok(ok(json!({"event": event})))
 }
 

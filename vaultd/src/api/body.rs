@@ -25,9 +25,7 @@ impl FromRequest for Body {
     type Future = Pin<Box<dyn Future<Output = Result<Body, VaultError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<BodyLimit>()
-            .map_or(crate::config::DEFAULT_MAX_BODY, |l| l.0);
+        let limit = req.app_data::<BodyLimit>().map_or(crate::config::DEFAULT_MAX_BODY, |l| l.0);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -45,8 +43,7 @@ impl FromRequest for Body {
             }
             let mut bytes = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| VaultError::bad_request("request body could not be read"))?;
+                let chunk = chunk.map_err(|_| VaultError::bad_request("request body could not be read"))?;
                 if bytes.len() + chunk.len() > limit {
                     return Err(VaultError::PayloadTooLarge(limit));
                 }
@@ -63,8 +60,7 @@ impl Body {
         if self.bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(VaultError::bad_request("request body is empty"));
         }
-        serde_json::from_slice(&self.bytes)
-            .map_err(|_| VaultError::bad_request("request body is not valid JSON"))
+        serde_json::from_slice(&self.bytes).map_err(|_| VaultError::bad_request("request body is not valid JSON"))
     }
 
     /// A JSON object, or a form (`application/x-www-form-urlencoded`) as an object of
@@ -81,24 +77,18 @@ impl Body {
             if pairs.iter().any(|(name, _)| name.is_empty()) {
                 return Err(VaultError::bad_request("form fields must have names"));
             }
-            return Ok(pairs
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect());
+            return Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
         }
         match self.json()? {
             Value::Object(map) => Ok(map),
-            _ => Err(VaultError::bad_request(
-                "request body must be a JSON object",
-            )),
+            _ => Err(VaultError::bad_request("request body must be a JSON object")),
         }
     }
 
     /// A typed JSON body.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, VaultError> {
         let value = self.json()?;
-        serde_json::from_value(value)
-            .map_err(|e| VaultError::bad_request(format!("invalid request: {}", describe(&e))))
+        serde_json::from_value(value).map_err(|e| VaultError::bad_request(format!("invalid request: {}", describe(&e))))
     }
 }
 

@@ -21,20 +21,13 @@ pub async fn observe(
     let method = req.method().to_string();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let response = next.call(req).await?.map_into_boxed_body();
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = response.status();
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         metrics
             .requests
-            .get_or_create(&RequestLabels {
-                method: method.clone(),
-                route: route.clone(),
-                status: status.as_u16(),
-            })
+            .get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status: status.as_u16() })
             .inc();
         metrics.latency.observe(elapsed.as_secs_f64());
     }
@@ -48,8 +41,7 @@ pub async fn observe(
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let message = status.canonical_reason().unwrap_or("error").to_lowercase();
         let (request, _) = response.into_parts();
-        let replaced =
-            HttpResponse::build(status).json(json!({"status": "error", "message": message}));
+        let replaced = HttpResponse::build(status).json(json!({"status": "error", "message": message}));
         return Ok(ServiceResponse::new(request, replaced));
     }
     Ok(response)

@@ -25,12 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
         web::scope("")
             .wrap(from_fn(middleware::observe))
             .service(web::resource("/v1/user").post(users::create))
-            .service(
-                web::resource("/v1/user/{mode}/{id}")
-                    .get(users::get)
-                    .put(users::update)
-                    .delete(users::forget),
-            )
+            .service(web::resource("/v1/user/{mode}/{id}").get(users::get).put(users::update).delete(users::forget))
             .service(web::resource("/v1/users").post(users::list))
             .service(
                 web::resource("/v1/userapp/{mode}/{id}/{app}")
@@ -45,11 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(web::resource("/v1/audit/list/{token}").get(audit::for_subject))
             .service(web::resource("/v1/audit/get/{atoken}").get(audit::event))
             .service(web::resource("/v1/sys/audit/verify").get(audit::verify))
-            .service(
-                web::resource("/v1/sys/tokens")
-                    .post(tokens::create)
-                    .get(tokens::list),
-            )
+            .service(web::resource("/v1/sys/tokens").post(tokens::create).get(tokens::list))
             .service(web::resource("/v1/sys/tokens/{id}").delete(tokens::revoke))
             .service(web::resource("/v1/status").get(system::status))
             .service(web::resource("/v1/metrics").get(system::metrics))
@@ -73,9 +64,7 @@ pub(crate) fn ok(payload: Value) -> HttpResponse {
 }
 
 pub(crate) fn parse_mode(mode: &str) -> VaultResult<Mode> {
-    mode.parse().map_err(|_| {
-        VaultError::bad_request("unknown mode: use token, login, email, phone or custom")
-    })
+    mode.parse().map_err(|_| VaultError::bad_request("unknown mode: use token, login, email, phone or custom"))
 }
 
 /// `?offset=&limit=` paging, as Databunker's list routes take it.
@@ -96,10 +85,7 @@ impl Paging {
 
     pub fn checked(&self) -> VaultResult<(usize, usize)> {
         if self.limit == 0 || self.limit > Self::MAX_LIMIT {
-            return Err(VaultError::bad_request(format!(
-                "limit must be between 1 and {}",
-                Self::MAX_LIMIT
-            )));
+            return Err(VaultError::bad_request(format!("limit must be between 1 and {}", Self::MAX_LIMIT)));
         }
         Ok((self.offset, self.limit))
     }

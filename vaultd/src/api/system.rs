@@ -25,17 +25,10 @@ pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> Ht
     text = text.trim_end_matches("# EOF\n").to_string();
     text.push_str("# HELP vaultd_dek_cache_entries Unwrapped data keys held in memory.\n");
     text.push_str("# TYPE vaultd_dek_cache_entries gauge\n");
-    text.push_str(&format!(
-        "vaultd_dek_cache_entries {}\n# EOF\n",
-        vault.cached_keys()
-    ));
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(text)
+    text.push_str(&format!("vaultd_dek_cache_entries {}\n# EOF\n", vault.cached_keys()));
+    HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
 }
 
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(OPENAPI)
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }

@@ -9,17 +9,11 @@ use crate::auth::{Caller, Scope};
 use crate::error::VaultResult;
 use crate::vault::{TokenRequest, Vault};
 
-pub async fn create(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    body: Body,
-) -> VaultResult<HttpResponse> {
+pub async fn create(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
     caller.require(&Scope::tokens_admin())?;
     let request: TokenRequest = body.parse()?;
     let created = vault.create_token(&caller, request).await?;
-    Ok(ok(
-        json!({"id": created.id, "name": created.name, "scopes": created.scopes, "token": created.token}),
-    ))
+    Ok(ok(json!({"id": created.id, "name": created.name, "scopes": created.scopes, "token": created.token})))
 }
 
 pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
@@ -32,11 +26,7 @@ pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpRe
     Ok(ok(json!({"tokens": tokens})))
 }
 
-pub async fn revoke(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    path: web::Path<String>,
-) -> VaultResult<HttpResponse> {
+pub async fn revoke(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::tokens_admin())?;
     vault.revoke_token(&caller, &path).await?;
     Ok(ok(json!({"result": "done"})))

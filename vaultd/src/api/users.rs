@@ -9,11 +9,7 @@ use crate::auth::{Caller, Scope};
 use crate::error::VaultResult;
 use crate::vault::Vault;
 
-pub async fn create(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    body: Body,
-) -> VaultResult<HttpResponse> {
+pub async fn create(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("write"))?;
     let token = vault.create_user(&caller, body.object()?).await?;
     Ok(ok(json!({"token": token})))
@@ -54,17 +50,10 @@ pub async fn forget(
     Ok(ok(json!({"result": "done", "token": token})))
 }
 
-pub async fn list(
-    vault: web::Data<Vault>,
-    caller: Caller,
-    req: HttpRequest,
-) -> VaultResult<HttpResponse> {
+pub async fn list(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("read"))?;
     let (offset, limit) = super::paging(req.query_string())?.checked()?;
     let (users, total) = vault.list_users(&caller, offset, limit).await?;
-    let rows: Vec<_> = users
-        .into_iter()
-        .map(|(token, data)| json!({"token": token, "data": data}))
-        .collect();
+    let rows: Vec<_> = users.into_iter().map(|(token, data)| json!({"token": token, "data": data})).collect();
     Ok(ok(json!({"total": total, "rows": rows})))
 }

@@ -111,10 +111,7 @@ pub struct Verification {
 }
 
 /// Checks a chain given in sequence order, from genesis.
-pub fn verify(
-    events: impl IntoIterator<Item = Result<AuditEvent, u64>>,
-    head: &str,
-) -> Verification {
+pub fn verify(events: impl IntoIterator<Item = Result<AuditEvent, u64>>, head: &str) -> Verification {
     let mut prev = GENESIS.to_string();
     let mut count = 0u64;
     let broken = |seq, reason, count| Verification {
@@ -144,23 +141,15 @@ pub fn verify(
     if prev != head {
         return broken(count + 1, "chain is shorter than its recorded head", count);
     }
-    Verification {
-        intact: true,
-        events: count,
-        broken_at: None,
-        reason: None,
-        head: head.to_string(),
-    }
+    Verification { intact: true, events: count, broken_at: None, reason: None, head: head.to_string() }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 #[cfg(test)]
@@ -212,10 +201,7 @@ mod tests {
 
         let mut removed = events.clone();
         removed.remove(1);
-        assert_eq!(
-            verify(removed.into_iter().map(Ok), &head).broken_at,
-            Some(2)
-        );
+        assert_eq!(verify(removed.into_iter().map(Ok), &head).broken_at, Some(2));
 
         let truncated = events[..4].to_vec();
         assert!(!verify(truncated.into_iter().map(Ok), &head).intact);

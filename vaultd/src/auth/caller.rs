@@ -46,9 +46,7 @@ impl FromRequest for Caller {
 }
 
 fn resolve(req: &HttpRequest) -> Result<Caller, VaultError> {
-    let vault = req
-        .app_data::<web::Data<Vault>>()
-        .ok_or(VaultError::Unavailable("not initialised"))?;
+    let vault = req.app_data::<web::Data<Vault>>().ok_or(VaultError::Unavailable("not initialised"))?;
     let secret = req
         .headers()
         .get(TOKEN_HEADER)
@@ -59,9 +57,7 @@ fn resolve(req: &HttpRequest) -> Result<Caller, VaultError> {
     let purpose = match req.headers().get(PURPOSE_HEADER) {
         None => None,
         Some(value) => {
-            let text = value
-                .to_str()
-                .map_err(|_| VaultError::bad_request("X-Purpose must be printable ASCII"))?;
+            let text = value.to_str().map_err(|_| VaultError::bad_request("X-Purpose must be printable ASCII"))?;
             if text.len() > MAX_PURPOSE_LEN || text.chars().any(|c| c.is_control()) {
                 return Err(VaultError::bad_request(format!(
                     "X-Purpose must be at most {MAX_PURPOSE_LEN} printable characters"
@@ -71,9 +67,5 @@ fn resolve(req: &HttpRequest) -> Result<Caller, VaultError> {
         }
     };
     let (actor, scopes) = vault.authenticate(secret)?;
-    Ok(Caller {
-        actor,
-        scopes,
-        purpose,
-    })
+    Ok(Caller { actor, scopes, purpose })
 }

@@ -44,12 +44,7 @@ impl Scope {
         if self.0 == ["*"] {
             return true;
         }
-        self.0.len() == other.0.len()
-            && self
-                .0
-                .iter()
-                .zip(&other.0)
-                .all(|(mine, theirs)| mine == "*" || mine == theirs)
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(mine, theirs)| mine == "*" || mine == theirs)
     }
 }
 
@@ -59,13 +54,8 @@ impl FromStr for Scope {
         let parts: Vec<&str> = s.split(':').collect();
         let valid = match parts.as_slice() {
             ["users", action] => ACTIONS.contains(action),
-            ["apps", app, action] => {
-                (*app == "*" || crate::vault::valid_app_name(app)) && ACTIONS.contains(action)
-            }
-            ["audit", "read"]
-            | ["tokens", "admin"]
-            | ["retention", "run"]
-            | ["cluster", "admin"] => true,
+            ["apps", app, action] => (*app == "*" || crate::vault::valid_app_name(app)) && ACTIONS.contains(action),
+            ["audit", "read"] | ["tokens", "admin"] | ["retention", "run"] | ["cluster", "admin"] => true,
             _ => false,
         };
         if valid {
@@ -111,22 +101,12 @@ mod tests {
         assert!(!s("apps:shop:*").covers(&s("apps:crm:read")));
         assert!(!s("users:read").covers(&s("apps:shop:read")));
         assert!(Scope::all().covers(&s("cluster:admin")));
-        assert!(
-            !s("users:read").covers(&s("users:*")),
-            "a narrower scope cannot grant a wider one"
-        );
+        assert!(!s("users:read").covers(&s("users:*")), "a narrower scope cannot grant a wider one");
     }
 
     #[test]
     fn unknown_scopes_are_rejected() {
-        for bad in [
-            "users",
-            "users:delete",
-            "apps:Shop Name:read",
-            "root",
-            "*",
-            "cluster:*",
-        ] {
+        for bad in ["users", "users:delete", "apps:Shop Name:read", "root", "*", "cluster:*"] {
             assert!(bad.parse::<Scope>().is_err(), "{bad}");
         }
         assert_eq!(s("retention:run").to_string(), "retention:run");

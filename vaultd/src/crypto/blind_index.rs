@@ -43,10 +43,7 @@ mod tests {
         assert_eq!(a, index.entry(IndexKind::Email, "a@example.com"));
         assert_ne!(a, index.entry(IndexKind::Login, "a@example.com"));
         assert_ne!(a, index.entry(IndexKind::Email, "b@example.com"));
-        assert_ne!(
-            a,
-            BlindIndex::new(DataKey::generate()).entry(IndexKind::Email, "a@example.com")
-        );
+        assert_ne!(a, BlindIndex::new(DataKey::generate()).entry(IndexKind::Email, "a@example.com"));
         assert_eq!(a.len(), 33);
     }
 }

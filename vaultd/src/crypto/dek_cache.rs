@@ -17,9 +17,7 @@ pub struct DekCache {
 impl DekCache {
     pub fn new(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        DekCache {
-            keys: Mutex::new(LruCache::new(capacity)),
-        }
+        DekCache { keys: Mutex::new(LruCache::new(capacity)) }
     }
 
     pub fn get(&self, subject: &Uuid) -> Option<DataKey> {
@@ -45,9 +43,7 @@ impl DekCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Uuid, DataKey>> {
         // A panic while holding this lock cannot leave the LRU inconsistent in a way that
         // matters for safety (worst case: a key is missing and gets unwrapped again).
-        self.keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -63,10 +59,7 @@ mod tests {
         cache.insert(b, DataKey::generate());
         cache.insert(c, DataKey::generate());
         assert_eq!(cache.len(), 2);
-        assert!(
-            cache.get(&a).is_none(),
-            "least recently used key is evicted"
-        );
+        assert!(cache.get(&a).is_none(), "least recently used key is evicted");
         cache.remove(&b);
         assert!(cache.get(&b).is_none());
         assert!(cache.get(&c).is_some());

@@ -52,9 +52,7 @@ pub enum HsmError {
     TokenNotFound(String),
     #[error("HSM login refused: the PIN is incorrect")]
     WrongPin,
-    #[error(
-        "key {key:?} not found on token {token:?}; start once with --hsm-create-key to create it"
-    )]
+    #[error("key {key:?} not found on token {token:?}; start once with --hsm-create-key to create it")]
     KeyNotFound { key: String, token: String },
     #[error("PKCS#11 call failed: {0}")]
     Call(#[from] Pkcs11Error),
@@ -93,10 +91,7 @@ impl HsmKek {
                 create_key(&first, &config.key_label)?
             }
             None => {
-                return Err(HsmError::KeyNotFound {
-                    key: config.key_label.clone(),
-                    token: config.token_label.clone(),
-                })
+                return Err(HsmError::KeyNotFound { key: config.key_label.clone(), token: config.token_label.clone() })
             }
         };
 
@@ -114,16 +109,10 @@ impl HsmKek {
             std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
                 .spawn(move || worker(session, key, receiver))
-                .map_err(|e| HsmError::Module {
-                    module: config.module.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| HsmError::Module { module: config.module.clone(), reason: e.to_string() })?;
         }
         tracing::info!(token = %config.token_label, key = %config.key_label, sessions = config.sessions.max(1), "HSM KEK ready");
-        Ok(HsmKek {
-            key_label: config.key_label.clone(),
-            jobs: Mutex::new(sender),
-        })
+        Ok(HsmKek { key_label: config.key_label.clone(), jobs: Mutex::new(sender) })
     }
 
     pub fn key_label(&self) -> &str {
@@ -135,11 +124,7 @@ impl HsmKek {
         Ok(out.to_vec())
     }
 
-    pub async fn decrypt(
-        &self,
-        data: Vec<u8>,
-        aad: Vec<u8>,
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn decrypt(&self, data: Vec<u8>, aad: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         self.submit(Operation::Decrypt, data, aad).await
     }
 
@@ -150,12 +135,7 @@ impl HsmKek {
         aad: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            operation,
-            data: Zeroizing::new(data),
-            aad,
-            reply,
-        };
+        let job = Job { operation, data: Zeroizing::new(data), aad, reply };
         self.jobs
             .lock()
             .map_err(|_| CryptoError::HsmUnavailable)?
@@ -183,67 +163,42 @@ fn worker(session: Session, key: ObjectHandle, jobs: Arc<Mutex<mpsc::Receiver<Jo
     }
 }
 
-fn encrypt(
-    session: &Session,
-    key: ObjectHandle,
-    data: &[u8],
-    aad: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+fn encrypt(session: &Session, key: ObjectHandle, data: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let mut iv = random_bytes::<NONCE_LEN>();
-    let params =
-        GcmParams::new(&mut iv, aad, 128.into()).map_err(|e| CryptoError::Hsm(e.to_string()))?;
-    let ciphertext = session
-        .encrypt(&Mechanism::AesGcm(params), key, data)
-        .map_err(|e| CryptoError::Hsm(e.to_string()))?;
+    let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(|e| CryptoError::Hsm(e.to_string()))?;
+    let ciphertext =
+        session.encrypt(&Mechanism::AesGcm(params), key, data).map_err(|e| CryptoError::Hsm(e.to_string()))?;
     let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
     out.extend_from_slice(&iv);
     out.extend_from_slice(&ciphertext);
     Ok(Zeroizing::new(out))
 }
 
-fn decrypt(
-    session: &Session,
-    key: ObjectHandle,
-    data: &[u8],
-    aad: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+fn decrypt(session: &Session, key: ObjectHandle, data: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if data.len() < NONCE_LEN + 16 {
         return Err(CryptoError::Malformed);
     }
     let mut iv = [0u8; NONCE_LEN];
     iv.copy_from_slice(&data[..NONCE_LEN]);
-    let params =
-        GcmParams::new(&mut iv, aad, 128.into()).map_err(|e| CryptoError::Hsm(e.to_string()))?;
-    session
-        .decrypt(&Mechanism::AesGcm(params), key, &data[NONCE_LEN..])
-        .map(Zeroizing::new)
-        .map_err(|e| match e {
-            Pkcs11Error::Pkcs11(
-                RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
-                _,
-            ) => CryptoError::Authentication,
-            other => CryptoError::Hsm(other.to_string()),
-        })
+    let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(|e| CryptoError::Hsm(e.to_string()))?;
+    session.decrypt(&Mechanism::AesGcm(params), key, &data[NONCE_LEN..]).map(Zeroizing::new).map_err(|e| match e {
+        Pkcs11Error::Pkcs11(RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange, _) => {
+            CryptoError::Authentication
+        }
+        other => CryptoError::Hsm(other.to_string()),
+    })
 }
 
 /// The process-wide PKCS#11 context for a module, initialised on first use.
 fn library(module: &Path) -> Result<Pkcs11, HsmError> {
     static LIBRARIES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
-    let mut libraries = LIBRARIES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut libraries = LIBRARIES.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(existing) = libraries.get(module) {
         return Ok(existing.clone());
     }
-    let failed = |e: Pkcs11Error| HsmError::Module {
-        module: module.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let failed = |e: Pkcs11Error| HsmError::Module { module: module.to_path_buf(), reason: e.to_string() };
     let pkcs11 = Pkcs11::new(module).map_err(failed)?;
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(failed)?;
+    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).map_err(failed)?;
     libraries.insert(module.to_path_buf(), pkcs11.clone());
     Ok(pkcs11)
 }
@@ -260,10 +215,9 @@ fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
 fn login(session: &Session, pin: &str) -> Result<(), HsmError> {
     match session.login(UserType::User, Some(&AuthPin::from(pin.to_string()))) {
         Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(Pkcs11Error::Pkcs11(
-            RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid,
-            _,
-        )) => Err(HsmError::WrongPin),
+        Err(Pkcs11Error::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid, _)) => {
+            Err(HsmError::WrongPin)
+        }
         Err(other) => Err(other.into()),
     }
 }

@@ -16,7 +16,7 @@ impl Kek {
     /// The label of the KEK version new wraps are made under (e.g. `strongroom-kek-1`).
     pub fn label(&self) -> &str {
         match self {
-            Kek::Software(_) => "software-demo-kek",
+            Kek::Software(kek) => kek.label(),
             Kek::Hsm(hsm) => hsm.key_label(),
         }
     }
@@ -28,11 +28,7 @@ impl Kek {
         }
     }
 
-    pub async fn unwrap(
-        &self,
-        wrapped: &[u8],
-        aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match self {
             Kek::Software(kek) => kek.unwrap(wrapped, aad),
             Kek::Hsm(hsm) => hsm.decrypt(wrapped.to_vec(), aad.to_vec()).await,

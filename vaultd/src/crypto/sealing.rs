@@ -33,13 +33,7 @@ impl DataKey {
         let cipher = Aes256Gcm::new(self.0.as_ref().into());
         let nonce = random_bytes::<NONCE_LEN>();
         let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
             .map_err(|_| CryptoError::Malformed)?;
         let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         sealed.extend_from_slice(&nonce);
@@ -54,13 +48,7 @@ impl DataKey {
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let cipher = Aes256Gcm::new(self.0.as_ref().into());
         cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Authentication)
     }
@@ -80,14 +68,8 @@ mod tests {
     fn sealed_record_opens_only_with_its_aad() {
         let key = DataKey::generate();
         let sealed = key.seal(b"john@example.com", b"owner-a/profile").unwrap();
-        assert_eq!(
-            &key.open(&sealed, b"owner-a/profile").unwrap()[..],
-            b"john@example.com"
-        );
-        assert!(matches!(
-            key.open(&sealed, b"owner-b/profile"),
-            Err(CryptoError::Authentication)
-        ));
+        assert_eq!(&key.open(&sealed, b"owner-a/profile").unwrap()[..], b"john@example.com");
+        assert!(matches!(key.open(&sealed, b"owner-b/profile"), Err(CryptoError::Authentication)));
     }
 
     #[test]
@@ -100,10 +82,7 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(key.open(&tampered, b"aad").is_err());
-        assert!(matches!(
-            key.open(&a[..10], b"aad"),
-            Err(CryptoError::Malformed)
-        ));
+        assert!(matches!(key.open(&a[..10], b"aad"), Err(CryptoError::Malformed)));
     }
 
     #[test]

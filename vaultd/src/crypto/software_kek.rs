@@ -7,13 +7,19 @@ use super::{CryptoError, DataKey};
 
 pub struct SoftwareKek {
     key: DataKey,
+    label: String,
 }
 
 impl SoftwareKek {
+    /// A fresh key, labelled uniquely so that data written under an earlier demo key is
+    /// recognised as such at startup.
     pub fn generate() -> Self {
-        SoftwareKek {
-            key: DataKey::generate(),
-        }
+        let tag = crate::audit::hex(&super::random_bytes::<4>());
+        SoftwareKek { key: DataKey::generate(), label: format!("software-demo-kek-{tag}") }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     pub fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {

@@ -27,7 +27,7 @@ pub enum Change {
     },
     /// Stores the wrapped blind-index key unless one is stored already.
     InitIndexKey {
-        wrapped: Vec<u8>,
+        key: WrappedKey,
     },
     CreateSubject {
         subject: Uuid,
@@ -65,12 +65,19 @@ pub enum Change {
     },
 }
 
+/// A key wrapped by the KEK version named by `kek`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    pub kek: String,
+    pub wrapped: Vec<u8>,
+}
+
 /// What applying a command produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     Done,
     /// The wrapped blind-index key now in force (the stored one if there was one).
-    IndexKey(Vec<u8>),
+    IndexKey(WrappedKey),
 }
 
 /// Why a command was refused. A refused command changes nothing but its audit event.

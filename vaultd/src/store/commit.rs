@@ -26,19 +26,14 @@ impl CommandLog {
     /// Starts the commit thread, which owns the state machine from now on.
     pub fn start(state_machine: StateMachine) -> std::io::Result<Self> {
         let (queue, receiver) = mpsc::channel(MAX_BATCH * 4);
-        std::thread::Builder::new()
-            .name("commit".into())
-            .spawn(move || run(state_machine, receiver))?;
+        std::thread::Builder::new().name("commit".into()).spawn(move || run(state_machine, receiver))?;
         Ok(CommandLog { queue })
     }
 
     /// Applies a command durably and returns its receipt.
     pub async fn submit(&self, command: Command) -> Result<Receipt, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { command, reply })
-            .await
-            .map_err(|_| StoreError::CommitFailed)?;
+        self.queue.send(Pending { command, reply }).await.map_err(|_| StoreError::CommitFailed)?;
         answer.await.map_err(|_| StoreError::CommitFailed)?
     }
 }
@@ -53,8 +48,7 @@ fn run(mut state_machine: StateMachine, mut receiver: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<_>, Vec<_>) =
-            batch.drain(..).map(|p| (p.command, p.reply)).unzip();
+        let (commands, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.command, p.reply)).unzip();
         let result = state_machine.apply_batch(&commands).and_then(|receipts| {
             state_machine.store().flush()?;
             Ok(receipts)

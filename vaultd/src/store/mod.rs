@@ -10,7 +10,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-pub use command::{Applied, Change, Command, Receipt, Rejection};
+pub use command::{Applied, Change, Command, Receipt, Rejection, WrappedKey};
 pub use commit::CommandLog;
 pub use records::{AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
 pub use state_machine::StateMachine;
@@ -31,17 +31,8 @@ pub enum StoreError {
 }
 
 /// Names of the sled trees, in the order the state machine's transactions use them.
-const TREES: [&str; 9] = [
-    "subjects",
-    "index",
-    "apps",
-    "app_names",
-    "audit",
-    "audit_ids",
-    "audit_by_subject",
-    "tokens",
-    "meta",
-];
+const TREES: [&str; 9] =
+    ["subjects", "index", "apps", "app_names", "audit", "audit_ids", "audit_by_subject", "tokens", "meta"];
 const SUBJECTS: usize = 0;
 const INDEX: usize = 1;
 const APPS: usize = 2;
@@ -65,10 +56,7 @@ pub struct Store {
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir.join("vault.sled")).open()?;
-        let trees = TREES
-            .iter()
-            .map(|name| db.open_tree(name))
-            .collect::<Result<Vec<_>, _>>()?;
+        let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
         Ok(Store { db, trees })
     }
 
@@ -82,64 +70,41 @@ impl Store {
     }
 
     pub fn subject(&self, subject: &Uuid) -> Result<Option<SubjectRecord>, StoreError> {
-        self.tree(SUBJECTS)
-            .get(subject.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        self.tree(SUBJECTS).get(subject.as_bytes())?.map(|v| decode(&v)).transpose()
     }
 
     /// The subject that holds a blind-index entry.
     pub fn lookup(&self, entry: &[u8]) -> Result<Option<Uuid>, StoreError> {
-        self.tree(INDEX)
-            .get(entry)?
-            .map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt))
-            .transpose()
+        self.tree(INDEX).get(entry)?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
     }
 
     pub fn app(&self, subject: &Uuid, app: &str) -> Result<Option<AppRecord>, StoreError> {
-        self.tree(APPS)
-            .get(app_key(subject, app))?
-            .map(|v| decode(&v))
-            .transpose()
+        self.tree(APPS).get(app_key(subject, app))?.map(|v| decode(&v)).transpose()
     }
 
     /// Every app name any subject has a record for, sorted.
     pub fn app_names(&self) -> Result<Vec<String>, StoreError> {
-        self.tree(APP_NAMES)
-            .iter()
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
-            .collect()
+        self.tree(APP_NAMES).iter().keys().map(|k| Ok(String::from_utf8_lossy(&k?).into_owned())).collect()
     }
 
     /// Active subjects in token order, from `offset`, at most `limit`.
-    pub fn subjects(
-        &self,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<(Uuid, SubjectRecord)>, StoreError> {
+    pub fn subjects(&self, offset: usize, limit: usize) -> Result<Vec<(Uuid, SubjectRecord)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree(SUBJECTS).iter() {
             let (key, value) = item?;
             let record: SubjectRecord = decode(&value)?;
             if matches!(record.state, SubjectState::Active(_)) {
-                out.push((
-                    Uuid::from_slice(&key).map_err(|_| StoreError::Corrupt)?,
-                    record,
-                ));
+                out.push((Uuid::from_slice(&key).map_err(|_| StoreError::Corrupt)?, record));
             }
         }
         Ok(out.into_iter().skip(offset).take(limit).collect())
     }
 
-    pub fn wrapped_index_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(META).get(META_INDEX_KEY)?.map(|v| v.to_vec()))
+    pub fn wrapped_index_key(&self) -> Result<Option<WrappedKey>, StoreError> {
+        self.tree(META).get(META_INDEX_KEY)?.map(|v| decode(&v)).transpose()
     }
 
-    pub fn token_by_secret_hash(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<AccessTokenRecord>, StoreError> {
+    pub fn token_by_secret_hash(&self, hash: &[u8; 32]) -> Result<Option<AccessTokenRecord>, StoreError> {
         // Tokens are few; a scan keeps one record per token and no second index to keep
         // consistent. Comparison of the hashes is constant time.
         for item in self.tree(TOKENS).iter().values() {
@@ -152,21 +117,14 @@ impl Store {
     }
 
     pub fn tokens(&self) -> Result<Vec<AccessTokenRecord>, StoreError> {
-        self.tree(TOKENS)
-            .iter()
-            .values()
-            .map(|v| decode(&v?))
-            .collect()
+        self.tree(TOKENS).iter().values().map(|v| decode(&v?)).collect()
     }
 
     pub fn audit_event(&self, id: &Uuid) -> Result<Option<AuditEvent>, StoreError> {
         let Some(seq) = self.tree(AUDIT_IDS).get(id.as_bytes())? else {
             return Ok(None);
         };
-        self.tree(AUDIT)
-            .get(seq)?
-            .map(|v| decode_event(&v))
-            .transpose()
+        self.tree(AUDIT).get(seq)?.map(|v| decode_event(&v)).transpose()
     }
 
     /// Events about one subject, newest first, with the total count.
@@ -176,11 +134,8 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<AuditEvent>), StoreError> {
-        let keys: Vec<_> = self
-            .tree(AUDIT_BY_SUBJECT)
-            .scan_prefix(subject.as_bytes())
-            .keys()
-            .collect::<Result<_, _>>()?;
+        let keys: Vec<_> =
+            self.tree(AUDIT_BY_SUBJECT).scan_prefix(subject.as_bytes()).keys().collect::<Result<_, _>>()?;
         let mut events = Vec::new();
         for key in keys.iter().rev().skip(offset).take(limit) {
             if let Some(value) = self.tree(AUDIT).get(&key[16..])? {
@@ -191,11 +146,7 @@ impl Store {
     }
 
     /// All events, newest first, with the total count.
-    pub fn audit_all(
-        &self,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(usize, Vec<AuditEvent>), StoreError> {
+    pub fn audit_all(&self, offset: usize, limit: usize) -> Result<(usize, Vec<AuditEvent>), StoreError> {
         let total = self.tree(AUDIT).len();
         let events = self
             .tree(AUDIT)
@@ -221,10 +172,7 @@ impl Store {
     pub(crate) fn audit_head(&self) -> Result<AuditHead, StoreError> {
         match self.tree(META).get(META_AUDIT_HEAD)? {
             Some(bytes) => decode(&bytes),
-            None => Ok(AuditHead {
-                seq: 0,
-                hash: audit::GENESIS.to_string(),
-            }),
+            None => Ok(AuditHead { seq: 0, hash: audit::GENESIS.to_string() }),
         }
     }
 

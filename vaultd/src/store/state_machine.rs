@@ -28,11 +28,7 @@ pub struct StateMachine {
 impl StateMachine {
     pub fn new(store: Store, dek_cache: Arc<DekCache>) -> Result<Self, StoreError> {
         let head = store.audit_head()?;
-        Ok(StateMachine {
-            store,
-            head,
-            dek_cache,
-        })
+        Ok(StateMachine { store, head, dek_cache })
     }
 
     pub fn store(&self) -> &Store {
@@ -51,17 +47,10 @@ impl StateMachine {
                     Ok(_) => "ok".to_string(),
                     Err(rejection) => rejection.audit_result(),
                 };
-                let event =
-                    AuditEvent::chain(command.audit.clone(), head.seq + 1, result, &head.hash);
+                let event = AuditEvent::chain(command.audit.clone(), head.seq + 1, result, &head.hash);
                 append_audit(trees, &event)?;
-                head = AuditHead {
-                    seq: event.seq,
-                    hash: event.hash,
-                };
-                receipts.push(Receipt {
-                    outcome,
-                    audit_seq: head.seq,
-                });
+                head = AuditHead { seq: event.seq, hash: event.hash };
+                receipts.push(Receipt { outcome, audit_seq: head.seq });
             }
             trees[META].insert(META_AUDIT_HEAD, encode(&head).map_err(abort)?)?;
             Ok((receipts, head))
@@ -72,8 +61,7 @@ impl StateMachine {
         })?;
         self.head = head;
         for (command, receipt) in commands.iter().zip(&receipts) {
-            if let (Change::ForgetSubject { subject }, Ok(_)) = (&command.change, &receipt.outcome)
-            {
+            if let (Change::ForgetSubject { subject }, Ok(_)) = (&command.change, &receipt.outcome) {
                 self.dek_cache.remove(subject);
             }
         }
@@ -85,14 +73,8 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-fn read<T: serde::de::DeserializeOwned>(
-    tree: &TransactionalTree,
-    key: &[u8],
-) -> TxResult<Option<T>> {
-    tree.get(key)?
-        .map(|v| decode(&v))
-        .transpose()
-        .map_err(abort)
+fn read<T: serde::de::DeserializeOwned>(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
+    tree.get(key)?.map(|v| decode(&v)).transpose().map_err(abort)
 }
 
 fn write<T: serde::Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
@@ -114,18 +96,12 @@ fn append_audit(trees: &[TransactionalTree], event: &AuditEvent) -> TxResult<()>
 }
 
 /// The first blind-index entry already held by another subject.
-fn first_duplicate(
-    trees: &[TransactionalTree],
-    subject: &Uuid,
-    index: &[Vec<u8>],
-) -> TxResult<Option<Rejection>> {
+fn first_duplicate(trees: &[TransactionalTree], subject: &Uuid, index: &[Vec<u8>]) -> TxResult<Option<Rejection>> {
     for entry in index {
         if let Some(owner) = trees[INDEX].get(entry)? {
             if owner.as_ref() != subject.as_bytes() {
-                let kind = entry
-                    .first()
-                    .and_then(|b| IndexKind::from_byte(*b))
-                    .ok_or_else(|| abort(StoreError::Corrupt))?;
+                let kind =
+                    entry.first().and_then(|b| IndexKind::from_byte(*b)).ok_or_else(|| abort(StoreError::Corrupt))?;
                 return Ok(Some(Rejection::Duplicate(kind)));
             }
         }
@@ -134,10 +110,7 @@ fn first_duplicate(
 }
 
 /// The active state of a subject, or why there is none.
-fn active(
-    trees: &[TransactionalTree],
-    subject: &Uuid,
-) -> TxResult<Result<(SubjectRecord, ActiveSubject), Rejection>> {
+fn active(trees: &[TransactionalTree], subject: &Uuid) -> TxResult<Result<(SubjectRecord, ActiveSubject), Rejection>> {
     let Some(record) = read::<SubjectRecord>(&trees[SUBJECTS], subject.as_bytes())? else {
         return Ok(Err(Rejection::SubjectNotFound));
     };
@@ -156,29 +129,19 @@ macro_rules! reject_unless {
     };
 }
 
-fn apply_change(
-    trees: &[TransactionalTree],
-    change: &Change,
-    now: u64,
-) -> TxResult<Result<Applied, Rejection>> {
+fn apply_change(trees: &[TransactionalTree], change: &Change, now: u64) -> TxResult<Result<Applied, Rejection>> {
     match change {
         Change::Access { .. } => Ok(Ok(Applied::Done)),
 
-        Change::InitIndexKey { wrapped } => match trees[META].get(META_INDEX_KEY)? {
-            Some(existing) => Ok(Ok(Applied::IndexKey(existing.to_vec()))),
+        Change::InitIndexKey { key } => match read(&trees[META], META_INDEX_KEY)? {
+            Some(existing) => Ok(Ok(Applied::IndexKey(existing))),
             None => {
-                trees[META].insert(META_INDEX_KEY, wrapped.as_slice())?;
-                Ok(Ok(Applied::IndexKey(wrapped.clone())))
+                write(&trees[META], META_INDEX_KEY, key)?;
+                Ok(Ok(Applied::IndexKey(key.clone())))
             }
         },
 
-        Change::CreateSubject {
-            subject,
-            kek,
-            wrapped_dek,
-            profile,
-            index,
-        } => {
+        Change::CreateSubject { subject, kek, wrapped_dek, profile, index } => {
             if trees[SUBJECTS].get(subject.as_bytes())?.is_some() {
                 return Ok(Err(Rejection::Exists));
             }
@@ -204,12 +167,7 @@ fn apply_change(
             Ok(Ok(Applied::Done))
         }
 
-        Change::UpdateSubject {
-            subject,
-            expected_version,
-            profile,
-            index,
-        } => {
+        Change::UpdateSubject { subject, expected_version, profile, index } => {
             let (mut record, mut state) = reject_unless!(active(trees, subject)?);
             if record.version != *expected_version {
                 return Ok(Err(Rejection::Stale));
@@ -252,32 +210,17 @@ fn apply_change(
             Ok(Ok(Applied::Done))
         }
 
-        Change::PutApp {
-            subject,
-            app,
-            sealed,
-            expected_version,
-        } => {
+        Change::PutApp { subject, app, sealed, expected_version } => {
             let (mut record, mut state) = reject_unless!(active(trees, subject)?);
             let key = app_key(subject, app);
             let existing = read::<AppRecord>(&trees[APPS], &key)?;
             let app_record = match (existing, expected_version) {
                 (None, Some(_)) => return Ok(Err(Rejection::AppNotFound)),
-                (Some(current), Some(expected)) if current.version != *expected => {
-                    return Ok(Err(Rejection::Stale))
+                (Some(current), Some(expected)) if current.version != *expected => return Ok(Err(Rejection::Stale)),
+                (Some(current), _) => {
+                    AppRecord { updated: now, version: current.version + 1, sealed: sealed.clone(), ..current }
                 }
-                (Some(current), _) => AppRecord {
-                    updated: now,
-                    version: current.version + 1,
-                    sealed: sealed.clone(),
-                    ..current
-                },
-                (None, None) => AppRecord {
-                    created: now,
-                    updated: now,
-                    version: 1,
-                    sealed: sealed.clone(),
-                },
+                (None, None) => AppRecord { created: now, updated: now, version: 1, sealed: sealed.clone() },
             };
             write(&trees[APPS], &key, &app_record)?;
             trees[APP_NAMES].insert(app.as_bytes(), &[])?;

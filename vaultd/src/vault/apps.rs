@@ -19,7 +19,9 @@ fn check_app(app: &str) -> VaultResult<()> {
     if valid_app_name(app) {
         Ok(())
     } else {
-        Err(VaultError::bad_request("invalid app name: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter"))
+        Err(VaultError::bad_request(
+            "invalid app name: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter",
+        ))
     }
 }
 
@@ -34,29 +36,12 @@ impl Vault {
         document: Map<String, Value>,
     ) -> VaultResult<Uuid> {
         check_app(app)?;
-        let (subject, _, active) = self
-            .find_active(caller, Operation::AppCreate, mode, app, id)
-            .await?;
+        let (subject, _, active) = self.find_active(caller, Operation::AppCreate, mode, app, id).await?;
         let dek = self.dek(&subject, &active).await?;
         let sealed = seal_app(&dek, &subject, app, &Value::Object(document))?;
-        let change = Change::PutApp {
-            subject,
-            app: app.to_string(),
-            sealed,
-            expected_version: None,
-        };
-        let receipt = self
-            .commit(
-                draft(
-                    caller,
-                    Operation::AppCreate,
-                    Some(subject),
-                    Some(app),
-                    Some(mode),
-                ),
-                change,
-            )
-            .await?;
+        let change = Change::PutApp { subject, app: app.to_string(), sealed, expected_version: None };
+        let receipt =
+            self.commit(draft(caller, Operation::AppCreate, Some(subject), Some(app), Some(mode)), change).await?;
         receipt.outcome.map_err(rejected)?;
         Ok(subject)
     }
@@ -72,74 +57,33 @@ impl Vault {
     ) -> VaultResult<Uuid> {
         check_app(app)?;
         for _ in 0..UPDATE_ATTEMPTS {
-            let (subject, _, active) = self
-                .find_active(caller, Operation::AppUpdate, mode, app, id)
-                .await?;
+            let (subject, _, active) = self.find_active(caller, Operation::AppUpdate, mode, app, id).await?;
             let dek = self.dek(&subject, &active).await?;
             let Some(record) = self.store.app(&subject, app)? else {
-                self.record_access(
-                    draft(
-                        caller,
-                        Operation::AppUpdate,
-                        Some(subject),
-                        Some(app),
-                        Some(mode),
-                    ),
-                    false,
-                )
-                .await?;
+                self.record_access(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), false)
+                    .await?;
                 return Err(VaultError::NotFound("app record"));
             };
             let mut document = open_app(&dek, &subject, app, &record.sealed)?;
             apply_update(&mut document, update)?;
             let sealed = seal_app(&dek, &subject, app, &document)?;
-            let change = Change::PutApp {
-                subject,
-                app: app.to_string(),
-                sealed,
-                expected_version: Some(record.version),
-            };
-            let receipt = self
-                .commit(
-                    draft(
-                        caller,
-                        Operation::AppUpdate,
-                        Some(subject),
-                        Some(app),
-                        Some(mode),
-                    ),
-                    change,
-                )
-                .await?;
+            let change =
+                Change::PutApp { subject, app: app.to_string(), sealed, expected_version: Some(record.version) };
+            let receipt =
+                self.commit(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), change).await?;
             match receipt.outcome {
                 Ok(_) => return Ok(subject),
                 Err(Rejection::Stale) => continue,
                 Err(other) => return Err(rejected(other)),
             }
         }
-        Err(VaultError::Conflict(
-            "record is being changed concurrently; retry",
-        ))
+        Err(VaultError::Conflict("record is being changed concurrently; retry"))
     }
 
-    pub async fn get_app(
-        &self,
-        caller: &Caller,
-        mode: Mode,
-        id: &str,
-        app: &str,
-    ) -> VaultResult<(Uuid, Value)> {
+    pub async fn get_app(&self, caller: &Caller, mode: Mode, id: &str, app: &str) -> VaultResult<(Uuid, Value)> {
         check_app(app)?;
-        let (subject, _, active) = self
-            .find_active(caller, Operation::AppRead, mode, app, id)
-            .await?;
-        let audit = draft(
-            caller,
-            Operation::AppRead,
-            Some(subject),
-            Some(app),
-            Some(mode),
-        );
+        let (subject, _, active) = self.find_active(caller, Operation::AppRead, mode, app, id).await?;
+        let audit = draft(caller, Operation::AppRead, Some(subject), Some(app), Some(mode));
         let Some(record) = self.store.app(&subject, app)? else {
             self.record_access(audit, false).await?;
             return Err(VaultError::NotFound("app record"));
@@ -150,56 +94,23 @@ impl Vault {
         Ok((subject, document))
     }
 
-    pub async fn delete_app(
-        &self,
-        caller: &Caller,
-        mode: Mode,
-        id: &str,
-        app: &str,
-    ) -> VaultResult<Uuid> {
+    pub async fn delete_app(&self, caller: &Caller, mode: Mode, id: &str, app: &str) -> VaultResult<Uuid> {
         check_app(app)?;
-        let (subject, ..) = self
-            .find_active(caller, Operation::AppDelete, mode, app, id)
-            .await?;
-        let change = Change::DeleteApp {
-            subject,
-            app: app.to_string(),
-        };
-        let receipt = self
-            .commit(
-                draft(
-                    caller,
-                    Operation::AppDelete,
-                    Some(subject),
-                    Some(app),
-                    Some(mode),
-                ),
-                change,
-            )
-            .await?;
+        let (subject, ..) = self.find_active(caller, Operation::AppDelete, mode, app, id).await?;
+        let change = Change::DeleteApp { subject, app: app.to_string() };
+        let receipt =
+            self.commit(draft(caller, Operation::AppDelete, Some(subject), Some(app), Some(mode)), change).await?;
         receipt.outcome.map_err(rejected)?;
         Ok(subject)
     }
 
     /// The names of the apps a subject has records for.
-    pub async fn user_apps(
-        &self,
-        caller: &Caller,
-        mode: Mode,
-        id: &str,
-    ) -> VaultResult<(Uuid, Vec<String>)> {
-        let (subject, apps) = match self
-            .find_audited(caller, Operation::AppList, mode, None, id)
-            .await?
-        {
+    pub async fn user_apps(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<(Uuid, Vec<String>)> {
+        let (subject, apps) = match self.find_audited(caller, Operation::AppList, mode, None, id).await? {
             Found::Active(subject, _, active) => (subject, active.apps),
             Found::Forgotten(subject) => (subject, Vec::new()),
         };
-        self.record_access(
-            draft(caller, Operation::AppList, Some(subject), None, Some(mode)),
-            true,
-        )
-        .await?;
+        self.record_access(draft(caller, Operation::AppList, Some(subject), None, Some(mode)), true).await?;
         Ok((subject, apps))
     }
 
@@ -219,11 +130,7 @@ impl Vault {
         match self.find_audited(caller, op, mode, Some(app), id).await? {
             Found::Active(subject, record, active) => Ok((subject, record, active)),
             Found::Forgotten(subject) => {
-                self.record_access(
-                    draft(caller, op, Some(subject), Some(app), Some(mode)),
-                    false,
-                )
-                .await?;
+                self.record_access(draft(caller, op, Some(subject), Some(app), Some(mode)), false).await?;
                 Err(VaultError::NotFound("record"))
             }
         }
@@ -231,14 +138,9 @@ impl Vault {
 }
 
 fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
-    let plaintext = Zeroizing::new(
-        serde_json::to_vec(document)
-            .map_err(|_| VaultError::bad_request("record is not valid JSON"))?,
-    );
-    Ok(dek.seal(
-        &plaintext,
-        &crypto::record_aad(subject, &format!("app:{app}")),
-    )?)
+    let plaintext =
+        Zeroizing::new(serde_json::to_vec(document).map_err(|_| VaultError::bad_request("record is not valid JSON"))?);
+    Ok(dek.seal(&plaintext, &crypto::record_aad(subject, &format!("app:{app}")))?)
 }
 
 fn open_app(dek: &DataKey, subject: &Uuid, app: &str, sealed: &[u8]) -> VaultResult<Value> {
@@ -255,14 +157,7 @@ mod tests {
         for good in ["shop", "crm-2", "a", "loyalty_points"] {
             assert!(valid_app_name(good), "{good}");
         }
-        for bad in [
-            "",
-            "Shop",
-            "2shop",
-            "shop name",
-            "shop/../x",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "Shop", "2shop", "shop name", "shop/../x", &"a".repeat(65)] {
             assert!(!valid_app_name(bad), "{bad}");
         }
     }

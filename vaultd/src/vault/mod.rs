@@ -23,8 +23,8 @@ use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
 use crate::error::{VaultError, VaultResult};
 use crate::identity::{self, IndexKind, Mode, PhoneRegion};
 use crate::store::{
-    ActiveSubject, Applied, Change, Command, CommandLog, Receipt, Rejection, StateMachine, Store,
-    StoreError, SubjectRecord,
+    ActiveSubject, Applied, Change, Command, CommandLog, Receipt, Rejection, StateMachine, Store, StoreError,
+    SubjectRecord, WrappedKey,
 };
 
 /// Settings of a vault instance that the API's behaviour depends on.
@@ -38,11 +38,7 @@ pub struct VaultSettings {
 
 impl Default for VaultSettings {
     fn default() -> Self {
-        VaultSettings {
-            phone_region: PhoneRegion::default(),
-            bulk_list_enabled: false,
-            dek_cache_capacity: 100_000,
-        }
+        VaultSettings { phone_region: PhoneRegion::default(), bulk_list_enabled: false, dek_cache_capacity: 100_000 }
     }
 }
 
@@ -51,8 +47,10 @@ impl Default for VaultSettings {
 pub enum StartupError {
     #[error("cannot open the data directory: {0}")]
     Store(#[from] StoreError),
-    #[error("this data directory was written under a different KEK (or HSM token): its index key does not unwrap")]
-    ForeignKek,
+    #[error("this data directory's keys are wrapped by KEK {stored:?}, but the configured KEK is {configured:?}")]
+    ForeignKek { stored: String, configured: String },
+    #[error("the configured KEK cannot unwrap this data directory's index key (another HSM token, or another key under the same label?): {0}")]
+    IndexKeyUnwrap(CryptoError),
     #[error("key operation failed during startup: {0}")]
     Crypto(#[from] CryptoError),
     #[error("cannot start the commit thread: {0}")]
@@ -79,33 +77,24 @@ impl Vault {
         let store = Store::open(data_dir)?;
         let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
         let log = CommandLog::start(StateMachine::new(store.clone(), Arc::clone(&deks))?)?;
-        let wrapped = match store.wrapped_index_key()? {
-            Some(wrapped) => wrapped,
+        let index_key = match store.wrapped_index_key()? {
+            Some(key) => key,
             None => {
-                let fresh = kek
-                    .wrap_key(&DataKey::generate(), crypto::INDEX_KEY_AAD)
-                    .await?;
-                let draft = system_draft(Operation::KeysInit);
-                match log
-                    .submit(Command {
-                        audit: draft,
-                        change: Change::InitIndexKey { wrapped: fresh },
-                    })
-                    .await?
-                    .outcome
-                {
-                    Ok(Applied::IndexKey(wrapped)) => wrapped,
+                let wrapped = kek.wrap_key(&DataKey::generate(), crypto::INDEX_KEY_AAD).await?;
+                let key = WrappedKey { kek: kek.label().to_string(), wrapped };
+                let command =
+                    Command { audit: system_draft(Operation::KeysInit), change: Change::InitIndexKey { key } };
+                match log.submit(command).await?.outcome {
+                    Ok(Applied::IndexKey(key)) => key,
                     _ => return Err(StartupError::Store(StoreError::Corrupt)),
                 }
             }
         };
-        let index_key = kek
-            .unwrap_key(&wrapped, crypto::INDEX_KEY_AAD)
-            .await
-            .map_err(|e| match e {
-                CryptoError::Authentication => StartupError::ForeignKek,
-                other => StartupError::Crypto(other),
-            })?;
+        if index_key.kek != kek.label() {
+            return Err(StartupError::ForeignKek { stored: index_key.kek, configured: kek.label().to_string() });
+        }
+        let index_key =
+            kek.unwrap_key(&index_key.wrapped, crypto::INDEX_KEY_AAD).await.map_err(StartupError::IndexKeyUnwrap)?;
         Ok(Vault {
             store,
             log,
@@ -136,10 +125,7 @@ impl Vault {
     /// Resolves a presented token to an actor and its scopes. Constant-time comparison.
     pub fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>)> {
         let hash = auth::secret_hash(secret);
-        if bool::from(subtle::ConstantTimeEq::ct_eq(
-            &hash[..],
-            &self.root_token_hash[..],
-        )) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &self.root_token_hash[..])) {
             return Ok((ROOT_ACTOR.to_string(), vec![Scope::all()]));
         }
         match self.store.token_by_secret_hash(&hash)? {
@@ -164,14 +150,9 @@ impl Vault {
     /// Finds the subject a `{mode}/{id}` pair names.
     fn resolve(&self, mode: Mode, id: &str) -> VaultResult<Option<Uuid>> {
         match mode.index_kind() {
-            None => Uuid::parse_str(id)
-                .map(Some)
-                .map_err(|_| VaultError::bad_request("token must be a UUID")),
+            None => Uuid::parse_str(id).map(Some).map_err(|_| VaultError::bad_request("token must be a UUID")),
             Some(kind) => match identity::normalise(kind, id, self.settings.phone_region) {
-                None => Err(VaultError::bad_request(format!(
-                    "{} must not be empty",
-                    kind.field()
-                ))),
+                None => Err(VaultError::bad_request(format!("{} must not be empty", kind.field()))),
                 Some(normalised) => Ok(self.store.lookup(&self.index.entry(kind, &normalised))?),
             },
         }
@@ -185,12 +166,7 @@ impl Vault {
                 None | Some(Value::Null) => continue,
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
-                Some(_) => {
-                    return Err(VaultError::bad_request(format!(
-                        "{} must be a string",
-                        kind.field()
-                    )))
-                }
+                Some(_) => return Err(VaultError::bad_request(format!("{} must be a string", kind.field()))),
             };
             if let Some(normalised) = identity::normalise(kind, &raw, self.settings.phone_region) {
                 entries.push(self.index.entry(kind, &normalised));
@@ -204,10 +180,7 @@ impl Vault {
         if let Some(key) = self.deks.get(subject) {
             return Ok(key);
         }
-        let key = self
-            .kek
-            .unwrap_key(&active.wrapped_dek, &crypto::dek_aad(subject))
-            .await?;
+        let key = self.kek.unwrap_key(&active.wrapped_dek, &crypto::dek_aad(subject)).await?;
         self.deks.insert(*subject, key.clone());
         Ok(key)
     }
@@ -224,15 +197,10 @@ impl Vault {
         let Some(subject) = self.resolve(mode, id)? else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .subject(&subject)?
-            .map(|record| match record.state.clone() {
-                crate::store::SubjectState::Active(active) => {
-                    Found::Active(subject, record, active)
-                }
-                crate::store::SubjectState::Forgotten { .. } => Found::Forgotten(subject),
-            }))
+        Ok(self.store.subject(&subject)?.map(|record| match record.state.clone() {
+            crate::store::SubjectState::Active(active) => Found::Active(subject, record, active),
+            crate::store::SubjectState::Forgotten { .. } => Found::Forgotten(subject),
+        }))
     }
 
     /// Like `find`, but a missing subject is a 404 and is audited as a failed access.
@@ -247,8 +215,7 @@ impl Vault {
         match self.find(mode, id).await? {
             Some(found) => Ok(found),
             None => {
-                self.record_access(draft(caller, op, None, app, Some(mode)), false)
-                    .await?;
+                self.record_access(draft(caller, op, None, app, Some(mode)), false).await?;
                 Err(VaultError::NotFound("record"))
             }
         }
@@ -256,10 +223,7 @@ impl Vault {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 pub(crate) fn draft(
@@ -312,21 +276,14 @@ pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<(
     match update {
         Value::Object(_) => json_patch::merge(current, update),
         Value::Array(_) => {
-            let patch: json_patch::Patch = serde_json::from_value(update.clone())
-                .map_err(|_| VaultError::bad_request("malformed JSON patch"))?;
-            json_patch::patch(current, &patch)
-                .map_err(|_| VaultError::bad_request("JSON patch cannot be applied"))?;
+            let patch: json_patch::Patch =
+                serde_json::from_value(update.clone()).map_err(|_| VaultError::bad_request("malformed JSON patch"))?;
+            json_patch::patch(current, &patch).map_err(|_| VaultError::bad_request("JSON patch cannot be applied"))?;
         }
-        _ => {
-            return Err(VaultError::bad_request(
-                "body must be a JSON object (merge) or array (JSON patch)",
-            ))
-        }
+        _ => return Err(VaultError::bad_request("body must be a JSON object (merge) or array (JSON patch)")),
     }
     if !current.is_object() {
-        return Err(VaultError::bad_request(
-            "the record must remain a JSON object",
-        ));
+        return Err(VaultError::bad_request("the record must remain a JSON object"));
     }
     Ok(())
 }

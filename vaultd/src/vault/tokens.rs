@@ -25,38 +25,25 @@ pub struct CreatedToken {
 const MAX_NAME_LEN: usize = 64;
 
 impl Vault {
-    pub async fn create_token(
-        &self,
-        caller: &Caller,
-        request: TokenRequest,
-    ) -> VaultResult<CreatedToken> {
+    pub async fn create_token(&self, caller: &Caller, request: TokenRequest) -> VaultResult<CreatedToken> {
         let name = request.name.trim();
         if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-            return Err(VaultError::bad_request(format!(
-                "name must be 1-{MAX_NAME_LEN} printable characters"
-            )));
+            return Err(VaultError::bad_request(format!("name must be 1-{MAX_NAME_LEN} printable characters")));
         }
         if request.scopes.is_empty() {
             return Err(VaultError::bad_request("scopes must not be empty"));
         }
         let mut scopes = Vec::new();
         for text in &request.scopes {
-            let scope: Scope = text
-                .parse()
-                .map_err(|e: crate::auth::ScopeError| VaultError::bad_request(e.to_string()))?;
+            let scope: Scope =
+                text.parse().map_err(|e: crate::auth::ScopeError| VaultError::bad_request(e.to_string()))?;
             // No caller can hand out more than it holds.
             if !caller.scopes.iter().any(|held| held.covers(&scope)) {
                 return Err(VaultError::Forbidden(scope.to_string()));
             }
             scopes.push(scope.to_string());
         }
-        let id = format!(
-            "tok-{}",
-            crypto::random_bytes::<8>()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let id = format!("tok-{}", crypto::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect::<String>());
         let secret = format!("sr_{}", crate::audit::hex(&crypto::random_bytes::<32>()));
         let record = AccessTokenRecord {
             id: id.clone(),
@@ -72,12 +59,7 @@ impl Vault {
             )
             .await?;
         receipt.outcome.map_err(rejected)?;
-        Ok(CreatedToken {
-            id,
-            name: name.to_string(),
-            scopes,
-            token: secret,
-        })
+        Ok(CreatedToken { id, name: name.to_string(), scopes, token: secret })
     }
 
     pub fn tokens(&self) -> VaultResult<Vec<AccessTokenRecord>> {

@@ -1,0 +1,176 @@
+//! Key custody against a real SoftHSM token: the KEK is created non-extractable, records
+//! are unreadable on disk, startup refuses a wrong PIN, a missing key or a foreign KEK,
+//! and forget-me destroys the subject's DEK.
+
+mod support;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use serde_json::json;
+use support::{run_to_exit, serve_command, SoftHsm, Vault};
+use vaultd::store::{Store, SubjectState};
+
+fn key_attributes(hsm: &SoftHsm, label: &str) -> Vec<Attribute> {
+    // This test process has its own PKCS#11 context, separate from vaultd's.
+    std::env::set_var("SOFTHSM2_CONF", &hsm.env["SOFTHSM2_CONF"]);
+    let pkcs11 = Pkcs11::new(&hsm.env["VAULTD_HSM_MODULE"]).unwrap();
+    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).unwrap();
+    let slot = pkcs11
+        .get_slots_with_initialized_token()
+        .unwrap()
+        .into_iter()
+        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label().trim_end() == hsm.env["VAULTD_HSM_TOKEN_LABEL"])
+        .expect("token by label");
+    let session = pkcs11.open_ro_session(slot).unwrap();
+    session.login(UserType::User, Some(&AuthPin::from(hsm.pin()))).unwrap();
+    let keys = session
+        .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(label.as_bytes().to_vec())])
+        .unwrap();
+    assert_eq!(keys.len(), 1, "exactly one KEK labelled {label}");
+    session
+        .get_attributes(
+            keys[0],
+            &[AttributeType::Token, AttributeType::Sensitive, AttributeType::Extractable, AttributeType::ValueLen],
+        )
+        .unwrap()
+}
+
+#[test]
+fn kek_is_created_in_the_token_sensitive_and_not_extractable() {
+    let hsm = SoftHsm::new();
+    let data = tempfile::tempdir().unwrap();
+    let vault = Vault::hsm(&hsm, &data.path().join("v"), &["--hsm-create-key"]);
+    vault.client().get("/v1/status").assert_ok();
+    drop(vault);
+
+    let attributes = key_attributes(&hsm, "strongroom-kek-1");
+    assert!(attributes.contains(&Attribute::Token(true)), "{attributes:?}");
+    assert!(attributes.contains(&Attribute::Sensitive(true)), "{attributes:?}");
+    assert!(attributes.contains(&Attribute::Extractable(false)), "{attributes:?}");
+    assert!(attributes.contains(&Attribute::ValueLen(32.into())), "{attributes:?}");
+}
+
+#[test]
+fn records_survive_restart_and_no_plaintext_reaches_disk_or_logs() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let client = vault.client();
+    let profile = json!({
+        "first": "Zebulon", "last": "Quixley",
+        "login": "zquixley", "email": "Zebulon.Quixley@Example.org", "phone": "07700 900461",
+        "diagnosis": "hypertension-stage-two"
+    });
+    let token = client.create_user(profile.clone());
+    client.post(&format!("/v1/userapp/token/{token}/shipping"), json!({"street": "Wobblington Lane 7"})).assert_ok();
+    assert_eq!(client.get("/v1/user/email/zebulon.quixley@example.org").assert_ok()["data"], profile);
+    assert_eq!(client.get("/v1/user/phone/+447700900461").assert_ok()["token"], token.as_str());
+    let log = vault.kill();
+
+    // Acknowledged writes were fsynced: after SIGKILL and restart, everything is there.
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let client = vault.client();
+    assert_eq!(client.get("/v1/user/login/zquixley").assert_ok()["data"], profile);
+    let app = client.get(&format!("/v1/userapp/token/{token}/shipping"));
+    assert_eq!(app.assert_ok()["data"]["street"], "Wobblington Lane 7");
+    let log = log + &vault.kill();
+
+    for secret in [
+        "Zebulon",
+        "Quixley",
+        "zquixley",
+        "zebulon.quixley@example.org",
+        "Example.org",
+        "900461",
+        "+447700900461",
+        "hypertension",
+        "Wobblington",
+    ] {
+        if let Some(file) = support::occurs_in_files(&data_dir, secret) {
+            panic!("plaintext {secret:?} found in {}", file.display());
+        }
+        assert!(!log.contains(secret), "plaintext {secret:?} found in the vault's log");
+    }
+}
+
+#[test]
+fn wrong_pin_and_missing_key_refuse_to_start() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+
+    let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &[]));
+    assert!(!status.success());
+    assert!(stderr.contains("not found on token") && stderr.contains("--hsm-create-key"), "{stderr}");
+
+    let wrong_pin = scratch.path().join("wrong.pin");
+    std::fs::write(&wrong_pin, "not-the-pin").unwrap();
+    let mut command = serve_command(&hsm, &data_dir, &["--hsm-create-key".into()]);
+    command.env("VAULTD_HSM_PIN_FILE", &wrong_pin);
+    let (status, stderr) = run_to_exit(command);
+    assert!(!status.success());
+    assert!(stderr.contains("PIN is incorrect"), "{stderr}");
+    assert!(!stderr.contains("not-the-pin"), "the PIN must not be echoed");
+
+    let mut command = serve_command(&hsm, &data_dir, &["--hsm-token-label=nonexistent".into()]);
+    command.env_remove("VAULTD_HSM_TOKEN_LABEL");
+    let (status, stderr) = run_to_exit(command);
+    assert!(!status.success());
+    assert!(stderr.contains("no PKCS#11 token labelled \"nonexistent\""), "{stderr}");
+}
+
+#[test]
+fn a_data_dir_written_under_another_kek_refuses_to_start() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    vault.client().create_user(json!({"login": "a"}));
+    vault.kill();
+
+    let other_key = ["--hsm-create-key".to_string(), "--hsm-key-label=strongroom-kek-other".to_string()];
+    let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &other_key));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("wrapped by KEK \"strongroom-kek-1\", but the configured KEK is \"strongroom-kek-other\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn forget_me_destroys_the_dek_and_leaves_a_tombstone() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let client = vault.client();
+    let token = client.create_user(json!({"login": "gone", "email": "gone@example.com", "name": "Gone Person"}));
+    let kept = client.create_user(json!({"login": "kept"}));
+    client.post("/v1/userapp/login/gone/crm", json!({"score": 7})).assert_ok();
+
+    let reply = client.delete("/v1/user/email/gone@example.com");
+    assert_eq!(reply.assert_ok()["result"], "done");
+
+    // The token resolves to an empty record; the identifiers no longer resolve.
+    let tombstone = client.get(&format!("/v1/user/token/{token}"));
+    assert_eq!(tombstone.assert_ok()["data"], json!({}));
+    client.get("/v1/user/login/gone").assert_error(404);
+    client.get("/v1/user/email/gone@example.com").assert_error(404);
+    client.get(&format!("/v1/userapp/token/{token}/crm")).assert_error(404);
+    client.put(&format!("/v1/user/token/{token}"), json!({"name": "back"})).assert_error(404);
+    // The identifiers are free again.
+    client.create_user(json!({"login": "gone"}));
+    vault.kill();
+
+    // On disk: a tombstone without DEK, profile, index or app records.
+    let store = Store::open(&data_dir).unwrap();
+    let subject = uuid::Uuid::parse_str(&token).unwrap();
+    let record = store.subject(&subject).unwrap().unwrap();
+    assert!(matches!(record.state, SubjectState::Forgotten { .. }), "{record:?}");
+    assert!(store.app(&subject, "crm").unwrap().is_none());
+    let other = store.subject(&uuid::Uuid::parse_str(&kept).unwrap()).unwrap().unwrap();
+    assert!(matches!(other.state, SubjectState::Active(_)), "other subjects are untouched");
+}

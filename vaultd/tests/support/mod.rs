@@ -1,0 +1,272 @@
+//! Test support: real `vaultd` processes on 127.0.0.1 ports, throwaway SoftHSM tokens
+//! made by `hack/softhsm-token.sh`, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const ROOT_TOKEN: &str = "test-root-token-0123456789";
+
+/// A SoftHSM token in its own directory, initialised by the project's script.
+pub struct SoftHsm {
+    pub dir: TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl SoftHsm {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/softhsm-token.sh");
+        let output = Command::new("bash").arg(&script).arg(dir.path()).output().unwrap();
+        assert!(output.status.success(), "softhsm-token.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+        let env = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SoftHsm { dir, env }
+    }
+
+    pub fn pin(&self) -> String {
+        std::fs::read_to_string(&self.env["VAULTD_HSM_PIN_FILE"]).unwrap()
+    }
+}
+
+/// How to start a vault.
+pub enum Mode<'a> {
+    Demo,
+    Hsm { hsm: &'a SoftHsm, extra: Vec<String> },
+}
+
+/// A running `vaultd`; killed when dropped. Keeps what it logged.
+pub struct Vault {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    _owned_dir: Option<TempDir>,
+}
+
+pub fn vaultd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vaultd"))
+}
+
+/// The `serve` command line for a SoftHSM-backed vault in `data_dir`.
+pub fn serve_command(hsm: &SoftHsm, data_dir: &Path, extra: &[String]) -> Command {
+    let token_file = data_dir.with_extension("root-token");
+    std::fs::write(&token_file, ROOT_TOKEN).unwrap();
+    let mut command = vaultd();
+    command
+        .arg("serve")
+        .arg("--listen=127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--root-token-file")
+        .arg(&token_file)
+        .args(extra)
+        .envs(&hsm.env)
+        .env("RUST_LOG", "debug");
+    command
+}
+
+impl Vault {
+    pub fn demo() -> Self {
+        Self::demo_with(&[])
+    }
+
+    pub fn demo_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = vaultd();
+        command.args(["demo", "--port", "0", "--data-dir"]).arg(dir.path()).args(extra).env("RUST_LOG", "debug");
+        let mut vault = Self::spawn(command, dir.path().to_path_buf());
+        vault._owned_dir = Some(dir);
+        vault
+    }
+
+    /// Starts a SoftHSM-backed vault on `data_dir` (which the caller keeps, to restart).
+    pub fn hsm(hsm: &SoftHsm, data_dir: &Path, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(serve_command(hsm, data_dir, &extra), data_dir.to_path_buf())
+    }
+
+    fn spawn(mut command: Command, data_dir: PathBuf) -> Self {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        // Wait for the line that says the socket is bound (or for the process to end).
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut url = None;
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(rest) = line.trim().strip_prefix("vaultd listening on ") {
+                url = Some(rest.to_string());
+                break;
+            }
+            line.clear();
+        }
+        let Some(url) = url else {
+            let status = child.wait().unwrap();
+            panic!("vaultd exited ({status}) before listening:\n{}", log.lock().unwrap());
+        };
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Vault { child, url, data_dir, log, _owned_dir: None }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, ROOT_TOKEN)
+    }
+
+    pub fn demo_client(&self) -> Client {
+        Client::new(&self.url, "DEMO")
+    }
+
+    /// Stops the process (SIGKILL: durability must not depend on a clean shutdown).
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command that is expected to fail at startup; returns its status and stderr.
+pub fn run_to_exit(mut command: Command) -> (ExitStatus, String) {
+    let output = command.stdout(Stdio::null()).output().unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// A blocking JSON client with a fixed token.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Self {
+        Client { base: base.to_string(), token: Some(token.to_string()), http: reqwest::blocking::Client::new() }
+    }
+
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Client { token: token.map(String::from), ..self.clone() }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> reqwest::blocking::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let builder = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(token) => builder.header("X-Bunker-Token", token),
+            None => builder,
+        }
+    }
+
+    pub fn send(&self, builder: reqwest::blocking::RequestBuilder) -> Reply {
+        let response = builder.send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+        Reply { status, body }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.send(self.request("GET", path))
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send(self.request("DELETE", path))
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(self.request("POST", path).json(&body))
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(self.request("PUT", path).json(&body))
+    }
+
+    /// Creates a user and returns its token.
+    pub fn create_user(&self, profile: Value) -> String {
+        let reply = self.post("/v1/user", profile);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Reply {
+    /// Asserts an error envelope with this status code.
+    pub fn assert_error(&self, status: u16) {
+        assert_eq!(self.status, status, "unexpected reply {}", self.body);
+        assert_eq!(self.body["status"], "error", "{}", self.body);
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
+    }
+
+    pub fn assert_ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "unexpected reply {}", self.body);
+        assert_eq!(self.body["status"], "ok", "{}", self.body);
+        &self.body
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in any file under `dir` (as UTF-8 or UTF-16 bytes).
+pub fn occurs_in_files(dir: &Path, needle: &str) -> Option<PathBuf> {
+    let utf16: Vec<u8> = needle.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    files_under(dir).into_iter().find(|file| {
+        let bytes = std::fs::read(file).unwrap();
+        contains(&bytes, needle.as_bytes()) || contains(&bytes, &utf16)
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
