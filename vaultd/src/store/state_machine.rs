@@ -43,9 +43,10 @@ impl StateMachine {
             let mut receipts = Vec::with_capacity(commands.len());
             for command in commands {
                 let outcome = apply_change(trees, &command.change, command.audit.time)?;
-                let result = match &outcome {
-                    Ok(_) => "ok".to_string(),
-                    Err(rejection) => rejection.audit_result(),
+                let result = match (&outcome, &command.change) {
+                    (Ok(_), Change::Access { found: false }) => "not-found".to_string(),
+                    (Ok(_), _) => "ok".to_string(),
+                    (Err(rejection), _) => rejection.audit_result(),
                 };
                 let event = AuditEvent::chain(command.audit.clone(), head.seq + 1, result, &head.hash);
                 append_audit(trees, &event)?;

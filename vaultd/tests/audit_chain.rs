@@ -1,0 +1,91 @@
+//! The audit chain is tamper-evident: it verifies as written, and editing or deleting one
+//! stored event (with the vault stopped, as an attacker with disk access would) makes
+//! `GET /v1/sys/audit/verify` fail and name the event.
+
+mod support;
+
+use serde_json::json;
+use support::{SoftHsm, Vault};
+use vaultd::audit::AuditEvent;
+use vaultd::store::Store;
+
+/// Writes a few audited operations and returns the number of events in the chain.
+fn write_history(vault: &Vault) -> u64 {
+    let client = vault.client();
+    let token = client.create_user(json!({"login": "alice", "email": "alice@example.com"}));
+    client.get("/v1/user/login/alice").assert_ok();
+    client.put(&format!("/v1/user/token/{token}"), json!({"city": "Leeds"})).assert_ok();
+    client.get("/v1/user/login/nobody").assert_error(404);
+    let report = client.get("/v1/sys/audit/verify");
+    let verification = &report.assert_ok()["verification"];
+    assert_eq!(verification["intact"], true);
+    verification["events"].as_u64().unwrap()
+}
+
+fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&sled::Tree, Vec<(sled::IVec, AuditEvent)>)) {
+    let store = Store::open(data_dir).unwrap();
+    let tree = store.raw_audit_tree();
+    let events = tree.iter().map(|item| {
+        let (key, value) = item.unwrap();
+        (key, serde_json::from_slice::<AuditEvent>(&value).unwrap())
+    });
+    edit(tree, events.collect());
+    tree.flush().unwrap();
+}
+
+#[test]
+fn an_edited_event_breaks_verification_at_that_event() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let events = write_history(&vault);
+    assert!(events >= 5, "init, create, read, update, failed lookup: {events}");
+    vault.kill();
+
+    tamper(&data_dir, |tree, events| {
+        // Make the failed lookup look like it never failed: keep the hash, change content.
+        let (key, mut event) = events.into_iter().find(|(_, e)| e.result != "ok").unwrap();
+        event.result = "ok".into();
+        tree.insert(key, serde_json::to_vec(&event).unwrap()).unwrap();
+    });
+
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let reply = vault.client().get("/v1/sys/audit/verify");
+    reply.assert_error(409);
+    assert_eq!(reply.body["verification"]["intact"], false);
+    assert_eq!(reply.body["verification"]["broken_at"], 5, "{}", reply.body);
+    assert!(reply.body["message"].as_str().unwrap().contains("does not match its hash"), "{}", reply.body);
+}
+
+#[test]
+fn a_deleted_event_or_a_rehashed_edit_is_detected() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    write_history(&vault);
+    vault.kill();
+
+    tamper(&data_dir, |tree, events| {
+        let (key, _) = &events[2];
+        tree.remove(key).unwrap();
+    });
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let reply = vault.client().get("/v1/sys/audit/verify");
+    reply.assert_error(409);
+    assert_eq!(reply.body["verification"]["broken_at"], 3);
+    vault.kill();
+
+    // Re-hashing an edited event does not help: the next event's link no longer matches.
+    tamper(&data_dir, |tree, events| {
+        let (key, mut event) = events[0].clone();
+        event.actor = "someone-else".into();
+        event.hash = event.compute_hash();
+        tree.insert(key, serde_json::to_vec(&event).unwrap()).unwrap();
+    });
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let reply = vault.client().get("/v1/sys/audit/verify");
+    reply.assert_error(409);
+    assert_eq!(reply.body["verification"]["broken_at"], 2, "{}", reply.body);
+}
