@@ -126,9 +126,9 @@ impl Vault {
         mode: Mode,
         app: &str,
         id: &str,
-    ) -> VaultResult<(Uuid, SubjectRecord, ActiveSubject)> {
+    ) -> VaultResult<(Uuid, u64, Box<ActiveSubject>)> {
         match self.find_audited(caller, op, mode, Some(app), id).await? {
-            Found::Active(subject, record, active) => Ok((subject, record, active)),
+            Found::Active(subject, version, active) => Ok((subject, version, active)),
             Found::Forgotten(subject) => {
                 self.record_access(draft(caller, op, Some(subject), Some(app), Some(mode)), false).await?;
                 Err(VaultError::NotFound("record"))

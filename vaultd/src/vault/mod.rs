@@ -24,7 +24,7 @@ use crate::error::{VaultError, VaultResult};
 use crate::identity::{self, IndexKind, Mode, PhoneRegion};
 use crate::store::{
     ActiveSubject, Applied, Change, Command, CommandLog, Receipt, Rejection, StateMachine, Store, StoreError,
-    SubjectRecord, WrappedKey,
+    WrappedKey,
 };
 
 /// Settings of a vault instance that the API's behaviour depends on.
@@ -188,7 +188,8 @@ impl Vault {
 
 /// A subject as the read path sees it.
 enum Found {
-    Active(Uuid, SubjectRecord, ActiveSubject),
+    /// The subject, its record version (for optimistic updates) and its keys and data.
+    Active(Uuid, u64, Box<ActiveSubject>),
     Forgotten(Uuid),
 }
 
@@ -198,7 +199,7 @@ impl Vault {
             return Ok(None);
         };
         Ok(self.store.subject(&subject)?.map(|record| match record.state.clone() {
-            crate::store::SubjectState::Active(active) => Found::Active(subject, record, active),
+            crate::store::SubjectState::Active(active) => Found::Active(subject, record.version, Box::new(active)),
             crate::store::SubjectState::Forgotten { .. } => Found::Forgotten(subject),
         }))
     }

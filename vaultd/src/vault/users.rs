@@ -39,9 +39,9 @@ impl Vault {
 
     pub async fn update_user(&self, caller: &Caller, mode: Mode, id: &str, update: &Value) -> VaultResult<Uuid> {
         for _ in 0..UPDATE_ATTEMPTS {
-            let (subject, record, active) =
+            let (subject, version, active) =
                 match self.find_audited(caller, Operation::UserUpdate, mode, None, id).await? {
-                    Found::Active(subject, record, active) => (subject, record, active),
+                    Found::Active(subject, version, active) => (subject, version, active),
                     Found::Forgotten(subject) => {
                         let audit = draft(caller, Operation::UserUpdate, Some(subject), None, Some(mode));
                         self.record_access(audit, false).await?;
@@ -59,7 +59,7 @@ impl Vault {
                 serde_json::to_vec(&profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
             );
             let sealed = dek.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
-            let change = Change::UpdateSubject { subject, expected_version: record.version, profile: sealed, index };
+            let change = Change::UpdateSubject { subject, expected_version: version, profile: sealed, index };
             let receipt =
                 self.commit(draft(caller, Operation::UserUpdate, Some(subject), None, Some(mode)), change).await?;
             match receipt.outcome {

@@ -198,7 +198,7 @@ impl Client {
         let response = builder.send().unwrap();
         let status = response.status().as_u16();
         let text = response.text().unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Reply { status, body }
     }
 
