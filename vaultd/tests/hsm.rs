@@ -174,3 +174,46 @@ fn forget_me_destroys_the_dek_and_leaves_a_tombstone() {
     let other = store.subject(&uuid::Uuid::parse_str(&kept).unwrap()).unwrap().unwrap();
     assert!(matches!(other.state, SubjectState::Active(_)), "other subjects are untouched");
 }
+
+#[test]
+fn serve_reads_its_settings_from_a_config_file() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let token_file = scratch.path().join("root-token");
+    std::fs::write(&token_file, "config-file-root-token\n").unwrap();
+    let config = scratch.path().join("vaultd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nroot_token_file = {:?}\ndefault_country = \"US\"\n\
+             max_body_bytes = 2048\n\n[hsm]\nmodule = {:?}\ntoken_label = {:?}\npin_file = {:?}\nkey_label = \"kek-from-file\"\n",
+            scratch.path().join("data"),
+            token_file,
+            hsm.env["VAULTD_HSM_MODULE"],
+            hsm.env["VAULTD_HSM_TOKEN_LABEL"],
+            hsm.env["VAULTD_HSM_PIN_FILE"],
+        ),
+    )
+    .unwrap();
+    let mut command = support::vaultd();
+    command
+        .args(["serve", "--hsm-create-key", "--config"])
+        .arg(&config)
+        .env("SOFTHSM2_CONF", &hsm.env["SOFTHSM2_CONF"]);
+    let vault = Vault::spawn_command(command);
+    let client = support::Client::new(&vault.url, "config-file-root-token");
+    assert_eq!(client.get("/v1/status").assert_ok()["kek"], "kek-from-file");
+    // default_country = US: a national US number is stored under its E.164 form.
+    let token = client.create_user(json!({"phone": "(415) 555-2671"}));
+    assert_eq!(client.get("/v1/user/phone/+14155552671").assert_ok()["token"], token.as_str());
+    // max_body_bytes = 2048.
+    client.post("/v1/user", json!({"note": "x".repeat(4096)})).assert_error(413);
+
+    let bad = scratch.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nunknown_setting = 1\n").unwrap();
+    let mut command = support::vaultd();
+    command.args(["serve", "--config"]).arg(&bad);
+    let (status, stderr) = run_to_exit(command);
+    assert!(!status.success());
+    assert!(stderr.contains("unknown field `unknown_setting`"), "{stderr}");
+}

@@ -259,3 +259,71 @@ fn apply_change(trees: &[TransactionalTree], change: &Change, now: u64) -> TxRes
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditDraft, Operation};
+
+    fn machine() -> (tempfile::TempDir, StateMachine) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, StateMachine::new(store, Arc::new(DekCache::new(8))).unwrap())
+    }
+
+    fn command(change: Change) -> Command {
+        let audit = AuditDraft {
+            id: Uuid::new_v4(),
+            time: 1_000,
+            actor: "root".into(),
+            operation: Operation::UserCreate,
+            subject: None,
+            app: None,
+            mode: None,
+            purpose: None,
+        };
+        Command { audit, change }
+    }
+
+    fn create(subject: Uuid, index: Vec<Vec<u8>>) -> Command {
+        command(Change::CreateSubject { subject, kek: "k".into(), wrapped_dek: vec![1], profile: vec![2], index })
+    }
+
+    #[test]
+    fn uniqueness_holds_within_one_batch() {
+        let (_dir, mut machine) = machine();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let email = vec![IndexKind::Email as u8, 7, 7];
+        let receipts = machine.apply_batch(&[create(a, vec![email.clone()]), create(b, vec![email.clone()])]).unwrap();
+        assert_eq!(receipts[0].outcome, Ok(Applied::Done));
+        assert_eq!(receipts[1].outcome, Err(Rejection::Duplicate(IndexKind::Email)));
+        let store = machine.store();
+        assert_eq!(store.lookup(&email).unwrap(), Some(a));
+        assert!(store.subject(&b).unwrap().is_none(), "the rejected create wrote nothing");
+        let (total, events) = store.audit_all(0, 10).unwrap();
+        assert_eq!(total, 2, "both attempts are audited");
+        assert_eq!(events[0].result, "rejected: duplicate email");
+        assert!(store.verify_audit().unwrap().intact);
+    }
+
+    #[test]
+    fn stale_updates_and_forgotten_subjects_are_refused() {
+        let (_dir, mut machine) = machine();
+        let a = Uuid::new_v4();
+        let login = vec![IndexKind::Login as u8, 1];
+        machine.apply_batch(&[create(a, vec![login.clone()])]).unwrap();
+        let update = |version| {
+            command(Change::UpdateSubject { subject: a, expected_version: version, profile: vec![3], index: vec![] })
+        };
+        let receipts = machine.apply_batch(&[update(1), update(1)]).unwrap();
+        assert_eq!(receipts[0].outcome, Ok(Applied::Done));
+        assert_eq!(receipts[1].outcome, Err(Rejection::Stale), "the second writer read version 1 too");
+        assert_eq!(machine.store().lookup(&login).unwrap(), None, "the update dropped the login");
+
+        let forget = command(Change::ForgetSubject { subject: a });
+        let receipts = machine.apply_batch(&[forget.clone(), forget, update(3)]).unwrap();
+        assert_eq!(receipts[0].outcome, Ok(Applied::Done));
+        assert_eq!(receipts[1].outcome, Ok(Applied::Done), "forgetting twice is idempotent");
+        assert_eq!(receipts[2].outcome, Err(Rejection::Forgotten));
+    }
+}

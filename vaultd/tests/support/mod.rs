@@ -97,6 +97,11 @@ impl Vault {
         Self::spawn(serve_command(hsm, data_dir, &extra), data_dir.to_path_buf())
     }
 
+    /// Starts an arbitrary `vaultd` command line that ends up listening.
+    pub fn spawn_command(command: Command) -> Self {
+        Self::spawn(command, PathBuf::new())
+    }
+
     fn spawn(mut command: Command, data_dir: PathBuf) -> Self {
         let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
