@@ -60,9 +60,8 @@ pub enum Change {
     CreateAccessToken {
         token: AccessTokenRecord,
     },
-    RevokeAccessToken {
-        id: String,
-    },
+    /// Removes the token with this id, found by the proposer under this secret hash.
+    RevokeAccessToken { id: String, secret_hash: [u8; 32] },
 }
 
 /// A key wrapped by the KEK version named by `kek`.

@@ -105,15 +105,9 @@ impl Store {
     }
 
     pub fn token_by_secret_hash(&self, hash: &[u8; 32]) -> Result<Option<AccessTokenRecord>, StoreError> {
-        // Tokens are few; a scan keeps one record per token and no second index to keep
-        // consistent. Comparison of the hashes is constant time.
-        for item in self.tree(TOKENS).iter().values() {
-            let record: AccessTokenRecord = decode(&item?)?;
-            if subtle::ConstantTimeEq::ct_eq(&record.secret_hash[..], &hash[..]).into() {
-                return Ok(Some(record));
-            }
-        }
-        Ok(None)
+        // Tokens are keyed by the SHA-256 of their secret: a lookup compares digests, which
+        // an attacker cannot steer byte by byte, never the secret itself.
+        self.tree(TOKENS).get(hash)?.map(|v| decode(&v)).transpose()
     }
 
     pub fn tokens(&self) -> Result<Vec<AccessTokenRecord>, StoreError> {

@@ -10,7 +10,7 @@ use sled::Transactional;
 use uuid::Uuid;
 
 use super::command::{Applied, Change, Command, Receipt, Rejection};
-use super::records::{decode, encode, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
+use super::records::{decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
 use super::*;
 use crate::audit::AuditEvent;
 use crate::crypto::DekCache;
@@ -246,17 +246,22 @@ fn apply_change(trees: &[TransactionalTree], change: &Change, now: u64) -> TxRes
         }
 
         Change::CreateAccessToken { token } => {
-            if trees[TOKENS].get(token.id.as_bytes())?.is_some() {
+            if trees[TOKENS].get(token.secret_hash)?.is_some() {
                 return Ok(Err(Rejection::Exists));
             }
-            write(&trees[TOKENS], token.id.as_bytes(), token)?;
+            write(&trees[TOKENS], &token.secret_hash, token)?;
             Ok(Ok(Applied::Done))
         }
 
-        Change::RevokeAccessToken { id } => match trees[TOKENS].remove(id.as_bytes())? {
-            Some(_) => Ok(Ok(Applied::Done)),
-            None => Ok(Err(Rejection::TokenNotFound)),
-        },
+        Change::RevokeAccessToken { id, secret_hash } => {
+            match read::<AccessTokenRecord>(&trees[TOKENS], secret_hash)? {
+                Some(token) if token.id == *id => {
+                    trees[TOKENS].remove(secret_hash)?;
+                    Ok(Ok(Applied::Done))
+                }
+                _ => Ok(Err(Rejection::TokenNotFound)),
+            }
+        }
     }
 }
 

@@ -67,12 +67,12 @@ impl Vault {
     }
 
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> VaultResult<()> {
-        let receipt = self
-            .commit(
-                draft(caller, Operation::TokenRevoke, None, None, None),
-                Change::RevokeAccessToken { id: id.to_string() },
-            )
-            .await?;
+        let audit = draft(caller, Operation::TokenRevoke, None, None, None);
+        let Some(token) = self.store.tokens()?.into_iter().find(|t| t.id == id) else {
+            return Err(VaultError::NotFound("access token"));
+        };
+        let receipt =
+            self.commit(audit, Change::RevokeAccessToken { id: token.id, secret_hash: token.secret_hash }).await?;
         receipt.outcome.map_err(rejected).map(drop)
     }
 }
