@@ -22,15 +22,27 @@ fn write_history(vault: &Vault) -> u64 {
     verification["events"].as_u64().unwrap()
 }
 
-fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&sled::Tree, Vec<(sled::IVec, AuditEvent)>)) {
+/// Opens the stopped vault's audit tree, lets `edit` change the stored blocks of events
+/// (as an attacker with the disk would) and writes every block back.
+fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&mut [Vec<AuditEvent>])) {
     let store = Store::open(data_dir).unwrap();
     let tree = store.raw_audit_tree();
-    let events = tree.iter().map(|item| {
-        let (key, value) = item.unwrap();
-        (key, serde_json::from_slice::<AuditEvent>(&value).unwrap())
-    });
-    edit(tree, events.collect());
+    let (keys, mut blocks): (Vec<sled::IVec>, Vec<Vec<AuditEvent>>) = tree
+        .iter()
+        .map(|item| {
+            let (key, value) = item.unwrap();
+            (key, serde_json::from_slice::<Vec<AuditEvent>>(&value).unwrap())
+        })
+        .unzip();
+    edit(&mut blocks);
+    for (key, block) in keys.iter().zip(&blocks) {
+        tree.insert(key, serde_json::to_vec(block).unwrap()).unwrap();
+    }
     tree.flush().unwrap();
+}
+
+fn event_mut(blocks: &mut [Vec<AuditEvent>], seq: u64) -> &mut AuditEvent {
+    blocks.iter_mut().flatten().find(|e| e.seq == seq).unwrap()
 }
 
 #[test]
@@ -43,11 +55,11 @@ fn an_edited_event_breaks_verification_at_that_event() {
     assert!(events >= 5, "init, create, read, update, failed lookup: {events}");
     vault.kill();
 
-    tamper(&data_dir, |tree, events| {
+    tamper(&data_dir, |blocks| {
         // Make the failed lookup look like it never failed: keep the hash, change content.
-        let (key, mut event) = events.into_iter().find(|(_, e)| e.result != "ok").unwrap();
+        let event = blocks.iter_mut().flatten().find(|e| e.result != "ok").unwrap();
+        assert_eq!(event.seq, 5);
         event.result = "ok".into();
-        tree.insert(key, serde_json::to_vec(&event).unwrap()).unwrap();
     });
 
     let vault = Vault::hsm(&hsm, &data_dir, &[]);
@@ -67,9 +79,9 @@ fn a_deleted_event_or_a_rehashed_edit_is_detected() {
     write_history(&vault);
     vault.kill();
 
-    tamper(&data_dir, |tree, events| {
-        let (key, _) = &events[2];
-        tree.remove(key).unwrap();
+    tamper(&data_dir, |blocks| {
+        let block = blocks.iter_mut().find(|b| b.iter().any(|e| e.seq == 3)).unwrap();
+        block.retain(|e| e.seq != 3);
     });
     let vault = Vault::hsm(&hsm, &data_dir, &[]);
     let reply = vault.client().get("/v1/sys/audit/verify");
@@ -78,11 +90,11 @@ fn a_deleted_event_or_a_rehashed_edit_is_detected() {
     vault.kill();
 
     // Re-hashing an edited event does not help: the next event's link no longer matches.
-    tamper(&data_dir, |tree, events| {
-        let (key, mut event) = events[0].clone();
+    tamper(&data_dir, |blocks| {
+        let event = event_mut(blocks, 1);
         event.actor = "someone-else".into();
         event.hash = event.compute_hash();
-        tree.insert(key, serde_json::to_vec(&event).unwrap()).unwrap();
+        event.id = vaultd::audit::event_id(event.seq, &event.hash);
     });
     let vault = Vault::hsm(&hsm, &data_dir, &[]);
     let reply = vault.client().get("/v1/sys/audit/verify");

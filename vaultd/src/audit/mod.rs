@@ -31,7 +31,6 @@ pub enum Operation {
 /// What the proposer of a change knows about it before it is applied.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditDraft {
-    pub id: Uuid,
     /// Milliseconds since the Unix epoch, stamped by the node that took the request.
     pub time: u64,
     pub actor: String,
@@ -42,7 +41,8 @@ pub struct AuditDraft {
     pub purpose: Option<String>,
 }
 
-/// A chained event as stored. `hash` covers every other field, `prev` included.
+/// A chained event as stored. `hash` covers every other field, `prev` included; `id`
+/// is derived from `seq` and `hash` (see [`event_id`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub seq: u64,
@@ -71,7 +71,7 @@ impl AuditEvent {
     pub fn chain(draft: AuditDraft, seq: u64, result: String, prev: &str) -> Self {
         let mut event = AuditEvent {
             seq,
-            id: draft.id,
+            id: Uuid::nil(),
             time: draft.time,
             actor: draft.actor,
             operation: draft.operation,
@@ -84,13 +84,15 @@ impl AuditEvent {
             hash: String::new(),
         };
         event.hash = event.compute_hash();
+        event.id = event_id(seq, &event.hash);
         event
     }
 
-    /// SHA-256 over the canonical JSON of the event with an empty `hash`.
+    /// SHA-256 over the canonical JSON of the event with an empty `hash` and a nil `id`.
     pub fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash.clear();
+        unhashed.id = Uuid::nil();
         // Serialising a struct of strings and integers cannot fail.
         let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
         hex(&Sha256::digest(bytes))
@@ -132,7 +134,7 @@ pub fn verify(events: impl IntoIterator<Item = Result<AuditEvent, u64>>, head: &
         if event.prev != prev {
             return broken(event.seq, "previous-hash link does not match", count);
         }
-        if event.compute_hash() != event.hash {
+        if event.compute_hash() != event.hash || event.id != event_id(event.seq, &event.hash) {
             return broken(event.seq, "event content does not match its hash", count);
         }
         prev = event.hash;
@@ -142,6 +144,25 @@ pub fn verify(events: impl IntoIterator<Item = Result<AuditEvent, u64>>, head: &
         return broken(count + 1, "chain is shorter than its recorded head", count);
     }
     Verification { intact: true, events: count, broken_at: None, reason: None, head: head.to_string() }
+}
+
+/// An event's id (Databunker's `atoken`): a version-8 UUID holding the 48-bit sequence
+/// number, so the event can be found without a second index, and 74 bits of its hash,
+/// so ids cannot be guessed from sequence numbers alone.
+pub fn event_id(seq: u64, hash: &str) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&seq.to_be_bytes()[2..]);
+    for (i, byte) in bytes[6..].iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hash.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0);
+    }
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The sequence number an event id was made from (the event must still match the id).
+pub fn seq_of_id(id: &Uuid) -> u64 {
+    let mut seq = [0u8; 8];
+    seq[2..].copy_from_slice(&id.as_bytes()[..6]);
+    u64::from_be_bytes(seq)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -158,7 +179,6 @@ mod tests {
 
     fn draft(n: u64) -> AuditDraft {
         AuditDraft {
-            id: Uuid::new_v4(),
             time: n,
             actor: "root".into(),
             operation: Operation::UserRead,
@@ -205,5 +225,17 @@ mod tests {
 
         let truncated = events[..4].to_vec();
         assert!(!verify(truncated.into_iter().map(Ok), &head).intact);
+
+        let mut reassigned = events.clone();
+        reassigned[1].id = Uuid::new_v4();
+        assert_eq!(verify(reassigned.into_iter().map(Ok), &head).broken_at, Some(2));
+    }
+
+    #[test]
+    fn ids_carry_the_sequence_number() {
+        for event in chain(3) {
+            assert_eq!(seq_of_id(&event.id), event.seq);
+            assert_eq!(event.id.get_version_num(), 8);
+        }
     }
 }

@@ -61,7 +61,10 @@ pub enum Change {
         token: AccessTokenRecord,
     },
     /// Removes the token with this id, found by the proposer under this secret hash.
-    RevokeAccessToken { id: String, secret_hash: [u8; 32] },
+    RevokeAccessToken {
+        id: String,
+        secret_hash: [u8; 32],
+    },
 }
 
 /// A key wrapped by the KEK version named by `kek`.

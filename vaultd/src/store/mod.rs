@@ -31,17 +31,15 @@ pub enum StoreError {
 }
 
 /// Names of the sled trees, in the order the state machine's transactions use them.
-const TREES: [&str; 9] =
-    ["subjects", "index", "apps", "app_names", "audit", "audit_ids", "audit_by_subject", "tokens", "meta"];
+const TREES: [&str; 8] = ["subjects", "index", "apps", "app_names", "audit", "audit_by_subject", "tokens", "meta"];
 const SUBJECTS: usize = 0;
 const INDEX: usize = 1;
 const APPS: usize = 2;
 const APP_NAMES: usize = 3;
 const AUDIT: usize = 4;
-const AUDIT_IDS: usize = 5;
-const AUDIT_BY_SUBJECT: usize = 6;
-const TOKENS: usize = 7;
-const META: usize = 8;
+const AUDIT_BY_SUBJECT: usize = 5;
+const TOKENS: usize = 6;
+const META: usize = 7;
 
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
 const META_INDEX_KEY: &[u8] = b"index_key";
@@ -114,11 +112,20 @@ impl Store {
         self.tree(TOKENS).iter().values().map(|v| decode(&v?)).collect()
     }
 
+    /// One event by id (Databunker's `atoken`).
     pub fn audit_event(&self, id: &Uuid) -> Result<Option<AuditEvent>, StoreError> {
-        let Some(seq) = self.tree(AUDIT_IDS).get(id.as_bytes())? else {
+        let event = self.audit_event_at(audit::seq_of_id(id))?;
+        Ok(event.filter(|event| event.id == *id))
+    }
+
+    /// The event with this sequence number: found in the block that starts at or before it.
+    fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
+        let Some((key, block)) = self.tree(AUDIT).range(..=seq.to_be_bytes()).next_back().transpose()? else {
             return Ok(None);
         };
-        self.tree(AUDIT).get(seq)?.map(|v| decode_event(&v)).transpose()
+        let offset = seq.checked_sub(seq_of(&key)).ok_or(StoreError::Corrupt)?;
+        let mut events = decode_block(&block)?;
+        Ok(usize::try_from(offset).ok().filter(|&i| i < events.len()).map(|i| events.swap_remove(i)))
     }
 
     /// Events about one subject, newest first, with the total count.
@@ -132,8 +139,8 @@ impl Store {
             self.tree(AUDIT_BY_SUBJECT).scan_prefix(subject.as_bytes()).keys().collect::<Result<_, _>>()?;
         let mut events = Vec::new();
         for key in keys.iter().rev().skip(offset).take(limit) {
-            if let Some(value) = self.tree(AUDIT).get(&key[16..])? {
-                events.push(decode_event(&value)?);
+            if let Some(event) = self.audit_event_at(seq_of(&key[16..]))? {
+                events.push(event);
             }
         }
         Ok((keys.len(), events))
@@ -141,24 +148,35 @@ impl Store {
 
     /// All events, newest first, with the total count.
     pub fn audit_all(&self, offset: usize, limit: usize) -> Result<(usize, Vec<AuditEvent>), StoreError> {
-        let total = self.tree(AUDIT).len();
-        let events = self
-            .tree(AUDIT)
-            .iter()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .map(|item| decode_event(&item?.1))
-            .collect::<Result<_, _>>()?;
+        let total = usize::try_from(self.audit_head()?.seq).map_err(|_| StoreError::Corrupt)?;
+        let mut events = Vec::with_capacity(limit);
+        let mut skip = offset;
+        for block in self.tree(AUDIT).iter().values().rev() {
+            if events.len() == limit {
+                break;
+            }
+            let block = decode_block(&block?)?;
+            if skip >= block.len() {
+                skip -= block.len();
+                continue;
+            }
+            events.extend(block.into_iter().rev().skip(skip).take(limit - events.len()));
+            skip = 0;
+        }
         Ok((total, events))
     }
 
     /// Walks the whole audit chain from genesis and checks every link.
     pub fn verify_audit(&self) -> Result<Verification, StoreError> {
         let head = self.audit_head()?;
-        let events = self.tree(AUDIT).iter().map(|item| match item {
-            Ok((key, value)) => decode_event(&value).map_err(|_| seq_of(&key)),
-            Err(_) => Err(0),
+        let events = self.tree(AUDIT).iter().flat_map(|item| -> Vec<Result<AuditEvent, u64>> {
+            match item {
+                Ok((key, block)) => match decode_block(&block) {
+                    Ok(events) => events.into_iter().map(Ok).collect(),
+                    Err(_) => vec![Err(seq_of(&key))],
+                },
+                Err(_) => vec![Err(0)],
+            }
         });
         Ok(audit::verify(events, &head.hash))
     }
@@ -170,7 +188,8 @@ impl Store {
         }
     }
 
-    /// Test and forensics access to the raw audit tree (e.g. to prove tampering is seen).
+    /// Test and forensics access to the raw audit tree (e.g. to prove tampering is seen):
+    /// blocks of events as JSON arrays, keyed by the first event's sequence number.
     #[doc(hidden)]
     pub fn raw_audit_tree(&self) -> &sled::Tree {
         self.tree(AUDIT)
@@ -190,7 +209,7 @@ fn app_key(subject: &Uuid, app: &str) -> Vec<u8> {
     key
 }
 
-fn decode_event(bytes: &[u8]) -> Result<AuditEvent, StoreError> {
+fn decode_block(bytes: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt)
 }
 

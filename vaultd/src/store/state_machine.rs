@@ -41,6 +41,7 @@ impl StateMachine {
         let result = self.store.trees.as_slice().transaction(|trees| {
             let mut head = start.clone();
             let mut receipts = Vec::with_capacity(commands.len());
+            let mut events = Vec::with_capacity(commands.len());
             for command in commands {
                 let outcome = apply_change(trees, &command.change, command.audit.time)?;
                 let result = match (&outcome, &command.change) {
@@ -49,10 +50,11 @@ impl StateMachine {
                     (Err(rejection), _) => rejection.audit_result(),
                 };
                 let event = AuditEvent::chain(command.audit.clone(), head.seq + 1, result, &head.hash);
-                append_audit(trees, &event)?;
-                head = AuditHead { seq: event.seq, hash: event.hash };
+                head = AuditHead { seq: event.seq, hash: event.hash.clone() };
                 receipts.push(Receipt { outcome, audit_seq: head.seq });
+                events.push(event);
             }
+            append_audit_block(trees, &events)?;
             trees[META].insert(META_AUDIT_HEAD, encode(&head).map_err(abort)?)?;
             Ok((receipts, head))
         });
@@ -83,15 +85,18 @@ fn write<T: serde::Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -
     Ok(())
 }
 
-fn append_audit(trees: &[TransactionalTree], event: &AuditEvent) -> TxResult<()> {
-    let seq = event.seq.to_be_bytes();
-    let json = serde_json::to_vec(event).map_err(|_| abort(StoreError::Encoding))?;
-    trees[AUDIT].insert(&seq, json)?;
-    trees[AUDIT_IDS].insert(event.id.as_bytes(), &seq)?;
-    if let Some(subject) = &event.subject {
-        let mut key = subject.as_bytes().to_vec();
-        key.extend_from_slice(&seq);
-        trees[AUDIT_BY_SUBJECT].insert(key, &[])?;
+/// Stores a batch's events as one block keyed by its first sequence number, and indexes
+/// each event under its subject.
+fn append_audit_block(trees: &[TransactionalTree], events: &[AuditEvent]) -> TxResult<()> {
+    let Some(first) = events.first() else { return Ok(()) };
+    let json = serde_json::to_vec(events).map_err(|_| abort(StoreError::Encoding))?;
+    trees[AUDIT].insert(&first.seq.to_be_bytes(), json)?;
+    for event in events {
+        if let Some(subject) = &event.subject {
+            let mut key = subject.as_bytes().to_vec();
+            key.extend_from_slice(&event.seq.to_be_bytes());
+            trees[AUDIT_BY_SUBJECT].insert(key, &[])?;
+        }
     }
     Ok(())
 }
@@ -278,7 +283,6 @@ mod tests {
 
     fn command(change: Change) -> Command {
         let audit = AuditDraft {
-            id: Uuid::new_v4(),
             time: 1_000,
             actor: "root".into(),
             operation: Operation::UserCreate,

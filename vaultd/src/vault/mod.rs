@@ -235,7 +235,6 @@ pub(crate) fn draft(
     mode: Option<Mode>,
 ) -> AuditDraft {
     AuditDraft {
-        id: Uuid::new_v4(),
         time: now_ms(),
         actor: caller.actor.clone(),
         operation,
@@ -248,7 +247,6 @@ pub(crate) fn draft(
 
 fn system_draft(operation: Operation) -> AuditDraft {
     AuditDraft {
-        id: Uuid::new_v4(),
         time: now_ms(),
         actor: "system".into(),
         operation,
