@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub default_country: Option<String>,
     pub bulk_list_enabled: Option<bool>,
     pub dek_cache_capacity: Option<usize>,
+    pub storage_cache_mb: Option<u64>,
     pub workers: Option<usize>,
     #[serde(default)]
     pub hsm: FileHsmConfig,

@@ -13,6 +13,11 @@ use vaultd::crypto::{HsmConfig, HsmKek, Kek, SoftwareKek};
 use vaultd::server::{self, ServerOptions};
 use vaultd::vault::{Vault, VaultSettings};
 
+/// mimalloc: the request path allocates many small buffers across worker threads, where
+/// it measured faster than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "vaultd", version, about = "Strongroom vault daemon")]
 struct Cli {
@@ -64,6 +69,9 @@ struct ServeArgs {
     enable_bulk_list: bool,
     #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
     dek_cache_capacity: Option<usize>,
+    /// MiB of storage page cache (default 64).
+    #[arg(long, env = "VAULTD_STORAGE_CACHE_MB")]
+    storage_cache_mb: Option<u64>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "VAULTD_WORKERS")]
     workers: Option<usize>,
@@ -177,13 +185,15 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         create_key: args.hsm_create_key,
         sessions: args.hsm_sessions.or(file.hsm.sessions).unwrap_or(4),
     };
+    let defaults = VaultSettings::default();
     let settings = VaultSettings {
         phone_region: config::parse_region(args.default_country.as_deref().or(file.default_country.as_deref()))?,
         bulk_list_enabled: args.enable_bulk_list || file.bulk_list_enabled.unwrap_or(false),
-        dek_cache_capacity: args
-            .dek_cache_capacity
-            .or(file.dek_cache_capacity)
-            .unwrap_or(VaultSettings::default().dek_cache_capacity),
+        dek_cache_capacity: args.dek_cache_capacity.or(file.dek_cache_capacity).unwrap_or(defaults.dek_cache_capacity),
+        storage_cache_bytes: args
+            .storage_cache_mb
+            .or(file.storage_cache_mb)
+            .map_or(defaults.storage_cache_bytes, |mb| mb.saturating_mul(1024 * 1024)),
     };
     let options = ServerOptions {
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),

@@ -25,7 +25,7 @@ fn write_history(vault: &Vault) -> u64 {
 /// Opens the stopped vault's audit tree, lets `edit` change the stored blocks of events
 /// (as an attacker with the disk would) and writes every block back.
 fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&mut [Vec<AuditEvent>])) {
-    let store = Store::open(data_dir).unwrap();
+    let store = Store::open(data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();
     let tree = store.raw_audit_tree();
     let (keys, mut blocks): (Vec<sled::IVec>, Vec<Vec<AuditEvent>>) = tree
         .iter()

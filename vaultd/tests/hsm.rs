@@ -166,7 +166,7 @@ fn forget_me_destroys_the_dek_and_leaves_a_tombstone() {
     vault.kill();
 
     // On disk: a tombstone without DEK, profile, index or app records.
-    let store = Store::open(&data_dir).unwrap();
+    let store = Store::open(&data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();
     let subject = uuid::Uuid::parse_str(&token).unwrap();
     let record = store.subject(&subject).unwrap().unwrap();
     assert!(matches!(record.state, SubjectState::Forgotten { .. }), "{record:?}");

@@ -44,6 +44,9 @@ const META: usize = 7;
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
 const META_INDEX_KEY: &[u8] = b"index_key";
 
+/// sled's page cache when nothing else is configured (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The vault's sled database. Cheap to clone; reads go straight to sled.
 #[derive(Clone)]
 pub struct Store {
@@ -52,8 +55,9 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir.join("vault.sled")).open()?;
+    /// Opens (or creates) the database in `dir`; `cache_bytes` bounds sled's page cache.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir.join("vault.sled")).cache_capacity(cache_bytes).open()?;
         let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
         Ok(Store { db, trees })
     }

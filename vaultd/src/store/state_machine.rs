@@ -277,7 +277,7 @@ mod tests {
 
     fn machine() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         (dir, StateMachine::new(store, Arc::new(DekCache::new(8))).unwrap())
     }
 

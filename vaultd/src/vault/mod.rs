@@ -34,11 +34,18 @@ pub struct VaultSettings {
     /// `POST /v1/users` lists decrypted profiles in bulk; off unless enabled.
     pub bulk_list_enabled: bool,
     pub dek_cache_capacity: usize,
+    /// Bytes of sled page cache.
+    pub storage_cache_bytes: u64,
 }
 
 impl Default for VaultSettings {
     fn default() -> Self {
-        VaultSettings { phone_region: PhoneRegion::default(), bulk_list_enabled: false, dek_cache_capacity: 100_000 }
+        VaultSettings {
+            phone_region: PhoneRegion::default(),
+            bulk_list_enabled: false,
+            dek_cache_capacity: 100_000,
+            storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+        }
     }
 }
 
@@ -74,7 +81,7 @@ impl Vault {
         root_token: Zeroizing<String>,
         settings: VaultSettings,
     ) -> Result<Self, StartupError> {
-        let store = Store::open(data_dir)?;
+        let store = Store::open(data_dir, settings.storage_cache_bytes)?;
         let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
         let log = CommandLog::start(StateMachine::new(store.clone(), Arc::clone(&deks))?)?;
         let index_key = match store.wrapped_index_key()? {
