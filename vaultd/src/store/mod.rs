@@ -89,17 +89,22 @@ impl Store {
         self.tree(APP_NAMES).iter().keys().map(|k| Ok(String::from_utf8_lossy(&k?).into_owned())).collect()
     }
 
-    /// Active subjects in token order, from `offset`, at most `limit`.
-    pub fn subjects(&self, offset: usize, limit: usize) -> Result<Vec<(Uuid, SubjectRecord)>, StoreError> {
-        let mut out = Vec::new();
+    /// Active subjects in token order, from `offset`, at most `limit`, and how many
+    /// active subjects there are in all.
+    pub fn subjects(&self, offset: usize, limit: usize) -> Result<(usize, Vec<(Uuid, SubjectRecord)>), StoreError> {
+        let mut total = 0;
+        let mut page = Vec::new();
         for item in self.tree(SUBJECTS).iter() {
             let (key, value) = item?;
             let record: SubjectRecord = decode(&value)?;
             if matches!(record.state, SubjectState::Active(_)) {
-                out.push((Uuid::from_slice(&key).map_err(|_| StoreError::Corrupt)?, record));
+                if total >= offset && page.len() < limit {
+                    page.push((Uuid::from_slice(&key).map_err(|_| StoreError::Corrupt)?, record));
+                }
+                total += 1;
             }
         }
-        Ok(out.into_iter().skip(offset).take(limit).collect())
+        Ok((total, page))
     }
 
     pub fn wrapped_index_key(&self) -> Result<Option<WrappedKey>, StoreError> {

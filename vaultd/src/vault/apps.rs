@@ -56,7 +56,7 @@ impl Vault {
         update: &Value,
     ) -> VaultResult<Uuid> {
         check_app(app)?;
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..UPDATE_ATTEMPTS {
             let (subject, _, active) = self.find_active(caller, Operation::AppUpdate, mode, app, id).await?;
             let dek = self.dek(&subject, &active).await?;
             let Some(record) = self.store.app(&subject, app)? else {
@@ -73,7 +73,7 @@ impl Vault {
                 self.commit(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), change).await?;
             match receipt.outcome {
                 Ok(_) => return Ok(subject),
-                Err(Rejection::Stale) => continue,
+                Err(Rejection::Stale) => backoff(attempt).await,
                 Err(other) => return Err(rejected(other)),
             }
         }

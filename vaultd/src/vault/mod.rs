@@ -295,4 +295,15 @@ pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<(
 }
 
 /// How many times a read-modify-write retries when a concurrent write got there first.
-const UPDATE_ATTEMPTS: usize = 5;
+/// Among n writers racing for one record one wins per commit batch, so this bounds how
+/// many may race before some get a 409 and must retry themselves.
+const UPDATE_ATTEMPTS: u32 = 32;
+
+/// Before retrying a lost read-modify-write: a short random pause, growing with the
+/// attempt, so racing writers spread over several commit batches.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let cap_micros = 200u64 << attempt.min(5);
+    let pause = rand::thread_rng().gen_range(0..=cap_micros);
+    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+}

@@ -38,7 +38,7 @@ impl Vault {
     }
 
     pub async fn update_user(&self, caller: &Caller, mode: Mode, id: &str, update: &Value) -> VaultResult<Uuid> {
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..UPDATE_ATTEMPTS {
             let (subject, version, active) =
                 match self.find_audited(caller, Operation::UserUpdate, mode, None, id).await? {
                     Found::Active(subject, version, active) => (subject, version, active),
@@ -64,7 +64,7 @@ impl Vault {
                 self.commit(draft(caller, Operation::UserUpdate, Some(subject), None, Some(mode)), change).await?;
             match receipt.outcome {
                 Ok(_) => return Ok(subject),
-                Err(Rejection::Stale) => continue,
+                Err(Rejection::Stale) => backoff(attempt).await,
                 Err(other) => return Err(rejected(other)),
             }
         }
@@ -97,7 +97,7 @@ impl Vault {
         if !self.settings.bulk_list_enabled {
             return Err(VaultError::Disabled("bulk listing of users"));
         }
-        let page = self.store.subjects(offset, limit)?;
+        let (total, page) = self.store.subjects(offset, limit)?;
         let mut users = Vec::with_capacity(page.len());
         for (subject, record) in page {
             if let crate::store::SubjectState::Active(active) = record.state {
@@ -109,8 +109,7 @@ impl Vault {
             self.record_access(audit, true)
         });
         futures_util::future::try_join_all(audits).await?;
-        let count = users.len();
-        Ok((users, count))
+        Ok((users, total))
     }
 
     async fn open_profile(&self, subject: &Uuid, active: &ActiveSubject) -> VaultResult<Value> {
