@@ -30,10 +30,6 @@ impl Caller {
             Err(VaultError::Forbidden(needed.to_string()))
         }
     }
-
-    pub fn is_root(&self) -> bool {
-        self.actor == ROOT_ACTOR
-    }
 }
 
 impl FromRequest for Caller {
