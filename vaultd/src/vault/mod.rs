@@ -24,7 +24,7 @@ use crate::error::{VaultError, VaultResult};
 use crate::identity::{self, IndexKind, Mode, PhoneRegion};
 use crate::store::{
     ActiveSubject, Applied, Change, Command, CommandLog, Receipt, Rejection, StateMachine, Store, StoreError,
-    WrappedKey,
+    SubjectState, WrappedKey,
 };
 
 /// Settings of a vault instance that the API's behaviour depends on.
@@ -201,13 +201,13 @@ enum Found {
 }
 
 impl Vault {
-    async fn find(&self, mode: Mode, id: &str) -> VaultResult<Option<Found>> {
+    fn find(&self, mode: Mode, id: &str) -> VaultResult<Option<Found>> {
         let Some(subject) = self.resolve(mode, id)? else {
             return Ok(None);
         };
-        Ok(self.store.subject(&subject)?.map(|record| match record.state.clone() {
-            crate::store::SubjectState::Active(active) => Found::Active(subject, record.version, Box::new(active)),
-            crate::store::SubjectState::Forgotten { .. } => Found::Forgotten(subject),
+        Ok(self.store.subject(&subject)?.map(|record| match record.state {
+            SubjectState::Active(active) => Found::Active(subject, record.version, Box::new(active)),
+            SubjectState::Forgotten { .. } => Found::Forgotten(subject),
         }))
     }
 
@@ -220,7 +220,7 @@ impl Vault {
         app: Option<&str>,
         id: &str,
     ) -> VaultResult<Found> {
-        match self.find(mode, id).await? {
+        match self.find(mode, id)? {
             Some(found) => Ok(found),
             None => {
                 self.record_access(draft(caller, op, None, app, Some(mode)), false).await?;

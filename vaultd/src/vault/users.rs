@@ -100,7 +100,7 @@ impl Vault {
         let (total, page) = self.store.subjects(offset, limit)?;
         let mut users = Vec::with_capacity(page.len());
         for (subject, record) in page {
-            if let crate::store::SubjectState::Active(active) = record.state {
+            if let SubjectState::Active(active) = record.state {
                 users.push((subject, self.open_profile(&subject, &active).await?));
             }
         }
