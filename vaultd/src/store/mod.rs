@@ -6,7 +6,11 @@ mod commit;
 mod records;
 mod state_machine;
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
@@ -52,23 +56,27 @@ pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub struct Store {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    durability: Arc<Durability>,
 }
 
 impl Store {
     /// Opens (or creates) the database in `dir`; `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir.join("vault.sled")).cache_capacity(cache_bytes).open()?;
+        let path = dir.join("vault.sled");
+        let db = sled::Config::new().path(&path).cache_capacity(cache_bytes).open()?;
         let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Store { db, trees })
+        let durability = Arc::new(Durability::open(&path)?);
+        Ok(Store { db, trees, durability })
     }
 
     fn tree(&self, n: usize) -> &sled::Tree {
         &self.trees[n]
     }
 
+    /// Makes everything written so far durable: on the disk, not in a cache.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        Ok(())
+        self.durability.sync().map_err(|e| StoreError::Sled(e.into()))
     }
 
     pub fn subject(&self, subject: &Uuid) -> Result<Option<SubjectRecord>, StoreError> {
@@ -210,6 +218,52 @@ impl Store {
 pub(crate) struct AuditHead {
     pub seq: u64,
     pub hash: String,
+}
+
+/// What sled's `flush` leaves out. On Linux it ends with `sync_file_range`, which neither
+/// empties the drive's write cache nor syncs metadata, and values too large for the log
+/// go to blob files that are never synced. After each flush this syncs the log file, any
+/// new blob files and the blob directory, so an acknowledged write survives power loss.
+struct Durability {
+    log: File,
+    blobs: PathBuf,
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+impl Durability {
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        let io = |e: std::io::Error| StoreError::Sled(e.into());
+        let log = File::open(path.join("db")).map_err(io)?;
+        // The directory entries of the files sled created must be durable too.
+        File::open(path).and_then(|dir| dir.sync_all()).map_err(io)?;
+        Ok(Durability { log, blobs: path.join("blobs"), synced_blobs: Mutex::new(HashSet::new()) })
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.log.sync_data()?;
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut present = HashSet::new();
+        let mut created = false;
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                File::open(entry.path())?.sync_data()?;
+                created = true;
+            }
+            present.insert(name);
+        }
+        if created {
+            File::open(&self.blobs)?.sync_all()?;
+        }
+        *synced = present;
+        Ok(())
+    }
 }
 
 fn app_key(subject: &Uuid, app: &str) -> Vec<u8> {

@@ -85,12 +85,16 @@ fn write<T: serde::Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -
     Ok(())
 }
 
-/// Stores a batch's events as one block keyed by its first sequence number, and indexes
+/// Events per stored audit block: small enough that a block stays inline in sled's log.
+const AUDIT_BLOCK_EVENTS: usize = 64;
+
+/// Stores a batch's events in blocks keyed by their first sequence number, and indexes
 /// each event under its subject.
 fn append_audit_block(trees: &[TransactionalTree], events: &[AuditEvent]) -> TxResult<()> {
-    let Some(first) = events.first() else { return Ok(()) };
-    let json = serde_json::to_vec(events).map_err(|_| abort(StoreError::Encoding))?;
-    trees[AUDIT].insert(&first.seq.to_be_bytes(), json)?;
+    for block in events.chunks(AUDIT_BLOCK_EVENTS) {
+        let json = serde_json::to_vec(block).map_err(|_| abort(StoreError::Encoding))?;
+        trees[AUDIT].insert(&block[0].seq.to_be_bytes(), json)?;
+    }
     for event in events {
         if let Some(subject) = &event.subject {
             let mut key = subject.as_bytes().to_vec();
@@ -312,6 +316,30 @@ mod tests {
         let (total, events) = store.audit_all(0, 10).unwrap();
         assert_eq!(total, 2, "both attempts are audited");
         assert_eq!(events[0].result, "rejected: duplicate email");
+        assert!(store.verify_audit().unwrap().intact);
+    }
+
+    #[test]
+    fn audit_reads_span_blocks() {
+        let (_dir, mut machine) = machine();
+        let subject = Uuid::new_v4();
+        let mut reads: Vec<Command> = (0..150).map(|_| command(Change::Access { found: true })).collect();
+        for read in &mut reads {
+            read.audit.subject = Some(subject);
+        }
+        machine.apply_batch(&reads).unwrap();
+        let store = machine.store();
+        assert_eq!(store.raw_audit_tree().len(), 3, "150 events make blocks of 64, 64 and 22");
+        let (total, newest) = store.audit_all(60, 10).unwrap();
+        assert_eq!(total, 150);
+        assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), (81..=90).rev().collect::<Vec<_>>());
+        let (count, mine) = store.audit_for_subject(&subject, 0, 200).unwrap();
+        assert_eq!((count, mine.len(), mine[0].seq, mine[149].seq), (150, 150, 150, 1));
+        let middle = &mine[80];
+        assert_eq!(store.audit_event(&middle.id).unwrap().as_ref(), Some(middle));
+        let mut forged = middle.id.into_bytes();
+        forged[15] ^= 1;
+        assert_eq!(store.audit_event(&Uuid::from_bytes(forged)).unwrap(), None, "ids cannot be guessed from seq");
         assert!(store.verify_audit().unwrap().intact);
     }
 
