@@ -9,10 +9,13 @@ use crate::auth::{Caller, Scope};
 use crate::error::VaultResult;
 use crate::vault::Vault;
 
+/// `{mode}/{id}/{app}`. App names are lower-cased first, as Databunker does, so
+/// `Shipping` and `shipping` are the same app.
 type AppPath = web::Path<(String, String, String)>;
 
 pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body: Body) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
+    let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
     let token = vault.put_app(&caller, parse_mode(&mode)?, &id, &app, body.object()?).await?;
     Ok(ok(json!({"token": token})))
@@ -20,6 +23,7 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
 
 pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body: Body) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
+    let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
     let mode = parse_mode(&mode)?;
     let token = vault.update_app(&caller, mode, &id, &app, &body.json()?).await?;
@@ -28,6 +32,7 @@ pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
 
 pub async fn get(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
+    let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "read"))?;
     let (token, data) = vault.get_app(&caller, parse_mode(&mode)?, &id, &app).await?;
     Ok(ok(json!({"token": token, "app": app, "data": data})))
@@ -35,6 +40,7 @@ pub async fn get(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> Vaul
 
 pub async fn delete(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
+    let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
     let token = vault.delete_app(&caller, parse_mode(&mode)?, &id, &app).await?;
     Ok(ok(json!({"result": "done", "token": token})))
