@@ -1,0 +1,288 @@
+//! The sequence of runs against each system: start it, pre-create the users that gets
+//! look up, run each workload, read the server's memory, stop it.
+//!
+//! Keys continue across a server's runs (pre-create `u0..u{users}`, then creates from
+//! there), so every create makes a new subject and every get finds one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::runtime::Runtime;
+
+use crate::load::{self, Keys, Limits, LoadResult};
+use crate::postgres::{self, Cluster, PgClient};
+use crate::procfs;
+use crate::report::{CpuUse, Footprint, Report, Run, System};
+use crate::servers::{self, Mode, Server};
+use crate::workloads::{HttpClient, HttpTarget, Workload};
+
+/// Count-bounded phases (pre-creating users, filling to N subjects) stop after this long
+/// at the latest.
+const FILL_BOUND: Duration = Duration::from_secs(600);
+
+/// What every run shares.
+pub struct Settings {
+    pub clients: usize,
+    pub limits: Limits,
+    pub workloads: Vec<Workload>,
+    /// Users pre-created for the get workload.
+    pub users: u64,
+    /// Fill vaultd to this many subjects after the workloads and report its memory.
+    pub subjects: Option<u64>,
+    pub vaultd: PathBuf,
+    pub softhsm_script: PathBuf,
+}
+
+impl Settings {
+    fn fill_limits(&self, count: u64) -> Limits {
+        Limits { duration: FILL_BOUND, requests: Some(count), ..self.limits }
+    }
+}
+
+/// The kernel's own threads (children of kthreadd, pid 2): loopback networking done in
+/// softirq threads is caused by the load, so it does not count as "elsewhere".
+const KERNEL_THREADS: u32 = 2;
+
+/// CPU counters at one moment: the server's (via `server_cpu`), this process's (the load
+/// generator), and every process's, to see what else ran during a run.
+struct CpuReading {
+    server: u64,
+    client: u64,
+    all: procfs::CpuSnapshot,
+}
+
+fn cpu_now(server_cpu: &dyn Fn() -> anyhow::Result<u64>) -> anyhow::Result<CpuReading> {
+    Ok(CpuReading {
+        server: server_cpu()?,
+        client: procfs::cpu_micros(std::process::id())?,
+        all: procfs::CpuSnapshot::take()?,
+    })
+}
+
+/// CPU use between two readings; "elsewhere" is other processes' CPU plus the time the
+/// hypervisor gave our virtual CPUs to other guests (steal). `server_roots` are the server's process trees when they
+/// are not children of this process (PostgreSQL's postmaster detaches).
+fn cpu_use(before: &CpuReading, after: &CpuReading, result: &LoadResult, server_roots: &[u32]) -> CpuUse {
+    let requests = tickets(result).max(1) as f64;
+    let mut exclude = vec![std::process::id(), KERNEL_THREADS];
+    exclude.extend_from_slice(server_roots);
+    let elsewhere = procfs::cpu_elsewhere(&before.all, &after.all, &exclude) + before.all.steal_until(&after.all);
+    CpuUse {
+        server_micros: after.server.saturating_sub(before.server) as f64 / requests,
+        client_micros: after.client.saturating_sub(before.client) as f64 / requests,
+        elsewhere_cores: elsewhere as f64 / result.elapsed.as_micros().max(1) as f64,
+    }
+}
+
+/// Runs the HTTP load against one server.
+fn http_load(
+    runtime: &Runtime,
+    settings: &Settings,
+    server: &Server,
+    target: &HttpTarget,
+    workload: Workload,
+    keys: Keys,
+    limits: Limits,
+) -> anyhow::Result<(LoadResult, CpuUse)> {
+    let addr = server.addr;
+    let connect = |_| {
+        let target = target.clone();
+        async move { HttpClient::connect(addr, target, workload).await }
+    };
+    let server_cpu = || procfs::cpu_micros(server.pid());
+    let before = cpu_now(&server_cpu)?;
+    let (result, clients) = runtime.block_on(load::run(settings.clients, keys, limits, connect))?;
+    let after = cpu_now(&server_cpu)?;
+    drop(clients);
+    let cpu = cpu_use(&before, &after, &result, &[]);
+    Ok((result, cpu))
+}
+
+fn tickets(result: &LoadResult) -> u64 {
+    result.ok + result.rejected + result.failed
+}
+
+pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut Report) -> anyhow::Result<()> {
+    let system = System::Vaultd(mode.name());
+    println!("{}: starting {}", system.label(), settings.vaultd.display());
+    let server = servers::start_vaultd(&settings.vaultd, mode, &settings.softhsm_script)?;
+    let idle = server.memory()?.rss_kib;
+    let target = HttpTarget::Vault { token: server.token.clone() };
+    let outcome = vaultd_runs(runtime, settings, &server, &target, system, idle, report);
+    if outcome.is_err() {
+        eprintln!("vaultd log:\n{}", server.log_tail());
+    }
+    outcome
+}
+
+fn vaultd_runs(
+    runtime: &Runtime,
+    settings: &Settings,
+    server: &Server,
+    target: &HttpTarget,
+    system: System,
+    idle: u64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut next_key = 0;
+    let mut created = 0;
+    if settings.workloads.contains(&Workload::Get) {
+        let fill = settings.fill_limits(settings.users);
+        let (result, _) =
+            http_load(runtime, settings, server, target, Workload::Create, Keys::Sequential { start: 0 }, fill)?;
+        println!(
+            "  pre-created {} users in {:.1} s ({} errors)",
+            result.ok,
+            result.elapsed.as_secs_f64(),
+            result.errors()
+        );
+        next_key += tickets(&result);
+        created += result.ok;
+    }
+    for &workload in &settings.workloads {
+        let keys = match workload {
+            Workload::Create => Keys::Sequential { start: next_key },
+            Workload::Get => Keys::Random { below: settings.users },
+        };
+        let (result, cpu) = http_load(runtime, settings, server, target, workload, keys, settings.limits)?;
+        if workload == Workload::Create {
+            next_key += tickets(&result);
+            created += result.ok;
+        }
+        let peak = server.memory()?.peak_kib;
+        report.add(Run {
+            system: system.clone(),
+            workload,
+            clients: settings.clients,
+            result,
+            cpu,
+            idle_kib: Some(idle),
+            peak_kib: Some(peak),
+        });
+    }
+    if let Some(subjects) = settings.subjects {
+        let missing = subjects.saturating_sub(created);
+        let mut errors = 0;
+        if missing > 0 {
+            println!("  filling to {subjects} subjects ({missing} more)");
+            let fill = settings.fill_limits(missing);
+            let keys = Keys::Sequential { start: next_key };
+            let (result, _) = http_load(runtime, settings, server, target, Workload::Create, keys, fill)?;
+            created += result.ok;
+            errors = result.errors();
+            println!("  … {:.0} creates/s while filling", result.throughput());
+        }
+        let memory = server.memory()?;
+        report.add_footprint(Footprint {
+            system,
+            subjects: created,
+            idle_kib: idle,
+            rss_kib: memory.rss_kib,
+            peak_kib: memory.peak_kib,
+            errors,
+        });
+    }
+    Ok(())
+}
+
+pub fn trivial(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    println!("{}: starting", System::Trivial.label());
+    let server = servers::start_trivial()?;
+    let idle = server.memory()?.rss_kib;
+    for &workload in &settings.workloads {
+        let keys = Keys::Sequential { start: 0 };
+        let (result, cpu) =
+            http_load(runtime, settings, &server, &HttpTarget::Trivial, workload, keys, settings.limits)?;
+        let peak = server.memory()?.peak_kib;
+        report.add(Run {
+            system: System::Trivial,
+            workload,
+            clients: settings.clients,
+            result,
+            cpu,
+            idle_kib: Some(idle),
+            peak_kib: Some(peak),
+        });
+    }
+    Ok(())
+}
+
+/// One throwaway cluster per entry of `pgp_options` (pgcrypto's options string for
+/// `pgp_sym_encrypt`; the options are stored in each message, so decryption follows).
+pub fn postgres(
+    runtime: &Runtime,
+    settings: &Settings,
+    pgp_options: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let Some(bin) = postgres::find_binaries() else {
+        report.skip("PostgreSQL comparison: initdb/pg_ctl not found (apt-get install postgresql)".into());
+        return Ok(());
+    };
+    for options in pgp_options {
+        postgres_runs(runtime, settings, &bin, options, report)?;
+    }
+    Ok(())
+}
+
+fn postgres_runs(
+    runtime: &Runtime,
+    settings: &Settings,
+    bin: &std::path::Path,
+    options: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let system = System::Postgres(options.to_string());
+    println!("{}: starting a throwaway cluster with {}", system.label(), bin.display());
+    let cluster = Cluster::start(bin)?;
+    runtime.block_on(cluster.create_schema())?;
+    let idle = cluster.memory_kib()?;
+    let config = cluster.config();
+    let postmaster = cluster.pid()?;
+    // The postmaster, its live processes and the backends it has reaped.
+    let server_cpu = || procfs::tree_cpu_micros(postmaster);
+    let load = |workload: Workload, keys: Keys, limits: Limits| -> anyhow::Result<(LoadResult, CpuUse, u64)> {
+        let connect = |_| PgClient::connect(config.clone(), options.to_string(), workload);
+        let before = cpu_now(&server_cpu)?;
+        let (result, clients) = runtime.block_on(load::run(settings.clients, keys, limits, connect))?;
+        // Measured while every backend is still connected.
+        let after = cpu_now(&server_cpu)?;
+        let memory = cluster.memory_kib().context("cannot read PostgreSQL's memory")?;
+        drop(clients);
+        let cpu = cpu_use(&before, &after, &result, &[postmaster]);
+        Ok((result, cpu, memory))
+    };
+    let mut next_key = 0;
+    if settings.workloads.contains(&Workload::Get) {
+        let (result, _, _) =
+            load(Workload::Create, Keys::Sequential { start: 0 }, settings.fill_limits(settings.users))?;
+        println!(
+            "  pre-created {} users in {:.1} s ({} errors)",
+            result.ok,
+            result.elapsed.as_secs_f64(),
+            result.errors()
+        );
+        next_key += tickets(&result);
+    }
+    for &workload in &settings.workloads {
+        let keys = match workload {
+            Workload::Create => Keys::Sequential { start: next_key },
+            Workload::Get => Keys::Random { below: settings.users },
+        };
+        let (result, cpu, memory) = load(workload, keys, settings.limits)?;
+        if workload == Workload::Create {
+            next_key += tickets(&result);
+        }
+        report.add(Run {
+            system: system.clone(),
+            workload,
+            clients: settings.clients,
+            result,
+            cpu,
+            idle_kib: Some(idle),
+            peak_kib: Some(memory),
+        });
+    }
+    Ok(())
+}
