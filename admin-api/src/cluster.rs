@@ -59,7 +59,7 @@ pub struct ClusterStatus {
 }
 
 /// One member of the cluster. `matchedIndex`, `lag` and `healthy` are the leader's view
-/// and are absent when the answering node is not the leader.
+/// and are null when the answering node is not the leader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
@@ -69,13 +69,13 @@ pub struct Member {
     /// Base URL of the node's API, e.g. `http://vault-1.vault-headless:3000`.
     pub api_address: String,
     pub voter: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub matched_index: Option<u64>,
     /// Log entries the member is behind the leader.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub lag: Option<u64>,
     /// The leader heard from this member recently (within a few election timeouts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub healthy: Option<bool>,
 }
 
@@ -86,7 +86,7 @@ pub struct Member {
 pub struct ErasureCompaction {
     pub pending: u64,
     /// Milliseconds since the Unix epoch at which the oldest pending erasure was applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub oldest_pending_since: Option<u64>,
     /// The longest an erasure waits before the node compacts it away, in milliseconds.
     pub compaction_deadline_ms: u64,

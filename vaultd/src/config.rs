@@ -26,6 +26,15 @@ pub struct FileConfig {
     pub dek_cache_capacity: Option<usize>,
     pub storage_cache_mb: Option<u64>,
     pub workers: Option<usize>,
+    /// Cluster nodes only: where the peer (Raft) port listens.
+    pub peer_listen: Option<SocketAddr>,
+    /// `host:port` other members use for this node's peer port.
+    pub advertise_peer: Option<String>,
+    /// Base URL other members and clients use for this node's API.
+    pub advertise_api: Option<String>,
+    pub peer_secret_file: Option<PathBuf>,
+    pub snapshot_every: Option<u64>,
+    pub erasure_compaction_secs: Option<u64>,
     #[serde(default)]
     pub hsm: FileHsmConfig,
 }

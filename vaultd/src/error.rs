@@ -6,6 +6,8 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::cluster::{AdminError, Refusal};
+
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -29,6 +31,10 @@ pub enum VaultError {
     Disabled(&'static str),
     #[error("the vault cannot serve this request right now: {0}")]
     Unavailable(&'static str),
+    #[error("{0}")]
+    Cluster(#[from] crate::cluster::Refusal),
+    #[error("{0}")]
+    Admin(crate::cluster::AdminError),
     #[error("storage failure")]
     Storage(#[from] crate::store::StoreError),
     #[error("cryptographic failure")]
@@ -51,6 +57,11 @@ impl ResponseError for VaultError {
             VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
             VaultError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             VaultError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            VaultError::Cluster(refusal) => refusal_status(refusal),
+            VaultError::Admin(AdminError::BadRequest(_)) => StatusCode::BAD_REQUEST,
+            VaultError::Admin(AdminError::NotFound(_)) => StatusCode::NOT_FOUND,
+            VaultError::Admin(AdminError::Conflict(_)) => StatusCode::CONFLICT,
+            VaultError::Admin(AdminError::Refused(refusal)) => refusal_status(refusal),
             VaultError::Storage(_) | VaultError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +73,25 @@ impl ResponseError for VaultError {
             tracing::error!(error = %self, source = ?std::error::Error::source(self), "request failed");
         }
         HttpResponse::build(status).json(json!({"status": "error", "message": self.to_string()}))
+    }
+}
+
+fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::AlreadyMember => StatusCode::CONFLICT,
+        Refusal::Timeout | Refusal::NotLeader | Refusal::NoLeader | Refusal::Uninitialized => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<AdminError> for VaultError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::Refused(refusal) => VaultError::Cluster(refusal),
+            other => VaultError::Admin(other),
+        }
     }
 }
 

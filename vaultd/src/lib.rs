@@ -5,6 +5,7 @@
 //! - [`api`]: HTTP routes, request parsing, the JSON envelope;
 //! - [`auth`]: the caller and its scopes;
 //! - [`vault`]: the service layer; does the cryptography and submits commands;
+//! - [`cluster`]: Raft (openraft): the log, replication, membership, the peer port;
 //! - [`store`]: commands, the state machine that applies them, and sled storage;
 //! - [`crypto`]: KEK (HSM or demo), DEKs, sealing, blind index;
 //! - [`audit`]: the hash-chained audit trail.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use zeroize::Zeroizing;
 
+use vaultd::cluster::{ClusterOptions, PeerOptions};
 use vaultd::config::{self, FileConfig};
 use vaultd::crypto::{HsmConfig, HsmKek, Kek, SoftwareKek};
 use vaultd::server::{self, ServerOptions};
@@ -93,6 +94,26 @@ struct ServeArgs {
     /// PKCS#11 sessions (one worker thread each).
     #[arg(long, env = "VAULTD_HSM_SESSIONS")]
     hsm_sessions: Option<usize>,
+    /// Make this node clusterable: the peer (Raft) port listens here. Without it the vault
+    /// is a standalone one-member cluster.
+    #[arg(long, env = "VAULTD_PEER_LISTEN")]
+    peer_listen: Option<SocketAddr>,
+    /// host:port other members use to reach this node's peer port (default: the bound
+    /// peer address).
+    #[arg(long, env = "VAULTD_ADVERTISE_PEER")]
+    advertise_peer: Option<String>,
+    /// Base URL of this node's API as others see it (default: http:// + the bound address).
+    #[arg(long, env = "VAULTD_ADVERTISE_API")]
+    advertise_api: Option<String>,
+    /// File holding the secret every member shares (or set VAULTD_PEER_SECRET).
+    #[arg(long, env = "VAULTD_PEER_SECRET_FILE")]
+    peer_secret_file: Option<PathBuf>,
+    /// Raft log entries between snapshots (default 20000).
+    #[arg(long, env = "VAULTD_SNAPSHOT_EVERY")]
+    snapshot_every: Option<u64>,
+    /// Longest an erasure waits before it is compacted out of the Raft log (default 10 s).
+    #[arg(long, env = "VAULTD_ERASURE_COMPACTION_SECS")]
+    erasure_compaction_secs: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -139,15 +160,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let settings = VaultSettings { bulk_list_enabled: args.enable_bulk_list, ..VaultSettings::default() };
     let kek = Kek::Software(SoftwareKek::generate());
-    let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings)
+    let listener = server::bind(SocketAddr::new(args.bind, args.port))?;
+    let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings, ClusterOptions::default())
         .await
         .with_context(|| format!("cannot open demo vault in {}", data_dir.display()))?;
-    let options = ServerOptions {
-        listen: SocketAddr::new(args.bind, args.port),
-        max_body_bytes: config::DEFAULT_MAX_BODY,
-        workers: None,
-    };
-    server::serve(vault, options).await?;
+    let options = ServerOptions { max_body_bytes: config::DEFAULT_MAX_BODY, workers: None };
+    server::serve(vault, listener, None, options).await?;
     Ok(())
 }
 
@@ -196,16 +214,52 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
             .map_or(defaults.storage_cache_bytes, |mb| mb.saturating_mul(1024 * 1024)),
     };
     let options = ServerOptions {
-        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
         max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(config::DEFAULT_MAX_BODY),
         workers: args.workers.or(file.workers),
     };
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+    let api_listener = server::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let peer_listen = args.peer_listen.or(file.peer_listen);
+    let peer_listener = peer_listen
+        .map(|address| server::bind(address).with_context(|| format!("cannot listen on {address}")))
+        .transpose()?;
+    let mut cluster = ClusterOptions::default();
+    if let Some(every) = args.snapshot_every.or(file.snapshot_every) {
+        cluster.snapshot_every = every.max(1);
+    }
+    if let Some(secs) = args.erasure_compaction_secs.or(file.erasure_compaction_secs) {
+        cluster.erasure_compaction = std::time::Duration::from_secs(secs);
+    }
+    if let Some(listener) = &peer_listener {
+        let secret = match args.peer_secret_file.or(file.peer_secret_file) {
+            Some(path) => config::read_secret_file(&path)?,
+            None => Zeroizing::new(std::env::var("VAULTD_PEER_SECRET").map_err(|_| {
+                config::ConfigError::Missing("--peer-secret-file or VAULTD_PEER_SECRET (with --peer-listen)")
+            })?),
+        };
+        if secret.len() < 16 {
+            anyhow::bail!("the peer secret must be at least 16 characters");
+        }
+        cluster.peer = Some(PeerOptions {
+            advertise_peer: args
+                .advertise_peer
+                .or(file.advertise_peer)
+                .unwrap_or_else(|| listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+            advertise_api: args
+                .advertise_api
+                .or(file.advertise_api)
+                .unwrap_or_else(|| api_listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default()),
+            secret,
+            http: reqwest::Client::builder().pool_max_idle_per_host(8).build()?,
+            tls: false,
+        });
+    }
     let kek = Kek::Hsm(HsmKek::open(&hsm).context("cannot open the HSM")?);
     runtime.block_on(async {
-        let vault = Vault::open(&data_dir, kek, root_token, settings)
+        let vault = Vault::open(&data_dir, kek, root_token, settings, cluster)
             .await
             .with_context(|| format!("cannot open vault in {}", data_dir.display()))?;
-        server::serve(vault, options).await?;
+        server::serve(vault, api_listener, peer_listener, options).await?;
         anyhow::Ok(())
     })
 }

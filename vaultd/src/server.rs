@@ -1,34 +1,73 @@
-//! Starts the HTTP server around an opened vault.
+//! Starts the HTTP servers around an opened vault: the API and, on a cluster node, the
+//! peer port that carries Raft traffic between members.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 
 use crate::api;
+use crate::cluster::{self, Cluster};
 use crate::metrics::Metrics;
 use crate::vault::Vault;
 
 pub struct ServerOptions {
-    pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub workers: Option<usize>,
 }
 
-/// Serves until the process is told to stop. Prints `vaultd listening on http://ADDR`
-/// once the socket is bound (scripts and tests wait for that line).
-pub async fn serve(vault: Vault, options: ServerOptions) -> std::io::Result<()> {
+/// Binds a listener now, so that a kernel-chosen port (`:0`) is known before the vault
+/// opens and can be advertised to other members.
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address)
+}
+
+/// Serves until the process is told to stop. Prints `vaultd peer port on ADDR` (cluster
+/// nodes) and then `vaultd listening on http://ADDR` once the sockets are bound; scripts
+/// and tests wait for those lines.
+pub async fn serve(
+    vault: Vault,
+    api_listener: TcpListener,
+    peer_listener: Option<TcpListener>,
+    options: ServerOptions,
+) -> std::io::Result<()> {
+    let cluster = Arc::clone(vault.cluster());
+    let shutdown = Arc::clone(&cluster);
     let vault = web::Data::new(vault);
     let metrics = web::Data::new(Metrics::default());
     let max_body = options.max_body_bytes;
-    let mut server = HttpServer::new(move || {
+    let api_address = api_listener.local_addr()?;
+    let mut api = HttpServer::new(move || {
         App::new().app_data(vault.clone()).app_data(metrics.clone()).configure(|cfg| api::configure(cfg, max_body))
     })
-    .bind(options.listen)?;
+    .listen(api_listener)?;
     if let Some(workers) = options.workers {
-        server = server.workers(workers);
+        api = api.workers(workers);
     }
-    for address in server.addrs() {
-        println!("vaultd listening on http://{address}");
-    }
-    server.run().await
+    let peers = match peer_listener {
+        Some(listener) => {
+            let address = listener.local_addr()?;
+            let server = peer_server(cluster, listener)?;
+            println!("vaultd peer port on {address}");
+            Some(server)
+        }
+        None => None,
+    };
+    println!("vaultd listening on http://{api_address}");
+    let result = match peers {
+        Some(peers) => futures_util::try_join!(api.run(), peers).map(drop),
+        None => api.run().await,
+    };
+    // SIGTERM or SIGINT: the servers have drained; stop Raft and flush.
+    shutdown.shutdown().await;
+    tracing::info!("vaultd stopped");
+    result
+}
+
+fn peer_server(cluster: Arc<Cluster>, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let cluster = web::Data::new(cluster);
+    Ok(HttpServer::new(move || App::new().app_data(cluster.clone()).configure(cluster::peer_app))
+        .workers(2)
+        .listen(listener)?
+        .run())
 }

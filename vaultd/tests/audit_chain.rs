@@ -26,19 +26,15 @@ fn write_history(vault: &Vault) -> u64 {
 /// (as an attacker with the disk would) and writes every block back.
 fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&mut [Vec<AuditEvent>])) {
     let store = Store::open(data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();
-    let tree = store.raw_audit_tree();
-    let (keys, mut blocks): (Vec<sled::IVec>, Vec<Vec<AuditEvent>>) = tree
-        .iter()
-        .map(|item| {
-            let (key, value) = item.unwrap();
-            (key, serde_json::from_slice::<Vec<AuditEvent>>(&value).unwrap())
-        })
+    let (keys, mut blocks): (Vec<sled::IVec>, Vec<Vec<AuditEvent>>) = store
+        .raw_audit_blocks()
+        .into_iter()
+        .map(|(key, value)| (key, serde_json::from_slice::<Vec<AuditEvent>>(&value).unwrap()))
         .unzip();
     edit(&mut blocks);
     for (key, block) in keys.iter().zip(&blocks) {
-        tree.insert(key, serde_json::to_vec(block).unwrap()).unwrap();
+        store.raw_put(key, serde_json::to_vec(block).unwrap()).unwrap();
     }
-    tree.flush().unwrap();
 }
 
 fn event_mut(blocks: &mut [Vec<AuditEvent>], seq: u64) -> &mut AuditEvent {
@@ -53,7 +49,7 @@ fn an_edited_event_breaks_verification_at_that_event() {
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let events = write_history(&vault);
     assert!(events >= 5, "init, create, read, update, failed lookup: {events}");
-    vault.kill();
+    vault.stop();
 
     tamper(&data_dir, |blocks| {
         // Make the failed lookup look like it never failed: keep the hash, change content.
@@ -77,7 +73,7 @@ fn a_deleted_event_or_a_rehashed_edit_is_detected() {
     let data_dir = scratch.path().join("vault");
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     write_history(&vault);
-    vault.kill();
+    vault.stop();
 
     tamper(&data_dir, |blocks| {
         let block = blocks.iter_mut().find(|b| b.iter().any(|e| e.seq == 3)).unwrap();
@@ -87,7 +83,7 @@ fn a_deleted_event_or_a_rehashed_edit_is_detected() {
     let reply = vault.client().get("/v1/sys/audit/verify");
     reply.assert_error(409);
     assert_eq!(reply.body["verification"]["broken_at"], 3);
-    vault.kill();
+    vault.stop();
 
     // Re-hashing an edited event does not help: the next event's link no longer matches.
     tamper(&data_dir, |blocks| {

@@ -59,5 +59,5 @@ pub async fn list_for_user(
 
 pub async fn names(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::app("*", "read"))?;
-    Ok(ok(json!({"apps": vault.app_names()?})))
+    Ok(ok(json!({"apps": vault.app_names().await?})))
 }

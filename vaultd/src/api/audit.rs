@@ -11,6 +11,7 @@ use crate::vault::Vault;
 
 pub async fn all(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
+    vault.catch_up().await?;
     let (offset, limit) = super::paging(req.query_string())?.checked()?;
     let (total, rows) = vault.store().audit_all(offset, limit)?;
     Ok(ok(json!({"total": total, "rows": rows})))
@@ -23,6 +24,7 @@ pub async fn for_subject(
     req: HttpRequest,
 ) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
+    vault.catch_up().await?;
     let subject = parse_uuid(&path, "token")?;
     let (offset, limit) = super::paging(req.query_string())?.checked()?;
     let (total, rows) = vault.store().audit_for_subject(&subject, offset, limit)?;
@@ -31,6 +33,7 @@ pub async fn for_subject(
 
 pub async fn event(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
+    vault.catch_up().await?;
     let id = parse_uuid(&path, "audit event id")?;
     let event = vault.store().audit_event(&id)?.ok_or(VaultError::NotFound("audit event"))?;
     Ok(ok(json!({"event": event})))
@@ -39,6 +42,7 @@ pub async fn event(vault: web::Data<Vault>, caller: Caller, path: web::Path<Stri
 /// 200 when the chain is intact; 409 with where it breaks otherwise.
 pub async fn verify(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
+    vault.catch_up().await?;
     let report = vault.store().verify_audit()?;
     if report.intact {
         return Ok(ok(json!({"verification": report})));

@@ -5,6 +5,7 @@
 mod apps;
 mod audit;
 mod body;
+mod cluster;
 mod middleware;
 mod system;
 mod tokens;
@@ -42,6 +43,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(web::resource("/v1/sys/audit/verify").get(audit::verify))
             .service(web::resource("/v1/sys/tokens").post(tokens::create).get(tokens::list))
             .service(web::resource("/v1/sys/tokens/{id}").delete(tokens::revoke))
+            .service(web::resource("/v1/sys/cluster").get(cluster::status))
+            .service(web::resource("/v1/sys/cluster/init").post(cluster::init))
+            .service(web::resource("/v1/sys/cluster/learners").post(cluster::add_learner))
+            .service(web::resource("/v1/sys/cluster/members/{id}/promote").post(cluster::promote))
+            .service(web::resource("/v1/sys/cluster/members/{id}").delete(cluster::remove))
             .service(web::resource("/v1/status").get(system::status))
             .service(web::resource("/v1/metrics").get(system::metrics))
             .service(web::resource("/metrics").get(system::metrics))

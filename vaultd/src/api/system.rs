@@ -16,6 +16,7 @@ pub async fn status(vault: web::Data<Vault>) -> HttpResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "kek": vault.kek_label(),
         "bulkListEnabled": vault.settings().bulk_list_enabled,
+        "node": vault.cluster().summary(),
     }))
 }
 

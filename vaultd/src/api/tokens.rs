@@ -19,7 +19,8 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, body: Body) -> Vaul
 pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::tokens_admin())?;
     let tokens: Vec<_> = vault
-        .tokens()?
+        .tokens()
+        .await?
         .into_iter()
         .map(|t| json!({"id": t.id, "name": t.name, "scopes": t.scopes, "created": t.created}))
         .collect();

@@ -26,6 +26,8 @@ pub enum Operation {
     TokenCreate,
     TokenRevoke,
     KeysInit,
+    /// A node id was handed to a node joining the cluster.
+    NodeIdAllocate,
 }
 
 /// What the proposer of a change knows about it before it is applied.

@@ -1,6 +1,7 @@
 //! The authenticated caller of a request, resolved from `X-Bunker-Token`.
 
-use std::future::{ready, Ready};
+use futures_util::future::LocalBoxFuture;
+use zeroize::Zeroizing;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
@@ -34,21 +35,29 @@ impl Caller {
 
 impl FromRequest for Caller {
     type Error = VaultError;
-    type Future = Ready<Result<Caller, VaultError>>;
+    type Future = LocalBoxFuture<'static, Result<Caller, VaultError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(resolve(req))
+        let presented = presented(req);
+        let vault = req.app_data::<web::Data<Vault>>().cloned();
+        Box::pin(async move {
+            let vault = vault.ok_or(VaultError::Unavailable("not initialised"))?;
+            let (secret, purpose) = presented?;
+            let (actor, scopes) = vault.authenticate(&secret).await?;
+            Ok(Caller { actor, scopes, purpose })
+        })
     }
 }
 
-fn resolve(req: &HttpRequest) -> Result<Caller, VaultError> {
-    let vault = req.app_data::<web::Data<Vault>>().ok_or(VaultError::Unavailable("not initialised"))?;
+/// The presented token and purpose, checked for shape.
+fn presented(req: &HttpRequest) -> Result<(Zeroizing<String>, Option<String>), VaultError> {
     let secret = req
         .headers()
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
+        .map(|v| Zeroizing::new(v.to_string()))
         .ok_or(VaultError::Unauthenticated)?;
     let purpose = match req.headers().get(PURPOSE_HEADER) {
         None => None,
@@ -62,6 +71,5 @@ fn resolve(req: &HttpRequest) -> Result<Caller, VaultError> {
             Some(text.to_string())
         }
     };
-    let (actor, scopes) = vault.authenticate(secret)?;
-    Ok(Caller { actor, scopes, purpose })
+    Ok((secret, purpose))
 }

@@ -39,6 +39,10 @@ impl Scope {
         Scope(vec!["tokens".into(), "admin".into()])
     }
 
+    pub fn cluster_admin() -> Self {
+        Scope(vec!["cluster".into(), "admin".into()])
+    }
+
     /// Whether holding `self` grants everything `other` grants.
     pub fn covers(&self, other: &Scope) -> bool {
         if self.0 == ["*"] {

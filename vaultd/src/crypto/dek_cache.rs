@@ -32,6 +32,11 @@ impl DekCache {
         self.lock().pop(subject);
     }
 
+    /// Drops (and zeroises) every cached key.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

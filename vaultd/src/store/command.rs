@@ -1,15 +1,18 @@
 //! Commands: every change to vault state is one of these, applied by the state machine.
 //!
 //! Request handlers never write to the database. They do the cryptography (so commands
-//! carry only ciphertext, wrapped keys and blind-index hashes) and submit a command; the
-//! state machine checks its preconditions and applies it atomically together with its
-//! audit event. A single node applies commands through its group-commit log; a cluster
-//! replicates the same commands through Raft.
+//! carry only ciphertext, wrapped keys and blind-index hashes) and submit a command; Raft
+//! replicates it and the state machine of every replica checks its preconditions and
+//! applies it atomically together with its audit event.
+//!
+//! Reads of personal data are commands too: the state machine resolves the subject and
+//! returns its (still encrypted) record at the read's position in the log. A read is
+//! therefore linearizable and audited by construction, on any node.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::AccessTokenRecord;
+use super::records::{AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord};
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
 
@@ -19,11 +22,29 @@ pub struct Command {
     pub change: Change,
 }
 
+/// How a command names its subject: by token, or by a blind-index entry that the state
+/// machine resolves when it applies the command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Token(Uuid),
+    Index(Vec<u8>),
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Change {
-    /// No state change: records an access (a read or a failed lookup) in the audit chain.
+    /// No state change: records an access (a failed lookup, a bulk listing) in the audit
+    /// chain.
     Access {
         found: bool,
+    },
+    /// Reads a subject's record (active or forgotten): `Applied::Subject`.
+    ReadSubject {
+        target: Target,
+    },
+    /// Reads one app record of an active subject: `Applied::App`.
+    ReadApp {
+        target: Target,
+        app: String,
     },
     /// Stores the wrapped blind-index key unless one is stored already.
     InitIndexKey {
@@ -43,7 +64,7 @@ pub enum Change {
         index: Vec<Vec<u8>>,
     },
     ForgetSubject {
-        subject: Uuid,
+        target: Target,
     },
     /// Creates or replaces an app record (`expected_version: None`), or updates the
     /// record at exactly that version.
@@ -54,7 +75,7 @@ pub enum Change {
         expected_version: Option<u64>,
     },
     DeleteApp {
-        subject: Uuid,
+        target: Target,
         app: String,
     },
     CreateAccessToken {
@@ -65,6 +86,8 @@ pub enum Change {
         id: String,
         secret_hash: [u8; 32],
     },
+    /// Hands out a Raft node id that has never been handed out before.
+    AllocateNodeId,
 }
 
 /// A key wrapped by the KEK version named by `kek`.
@@ -80,6 +103,20 @@ pub enum Applied {
     Done,
     /// The wrapped blind-index key now in force (the stored one if there was one).
     IndexKey(WrappedKey),
+    /// A subject's record as of the read.
+    Subject {
+        subject: Uuid,
+        record: SubjectRecord,
+    },
+    /// An active subject (for its DEK) and one of its app records, as of the read.
+    App {
+        subject: Uuid,
+        owner: ActiveSubject,
+        record: AppRecord,
+    },
+    /// The subject a command resolved its target to.
+    Resolved(Uuid),
+    NodeId(u64),
 }
 
 /// Why a command was refused. A refused command changes nothing but its audit event.
@@ -106,14 +143,32 @@ impl Rejection {
     pub fn audit_result(&self) -> String {
         match self {
             Rejection::Duplicate(kind) => format!("rejected: duplicate {}", kind.field()),
+            Rejection::SubjectNotFound | Rejection::Forgotten | Rejection::AppNotFound => "not-found".into(),
             other => format!("rejected: {other}"),
         }
     }
 }
 
-/// The answer to a submitted command: what happened, and where it was audited.
+/// The answer to a submitted command: what happened, and where it was applied and audited.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Receipt {
     pub outcome: Result<Applied, Rejection>,
     pub audit_seq: u64,
+    /// The Raft log index of the entry that carried the command; a node that has applied
+    /// this index sees the command's effects.
+    pub log_index: u64,
+}
+
+/// The commands one Raft log entry carries: whatever concurrent requests submitted while
+/// the previous entry was being proposed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Batch {
+    pub commands: Vec<Command>,
+}
+
+impl std::fmt::Display for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Log lines name the size of a batch, never its contents.
+        write!(f, "batch of {} commands", self.commands.len())
+    }
 }

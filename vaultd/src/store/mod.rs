@@ -1,9 +1,11 @@
-//! Durable vault state in sled: the trees, the reads request handlers make, and the
-//! write path (`StateMachine` applies `Command`s; `CommandLog` group-commits them).
+//! Durable vault state in sled: the replicated state tree and the reads request handlers
+//! make from it, and the `StateMachine` that applies `Command`s to it. The Raft log that
+//! orders the commands lives beside it in the same database (`crate::cluster`).
 
 mod command;
-mod commit;
+mod keys;
 mod records;
+mod staged;
 mod state_machine;
 
 use std::collections::HashSet;
@@ -14,13 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-pub use command::{Applied, Change, Command, Receipt, Rejection, WrappedKey};
-pub use commit::CommandLog;
-pub use records::{AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
-pub use state_machine::StateMachine;
+pub use command::{Applied, Batch, Change, Command, Receipt, Rejection, Target, WrappedKey};
+pub use records::{decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
+pub use state_machine::{StateMachine, Transaction};
 
 use crate::audit::{self, AuditEvent, Verification};
-use records::decode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,23 +30,9 @@ pub enum StoreError {
     Corrupt,
     #[error("record cannot be encoded")]
     Encoding,
-    #[error("the commit log has stopped after a storage failure")]
-    CommitFailed,
+    #[error("file system error: {0}")]
+    Io(#[from] std::io::Error),
 }
-
-/// Names of the sled trees, in the order the state machine's transactions use them.
-const TREES: [&str; 8] = ["subjects", "index", "apps", "app_names", "audit", "audit_by_subject", "tokens", "meta"];
-const SUBJECTS: usize = 0;
-const INDEX: usize = 1;
-const APPS: usize = 2;
-const APP_NAMES: usize = 3;
-const AUDIT: usize = 4;
-const AUDIT_BY_SUBJECT: usize = 5;
-const TOKENS: usize = 6;
-const META: usize = 7;
-
-const META_AUDIT_HEAD: &[u8] = b"audit_head";
-const META_INDEX_KEY: &[u8] = b"index_key";
 
 /// sled's page cache when nothing else is configured (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -55,7 +41,7 @@ pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    trees: Vec<sled::Tree>,
+    state: sled::Tree,
     durability: Arc<Durability>,
 }
 
@@ -64,37 +50,51 @@ impl Store {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let path = dir.join("vault.sled");
         let db = sled::Config::new().path(&path).cache_capacity(cache_bytes).open()?;
-        let trees = TREES.iter().map(|name| db.open_tree(name)).collect::<Result<Vec<_>, _>>()?;
+        let state = db.open_tree("state")?;
         let durability = Arc::new(Durability::open(&path)?);
-        Ok(Store { db, trees, durability })
+        Ok(Store { db, state, durability })
     }
 
-    fn tree(&self, n: usize) -> &sled::Tree {
-        &self.trees[n]
+    /// The database, for the Raft log's own trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The replicated state: everything a snapshot holds.
+    pub fn state_tree(&self) -> &sled::Tree {
+        &self.state
     }
 
     /// Makes everything written so far durable: on the disk, not in a cache.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        self.durability.sync().map_err(|e| StoreError::Sled(e.into()))
+        Ok(self.durability.sync()?)
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.state.get(key)?.map(|v| decode(&v)).transpose()
     }
 
     pub fn subject(&self, subject: &Uuid) -> Result<Option<SubjectRecord>, StoreError> {
-        self.tree(SUBJECTS).get(subject.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.get(&keys::subject(subject))
     }
 
     /// The subject that holds a blind-index entry.
     pub fn lookup(&self, entry: &[u8]) -> Result<Option<Uuid>, StoreError> {
-        self.tree(INDEX).get(entry)?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
+        self.state.get(keys::index(entry))?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
     }
 
     pub fn app(&self, subject: &Uuid, app: &str) -> Result<Option<AppRecord>, StoreError> {
-        self.tree(APPS).get(app_key(subject, app))?.map(|v| decode(&v)).transpose()
+        self.get(&keys::app(subject, app))
     }
 
     /// Every app name any subject has a record for, sorted.
     pub fn app_names(&self) -> Result<Vec<String>, StoreError> {
-        self.tree(APP_NAMES).iter().keys().map(|k| Ok(String::from_utf8_lossy(&k?).into_owned())).collect()
+        self.state
+            .scan_prefix([keys::APP_NAME])
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?[1..]).into_owned()))
+            .collect()
     }
 
     /// Active subjects in token order, from `offset`, at most `limit`, and how many
@@ -102,12 +102,12 @@ impl Store {
     pub fn subjects(&self, offset: usize, limit: usize) -> Result<(usize, Vec<(Uuid, SubjectRecord)>), StoreError> {
         let mut total = 0;
         let mut page = Vec::new();
-        for item in self.tree(SUBJECTS).iter() {
+        for item in self.state.scan_prefix([keys::SUBJECT]) {
             let (key, value) = item?;
             let record: SubjectRecord = decode(&value)?;
             if matches!(record.state, SubjectState::Active(_)) {
                 if total >= offset && page.len() < limit {
-                    page.push((Uuid::from_slice(&key).map_err(|_| StoreError::Corrupt)?, record));
+                    page.push((Uuid::from_slice(&key[1..]).map_err(|_| StoreError::Corrupt)?, record));
                 }
                 total += 1;
             }
@@ -115,18 +115,37 @@ impl Store {
         Ok((total, page))
     }
 
+    /// A value the cluster layer stored with `Transaction::put_meta`.
+    pub fn meta(&self, name: &str) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.state.get(keys::meta(name))?)
+    }
+
+    /// Erasures applied at log indexes after `index`: how many, and when the oldest was
+    /// applied (ms since the epoch).
+    pub fn erasures_after(&self, index: u64) -> Result<(u64, Option<u64>), StoreError> {
+        let mut count = 0;
+        let mut oldest = None;
+        for item in self.state.range(keys::erasure(index.saturating_add(1))..keys::erasure(u64::MAX)) {
+            let (_, time) = item?;
+            let time: u64 = decode(&time)?;
+            oldest = Some(oldest.map_or(time, |t: u64| t.min(time)));
+            count += 1;
+        }
+        Ok((count, oldest))
+    }
+
     pub fn wrapped_index_key(&self) -> Result<Option<WrappedKey>, StoreError> {
-        self.tree(META).get(META_INDEX_KEY)?.map(|v| decode(&v)).transpose()
+        self.get(&keys::meta(keys::INDEX_KEY))
     }
 
     pub fn token_by_secret_hash(&self, hash: &[u8; 32]) -> Result<Option<AccessTokenRecord>, StoreError> {
         // Tokens are keyed by the SHA-256 of their secret: a lookup compares digests, which
         // an attacker cannot steer byte by byte, never the secret itself.
-        self.tree(TOKENS).get(hash)?.map(|v| decode(&v)).transpose()
+        self.get(&keys::token(hash))
     }
 
     pub fn tokens(&self) -> Result<Vec<AccessTokenRecord>, StoreError> {
-        self.tree(TOKENS).iter().values().map(|v| decode(&v?)).collect()
+        self.state.scan_prefix([keys::TOKEN]).values().map(|v| decode(&v?)).collect()
     }
 
     /// One event by id (Databunker's `atoken`).
@@ -137,10 +156,12 @@ impl Store {
 
     /// The event with this sequence number: found in the block that starts at or before it.
     fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
-        let Some((key, block)) = self.tree(AUDIT).range(..=seq.to_be_bytes()).next_back().transpose()? else {
+        let Some((key, block)) =
+            self.state.range(keys::audit_block(0)..=keys::audit_block(seq)).next_back().transpose()?
+        else {
             return Ok(None);
         };
-        let offset = seq.checked_sub(seq_of(&key)).ok_or(StoreError::Corrupt)?;
+        let offset = seq.checked_sub(keys::trailing_seq(&key)).ok_or(StoreError::Corrupt)?;
         let mut events = decode_block(&block)?;
         Ok(usize::try_from(offset).ok().filter(|&i| i < events.len()).map(|i| events.swap_remove(i)))
     }
@@ -153,10 +174,10 @@ impl Store {
         limit: usize,
     ) -> Result<(usize, Vec<AuditEvent>), StoreError> {
         let keys: Vec<_> =
-            self.tree(AUDIT_BY_SUBJECT).scan_prefix(subject.as_bytes()).keys().collect::<Result<_, _>>()?;
+            self.state.scan_prefix(keys::audit_by_subject_prefix(subject)).keys().collect::<Result<_, _>>()?;
         let mut events = Vec::new();
         for key in keys.iter().rev().skip(offset).take(limit) {
-            if let Some(event) = self.audit_event_at(seq_of(&key[16..]))? {
+            if let Some(event) = self.audit_event_at(keys::trailing_seq(key))? {
                 events.push(event);
             }
         }
@@ -168,7 +189,7 @@ impl Store {
         let total = usize::try_from(self.audit_head()?.seq).map_err(|_| StoreError::Corrupt)?;
         let mut events = Vec::with_capacity(limit);
         let mut skip = offset;
-        for block in self.tree(AUDIT).iter().values().rev() {
+        for block in self.state.scan_prefix([keys::AUDIT_BLOCK]).values().rev() {
             if events.len() == limit {
                 break;
             }
@@ -186,11 +207,11 @@ impl Store {
     /// Walks the whole audit chain from genesis and checks every link.
     pub fn verify_audit(&self) -> Result<Verification, StoreError> {
         let head = self.audit_head()?;
-        let events = self.tree(AUDIT).iter().flat_map(|item| -> Vec<Result<AuditEvent, u64>> {
+        let events = self.state.scan_prefix([keys::AUDIT_BLOCK]).flat_map(|item| -> Vec<Result<AuditEvent, u64>> {
             match item {
                 Ok((key, block)) => match decode_block(&block) {
                     Ok(events) => events.into_iter().map(Ok).collect(),
-                    Err(_) => vec![Err(seq_of(&key))],
+                    Err(_) => vec![Err(keys::trailing_seq(&key))],
                 },
                 Err(_) => vec![Err(0)],
             }
@@ -199,17 +220,20 @@ impl Store {
     }
 
     pub(crate) fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        match self.tree(META).get(META_AUDIT_HEAD)? {
-            Some(bytes) => decode(&bytes),
-            None => Ok(AuditHead { seq: 0, hash: audit::GENESIS.to_string() }),
-        }
+        Ok(self.get(&keys::meta(keys::AUDIT_HEAD))?.unwrap_or_else(AuditHead::genesis))
     }
 
-    /// Test and forensics access to the raw audit tree (e.g. to prove tampering is seen):
-    /// blocks of events as JSON arrays, keyed by the first event's sequence number.
+    /// Test and forensics access to the raw audit blocks (e.g. to prove tampering is
+    /// seen): `(key, JSON array of events)`, keyed by the first event's sequence number.
     #[doc(hidden)]
-    pub fn raw_audit_tree(&self) -> &sled::Tree {
-        self.tree(AUDIT)
+    pub fn raw_audit_blocks(&self) -> Vec<(sled::IVec, sled::IVec)> {
+        self.state.scan_prefix([keys::AUDIT_BLOCK]).filter_map(Result::ok).collect()
+    }
+
+    #[doc(hidden)]
+    pub fn raw_put(&self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.state.insert(key, value)?;
+        self.flush()
     }
 }
 
@@ -218,6 +242,12 @@ impl Store {
 pub(crate) struct AuditHead {
     pub seq: u64,
     pub hash: String,
+}
+
+impl AuditHead {
+    fn genesis() -> Self {
+        AuditHead { seq: 0, hash: audit::GENESIS.to_string() }
+    }
 }
 
 /// What sled's `flush` leaves out. On Linux it ends with `sync_file_range`, which neither
@@ -232,10 +262,9 @@ struct Durability {
 
 impl Durability {
     fn open(path: &Path) -> Result<Self, StoreError> {
-        let io = |e: std::io::Error| StoreError::Sled(e.into());
-        let log = File::open(path.join("db")).map_err(io)?;
+        let log = File::open(path.join("db"))?;
         // The directory entries of the files sled created must be durable too.
-        File::open(path).and_then(|dir| dir.sync_all()).map_err(io)?;
+        File::open(path).and_then(|dir| dir.sync_all())?;
         Ok(Durability { log, blobs: path.join("blobs"), synced_blobs: Mutex::new(HashSet::new()) })
     }
 
@@ -266,16 +295,6 @@ impl Durability {
     }
 }
 
-fn app_key(subject: &Uuid, app: &str) -> Vec<u8> {
-    let mut key = subject.as_bytes().to_vec();
-    key.extend_from_slice(app.as_bytes());
-    key
-}
-
 fn decode_block(bytes: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt)
-}
-
-fn seq_of(key: &[u8]) -> u64 {
-    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }

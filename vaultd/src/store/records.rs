@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectRecord {
     /// Milliseconds since the Unix epoch; the retention engine ages subjects by these.
     pub created: u64,
@@ -15,7 +15,7 @@ pub struct SubjectRecord {
     pub state: SubjectState,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubjectState {
     Active(ActiveSubject),
     /// Forget-me leaves this tombstone: the token resolves, to nothing, as evidence of
@@ -25,7 +25,7 @@ pub enum SubjectState {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveSubject {
     /// Label of the KEK version that wrapped `wrapped_dek`.
     pub kek: String,
@@ -38,7 +38,7 @@ pub struct ActiveSubject {
     pub apps: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRecord {
     pub created: u64,
     pub updated: u64,
@@ -48,7 +48,7 @@ pub struct AppRecord {
 }
 
 /// A scoped access token. Only the SHA-256 of its secret is stored.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRecord {
     pub id: String,
     pub name: String,

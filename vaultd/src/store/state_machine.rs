@@ -1,22 +1,22 @@
-//! Applies commands to the sled trees. Each batch is one sled transaction: either every
-//! accepted command of the batch and every audit event is stored, or nothing is. A
-//! rejected command writes only its audit event. Application is deterministic (times
-//! and ids come from the command), so replicas that apply the same commands agree.
+//! Applies commands to the state tree. Every replica applies the same commands in the same
+//! log order, so application is deterministic: times and ids come from the command, never
+//! from the applying node. A transaction covers one or more log entries and reaches sled
+//! as one atomic batch: either all of its commands and audit events are stored, or none.
+//! A rejected command writes only its audit event.
 
 use std::sync::Arc;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 use uuid::Uuid;
 
-use super::command::{Applied, Change, Command, Receipt, Rejection};
+use super::command::{Applied, Change, Command, Receipt, Rejection, Target};
 use super::records::{decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
-use super::*;
+use super::staged::Staged;
+use super::{keys, AuditHead, Store, StoreError};
 use crate::audit::AuditEvent;
 use crate::crypto::DekCache;
 use crate::identity::IndexKind;
 
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+type Outcome = Result<Applied, Rejection>;
 
 pub struct StateMachine {
     store: Store,
@@ -35,83 +35,109 @@ impl StateMachine {
         &self.store
     }
 
-    /// Applies a batch atomically; one receipt per command, in order.
-    pub fn apply_batch(&mut self, commands: &[Command]) -> Result<Vec<Receipt>, StoreError> {
-        let start = self.head.clone();
-        let result = self.store.trees.as_slice().transaction(|trees| {
-            let mut head = start.clone();
-            let mut receipts = Vec::with_capacity(commands.len());
-            let mut events = Vec::with_capacity(commands.len());
-            for command in commands {
-                let outcome = apply_change(trees, &command.change, command.audit.time)?;
-                let result = match (&outcome, &command.change) {
-                    (Ok(_), Change::Access { found: false }) => "not-found".to_string(),
-                    (Ok(_), _) => "ok".to_string(),
-                    (Err(rejection), _) => rejection.audit_result(),
-                };
-                let event = AuditEvent::chain(command.audit.clone(), head.seq + 1, result, &head.hash);
-                head = AuditHead { seq: event.seq, hash: event.hash.clone() };
-                receipts.push(Receipt { outcome, audit_seq: head.seq });
-                events.push(event);
-            }
-            append_audit_block(trees, &events)?;
-            trees[META].insert(META_AUDIT_HEAD, encode(&head).map_err(abort)?)?;
-            Ok((receipts, head))
-        });
-        let (receipts, head) = result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Sled(e),
-        })?;
-        self.head = head;
-        for (command, receipt) in commands.iter().zip(&receipts) {
-            if let (Change::ForgetSubject { subject }, Ok(_)) = (&command.change, &receipt.outcome) {
-                self.dek_cache.remove(subject);
-            }
-        }
-        Ok(receipts)
+    /// Starts a transaction; nothing is stored until it commits.
+    pub fn begin(&mut self) -> Transaction<'_> {
+        let staged = Staged::new(self.store.state_tree().clone());
+        let head = self.head.clone();
+        Transaction { machine: self, staged, head, events: Vec::new(), forgotten: Vec::new() }
+    }
+
+    /// Re-reads what the machine caches from the tree, after the tree was replaced
+    /// wholesale (a snapshot was installed). Cached keys may belong to subjects the
+    /// snapshot has forgotten, so the cache is emptied too.
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        self.head = self.store.audit_head()?;
+        self.dek_cache.clear();
+        Ok(())
     }
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
+/// Commands applied but not yet stored.
+pub struct Transaction<'m> {
+    machine: &'m mut StateMachine,
+    staged: Staged,
+    head: AuditHead,
+    events: Vec<AuditEvent>,
+    forgotten: Vec<Uuid>,
 }
 
-fn read<T: serde::de::DeserializeOwned>(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
-    tree.get(key)?.map(|v| decode(&v)).transpose().map_err(abort)
-}
+impl Transaction<'_> {
+    /// Applies one command and chains its audit event; `log_index` is the Raft entry
+    /// that carries it.
+    pub fn apply(&mut self, command: &Command, log_index: u64) -> Result<Receipt, StoreError> {
+        let (outcome, resolved) = apply_change(&mut self.staged, &command.change, command.audit.time)?;
+        let result = match (&outcome, &command.change) {
+            (Ok(_), Change::Access { found: false }) => "not-found".to_string(),
+            (Ok(_), _) => "ok".to_string(),
+            (Err(rejection), _) => rejection.audit_result(),
+        };
+        if let (Ok(_), Change::ForgetSubject { .. }, Some(subject)) = (&outcome, &command.change, resolved) {
+            self.forgotten.push(subject);
+            self.staged.insert(keys::erasure(log_index), encode(&command.audit.time)?);
+        }
+        let mut draft = command.audit.clone();
+        draft.subject = draft.subject.or(resolved);
+        let event = AuditEvent::chain(draft, self.head.seq + 1, result, &self.head.hash);
+        if let Some(subject) = &event.subject {
+            self.staged.insert(keys::audit_by_subject(subject, event.seq), &[]);
+        }
+        self.head = AuditHead { seq: event.seq, hash: event.hash.clone() };
+        self.events.push(event);
+        Ok(Receipt { outcome, audit_seq: self.head.seq, log_index })
+    }
 
-fn write<T: serde::Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
-    tree.insert(key, encode(value).map_err(abort)?)?;
-    Ok(())
+    /// Stores a value of the cluster layer (e.g. the last applied log id) atomically with
+    /// the commands.
+    pub fn put_meta(&mut self, name: &str, value: Vec<u8>) {
+        self.staged.insert(keys::meta(name), value);
+    }
+
+    /// Stores everything atomically.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        for block in self.events.chunks(AUDIT_BLOCK_EVENTS) {
+            let json = serde_json::to_vec(block).map_err(|_| StoreError::Encoding)?;
+            self.staged.insert(keys::audit_block(block[0].seq), json);
+        }
+        if !self.events.is_empty() {
+            self.staged.insert(keys::meta(keys::AUDIT_HEAD), encode(&self.head)?);
+        }
+        self.staged.commit()?;
+        self.machine.head = self.head;
+        for subject in &self.forgotten {
+            self.machine.dek_cache.remove(subject);
+        }
+        Ok(())
+    }
 }
 
 /// Events per stored audit block: small enough that a block stays inline in sled's log.
 const AUDIT_BLOCK_EVENTS: usize = 64;
 
-/// Stores a batch's events in blocks keyed by their first sequence number, and indexes
-/// each event under its subject.
-fn append_audit_block(trees: &[TransactionalTree], events: &[AuditEvent]) -> TxResult<()> {
-    for block in events.chunks(AUDIT_BLOCK_EVENTS) {
-        let json = serde_json::to_vec(block).map_err(|_| abort(StoreError::Encoding))?;
-        trees[AUDIT].insert(&block[0].seq.to_be_bytes(), json)?;
-    }
-    for event in events {
-        if let Some(subject) = &event.subject {
-            let mut key = subject.as_bytes().to_vec();
-            key.extend_from_slice(&event.seq.to_be_bytes());
-            trees[AUDIT_BY_SUBJECT].insert(key, &[])?;
-        }
-    }
+fn read<T: serde::de::DeserializeOwned>(staged: &Staged, key: &[u8]) -> Result<Option<T>, StoreError> {
+    staged.get(key)?.map(|v| decode(&v)).transpose()
+}
+
+fn write<T: serde::Serialize>(staged: &mut Staged, key: Vec<u8>, value: &T) -> Result<(), StoreError> {
+    staged.insert(key, encode(value)?);
     Ok(())
 }
 
+/// The subject a target names, if the index holds the entry.
+fn resolve(staged: &Staged, target: &Target) -> Result<Option<Uuid>, StoreError> {
+    match target {
+        Target::Token(subject) => Ok(Some(*subject)),
+        Target::Index(entry) => {
+            staged.get(&keys::index(entry))?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
+        }
+    }
+}
+
 /// The first blind-index entry already held by another subject.
-fn first_duplicate(trees: &[TransactionalTree], subject: &Uuid, index: &[Vec<u8>]) -> TxResult<Option<Rejection>> {
+fn first_duplicate(staged: &Staged, subject: &Uuid, index: &[Vec<u8>]) -> Result<Option<Rejection>, StoreError> {
     for entry in index {
-        if let Some(owner) = trees[INDEX].get(entry)? {
+        if let Some(owner) = staged.get(&keys::index(entry))? {
             if owner.as_ref() != subject.as_bytes() {
-                let kind =
-                    entry.first().and_then(|b| IndexKind::from_byte(*b)).ok_or_else(|| abort(StoreError::Corrupt))?;
+                let kind = entry.first().and_then(|b| IndexKind::from_byte(*b)).ok_or(StoreError::Corrupt)?;
                 return Ok(Some(Rejection::Duplicate(kind)));
             }
         }
@@ -120,8 +146,8 @@ fn first_duplicate(trees: &[TransactionalTree], subject: &Uuid, index: &[Vec<u8>
 }
 
 /// The active state of a subject, or why there is none.
-fn active(trees: &[TransactionalTree], subject: &Uuid) -> TxResult<Result<(SubjectRecord, ActiveSubject), Rejection>> {
-    let Some(record) = read::<SubjectRecord>(&trees[SUBJECTS], subject.as_bytes())? else {
+fn active(staged: &Staged, subject: &Uuid) -> Result<Result<(SubjectRecord, ActiveSubject), Rejection>, StoreError> {
+    let Some(record) = read::<SubjectRecord>(staged, &keys::subject(subject))? else {
         return Ok(Err(Rejection::SubjectNotFound));
     };
     match record.state.clone() {
@@ -131,35 +157,66 @@ fn active(trees: &[TransactionalTree], subject: &Uuid) -> TxResult<Result<(Subje
 }
 
 macro_rules! reject_unless {
-    ($e:expr) => {
+    ($e:expr, $resolved:expr) => {
         match $e {
             Ok(value) => value,
-            Err(rejection) => return Ok(Err(rejection)),
+            Err(rejection) => return Ok((Err(rejection), $resolved)),
         }
     };
 }
 
-fn apply_change(trees: &[TransactionalTree], change: &Change, now: u64) -> TxResult<Result<Applied, Rejection>> {
-    match change {
-        Change::Access { .. } => Ok(Ok(Applied::Done)),
+/// Applies one change; also returns the subject it resolved to, for the audit event.
+fn apply_change(staged: &mut Staged, change: &Change, now: u64) -> Result<(Outcome, Option<Uuid>), StoreError> {
+    let resolved = match change {
+        Change::ReadSubject { target }
+        | Change::ReadApp { target, .. }
+        | Change::ForgetSubject { target }
+        | Change::DeleteApp { target, .. } => match resolve(staged, target)? {
+            Some(subject) => Some(subject),
+            None => return Ok((Err(Rejection::SubjectNotFound), None)),
+        },
+        Change::CreateSubject { subject, .. }
+        | Change::UpdateSubject { subject, .. }
+        | Change::PutApp { subject, .. } => Some(*subject),
+        _ => None,
+    };
+    let outcome = match (change, resolved) {
+        (Change::Access { .. }, _) => Ok(Applied::Done),
 
-        Change::InitIndexKey { key } => match read(&trees[META], META_INDEX_KEY)? {
-            Some(existing) => Ok(Ok(Applied::IndexKey(existing))),
+        (Change::ReadSubject { .. }, Some(subject)) => match read::<SubjectRecord>(staged, &keys::subject(&subject))? {
+            Some(record) => Ok(Applied::Subject { subject, record }),
+            None => Err(Rejection::SubjectNotFound),
+        },
+
+        (Change::ReadApp { app, .. }, Some(subject)) => {
+            let (_, owner) = reject_unless!(active(staged, &subject)?, resolved);
+            match read::<AppRecord>(staged, &keys::app(&subject, app))? {
+                Some(record) => Ok(Applied::App { subject, owner, record }),
+                None => Err(Rejection::AppNotFound),
+            }
+        }
+
+        (Change::InitIndexKey { key }, _) => match read(staged, &keys::meta(keys::INDEX_KEY))? {
+            Some(existing) => Ok(Applied::IndexKey(existing)),
             None => {
-                write(&trees[META], META_INDEX_KEY, key)?;
-                Ok(Ok(Applied::IndexKey(key.clone())))
+                write(staged, keys::meta(keys::INDEX_KEY), key)?;
+                Ok(Applied::IndexKey(key.clone()))
             }
         },
 
-        Change::CreateSubject { subject, kek, wrapped_dek, profile, index } => {
-            if trees[SUBJECTS].get(subject.as_bytes())?.is_some() {
-                return Ok(Err(Rejection::Exists));
+        (Change::CreateSubject { subject, kek, wrapped_dek, profile, index }, _) => {
+            if let Some(existing) = read::<SubjectRecord>(staged, &keys::subject(subject))? {
+                // The same create proposed twice (a retry after a leader change) is applied once.
+                return Ok(match existing.state {
+                    SubjectState::Active(active) if active.wrapped_dek == *wrapped_dek => (Ok(Applied::Done), resolved),
+                    _ => (Err(Rejection::Exists), resolved),
+                });
             }
-            if let Some(rejection) = first_duplicate(trees, subject, index)? {
-                return Ok(Err(rejection));
+            if let Some(rejection) = first_duplicate(staged, subject, index)? {
+                return Ok((Err(rejection), resolved));
             }
             for entry in index {
-                trees[INDEX].insert(entry.as_slice(), subject.as_bytes())?;
+                staged.insert(keys::index(entry), subject.as_bytes());
             }
             let record = SubjectRecord {
                 created: now,
@@ -173,116 +230,140 @@ fn apply_change(trees: &[TransactionalTree], change: &Change, now: u64) -> TxRes
                     apps: Vec::new(),
                 }),
             };
-            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
-            Ok(Ok(Applied::Done))
+            write(staged, keys::subject(subject), &record)?;
+            Ok(Applied::Done)
         }
 
-        Change::UpdateSubject { subject, expected_version, profile, index } => {
-            let (mut record, mut state) = reject_unless!(active(trees, subject)?);
+        (Change::UpdateSubject { subject, expected_version, profile, index }, _) => {
+            let (mut record, mut state) = reject_unless!(active(staged, subject)?, resolved);
             if record.version != *expected_version {
-                return Ok(Err(Rejection::Stale));
+                return Ok((Err(Rejection::Stale), resolved));
             }
-            if let Some(rejection) = first_duplicate(trees, subject, index)? {
-                return Ok(Err(rejection));
+            if let Some(rejection) = first_duplicate(staged, subject, index)? {
+                return Ok((Err(rejection), resolved));
             }
             for old in &state.index {
-                trees[INDEX].remove(old.as_slice())?;
+                staged.remove(keys::index(old))?;
             }
             for entry in index {
-                trees[INDEX].insert(entry.as_slice(), subject.as_bytes())?;
+                staged.insert(keys::index(entry), subject.as_bytes());
             }
             state.profile = profile.clone();
             state.index = index.clone();
             record.updated = now;
             record.version += 1;
             record.state = SubjectState::Active(state);
-            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
-            Ok(Ok(Applied::Done))
+            write(staged, keys::subject(subject), &record)?;
+            Ok(Applied::Done)
         }
 
-        Change::ForgetSubject { subject } => {
-            let (mut record, state) = match active(trees, subject)? {
+        (Change::ForgetSubject { .. }, Some(subject)) => {
+            let (mut record, state) = match active(staged, &subject)? {
                 Ok(found) => found,
                 // Forgetting twice is not an error: the subject is forgotten either way.
-                Err(Rejection::Forgotten) => return Ok(Ok(Applied::Done)),
-                Err(rejection) => return Ok(Err(rejection)),
+                Err(Rejection::Forgotten) => return Ok((Ok(Applied::Resolved(subject)), resolved)),
+                Err(rejection) => return Ok((Err(rejection), resolved)),
             };
             for entry in &state.index {
-                trees[INDEX].remove(entry.as_slice())?;
+                staged.remove(keys::index(entry))?;
             }
             for app in &state.apps {
-                trees[APPS].remove(app_key(subject, app))?;
+                staged.remove(keys::app(&subject, app))?;
             }
             record.updated = now;
             record.version += 1;
             record.state = SubjectState::Forgotten { at: now };
-            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
-            Ok(Ok(Applied::Done))
+            write(staged, keys::subject(&subject), &record)?;
+            Ok(Applied::Resolved(subject))
         }
 
-        Change::PutApp { subject, app, sealed, expected_version } => {
-            let (mut record, mut state) = reject_unless!(active(trees, subject)?);
-            let key = app_key(subject, app);
-            let existing = read::<AppRecord>(&trees[APPS], &key)?;
+        (Change::PutApp { subject, app, sealed, expected_version }, _) => {
+            let (mut record, mut state) = reject_unless!(active(staged, subject)?, resolved);
+            let key = keys::app(subject, app);
+            let existing = read::<AppRecord>(staged, &key)?;
             let app_record = match (existing, expected_version) {
-                (None, Some(_)) => return Ok(Err(Rejection::AppNotFound)),
-                (Some(current), Some(expected)) if current.version != *expected => return Ok(Err(Rejection::Stale)),
+                (None, Some(_)) => return Ok((Err(Rejection::AppNotFound), resolved)),
+                (Some(current), Some(expected)) if current.version != *expected => {
+                    return Ok((Err(Rejection::Stale), resolved))
+                }
                 (Some(current), _) => {
                     AppRecord { updated: now, version: current.version + 1, sealed: sealed.clone(), ..current }
                 }
                 (None, None) => AppRecord { created: now, updated: now, version: 1, sealed: sealed.clone() },
             };
-            write(&trees[APPS], &key, &app_record)?;
-            trees[APP_NAMES].insert(app.as_bytes(), &[])?;
+            write(staged, key, &app_record)?;
+            staged.insert(keys::app_name(app), &[]);
             if !state.apps.contains(app) {
                 state.apps.push(app.clone());
                 state.apps.sort();
                 record.state = SubjectState::Active(state);
-                write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
+                write(staged, keys::subject(subject), &record)?;
             }
-            Ok(Ok(Applied::Done))
+            Ok(Applied::Done)
         }
 
-        Change::DeleteApp { subject, app } => {
-            let (mut record, mut state) = reject_unless!(active(trees, subject)?);
-            if trees[APPS].remove(app_key(subject, app))?.is_none() {
-                return Ok(Err(Rejection::AppNotFound));
+        (Change::DeleteApp { app, .. }, Some(subject)) => {
+            let (mut record, mut state) = reject_unless!(active(staged, &subject)?, resolved);
+            if !staged.remove(keys::app(&subject, app))? {
+                return Ok((Err(Rejection::AppNotFound), resolved));
             }
             state.apps.retain(|a| a != app);
             record.state = SubjectState::Active(state);
-            write(&trees[SUBJECTS], subject.as_bytes(), &record)?;
-            Ok(Ok(Applied::Done))
+            write(staged, keys::subject(&subject), &record)?;
+            Ok(Applied::Resolved(subject))
         }
 
-        Change::CreateAccessToken { token } => {
-            if trees[TOKENS].get(token.secret_hash)?.is_some() {
-                return Ok(Err(Rejection::Exists));
+        (Change::CreateAccessToken { token }, _) => {
+            let key = keys::token(&token.secret_hash);
+            if staged.contains(&key)? {
+                return Ok((Err(Rejection::Exists), resolved));
             }
-            write(&trees[TOKENS], &token.secret_hash, token)?;
-            Ok(Ok(Applied::Done))
+            write(staged, key, token)?;
+            Ok(Applied::Done)
         }
 
-        Change::RevokeAccessToken { id, secret_hash } => {
-            match read::<AccessTokenRecord>(&trees[TOKENS], secret_hash)? {
+        (Change::RevokeAccessToken { id, secret_hash }, _) => {
+            let key = keys::token(secret_hash);
+            match read::<AccessTokenRecord>(staged, &key)? {
                 Some(token) if token.id == *id => {
-                    trees[TOKENS].remove(secret_hash)?;
-                    Ok(Ok(Applied::Done))
+                    staged.remove(key)?;
+                    Ok(Applied::Done)
                 }
-                _ => Ok(Err(Rejection::TokenNotFound)),
+                _ => Err(Rejection::TokenNotFound),
             }
         }
-    }
+
+        (Change::AllocateNodeId, _) => {
+            // Node 1 is the node that bootstrapped the cluster.
+            let next: u64 = read(staged, &keys::meta(keys::NEXT_NODE_ID))?.unwrap_or(2);
+            write(staged, keys::meta(keys::NEXT_NODE_ID), &(next + 1))?;
+            Ok(Applied::NodeId(next))
+        }
+
+        // Every target-carrying change resolved above or returned.
+        (Change::ReadSubject { .. } | Change::ReadApp { .. } | Change::ForgetSubject { .. }, None)
+        | (Change::DeleteApp { .. }, None) => Err(Rejection::SubjectNotFound),
+    };
+    Ok((outcome, resolved))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::{AuditDraft, Operation};
+    use crate::store::DEFAULT_CACHE_BYTES;
 
     fn machine() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         (dir, StateMachine::new(store, Arc::new(DekCache::new(8))).unwrap())
+    }
+
+    fn apply(machine: &mut StateMachine, commands: &[Command]) -> Vec<Receipt> {
+        let mut transaction = machine.begin();
+        let receipts = commands.iter().map(|c| transaction.apply(c, 7).unwrap()).collect();
+        transaction.commit().unwrap();
+        receipts
     }
 
     fn command(change: Change) -> Command {
@@ -307,9 +388,10 @@ mod tests {
         let (_dir, mut machine) = machine();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let email = vec![IndexKind::Email as u8, 7, 7];
-        let receipts = machine.apply_batch(&[create(a, vec![email.clone()]), create(b, vec![email.clone()])]).unwrap();
+        let receipts = apply(&mut machine, &[create(a, vec![email.clone()]), create(b, vec![email.clone()])]);
         assert_eq!(receipts[0].outcome, Ok(Applied::Done));
         assert_eq!(receipts[1].outcome, Err(Rejection::Duplicate(IndexKind::Email)));
+        assert_eq!(receipts[1].log_index, 7);
         let store = machine.store();
         assert_eq!(store.lookup(&email).unwrap(), Some(a));
         assert!(store.subject(&b).unwrap().is_none(), "the rejected create wrote nothing");
@@ -320,6 +402,60 @@ mod tests {
     }
 
     #[test]
+    fn a_create_proposed_twice_is_applied_once() {
+        let (_dir, mut machine) = machine();
+        let a = Uuid::new_v4();
+        let receipts = apply(&mut machine, &[create(a, vec![]), create(a, vec![])]);
+        assert_eq!(receipts[1].outcome, Ok(Applied::Done));
+        let mut other_key = create(a, vec![]);
+        if let Change::CreateSubject { wrapped_dek, .. } = &mut other_key.change {
+            *wrapped_dek = vec![9];
+        }
+        assert_eq!(apply(&mut machine, &[other_key])[0].outcome, Err(Rejection::Exists));
+    }
+
+    #[test]
+    fn reads_resolve_their_target_when_applied_and_audit_the_subject() {
+        let (_dir, mut machine) = machine();
+        let a = Uuid::new_v4();
+        let login = vec![IndexKind::Login as u8, 1];
+        let read = |target| command(Change::ReadSubject { target });
+        let receipts = apply(
+            &mut machine,
+            &[read(Target::Index(login.clone())), create(a, vec![login.clone()]), read(Target::Index(login.clone()))],
+        );
+        assert_eq!(receipts[0].outcome, Err(Rejection::SubjectNotFound), "the read precedes the create in the log");
+        match &receipts[2].outcome {
+            Ok(Applied::Subject { subject, record }) => {
+                assert_eq!(*subject, a);
+                assert_eq!(record.version, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, events) = machine.store().audit_all(0, 10).unwrap();
+        assert_eq!((events[0].subject, events[0].result.as_str()), (Some(a), "ok"));
+        assert_eq!((events[2].subject, events[2].result.as_str()), (None, "not-found"));
+
+        let app = |name: &str| command(Change::ReadApp { target: Target::Token(a), app: name.into() });
+        let put = command(Change::PutApp { subject: a, app: "shop".into(), sealed: vec![5], expected_version: None });
+        let receipts = apply(&mut machine, &[app("shop"), put, app("shop")]);
+        assert_eq!(receipts[0].outcome, Err(Rejection::AppNotFound));
+        assert!(matches!(&receipts[2].outcome, Ok(Applied::App { record, .. }) if record.sealed == vec![5]));
+    }
+
+    #[test]
+    fn node_ids_are_never_handed_out_twice() {
+        let (dir, mut machine) = machine();
+        let receipts = apply(&mut machine, &[command(Change::AllocateNodeId), command(Change::AllocateNodeId)]);
+        assert_eq!(receipts[0].outcome, Ok(Applied::NodeId(2)), "node 1 bootstrapped the cluster");
+        assert_eq!(receipts[1].outcome, Ok(Applied::NodeId(3)));
+        drop(machine);
+        let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        let mut machine = StateMachine::new(store, Arc::new(DekCache::new(8))).unwrap();
+        assert_eq!(apply(&mut machine, &[command(Change::AllocateNodeId)])[0].outcome, Ok(Applied::NodeId(4)));
+    }
+
+    #[test]
     fn audit_reads_span_blocks() {
         let (_dir, mut machine) = machine();
         let subject = Uuid::new_v4();
@@ -327,9 +463,9 @@ mod tests {
         for read in &mut reads {
             read.audit.subject = Some(subject);
         }
-        machine.apply_batch(&reads).unwrap();
+        apply(&mut machine, &reads);
         let store = machine.store();
-        assert_eq!(store.raw_audit_tree().len(), 3, "150 events make blocks of 64, 64 and 22");
+        assert_eq!(store.raw_audit_blocks().len(), 3, "150 events make blocks of 64, 64 and 22");
         let (total, newest) = store.audit_all(60, 10).unwrap();
         assert_eq!(total, 150);
         assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), (81..=90).rev().collect::<Vec<_>>());
@@ -348,19 +484,19 @@ mod tests {
         let (_dir, mut machine) = machine();
         let a = Uuid::new_v4();
         let login = vec![IndexKind::Login as u8, 1];
-        machine.apply_batch(&[create(a, vec![login.clone()])]).unwrap();
+        apply(&mut machine, &[create(a, vec![login.clone()])]);
         let update = |version| {
             command(Change::UpdateSubject { subject: a, expected_version: version, profile: vec![3], index: vec![] })
         };
-        let receipts = machine.apply_batch(&[update(1), update(1)]).unwrap();
+        let receipts = apply(&mut machine, &[update(1), update(1)]);
         assert_eq!(receipts[0].outcome, Ok(Applied::Done));
         assert_eq!(receipts[1].outcome, Err(Rejection::Stale), "the second writer read version 1 too");
         assert_eq!(machine.store().lookup(&login).unwrap(), None, "the update dropped the login");
 
-        let forget = command(Change::ForgetSubject { subject: a });
-        let receipts = machine.apply_batch(&[forget.clone(), forget, update(3)]).unwrap();
-        assert_eq!(receipts[0].outcome, Ok(Applied::Done));
-        assert_eq!(receipts[1].outcome, Ok(Applied::Done), "forgetting twice is idempotent");
+        let forget = command(Change::ForgetSubject { target: Target::Token(a) });
+        let receipts = apply(&mut machine, &[forget.clone(), forget, update(3)]);
+        assert_eq!(receipts[0].outcome, Ok(Applied::Resolved(a)));
+        assert_eq!(receipts[1].outcome, Ok(Applied::Resolved(a)), "forgetting twice is idempotent");
         assert_eq!(receipts[2].outcome, Err(Rejection::Forgotten));
     }
 }

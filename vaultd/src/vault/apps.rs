@@ -59,7 +59,14 @@ impl Vault {
         for attempt in 0..UPDATE_ATTEMPTS {
             let (subject, _, active) = self.find_active(caller, Operation::AppUpdate, mode, app, id).await?;
             let dek = self.dek(&subject, &active).await?;
-            let Some(record) = self.store.app(&subject, app)? else {
+            let record = match self.store.app(&subject, app)? {
+                Some(record) => Some(record),
+                None => {
+                    self.catch_up().await?;
+                    self.store.app(&subject, app)?
+                }
+            };
+            let Some(record) = record else {
                 self.record_access(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), false)
                     .await?;
                 return Err(VaultError::NotFound("app record"));
@@ -73,49 +80,54 @@ impl Vault {
                 self.commit(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), change).await?;
             match receipt.outcome {
                 Ok(_) => return Ok(subject),
-                Err(Rejection::Stale) => backoff(attempt).await,
+                Err(Rejection::Stale) => self.after_conflict(&receipt, attempt).await?,
                 Err(other) => return Err(rejected(other)),
             }
         }
         Err(VaultError::Conflict("record is being changed concurrently; retry"))
     }
 
+    /// One app record, read through the log (audited, linearizable).
     pub async fn get_app(&self, caller: &Caller, mode: Mode, id: &str, app: &str) -> VaultResult<(Uuid, Value)> {
         check_app(app)?;
-        let (subject, _, active) = self.find_active(caller, Operation::AppRead, mode, app, id).await?;
-        let audit = draft(caller, Operation::AppRead, Some(subject), Some(app), Some(mode));
-        let Some(record) = self.store.app(&subject, app)? else {
-            self.record_access(audit, false).await?;
-            return Err(VaultError::NotFound("app record"));
-        };
-        let dek = self.dek(&subject, &active).await?;
-        let document = open_app(&dek, &subject, app, &record.sealed)?;
-        self.record_access(audit, true).await?;
-        Ok((subject, document))
+        let target = self.target(mode, id).await?;
+        let audit = draft(caller, Operation::AppRead, None, Some(app), Some(mode));
+        let receipt = self.commit(audit, Change::ReadApp { target, app: app.to_string() }).await?;
+        match receipt.outcome {
+            Ok(Applied::App { subject, owner, record }) => {
+                let dek = self.dek(&subject, &owner).await?;
+                Ok((subject, open_app(&dek, &subject, app, &record.sealed)?))
+            }
+            Ok(_) => Err(VaultError::Storage(StoreError::Corrupt)),
+            Err(Rejection::Forgotten) => Err(VaultError::NotFound("record")),
+            Err(rejection) => Err(rejected(rejection)),
+        }
     }
 
     pub async fn delete_app(&self, caller: &Caller, mode: Mode, id: &str, app: &str) -> VaultResult<Uuid> {
         check_app(app)?;
-        let (subject, ..) = self.find_active(caller, Operation::AppDelete, mode, app, id).await?;
-        let change = Change::DeleteApp { subject, app: app.to_string() };
-        let receipt =
-            self.commit(draft(caller, Operation::AppDelete, Some(subject), Some(app), Some(mode)), change).await?;
-        receipt.outcome.map_err(rejected)?;
-        Ok(subject)
+        let target = self.target(mode, id).await?;
+        let audit = draft(caller, Operation::AppDelete, None, Some(app), Some(mode));
+        let receipt = self.commit(audit, Change::DeleteApp { target, app: app.to_string() }).await?;
+        match receipt.outcome {
+            Ok(Applied::Resolved(subject)) => Ok(subject),
+            Ok(_) => Err(VaultError::Storage(StoreError::Corrupt)),
+            Err(Rejection::Forgotten) => Err(VaultError::NotFound("record")),
+            Err(rejection) => Err(rejected(rejection)),
+        }
     }
 
     /// The names of the apps a subject has records for.
     pub async fn user_apps(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<(Uuid, Vec<String>)> {
-        let (subject, apps) = match self.find_audited(caller, Operation::AppList, mode, None, id).await? {
-            Found::Active(subject, _, active) => (subject, active.apps),
-            Found::Forgotten(subject) => (subject, Vec::new()),
-        };
-        self.record_access(draft(caller, Operation::AppList, Some(subject), None, Some(mode)), true).await?;
-        Ok((subject, apps))
+        match self.read_subject(caller, Operation::AppList, mode, id).await? {
+            (subject, SubjectState::Active(active)) => Ok((subject, active.apps)),
+            (subject, SubjectState::Forgotten { .. }) => Ok((subject, Vec::new())),
+        }
     }
 
     /// The names of all apps any subject has records for (no personal data).
-    pub fn app_names(&self) -> VaultResult<Vec<String>> {
+    pub async fn app_names(&self) -> VaultResult<Vec<String>> {
+        self.catch_up().await?;
         Ok(self.store.app_names()?)
     }
 

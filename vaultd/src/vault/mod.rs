@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -19,12 +20,12 @@ pub use tokens::{CreatedToken, TokenRequest};
 
 use crate::audit::{AuditDraft, Operation};
 use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
+use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
 use crate::error::{VaultError, VaultResult};
 use crate::identity::{self, IndexKind, Mode, PhoneRegion};
 use crate::store::{
-    ActiveSubject, Applied, Change, Command, CommandLog, Receipt, Rejection, StateMachine, Store, StoreError,
-    SubjectState, WrappedKey,
+    ActiveSubject, Applied, Change, Command, Receipt, Rejection, Store, StoreError, SubjectState, Target, WrappedKey,
 };
 
 /// Settings of a vault instance that the API's behaviour depends on.
@@ -60,16 +61,20 @@ pub enum StartupError {
     IndexKeyUnwrap(CryptoError),
     #[error("key operation failed during startup: {0}")]
     Crypto(#[from] CryptoError),
-    #[error("cannot start the commit thread: {0}")]
-    Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("cannot create the blind-index key: {0}")]
+    IndexKeyInit(VaultError),
 }
 
 pub struct Vault {
     store: Store,
-    log: CommandLog,
+    cluster: Arc<Cluster>,
     kek: Kek,
     deks: Arc<DekCache>,
-    index: BlindIndex,
+    /// Loaded at startup when this node holds the key, else on first use (a node that
+    /// joins a cluster receives it through the log).
+    index: OnceCell<BlindIndex>,
     root_token_hash: [u8; 32],
     settings: VaultSettings,
 }
@@ -80,37 +85,29 @@ impl Vault {
         kek: Kek,
         root_token: Zeroizing<String>,
         settings: VaultSettings,
+        cluster: ClusterOptions,
     ) -> Result<Self, StartupError> {
         let store = Store::open(data_dir, settings.storage_cache_bytes)?;
         let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
-        let log = CommandLog::start(StateMachine::new(store.clone(), Arc::clone(&deks))?)?;
-        let index_key = match store.wrapped_index_key()? {
-            Some(key) => key,
-            None => {
-                let wrapped = kek.wrap_key(&DataKey::generate(), crypto::INDEX_KEY_AAD).await?;
-                let key = WrappedKey { kek: kek.label().to_string(), wrapped };
-                let command =
-                    Command { audit: system_draft(Operation::KeysInit), change: Change::InitIndexKey { key } };
-                match log.submit(command).await?.outcome {
-                    Ok(Applied::IndexKey(key)) => key,
-                    _ => return Err(StartupError::Store(StoreError::Corrupt)),
-                }
-            }
-        };
-        if index_key.kek != kek.label() {
-            return Err(StartupError::ForeignKek { stored: index_key.kek, configured: kek.label().to_string() });
-        }
-        let index_key =
-            kek.unwrap_key(&index_key.wrapped, crypto::INDEX_KEY_AAD).await.map_err(StartupError::IndexKeyUnwrap)?;
-        Ok(Vault {
+        let cluster = Cluster::open(store.clone(), Arc::clone(&deks), data_dir, cluster).await?;
+        let vault = Vault {
             store,
-            log,
+            cluster,
             kek,
             deks,
-            index: BlindIndex::new(index_key),
+            index: OnceCell::new(),
             root_token_hash: auth::secret_hash(&root_token),
             settings,
-        })
+        };
+        // Fail fast on a data directory whose keys another KEK wrapped; a standalone
+        // vault makes its index key on first start.
+        if let Some(wrapped) = vault.store.wrapped_index_key()? {
+            let index = vault.unwrap_index_key(wrapped).await?;
+            let _ = vault.index.set(index);
+        } else if vault.cluster.is_standalone() {
+            vault.index().await.map_err(StartupError::IndexKeyInit)?;
+        }
+        Ok(vault)
     }
 
     pub fn settings(&self) -> &VaultSettings {
@@ -119,6 +116,10 @@ impl Vault {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     pub fn kek_label(&self) -> &str {
@@ -130,12 +131,18 @@ impl Vault {
     }
 
     /// Resolves a presented token to an actor and its scopes. Constant-time comparison.
-    pub fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>)> {
+    pub async fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>)> {
         let hash = auth::secret_hash(secret);
         if bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &self.root_token_hash[..])) {
             return Ok((ROOT_ACTOR.to_string(), vec![Scope::all()]));
         }
-        match self.store.token_by_secret_hash(&hash)? {
+        let mut token = self.store.token_by_secret_hash(&hash)?;
+        if token.is_none() && self.cluster.node_id().is_some() {
+            // A token created through another node may not have reached this one yet.
+            self.catch_up().await?;
+            token = self.store.token_by_secret_hash(&hash)?;
+        }
+        match token {
             Some(token) => {
                 let scopes = token.scopes.iter().filter_map(|s| s.parse().ok()).collect();
                 Ok((token.id, scopes))
@@ -144,29 +151,80 @@ impl Vault {
         }
     }
 
-    /// Submits a command and waits until it is durable.
-    async fn commit(&self, audit: AuditDraft, change: Change) -> VaultResult<Receipt> {
-        Ok(self.log.submit(Command { audit, change }).await?)
+    /// `POST /v1/sys/cluster/init`: bootstraps a cluster on this node and creates the
+    /// cluster's blind-index key.
+    pub async fn init_cluster(&self) -> VaultResult<strongroom_admin_api::cluster::MemberAdded> {
+        let added = self.cluster.bootstrap().await?;
+        self.index().await?;
+        Ok(added)
     }
 
-    /// Records an access that changes nothing (a read, a failed lookup).
+    /// Waits until this node has applied everything the cluster had committed when it was
+    /// called, so that its local reads are current.
+    pub async fn catch_up(&self) -> VaultResult<()> {
+        Ok(self.cluster.read_barrier().await?)
+    }
+
+    /// Submits a command and waits until it is committed on a quorum and applied.
+    async fn commit(&self, audit: AuditDraft, change: Change) -> VaultResult<Receipt> {
+        Ok(self.cluster.submit(Command { audit, change }).await?)
+    }
+
+    /// Records an access that changes nothing (a failed lookup, a bulk listing).
     async fn record_access(&self, audit: AuditDraft, found: bool) -> VaultResult<()> {
         self.commit(audit, Change::Access { found }).await.map(drop)
     }
 
-    /// Finds the subject a `{mode}/{id}` pair names.
-    fn resolve(&self, mode: Mode, id: &str) -> VaultResult<Option<Uuid>> {
+    /// The blind index, creating the cluster's index key if nobody has yet.
+    async fn index(&self) -> VaultResult<&BlindIndex> {
+        self.index
+            .get_or_try_init(|| async {
+                let wrapped = match self.store.wrapped_index_key()? {
+                    Some(key) => key,
+                    None => {
+                        let wrapped = self.kek.wrap_key(&DataKey::generate(), crypto::INDEX_KEY_AAD).await?;
+                        let key = WrappedKey { kek: self.kek.label().to_string(), wrapped };
+                        // The first proposal in the log wins; every node gets the same key.
+                        match self
+                            .commit(system_draft(Operation::KeysInit), Change::InitIndexKey { key })
+                            .await?
+                            .outcome
+                        {
+                            Ok(Applied::IndexKey(key)) => key,
+                            _ => return Err(VaultError::Storage(StoreError::Corrupt)),
+                        }
+                    }
+                };
+                self.unwrap_index_key(wrapped).await.map_err(|error| {
+                    tracing::error!(%error, "the blind-index key cannot be used");
+                    VaultError::Crypto(CryptoError::Authentication)
+                })
+            })
+            .await
+    }
+
+    async fn unwrap_index_key(&self, wrapped: WrappedKey) -> Result<BlindIndex, StartupError> {
+        if wrapped.kek != self.kek.label() {
+            return Err(StartupError::ForeignKek { stored: wrapped.kek, configured: self.kek.label().to_string() });
+        }
+        let key =
+            self.kek.unwrap_key(&wrapped.wrapped, crypto::INDEX_KEY_AAD).await.map_err(StartupError::IndexKeyUnwrap)?;
+        Ok(BlindIndex::new(key))
+    }
+
+    /// What a `{mode}/{id}` pair names, for the state machine to resolve.
+    async fn target(&self, mode: Mode, id: &str) -> VaultResult<Target> {
         match mode.index_kind() {
-            None => Uuid::parse_str(id).map(Some).map_err(|_| VaultError::bad_request("token must be a UUID")),
+            None => Uuid::parse_str(id).map(Target::Token).map_err(|_| VaultError::bad_request("token must be a UUID")),
             Some(kind) => match identity::normalise(kind, id, self.settings.phone_region) {
                 None => Err(VaultError::bad_request(format!("{} must not be empty", kind.field()))),
-                Some(normalised) => Ok(self.store.lookup(&self.index.entry(kind, &normalised))?),
+                Some(normalised) => Ok(Target::Index(self.index().await?.entry(kind, &normalised))),
             },
         }
     }
 
     /// The blind-index entries of a profile; empty identifiers are absent.
-    fn index_entries(&self, profile: &Map<String, Value>) -> VaultResult<Vec<Vec<u8>>> {
+    async fn index_entries(&self, profile: &Map<String, Value>) -> VaultResult<Vec<Vec<u8>>> {
         let mut entries = Vec::new();
         for kind in IndexKind::ALL {
             let raw = match profile.get(kind.field()) {
@@ -176,7 +234,7 @@ impl Vault {
                 Some(_) => return Err(VaultError::bad_request(format!("{} must be a string", kind.field()))),
             };
             if let Some(normalised) = identity::normalise(kind, &raw, self.settings.phone_region) {
-                entries.push(self.index.entry(kind, &normalised));
+                entries.push(self.index().await?.entry(kind, &normalised));
             }
         }
         Ok(entries)
@@ -201,9 +259,25 @@ enum Found {
 }
 
 impl Vault {
-    fn find(&self, mode: Mode, id: &str) -> VaultResult<Option<Found>> {
-        let Some(subject) = self.resolve(mode, id)? else {
-            return Ok(None);
+    /// The subject a target names, from this node's state. Read-modify-write paths start
+    /// here; their writes carry the version they read, so a stale read cannot overwrite
+    /// a newer write. A miss may only mean this node lags, so it catches up and looks
+    /// again before reporting one.
+    async fn find(&self, target: &Target) -> VaultResult<Option<Found>> {
+        if let Some(found) = self.find_local(target)? {
+            return Ok(Some(found));
+        }
+        self.catch_up().await?;
+        self.find_local(target)
+    }
+
+    fn find_local(&self, target: &Target) -> VaultResult<Option<Found>> {
+        let subject = match target {
+            Target::Token(subject) => *subject,
+            Target::Index(entry) => match self.store.lookup(entry)? {
+                Some(subject) => subject,
+                None => return Ok(None),
+            },
         };
         Ok(self.store.subject(&subject)?.map(|record| match record.state {
             SubjectState::Active(active) => Found::Active(subject, record.version, Box::new(active)),
@@ -220,7 +294,7 @@ impl Vault {
         app: Option<&str>,
         id: &str,
     ) -> VaultResult<Found> {
-        match self.find(mode, id)? {
+        match self.find(&self.target(mode, id).await?).await? {
             Some(found) => Ok(found),
             None => {
                 self.record_access(draft(caller, op, None, app, Some(mode)), false).await?;
@@ -299,8 +373,17 @@ pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<(
 /// many may race before some get a 409 and must retry themselves.
 const UPDATE_ATTEMPTS: u32 = 32;
 
-/// Before retrying a lost read-modify-write: a short random pause, growing with the
-/// attempt, so racing writers spread over several commit batches.
+impl Vault {
+    /// After a read-modify-write lost a race: waits until this node has applied the write
+    /// that won (so the next read sees it), then a short random pause, growing with the
+    /// attempt, so racing writers spread over several log entries.
+    async fn after_conflict(&self, receipt: &Receipt, attempt: u32) -> VaultResult<()> {
+        self.cluster.wait_applied(receipt.log_index).await?;
+        backoff(attempt).await;
+        Ok(())
+    }
+}
+
 async fn backoff(attempt: u32) {
     use rand::Rng;
     let cap_micros = 200u64 << attempt.min(5);

@@ -62,13 +62,14 @@ impl Vault {
         Ok(CreatedToken { id, name: name.to_string(), scopes, token: secret })
     }
 
-    pub fn tokens(&self) -> VaultResult<Vec<AccessTokenRecord>> {
+    pub async fn tokens(&self) -> VaultResult<Vec<AccessTokenRecord>> {
+        self.catch_up().await?;
         Ok(self.store.tokens()?)
     }
 
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> VaultResult<()> {
         let audit = draft(caller, Operation::TokenRevoke, None, None, None);
-        let Some(token) = self.store.tokens()?.into_iter().find(|t| t.id == id) else {
+        let Some(token) = self.tokens().await?.into_iter().find(|t| t.id == id) else {
             return Err(VaultError::NotFound("access token"));
         };
         let receipt =

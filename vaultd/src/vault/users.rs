@@ -10,7 +10,7 @@ impl Vault {
         if profile.is_empty() {
             return Err(VaultError::bad_request("profile must not be empty"));
         }
-        let index = self.index_entries(&profile)?;
+        let index = self.index_entries(&profile).await?;
         let subject = Uuid::new_v4();
         let dek = DataKey::generate();
         let wrapped_dek = self.kek.wrap_key(&dek, &crypto::dek_aad(&subject)).await?;
@@ -26,15 +26,33 @@ impl Vault {
         Ok(subject)
     }
 
-    /// The profile of a subject; a forgotten subject resolves to an empty object.
+    /// The profile of a subject; a forgotten subject resolves to an empty object. The
+    /// read is a command: it is audited (on a quorum) before any data leaves the vault,
+    /// and it sees every write acknowledged before it.
     pub async fn get_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<(Uuid, Value)> {
-        let (subject, profile) = match self.find_audited(caller, Operation::UserRead, mode, None, id).await? {
-            Found::Forgotten(subject) => (subject, Value::Object(Map::new())),
-            Found::Active(subject, _, active) => (subject, self.open_profile(&subject, &active).await?),
+        let (subject, state) = self.read_subject(caller, Operation::UserRead, mode, id).await?;
+        let profile = match state {
+            SubjectState::Forgotten { .. } => Value::Object(Map::new()),
+            SubjectState::Active(active) => self.open_profile(&subject, &active).await?,
         };
-        // The read is audited before any data leaves the vault.
-        self.record_access(draft(caller, Operation::UserRead, Some(subject), None, Some(mode)), true).await?;
         Ok((subject, profile))
+    }
+
+    /// Reads a subject's record through the log, audited as `operation`.
+    pub(super) async fn read_subject(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        mode: Mode,
+        id: &str,
+    ) -> VaultResult<(Uuid, SubjectState)> {
+        let target = self.target(mode, id).await?;
+        let receipt =
+            self.commit(draft(caller, operation, None, None, Some(mode)), Change::ReadSubject { target }).await?;
+        match receipt.outcome.map_err(rejected)? {
+            Applied::Subject { subject, record } => Ok((subject, record.state)),
+            _ => Err(VaultError::Storage(StoreError::Corrupt)),
+        }
     }
 
     pub async fn update_user(&self, caller: &Caller, mode: Mode, id: &str, update: &Value) -> VaultResult<Uuid> {
@@ -54,7 +72,7 @@ impl Vault {
             let Value::Object(map) = &profile else {
                 return Err(VaultError::bad_request("the record must remain a JSON object"));
             };
-            let index = self.index_entries(map)?;
+            let index = self.index_entries(map).await?;
             let plaintext = Zeroizing::new(
                 serde_json::to_vec(&profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
             );
@@ -64,7 +82,7 @@ impl Vault {
                 self.commit(draft(caller, Operation::UserUpdate, Some(subject), None, Some(mode)), change).await?;
             match receipt.outcome {
                 Ok(_) => return Ok(subject),
-                Err(Rejection::Stale) => backoff(attempt).await,
+                Err(Rejection::Stale) => self.after_conflict(&receipt, attempt).await?,
                 Err(other) => return Err(rejected(other)),
             }
         }
@@ -74,17 +92,14 @@ impl Vault {
     /// Forget-me: removes the profile, index entries and app records, and destroys the
     /// DEK. The token keeps resolving to an empty record as evidence of the erasure.
     pub async fn forget_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Uuid> {
-        let subject = match self.find_audited(caller, Operation::UserForget, mode, None, id).await? {
-            Found::Active(subject, ..) | Found::Forgotten(subject) => subject,
-        };
+        let target = self.target(mode, id).await?;
         let receipt = self
-            .commit(
-                draft(caller, Operation::UserForget, Some(subject), None, Some(mode)),
-                Change::ForgetSubject { subject },
-            )
+            .commit(draft(caller, Operation::UserForget, None, None, Some(mode)), Change::ForgetSubject { target })
             .await?;
-        receipt.outcome.map_err(rejected)?;
-        Ok(subject)
+        match receipt.outcome.map_err(rejected)? {
+            Applied::Resolved(subject) => Ok(subject),
+            _ => Err(VaultError::Storage(StoreError::Corrupt)),
+        }
     }
 
     /// Bulk listing of profiles, each read audited. Disabled unless configured.
@@ -97,6 +112,7 @@ impl Vault {
         if !self.settings.bulk_list_enabled {
             return Err(VaultError::Disabled("bulk listing of users"));
         }
+        self.catch_up().await?;
         let (total, page) = self.store.subjects(offset, limit)?;
         let mut users = Vec::with_capacity(page.len());
         for (subject, record) in page {

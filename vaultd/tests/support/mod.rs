@@ -150,6 +150,15 @@ impl Vault {
         self.log.lock().unwrap().clone()
     }
 
+    /// Stops the process cleanly (SIGTERM) and waits for it to exit.
+    pub fn stop(mut self) -> String {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "vaultd exited with {exit} after SIGTERM:\n{}", self.log());
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

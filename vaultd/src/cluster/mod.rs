@@ -1,0 +1,385 @@
+//! Replication: every change to vault state is a command in an openraft log, persisted in
+//! sled and applied by the same state machine on every replica. A standalone vault is a
+//! one-member cluster; it takes the same path, so there is one write path to trust.
+//!
+//! - [`types`]: the Raft type configuration and member addresses;
+//! - [`log_store`] and [`state_machine`] (with [`snapshot`]): openraft's storage on sled;
+//! - [`network`] and [`peer`]: the peer port, client and server side, and [`rpc`], what
+//!   travels over it besides Raft's own messages;
+//! - [`proposer`]: batches the commands of concurrent requests into log entries, on the
+//!   leader or forwarded to it;
+//! - [`membership`]: `/v1/sys/cluster` — bootstrap, learners, promotion, removal, status;
+//! - [`compaction`]: removes erased subjects from the log and snapshots promptly.
+
+mod compaction;
+mod log_store;
+mod membership;
+mod network;
+mod peer;
+mod proposer;
+mod rpc;
+mod snapshot;
+mod state_machine;
+mod types;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::ServerState;
+use strongroom_admin_api::cluster::{NodeState, NodeSummary};
+use tokio::sync::{mpsc, OnceCell};
+use zeroize::Zeroizing;
+
+pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
+pub use network::PeerClient;
+pub use peer::peer_app;
+pub use rpc::Refusal;
+pub use types::{NodeId, NodeInfo};
+
+use log_store::LogStore;
+use network::{Network, PeerError, PeerHealth};
+use proposer::Pending;
+use snapshot::SnapshotFile;
+use state_machine::StateMachineStore;
+use types::Raft;
+
+use crate::crypto::DekCache;
+use crate::store::{decode, encode, Command, Receipt, StateMachine, Store, StoreError};
+
+/// How long a write may wait for a leader and a quorum before the client is told 503.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The node id, once this node has one, in the `raft_meta` tree.
+const NODE_ID: &[u8] = b"node_id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start Raft: {0}")]
+    Raft(String),
+}
+
+/// How this node takes part in a cluster.
+pub struct ClusterOptions {
+    /// `None`: a standalone vault, a one-member cluster that nobody can join.
+    pub peer: Option<PeerOptions>,
+    /// Log entries between automatic snapshots.
+    pub snapshot_every: u64,
+    /// Longest an applied erasure stays in the log before the node compacts it away.
+    pub erasure_compaction: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { peer: None, snapshot_every: 20_000, erasure_compaction: Duration::from_secs(10) }
+    }
+}
+
+/// The peer port's settings.
+pub struct PeerOptions {
+    /// How other members reach this node's peer port (`host:port`).
+    pub advertise_peer: String,
+    /// How clients and other members reach this node's API (a base URL).
+    pub advertise_api: String,
+    /// Shared by every member; authenticates peer requests.
+    pub secret: Zeroizing<String>,
+    /// The HTTP client for peer calls (TLS-configured when the peer port is TLS).
+    pub http: reqwest::Client,
+    pub tls: bool,
+}
+
+pub struct Cluster {
+    store: Store,
+    me: NodeInfo,
+    standalone: bool,
+    raft_config: Arc<openraft::Config>,
+    raft: OnceCell<Raft>,
+    /// The storage halves openraft takes over when this node gets its id.
+    parts: Mutex<Option<(LogStore, StateMachineStore)>>,
+    peers: PeerClient,
+    peer_secret_hash: [u8; 32],
+    health: Arc<PeerHealth>,
+    /// The multi-threaded runtime Raft and peer calls run on (HTTP workers have their own
+    /// single-threaded ones).
+    runtime: tokio::runtime::Handle,
+    proposals: mpsc::Sender<Pending>,
+    erasure_compaction: Duration,
+}
+
+impl Cluster {
+    /// Opens this node's Raft storage. A node that already has an id rejoins its cluster;
+    /// a standalone vault bootstraps itself on first start; any other node waits to be
+    /// initialised or added through `/v1/sys/cluster`.
+    pub async fn open(
+        store: Store,
+        dek_cache: Arc<DekCache>,
+        data_dir: &Path,
+        options: ClusterOptions,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let log_store = LogStore::open(&store)?;
+        let machine =
+            StateMachineStore::open(StateMachine::new(store.clone(), dek_cache)?, SnapshotFile::new(data_dir))?;
+        let raft_config = openraft::Config {
+            cluster_name: "strongroom".into(),
+            heartbeat_interval: 150,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let (me, standalone, peers, secret) = match options.peer {
+            Some(peer) => (
+                NodeInfo { raft_address: peer.advertise_peer, api_address: peer.advertise_api },
+                false,
+                PeerClient::new(peer.http, peer.tls, peer.secret.clone()),
+                peer.secret,
+            ),
+            None => (
+                NodeInfo::default(),
+                true,
+                PeerClient::new(reqwest::Client::new(), false, Zeroizing::default()),
+                Zeroizing::default(),
+            ),
+        };
+        let (proposals, queue) = mpsc::channel(proposer::QUEUE);
+        let cluster = Arc::new(Cluster {
+            store,
+            me,
+            standalone,
+            raft_config: Arc::new(raft_config),
+            raft: OnceCell::new(),
+            parts: Mutex::new(Some((log_store, machine))),
+            peers,
+            peer_secret_hash: crate::auth::secret_hash(&secret),
+            health: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
+            proposals,
+            erasure_compaction: options.erasure_compaction,
+        });
+        tokio::spawn(proposer::run(Arc::clone(&cluster), queue));
+        match cluster.stored_node_id()? {
+            Some(id) => cluster.start(id).await?,
+            None if standalone => {
+                cluster.bootstrap().await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+            }
+            None => tracing::info!("this node has not joined a cluster yet; waiting for /v1/sys/cluster"),
+        }
+        Ok(cluster)
+    }
+
+    fn stored_node_id(&self) -> Result<Option<NodeId>, StoreError> {
+        let meta = self.store.db().open_tree("raft_meta")?;
+        meta.get(NODE_ID)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Takes an id for good: stored durably before Raft starts under it.
+    fn claim_node_id(&self, id: NodeId) -> Result<(), Refusal> {
+        let fail = |e: StoreError| Refusal::Failed(e.to_string());
+        let meta = self.store.db().open_tree("raft_meta").map_err(|e| fail(e.into()))?;
+        let claimed = meta
+            .compare_and_swap(NODE_ID, None as Option<&[u8]>, Some(encode(&id).map_err(fail)?))
+            .map_err(|e| fail(e.into()))?;
+        if claimed.is_err() {
+            return Err(Refusal::AlreadyMember);
+        }
+        self.store.flush().map_err(fail)
+    }
+
+    /// Starts Raft under `id`, on the main runtime.
+    async fn start(self: &Arc<Self>, id: NodeId) -> Result<(), ClusterError> {
+        let (log_store, machine) = self
+            .parts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .ok_or_else(|| ClusterError::Raft("Raft is already running".into()))?;
+        let network = Network { client: self.peers.clone(), health: Arc::clone(&self.health) };
+        let config = Arc::clone(&self.raft_config);
+        let raft = self
+            .runtime
+            .spawn(async move { Raft::new(id, config, network, log_store, machine).await })
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        self.raft.set(raft).map_err(|_| ClusterError::Raft("Raft is already running".into()))?;
+        self.runtime.spawn(compaction::run(Arc::clone(self)));
+        tracing::info!(node = id, "Raft started");
+        Ok(())
+    }
+
+    pub fn raft(&self) -> Result<&Raft, Refusal> {
+        self.raft.get().ok_or(Refusal::Uninitialized)
+    }
+
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.raft.get().map(|raft| raft.metrics().borrow().id)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn is_standalone(&self) -> bool {
+        self.standalone
+    }
+
+    /// Whether a presented peer secret is the cluster's (constant time). A standalone
+    /// vault has no peer port and accepts none.
+    pub fn peer_secret_matches(&self, presented: &str) -> bool {
+        !self.standalone
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                &crate::auth::secret_hash(presented)[..],
+                &self.peer_secret_hash[..],
+            ))
+    }
+
+    /// Applies a command through the log and returns its receipt once the entry that
+    /// carries it is committed on a quorum and applied.
+    pub async fn submit(&self, command: Command) -> Result<Receipt, Refusal> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.proposals
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| Refusal::Failed("proposer stopped".into()))?;
+        answer.await.map_err(|_| Refusal::Failed("proposer stopped".into()))?
+    }
+
+    /// Waits until this node has applied the log up to `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), Refusal> {
+        let raft = self.raft()?;
+        raft.wait(Some(PROPOSE_TIMEOUT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(drop)
+            .map_err(|_| Refusal::Timeout)
+    }
+
+    /// Makes this node's local reads linearizable: waits until it has applied everything
+    /// the leader had committed when the barrier was asked for.
+    pub async fn read_barrier(self: &Arc<Self>) -> Result<(), Refusal> {
+        let cluster = Arc::clone(self);
+        let index = self
+            .on_runtime(async move {
+                let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+                loop {
+                    let attempt = match cluster.leader()? {
+                        Some((leader, _)) if Some(leader) == cluster.node_id() => cluster.leader_read_index().await,
+                        Some((_, node)) => cluster
+                            .peers
+                            .call::<_, rpc::ReadIndexResult>(
+                                &node.raft_address,
+                                rpc::READ_INDEX,
+                                None,
+                                &(),
+                                PROPOSE_TIMEOUT,
+                            )
+                            .await
+                            .unwrap_or_else(|e| Err(refusal_of(e))),
+                        None => Err(Refusal::NoLeader),
+                    };
+                    match attempt {
+                        Err(Refusal::NotLeader | Refusal::NoLeader) if tokio::time::Instant::now() < deadline => {
+                            cluster.await_leader_change().await
+                        }
+                        other => return other,
+                    }
+                }
+            })
+            .await?;
+        self.wait_applied(index).await
+    }
+
+    /// On the leader: the log index a linearizable read must wait for.
+    async fn leader_read_index(&self) -> Result<u64, Refusal> {
+        match self.raft()?.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Refusal::NoLeader),
+            Err(e) => Err(Refusal::Failed(e.to_string())),
+        }
+    }
+
+    /// The current leader and how to reach it, as this node believes.
+    fn leader(&self) -> Result<Option<(NodeId, NodeInfo)>, Refusal> {
+        self.with_metrics(|metrics| {
+            metrics.current_leader.and_then(|leader| {
+                metrics.membership_config.membership().get_node(&leader).map(|node| (leader, node.clone()))
+            })
+        })
+    }
+
+    /// Waits a little for the cluster's view to change (a new leader, a new term).
+    async fn await_leader_change(&self) {
+        if let Ok(raft) = self.raft() {
+            let mut metrics = raft.metrics();
+            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+        }
+    }
+
+    /// Runs peer-calling work on the main runtime, where the peer client's connections live.
+    async fn on_runtime<T: Send + 'static, E: From<Refusal> + Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
+    ) -> Result<T, E> {
+        self.runtime.spawn(work).await.map_err(|e| E::from(Refusal::Failed(e.to_string())))?
+    }
+
+    /// Reads Raft's latest metrics.
+    fn with_metrics<T>(&self, read: impl FnOnce(&types::RaftMetrics) -> T) -> Result<T, Refusal> {
+        let receiver = self.raft()?.metrics();
+        let metrics = receiver.borrow();
+        Ok(read(&metrics))
+    }
+
+    /// Stops Raft and makes the state machine durable (a clean shutdown; a crash loses
+    /// nothing either, since the log is durable, but then restart replays the tail).
+    pub async fn shutdown(&self) {
+        if let Some(raft) = self.raft.get() {
+            let raft = raft.clone();
+            if let Err(error) = self.runtime.spawn(async move { raft.shutdown().await }).await {
+                tracing::warn!(%error, "Raft did not shut down cleanly");
+            }
+        }
+        if let Err(error) = self.store.flush() {
+            tracing::error!(%error, "cannot flush the store at shutdown");
+        }
+    }
+
+    /// This node's id, role and leader, for `/v1/status`.
+    pub fn summary(&self) -> NodeSummary {
+        self.with_metrics(|metrics| NodeSummary {
+            id: Some(metrics.id),
+            state: node_state(metrics.state),
+            leader: metrics.current_leader,
+        })
+        .unwrap_or(NodeSummary { id: None, state: NodeState::Uninitialized, leader: None })
+    }
+}
+
+fn node_state(state: ServerState) -> NodeState {
+    match state {
+        ServerState::Leader => NodeState::Leader,
+        ServerState::Follower => NodeState::Follower,
+        ServerState::Learner => NodeState::Learner,
+        ServerState::Candidate => NodeState::Candidate,
+        ServerState::Shutdown => NodeState::Shutdown,
+    }
+}
+
+/// What a failed call to the leader means for the caller.
+fn refusal_of(error: PeerError) -> Refusal {
+    match error {
+        // Never delivered: the caller may try again once a leader is known.
+        PeerError::Unreachable(_) => Refusal::NoLeader,
+        // Maybe delivered: the outcome is unknown.
+        PeerError::Transport(_) => Refusal::Timeout,
+        other => Refusal::Failed(other.to_string()),
+    }
+}

@@ -1,0 +1,184 @@
+//! The client side of the peer port: openraft's `RaftNetwork` over HTTP, and the calls a
+//! node makes to forward work to the leader. Requests carry the cluster's peer secret and,
+//! for Raft messages, the id of the node they are meant for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::rpc;
+use super::types::{NodeId, NodeInfo, TypeConfig};
+use crate::store::{decode, encode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The request never reached the peer (connection refused, unresolvable name).
+    #[error("peer unreachable: {0}")]
+    Unreachable(reqwest::Error),
+    /// The request may or may not have been processed.
+    #[error("peer request failed: {0}")]
+    Transport(reqwest::Error),
+    #[error("peer refused the request with {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("peer answer cannot be decoded")]
+    Decode,
+    #[error("request cannot be encoded")]
+    Encode,
+}
+
+/// An HTTP client for the peer port, shared by every outgoing peer call.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    scheme: &'static str,
+    secret: Arc<Zeroizing<String>>,
+}
+
+impl PeerClient {
+    pub fn new(http: reqwest::Client, tls: bool, secret: Zeroizing<String>) -> Self {
+        PeerClient { http, scheme: if tls { "https" } else { "http" }, secret: Arc::new(secret) }
+    }
+
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        target: Option<NodeId>,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let body = encode(body).map_err(|_| PeerError::Encode)?;
+        let mut request = self
+            .http
+            .post(format!("{}://{address}{path}", self.scheme))
+            .header(rpc::SECRET_HEADER, self.secret.as_str())
+            .timeout(timeout)
+            .body(body);
+        if let Some(target) = target {
+            request = request.header(rpc::TARGET_HEADER, target.to_string());
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                PeerError::Unreachable(e)
+            } else {
+                PeerError::Transport(e)
+            }
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(PeerError::Transport)?;
+        if !status.is_success() {
+            let message = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            return Err(PeerError::Refused { status: status.as_u16(), message });
+        }
+        decode(&bytes).map_err(|_| PeerError::Decode)
+    }
+}
+
+/// When this node last heard back from each peer: the leader's measure of member health.
+#[derive(Default)]
+pub struct PeerHealth {
+    last_answer: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl PeerHealth {
+    fn answered(&self, node: NodeId) {
+        self.lock().insert(node, Instant::now());
+    }
+
+    /// How long ago `node` last answered a Raft message, if it ever did.
+    pub fn silent_for(&self, node: NodeId) -> Option<Duration> {
+        self.lock().get(&node).map(Instant::elapsed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Instant>> {
+        self.last_answer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// openraft's factory of connections to members.
+pub struct Network {
+    pub client: PeerClient,
+    pub health: Arc<PeerHealth>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Connection {
+        Connection {
+            client: self.client.clone(),
+            health: Arc::clone(&self.health),
+            target,
+            address: node.raft_address.clone(),
+        }
+    }
+}
+
+pub struct Connection {
+    client: PeerClient,
+    health: Arc<PeerHealth>,
+    target: NodeId,
+    address: String,
+}
+
+type RaftResult<T, E> = Result<T, RaftError<NodeId, E>>;
+
+impl Connection {
+    async fn send<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let ttl = option.hard_ttl();
+        let answer: RaftResult<Resp, E> =
+            self.client.call(&self.address, path, Some(self.target), request, ttl).await.map_err(|e| match e {
+                PeerError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                other => RPCError::Network(NetworkError::new(&other)),
+            })?;
+        self.health.answered(self.target);
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.send(rpc::APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.send(rpc::SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.send(rpc::VOTE, &rpc, &option).await
+    }
+}

@@ -1,0 +1,139 @@
+//! The server side of the peer port: openraft's messages, and work that other nodes hand
+//! to this one (proposals and membership changes for the leader, an id for a new node).
+//! Every request must carry the cluster's peer secret; Raft messages must also name this
+//! node's id.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::membership::{AdminRequest, AdminResult};
+use super::rpc::{self, Refusal};
+use super::types::TypeConfig;
+use super::Cluster;
+use crate::store::{decode, encode, Batch};
+
+/// Largest peer message: a batch of entries or a snapshot chunk, with room to spare.
+const MAX_PEER_BODY: usize = 256 * 1024 * 1024;
+
+/// Registers the peer routes; the app data must hold the node's `Arc<Cluster>`.
+pub fn peer_app(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(MAX_PEER_BODY))
+        .route(rpc::APPEND, web::post().to(append))
+        .route(rpc::VOTE, web::post().to(vote))
+        .route(rpc::SNAPSHOT, web::post().to(snapshot))
+        .route(rpc::PROPOSE, web::post().to(propose))
+        .route(rpc::ADOPT, web::post().to(adopt))
+        .route(rpc::READ_INDEX, web::post().to(read_index))
+        .route(rpc::ADMIN, web::post().to(admin));
+}
+
+type Node = web::Data<Arc<Cluster>>;
+
+/// Why a peer request was turned away before it reached Raft.
+struct Rejected(StatusCode, &'static str);
+
+impl Rejected {
+    fn response(self) -> HttpResponse {
+        HttpResponse::build(self.0).body(self.1)
+    }
+}
+
+/// Checks the peer secret and, for Raft messages, that this node is the one addressed.
+fn admit(cluster: &Cluster, req: &HttpRequest, raft_message: bool) -> Result<(), Rejected> {
+    let secret = req.headers().get(rpc::SECRET_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !cluster.peer_secret_matches(secret) {
+        return Err(Rejected(StatusCode::UNAUTHORIZED, "peer secret missing or wrong"));
+    }
+    if raft_message {
+        let target = req.headers().get(rpc::TARGET_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        match (target, cluster.node_id()) {
+            (_, None) => return Err(Rejected(StatusCode::SERVICE_UNAVAILABLE, "this node has not joined a cluster")),
+            (Some(target), Some(me)) if target == me => {}
+            _ => return Err(Rejected(StatusCode::CONFLICT, "message addressed to another node id")),
+        }
+    }
+    Ok(())
+}
+
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejected> {
+    decode(bytes).map_err(|_| Rejected(StatusCode::BAD_REQUEST, "malformed peer message"))
+}
+
+fn reply<T: Serialize>(value: &T) -> HttpResponse {
+    match encode(value) {
+        Ok(bytes) => HttpResponse::Ok().content_type("application/octet-stream").body(bytes),
+        Err(_) => HttpResponse::InternalServerError().body("answer cannot be encoded"),
+    }
+}
+
+macro_rules! try_or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(rejected) => return rejected.response(),
+        }
+    };
+}
+
+async fn append(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, true));
+    let message: AppendEntriesRequest<TypeConfig> = try_or_answer!(body(&bytes));
+    match cluster.raft() {
+        Ok(raft) => reply(&raft.append_entries(message).await),
+        Err(refusal) => HttpResponse::ServiceUnavailable().body(refusal.to_string()),
+    }
+}
+
+async fn vote(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, true));
+    let message: VoteRequest<u64> = try_or_answer!(body(&bytes));
+    match cluster.raft() {
+        Ok(raft) => reply(&raft.vote(message).await),
+        Err(refusal) => HttpResponse::ServiceUnavailable().body(refusal.to_string()),
+    }
+}
+
+async fn snapshot(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, true));
+    let message: InstallSnapshotRequest<TypeConfig> = try_or_answer!(body(&bytes));
+    match cluster.raft() {
+        Ok(raft) => reply(&raft.install_snapshot(message).await),
+        Err(refusal) => HttpResponse::ServiceUnavailable().body(refusal.to_string()),
+    }
+}
+
+async fn propose(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, false));
+    let batch: Batch = try_or_answer!(body(&bytes));
+    reply(&cluster.propose_as_leader(batch).await)
+}
+
+async fn adopt(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, false));
+    let message: rpc::Adopt = try_or_answer!(body(&bytes));
+    let result: rpc::AdoptResult = cluster.adopt(message.node_id).await;
+    reply(&result)
+}
+
+async fn read_index(cluster: Node, req: HttpRequest) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, false));
+    let result: rpc::ReadIndexResult = cluster.leader_read_index().await;
+    reply(&result)
+}
+
+async fn admin(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
+    try_or_answer!(admit(&cluster, &req, false));
+    let request: AdminRequest = try_or_answer!(body(&bytes));
+    let leader = Arc::clone(&cluster);
+    // Membership changes call other peers; that runs on the main runtime.
+    let result: AdminResult = match cluster.runtime.spawn(async move { leader.admin_as_leader(request).await }).await {
+        Ok(result) => result,
+        Err(e) => Err(Refusal::Failed(e.to_string()).into()),
+    };
+    reply(&result)
+}

@@ -1,0 +1,53 @@
+//! What nodes say to each other on the peer port, besides openraft's own messages: the
+//! paths, the headers that authenticate a peer, and the bodies of forwarded work.
+//! Every body is postcard-encoded.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::NodeId;
+use crate::store::Receipt;
+
+pub const APPEND: &str = "/raft/append";
+pub const VOTE: &str = "/raft/vote";
+pub const SNAPSHOT: &str = "/raft/snapshot";
+/// A follower hands a batch of commands to the leader.
+pub const PROPOSE: &str = "/raft/propose";
+/// The leader hands a never-used node id to an uninitialised node.
+pub const ADOPT: &str = "/raft/adopt";
+/// A follower asks the leader for a linearizable read index.
+pub const READ_INDEX: &str = "/raft/read-index";
+/// A follower hands a `/v1/sys/cluster` request to the leader.
+pub const ADMIN: &str = "/raft/admin";
+
+/// The cluster's shared peer secret; compared in constant time.
+pub const SECRET_HEADER: &str = "X-Strongroom-Peer";
+/// The node id a Raft message is meant for. A node refuses messages for another id, so a
+/// wiped node that came back at an old member's address cannot answer in its name.
+pub const TARGET_HEADER: &str = "X-Strongroom-Target";
+
+/// Why the leader (or the node that was asked) could not take forwarded work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("this node is not the leader")]
+    NotLeader,
+    #[error("no leader: the cluster has no quorum")]
+    NoLeader,
+    #[error("this node has not joined a cluster")]
+    Uninitialized,
+    #[error("this node already belongs to a cluster")]
+    AlreadyMember,
+    #[error("the write was not confirmed by a quorum in time; its outcome is unknown")]
+    Timeout,
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type ProposeResult = Result<Vec<Receipt>, Refusal>;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Adopt {
+    pub node_id: NodeId,
+}
+
+pub type AdoptResult = Result<(), Refusal>;
+pub type ReadIndexResult = Result<u64, Refusal>;

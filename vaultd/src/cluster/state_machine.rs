@@ -1,0 +1,171 @@
+//! openraft's view of the vault state: applies committed entries through the store's
+//! `StateMachine` (the last applied log id and the membership are stored in the same
+//! atomic batch as the commands), builds snapshots and installs them.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+
+use super::snapshot::{self, SnapshotFile};
+use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::store::{decode, encode, Receipt, StateMachine, Store, StoreError};
+
+const LAST_APPLIED: &str = "raft_last_applied";
+const MEMBERSHIP: &str = "raft_membership";
+/// Set in `raft_meta` while a snapshot is being loaded into the state tree.
+const INSTALLING: &[u8] = b"installing_snapshot";
+
+fn sm_error(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn snapshot_error(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
+}
+
+pub struct StateMachineStore {
+    machine: StateMachine,
+    file: Arc<SnapshotFile>,
+    raft_meta: sled::Tree,
+    snapshots_built: u64,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine; finishes a snapshot load that a crash interrupted.
+    pub fn open(machine: StateMachine, file: SnapshotFile) -> Result<Self, StoreError> {
+        let raft_meta = machine.store().db().open_tree("raft_meta")?;
+        let mut store = StateMachineStore { machine, file: Arc::new(file), raft_meta, snapshots_built: 0 };
+        if store.raft_meta.contains_key(INSTALLING)? {
+            tracing::warn!("finishing a snapshot installation that was interrupted");
+            let data = store.file.read()?.ok_or(StoreError::Corrupt)?;
+            store.load(&data)?;
+        }
+        Ok(store)
+    }
+
+    fn store(&self) -> &Store {
+        self.machine.store()
+    }
+
+    fn applied(&self) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+        let last = self.store().meta(LAST_APPLIED)?.map(|v| decode::<Option<LogId>>(&v)).transpose()?.flatten();
+        let membership = self.store().meta(MEMBERSHIP)?.map(|v| decode(&v)).transpose()?.unwrap_or_default();
+        Ok((last, membership))
+    }
+
+    /// Loads snapshot bytes into the state tree, marked so that a crash midway is redone.
+    fn load(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.raft_meta.insert(INSTALLING, &[])?;
+        self.store().flush()?;
+        snapshot::load(self.store().state_tree(), data)?;
+        self.store().flush()?;
+        self.raft_meta.remove(INSTALLING)?;
+        self.store().flush()?;
+        self.machine.reload()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        self.applied().map_err(sm_error)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Receipt>>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut transaction = self.machine.begin();
+        let mut responses = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            last = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    let receipts = batch
+                        .commands
+                        .iter()
+                        .map(|command| transaction.apply(command, entry.log_id.index))
+                        .collect::<Result<_, _>>()
+                        .map_err(sm_error)?;
+                    responses.push(receipts);
+                }
+                EntryPayload::Membership(membership) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), membership);
+                    transaction.put_meta(MEMBERSHIP, encode(&stored).map_err(sm_error)?);
+                    responses.push(Vec::new());
+                }
+            }
+        }
+        if last.is_some() {
+            transaction.put_meta(LAST_APPLIED, encode(&last).map_err(sm_error)?);
+        }
+        transaction.commit().map_err(sm_error)?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // Called between applies, so the dump is a consistent cut of the state.
+        self.snapshots_built += 1;
+        let data = self.applied().and_then(|(last_log_id, last_membership)| {
+            let snapshot_id = match &last_log_id {
+                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.snapshots_built),
+                None => format!("0-0-{}", self.snapshots_built),
+            };
+            let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+            Ok((meta.clone(), snapshot::dump(self.store().state_tree(), &meta)?))
+        });
+        SnapshotBuilder { data: Some(data), file: Arc::clone(&self.file) }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        if snapshot::meta_of(&data).map_err(snapshot_error)?.last_log_id != meta.last_log_id {
+            return Err(snapshot_error(StoreError::Corrupt));
+        }
+        self.file.write(&data).map_err(snapshot_error)?;
+        self.load(&data).map_err(snapshot_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(data) = self.file.read().map_err(snapshot_error)? else {
+            return Ok(None);
+        };
+        let meta = snapshot::meta_of(&data).map_err(snapshot_error)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+/// Writes a dump taken by `get_snapshot_builder` to the snapshot file, off the apply path.
+pub struct SnapshotBuilder {
+    data: Option<Result<(SnapshotMeta, Vec<u8>), StoreError>>,
+    file: Arc<SnapshotFile>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (meta, data) = self.data.take().ok_or(StoreError::Corrupt).and_then(|r| r).map_err(snapshot_error)?;
+        let file = Arc::clone(&self.file);
+        let data = tokio::task::spawn_blocking(move || file.write(&data).map(|()| data))
+            .await
+            .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
+            .map_err(snapshot_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}

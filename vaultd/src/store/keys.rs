@@ -1,0 +1,83 @@
+//! Where everything lives in the vault's state tree. All replicated state is one sled tree
+//! so that applying a batch of commands is a single atomic sled batch; each kind of record
+//! has its own one-byte key prefix.
+
+use uuid::Uuid;
+
+/// Subject records: `s` + subject token.
+pub const SUBJECT: u8 = b's';
+/// Blind-index entries: `i` + entry (kind byte + HMAC) → subject token.
+const INDEX: u8 = b'i';
+/// App records: `a` + subject token + app name.
+const APP: u8 = b'a';
+/// App names in use: `n` + app name.
+pub const APP_NAME: u8 = b'n';
+/// Audit blocks: `e` + sequence number of the block's first event (big-endian).
+pub const AUDIT_BLOCK: u8 = b'e';
+/// Audit events by subject: `b` + subject token + sequence number.
+const AUDIT_BY_SUBJECT: u8 = b'b';
+/// Access tokens: `t` + SHA-256 of the secret.
+pub const TOKEN: u8 = b't';
+/// Applied erasures: `x` + Raft log index (big-endian) → time applied (ms). A node's
+/// erasures past its purged log index are still on its disk in the log.
+pub const ERASURE: u8 = b'x';
+/// Singletons: `m` + name.
+const META: u8 = b'm';
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    key.push(prefix);
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+pub fn subject(subject: &Uuid) -> Vec<u8> {
+    key(SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn index(entry: &[u8]) -> Vec<u8> {
+    key(INDEX, &[entry])
+}
+
+pub fn app(subject: &Uuid, app: &str) -> Vec<u8> {
+    key(APP, &[subject.as_bytes(), app.as_bytes()])
+}
+
+pub fn app_name(app: &str) -> Vec<u8> {
+    key(APP_NAME, &[app.as_bytes()])
+}
+
+pub fn audit_block(first_seq: u64) -> Vec<u8> {
+    key(AUDIT_BLOCK, &[&first_seq.to_be_bytes()])
+}
+
+pub fn audit_by_subject_prefix(subject: &Uuid) -> Vec<u8> {
+    key(AUDIT_BY_SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn audit_by_subject(subject: &Uuid, seq: u64) -> Vec<u8> {
+    key(AUDIT_BY_SUBJECT, &[subject.as_bytes(), &seq.to_be_bytes()])
+}
+
+pub fn token(secret_hash: &[u8; 32]) -> Vec<u8> {
+    key(TOKEN, &[secret_hash])
+}
+
+pub fn erasure(log_index: u64) -> Vec<u8> {
+    key(ERASURE, &[&log_index.to_be_bytes()])
+}
+
+pub fn meta(name: &str) -> Vec<u8> {
+    key(META, &[name.as_bytes()])
+}
+
+pub const AUDIT_HEAD: &str = "audit_head";
+pub const INDEX_KEY: &str = "index_key";
+pub const NEXT_NODE_ID: &str = "next_node_id";
+
+/// The big-endian sequence number at the end of an audit key (0 when malformed).
+pub fn trailing_seq(key: &[u8]) -> u64 {
+    key.len().checked_sub(8).and_then(|start| key[start..].try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+}

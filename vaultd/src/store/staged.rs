@@ -1,0 +1,52 @@
+//! A batch's pending writes over the state tree. Commands of one batch see each other's
+//! writes (two creates with one email in one batch: the second is a duplicate), and the
+//! whole batch reaches sled as one atomic `apply_batch`, or not at all.
+
+use std::collections::HashMap;
+
+use sled::IVec;
+
+pub struct Staged {
+    tree: sled::Tree,
+    writes: HashMap<Vec<u8>, Option<IVec>>,
+}
+
+impl Staged {
+    pub fn new(tree: sled::Tree) -> Self {
+        Staged { tree, writes: HashMap::new() }
+    }
+
+    pub fn get(&self, key: &[u8]) -> sled::Result<Option<IVec>> {
+        match self.writes.get(key) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.tree.get(key),
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> sled::Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    pub fn insert(&mut self, key: Vec<u8>, value: impl Into<IVec>) {
+        self.writes.insert(key, Some(value.into()));
+    }
+
+    /// Removes a key; says whether it was present.
+    pub fn remove(&mut self, key: Vec<u8>) -> sled::Result<bool> {
+        let existed = self.contains(&key)?;
+        self.writes.insert(key, None);
+        Ok(existed)
+    }
+
+    /// Applies every pending write atomically.
+    pub fn commit(self) -> sled::Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(batch)
+    }
+}
