@@ -129,7 +129,8 @@ impl Cluster {
             install_snapshot_timeout: 10_000,
             max_payload_entries: 64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
-            max_in_snapshot_log_to_keep: 1_000,
+            // Entries kept behind a snapshot for followers that lag a little.
+            max_in_snapshot_log_to_keep: options.snapshot_every.min(1_000),
             ..Default::default()
         }
         .validate()

@@ -2,6 +2,8 @@
 //! made by `hack/softhsm-token.sh`, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ pub enum Mode<'a> {
 pub struct Vault {
     pub child: Child,
     pub url: String,
+    /// The peer (Raft) port's address, on cluster nodes.
+    pub peer: Option<String>,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
     _owned_dir: Option<TempDir>,
@@ -64,9 +68,11 @@ pub fn serve_command(hsm: &SoftHsm, data_dir: &Path, extra: &[String]) -> Comman
     let token_file = data_dir.with_extension("root-token");
     std::fs::write(&token_file, ROOT_TOKEN).unwrap();
     let mut command = vaultd();
+    command.arg("serve");
+    if !extra.iter().any(|arg| arg.starts_with("--listen")) {
+        command.arg("--listen=127.0.0.1:0");
+    }
     command
-        .arg("serve")
-        .arg("--listen=127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--root-token-file")
@@ -119,8 +125,12 @@ impl Vault {
         // Wait for the line that says the socket is bound (or for the process to end).
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut url = None;
+        let mut peer = None;
         let mut line = String::new();
         while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(rest) = line.trim().strip_prefix("vaultd peer port on ") {
+                peer = Some(rest.to_string());
+            }
             if let Some(rest) = line.trim().strip_prefix("vaultd listening on ") {
                 url = Some(rest.to_string());
                 break;
@@ -132,7 +142,7 @@ impl Vault {
             panic!("vaultd exited ({status}) before listening:\n{}", log.lock().unwrap());
         };
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Vault { child, url, data_dir, log, _owned_dir: None }
+        Vault { child, url, peer, data_dir, log, _owned_dir: None }
     }
 
     pub fn client(&self) -> Client {
@@ -192,7 +202,8 @@ pub struct Reply {
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Self {
-        Client { base: base.to_string(), token: Some(token.to_string()), http: reqwest::blocking::Client::new() }
+        let http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+        Client { base: base.to_string(), token: Some(token.to_string()), http }
     }
 
     pub fn with_token(&self, token: Option<&str>) -> Self {
@@ -209,11 +220,16 @@ impl Client {
     }
 
     pub fn send(&self, builder: reqwest::blocking::RequestBuilder) -> Reply {
-        let response = builder.send().unwrap();
+        self.try_send(builder).unwrap()
+    }
+
+    /// Like `send`, but a transport failure (refused connection, timeout) is an `Err`.
+    pub fn try_send(&self, builder: reqwest::blocking::RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let response = builder.send()?;
         let status = response.status().as_u16();
-        let text = response.text().unwrap();
+        let text = response.text()?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, body }
+        Ok(Reply { status, body })
     }
 
     pub fn get(&self, path: &str) -> Reply {

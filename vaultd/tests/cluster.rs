@@ -1,0 +1,196 @@
+//! The Raft cluster with real processes on loopback: replication and linearizable reads
+//! from any node, leader failure under load, a wiped node rejoining under a new id, and
+//! erasures compacted out of every node's log.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::cluster::{poll, TestCluster};
+
+#[test]
+fn a_write_on_a_follower_is_read_at_once_on_every_node() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let token = cluster.client(follower).create_user(json!({"login": "ada", "email": "ada@example.com"}));
+    for slot in 0..3 {
+        let reply = cluster.client(slot).get("/v1/user/login/ada");
+        assert_eq!(reply.assert_ok()["token"], token.as_str(), "node {slot}");
+        assert_eq!(reply.body["data"]["email"], "ada@example.com");
+    }
+    // Reads right after an acknowledged write see it, whichever nodes take the two.
+    for round in 0..20 {
+        let (writer, reader) = (round % 3, (round + 1) % 3);
+        let city = format!("city-{round}");
+        cluster.client(writer).put(&format!("/v1/user/token/{token}"), json!({"city": city})).assert_ok();
+        let reply = cluster.client(reader).get(&format!("/v1/user/token/{token}"));
+        assert_eq!(reply.assert_ok()["data"]["city"], city.as_str(), "read on node {reader} after write on {writer}");
+    }
+    // Scoped tokens work on every node, and a revoked one nowhere.
+    let reply = cluster.client(follower).post("/v1/sys/tokens", json!({"name": "reader", "scopes": ["users:read"]}));
+    let (id, secret) =
+        (reply.body["id"].as_str().unwrap().to_string(), reply.body["token"].as_str().unwrap().to_string());
+    for slot in 0..3 {
+        cluster.client(slot).with_token(Some(&secret)).get("/v1/user/login/ada").assert_ok();
+    }
+    cluster.client(leader).delete(&format!("/v1/sys/tokens/{id}")).assert_ok();
+    for slot in 0..3 {
+        cluster.client(slot).with_token(Some(&secret)).get("/v1/user/login/ada").assert_error(401);
+    }
+    let members = cluster.members();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|(_, voter)| *voter), "{members:?}");
+    let verify = cluster.client(follower).get("/v1/sys/audit/verify");
+    assert_eq!(verify.assert_ok()["verification"]["intact"], true);
+}
+
+#[test]
+fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(3, &["--enable-bulk-list"]);
+    let leader = cluster.leader();
+    let urls: Vec<_> = (0..3).map(|slot| cluster.client(slot)).collect();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|writer| {
+            let clients = urls.clone();
+            let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let login = format!("w{writer}-{n}");
+                    let client = &clients[n % clients.len()];
+                    let request = client.request("POST", "/v1/user").json(&json!({"login": login}));
+                    if let Ok(reply) = client.try_send(request) {
+                        if reply.status == 200 {
+                            acknowledged
+                                .lock()
+                                .unwrap()
+                                .push((login, reply.body["token"].as_str().unwrap().to_string()));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    poll("writes before the kill", Duration::from_secs(30), || {
+        (acknowledged.lock().unwrap().len() >= 200).then_some(())
+    });
+    cluster.kill(leader);
+    let before_kill = acknowledged.lock().unwrap().len();
+    poll("writes acknowledged after the kill", Duration::from_secs(30), || {
+        (acknowledged.lock().unwrap().len() >= before_kill + 200).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let new_leader = cluster.leader();
+    assert_ne!(new_leader, leader);
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let tokens: HashSet<_> = acknowledged.iter().map(|(_, token)| token.clone()).collect();
+    assert_eq!(tokens.len(), acknowledged.len(), "no token was handed out twice");
+    for slot in cluster.running() {
+        // Each surviving node's own state, after catching up, holds every acknowledged user.
+        let client = cluster.client(slot);
+        client.get("/v1/sys/audit/verify").assert_ok();
+        let listed = all_logins(&client);
+        for (login, _) in &acknowledged {
+            assert!(listed.contains(login), "node {slot} lost acknowledged user {login}");
+        }
+    }
+
+    // The old leader comes back, catches up and serves the same data.
+    cluster.restart(leader);
+    let applied = cluster.local_status(new_leader)["appliedIndex"].as_u64().unwrap();
+    poll("the old leader to catch up", Duration::from_secs(30), || {
+        (cluster.local_status(leader)["appliedIndex"].as_u64()? >= applied).then_some(())
+    });
+    let listed = all_logins(&cluster.client(leader));
+    assert!(acknowledged.iter().all(|(login, _)| listed.contains(login)), "the restarted node caught up");
+}
+
+/// Every login a node holds, listed from its own state (bulk listing is enabled).
+fn all_logins(client: &support::Client) -> HashSet<String> {
+    let mut logins = HashSet::new();
+    let mut offset = 0;
+    loop {
+        let reply = client.send(client.request("POST", &format!("/v1/users?offset={offset}&limit=1000")));
+        let rows = reply.assert_ok()["rows"].as_array().unwrap().clone();
+        if rows.is_empty() {
+            return logins;
+        }
+        offset += rows.len();
+        logins.extend(rows.iter().filter_map(|row| row["data"]["login"].as_str().map(String::from)));
+    }
+}
+
+#[test]
+fn a_wiped_node_rejoins_under_a_new_id_through_a_snapshot() {
+    let mut cluster = TestCluster::start(3, &["--snapshot-every=20"]);
+    let leader = cluster.leader();
+    let victim = (leader + 1) % 3;
+    let old_id = cluster.node_id(victim);
+    for n in 0..60 {
+        cluster.client(n % 3).create_user(json!({"login": format!("before-{n}")}));
+    }
+    poll("the leader to purge its log", Duration::from_secs(30), || {
+        (cluster.local_status(leader)["purgedIndex"].as_u64()? > 0).then_some(())
+    });
+
+    cluster.wipe(victim);
+    cluster.restart(victim);
+    assert_eq!(cluster.local_status(victim)["state"], "uninitialized");
+    let without_replace = cluster.client(leader).post(
+        "/v1/sys/cluster/learners",
+        json!({"raftAddress": cluster.slots[victim].raft_address(), "apiAddress": cluster.slots[victim].url()}),
+    );
+    without_replace.assert_error(409);
+    let new_id = cluster.join(victim, true);
+    assert_ne!(new_id, old_id, "a wiped node never gets its old id back");
+
+    let members = cluster.members();
+    let ids: Vec<u64> = members.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 3, "{members:?}");
+    assert!(!ids.contains(&old_id), "the old id was removed: {members:?}");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "no two members share an id");
+    let status = cluster.local_status(victim);
+    assert!(status["snapshotIndex"].as_u64().is_some_and(|i| i > 0), "caught up by snapshot: {status}");
+    let reply = cluster.client(victim).get("/v1/user/login/before-7");
+    reply.assert_ok();
+    // The node's own copy is complete too.
+    let applied = cluster.local_status(leader)["appliedIndex"].as_u64().unwrap();
+    poll("the rejoined node to apply everything", Duration::from_secs(30), || {
+        (cluster.local_status(victim)["appliedIndex"].as_u64()? >= applied).then_some(())
+    });
+}
+
+#[test]
+fn erasures_reach_every_node_and_are_compacted_out_of_every_log() {
+    let cluster = TestCluster::start(3, &["--erasure-compaction-secs=1"]);
+    let token = cluster.client(0).create_user(json!({"login": "eve", "phone": "+447700900123"}));
+    cluster.client(1).create_user(json!({"login": "kept"}));
+    cluster.client(2).delete(&format!("/v1/user/token/{token}")).assert_ok();
+    let leader = cluster.leader();
+    let erased_at = cluster.local_status(leader)["appliedIndex"].as_u64().unwrap();
+    for slot in 0..3 {
+        let reply = cluster.client(slot).get(&format!("/v1/user/token/{token}"));
+        assert_eq!(reply.assert_ok()["data"], json!({}), "node {slot}");
+        cluster.client(slot).get("/v1/user/login/eve").assert_error(404);
+    }
+    for slot in 0..3 {
+        let status = poll("the erasure to be compacted", Duration::from_secs(30), || {
+            let status = cluster.local_status(slot);
+            (status["erasures"]["pending"] == 0 && status["purgedIndex"].as_u64()? >= erased_at).then_some(status)
+        });
+        assert_eq!(status["erasures"]["compactionDeadlineMs"], 1000);
+    }
+    cluster.client(0).get("/v1/user/login/kept").assert_ok();
+}
