@@ -194,3 +194,49 @@ fn erasures_reach_every_node_and_are_compacted_out_of_every_log() {
     }
     cluster.client(0).get("/v1/user/login/kept").assert_ok();
 }
+
+#[test]
+fn an_isolated_node_refuses_writes_while_the_majority_serves_and_converges_after() {
+    let Some(netns) = support::cluster::Netns::create() else {
+        eprintln!("SKIPPED: network namespaces need root and iproute2 (CI runs this test as root)");
+        return;
+    };
+    let outside = || (netns.host_ip.clone(), None);
+    let inside = (netns.inner_ip.clone(), Some(netns.name.clone()));
+    let cluster = TestCluster::start_at(&[outside(), outside(), inside], &["--enable-bulk-list"]);
+    let isolated = 2;
+    cluster.client(0).create_user(json!({"login": "before"}));
+    let applied_before = cluster.local_status(isolated)["appliedIndex"].as_u64().unwrap();
+    assert!(applied_before > 0);
+
+    netns.set_connected(false);
+    // The majority elects a leader if it lost one, and keeps taking writes.
+    poll("the majority to take writes", Duration::from_secs(30), || {
+        let client = cluster.client(0);
+        let reply = client.try_send(client.request("POST", "/v1/user").json(&json!({"login": "during-0"}))).ok()?;
+        (reply.status == 200).then_some(())
+    });
+    for n in 1..20 {
+        cluster.client(n % 2).create_user(json!({"login": format!("during-{n}")}));
+    }
+    // The cut-off node refuses: no write is acknowledged without a quorum.
+    let api = cluster.slots[isolated].url();
+    let (status, body) = netns.curl("POST", &format!("{api}/v1/user"), Some(r#"{"login":"split-brain"}"#));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "error");
+    let (status, _) = netns.curl("GET", &format!("{api}/v1/user/login/before"), None);
+    assert_eq!(status, 503, "reads need the quorum too (they are audited through the log)");
+
+    netns.set_connected(true);
+    let leader = cluster.leader();
+    let applied = cluster.local_status(leader)["appliedIndex"].as_u64().unwrap();
+    poll("the isolated node to converge", Duration::from_secs(30), || {
+        (cluster.local_status(isolated)["appliedIndex"].as_u64()? >= applied).then_some(())
+    });
+    let logins = all_logins(&cluster.client(isolated));
+    assert!((0..20).all(|n| logins.contains(&format!("during-{n}"))), "{logins:?}");
+    assert!(!logins.contains("split-brain"), "the refused write never appears");
+    for slot in 0..2 {
+        cluster.client(slot).get("/v1/user/login/split-brain").assert_error(404);
+    }
+}

@@ -29,8 +29,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Where a node lives: its ports and data directory survive restarts.
+/// Where a node lives: its address, ports and data directory survive restarts.
 pub struct Slot {
+    pub host: String,
+    /// The network namespace the node runs in, if not the test's own.
+    pub netns: Option<String>,
     pub api_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -39,11 +42,11 @@ pub struct Slot {
 
 impl Slot {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        format!("http://{}:{}", self.host, self.api_port)
     }
 
     pub fn raft_address(&self) -> String {
-        format!("127.0.0.1:{}", self.peer_port)
+        format!("{}:{}", self.host, self.peer_port)
     }
 }
 
@@ -56,8 +59,14 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// `n` nodes: the first bootstraps, the others join as learners and are promoted.
+    /// `n` nodes on 127.0.0.1: the first bootstraps, the others join as learners and are
+    /// promoted.
     pub fn start(n: usize, extra: &[&str]) -> Self {
+        Self::start_at(&vec![("127.0.0.1".to_string(), None); n], extra)
+    }
+
+    /// One node per `(host, network namespace)`, formed into a cluster.
+    pub fn start_at(places: &[(String, Option<String>)], extra: &[&str]) -> Self {
         let mut cluster = TestCluster {
             hsm: SoftHsm::new(),
             scratch: tempfile::tempdir().unwrap(),
@@ -65,21 +74,22 @@ impl TestCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             key_created: false,
         };
-        for _ in 0..n {
-            cluster.add_slot();
+        for (host, netns) in places {
+            cluster.add_slot(host, netns.clone());
         }
         cluster.client(0).post("/v1/sys/cluster/init", json!({})).assert_ok();
-        for slot in 1..n {
+        for slot in 1..places.len() {
             cluster.join(slot, false);
         }
         cluster
     }
 
     /// A new slot with a running, uninitialised node.
-    pub fn add_slot(&mut self) -> usize {
+    pub fn add_slot(&mut self, host: &str, netns: Option<String>) -> usize {
         let index = self.slots.len();
         let data_dir = self.scratch.path().join(format!("node{index}"));
-        self.slots.push(Slot { api_port: free_port(), peer_port: free_port(), data_dir, vault: None });
+        let (api_port, peer_port) = (free_port(), free_port());
+        self.slots.push(Slot { host: host.to_string(), netns, api_port, peer_port, data_dir, vault: None });
         self.restart(index);
         index
     }
@@ -88,9 +98,10 @@ impl TestCluster {
         assert!(self.slots[slot].vault.is_none(), "node {slot} is running");
         let secret_file = self.scratch.path().join("peer-secret");
         std::fs::write(&secret_file, PEER_SECRET).unwrap();
+        let place = &self.slots[slot];
         let mut extra = vec![
-            format!("--listen=127.0.0.1:{}", self.slots[slot].api_port),
-            format!("--peer-listen=127.0.0.1:{}", self.slots[slot].peer_port),
+            format!("--listen={}:{}", place.host, place.api_port),
+            format!("--peer-listen={}:{}", place.host, place.peer_port),
             format!("--peer-secret-file={}", secret_file.display()),
         ];
         if !self.key_created {
@@ -100,6 +111,9 @@ impl TestCluster {
         extra.extend(self.extra.iter().cloned());
         let mut command = serve_command(&self.hsm, &self.slots[slot].data_dir, &extra);
         command.env("RUST_LOG", "info,openraft=warn");
+        if let Some(netns) = &self.slots[slot].netns {
+            command = in_netns(netns, &command);
+        }
         self.slots[slot].vault = Some(Vault::spawn_command(command));
     }
 
@@ -177,5 +191,95 @@ impl TestCluster {
             .iter()
             .map(|m| (m["id"].as_u64().unwrap(), m["voter"].as_bool().unwrap()))
             .collect()
+    }
+}
+
+/// The same command, run inside a network namespace (`ip netns exec`).
+fn in_netns(netns: &str, command: &std::process::Command) -> std::process::Command {
+    let mut wrapped = std::process::Command::new("ip");
+    wrapped.args(["netns", "exec", netns]).arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            wrapped.env(key, value);
+        }
+    }
+    wrapped
+}
+
+/// A network namespace joined to this one by a veth pair: `host_ip` on our side,
+/// `inner_ip` inside. Cutting the link isolates whatever runs inside. Removed on drop.
+pub struct Netns {
+    pub name: String,
+    host_link: String,
+    pub host_ip: String,
+    pub inner_ip: String,
+}
+
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip").args(args).status().is_ok_and(|s| s.success())
+}
+
+impl Netns {
+    /// `None` where namespaces cannot be made (not root, no `ip`).
+    pub fn create() -> Option<Self> {
+        let id = std::process::id();
+        let (name, host_link, inner_link) = (format!("srt{id}"), format!("srh{id}"), format!("srn{id}"));
+        let subnet = format!("10.{}.{}", 64 + (id / 250) % 64, id % 250);
+        let netns = Netns { name, host_link, host_ip: format!("{subnet}.1"), inner_ip: format!("{subnet}.2") };
+        if !ip(&["netns", "add", &netns.name]) {
+            return None;
+        }
+        let ok = ip(&["link", "add", &netns.host_link, "type", "veth", "peer", "name", &inner_link])
+            && ip(&["link", "set", &inner_link, "netns", &netns.name])
+            && ip(&["addr", "add", &format!("{}/24", netns.host_ip), "dev", &netns.host_link])
+            && ip(&["link", "set", &netns.host_link, "up"])
+            && ip(&[
+                "netns",
+                "exec",
+                &netns.name,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", netns.inner_ip),
+                "dev",
+                &inner_link,
+            ])
+            && ip(&["netns", "exec", &netns.name, "ip", "link", "set", &inner_link, "up"])
+            && ip(&["netns", "exec", &netns.name, "ip", "link", "set", "lo", "up"]);
+        assert!(ok, "cannot set up network namespace {}", netns.name);
+        Some(netns)
+    }
+
+    /// Cuts (or restores) the link: nothing crosses between the namespaces meanwhile.
+    pub fn set_connected(&self, connected: bool) {
+        assert!(ip(&["link", "set", &self.host_link, if connected { "up" } else { "down" }]));
+    }
+
+    /// Runs curl inside the namespace; returns (HTTP status, body).
+    pub fn curl(&self, method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+        let mut command = std::process::Command::new("ip");
+        command.args(["netns", "exec", &self.name, "curl", "-s", "-m", "30", "-o", "-", "-w", "\n%{http_code}"]);
+        command.args([
+            "-X",
+            method,
+            "-H",
+            &format!("X-Bunker-Token: {ROOT_TOKEN}"),
+            "-H",
+            "Content-Type: application/json",
+        ]);
+        if let Some(body) = body {
+            command.args(["-d", body]);
+        }
+        let output = command.arg(url).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        ip(&["link", "del", &self.host_link]);
+        ip(&["netns", "del", &self.name]);
     }
 }
