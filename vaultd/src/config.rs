@@ -33,6 +33,10 @@ pub struct FileConfig {
     /// Base URL other members and clients use for this node's API.
     pub advertise_api: Option<String>,
     pub peer_secret_file: Option<PathBuf>,
+    /// PEM files for mutual TLS on the peer port (all three, or none).
+    pub peer_tls_cert: Option<PathBuf>,
+    pub peer_tls_key: Option<PathBuf>,
+    pub peer_tls_ca: Option<PathBuf>,
     pub snapshot_every: Option<u64>,
     pub erasure_compaction_secs: Option<u64>,
     #[serde(default)]

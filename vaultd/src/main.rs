@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use zeroize::Zeroizing;
 
-use vaultd::cluster::{ClusterOptions, PeerOptions};
+use vaultd::cluster::{ClusterOptions, PeerOptions, PeerTls};
 use vaultd::config::{self, FileConfig};
 use vaultd::crypto::{HsmConfig, HsmKek, Kek, SoftwareKek};
 use vaultd::server::{self, ServerOptions};
@@ -108,6 +108,15 @@ struct ServeArgs {
     /// File holding the secret every member shares (or set VAULTD_PEER_SECRET).
     #[arg(long, env = "VAULTD_PEER_SECRET_FILE")]
     peer_secret_file: Option<PathBuf>,
+    /// This node's peer certificate (PEM); with --peer-tls-key and --peer-tls-ca the peer
+    /// port speaks mutual TLS.
+    #[arg(long, env = "VAULTD_PEER_TLS_CERT")]
+    peer_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "VAULTD_PEER_TLS_KEY")]
+    peer_tls_key: Option<PathBuf>,
+    /// The cluster CA that signed every member's peer certificate (PEM).
+    #[arg(long, env = "VAULTD_PEER_TLS_CA")]
+    peer_tls_ca: Option<PathBuf>,
     /// Raft log entries between snapshots (default 20000).
     #[arg(long, env = "VAULTD_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
@@ -230,6 +239,15 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
     if let Some(secs) = args.erasure_compaction_secs.or(file.erasure_compaction_secs) {
         cluster.erasure_compaction = std::time::Duration::from_secs(secs);
     }
+    let peer_tls = match (
+        args.peer_tls_cert.or(file.peer_tls_cert),
+        args.peer_tls_key.or(file.peer_tls_key),
+        args.peer_tls_ca.or(file.peer_tls_ca),
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Some(PeerTls { cert, key, ca }),
+        (None, None, None) => None,
+        _ => anyhow::bail!("peer TLS needs all of --peer-tls-cert, --peer-tls-key and --peer-tls-ca"),
+    };
     if let Some(listener) = &peer_listener {
         let secret = match args.peer_secret_file.or(file.peer_secret_file) {
             Some(path) => config::read_secret_file(&path)?,
@@ -250,10 +268,10 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
                 .or(file.advertise_api)
                 .unwrap_or_else(|| api_listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default()),
             secret,
-            http: reqwest::Client::builder().pool_max_idle_per_host(8).build()?,
-            tls: false,
+            tls: peer_tls.clone(),
         });
     }
+    let peer_listener = peer_listener.map(|listener| (listener, peer_tls));
     let kek = Kek::Hsm(HsmKek::open(&hsm).context("cannot open the HSM")?);
     runtime.block_on(async {
         let vault = Vault::open(&data_dir, kek, root_token, settings, cluster)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 
 use crate::api;
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, PeerTls};
 use crate::metrics::Metrics;
 use crate::vault::Vault;
 
@@ -23,12 +23,12 @@ pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until the process is told to stop. Prints `vaultd peer port on ADDR` (cluster
-/// nodes) and then `vaultd listening on http://ADDR` once the sockets are bound; scripts
+/// nodes; mutual TLS when `PeerTls` is given) and then `vaultd listening on http://ADDR` once the sockets are bound; scripts
 /// and tests wait for those lines.
 pub async fn serve(
     vault: Vault,
     api_listener: TcpListener,
-    peer_listener: Option<TcpListener>,
+    peer_listener: Option<(TcpListener, Option<PeerTls>)>,
     options: ServerOptions,
 ) -> std::io::Result<()> {
     let cluster = Arc::clone(vault.cluster());
@@ -45,10 +45,10 @@ pub async fn serve(
         api = api.workers(workers);
     }
     let peers = match peer_listener {
-        Some(listener) => {
+        Some((listener, tls)) => {
             let address = listener.local_addr()?;
-            let server = peer_server(cluster, listener)?;
-            println!("vaultd peer port on {address}");
+            let server = peer_server(cluster, listener, tls.as_ref())?;
+            println!("vaultd peer port on {address}{}", if tls.is_some() { " (mutual TLS)" } else { "" });
             Some(server)
         }
         None => None,
@@ -64,10 +64,16 @@ pub async fn serve(
     result
 }
 
-fn peer_server(cluster: Arc<Cluster>, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+fn peer_server(
+    cluster: Arc<Cluster>,
+    listener: TcpListener,
+    tls: Option<&PeerTls>,
+) -> std::io::Result<actix_web::dev::Server> {
     let cluster = web::Data::new(cluster);
-    Ok(HttpServer::new(move || App::new().app_data(cluster.clone()).configure(cluster::peer_app))
-        .workers(2)
-        .listen(listener)?
-        .run())
+    let server = HttpServer::new(move || App::new().app_data(cluster.clone()).configure(cluster::peer_app)).workers(2);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls.server_config().map_err(std::io::Error::other)?)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

@@ -240,3 +240,67 @@ fn an_isolated_node_refuses_writes_while_the_majority_serves_and_converges_after
         cluster.client(slot).get("/v1/user/login/split-brain").assert_error(404);
     }
 }
+
+#[test]
+fn the_peer_port_speaks_mutual_tls_when_certificates_are_configured() {
+    let certs = tempfile::tempdir().unwrap();
+    let flags = support::cluster::peer_tls_flags(certs.path(), "cluster");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = TestCluster::start(3, &flags);
+    let token = cluster.client(1).create_user(json!({"login": "tls"}));
+    for slot in 0..3 {
+        assert_eq!(cluster.client(slot).get("/v1/user/login/tls").assert_ok()["token"], token.as_str());
+    }
+    assert!(cluster.members().len() == 3);
+
+    // Neither plain HTTP nor a certificate from another CA gets through to Raft.
+    let peer = cluster.slots[0].raft_address();
+    let plain = reqwest::blocking::Client::new().post(format!("http://{peer}/raft/vote")).send();
+    assert!(plain.is_err(), "plain HTTP reached the TLS peer port");
+    let stranger = support::cluster::peer_tls_flags(certs.path(), "stranger");
+    let read = |flag: &str| std::fs::read(flag.split_once('=').unwrap().1).unwrap();
+    let identity = reqwest::Identity::from_pem(&[read(&stranger[0]), read(&stranger[1])].concat()).unwrap();
+    let stranger = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&read(flags[2])).unwrap())
+        .identity(identity)
+        .build()
+        .unwrap();
+    let answer = stranger.post(format!("https://{peer}/raft/vote")).send();
+    assert!(answer.is_err(), "a certificate from another CA was accepted: {answer:?}");
+}
+
+#[test]
+fn the_cluster_admin_api_checks_scope_and_input() {
+    let mut cluster = TestCluster::start(1, &[]);
+    let admin = cluster.client(0);
+    let (_, reader) = {
+        let reply = admin.post("/v1/sys/tokens", json!({"name": "reader", "scopes": ["users:read"]}));
+        (reply.body["id"].clone(), reply.body["token"].as_str().unwrap().to_string())
+    };
+    admin.with_token(Some(&reader)).get("/v1/sys/cluster").assert_error(403);
+    admin.with_token(None).get("/v1/sys/cluster").assert_error(401);
+    admin.post("/v1/sys/cluster/init", json!({})).assert_error(409);
+    admin.post("/v1/sys/cluster/learners", json!({"raftAddress": "nowhere"})).assert_error(400);
+    admin.post("/v1/sys/cluster/learners", json!({"raftAddress": "x", "apiAddress": "http://x"})).assert_error(400);
+    admin.post("/v1/sys/cluster/members/99/promote", json!({})).assert_error(404);
+    admin.post("/v1/sys/cluster/members/1/promote", json!({})).assert_error(409);
+    admin.post("/v1/sys/cluster/members/abc/promote", json!({})).assert_error(400);
+    admin.delete("/v1/sys/cluster/members/1").assert_error(409);
+    admin.delete("/v1/sys/cluster/members/7").assert_error(404);
+    // An address where no vaultd listens cannot join; the id it was about to get is burnt.
+    let reply = admin
+        .post("/v1/sys/cluster/learners", json!({"raftAddress": "127.0.0.1:1", "apiAddress": "http://127.0.0.1:2"}));
+    reply.assert_error(409);
+
+    // An uninitialised node answers status and says so; data routes are unavailable.
+    let fresh = cluster.add_slot("127.0.0.1", None);
+    let status = cluster.client(fresh).get("/v1/status");
+    assert_eq!(status.assert_ok()["node"]["state"], "uninitialized");
+    cluster.client(fresh).get("/v1/user/login/anyone").assert_error(503);
+    let id = cluster.join(fresh, false);
+    assert!(id >= 3, "ids are never reused, even ones a failed join burnt: {id}");
+    let status = cluster.client(fresh).get("/v1/status");
+    assert_eq!(status.assert_ok()["node"]["id"], id);
+    assert_eq!(cluster.members(), vec![(1, true), (id, true)]);
+}

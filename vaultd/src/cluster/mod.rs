@@ -20,6 +20,7 @@ mod proposer;
 mod rpc;
 mod snapshot;
 mod state_machine;
+mod tls;
 mod types;
 
 use std::path::Path;
@@ -36,6 +37,7 @@ pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
 pub use network::PeerClient;
 pub use peer::peer_app;
 pub use rpc::Refusal;
+pub use tls::{plain_client, PeerTls, TlsError};
 pub use types::{NodeId, NodeInfo};
 
 use log_store::LogStore;
@@ -85,9 +87,8 @@ pub struct PeerOptions {
     pub advertise_api: String,
     /// Shared by every member; authenticates peer requests.
     pub secret: Zeroizing<String>,
-    /// The HTTP client for peer calls (TLS-configured when the peer port is TLS).
-    pub http: reqwest::Client,
-    pub tls: bool,
+    /// Mutual TLS for the peer port; plain HTTP when absent.
+    pub tls: Option<PeerTls>,
 }
 
 pub struct Cluster {
@@ -136,12 +137,19 @@ impl Cluster {
         .validate()
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let (me, standalone, peers, secret) = match options.peer {
-            Some(peer) => (
-                NodeInfo { raft_address: peer.advertise_peer, api_address: peer.advertise_api },
-                false,
-                PeerClient::new(peer.http, peer.tls, peer.secret.clone()),
-                peer.secret,
-            ),
+            Some(peer) => {
+                let http = match &peer.tls {
+                    Some(tls) => tls.client(),
+                    None => plain_client(),
+                }
+                .map_err(|e| ClusterError::Raft(e.to_string()))?;
+                (
+                    NodeInfo { raft_address: peer.advertise_peer, api_address: peer.advertise_api },
+                    false,
+                    PeerClient::new(http, peer.tls.is_some(), peer.secret.clone()),
+                    peer.secret,
+                )
+            }
             None => (
                 NodeInfo::default(),
                 true,

@@ -283,3 +283,23 @@ impl Drop for Netns {
         ip(&["netns", "del", &self.name]);
     }
 }
+
+/// A cluster CA and a peer certificate for 127.0.0.1 signed by it, as PEM files in `dir`;
+/// returns the `--peer-tls-*` flags that use them.
+pub fn peer_tls_flags(dir: &std::path::Path, name: &str) -> Vec<String> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let node_key = rcgen::KeyPair::generate().unwrap();
+    let node = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&node_key, &ca).unwrap();
+    let path = |file: &str| dir.join(format!("{name}-{file}"));
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("cert.pem"), node.pem()).unwrap();
+    std::fs::write(path("key.pem"), node_key.serialize_pem()).unwrap();
+    vec![
+        format!("--peer-tls-cert={}", path("cert.pem").display()),
+        format!("--peer-tls-key={}", path("key.pem").display()),
+        format!("--peer-tls-ca={}", path("ca.pem").display()),
+    ]
+}
