@@ -112,7 +112,9 @@ impl ClientStats {
     }
 }
 
-fn note_error(errors: &mut BTreeMap<String, u64>, mut message: String, count: u64) {
+/// Counts `count` occurrences of `message`, shortened, among at most `MAX_ERROR_KINDS`
+/// kinds (the rest under "other").
+pub fn note_error(errors: &mut BTreeMap<String, u64>, mut message: String, count: u64) {
     if message.len() > 160 {
         let mut cut = 160;
         while !message.is_char_boundary(cut) {

@@ -1,5 +1,6 @@
 //! Starting and stopping the HTTP servers under test: vaultd (demo or SoftHSM mode) and
 //! the trivial actix handler, each a child process on 127.0.0.1 with a kernel-chosen port.
+//! The nodes of a vaultd cluster are started with the same pieces (`cluster.rs`).
 //!
 //! Readiness is the `... listening on http://ADDR` line each prints once its socket is
 //! bound; the harness waits for that line (with a timeout) instead of sleeping.
@@ -28,6 +29,8 @@ pub enum Mode {
     Demo,
     /// `vaultd serve` with the KEK in a throwaway SoftHSM2 token.
     Softhsm,
+    /// Three `vaultd serve` nodes formed into a Raft cluster, sharing one SoftHSM2 token.
+    Cluster,
 }
 
 impl Mode {
@@ -35,6 +38,7 @@ impl Mode {
         match self {
             Mode::Demo => "demo",
             Mode::Softhsm => "softhsm",
+            Mode::Cluster => "cluster",
         }
     }
 }
@@ -63,6 +67,13 @@ impl Server {
     pub fn log_tail(&self) -> String {
         tail(&self.log)
     }
+
+    /// Kills the process with SIGKILL (`kill -9`) and reaps it; its files stay until drop.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().with_context(|| format!("cannot kill process {}", self.pid()))?;
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
 impl Drop for Server {
@@ -72,11 +83,21 @@ impl Drop for Server {
     }
 }
 
-/// Starts vaultd in `mode` on a fresh data directory.
-pub fn start_vaultd(binary: &Path, mode: Mode, softhsm_script: &Path) -> anyhow::Result<Server> {
+/// vaultd's readiness line's prefix; the API address follows.
+pub const VAULTD_LISTENING: &str = "vaultd listening on http://";
+
+/// Fails early, naming the build command, when the vaultd binary is missing.
+pub fn check_vaultd(binary: &Path) -> anyhow::Result<()> {
     if !binary.is_file() {
         bail!("vaultd binary {} not found (cargo build --release -p vaultd)", binary.display());
     }
+    Ok(())
+}
+
+/// Starts vaultd in `mode` (demo or softhsm; a cluster is `cluster::Cluster::start`) on a
+/// fresh data directory.
+pub fn start_vaultd(binary: &Path, mode: Mode, softhsm_script: &Path) -> anyhow::Result<Server> {
+    check_vaultd(binary)?;
     let dir = tempfile::Builder::new().prefix("strongroom-bench-").tempdir()?;
     let data = dir.path().join("data");
     let mut command = Command::new(binary);
@@ -103,8 +124,9 @@ pub fn start_vaultd(binary: &Path, mode: Mode, softhsm_script: &Path) -> anyhow:
                 .arg("--hsm-create-key");
             token
         }
+        Mode::Cluster => bail!("a vaultd cluster is started by cluster::Cluster::start"),
     };
-    spawn(command, "vaultd listening on http://", dir, token)
+    spawn(command, VAULTD_LISTENING, dir, token)
 }
 
 /// Starts the trivial handler: this same binary's hidden `trivial-server` command.
@@ -116,7 +138,7 @@ pub fn start_trivial() -> anyhow::Result<Server> {
 }
 
 /// Runs `hack/softhsm-token.sh DIR` and returns the variables it exports.
-fn softhsm_environment(script: &Path, dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+pub fn softhsm_environment(script: &Path, dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let output = Command::new("bash")
         .arg(script)
         .arg(dir)
@@ -143,7 +165,7 @@ fn parse_exports(text: &str) -> Vec<(String, String)> {
 }
 
 /// `bytes` random bytes from the kernel, hex-encoded.
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     File::open("/dev/urandom")?.read_exact(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
@@ -151,7 +173,7 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
 
 /// Spawns `command` with stdout piped and stderr to a log file in `dir`, then waits for
 /// the line starting with `marker` followed by the address.
-fn spawn(mut command: Command, marker: &str, dir: TempDir, token: String) -> anyhow::Result<Server> {
+pub fn spawn(mut command: Command, marker: &str, dir: TempDir, token: String) -> anyhow::Result<Server> {
     let log = dir.path().join("server.log");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(File::create(&log)?);
     let mut child = command.spawn().with_context(|| format!("cannot start {command:?}"))?;

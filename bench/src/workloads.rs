@@ -64,14 +64,19 @@ pub struct HttpClient {
 impl HttpClient {
     pub async fn connect(addr: SocketAddr, target: HttpTarget, workload: Workload) -> anyhow::Result<Self> {
         let connection = Connection::connect(addr).await?;
-        Ok(HttpClient {
+        Ok(HttpClient { connection: Some(connection), ..HttpClient::new(addr, target, workload) })
+    }
+
+    /// A client that connects on its first request (for a server that may be down).
+    pub fn new(addr: SocketAddr, target: HttpTarget, workload: Workload) -> Self {
+        HttpClient {
             addr,
             host: addr.to_string(),
             target,
             workload,
-            connection: Some(connection),
+            connection: None,
             request: Vec::with_capacity(512),
-        })
+        }
     }
 
     fn build(&mut self, key: u64) {

@@ -1279,7 +1279,7 @@ fn every_documented_operation_is_served() {
     assert!(reply.body["openapi"].as_str().is_some_and(|v| v.starts_with('3')), "{}", reply.body);
     let paths = reply.body["paths"].as_object().expect("paths");
     // One per resource registered in `api::configure`.
-    assert_eq!(paths.len(), 16, "documented paths: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 21, "documented paths: {:?}", paths.keys().collect::<Vec<_>>());
     for (template, operations) in paths {
         let path = template
             .replace("{mode}", "token")
