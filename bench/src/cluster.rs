@@ -168,7 +168,14 @@ impl Cluster {
             .enumerate()
             .map(|(index, node)| {
                 let role = if index == leader { "leader" } else { "follower" };
-                format!("  node {} (id {}): {} peer {} pid {}, {role}", index + 1, node.id, api_url(node.server.addr), node.peer, node.server.pid())
+                format!(
+                    "  node {} (id {}): {} peer {} pid {}, {role}",
+                    index + 1,
+                    node.id,
+                    api_url(node.server.addr),
+                    node.peer,
+                    node.server.pid()
+                )
             })
             .collect();
         Ok(lines.join("\n"))

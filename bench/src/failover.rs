@@ -25,9 +25,9 @@ use crate::workloads::{HttpClient, HttpTarget, Workload};
 
 /// A client's pause after a failed attempt, before it tries the next node: enough that a
 /// node refusing connections does not turn into a busy loop, short beside a failover.
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
+pub const RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// Throughput after the kill is counted in windows of this length.
-const RATE_WINDOW: Duration = Duration::from_millis(200);
+pub const RATE_WINDOW: Duration = Duration::from_millis(200);
 
 /// How the failover run goes.
 #[derive(Clone, Copy, Debug)]
@@ -99,7 +99,11 @@ pub fn run(runtime: &Runtime, cluster: &mut Cluster, plan: &Plan, first_key: u64
         let killed = cluster.id(leader);
         let kill = start.elapsed();
         cluster.kill(leader)?;
-        println!("  killed the leader, node {} (id {killed}), with SIGKILL after {:.1} s", leader + 1, kill.as_secs_f64());
+        println!(
+            "  killed the leader, node {} (id {killed}), with SIGKILL after {:.1} s",
+            leader + 1,
+            kill.as_secs_f64()
+        );
         tokio::time::sleep(plan.after).await;
         stop.store(true, Ordering::Relaxed);
         let end = start.elapsed();

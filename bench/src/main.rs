@@ -4,8 +4,12 @@
 //!
 //! `strongroom-bench run` starts each server itself on 127.0.0.1, drives it with N
 //! keep-alive clients for a fixed time, and prints throughput, latency percentiles,
-//! errors and server memory. `hack/bench.sh` runs the standard suite.
+//! errors and server memory. `hack/bench.sh` runs the standard suite. `--mode cluster`
+//! measures a local 3-node vaultd cluster, and `failover` its recovery from a leader
+//! `kill -9`.
 
+mod cluster;
+mod failover;
 mod http;
 mod load;
 mod postgres;
@@ -41,7 +45,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the selected systems one after another and measure each.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the trivial handler (started by `run`; prints its listening line).
     #[command(hide = true)]
     TrivialServer {
@@ -51,6 +55,18 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+}
+
+/// What `--workloads` accepts: the load workloads, and the cluster's failover run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Choice {
+    /// Create users (POST /v1/user).
+    Create,
+    /// Get users by login (GET /v1/user/login/...), after pre-creating --users of them.
+    Get,
+    /// Creates while the cluster's leader is killed with SIGKILL: time to the first
+    /// successful write and to half the earlier rate (--mode cluster only).
+    Failover,
 }
 
 /// Systems the suite can measure.
@@ -69,12 +85,20 @@ struct RunArgs {
     /// Systems to measure, in this order.
     #[arg(long, value_delimiter = ',', default_values = ["vaultd", "trivial"])]
     targets: Vec<Target>,
-    /// vaultd modes: demo (software KEK) and/or softhsm (KEK in a throwaway SoftHSM2 token).
+    /// vaultd modes: demo (software KEK), softhsm (KEK in a throwaway SoftHSM2 token) and/or
+    /// cluster (three softhsm nodes on 127.0.0.1 formed into a Raft cluster).
     #[arg(long, value_delimiter = ',', default_values = ["demo"])]
     mode: Vec<Mode>,
-    /// Workloads, in this order.
+    /// Workloads, in this order (failover runs last, and only in --mode cluster).
     #[arg(long, value_delimiter = ',', default_values = ["create", "get"])]
-    workloads: Vec<Workload>,
+    workloads: Vec<Choice>,
+    /// Clients of the failover run, spread over the cluster's nodes.
+    #[arg(long, default_value_t = 16)]
+    failover_clients: usize,
+    /// Seconds the failover run goes on after the leader is killed (it is killed after
+    /// --duration seconds of load).
+    #[arg(long, default_value_t = 10.0)]
+    failover_window: f64,
     /// Concurrent clients, one keep-alive connection each.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -112,7 +136,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::TrivialServer { port, workers } => trivial::serve(port, workers),
     };
     match result {
@@ -125,25 +149,43 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    if !(args.duration > 0.0 && args.request_timeout > 0.0) {
-        anyhow::bail!("--duration and --request-timeout must be positive");
+    if !(args.duration > 0.0 && args.request_timeout > 0.0 && args.failover_window > 0.0) {
+        anyhow::bail!("--duration, --request-timeout and --failover-window must be positive");
     }
     let vaultd = match args.vaultd {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("vaultd"),
     };
+    let limits = Limits {
+        duration: Duration::from_secs_f64(args.duration),
+        requests: args.requests,
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
+    };
+    let mut workloads = Vec::new();
+    let mut failover = None;
+    for choice in args.workloads {
+        match choice {
+            Choice::Create => workloads.push(Workload::Create),
+            Choice::Get => workloads.push(Workload::Get),
+            Choice::Failover => {
+                failover = Some(failover::Plan {
+                    clients: args.failover_clients.max(1),
+                    before: limits.duration,
+                    after: Duration::from_secs_f64(args.failover_window),
+                    request_timeout: limits.request_timeout,
+                })
+            }
+        }
+    }
     let settings = suite::Settings {
         clients: args.clients,
-        limits: Limits {
-            duration: Duration::from_secs_f64(args.duration),
-            requests: args.requests,
-            request_timeout: Duration::from_secs_f64(args.request_timeout),
-        },
-        workloads: args.workloads,
+        limits,
+        workloads,
         users: args.users.max(1),
         subjects: args.subjects,
         vaultd,
         softhsm_script: args.softhsm_script,
+        failover,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads.max(1)).enable_all().build()?;

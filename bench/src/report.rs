@@ -3,7 +3,9 @@
 //! trivial handler's figure for the same workload.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use crate::failover::{self, FailoverResult};
 use crate::load::LoadResult;
 use crate::procfs::mib;
 use crate::workloads::Workload;
@@ -15,6 +17,8 @@ const DISTURBED_CORES: f64 = 0.10;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum System {
     Vaultd(&'static str),
+    /// A cluster of this many vaultd nodes; the clients are spread over every node.
+    VaultdCluster(usize),
     Trivial,
     /// With these pgcrypto options (empty: pgcrypto's defaults).
     Postgres(String),
@@ -24,6 +28,7 @@ impl System {
     pub fn label(&self) -> String {
         match self {
             System::Vaultd(mode) => format!("vaultd ({mode})"),
+            System::VaultdCluster(nodes) => format!("vaultd ({nodes}-node cluster)"),
             System::Trivial => "trivial actix handler".into(),
             System::Postgres(options) if options.is_empty() => "PostgreSQL + pgcrypto".into(),
             System::Postgres(options) => format!("PostgreSQL + pgcrypto ({options})"),
@@ -38,6 +43,8 @@ impl System {
             (System::Postgres(_), Workload::Get) => "SELECT by HMAC + decrypt",
             (System::Vaultd(_), Workload::Create) => "create user",
             (System::Vaultd(_), Workload::Get) => "get user by login (audited)",
+            (System::VaultdCluster(_), Workload::Create) => "create user (replicated)",
+            (System::VaultdCluster(_), Workload::Get) => "get user by login (linearizable, audited)",
         }
     }
 }
@@ -82,6 +89,7 @@ pub struct Footprint {
 pub struct Report {
     runs: Vec<Run>,
     footprints: Vec<Footprint>,
+    failovers: Vec<(System, FailoverResult)>,
     skipped: Vec<String>,
 }
 
@@ -111,6 +119,29 @@ impl Report {
             footprint.errors
         );
         self.footprints.push(footprint);
+    }
+
+    pub fn add_failover(&mut self, system: System, failover: FailoverResult) {
+        let figures = &failover.figures;
+        println!(
+            "  {:<34} failover: {} clients, {:.0} creates/s before the kill; first create acknowledged {} after it, ≥ 50% of the rate after {}; {} errors and {} creates in the {:.1} s after the kill; new leader {}",
+            system.label(),
+            failover.clients,
+            figures.rate_before,
+            seconds(figures.first_write),
+            seconds(figures.half_rate),
+            figures.errors_after,
+            figures.ok_after,
+            figures.after.as_secs_f64(),
+            failover.new_leader.map_or("none found".to_string(), |id| format!("id {id}")),
+        );
+        for (message, count) in &failover.errors {
+            println!("      {count} × {message}");
+        }
+        if figures.errors_before > 0 {
+            println!("      {} errors before the kill", figures.errors_before);
+        }
+        self.failovers.push((system, failover));
     }
 
     pub fn skip(&mut self, message: String) {
@@ -173,11 +204,56 @@ impl Report {
                 ));
             }
         }
+        if let Some(nodes) = self.runs.iter().find_map(|run| match run.system {
+            System::VaultdCluster(nodes) => Some(nodes),
+            _ => None,
+        }) {
+            out.push_str(&format!(
+                "\nvaultd ({nodes}-node cluster): the clients are spread round-robin over the {nodes} nodes; server CPU µs/req is the sum over the {nodes} vaultd processes, and memory is the largest node's (idle: once the cluster is formed; peak: VmHWM).\n"
+            ));
+        }
+        if !self.failovers.is_empty() {
+            out.push_str(&failover_table(&self.failovers));
+        }
         for message in &self.skipped {
             out.push_str(&format!("\nSkipped: {message}\n"));
         }
         out
     }
+}
+
+fn failover_table(failovers: &[(System, FailoverResult)]) -> String {
+    let mut out = String::from(
+        "\n| system | clients | creates/s before kill | leader killed → new leader | first successful create after kill (target ≤ 3 s) | back to ≥ 50% of creates/s | errors after kill | creates after kill | window after kill s |\n\
+         |---|--:|--:|---|--:|--:|--:|--:|--:|\n",
+    );
+    for (system, failover) in failovers {
+        let figures = &failover.figures;
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | id {} → {} | {} | {} | {} | {} | {:.1} |\n",
+            system.label(),
+            failover.clients,
+            figures.rate_before,
+            failover.killed,
+            failover.new_leader.map_or("none found".to_string(), |id| format!("id {id}")),
+            seconds(figures.first_write),
+            seconds(figures.half_rate),
+            figures.errors_after,
+            figures.ok_after,
+            figures.after.as_secs_f64(),
+        ));
+    }
+    out.push_str(&format!(
+        "\nFailover: creates from clients spread over the nodes; a client whose request fails pauses {} ms and tries the next node, with a new login. The leader gets SIGKILL after the load has run for `--duration`. \"First successful create\" is the first 200 to a request sent after the kill; \"back to ≥ 50%\" is the end of the first {} ms window in which such requests succeeded at half the earlier rate or more. Every failed attempt (refused connection, non-200 answer, timeout) counts as an error.\n",
+        failover::RETRY_PAUSE.as_millis(),
+        failover::RATE_WINDOW.as_millis(),
+    ));
+    out
+}
+
+/// `1.23 s`, or "not within the run" when it never happened.
+fn seconds(time: Option<Duration>) -> String {
+    time.map_or("not within the run".to_string(), |time| format!("{:.2} s", time.as_secs_f64()))
 }
 
 fn run_line(run: &Run) -> String {
@@ -205,11 +281,13 @@ fn memory_cell(idle: Option<u64>, peak: Option<u64>) -> String {
     format!("{} / {}", show(idle), show(peak))
 }
 
-/// The spec §9 single-node target for a vaultd figure.
+/// The spec §9 target for a vaultd figure.
 fn spec_target(system: &System, workload: Workload) -> &'static str {
     match (system, workload) {
         (System::Vaultd(_), Workload::Create) => "≥ 10,000/s",
         (System::Vaultd(_), Workload::Get) => "≥ 20,000/s, p99 ≤ 10 ms",
+        (System::VaultdCluster(_), Workload::Create) => "≥ 5,000/s",
+        (System::VaultdCluster(_), Workload::Get) => "≥ 10,000/s",
         (System::Postgres(_), Workload::Create) => "(spec saw ~3,700/s)",
         (System::Postgres(_), Workload::Get) => "(spec saw ~5,000/s)",
         (System::Trivial, Workload::Get) => "(spec saw ~130,000/s)",

@@ -1,5 +1,7 @@
 //! The sequence of runs against each system: start it, pre-create the users that gets
-//! look up, run each workload, read the server's memory, stop it.
+//! look up, run each workload, read the server's memory, stop it. A vaultd cluster runs
+//! the same sequence with the clients spread over its nodes, then the failover run, last
+//! because it kills a node.
 //!
 //! Keys continue across a server's runs (pre-create `u0..u{users}`, then creates from
 //! there), so every create makes a new subject and every get finds one.
@@ -10,9 +12,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::runtime::Runtime;
 
+use crate::cluster::{self, Cluster};
+use crate::failover;
 use crate::load::{self, Keys, Limits, LoadResult};
-use crate::postgres::{self, Cluster, PgClient};
-use crate::procfs;
+use crate::postgres::{self, PgClient};
+use crate::procfs::{self, Memory};
 use crate::report::{CpuUse, Footprint, Report, Run, System};
 use crate::servers::{self, Mode, Server};
 use crate::workloads::{HttpClient, HttpTarget, Workload};
@@ -32,6 +36,8 @@ pub struct Settings {
     pub subjects: Option<u64>,
     pub vaultd: PathBuf,
     pub softhsm_script: PathBuf,
+    /// The failover run, when selected (vaultd cluster only).
+    pub failover: Option<failover::Plan>,
 }
 
 impl Settings {
@@ -75,22 +81,24 @@ fn cpu_use(before: &CpuReading, after: &CpuReading, result: &LoadResult, server_
     }
 }
 
-/// Runs the HTTP load against one server.
+/// Runs the HTTP load against one server, or against several (the nodes of a cluster)
+/// with the clients spread over them round-robin; their CPU is added up.
 fn http_load(
     runtime: &Runtime,
     settings: &Settings,
-    server: &Server,
+    servers: &[&Server],
     target: &HttpTarget,
     workload: Workload,
     keys: Keys,
     limits: Limits,
 ) -> anyhow::Result<(LoadResult, CpuUse)> {
-    let addr = server.addr;
-    let connect = |_| {
+    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
+    let connect = |index: usize| {
+        let addr = addrs[index % addrs.len()];
         let target = target.clone();
         async move { HttpClient::connect(addr, target, workload).await }
     };
-    let server_cpu = || procfs::cpu_micros(server.pid());
+    let server_cpu = || servers.iter().map(|server| procfs::cpu_micros(server.pid())).sum::<anyhow::Result<u64>>();
     let before = cpu_now(&server_cpu)?;
     let (result, clients) = runtime.block_on(load::run(settings.clients, keys, limits, connect))?;
     let after = cpu_now(&server_cpu)?;
@@ -103,34 +111,91 @@ fn tickets(result: &LoadResult) -> u64 {
     result.ok + result.rejected + result.failed
 }
 
+/// The failover run needs a cluster; other systems note that they skipped it.
+fn skip_failover(settings: &Settings, system: &System, report: &mut Report) {
+    if settings.failover.is_some() {
+        report.skip(format!("failover for {}: only measured with --targets vaultd --mode cluster", system.label()));
+    }
+}
+
+/// The largest resident and peak memory among `servers`.
+fn largest_memory(servers: &[&Server]) -> anyhow::Result<Memory> {
+    let mut largest = Memory::default();
+    for server in servers {
+        let memory = server.memory()?;
+        largest.rss_kib = largest.rss_kib.max(memory.rss_kib);
+        largest.peak_kib = largest.peak_kib.max(memory.peak_kib);
+    }
+    Ok(largest)
+}
+
 pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut Report) -> anyhow::Result<()> {
+    if mode == Mode::Cluster {
+        return vaultd_cluster(runtime, settings, report);
+    }
     let system = System::Vaultd(mode.name());
     println!("{}: starting {}", system.label(), settings.vaultd.display());
     let server = servers::start_vaultd(&settings.vaultd, mode, &settings.softhsm_script)?;
     let idle = server.memory()?.rss_kib;
     let target = HttpTarget::Vault { token: server.token.clone() };
-    let outcome = vaultd_runs(runtime, settings, &server, &target, system, idle, report);
+    let outcome = vaultd_runs(runtime, settings, &[&server], &target, system.clone(), idle, report);
     if outcome.is_err() {
         eprintln!("vaultd log:\n{}", server.log_tail());
+    }
+    skip_failover(settings, &system, report);
+    outcome.map(|_| ())
+}
+
+/// A 3-node cluster: the workloads with the clients spread over the nodes, then failover.
+fn vaultd_cluster(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let system = System::VaultdCluster(cluster::NODES);
+    println!("{}: starting {} nodes of {}", system.label(), cluster::NODES, settings.vaultd.display());
+    let mut cluster = Cluster::start(runtime, &settings.vaultd, &settings.softhsm_script)?;
+    let outcome = cluster_runs(runtime, settings, &mut cluster, system, report);
+    if outcome.is_err() {
+        eprintln!("{}", cluster.log_tails());
     }
     outcome
 }
 
+fn cluster_runs(
+    runtime: &Runtime,
+    settings: &Settings,
+    cluster: &mut Cluster,
+    system: System,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    println!("{}", runtime.block_on(cluster.describe())?);
+    let idle = largest_memory(&cluster.servers())?.rss_kib;
+    let target = HttpTarget::Vault { token: cluster.token().to_string() };
+    let next_key = vaultd_runs(runtime, settings, &cluster.servers(), &target, system.clone(), idle, report)?;
+    if let Some(plan) = &settings.failover {
+        let result = failover::run(runtime, cluster, plan, next_key)?;
+        if result.figures.first_write.is_none() {
+            eprintln!("no create succeeded after the kill; the nodes' logs:\n{}", cluster.log_tails());
+        }
+        report.add_failover(system, result);
+    }
+    Ok(())
+}
+
+/// The workloads against vaultd (one server or a cluster's nodes); returns the next
+/// unused key.
 fn vaultd_runs(
     runtime: &Runtime,
     settings: &Settings,
-    server: &Server,
+    servers: &[&Server],
     target: &HttpTarget,
     system: System,
     idle: u64,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let mut next_key = 0;
     let mut created = 0;
     if settings.workloads.contains(&Workload::Get) {
         let fill = settings.fill_limits(settings.users);
         let (result, _) =
-            http_load(runtime, settings, server, target, Workload::Create, Keys::Sequential { start: 0 }, fill)?;
+            http_load(runtime, settings, servers, target, Workload::Create, Keys::Sequential { start: 0 }, fill)?;
         println!(
             "  pre-created {} users in {:.1} s ({} errors)",
             result.ok,
@@ -145,12 +210,12 @@ fn vaultd_runs(
             Workload::Create => Keys::Sequential { start: next_key },
             Workload::Get => Keys::Random { below: settings.users },
         };
-        let (result, cpu) = http_load(runtime, settings, server, target, workload, keys, settings.limits)?;
+        let (result, cpu) = http_load(runtime, settings, servers, target, workload, keys, settings.limits)?;
         if workload == Workload::Create {
             next_key += tickets(&result);
             created += result.ok;
         }
-        let peak = server.memory()?.peak_kib;
+        let peak = largest_memory(servers)?.peak_kib;
         report.add(Run {
             system: system.clone(),
             workload,
@@ -168,12 +233,13 @@ fn vaultd_runs(
             println!("  filling to {subjects} subjects ({missing} more)");
             let fill = settings.fill_limits(missing);
             let keys = Keys::Sequential { start: next_key };
-            let (result, _) = http_load(runtime, settings, server, target, Workload::Create, keys, fill)?;
+            let (result, _) = http_load(runtime, settings, servers, target, Workload::Create, keys, fill)?;
+            next_key += tickets(&result);
             created += result.ok;
             errors = result.errors();
             println!("  … {:.0} creates/s while filling", result.throughput());
         }
-        let memory = server.memory()?;
+        let memory = largest_memory(servers)?;
         report.add_footprint(Footprint {
             system,
             subjects: created,
@@ -183,17 +249,18 @@ fn vaultd_runs(
             errors,
         });
     }
-    Ok(())
+    Ok(next_key)
 }
 
 pub fn trivial(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
     println!("{}: starting", System::Trivial.label());
+    skip_failover(settings, &System::Trivial, report);
     let server = servers::start_trivial()?;
     let idle = server.memory()?.rss_kib;
     for &workload in &settings.workloads {
         let keys = Keys::Sequential { start: 0 };
         let (result, cpu) =
-            http_load(runtime, settings, &server, &HttpTarget::Trivial, workload, keys, settings.limits)?;
+            http_load(runtime, settings, &[&server], &HttpTarget::Trivial, workload, keys, settings.limits)?;
         let peak = server.memory()?.peak_kib;
         report.add(Run {
             system: System::Trivial,
@@ -222,6 +289,7 @@ pub fn postgres(
     };
     for options in pgp_options {
         postgres_runs(runtime, settings, &bin, options, report)?;
+        skip_failover(settings, &System::Postgres(options.clone()), report);
     }
     Ok(())
 }
@@ -235,7 +303,7 @@ fn postgres_runs(
 ) -> anyhow::Result<()> {
     let system = System::Postgres(options.to_string());
     println!("{}: starting a throwaway cluster with {}", system.label(), bin.display());
-    let cluster = Cluster::start(bin)?;
+    let cluster = postgres::Cluster::start(bin)?;
     runtime.block_on(cluster.create_schema())?;
     let idle = cluster.memory_kib()?;
     let config = cluster.config();

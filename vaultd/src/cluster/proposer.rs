@@ -16,8 +16,11 @@ use crate::store::{Batch, Command, Receipt};
 pub const QUEUE: usize = 8192;
 /// Commands per log entry.
 const MAX_BATCH: usize = 512;
-/// Entries a node may have in flight at once.
-const IN_FLIGHT: usize = 4;
+/// Entries a node may have in flight at once. One: everything that queues while an entry
+/// is being made durable and replicated goes into the next one, so fsyncs (the dominant
+/// cost) are shared by as many requests as possible. Measured with 64 clients on one node:
+/// 1 in flight ≈ 8.3k creates/s and 15k gets/s; 4 in flight ≈ 6.1k and 9.6k.
+const IN_FLIGHT: usize = 1;
 
 pub struct Pending {
     pub command: Command,
