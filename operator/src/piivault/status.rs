@@ -1,0 +1,225 @@
+//! The `PiiVault` status, computed from what the vault reported and the step the operator
+//! chose — never guessed from Kubernetes objects alone.
+//!
+//! Conditions (each with `observedGeneration`, a reason and a message):
+//! - `Ready`: every desired node is a healthy voter and nothing is left to do.
+//! - `Available`: a leader and a quorum of healthy voters: the vault serves requests.
+//! - `Progressing`: a membership change or resize is under way (or waits for a pod).
+//! - `Degraded`: something needs attention; the reason says what.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use strongroom_admin_api::cluster::Member;
+
+use super::membership::{Observation, Removal, Step, Wait};
+use super::names::VaultNames;
+use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
+use crate::crd::{PiiVault, PiiVaultStatus};
+
+pub const READY: &str = "Ready";
+pub const AVAILABLE: &str = "Available";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// A condition's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Explanation {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+/// What a reconcile saw and did, for the status.
+#[derive(Clone, Debug)]
+pub struct Outcome<'a> {
+    pub observation: &'a Observation,
+    pub step: &'a Step,
+    /// Label of the active KEK, as a node reported it.
+    pub kek: Option<String>,
+    /// Why the cluster's state could not be read, when it could not.
+    pub observe_error: Option<String>,
+    /// A step that was tried and failed.
+    pub step_error: Option<Explanation>,
+    pub paused: bool,
+}
+
+/// Explains a step: the reason of `Progressing` (or of `Degraded` for problem waits).
+pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
+    match step {
+        Step::Bootstrap { pod, .. } => Explanation::new("Bootstrapping", format!("initialising the cluster on {pod}")),
+        Step::AddLearner { pod, .. } => Explanation::new("AddingLearner", format!("adding {pod} as a learner")),
+        Step::Promote { pod, node_id } => {
+            Explanation::new("PromotingLearner", format!("promoting {pod} (node {node_id}) to voter"))
+        }
+        Step::RemoveMember { pod, node_id, reason } => {
+            let pod = pod.as_deref().unwrap_or("no pod");
+            let why = match reason {
+                Removal::ScaleDown => "scaling down",
+                Removal::Wiped => "its pod lost its data and rejoins under a new id",
+                Removal::Orphaned => "no pod has its address",
+            };
+            Explanation::new("RemovingMember", format!("removing node {node_id} ({pod}) from the cluster: {why}"))
+        }
+        Step::ResizeStatefulSet { from, to } => {
+            Explanation::new("ScalingStatefulSet", format!("resizing the StatefulSet from {from} to {to} pods"))
+        }
+        Step::Converged => Explanation::new("Converged", "every node is a healthy voter"),
+        Step::Wait(wait) => match wait {
+            Wait::PodNotReady { pod } => Explanation::new("WaitingForPod", format!("waiting for {pod} to answer")),
+            Wait::LearnerCatchingUp { pod, lag } => Explanation::new(
+                "LearnerCatchingUp",
+                match lag {
+                    Some(lag) => format!("{pod} is {lag} log entries behind the leader"),
+                    None => format!("{pod} has not reported its progress yet"),
+                },
+            ),
+            Wait::VaultUnreachable => Explanation::new(
+                "VaultUnreachable",
+                match observe_error {
+                    Some(error) => format!("cannot read the cluster state: {error}"),
+                    None => "no member answered with the cluster state".to_string(),
+                },
+            ),
+            Wait::ClusterLost => Explanation::new(
+                "ClusterLost",
+                "every pod is uninitialised although the vault had members; not bootstrapping an empty \
+                 cluster over lost data (delete the PiiVault's status or restore the volumes)",
+            ),
+            Wait::NoLeader => Explanation::new("NoLeader", "the cluster has no leader"),
+            Wait::MembersUnhealthy { node_ids } => Explanation::new(
+                "MembersUnhealthy",
+                format!("membership changes wait until nodes {node_ids:?} are healthy"),
+            ),
+            Wait::StalePod { pod, node_id } => Explanation::new(
+                "StalePod",
+                format!(
+                    "{pod} holds data of node {} which is not a member; delete its PersistentVolumeClaim \
+                     and pod so it rejoins",
+                    node_id.map_or("?".to_string(), |id| id.to_string())
+                ),
+            ),
+        },
+    }
+}
+
+fn member_status(names: &VaultNames, member: &Member) -> MemberStatus {
+    let host = member.raft_address.split('.').next().unwrap_or_default();
+    MemberStatus {
+        pod: names.ordinal_of(host).map(|_| host.to_string()),
+        node_id: member.id,
+        role: if member.voter { MemberRole::Voter } else { MemberRole::Learner },
+        lag: member.lag,
+        healthy: member.healthy == Some(true),
+    }
+}
+
+fn condition(
+    previous: Option<&PiiVaultStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+    type_: &str,
+    status: bool,
+    explanation: &Explanation,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    // The transition time moves only when the status flips.
+    let last_transition_time = previous
+        .and_then(|previous| previous.conditions.iter().find(|c| c.type_ == type_))
+        .filter(|old| old.status == status)
+        .map_or(Time(now), |old| old.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: explanation.reason.to_string(),
+        message: explanation.message.clone(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The status to write after a reconcile.
+pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVaultStatus {
+    let names = &outcome.observation.names;
+    let generation = vault.metadata.generation;
+    let previous = vault.status.as_ref();
+    let members_seen = outcome.observation.cluster.as_ref().map(|cluster| cluster.members.as_slice()).unwrap_or(&[]);
+
+    let mut members: Vec<MemberStatus> = members_seen.iter().map(|member| member_status(names, member)).collect();
+    members.sort_by_key(|member| (member.pod.as_deref().and_then(|pod| names.ordinal_of(pod)), member.node_id));
+    let voters = members.iter().filter(|m| m.role == MemberRole::Voter).count() as i32;
+    let healthy_voters = members.iter().filter(|m| m.role == MemberRole::Voter && m.healthy).count() as i32;
+    let quorum = voters / 2 + 1;
+    let leader_id = outcome.observation.cluster.as_ref().and_then(|cluster| cluster.leader);
+    let leader = leader_id
+        .and_then(|id| members.iter().find(|m| m.node_id == id))
+        .map(|m| m.pod.clone().unwrap_or_else(|| format!("node {}", m.node_id)));
+
+    let progress = explain(outcome.step, outcome.observe_error.as_deref());
+    let problem = match (&outcome.step_error, outcome.step) {
+        (Some(error), _) => Some(error.clone()),
+        (None, Step::Wait(wait)) if wait.is_problem() => Some(progress.clone()),
+        _ => None,
+    };
+    let available = leader.is_some() && voters > 0 && healthy_voters >= quorum;
+    let ready = *outcome.step == Step::Converged
+        && problem.is_none()
+        && healthy_voters == vault.spec.replicas
+        && !outcome.paused;
+    let progressing = !outcome.paused && problem.is_none() && *outcome.step != Step::Converged;
+
+    let available_why = if available {
+        Explanation::new("QuorumAvailable", format!("{healthy_voters} of {voters} voters are healthy"))
+    } else if voters == 0 {
+        Explanation::new("NotInitialized", "the cluster has no members yet")
+    } else {
+        Explanation::new("QuorumLost", format!("{healthy_voters} of {voters} voters are healthy, {quorum} needed"))
+    };
+    let paused = Explanation::new("Paused", "spec.paused is set: no changes are made");
+    let ready_why = match (&problem, outcome.paused, ready) {
+        (Some(problem), _, _) => problem.clone(),
+        (None, true, _) => paused.clone(),
+        (None, false, true) => Explanation::new("ClusterReady", format!("{healthy_voters} healthy voters")),
+        (None, false, false) => progress.clone(),
+    };
+    let progressing_why = if outcome.paused { paused.clone() } else { progress.clone() };
+    let degraded_why = problem.clone().unwrap_or_else(|| Explanation::new("AsExpected", "no problem observed"));
+
+    let phase = if outcome.paused {
+        Phase::Paused
+    } else if problem.is_some() {
+        Phase::Degraded
+    } else if ready {
+        Phase::Running
+    } else if members.is_empty() {
+        if matches!(outcome.step, Step::Bootstrap { .. }) {
+            Phase::Initializing
+        } else {
+            Phase::Pending
+        }
+    } else {
+        Phase::Scaling
+    };
+
+    let condition =
+        |type_: &str, status: bool, why: &Explanation| condition(previous, generation, now, type_, status, why);
+    PiiVaultStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(READY, ready, &ready_why),
+            condition(AVAILABLE, available, &available_why),
+            condition(PROGRESSING, progressing, &progressing_why),
+            condition(DEGRADED, problem.is_some(), &degraded_why),
+        ],
+        phase: Some(phase),
+        ready_replicas: healthy_voters,
+        leader,
+        members,
+        failure_tolerance: (healthy_voters - quorum).max(0),
+        kek_version: outcome.kek.clone(),
+    }
+}
