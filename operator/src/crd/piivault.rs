@@ -20,6 +20,8 @@ pub const DEFAULT_KEK_LABEL: &str = "strongroom-kek-1";
 pub const SOFTHSM_MODULE_PATH: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// A replicated Strongroom vault: a StatefulSet of vaultd pods forming one Raft cluster.
+// Several `printcolumn(type_ = ...)` entries look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "strongroom.dev",

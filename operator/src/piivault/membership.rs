@@ -204,7 +204,7 @@ pub fn next_step(observation: &Observation) -> Step {
     if !unhealthy.is_empty() {
         return Step::Wait(Wait::MembersUnhealthy { node_ids: unhealthy });
     }
-    for member in members.iter().filter(|member| !member.voter) {
+    if let Some(member) = members.iter().find(|member| !member.voter) {
         let pod = ordinal_of_member(names, member).map(|ordinal| names.pod(ordinal)).unwrap_or_default();
         return match member.lag {
             Some(lag) if lag <= PROMOTE_MAX_LAG => Step::Promote { pod, node_id: member.id },

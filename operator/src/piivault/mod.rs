@@ -13,5 +13,7 @@ pub mod names;
 pub mod reconciler;
 pub mod secret_material;
 pub mod status;
+#[cfg(test)]
+mod test_harness;
 
 pub use reconciler::{run, Context};

@@ -477,3 +477,6 @@ async fn cleanup<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Ac
     }
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests;

@@ -223,3 +223,174 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
         kek_version: outcome.kek.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use strongroom_admin_api::cluster::{ClusterStatus, ErasureCompaction, NodeState};
+
+    use super::*;
+    use crate::piivault::builders::test_support::softhsm_vault;
+
+    fn member(ordinal: i32, id: u64, voter: bool, healthy: bool) -> Member {
+        let names = VaultNames::new("vault", "pii");
+        Member {
+            id,
+            raft_address: names.raft_address(ordinal),
+            api_address: names.api_address(ordinal),
+            voter,
+            matched_index: None,
+            lag: Some(if voter { 0 } else { 7 }),
+            healthy: Some(healthy),
+        }
+    }
+
+    fn observation(desired: i32, members: Vec<Member>, leader: Option<u64>) -> Observation {
+        Observation {
+            names: VaultNames::new("vault", "pii"),
+            desired_replicas: desired,
+            stateful_set_replicas: Some(desired),
+            pods: BTreeMap::new(),
+            cluster: Some(ClusterStatus {
+                node_id: leader,
+                state: NodeState::Leader,
+                leader,
+                term: 1,
+                last_log_index: None,
+                applied_index: None,
+                snapshot_index: None,
+                purged_index: None,
+                members,
+                erasures: ErasureCompaction::default(),
+            }),
+            had_members: true,
+        }
+    }
+
+    fn outcome<'a>(observation: &'a Observation, step: &'a Step) -> Outcome<'a> {
+        Outcome {
+            observation,
+            step,
+            kek: Some("strongroom-kek-1".into()),
+            observe_error: None,
+            step_error: None,
+            paused: false,
+        }
+    }
+
+    fn get<'a>(status: &'a PiiVaultStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_converged_cluster_is_ready_and_available() {
+        let observation = observation(3, (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect(), Some(2));
+        let status = compute(&softhsm_vault(3), &outcome(&observation, &Step::Converged), now());
+        assert_eq!(status.phase, Some(Phase::Running));
+        assert_eq!(status.ready_replicas, 3);
+        assert_eq!(status.leader.as_deref(), Some("vault-1"));
+        assert_eq!(status.failure_tolerance, 1);
+        assert_eq!(status.kek_version.as_deref(), Some("strongroom-kek-1"));
+        assert_eq!(status.observed_generation, Some(1));
+        for (type_, expected) in
+            [("Ready", "True"), ("Available", "True"), ("Progressing", "False"), ("Degraded", "False")]
+        {
+            let condition = get(&status, type_);
+            assert_eq!(condition.status, expected, "{type_}");
+            assert_eq!(condition.observed_generation, Some(1));
+            assert!(!condition.reason.is_empty());
+        }
+        let pods: Vec<_> = status.members.iter().map(|m| m.pod.clone().unwrap()).collect();
+        assert_eq!(pods, vec!["vault-0", "vault-1", "vault-2"]);
+    }
+
+    #[test]
+    fn failure_tolerance_counts_healthy_voters_above_the_quorum() {
+        let cases =
+            [(5, vec![true; 5], 2), (5, vec![true, true, true, true, false], 1), (3, vec![true, false, true], 0)];
+        for (voters, health, tolerance) in cases {
+            let members = health.iter().enumerate().map(|(i, h)| member(i as i32, i as u64 + 1, true, *h)).collect();
+            let observation = observation(voters, members, Some(1));
+            let step = Step::Wait(Wait::MembersUnhealthy { node_ids: vec![] });
+            let status = compute(&softhsm_vault(voters), &outcome(&observation, &step), now());
+            assert_eq!(status.failure_tolerance, tolerance, "{health:?}");
+        }
+        // Learners do not vote.
+        let members = vec![member(0, 1, true, true), member(1, 2, false, true)];
+        let observation = observation(3, members, Some(1));
+        let status = compute(&softhsm_vault(3), &outcome(&observation, &Step::Converged), now());
+        assert_eq!((status.ready_replicas, status.failure_tolerance), (1, 0));
+        assert_eq!(status.members[1].role, MemberRole::Learner);
+        assert_eq!(status.members[1].lag, Some(7));
+    }
+
+    #[test]
+    fn a_lost_quorum_is_unavailable_and_degraded() {
+        let members = vec![member(0, 1, true, true), member(1, 2, true, false), member(2, 3, true, false)];
+        let observation = observation(3, members, Some(1));
+        let step = Step::Wait(Wait::MembersUnhealthy { node_ids: vec![2, 3] });
+        let status = compute(&softhsm_vault(3), &outcome(&observation, &step), now());
+        assert_eq!(get(&status, "Available").status, "False");
+        assert_eq!(get(&status, "Available").reason, "QuorumLost");
+        assert_eq!(get(&status, "Degraded").reason, "MembersUnhealthy");
+        assert_eq!(status.phase, Some(Phase::Degraded));
+    }
+
+    #[test]
+    fn a_change_in_progress_is_progressing_not_ready() {
+        let observation = observation(3, vec![member(0, 1, true, true)], Some(1));
+        let step = Step::Promote { pod: "vault-1".into(), node_id: 2 };
+        let status = compute(&softhsm_vault(3), &outcome(&observation, &step), now());
+        assert_eq!(get(&status, "Progressing").status, "True");
+        assert_eq!(get(&status, "Progressing").reason, "PromotingLearner");
+        assert_eq!(get(&status, "Ready").status, "False");
+        assert_eq!(get(&status, "Degraded").status, "False");
+        assert_eq!(status.phase, Some(Phase::Scaling));
+    }
+
+    #[test]
+    fn a_failed_step_is_degraded_with_its_message() {
+        let observation = observation(3, vec![member(0, 1, true, true)], Some(1));
+        let step = Step::Promote { pod: "vault-1".into(), node_id: 2 };
+        let mut outcome = outcome(&observation, &step);
+        outcome.step_error = Some(Explanation::new("MembershipChangeFailed", "vault-0 answered 500: boom"));
+        let status = compute(&softhsm_vault(3), &outcome, now());
+        let degraded = get(&status, "Degraded");
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "MembershipChangeFailed"));
+        assert_eq!(degraded.message, "vault-0 answered 500: boom");
+    }
+
+    #[test]
+    fn transition_times_move_only_when_a_condition_flips() {
+        let observation = observation(3, (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect(), Some(1));
+        let mut vault = softhsm_vault(3);
+        let first = compute(&vault, &outcome(&observation, &Step::Converged), now());
+        vault.status = Some(first);
+        let later = Timestamp::from_second(1_800_000_600).unwrap();
+        let second = compute(&vault, &outcome(&observation, &Step::Converged), later);
+        assert_eq!(get(&second, "Ready").last_transition_time.0, now(), "unchanged");
+        vault.status = Some(second);
+        let step = Step::Wait(Wait::NoLeader);
+        let third = compute(&vault, &outcome(&observation, &step), later);
+        assert_eq!(get(&third, "Ready").last_transition_time.0, later, "flipped to False");
+        assert_eq!(get(&third, "Available").last_transition_time.0, now(), "still True");
+    }
+
+    #[test]
+    fn a_paused_vault_reports_paused() {
+        let observation = observation(3, (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect(), Some(1));
+        let step = Step::ResizeStatefulSet { from: 3, to: 5 };
+        let mut outcome = outcome(&observation, &step);
+        outcome.paused = true;
+        let status = compute(&softhsm_vault(5), &outcome, now());
+        assert_eq!(status.phase, Some(Phase::Paused));
+        assert_eq!(get(&status, "Progressing").status, "False");
+        assert_eq!(get(&status, "Progressing").reason, "Paused");
+        assert_eq!(get(&status, "Ready").status, "False");
+    }
+}
