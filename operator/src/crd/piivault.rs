@@ -300,3 +300,64 @@ pub enum MemberRole {
     Voter,
     Learner,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The CEL rules, evaluated client-side as the API server would (kube's `cel` feature).
+
+    use kube::core::cel::{validate_cel, validate_cel_update};
+
+    use super::*;
+    use crate::piivault::builders::test_support::softhsm_vault;
+
+    #[test]
+    fn replicas_must_be_1_3_or_5() {
+        for replicas in [1, 3, 5] {
+            assert!(validate_cel(&softhsm_vault(replicas)).is_ok(), "{replicas}");
+        }
+        for replicas in [0, 2, 4, 6, 7] {
+            let error = validate_cel(&softhsm_vault(replicas)).expect_err("rejected");
+            assert!(format!("{error:?}").contains("replicas must be 1, 3 or 5"), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_hsm_mode_is_set() {
+        let mut neither = softhsm_vault(3);
+        neither.spec.hsm.softhsm = None;
+        let mut both = softhsm_vault(3);
+        both.spec.hsm.pkcs11 = Some(Pkcs11Spec {
+            module_path: "/opt/strongroom/pkcs11/lib.so".into(),
+            module_image: None,
+            pin_secret_ref: SecretKeyRef { name: "pin".into(), key: "pin".into() },
+            config_secret_name: None,
+            env: vec![],
+        });
+        for vault in [neither, both] {
+            let error = validate_cel(&vault).expect_err("rejected");
+            assert!(format!("{error:?}").contains("exactly one of hsm.softhsm and hsm.pkcs11"), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn the_storage_class_and_size_cannot_change() {
+        let mut old = softhsm_vault(3);
+        old.spec.storage.storage_class_name = Some("fast".into());
+        let mut scaled = old.clone();
+        scaled.spec.replicas = 5;
+        assert!(validate_cel_update(&scaled, &old).is_ok());
+
+        let mut other_class = old.clone();
+        other_class.spec.storage.storage_class_name = Some("slow".into());
+        let mut no_class = old.clone();
+        no_class.spec.storage.storage_class_name = None;
+        for new in [other_class, no_class] {
+            let error = validate_cel_update(&new, &old).expect_err("rejected");
+            assert!(format!("{error:?}").contains("storage.storageClassName is immutable"), "{error:?}");
+        }
+        let mut bigger = old.clone();
+        bigger.spec.storage.size = Quantity("20Gi".into());
+        let error = validate_cel_update(&bigger, &old).expect_err("rejected");
+        assert!(format!("{error:?}").contains("storage.size is immutable"), "{error:?}");
+    }
+}
