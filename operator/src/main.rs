@@ -13,9 +13,11 @@ use futures_util::future::join_all;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
 use kube::Client;
+use strongroom_operator::crd::piivault::ModuleImage;
 use strongroom_operator::crd::PiiVault;
 use strongroom_operator::leader_election::{self, LeaseConfig};
 use strongroom_operator::metrics::Metrics;
+use strongroom_operator::piivault::VaultDefaults;
 use strongroom_operator::server::{self, ServerState};
 use strongroom_operator::vault::HttpVaultAdmin;
 use strongroom_operator::{piivault, telemetry, FIELD_MANAGER};
@@ -38,6 +40,13 @@ struct Args {
     /// Namespace of the Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// Image carrying a vendor PKCS#11 library, for PiiVaults with `hsm.pkcs11` that name
+    /// no `moduleImage` of their own.
+    #[arg(long, env = "STRONGROOM_PKCS11_MODULE_IMAGE")]
+    pkcs11_module_image: Option<String>,
+    /// Directory inside that image holding the library (copied to /opt/strongroom/pkcs11).
+    #[arg(long, env = "STRONGROOM_PKCS11_MODULE_PATH", default_value = "/usr/lib/pkcs11")]
+    pkcs11_module_path: String,
     /// This replica's identity in the Lease and in Events (its pod name).
     #[arg(long, env = "POD_NAME", default_value = "strongroom-operator")]
     identity: String,
@@ -92,7 +101,13 @@ async fn main() -> anyhow::Result<()> {
 
     let vault_admin = HttpVaultAdmin::new().context("cannot build the vault HTTP client")?;
     let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(args.identity.clone()) };
-    let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter));
+    let defaults = VaultDefaults {
+        pkcs11_module_image: args
+            .pkcs11_module_image
+            .filter(|image| !image.is_empty())
+            .map(|image| ModuleImage { image, path: args.pkcs11_module_path.clone() }),
+    };
+    let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter, defaults));
     let controllers = join_all(namespaces.into_iter().map(|namespace| piivault::run(ctx.clone(), namespace)));
 
     let outcome = match leadership.as_mut() {

@@ -36,6 +36,7 @@ use strongroom_admin_api::cluster::{ClusterStatus, NodeState};
 use tracing::{debug, info, warn};
 
 use super::builders::{self, Children};
+use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
 use super::secret_material::GeneratedSecret;
@@ -65,13 +66,15 @@ pub struct Context<V> {
     pub vault: V,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub defaults: VaultDefaults,
     /// Consecutive failures per vault (`namespace/name`), for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl<V: VaultAdmin> Context<V> {
-    pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
+    pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter, defaults: VaultDefaults) -> Self {
         Self {
+            defaults,
             recorder: Recorder::new(client.clone(), reporter),
             client,
             vault,
@@ -145,7 +148,7 @@ pub async fn reconcile<V: VaultAdmin>(vault: Arc<PiiVault>, ctx: Arc<Context<V>>
     let key = key(&vault);
     let result = finalizer(&vaults, FINALIZER, vault, |event| async {
         match event {
-            FinalizerEvent::Apply(vault) => apply(&vault, &ctx).await,
+            FinalizerEvent::Apply(vault) => apply(&ctx.defaults.apply(&vault), &ctx).await,
             FinalizerEvent::Cleanup(vault) => cleanup(&vault, &ctx).await,
         }
     })

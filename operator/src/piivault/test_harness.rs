@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, NodeState, NodeSummary};
 use tokio::task::JoinHandle;
 
+use super::defaults::VaultDefaults;
 use super::reconciler::Context;
 use crate::metrics::Metrics;
 use crate::vault::{NodeStatus, RootToken, VaultAdmin, VaultError};
@@ -210,5 +211,5 @@ pub fn test_context(
 ) -> (Arc<Context<ScriptedVault>>, JoinHandle<Vec<ApiRequest>>) {
     let (client, server) = fake_api_server(objects);
     let reporter = Reporter { controller: "strongroom-operator".into(), instance: Some("test".into()) };
-    (Arc::new(Context::new(client, vault, Arc::new(Metrics::default()), reporter)), server)
+    (Arc::new(Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default())), server)
 }
