@@ -14,3 +14,4 @@ if ! command -v softhsm2-util >/dev/null; then
 fi
 
 cargo test --workspace --locked "$@"
+bash hack/deploy-check.sh

@@ -194,7 +194,9 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     if !paused {
         let replicas = membership::stateful_set_replicas(&observation, &step);
         apply_children(ctx, names.namespace(), &builders::children(vault, replicas)?).await?;
-        if let Err(error) = take_step(ctx, vault, &seen, token.as_ref(), &step).await {
+        // Not paused: the generated Secrets exist, or the referenced one was read.
+        let token = token.as_ref().ok_or(Error::MissingField("the root token Secret"))?;
+        if let Err(error) = take_step(ctx, vault, &seen, token, &step).await {
             step_error = Some(error);
         }
     }
@@ -374,24 +376,14 @@ async fn take_step<V: VaultAdmin>(
     ctx: &Context<V>,
     vault: &PiiVault,
     seen: &VaultObservation,
-    token: Option<&RootToken>,
+    token: &RootToken,
     step: &Step,
 ) -> Result<(), VaultError> {
     let names = VaultNames::of(vault);
     let admin = &ctx.vault;
+    // Cluster-wide calls go to the member that answered for the cluster (the leader when
+    // one said so); vaultd forwards them to the leader otherwise.
     let member_endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));
-    let Some(token) = token else {
-        return match step {
-            Step::Bootstrap { .. } | Step::AddLearner { .. } | Step::Promote { .. } | Step::RemoveMember { .. } => {
-                Err(VaultError::Rejected {
-                    node: member_endpoint,
-                    status: 0,
-                    message: "no root token available".to_string(),
-                })
-            }
-            _ => Ok(()),
-        };
-    };
     let (reason, note) = match step {
         Step::Bootstrap { pod, api_address } => {
             let added = admin.init_cluster(api_address, token).await;
