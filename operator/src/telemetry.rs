@@ -1,5 +1,5 @@
-//! Logging: `tracing` events to stdout, filtered by `RUST_LOG` (default `info`), as JSON-free
-//! compact lines that `kubectl logs` shows readably.
+//! Logging: `tracing` events to stdout as compact lines, filtered by `RUST_LOG`
+//! (default `info`).
 
 use tracing_subscriber::EnvFilter;
 

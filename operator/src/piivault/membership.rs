@@ -137,7 +137,7 @@ pub fn stateful_set_replicas(observation: &Observation, step: &Step) -> i32 {
 }
 
 /// The ordinal of the pod whose raft address a member has, if it is one of ours.
-fn ordinal_of_member(names: &VaultNames, member: &Member) -> Option<i32> {
+pub fn ordinal_of_member(names: &VaultNames, member: &Member) -> Option<i32> {
     let host = member.raft_address.rsplit_once(':').map_or(member.raft_address.as_str(), |(host, _)| host);
     let pod = host.split('.').next()?;
     let ordinal = names.ordinal_of(pod)?;

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::cluster::Member;
 
-use super::membership::{Observation, Removal, Step, Wait};
+use super::membership::{ordinal_of_member, Observation, Removal, Step, Wait};
 use super::names::VaultNames;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::crd::{PiiVault, PiiVaultStatus};
@@ -108,9 +108,8 @@ pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
 }
 
 fn member_status(names: &VaultNames, member: &Member) -> MemberStatus {
-    let host = member.raft_address.split('.').next().unwrap_or_default();
     MemberStatus {
-        pod: names.ordinal_of(host).map(|_| host.to_string()),
+        pod: ordinal_of_member(names, member).map(|ordinal| names.pod(ordinal)),
         node_id: member.id,
         role: if member.voter { MemberRole::Voter } else { MemberRole::Learner },
         lag: member.lag,
