@@ -56,3 +56,32 @@ pub fn serve(address: SocketAddr, state: Arc<ServerState>) -> std::io::Result<Se
         .bind(address)?
         .run())
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::{test, App};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn health_readiness_and_metrics() {
+        let state = Arc::new(ServerState::default());
+        state.metrics.membership_change("piivault", "LearnerAdded");
+        let app = test::init_service(
+            App::new().app_data(web::Data::from(state.clone())).service(metrics).service(healthz).service(readyz),
+        )
+        .await;
+        let get = |path: &str| test::TestRequest::get().uri(path).to_request();
+
+        assert_eq!(test::call_service(&app, get("/healthz")).await.status(), StatusCode::OK);
+        assert_eq!(test::call_service(&app, get("/readyz")).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        state.ready.store(true, Ordering::Relaxed);
+        assert_eq!(test::call_service(&app, get("/readyz")).await.status(), StatusCode::OK);
+
+        let response = test::call_service(&app, get("/metrics")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+        assert!(body.contains("strongroom_operator_membership_changes_total"), "{body}");
+    }
+}

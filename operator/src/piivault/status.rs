@@ -148,7 +148,16 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
     let previous = vault.status.as_ref();
     let members_seen = outcome.observation.cluster.as_ref().map(|cluster| cluster.members.as_slice()).unwrap_or(&[]);
 
-    let mut members: Vec<MemberStatus> = members_seen.iter().map(|member| member_status(names, member)).collect();
+    let mut members: Vec<MemberStatus> = match &outcome.observation.cluster {
+        Some(_) => members_seen.iter().map(|member| member_status(names, member)).collect(),
+        // Unobserved: keep the membership the vault last reported (so the vault is never
+        // mistaken for a new one), with nothing claimed about its health.
+        None => previous
+            .map(|previous| previous.members.iter().map(|m| MemberStatus { lag: None, healthy: false, ..m.clone() }))
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
     members.sort_by_key(|member| (member.pod.as_deref().and_then(|pod| names.ordinal_of(pod)), member.node_id));
     let voters = members.iter().filter(|m| m.role == MemberRole::Voter).count() as i32;
     let healthy_voters = members.iter().filter(|m| m.role == MemberRole::Voter && m.healthy).count() as i32;
@@ -378,6 +387,21 @@ mod tests {
         let third = compute(&vault, &outcome(&observation, &step), later);
         assert_eq!(get(&third, "Ready").last_transition_time.0, later, "flipped to False");
         assert_eq!(get(&third, "Available").last_transition_time.0, now(), "still True");
+    }
+
+    #[test]
+    fn an_unobserved_cluster_keeps_its_last_members_without_health() {
+        let seen = observation(3, (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect(), Some(1));
+        let mut vault = softhsm_vault(3);
+        vault.status = Some(compute(&vault, &outcome(&seen, &Step::Converged), now()));
+        let unseen = Observation { cluster: None, ..seen.clone() };
+        let step = Step::Wait(Wait::VaultUnreachable);
+        let status = compute(&vault, &outcome(&unseen, &step), now());
+        let ids: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert!(status.members.iter().all(|m| !m.healthy && m.lag.is_none()));
+        assert_eq!((status.ready_replicas, status.failure_tolerance, status.leader.clone()), (0, 0, None));
+        assert_eq!(get(&status, "Degraded").reason, "VaultUnreachable");
     }
 
     #[test]
