@@ -30,7 +30,7 @@ pub use network_policy::network_policy;
 pub use secrets::generated_secret;
 pub use service_account::service_account;
 pub use services::{client_service, headless_service};
-pub use stateful_set::{stateful_set, CONFIG_HASH_ANNOTATION};
+pub use stateful_set::stateful_set;
 
 /// Every child object except the generated Secrets, in the order they are applied.
 #[derive(Clone, Debug)]
