@@ -18,3 +18,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --locked "$@"
+bash hack/deploy-check.sh

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Checks the deployment artefacts without a cluster:
+# - the Helm chart passes `helm lint` and renders with `helm template`, with its default
+#   values and with each example values file;
+# - the chart's CRDs are the generated ones in crds/ (the Rust test `crds_are_current`
+#   proves crds/ matches the types);
+# - the example PiiVaults are the documented kind;
+# - the operator's hack scripts parse (`bash -n`) and pass shellcheck (installed with apt-get when
+#   missing and we are root).
+# Installs Helm itself (hack/ensure-helm.sh) when it is not on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+chart=charts/strongroom-operator
+kube_version=1.33.0
+helm=$(hack/ensure-helm.sh)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+for values in "" "$chart"/examples/values-*.yaml; do
+  args=()
+  [ -n "$values" ] && args=(-f "$values")
+  echo "deploy-check: helm lint/template ${values:-(default values)}"
+  "$helm" lint --strict "$chart" "${args[@]}" --kube-version "$kube_version" >/dev/null
+  "$helm" template strongroom-operator "$chart" "${args[@]}" --namespace strongroom-system \
+    --kube-version "$kube_version" --include-crds >"$out/rendered.yaml"
+  for kind in CustomResourceDefinition ServiceAccount Deployment; do
+    grep -q "^kind: $kind\$" "$out/rendered.yaml" || { echo "deploy-check: no $kind rendered" >&2; exit 1; }
+  done
+done
+
+if ! diff -r crds "$chart/crds"; then
+  echo "deploy-check: $chart/crds differs from crds/ (run: cargo run -p strongroom-operator --bin crdgen)" >&2
+  exit 1
+fi
+
+for example in "$chart"/examples/piivault-*.yaml; do
+  grep -q '^kind: PiiVault$' "$example" || { echo "deploy-check: $example is not a PiiVault" >&2; exit 1; }
+  grep -q '^apiVersion: strongroom.dev/v1alpha1$' "$example" || { echo "deploy-check: $example: wrong apiVersion" >&2; exit 1; }
+done
+
+scripts=(hack/ensure-helm.sh hack/deploy-check.sh hack/e2e-kind.sh)
+for script in "${scripts[@]}"; do bash -n "$script"; done
+if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null) >&2 || true
+fi
+if command -v shellcheck >/dev/null; then
+  shellcheck "${scripts[@]}"
+else
+  echo "deploy-check: shellcheck unavailable; scripts checked with bash -n only" >&2
+fi
+echo "deploy-check: ok"

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# End-to-end test of the operator on a real cluster:
+#   1. builds the vaultd and operator images (docker/),
+#   2. creates a kind cluster — or, when KUBECONFIG is set, uses that cluster,
+#   3. installs the chart, applies the example SoftHSM PiiVault (3 replicas), waits for Ready,
+#   4. creates and reads a user through the vault's client Service,
+#   5. scales 3 -> 5 -> 3, deletes a pod and waits for the vault to recover, reads again.
+#
+# Needs docker, kubectl, and kind (unless KUBECONFIG is given); fetches Helm itself.
+# Environment:
+#   KUBECONFIG        use this cluster instead of creating a kind cluster; the images must
+#                     then be pullable by it: set VAULTD_IMAGE and OPERATOR_IMAGE and
+#                     SKIP_BUILD=1, or push what this script builds (PUSH_IMAGES=1).
+#   VAULTD_IMAGE      default strongroom/vaultd:e2e
+#   OPERATOR_IMAGE    default strongroom/strongroom-operator:e2e
+#   SKIP_BUILD=1      use the images as they are
+#   KIND_NODE_IMAGE   default kindest/node:v1.33.1
+#   KEEP_CLUSTER=1    leave the kind cluster (and everything in it) behind
+#   TIMEOUT           wait per step, default 600s
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+vaultd_image=${VAULTD_IMAGE:-strongroom/vaultd:e2e}
+operator_image=${OPERATOR_IMAGE:-strongroom/strongroom-operator:e2e}
+kind_node_image=${KIND_NODE_IMAGE:-kindest/node:v1.33.1}
+timeout=${TIMEOUT:-600s}
+cluster_name=strongroom-e2e
+operator_namespace=strongroom-system
+namespace=strongroom-e2e
+vault=vault
+
+log() { printf '\n== %s\n' "$*" >&2; }
+fail() { printf 'e2e: FAILED: %s\n' "$*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null || fail "$1 is not installed"; }
+
+need kubectl
+helm=$(hack/ensure-helm.sh)
+
+created_cluster=""
+cleanup() {
+  status=$?
+  if [ "$status" != 0 ]; then
+    log "diagnostics"
+    kubectl get piivaults,statefulsets,pods,pvc -n "$namespace" -o wide || true
+    kubectl describe piivault "$vault" -n "$namespace" || true
+    kubectl logs -n "$operator_namespace" deployment/strongroom-operator --tail=100 || true
+  fi
+  if [ -n "$created_cluster" ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
+    kind delete cluster --name "$cluster_name" || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  need docker
+  log "building $vaultd_image and $operator_image"
+  docker build -f docker/vaultd.Dockerfile -t "$vaultd_image" .
+  docker build -f docker/operator.Dockerfile -t "$operator_image" .
+  if [ "${PUSH_IMAGES:-0}" = 1 ]; then
+    docker push "$vaultd_image"
+    docker push "$operator_image"
+  fi
+fi
+
+if [ -z "${KUBECONFIG:-}" ]; then
+  need kind
+  need docker
+  log "creating kind cluster $cluster_name ($kind_node_image)"
+  kubeconfig=$(mktemp)
+  export KUBECONFIG=$kubeconfig
+  kind create cluster --name "$cluster_name" --image "$kind_node_image" --wait 120s
+  created_cluster=1
+  kind load docker-image --name "$cluster_name" "$vaultd_image" "$operator_image"
+else
+  log "using the cluster in $KUBECONFIG"
+fi
+
+log "installing the operator chart"
+"$helm" upgrade --install strongroom-operator charts/strongroom-operator \
+  --namespace "$operator_namespace" --create-namespace \
+  --set image.repository="${operator_image%:*}" --set image.tag="${operator_image##*:}" \
+  --set image.pullPolicy=IfNotPresent \
+  --wait --timeout "$timeout"
+kubectl wait --for=condition=Established crd/piivaults.strongroom.dev --timeout=60s
+
+log "creating the example SoftHSM vault (3 replicas)"
+kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
+sed "s#^  image: .*#  image: ${vaultd_image}#" charts/strongroom-operator/examples/piivault-softhsm.yaml |
+  kubectl apply -n "$namespace" -f -
+
+# Waits until the vault reports Ready with `want` healthy voters and a StatefulSet of that size.
+wait_ready() {
+  local want=$1
+  kubectl wait piivault/"$vault" -n "$namespace" --for=jsonpath='{.status.readyReplicas}'="$want" --timeout="$timeout"
+  kubectl wait piivault/"$vault" -n "$namespace" --for=condition=Ready --timeout="$timeout"
+  kubectl wait statefulset/"$vault" -n "$namespace" --for=jsonpath='{.spec.replicas}'="$want" --timeout="$timeout"
+  kubectl get piivault "$vault" -n "$namespace"
+}
+wait_ready 3
+
+api="http://${vault}.${namespace}.svc:3000"
+
+# Runs a shell script (stdin) with curl in a pod and prints its output. The pod gets the
+# client Service's URL in $API and the root token, from the generated Secret, in $TOKEN —
+# the token never reaches a command line or this script's output.
+vault_api() {
+  local name=$1 script
+  script=$(sed 's/^/          /')
+  kubectl delete pod "$name" -n "$namespace" --ignore-not-found >/dev/null
+  kubectl apply -n "$namespace" -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $name
+spec:
+  restartPolicy: Never
+  containers:
+    - name: curl
+      image: curlimages/curl:8.11.1
+      env:
+        - name: API
+          value: "$api"
+        - name: TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: $vault-root-token
+              key: token
+      command: ["sh", "-c"]
+      args:
+        - |
+$script
+YAML
+  if ! kubectl wait pod/"$name" -n "$namespace" --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s >/dev/null; then
+    kubectl logs "$name" -n "$namespace" >&2 || true
+    fail "pod $name did not succeed"
+  fi
+  kubectl logs "$name" -n "$namespace"
+  kubectl delete pod "$name" -n "$namespace" --wait=false >/dev/null
+}
+
+log "smoke test through the Service $api"
+created=$(vault_api smoke-create <<'SH'
+curl -sf -X POST "$API/v1/user" -H "X-Bunker-Token: $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"first":"John","last":"Doe","login":"john","email":""}'
+SH
+)
+echo "$created" | grep -q '"status":"ok"' || fail "creating a user: $created"
+
+read_back() {
+  local found
+  found=$(vault_api "smoke-read-$1" <<'SH'
+curl -sf "$API/v1/user/login/john" -H "X-Bunker-Token: $TOKEN"
+SH
+)
+  echo "$found" | grep -q '"first":"John"' || fail "reading the user back ($1): $found"
+}
+read_back initial
+
+log "scaling 3 -> 5"
+kubectl patch piivault "$vault" -n "$namespace" --type merge -p '{"spec":{"replicas":5}}'
+wait_ready 5
+read_back scaled-up
+
+log "scaling 5 -> 3"
+kubectl patch piivault "$vault" -n "$namespace" --type merge -p '{"spec":{"replicas":3}}'
+wait_ready 3
+members=$(kubectl get piivault "$vault" -n "$namespace" -o jsonpath='{.status.members[*].pod}')
+[ "$members" = "$vault-0 $vault-1 $vault-2" ] || fail "members after scaling down: $members"
+
+log "deleting pod $vault-1 and waiting for recovery"
+old_uid=$(kubectl get pod "$vault-1" -n "$namespace" -o jsonpath='{.metadata.uid}')
+kubectl delete pod "$vault-1" -n "$namespace" --wait=true
+kubectl wait pod/"$vault-1" -n "$namespace" --for=condition=Ready --timeout="$timeout"
+new_uid=$(kubectl get pod "$vault-1" -n "$namespace" -o jsonpath='{.metadata.uid}')
+[ "$old_uid" != "$new_uid" ] || fail "pod $vault-1 was not recreated"
+wait_ready 3
+read_back recovered
+
+log "e2e: ok"

@@ -1,0 +1,128 @@
+//! `strongroom-operator`: runs the Strongroom controllers.
+//!
+//! Configured by flags or environment (the Helm chart sets the environment): where to serve
+//! metrics and health, which namespaces to watch, and the leader-election Lease.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{ArgAction, Parser};
+use futures_util::future::join_all;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::Reporter;
+use kube::Client;
+use strongroom_operator::crd::piivault::ModuleImage;
+use strongroom_operator::crd::PiiVault;
+use strongroom_operator::leader_election::{self, LeaseConfig};
+use strongroom_operator::metrics::Metrics;
+use strongroom_operator::piivault::VaultDefaults;
+use strongroom_operator::server::{self, ServerState};
+use strongroom_operator::vault::HttpVaultAdmin;
+use strongroom_operator::{piivault, telemetry, FIELD_MANAGER};
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Reconciles Strongroom PiiVault resources into vaultd clusters")]
+struct Args {
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "STRONGROOM_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Namespaces to watch (comma-separated); all namespaces when empty.
+    #[arg(long, env = "STRONGROOM_WATCH_NAMESPACES", value_delimiter = ',', num_args = 0..)]
+    watch_namespaces: Vec<String>,
+    /// Take a Lease before acting, so that only one replica reconciles.
+    #[arg(long, env = "STRONGROOM_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    #[arg(long, env = "STRONGROOM_LEASE_NAME", default_value = "strongroom-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Image carrying a vendor PKCS#11 library, for PiiVaults with `hsm.pkcs11` that name
+    /// no `moduleImage` of their own.
+    #[arg(long, env = "STRONGROOM_PKCS11_MODULE_IMAGE")]
+    pkcs11_module_image: Option<String>,
+    /// Directory inside that image holding the library (copied to /opt/strongroom/pkcs11).
+    #[arg(long, env = "STRONGROOM_PKCS11_MODULE_PATH", default_value = "/usr/lib/pkcs11")]
+    pkcs11_module_path: String,
+    /// This replica's identity in the Lease and in Events (its pod name).
+    #[arg(long, env = "POD_NAME", default_value = "strongroom-operator")]
+    identity: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let args = Args::parse();
+    let namespaces: Vec<Option<String>> = if args.watch_namespaces.iter().all(|ns| ns.trim().is_empty()) {
+        vec![None]
+    } else {
+        args.watch_namespaces
+            .iter()
+            .map(|ns| ns.trim())
+            .filter(|ns| !ns.is_empty())
+            .map(|ns| Some(ns.to_string()))
+            .collect()
+    };
+
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(ServerState { metrics: metrics.clone(), ..ServerState::default() });
+    let http =
+        server::serve(args.listen, state.clone()).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let http_handle = http.handle();
+    tokio::spawn(http);
+    info!(listen = %args.listen, "serving /metrics, /healthz and /readyz");
+
+    let client = Client::try_default().await.context("cannot configure the Kubernetes client")?;
+    for namespace in &namespaces {
+        let vaults: Api<PiiVault> = match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        };
+        vaults
+            .list(&ListParams::default().limit(1))
+            .await
+            .context("cannot list PiiVaults: is the CRD installed (crds/) and may this service account list them?")?;
+    }
+    state.ready.store(true, Ordering::Relaxed);
+
+    let mut leadership = if args.leader_election {
+        let config = LeaseConfig {
+            lease_name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            identity: args.identity.clone(),
+        };
+        Some(leader_election::acquire(client.clone(), &config).await?)
+    } else {
+        None
+    };
+
+    let vault_admin = HttpVaultAdmin::new().context("cannot build the vault HTTP client")?;
+    let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(args.identity.clone()) };
+    let defaults = VaultDefaults {
+        pkcs11_module_image: args
+            .pkcs11_module_image
+            .filter(|image| !image.is_empty())
+            .map(|image| ModuleImage { image, path: args.pkcs11_module_path.clone() }),
+    };
+    let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter, defaults));
+    let controllers = join_all(namespaces.into_iter().map(|namespace| piivault::run(ctx.clone(), namespace)));
+
+    let outcome = match leadership.as_mut() {
+        Some(leadership) => tokio::select! {
+            _ = controllers => Ok(()),
+            () = leadership.lost() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that no two replicas act")),
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    http_handle.stop(true).await;
+    if let Err(error) = &outcome {
+        error!(%error, "stopping");
+    }
+    outcome
+}

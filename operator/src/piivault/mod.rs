@@ -1,0 +1,22 @@
+//! The `PiiVault` controller.
+//!
+//! - [`names`]: names, labels and addresses of a vault's children.
+//! - [`builders`]: the desired children, as pure functions of the resource.
+//! - [`defaults`]: operator-wide defaults filled into a vault's spec.
+//! - [`secret_material`]: the Secrets the operator generates.
+//! - [`membership`]: the next Raft membership step, as a pure function of observations.
+//! - [`status`]: the status written back to the resource.
+//! - [`reconciler`]: observes, decides, applies and reports; `run` starts the controller.
+
+pub mod builders;
+pub mod defaults;
+pub mod membership;
+pub mod names;
+pub mod reconciler;
+pub mod secret_material;
+pub mod status;
+#[cfg(test)]
+mod test_harness;
+
+pub use defaults::VaultDefaults;
+pub use reconciler::{run, Context};

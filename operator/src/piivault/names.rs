@@ -1,0 +1,163 @@
+//! The names, labels and network addresses of everything a `PiiVault` owns, in one place:
+//! the builders, the membership logic and the tests all derive them from here.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use crate::crd::PiiVault;
+
+/// vaultd's API port (HTTP: the Databunker API, `/v1/status`, `/metrics`).
+pub const API_PORT: i32 = 3000;
+/// vaultd's peer (Raft) port.
+pub const PEER_PORT: i32 = 3001;
+
+/// The Kubernetes names and DNS addresses of one vault's children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultNames {
+    name: String,
+    namespace: String,
+}
+
+impl VaultNames {
+    pub fn new(name: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self { name: name.into(), namespace: namespace.into() }
+    }
+
+    pub fn of(vault: &PiiVault) -> Self {
+        Self::new(vault.name_any(), vault.namespace().unwrap_or_default())
+    }
+
+    pub fn vault(&self) -> &str {
+        &self.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The StatefulSet; its pods are `<name>-0`, `<name>-1`, ...
+    pub fn stateful_set(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The client Service (`http://<name>.<namespace>.svc:3000`).
+    pub fn client_service(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The headless Service that gives each pod a stable DNS name.
+    pub fn headless_service(&self) -> String {
+        format!("{}-headless", self.name)
+    }
+
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.name)
+    }
+
+    pub fn service_account(&self) -> String {
+        self.name.clone()
+    }
+
+    pub fn disruption_budget(&self) -> String {
+        self.name.clone()
+    }
+
+    pub fn network_policy(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The generated root token (when the spec names no Secret).
+    pub fn root_token_secret(&self) -> String {
+        format!("{}-root-token", self.name)
+    }
+
+    /// The generated shared secret that authenticates peers to each other.
+    pub fn peer_auth_secret(&self) -> String {
+        format!("{}-peer-auth", self.name)
+    }
+
+    /// The generated CA and certificate of the peer port (when the spec names no Secret).
+    pub fn peer_tls_secret(&self) -> String {
+        format!("{}-peer-tls", self.name)
+    }
+
+    /// The generated SoftHSM PINs and KEK (development mode).
+    pub fn softhsm_secret(&self) -> String {
+        format!("{}-softhsm", self.name)
+    }
+
+    pub fn pod(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}", self.name)
+    }
+
+    /// The ordinal of one of this vault's pods, from the pod's name.
+    pub fn ordinal_of(&self, pod: &str) -> Option<i32> {
+        pod.strip_prefix(&self.name)?.strip_prefix('-')?.parse().ok().filter(|ordinal| *ordinal >= 0)
+    }
+
+    /// The stable DNS name of a pod (through the headless Service).
+    pub fn pod_host(&self, ordinal: i32) -> String {
+        format!("{}.{}.{}.svc", self.pod(ordinal), self.headless_service(), self.namespace)
+    }
+
+    /// `host:port` of a pod's peer listener, as the pod advertises it to Raft.
+    pub fn raft_address(&self, ordinal: i32) -> String {
+        format!("{}:{PEER_PORT}", self.pod_host(ordinal))
+    }
+
+    /// Base URL of a pod's API, as the pod advertises it to the cluster.
+    pub fn api_address(&self, ordinal: i32) -> String {
+        format!("http://{}:{API_PORT}", self.pod_host(ordinal))
+    }
+}
+
+/// The labels that select a vault's pods. They never change (a StatefulSet's selector is
+/// immutable).
+pub fn selector_labels(names: &VaultNames) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "vaultd".to_string()),
+        ("app.kubernetes.io/instance".to_string(), names.vault().to_string()),
+    ])
+}
+
+/// The labels on every child object.
+pub fn labels(names: &VaultNames) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(names);
+    labels.insert("app.kubernetes.io/component".to_string(), "vault".to_string());
+    labels.insert("app.kubernetes.io/part-of".to_string(), "strongroom".to_string());
+    labels.insert("app.kubernetes.io/managed-by".to_string(), crate::FIELD_MANAGER.to_string());
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_addresses_go_through_the_headless_service() {
+        let names = VaultNames::new("vault", "pii");
+        assert_eq!(names.pod(2), "vault-2");
+        assert_eq!(names.raft_address(2), "vault-2.vault-headless.pii.svc:3001");
+        assert_eq!(names.api_address(0), "http://vault-0.vault-headless.pii.svc:3000");
+    }
+
+    #[test]
+    fn ordinals_are_read_back_from_pod_names() {
+        let names = VaultNames::new("vault", "pii");
+        assert_eq!(names.ordinal_of("vault-4"), Some(4));
+        assert_eq!(names.ordinal_of("vault-x"), None);
+        assert_eq!(names.ordinal_of("vault2-1"), None);
+        assert_eq!(names.ordinal_of("other-1"), None);
+    }
+
+    #[test]
+    fn selector_labels_are_a_subset_of_the_labels() {
+        let names = VaultNames::new("vault", "pii");
+        let all = labels(&names);
+        for (key, value) in selector_labels(&names) {
+            assert_eq!(all.get(&key), Some(&value));
+        }
+        assert_eq!(all["app.kubernetes.io/instance"], "vault");
+    }
+}

@@ -1,0 +1,479 @@
+//! The `PiiVault` reconciler: observe, decide, apply, report.
+//!
+//! Each reconcile
+//! 1. ensures the generated Secrets (created once, then re-applied unchanged),
+//! 2. observes the StatefulSet's size, every pod's `/v1/status` and the leader's view of
+//!    the cluster,
+//! 3. asks [`membership::next_step`] for at most one change,
+//! 4. server-side applies every child (the StatefulSet at the size the step allows),
+//! 5. carries out the step through the vault's admin API and records an Event,
+//! 6. writes the status computed from what the vault reported.
+//!
+//! `spec.paused` stops steps 1, 4 and 5. A finalizer deletes what owner references cannot:
+//! in SoftHSM mode the data volumes, which are unreadable once the generated KEK is gone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use strongroom_admin_api::cluster::{ClusterStatus, NodeState};
+use tracing::{debug, info, warn};
+
+use super::builders::{self, Children};
+use super::defaults::VaultDefaults;
+use super::membership::{self, Observation, PodState, Step};
+use super::names::{selector_labels, VaultNames};
+use super::secret_material::GeneratedSecret;
+use super::status::{self, Explanation, Outcome};
+use crate::crd::{PiiVault, PiiVaultStatus};
+use crate::metrics::Metrics;
+use crate::vault::{NodeStatus, RootToken, VaultAdmin, VaultError};
+use crate::{Error, FIELD_MANAGER};
+
+/// The controller's name in metrics and events.
+pub const CONTROLLER: &str = "piivault";
+/// The finalizer on every `PiiVault`.
+pub const FINALIZER: &str = "strongroom.dev/piivault-cleanup";
+
+/// Look again soon after a change, a little later while waiting, rarely when converged
+/// (watch events on the StatefulSet trigger reconciles in between).
+const REQUEUE_AFTER_CHANGE: Duration = Duration::from_secs(2);
+const REQUEUE_WHILE_WAITING: Duration = Duration::from_secs(10);
+const REQUEUE_WHEN_CONVERGED: Duration = Duration::from_secs(60);
+/// Error backoff: doubles from the first delay up to the cap.
+const BACKOFF_FIRST: Duration = Duration::from_secs(5);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// What every reconcile needs.
+pub struct Context<V> {
+    pub client: Client,
+    pub vault: V,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub defaults: VaultDefaults,
+    /// Consecutive failures per vault (`namespace/name`), for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<V: VaultAdmin> Context<V> {
+    pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter, defaults: VaultDefaults) -> Self {
+        Self {
+            defaults,
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            vault,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one more failure of `key` and returns how long to wait before retrying.
+    fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_delay(*count)
+    }
+
+    fn reset_backoff(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}
+
+/// The delay before retry number `failures` (1-based): 5 s, 10 s, 20 s, ... at most 5 min.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+fn key(vault: &PiiVault) -> String {
+    format!("{}/{}", vault.namespace().unwrap_or_default(), vault.name_any())
+}
+
+/// Runs the controller for `PiiVault`s in `namespace` (all namespaces when `None`) until
+/// the process is asked to stop.
+pub async fn run<V: VaultAdmin>(ctx: Arc<Context<V>>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
+    let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    info!(namespace = ns.unwrap_or("(all)"), "starting the PiiVault controller");
+    Controller::new(api::<PiiVault>(&client, ns), watcher::Config::default().any_semantic())
+        .owns(api::<StatefulSet>(&client, ns), children.clone())
+        .owns(api::<Service>(&client, ns), children.clone())
+        .owns(api::<ConfigMap>(&client, ns), children.clone())
+        .owns(api::<ServiceAccount>(&client, ns), children.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+        .owns(api::<NetworkPolicy>(&client, ns), children)
+        // Our own status writes trigger reconciles too; coalesce bursts of events.
+        .with_config(controller::Config::default().debounce(Duration::from_secs(1)))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(vault = %object, "reconciled"),
+                Err(error) => warn!(%error, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// One reconcile of one `PiiVault`.
+pub async fn reconcile<V: VaultAdmin>(vault: Arc<PiiVault>, ctx: Arc<Context<V>>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let namespace = vault.namespace().ok_or(Error::MissingField("PiiVault metadata.namespace"))?;
+    let vaults: Api<PiiVault> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = key(&vault);
+    let result = finalizer(&vaults, FINALIZER, vault, |event| async {
+        match event {
+            FinalizerEvent::Apply(vault) => apply(&ctx.defaults.apply(&vault), &ctx).await,
+            FinalizerEvent::Cleanup(vault) => cleanup(&vault, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)));
+    if result.is_ok() {
+        ctx.reset_backoff(&key);
+    }
+    result
+}
+
+/// Failed reconciles retry with exponential backoff.
+pub fn error_policy<V: VaultAdmin>(vault: Arc<PiiVault>, error: &Error, ctx: Arc<Context<V>>) -> Action {
+    let delay = ctx.backoff(&key(&vault));
+    warn!(vault = %key(&vault), %error, retry_in = ?delay, "reconcile failed");
+    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
+    Action::requeue(delay)
+}
+
+async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Action, Error> {
+    let names = VaultNames::of(vault);
+    let paused = vault.spec.paused;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
+
+    let generated = if paused { BTreeMap::new() } else { ensure_generated_secrets(vault, &names, &secrets).await? };
+    let token = root_token(vault, &names, &secrets, &generated).await?;
+
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), names.namespace());
+    let set_replicas = sets.get_opt(&names.stateful_set()).await?.and_then(|set| set.spec).and_then(|s| s.replicas);
+    let seen = observe_vault(&ctx.vault, &names, set_replicas, token.as_ref()).await;
+    let observation = Observation {
+        names: names.clone(),
+        desired_replicas: vault.spec.replicas,
+        stateful_set_replicas: set_replicas,
+        pods: seen.pods.iter().map(|(ordinal, status)| (*ordinal, pod_state(status.as_ref()))).collect(),
+        cluster: seen.cluster.clone(),
+        had_members: vault.status.as_ref().is_some_and(|status| !status.members.is_empty()),
+    };
+    let step = membership::next_step(&observation);
+    debug!(vault = %key(vault), ?step, "membership step");
+
+    let mut step_error = None;
+    if !paused {
+        let replicas = membership::stateful_set_replicas(&observation, &step);
+        apply_children(ctx, names.namespace(), &builders::children(vault, replicas)?).await?;
+        // Not paused: the generated Secrets exist, or the referenced one was read.
+        let token = token.as_ref().ok_or(Error::MissingField("the root token Secret"))?;
+        if let Err(error) = take_step(ctx, vault, &seen, token, &step).await {
+            step_error = Some(error);
+        }
+    }
+    if let Some(error) = &seen.cluster_error {
+        publish(ctx, vault, EventType::Warning, "VaultUnreachable", "Observe", error.to_string()).await;
+    }
+
+    let outcome = Outcome {
+        observation: &observation,
+        step: &step,
+        kek: seen.kek(),
+        observe_error: seen.cluster_error.as_ref().map(ToString::to_string),
+        step_error: step_error
+            .as_ref()
+            .map(|error| Explanation { reason: "MembershipChangeFailed", message: error.to_string() }),
+        paused,
+    };
+    write_status(ctx, vault, status::compute(vault, &outcome, Timestamp::now())).await?;
+
+    match (step_error, seen.cluster_error) {
+        (Some(error), _) | (None, Some(error)) => Err(Error::Vault(error)),
+        (None, None) if step.is_change() => Ok(Action::requeue(REQUEUE_AFTER_CHANGE)),
+        (None, None) if step == Step::Converged => Ok(Action::requeue(REQUEUE_WHEN_CONVERGED)),
+        (None, None) => Ok(Action::requeue(REQUEUE_WHILE_WAITING)),
+    }
+}
+
+/// Creates each generated Secret that does not exist yet and re-applies the ones that do
+/// with their own data (restoring labels and owner). Returns their data.
+async fn ensure_generated_secrets(
+    vault: &PiiVault,
+    names: &VaultNames,
+    secrets: &Api<Secret>,
+) -> Result<BTreeMap<String, BTreeMap<String, ByteString>>, Error> {
+    let mut ensured = BTreeMap::new();
+    for kind in GeneratedSecret::needed_by(vault) {
+        let name = kind.secret_name(names);
+        let data = match secrets.get_opt(&name).await? {
+            Some(existing) => {
+                let data = existing.data.unwrap_or_default();
+                if let Some(key) = kind.missing_key(&data) {
+                    return Err(Error::SecretIncomplete { secret: name, key: key.to_string() });
+                }
+                data
+            }
+            None => {
+                info!(vault = %key(vault), secret = %name, "generating secret");
+                kind.generate(names)?
+            }
+        };
+        apply_object(secrets, &builders::generated_secret(vault, name.clone(), data.clone())?).await?;
+        ensured.insert(name, data);
+    }
+    Ok(ensured)
+}
+
+/// The root token: from the referenced Secret, or from the generated one.
+async fn root_token(
+    vault: &PiiVault,
+    names: &VaultNames,
+    secrets: &Api<Secret>,
+    generated: &BTreeMap<String, BTreeMap<String, ByteString>>,
+) -> Result<Option<RootToken>, Error> {
+    let (name, key) = match &vault.spec.root_token_secret_ref {
+        Some(reference) => (reference.name.clone(), reference.key.clone()),
+        None => (names.root_token_secret(), "token".to_string()),
+    };
+    let data = match generated.get(&name) {
+        Some(data) => Some(data.clone()),
+        None => secrets.get_opt(&name).await?.map(|secret| secret.data.unwrap_or_default()),
+    };
+    let Some(data) = data else {
+        // Paused before the generated Secret existed: observe without the admin API.
+        return match vault.spec.root_token_secret_ref {
+            Some(_) => Err(Error::SecretIncomplete { secret: name, key }),
+            None => Ok(None),
+        };
+    };
+    let value = data.get(&key).ok_or_else(|| Error::SecretIncomplete { secret: name.clone(), key: key.clone() })?;
+    let token = String::from_utf8(value.0.clone()).map_err(|_| Error::SecretIncomplete { secret: name, key })?;
+    Ok(Some(RootToken::new(token.trim())))
+}
+
+/// What the vault said.
+struct VaultObservation {
+    /// `GET /v1/status` of pods `0..replicas`; `None` when a pod did not answer.
+    pods: BTreeMap<i32, Option<NodeStatus>>,
+    /// The member that answered for the cluster (the leader when known).
+    cluster_endpoint: Option<String>,
+    cluster: Option<ClusterStatus>,
+    cluster_error: Option<VaultError>,
+}
+
+impl VaultObservation {
+    /// The active KEK label, preferably as the leader reports it.
+    fn kek(&self) -> Option<String> {
+        let statuses = || self.pods.values().flatten();
+        statuses()
+            .find(|status| status.node.state == NodeState::Leader)
+            .or_else(|| statuses().find(|status| status.kek.is_some()))
+            .and_then(|status| status.kek.clone())
+    }
+}
+
+fn pod_state(status: Option<&NodeStatus>) -> PodState {
+    match status {
+        Some(status) => PodState::Answered { state: status.node.state, id: status.node.id },
+        None => PodState::Unreachable,
+    }
+}
+
+async fn observe_vault<V: VaultAdmin>(
+    vault: &V,
+    names: &VaultNames,
+    replicas: Option<i32>,
+    token: Option<&RootToken>,
+) -> VaultObservation {
+    let ordinals: Vec<i32> = (0..replicas.unwrap_or(0)).collect();
+    let answers = join_all(ordinals.iter().map(|ordinal| node_status(vault, names, *ordinal))).await;
+    let pods: BTreeMap<i32, Option<NodeStatus>> = ordinals.into_iter().zip(answers).collect();
+
+    // Ask the leader if a pod says it is one, otherwise any initialised pod (it forwards).
+    let member = |wanted: fn(NodeState) -> bool| {
+        pods.iter()
+            .find(|(_, status)| status.as_ref().is_some_and(|s| wanted(s.node.state)))
+            .map(|(ordinal, _)| *ordinal)
+    };
+    let endpoint = member(|state| state == NodeState::Leader)
+        .or_else(|| member(|state| !matches!(state, NodeState::Uninitialized | NodeState::Shutdown)))
+        .map(|ordinal| names.api_address(ordinal));
+    let (cluster, cluster_error) = match (&endpoint, token) {
+        (Some(endpoint), Some(token)) => match vault.cluster_status(endpoint, token).await {
+            Ok(cluster) => (Some(cluster), None),
+            Err(error) => (None, Some(error)),
+        },
+        _ => (None, None),
+    };
+    VaultObservation { pods, cluster_endpoint: endpoint, cluster, cluster_error }
+}
+
+/// `GET /v1/status` of one pod, `None` when it does not answer.
+async fn node_status<V: VaultAdmin>(vault: &V, names: &VaultNames, ordinal: i32) -> Option<NodeStatus> {
+    match vault.node_status(&names.api_address(ordinal)).await {
+        Ok(status) => Some(status),
+        Err(error) => {
+            debug!(pod = %names.pod(ordinal), %error, "no status");
+            None
+        }
+    }
+}
+
+/// Server-side applies every child.
+async fn apply_children<V>(ctx: &Context<V>, namespace: &str, children: &Children) -> Result<(), Error> {
+    let client = &ctx.client;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.service_account).await?;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.config_map).await?;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.headless_service).await?;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.client_service).await?;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.stateful_set).await?;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.disruption_budget).await?;
+    apply_object(&Api::namespaced(client.clone(), namespace), &children.network_policy).await?;
+    Ok(())
+}
+
+/// Server-side apply with the operator's field manager, taking over conflicting fields
+/// (that is how drift is corrected).
+async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().ok_or(Error::MissingField("child metadata.name"))?;
+    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
+}
+
+/// Carries out a membership step through the vault's admin API and records an Event.
+async fn take_step<V: VaultAdmin>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    seen: &VaultObservation,
+    token: &RootToken,
+    step: &Step,
+) -> Result<(), VaultError> {
+    let names = VaultNames::of(vault);
+    let admin = &ctx.vault;
+    // Cluster-wide calls go to the member that answered for the cluster (the leader when
+    // one said so); vaultd forwards them to the leader otherwise.
+    let member_endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));
+    let (reason, note) = match step {
+        Step::Bootstrap { pod, api_address } => {
+            let added = admin.init_cluster(api_address, token).await;
+            let added = record_failure(ctx, vault, "Bootstrap", added).await?;
+            ("Bootstrapped", format!("initialised the cluster on {pod} as node {}", added.id))
+        }
+        Step::AddLearner { pod, learner } => {
+            let added =
+                record_failure(ctx, vault, "AddLearner", admin.add_learner(&member_endpoint, token, learner).await)
+                    .await?;
+            ("LearnerAdded", format!("added {pod} as learner node {}", added.id))
+        }
+        Step::Promote { pod, node_id } => match admin.promote(&member_endpoint, token, *node_id).await {
+            // Not caught up after all: the next reconcile looks again.
+            Err(error) if error.status() == Some(409) => {
+                debug!(%pod, %error, "learner not ready for promotion");
+                return Ok(());
+            }
+            result => {
+                record_failure(ctx, vault, "Promote", result).await?;
+                ("LearnerPromoted", format!("promoted {pod} (node {node_id}) to voter"))
+            }
+        },
+        Step::RemoveMember { pod, node_id, .. } => {
+            let removed = admin.remove_member(&member_endpoint, token, *node_id).await;
+            record_failure(ctx, vault, "RemoveMember", removed).await?;
+            let pod = pod.as_deref().unwrap_or("no pod");
+            ("MemberRemoved", format!("removed node {node_id} ({pod}): {}", status::explain(step, None).message))
+        }
+        Step::ResizeStatefulSet { from, to } => {
+            ("StatefulSetResized", format!("resized the StatefulSet from {from} to {to} pods"))
+        }
+        Step::Wait(_) | Step::Converged => return Ok(()),
+    };
+    info!(vault = %key(vault), reason, "{note}");
+    ctx.metrics.membership_change(CONTROLLER, reason);
+    publish(ctx, vault, EventType::Normal, reason, "ChangeMembership", note).await;
+    Ok(())
+}
+
+/// Publishes a Warning Event for a failed admin call and passes the result on.
+async fn record_failure<V, T>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    action: &str,
+    result: Result<T, VaultError>,
+) -> Result<T, VaultError> {
+    if let Err(error) = &result {
+        publish(ctx, vault, EventType::Warning, "MembershipChangeFailed", action, error.to_string()).await;
+    }
+    result
+}
+
+/// Events are best effort: a failure to record one is logged, not fatal.
+async fn publish<V>(ctx: &Context<V>, vault: &PiiVault, type_: EventType, reason: &str, action: &str, note: String) {
+    let event =
+        Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
+    if let Err(error) = ctx.recorder.publish(&event, &vault.object_ref(&())).await {
+        warn!(vault = %key(vault), %error, "cannot publish event");
+    }
+}
+
+async fn write_status<V>(ctx: &Context<V>, vault: &PiiVault, status: PiiVaultStatus) -> Result<(), Error> {
+    let vaults: Api<PiiVault> = Api::namespaced(ctx.client.clone(), &vault.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "strongroom.dev/v1alpha1",
+        "kind": "PiiVault",
+        "status": status,
+    });
+    vaults.patch_status(&vault.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Deletion: owner references remove the children. In SoftHSM mode the generated KEK goes
+/// with them, which leaves the data volumes unreadable — and in the way of a new vault of
+/// the same name — so they are deleted too. With a vendor HSM the KEK outlives the vault
+/// and the volumes are kept: recreating the vault under the same name recovers the data.
+async fn cleanup<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Action, Error> {
+    let names = VaultNames::of(vault);
+    if vault.spec.hsm.softhsm.is_some() {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), names.namespace());
+        let selector = selector_labels(&names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        claims.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&selector)).await?;
+        let note = "deleted the data volumes: their KEK was generated for this vault and is gone with it".to_string();
+        publish(ctx, vault, EventType::Normal, "VolumesDeleted", "Cleanup", note).await;
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests;

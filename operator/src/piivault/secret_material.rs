@@ -1,0 +1,257 @@
+//! The secrets the operator generates for a vault, and how each is made.
+//!
+//! A generated Secret is created once and then only re-applied with the data it already
+//! holds: a new root token, peer secret or — worst of all — a new SoftHSM KEK would cut the
+//! running nodes off from each other or from their data. A Secret that exists but lacks a
+//! key is reported, never repaired by generating new material.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::{civil::Date, ToSpan, Zoned};
+use k8s_openapi::ByteString;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use super::names::VaultNames;
+use crate::crd::PiiVault;
+use crate::Error;
+
+/// The largest vault (spec.replicas is 1, 3 or 5): generated certificates name every pod
+/// a vault of any allowed size can have.
+const MAX_REPLICAS: i32 = 5;
+/// Validity of the generated CA and peer certificate.
+const CERTIFICATE_YEARS: i16 = 10;
+
+/// One kind of Secret the operator generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneratedSecret {
+    /// `token`: the root token, when the spec names no Secret.
+    RootToken,
+    /// `secret`: the shared secret that authenticates peers to each other.
+    PeerAuth,
+    /// `ca.crt`, `tls.crt`, `tls.key`: the peer port's CA and certificate, when TLS is on
+    /// and the spec names no Secret.
+    PeerTls,
+    /// `user.pin`, `so.pin`, `kek`: the SoftHSM token's PINs and the 32-byte KEK.
+    SoftHsm,
+}
+
+impl GeneratedSecret {
+    /// The generated Secrets `vault` needs, in the order they are ensured.
+    pub fn needed_by(vault: &PiiVault) -> Vec<GeneratedSecret> {
+        let spec = &vault.spec;
+        let mut needed = Vec::new();
+        if spec.root_token_secret_ref.is_none() {
+            needed.push(GeneratedSecret::RootToken);
+        }
+        needed.push(GeneratedSecret::PeerAuth);
+        if spec.tls.enabled && spec.tls.secret_name.is_none() {
+            needed.push(GeneratedSecret::PeerTls);
+        }
+        if spec.hsm.softhsm.is_some() {
+            needed.push(GeneratedSecret::SoftHsm);
+        }
+        needed
+    }
+
+    pub fn secret_name(self, names: &VaultNames) -> String {
+        match self {
+            GeneratedSecret::RootToken => names.root_token_secret(),
+            GeneratedSecret::PeerAuth => names.peer_auth_secret(),
+            GeneratedSecret::PeerTls => names.peer_tls_secret(),
+            GeneratedSecret::SoftHsm => names.softhsm_secret(),
+        }
+    }
+
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            GeneratedSecret::RootToken => &["token"],
+            GeneratedSecret::PeerAuth => &["secret"],
+            GeneratedSecret::PeerTls => &["ca.crt", "tls.crt", "tls.key"],
+            GeneratedSecret::SoftHsm => &["kek", "so.pin", "user.pin"],
+        }
+    }
+
+    /// Fresh material for this Secret.
+    pub fn generate(self, names: &VaultNames) -> Result<BTreeMap<String, ByteString>, Error> {
+        let text = |value: String| ByteString(value.into_bytes());
+        Ok(match self {
+            GeneratedSecret::RootToken => BTreeMap::from([("token".to_string(), text(random_hex(32)))]),
+            GeneratedSecret::PeerAuth => BTreeMap::from([("secret".to_string(), text(random_hex(32)))]),
+            GeneratedSecret::PeerTls => {
+                let tls = peer_certificates(names)?;
+                BTreeMap::from([
+                    ("ca.crt".to_string(), text(tls.ca_pem)),
+                    ("tls.crt".to_string(), text(tls.certificate_pem)),
+                    ("tls.key".to_string(), text(tls.key_pem)),
+                ])
+            }
+            GeneratedSecret::SoftHsm => BTreeMap::from([
+                ("user.pin".to_string(), text(random_hex(16))),
+                ("so.pin".to_string(), text(random_hex(16))),
+                ("kek".to_string(), ByteString(random_bytes(32))),
+            ]),
+        })
+    }
+
+    /// The first expected key missing from existing Secret data.
+    pub fn missing_key(self, data: &BTreeMap<String, ByteString>) -> Option<&'static str> {
+        self.keys().iter().copied().find(|key| data.get(*key).is_none_or(|value| value.0.is_empty()))
+    }
+}
+
+fn random_bytes(count: usize) -> Vec<u8> {
+    let mut bytes = vec![0; count];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// `count` random bytes as lower-case hex (so `2 * count` characters).
+fn random_hex(count: usize) -> String {
+    random_bytes(count).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A generated CA and the peer certificate it signed (PEM).
+pub struct PeerCertificates {
+    pub ca_pem: String,
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+/// The DNS names the peer certificate must carry: every pod a vault can have, under the
+/// short and the fully qualified cluster domain.
+pub fn peer_dns_names(names: &VaultNames) -> Vec<String> {
+    (0..MAX_REPLICAS)
+        .flat_map(|ordinal| {
+            let host = names.pod_host(ordinal);
+            [format!("{host}.cluster.local"), host]
+        })
+        .collect()
+}
+
+fn validity(params: &mut CertificateParams) -> Result<(), Error> {
+    let today: Date = Zoned::now().date();
+    let not_after = today.checked_add(CERTIFICATE_YEARS.years()).map_err(|error| Error::Tls(error.to_string()))?;
+    let yesterday = today.yesterday().map_err(|error| Error::Tls(error.to_string()))?;
+    let ymd = |date: Date| {
+        u8::try_from(date.month())
+            .and_then(|month| u8::try_from(date.day()).map(|day| (month, day)))
+            .map(|(month, day)| rcgen::date_time_ymd(i32::from(date.year()), month, day))
+            .map_err(|error| Error::Tls(error.to_string()))
+    };
+    params.not_before = ymd(yesterday)?;
+    params.not_after = ymd(not_after)?;
+    Ok(())
+}
+
+/// A CA for this vault's peers and one certificate, valid for server and client
+/// authentication, that every node presents (each node trusts only this CA).
+pub fn peer_certificates(names: &VaultNames) -> Result<PeerCertificates, Error> {
+    let tls = |error: rcgen::Error| Error::Tls(error.to_string());
+    let subject = |common_name: String| {
+        let mut name = DistinguishedName::new();
+        name.push(DnType::OrganizationName, "Strongroom");
+        name.push(DnType::CommonName, common_name);
+        name
+    };
+
+    let ca_key = KeyPair::generate().map_err(tls)?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = subject(format!("{} peer CA ({})", names.vault(), names.namespace()));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca_params)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(tls)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().map_err(tls)?;
+    let mut params = CertificateParams::new(peer_dns_names(names)).map_err(tls)?;
+    params.distinguished_name = subject(format!("{}.{} peer", names.vault(), names.namespace()));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    validity(&mut params)?;
+    let certificate = params.signed_by(&key, &issuer).map_err(tls)?;
+
+    Ok(PeerCertificates { ca_pem: ca.pem(), certificate_pem: certificate.pem(), key_pem: key.serialize_pem() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::piivault::{Pkcs11Spec, SecretKeyRef};
+    use crate::piivault::builders::test_support::softhsm_vault;
+
+    #[test]
+    fn a_softhsm_vault_needs_every_generated_secret() {
+        assert_eq!(
+            GeneratedSecret::needed_by(&softhsm_vault(3)),
+            vec![
+                GeneratedSecret::RootToken,
+                GeneratedSecret::PeerAuth,
+                GeneratedSecret::PeerTls,
+                GeneratedSecret::SoftHsm
+            ]
+        );
+    }
+
+    #[test]
+    fn referenced_secrets_are_not_generated() {
+        let mut vault = softhsm_vault(3);
+        vault.spec.root_token_secret_ref = Some(SecretKeyRef { name: "t".into(), key: "k".into() });
+        vault.spec.tls.secret_name = Some("tls".into());
+        vault.spec.hsm.softhsm = None;
+        vault.spec.hsm.pkcs11 = Some(Pkcs11Spec {
+            module_path: "/lib.so".into(),
+            module_image: None,
+            pin_secret_ref: SecretKeyRef { name: "pin".into(), key: "pin".into() },
+            config_secret_name: None,
+            env: vec![],
+        });
+        assert_eq!(GeneratedSecret::needed_by(&vault), vec![GeneratedSecret::PeerAuth]);
+        vault.spec.tls.enabled = false;
+        assert_eq!(GeneratedSecret::needed_by(&vault), vec![GeneratedSecret::PeerAuth]);
+    }
+
+    #[test]
+    fn generated_material_has_every_key_and_is_random() {
+        let names = VaultNames::new("vault", "pii");
+        for kind in [GeneratedSecret::RootToken, GeneratedSecret::PeerAuth, GeneratedSecret::SoftHsm] {
+            let first = kind.generate(&names).unwrap();
+            let second = kind.generate(&names).unwrap();
+            assert_eq!(kind.missing_key(&first), None, "{kind:?}");
+            assert_ne!(first, second, "{kind:?} must be random");
+        }
+        let token = GeneratedSecret::RootToken.generate(&names).unwrap();
+        assert_eq!(token["token"].0.len(), 64, "at least 32 characters");
+        let softhsm = GeneratedSecret::SoftHsm.generate(&names).unwrap();
+        assert_eq!(softhsm["kek"].0.len(), 32, "an AES-256 key");
+    }
+
+    #[test]
+    fn a_missing_or_empty_key_is_reported() {
+        let mut data = GeneratedSecret::SoftHsm.generate(&VaultNames::new("v", "ns")).unwrap();
+        data.insert("kek".into(), ByteString(vec![]));
+        assert_eq!(GeneratedSecret::SoftHsm.missing_key(&data), Some("kek"));
+        data.remove("so.pin");
+        assert_eq!(GeneratedSecret::SoftHsm.missing_key(&data), Some("kek"));
+    }
+
+    #[test]
+    fn the_peer_certificate_names_every_possible_pod() {
+        let names = VaultNames::new("vault", "pii");
+        let dns = peer_dns_names(&names);
+        assert_eq!(dns.len(), 10);
+        assert!(dns.contains(&"vault-0.vault-headless.pii.svc".to_string()));
+        assert!(dns.contains(&"vault-4.vault-headless.pii.svc.cluster.local".to_string()));
+        let tls = GeneratedSecret::PeerTls.generate(&names).unwrap();
+        let text = |key: &str| String::from_utf8(tls[key].0.clone()).unwrap();
+        assert!(text("ca.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(text("tls.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(text("tls.key").starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_ne!(text("ca.crt"), text("tls.crt"));
+    }
+}

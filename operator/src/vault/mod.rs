@@ -1,0 +1,110 @@
+//! Talking to vaultd: its health endpoint and its `/v1/sys/cluster` admin API.
+//!
+//! The reconciler only sees the [`VaultAdmin`] trait, so its tests can script the vault's
+//! answers; [`HttpVaultAdmin`] is the real client. A node is named by the base URL of its
+//! API (`http://<pod>.<headless service>.<namespace>.svc:3000`).
+
+mod http;
+
+use std::fmt;
+use std::future::Future;
+
+use serde::Deserialize;
+use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, NodeSummary};
+
+pub use http::HttpVaultAdmin;
+
+/// The body of `GET /v1/status` (no token needed).
+// TODO(admin-api): this type belongs beside `NodeSummary` in `strongroom-admin-api`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct NodeStatus {
+    pub version: String,
+    /// Label of the node's active key encryption key.
+    #[serde(default)]
+    pub kek: Option<String>,
+    pub node: NodeSummary,
+}
+
+/// The vault's root token, read from its Secret. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootToken(String);
+
+impl RootToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RootToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootToken(<redacted>)")
+    }
+}
+
+/// Why a call to the vault failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// No HTTP answer: connection refused, DNS failure, timeout.
+    #[error("{node} is unreachable: {reason}")]
+    Unreachable { node: String, reason: String },
+    /// The vault answered with an error envelope.
+    #[error("{node} answered {status}: {message}")]
+    Rejected { node: String, status: u16, message: String },
+    /// The vault answered something that is not the expected JSON.
+    #[error("{node} answered an unexpected body: {reason}")]
+    InvalidResponse { node: String, reason: String },
+}
+
+impl VaultError {
+    /// The HTTP status of a rejection (e.g. 409 while a learner still lags).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            VaultError::Rejected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The calls the operator makes to vaultd. Each method names the node it talks to; calls
+/// that change membership may go to any member (vaultd forwards them to the leader).
+pub trait VaultAdmin: Send + Sync + 'static {
+    /// `GET /v1/status`.
+    fn node_status(&self, node: &str) -> impl Future<Output = Result<NodeStatus, VaultError>> + Send;
+
+    /// `GET /v1/sys/cluster`: the leader's view of the cluster.
+    fn cluster_status(
+        &self,
+        node: &str,
+        token: &RootToken,
+    ) -> impl Future<Output = Result<ClusterStatus, VaultError>> + Send;
+
+    /// `POST /v1/sys/cluster/init` on an uninitialised node: a one-voter cluster.
+    fn init_cluster(
+        &self,
+        node: &str,
+        token: &RootToken,
+    ) -> impl Future<Output = Result<MemberAdded, VaultError>> + Send;
+
+    /// `POST /v1/sys/cluster/learners`.
+    fn add_learner(
+        &self,
+        node: &str,
+        token: &RootToken,
+        learner: &AddLearner,
+    ) -> impl Future<Output = Result<MemberAdded, VaultError>> + Send;
+
+    /// `POST /v1/sys/cluster/members/{id}/promote`.
+    fn promote(&self, node: &str, token: &RootToken, id: u64) -> impl Future<Output = Result<(), VaultError>> + Send;
+
+    /// `DELETE /v1/sys/cluster/members/{id}`.
+    fn remove_member(
+        &self,
+        node: &str,
+        token: &RootToken,
+        id: u64,
+    ) -> impl Future<Output = Result<(), VaultError>> + Send;
+}

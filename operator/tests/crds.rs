@@ -1,0 +1,36 @@
+//! The committed CRD YAML (`crds/` and the Helm chart's `crds/`) is what the Rust types
+//! generate. Regenerate with `cargo run -p strongroom-operator --bin crdgen`.
+
+use std::path::PathBuf;
+
+use strongroom_operator::crd;
+
+#[test]
+fn crds_are_current() {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (file, definition) in crd::all() {
+        let expected = crd::to_yaml(&definition).expect("renders");
+        for dir in crd::OUTPUT_DIRS {
+            let path = workspace.join(dir).join(&file);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == expected,
+                "{} is out of date: run `cargo run -p strongroom-operator --bin crdgen`",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_piivault_crd_has_its_short_name_columns_and_status() {
+    let (_, definition) = crd::all().into_iter().find(|(file, _)| file == "piivaults.strongroom.dev.yaml").unwrap();
+    assert_eq!(definition.spec.group, "strongroom.dev");
+    assert_eq!(definition.spec.names.short_names, Some(vec!["pvault".to_string()]));
+    let version = &definition.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    let columns: Vec<_> =
+        version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
+    assert_eq!(columns, vec!["Replicas", "Ready", "Leader", "Phase", "Age"]);
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+}
