@@ -38,6 +38,20 @@ pub struct NodeSummary {
     pub leader: Option<u64>,
 }
 
+/// `GET /v1/status` (no token): what the node is and how it takes part in the cluster.
+/// `?ready=member` answers 503 (with this body) until the node is a member of a cluster
+/// that has a leader; use it as the readiness probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    pub version: String,
+    /// The label of the KEK version in use.
+    pub kek: String,
+    #[serde(default)]
+    pub bulk_list_enabled: bool,
+    pub node: NodeSummary,
+}
+
 /// `GET /v1/sys/cluster`: the leader's view when a leader is known (a follower forwards
 /// the request), this node's own view with `?local=true`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -123,11 +123,15 @@ pub fn run(runtime: &Runtime, cluster: &mut Cluster, plan: &Plan, first_key: u64
                 note_error(&mut errors, message.clone(), 1);
             }
         }
+        // The first survivor that names a live leader.
         let mut new_leader = None;
-        for survivor in cluster.alive() {
+        let alive = cluster.alive();
+        for &survivor in &alive {
             if let Ok(index) = cluster.leader(survivor).await {
-                new_leader = Some(cluster.id(index));
-                break;
+                if alive.contains(&index) {
+                    new_leader = Some(cluster.id(index));
+                    break;
+                }
             }
         }
         Ok(FailoverResult {

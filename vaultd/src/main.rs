@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use vaultd::cluster::{ClusterOptions, PeerOptions, PeerTls};
 use vaultd::config::{self, FileConfig};
-use vaultd::crypto::{HsmConfig, HsmKek, Kek, SoftwareKek};
+use vaultd::crypto::{import_key as import_key_into, HsmConfig, HsmKek, Imported, Kek, SoftwareKek};
 use vaultd::server::{self, ServerOptions};
 use vaultd::vault::{Vault, VaultSettings};
 
@@ -32,6 +32,9 @@ enum Command {
     Demo(DemoArgs),
     /// Run a vault with its KEK in a PKCS#11 HSM.
     Serve(Box<ServeArgs>),
+    /// Store a given 32-byte key as the KEK in the token, unless one is there already:
+    /// how every node of a SoftHSM (dev mode) cluster gets the same KEK.
+    HsmImportKey(ImportKeyArgs),
 }
 
 #[derive(Args)]
@@ -76,18 +79,8 @@ struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "VAULTD_WORKERS")]
     workers: Option<usize>,
-    /// Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
-    #[arg(long, env = "VAULTD_HSM_MODULE")]
-    hsm_module: Option<PathBuf>,
-    /// Label of the HSM token (tokens are chosen by label, never by slot).
-    #[arg(long, env = "VAULTD_HSM_TOKEN_LABEL")]
-    hsm_token_label: Option<String>,
-    /// File holding the user PIN (or set VAULTD_HSM_PIN). There is no PIN flag.
-    #[arg(long, env = "VAULTD_HSM_PIN_FILE")]
-    hsm_pin_file: Option<PathBuf>,
-    /// Label of the KEK inside the token.
-    #[arg(long, env = "VAULTD_HSM_KEY_LABEL")]
-    hsm_key_label: Option<String>,
+    #[command(flatten)]
+    hsm: HsmArgs,
     /// Create the KEK when the token does not hold it yet.
     #[arg(long)]
     hsm_create_key: bool,
@@ -125,6 +118,61 @@ struct ServeArgs {
     erasure_compaction_secs: Option<u64>,
 }
 
+/// Where the KEK lives: shared by `serve` and `hsm-import-key`.
+#[derive(Args)]
+struct HsmArgs {
+    /// Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, env = "VAULTD_HSM_MODULE")]
+    hsm_module: Option<PathBuf>,
+    /// Label of the HSM token (tokens are chosen by label, never by slot).
+    #[arg(long, env = "VAULTD_HSM_TOKEN_LABEL")]
+    hsm_token_label: Option<String>,
+    /// File holding the user PIN (or set VAULTD_HSM_PIN). There is no PIN flag.
+    #[arg(long, env = "VAULTD_HSM_PIN_FILE")]
+    hsm_pin_file: Option<PathBuf>,
+    /// Label of the KEK inside the token.
+    #[arg(long, env = "VAULTD_HSM_KEY_LABEL")]
+    hsm_key_label: Option<String>,
+}
+
+/// The HSM settings, flags and environment first, then the configuration file.
+struct HsmLocation {
+    module: PathBuf,
+    token_label: String,
+    pin: Zeroizing<String>,
+    key_label: String,
+}
+
+impl HsmArgs {
+    fn resolve(self, file: config::FileHsmConfig) -> anyhow::Result<HsmLocation> {
+        let pin = match self.hsm_pin_file.or(file.pin_file) {
+            Some(path) => config::read_secret_file(&path)?,
+            None => Zeroizing::new(
+                std::env::var("VAULTD_HSM_PIN")
+                    .map_err(|_| config::ConfigError::Missing("--hsm-pin-file or VAULTD_HSM_PIN"))?,
+            ),
+        };
+        Ok(HsmLocation {
+            module: self.hsm_module.or(file.module).ok_or(config::ConfigError::Missing("--hsm-module"))?,
+            token_label: self
+                .hsm_token_label
+                .or(file.token_label)
+                .ok_or(config::ConfigError::Missing("--hsm-token-label"))?,
+            pin,
+            key_label: self.hsm_key_label.or(file.key_label).unwrap_or_else(|| config::DEFAULT_KEK_LABEL.into()),
+        })
+    }
+}
+
+#[derive(Args)]
+struct ImportKeyArgs {
+    /// File holding exactly 32 bytes: the AES-256 KEK to store in the token.
+    #[arg(long)]
+    key_file: PathBuf,
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -139,6 +187,7 @@ fn main() -> ExitCode {
             |runtime| match cli.command {
                 Command::Demo(args) => runtime.block_on(demo(args)),
                 Command::Serve(args) => serve(*args, &runtime),
+                Command::HsmImportKey(args) => import_key(args),
             },
         );
     match result {
@@ -194,23 +243,15 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
     if root_token.len() < 16 {
         anyhow::bail!("the root token must be at least 16 characters");
     }
-    let pin = match args.hsm_pin_file.or(file.hsm.pin_file) {
-        Some(path) => config::read_secret_file(&path)?,
-        None => Zeroizing::new(
-            std::env::var("VAULTD_HSM_PIN")
-                .map_err(|_| config::ConfigError::Missing("--hsm-pin-file or VAULTD_HSM_PIN"))?,
-        ),
-    };
+    let sessions = args.hsm_sessions.or(file.hsm.sessions).unwrap_or(4);
+    let location = args.hsm.resolve(file.hsm)?;
     let hsm = HsmConfig {
-        module: args.hsm_module.or(file.hsm.module).ok_or(config::ConfigError::Missing("--hsm-module"))?,
-        token_label: args
-            .hsm_token_label
-            .or(file.hsm.token_label)
-            .ok_or(config::ConfigError::Missing("--hsm-token-label"))?,
-        pin,
-        key_label: args.hsm_key_label.or(file.hsm.key_label).unwrap_or_else(|| config::DEFAULT_KEK_LABEL.into()),
+        module: location.module,
+        token_label: location.token_label,
+        pin: location.pin,
+        key_label: location.key_label,
         create_key: args.hsm_create_key,
-        sessions: args.hsm_sessions.or(file.hsm.sessions).unwrap_or(4),
+        sessions,
     };
     let defaults = VaultSettings::default();
     let settings = VaultSettings {
@@ -280,4 +321,18 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         server::serve(vault, api_listener, peer_listener, options).await?;
         anyhow::Ok(())
     })
+}
+
+fn import_key(args: ImportKeyArgs) -> anyhow::Result<()> {
+    let value = Zeroizing::new(
+        std::fs::read(&args.key_file).with_context(|| format!("cannot read {}", args.key_file.display()))?,
+    );
+    let hsm = args.hsm.resolve(config::FileHsmConfig::default())?;
+    match import_key_into(&hsm.module, &hsm.token_label, &hsm.pin, &hsm.key_label, &value)? {
+        Imported::Stored => eprintln!("vaultd: stored KEK {:?} in token {:?}", hsm.key_label, hsm.token_label),
+        Imported::AlreadyPresent => {
+            eprintln!("vaultd: token {:?} already holds KEK {:?}; left unchanged", hsm.token_label, hsm.key_label)
+        }
+    }
+    Ok(())
 }

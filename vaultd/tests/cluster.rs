@@ -297,8 +297,12 @@ fn the_cluster_admin_api_checks_scope_and_input() {
     let fresh = cluster.add_slot("127.0.0.1", None);
     let status = cluster.client(fresh).get("/v1/status");
     assert_eq!(status.assert_ok()["node"]["state"], "uninitialized");
+    let not_ready = cluster.client(fresh).get("/v1/status?ready=member");
+    not_ready.assert_error(503);
+    assert_eq!(not_ready.body["node"]["state"], "uninitialized");
     cluster.client(fresh).get("/v1/user/login/anyone").assert_error(503);
     let id = cluster.join(fresh, false);
+    cluster.client(fresh).get("/v1/status?ready=member").assert_ok();
     assert!(id >= 3, "ids are never reused, even ones a failed join burnt: {id}");
     let status = cluster.client(fresh).get("/v1/status");
     assert_eq!(status.assert_ok()["node"]["id"], id);

@@ -217,3 +217,40 @@ fn serve_reads_its_settings_from_a_config_file() {
     assert!(!status.success());
     assert!(stderr.contains("unknown field `unknown_setting`"), "{stderr}");
 }
+
+#[test]
+fn an_imported_kek_is_one_key_across_tokens_and_stays_non_extractable() {
+    let (first, second) = (SoftHsm::new(), SoftHsm::new());
+    let scratch = tempfile::tempdir().unwrap();
+    let key_file = scratch.path().join("kek");
+    std::fs::write(&key_file, vaultd::crypto::random_bytes::<32>()).unwrap();
+    let import = |hsm: &SoftHsm, file: &std::path::Path| {
+        let mut command = support::vaultd();
+        command.arg("hsm-import-key").arg("--key-file").arg(file).envs(&hsm.env);
+        run_to_exit(command)
+    };
+    for hsm in [&first, &second] {
+        let (status, stderr) = import(hsm, &key_file);
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("stored KEK \"strongroom-kek-1\""), "{stderr}");
+        let attributes = key_attributes(hsm, "strongroom-kek-1");
+        assert!(attributes.contains(&Attribute::Sensitive(true)), "{attributes:?}");
+        assert!(attributes.contains(&Attribute::Extractable(false)), "{attributes:?}");
+        assert!(attributes.contains(&Attribute::Token(true)), "{attributes:?}");
+    }
+    let (status, stderr) = import(&first, &key_file);
+    assert!(status.success() && stderr.contains("already holds"), "importing twice leaves the key: {stderr}");
+    let short = scratch.path().join("short");
+    std::fs::write(&short, [7u8; 16]).unwrap();
+    let (status, stderr) = import(&SoftHsm::new(), &short);
+    assert!(!status.success() && stderr.contains("exactly 32 bytes"), "{stderr}");
+
+    // Data written under one token's copy of the key reads back under the other's.
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&first, &data_dir, &[]);
+    vault.client().create_user(json!({"login": "shared", "email": "shared@example.com"}));
+    vault.stop();
+    let vault = Vault::hsm(&second, &data_dir, &[]);
+    let reply = vault.client().get("/v1/user/login/shared");
+    assert_eq!(reply.assert_ok()["data"]["email"], "shared@example.com");
+}

@@ -43,7 +43,7 @@ use super::secret_material::GeneratedSecret;
 use super::status::{self, Explanation, Outcome};
 use crate::crd::{PiiVault, PiiVaultStatus};
 use crate::metrics::Metrics;
-use crate::vault::{NodeStatus, RootToken, VaultAdmin, VaultError};
+use crate::vault::{RootToken, StatusBody, VaultAdmin, VaultError};
 use crate::{Error, FIELD_MANAGER};
 
 /// The controller's name in metrics and events.
@@ -285,7 +285,7 @@ async fn root_token(
 /// What the vault said.
 struct VaultObservation {
     /// `GET /v1/status` of pods `0..replicas`; `None` when a pod did not answer.
-    pods: BTreeMap<i32, Option<NodeStatus>>,
+    pods: BTreeMap<i32, Option<StatusBody>>,
     /// The member that answered for the cluster (the leader when known).
     cluster_endpoint: Option<String>,
     cluster: Option<ClusterStatus>,
@@ -298,12 +298,12 @@ impl VaultObservation {
         let statuses = || self.pods.values().flatten();
         statuses()
             .find(|status| status.node.state == NodeState::Leader)
-            .or_else(|| statuses().find(|status| status.kek.is_some()))
-            .and_then(|status| status.kek.clone())
+            .or_else(|| statuses().next())
+            .map(|status| status.kek.clone())
     }
 }
 
-fn pod_state(status: Option<&NodeStatus>) -> PodState {
+fn pod_state(status: Option<&StatusBody>) -> PodState {
     match status {
         Some(status) => PodState::Answered { state: status.node.state, id: status.node.id },
         None => PodState::Unreachable,
@@ -318,7 +318,7 @@ async fn observe_vault<V: VaultAdmin>(
 ) -> VaultObservation {
     let ordinals: Vec<i32> = (0..replicas.unwrap_or(0)).collect();
     let answers = join_all(ordinals.iter().map(|ordinal| node_status(vault, names, *ordinal))).await;
-    let pods: BTreeMap<i32, Option<NodeStatus>> = ordinals.into_iter().zip(answers).collect();
+    let pods: BTreeMap<i32, Option<StatusBody>> = ordinals.into_iter().zip(answers).collect();
 
     // Ask the leader if a pod says it is one, otherwise any initialised pod (it forwards).
     let member = |wanted: fn(NodeState) -> bool| {
@@ -340,7 +340,7 @@ async fn observe_vault<V: VaultAdmin>(
 }
 
 /// `GET /v1/status` of one pod, `None` when it does not answer.
-async fn node_status<V: VaultAdmin>(vault: &V, names: &VaultNames, ordinal: i32) -> Option<NodeStatus> {
+async fn node_status<V: VaultAdmin>(vault: &V, names: &VaultNames, ordinal: i32) -> Option<StatusBody> {
     match vault.node_status(&names.api_address(ordinal)).await {
         Ok(status) => Some(status),
         Err(error) => {

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::defaults::VaultDefaults;
 use super::reconciler::Context;
 use crate::metrics::Metrics;
-use crate::vault::{NodeStatus, RootToken, VaultAdmin, VaultError};
+use crate::vault::{RootToken, StatusBody, VaultAdmin, VaultError};
 
 /// One request the operator sent to the API server.
 #[derive(Clone, Debug)]
@@ -89,7 +89,7 @@ fn not_found(path: &str) -> Value {
 /// A call the operator made to the vault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VaultCall {
-    NodeStatus(String),
+    StatusBody(String),
     ClusterStatus(String),
     Init(String),
     AddLearner(String, AddLearner),
@@ -100,7 +100,7 @@ pub enum VaultCall {
 impl VaultCall {
     /// Calls that change the cluster.
     pub fn is_change(&self) -> bool {
-        !matches!(self, VaultCall::NodeStatus(_) | VaultCall::ClusterStatus(_))
+        !matches!(self, VaultCall::StatusBody(_) | VaultCall::ClusterStatus(_))
     }
 }
 
@@ -167,10 +167,15 @@ impl ScriptedVault {
 }
 
 impl VaultAdmin for ScriptedVault {
-    async fn node_status(&self, node: &str) -> Result<NodeStatus, VaultError> {
-        self.record(VaultCall::NodeStatus(node.to_string()), None);
+    async fn node_status(&self, node: &str) -> Result<StatusBody, VaultError> {
+        self.record(VaultCall::StatusBody(node.to_string()), None);
         let summary = self.script.lock().unwrap().nodes.get(node).cloned().ok_or_else(|| Self::unreachable(node))?;
-        Ok(NodeStatus { version: "0.1.0".into(), kek: Some("strongroom-kek-1".into()), node: summary })
+        Ok(StatusBody {
+            version: "0.1.0".into(),
+            kek: "strongroom-kek-1".into(),
+            bulk_list_enabled: false,
+            node: summary,
+        })
     }
 
     async fn cluster_status(&self, node: &str, token: &RootToken) -> Result<ClusterStatus, VaultError> {

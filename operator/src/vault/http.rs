@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded};
 
-use super::{NodeStatus, RootToken, VaultAdmin, VaultError};
+use super::{RootToken, StatusBody, VaultAdmin, VaultError};
 
 /// The header vaultd reads the token from (Databunker's name).
 const TOKEN_HEADER: &str = "X-Bunker-Token";
@@ -91,7 +91,7 @@ async fn decode<T: DeserializeOwned>(node: &str, response: Response) -> Result<T
 }
 
 impl VaultAdmin for HttpVaultAdmin {
-    async fn node_status(&self, node: &str) -> Result<NodeStatus, VaultError> {
+    async fn node_status(&self, node: &str) -> Result<StatusBody, VaultError> {
         self.call(node, self.request(Method::GET, node, "/v1/status", None)).await
     }
 
@@ -207,7 +207,7 @@ mod tests {
         .await;
         let status = HttpVaultAdmin::new().unwrap().node_status(&node).await.unwrap();
         assert_eq!(status.node.state, NodeState::Uninitialized);
-        assert_eq!(status.kek.as_deref(), Some("strongroom-kek-1"));
+        assert_eq!(status.kek, "strongroom-kek-1");
         let received = received.lock().unwrap().clone();
         assert_eq!(received.request_line, "GET /v1/status HTTP/1.1");
         assert_eq!(received.header("x-bunker-token"), None);

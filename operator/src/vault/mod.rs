@@ -9,21 +9,10 @@ mod http;
 use std::fmt;
 use std::future::Future;
 
-use serde::Deserialize;
-use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, NodeSummary};
+pub use strongroom_admin_api::cluster::StatusBody;
+use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded};
 
 pub use http::HttpVaultAdmin;
-
-/// The body of `GET /v1/status` (no token needed).
-// TODO(admin-api): this type belongs beside `NodeSummary` in `strongroom-admin-api`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct NodeStatus {
-    pub version: String,
-    /// Label of the node's active key encryption key.
-    #[serde(default)]
-    pub kek: Option<String>,
-    pub node: NodeSummary,
-}
 
 /// The vault's root token, read from its Secret. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,7 +62,7 @@ impl VaultError {
 /// that change membership may go to any member (vaultd forwards them to the leader).
 pub trait VaultAdmin: Send + Sync + 'static {
     /// `GET /v1/status`.
-    fn node_status(&self, node: &str) -> impl Future<Output = Result<NodeStatus, VaultError>> + Send;
+    fn node_status(&self, node: &str) -> impl Future<Output = Result<StatusBody, VaultError>> + Send;
 
     /// `GET /v1/sys/cluster`: the leader's view of the cluster.
     fn cluster_status(

@@ -1,8 +1,9 @@
 //! `/v1/status`, `/metrics` (and `/v1/metrics`) and `/v1/openapi.json`. No token needed:
 //! none of them reveals personal data.
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use strongroom_admin_api::cluster::{NodeState, StatusBody};
 
 use super::ok;
 use crate::metrics::Metrics;
@@ -11,13 +12,29 @@ use crate::vault::Vault;
 /// The OpenAPI 3 description of this API, kept beside the routes it describes.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-pub async fn status(vault: web::Data<Vault>) -> HttpResponse {
-    ok(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "kek": vault.kek_label(),
-        "bulkListEnabled": vault.settings().bulk_list_enabled,
-        "node": vault.cluster().summary(),
-    }))
+/// `GET /v1/status`: always 200 while the process serves (a liveness signal), with the
+/// node's Raft role. `?ready=member` makes it a readiness signal: 503 until the node is a
+/// member of a cluster that has a leader, so a Service sends no traffic to a node that
+/// has not joined.
+pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
+    let node = vault.cluster().summary();
+    let body = StatusBody {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        kek: vault.kek_label().to_string(),
+        bulk_list_enabled: vault.settings().bulk_list_enabled,
+        node: node.clone(),
+    };
+    let mut body = serde_json::to_value(&body).unwrap_or_default();
+    let wants_member = req.query_string().split('&').any(|pair| pair == "ready=member");
+    let member = node.state != NodeState::Uninitialized && node.leader.is_some();
+    if wants_member && !member {
+        if let Value::Object(fields) = &mut body {
+            fields.insert("status".into(), json!("error"));
+            fields.insert("message".into(), json!("this node is not a member of a cluster with a leader"));
+        }
+        return HttpResponse::ServiceUnavailable().json(body);
+    }
+    ok(body)
 }
 
 pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {

@@ -231,6 +231,52 @@ fn find_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmE
     Ok(session.find_objects(&template)?.into_iter().next())
 }
 
+/// Whether `import_key` stored the key or found one under the label already.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Imported {
+    Stored,
+    AlreadyPresent,
+}
+
+/// Stores 32 bytes as the KEK under `key_label` (token object, sensitive, not
+/// extractable), unless the token already holds a key under that label. This is how every
+/// pod of a SoftHSM dev-mode cluster gets the same KEK; a production HSM partition is
+/// shared by its nodes instead and never needs it.
+pub fn import_key(
+    module: &Path,
+    token_label: &str,
+    pin: &str,
+    key_label: &str,
+    value: &Zeroizing<Vec<u8>>,
+) -> Result<Imported, HsmError> {
+    if value.len() != 32 {
+        return Err(HsmError::Module {
+            module: module.to_path_buf(),
+            reason: "the key must be exactly 32 bytes (AES-256)".into(),
+        });
+    }
+    let pkcs11 = library(module)?;
+    let session = pkcs11.open_rw_session(find_token(&pkcs11, token_label)?)?;
+    login(&session, pin)?;
+    if find_key(&session, key_label)?.is_some() {
+        return Ok(Imported::AlreadyPresent);
+    }
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Value(value.to_vec()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Label(key_label.as_bytes().to_vec()),
+    ];
+    session.create_object(&template)?;
+    Ok(Imported::Stored)
+}
+
 fn create_key(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> {
     let template = [
         Attribute::Token(true),

@@ -14,7 +14,7 @@ mod software_kek;
 
 pub use blind_index::BlindIndex;
 pub use dek_cache::DekCache;
-pub use hsm::{HsmConfig, HsmError, HsmKek};
+pub use hsm::{import_key, HsmConfig, HsmError, HsmKek, Imported};
 pub use kek::Kek;
 pub use sealing::{DataKey, KEY_LEN, NONCE_LEN};
 pub use software_kek::SoftwareKek;

@@ -117,10 +117,16 @@ fn restricted_security_context() -> SecurityContext {
     }
 }
 
-fn status_probe(period_seconds: i32, failure_threshold: i32) -> Probe {
+/// `GET /v1/status` answers 200 while vaultd serves; with `?ready=member` it answers 503
+/// until the node is a member of a cluster with a leader, which keeps a Service from
+/// routing clients to a pod that has not joined yet.
+const STATUS: &str = "/v1/status";
+const READY_MEMBER: &str = "/v1/status?ready=member";
+
+fn status_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
-            path: Some("/v1/status".to_string()),
+            path: Some(path.to_string()),
             port: IntOrString::String("api".to_string()),
             scheme: Some("HTTP".to_string()),
             ..HTTPGetAction::default()
@@ -303,9 +309,9 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
         volume_mounts: Some(vaultd_mounts),
         resources: spec.resources.clone(),
         // The HSM login and opening the data directory may take a while on first start.
-        startup_probe: Some(status_probe(2, 60)),
-        readiness_probe: Some(status_probe(5, 3)),
-        liveness_probe: Some(status_probe(10, 6)),
+        startup_probe: Some(status_probe(STATUS, 2, 60)),
+        readiness_probe: Some(status_probe(READY_MEMBER, 5, 3)),
+        liveness_probe: Some(status_probe(STATUS, 10, 6)),
         security_context: Some(restricted_security_context()),
         ..Container::default()
     };
@@ -483,9 +489,14 @@ mod tests {
     fn probes_use_the_unauthenticated_status_endpoint() {
         let set = render(&softhsm_vault(3), 3);
         let container = vaultd(&set);
-        for probe in [&container.readiness_probe, &container.liveness_probe, &container.startup_probe] {
+        let probes = [
+            (&container.readiness_probe, "/v1/status?ready=member"),
+            (&container.liveness_probe, "/v1/status"),
+            (&container.startup_probe, "/v1/status"),
+        ];
+        for (probe, path) in probes {
             let http = probe.as_ref().unwrap().http_get.as_ref().unwrap();
-            assert_eq!(http.path.as_deref(), Some("/v1/status"));
+            assert_eq!(http.path.as_deref(), Some(path));
             assert_eq!(http.port, IntOrString::String("api".into()));
         }
     }
