@@ -445,13 +445,12 @@ mod tests {
 
     #[test]
     fn node_ids_are_never_handed_out_twice() {
-        let (dir, mut machine) = machine();
+        let (_dir, mut machine) = machine();
         let receipts = apply(&mut machine, &[command(Change::AllocateNodeId), command(Change::AllocateNodeId)]);
         assert_eq!(receipts[0].outcome, Ok(Applied::NodeId(2)), "node 1 bootstrapped the cluster");
         assert_eq!(receipts[1].outcome, Ok(Applied::NodeId(3)));
-        drop(machine);
-        let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
-        let mut machine = StateMachine::new(store, Arc::new(DekCache::new(8))).unwrap();
+        // The counter lives in the replicated state, not in the machine's memory.
+        let mut machine = StateMachine::new(machine.store().clone(), Arc::new(DekCache::new(8))).unwrap();
         assert_eq!(apply(&mut machine, &[command(Change::AllocateNodeId)])[0].outcome, Ok(Applied::NodeId(4)));
     }
 
