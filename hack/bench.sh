@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The standard benchmark suite (PRODUCT.md §9, BENCHMARKS.md): builds release binaries,
 # then measures a single vaultd node in demo and SoftHSM modes (and its memory after
-# 100,000 subjects), the trivial actix handler, and PostgreSQL + pgcrypto (default and
-# un-iterated key derivation) when PostgreSQL is installed, and prints a table.
+# 100,000 subjects), a 3-node cluster (64 clients, then 256) with a leader kill -9, the
+# trivial actix handler, and PostgreSQL + pgcrypto (default and un-iterated key
+# derivation) when PostgreSQL is installed, and prints tables.
 #
 #   hack/bench.sh                      # the standard suite, 10 s per workload
 #   hack/bench.sh --duration 15        # extra arguments go to `strongroom-bench run`
@@ -26,13 +27,18 @@ else
   echo "bench.sh: PostgreSQL not installed; skipping the pgcrypto comparison" >&2
 fi
 
-exec target/release/strongroom-bench run \
+target/release/strongroom-bench run \
   --targets "$targets" \
-  --mode demo,softhsm \
-  --workloads create,get \
+  --mode demo,softhsm,cluster \
+  --workloads create,get,failover \
   --clients 64 \
   --duration 10 \
   --users 10000 \
   --subjects 100000 \
   --pgp-options '' --pgp-options 's2k-mode=1' \
   "$@"
+
+# The cluster is latency-bound at 64 clients (each entry waits for a quorum's fsyncs);
+# with more clients in flight each entry carries more requests.
+target/release/strongroom-bench run --targets vaultd --mode cluster --workloads create,get \
+  --clients 256 --duration 10 --users 10000 "$@"

@@ -35,7 +35,7 @@ pub enum StoreError {
 }
 
 /// sled's page cache when nothing else is configured (sled's own default is 1 GiB).
-pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 96 * 1024 * 1024;
 
 /// The vault's sled database. Cheap to clone; reads go straight to sled.
 #[derive(Clone)]
@@ -49,7 +49,7 @@ impl Store {
     /// Opens (or creates) the database in `dir`; `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let path = dir.join("vault.sled");
-        let db = sled::Config::new().path(&path).cache_capacity(cache_bytes).open()?;
+        let db = sled::Config::new().path(&path).cache_capacity(cache_bytes).mode(sled::Mode::HighThroughput).open()?;
         let state = db.open_tree("state")?;
         let durability = Arc::new(Durability::open(&path)?);
         Ok(Store { db, state, durability })
