@@ -73,7 +73,7 @@ struct ServeArgs {
     enable_bulk_list: bool,
     #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
     dek_cache_capacity: Option<usize>,
-    /// MiB of storage page cache (default 256).
+    /// MiB of storage page cache (default 96).
     #[arg(long, env = "VAULTD_STORAGE_CACHE_MB")]
     storage_cache_mb: Option<u64>,
     /// HTTP worker threads (default: one per core).
