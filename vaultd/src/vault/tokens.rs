@@ -23,6 +23,12 @@ pub struct CreatedToken {
 }
 
 const MAX_NAME_LEN: usize = 64;
+const SECRET_PREFIX: &str = "sr_";
+
+/// Whether a presented secret has the shape of the secrets this vault hands out.
+pub(super) fn is_well_formed(secret: &str) -> bool {
+    secret.strip_prefix(SECRET_PREFIX).is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 impl Vault {
     pub async fn create_token(&self, caller: &Caller, request: TokenRequest) -> VaultResult<CreatedToken> {
@@ -44,7 +50,7 @@ impl Vault {
             scopes.push(scope.to_string());
         }
         let id = format!("tok-{}", crypto::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let secret = format!("sr_{}", crate::audit::hex(&crypto::random_bytes::<32>()));
+        let secret = format!("{SECRET_PREFIX}{}", crate::audit::hex(&crypto::random_bytes::<32>()));
         let record = AccessTokenRecord {
             id: id.clone(),
             name: name.to_string(),
@@ -75,5 +81,16 @@ impl Vault {
         let receipt =
             self.commit(audit, Change::RevokeAccessToken { id: token.id, secret_hash: token.secret_hash }).await?;
         receipt.outcome.map_err(rejected).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_secrets_shaped_like_ours_are_well_formed() {
+        assert!(super::is_well_formed(&format!("sr_{}", "a1".repeat(32))));
+        for bad in ["", "sr_", "DEMO", &format!("sr_{}", "g1".repeat(32)), &format!("xx_{}", "a1".repeat(32))] {
+            assert!(!super::is_well_formed(bad), "{bad}");
+        }
     }
 }
