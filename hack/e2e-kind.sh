@@ -3,7 +3,8 @@
 #   1. builds the vaultd and operator images (docker/),
 #   2. creates a kind cluster — or, when KUBECONFIG is set, uses that cluster,
 #   3. installs the chart, applies the example SoftHSM PiiVault (3 replicas), waits for Ready,
-#   4. creates and reads a user through the vault's client Service,
+#   4. creates and reads a user through the vault's client Service (a login unique to this
+#      run, so the script can run again against the same cluster and vault),
 #   5. scales 3 -> 5 -> 3, deletes a pod and waits for the vault to recover, reads again.
 #
 # Needs docker, kubectl, and kind (unless KUBECONFIG is given); fetches Helm itself.
@@ -16,7 +17,7 @@
 #   SKIP_BUILD=1      use the images as they are
 #   KIND_NODE_IMAGE   default kindest/node:v1.33.1
 #   KEEP_CLUSTER=1    leave the kind cluster (and everything in it) behind
-#   TIMEOUT           wait per step, default 600s
+#   TIMEOUT           wait per step, default 600s (seconds, with or without "s", or minutes "10m")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,13 @@ vaultd_image=${VAULTD_IMAGE:-strongroom/vaultd:e2e}
 operator_image=${OPERATOR_IMAGE:-strongroom/strongroom-operator:e2e}
 kind_node_image=${KIND_NODE_IMAGE:-kindest/node:v1.33.1}
 timeout=${TIMEOUT:-600s}
+case $timeout in
+  *m) timeout_seconds=$((${timeout%m} * 60)) ;;
+  *s) timeout_seconds=${timeout%s} ;;
+  *) timeout_seconds=$timeout ;;
+esac
+[[ $timeout_seconds =~ ^[0-9]+$ ]] || { echo "e2e: TIMEOUT must be like 600s or 10m, not $timeout" >&2; exit 2; }
+timeout=${timeout_seconds}s
 cluster_name=strongroom-e2e
 operator_namespace=strongroom-system
 namespace=strongroom-e2e
@@ -76,7 +84,10 @@ else
   log "using the cluster in $KUBECONFIG"
 fi
 
-log "installing the operator chart"
+log "installing the CRDs and the operator chart"
+# Helm installs CRDs only when they are absent and never upgrades them: on a reused cluster
+# the ones from an earlier run would stay.
+kubectl apply -f crds/
 "$helm" upgrade --install strongroom-operator charts/strongroom-operator \
   --namespace "$operator_namespace" --create-namespace \
   --set image.repository="${operator_image%:*}" --set image.tag="${operator_image##*:}" \
@@ -89,11 +100,22 @@ kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -
 sed "s#^  image: .*#  image: ${vaultd_image}#" charts/strongroom-operator/examples/piivault-softhsm.yaml |
   kubectl apply -n "$namespace" -f -
 
-# Waits until the vault reports Ready with `want` healthy voters and a StatefulSet of that size.
+# Waits until the vault reports Ready with `want` healthy voters — a Ready condition about the
+# current spec (its observedGeneration is metadata.generation: a Ready left over from before
+# the last change does not count) — and a StatefulSet of that size.
 wait_ready() {
-  local want=$1
-  kubectl wait piivault/"$vault" -n "$namespace" --for=jsonpath='{.status.readyReplicas}'="$want" --timeout="$timeout"
-  kubectl wait piivault/"$vault" -n "$namespace" --for=condition=Ready --timeout="$timeout"
+  local want=$1 deadline=$((SECONDS + timeout_seconds)) state generation observed ready replicas
+  local fields='{.metadata.generation}|{.status.conditions[?(@.type=="Ready")].observedGeneration}|{.status.conditions[?(@.type=="Ready")].status}|{.status.readyReplicas}'
+  while :; do
+    state=$(kubectl get piivault "$vault" -n "$namespace" -o jsonpath="$fields" 2>/dev/null || true)
+    IFS='|' read -r generation observed ready replicas <<<"$state"
+    if [ "$ready" = True ] && [ -n "$generation" ] && [ "$observed" = "$generation" ] && [ "$replicas" = "$want" ]; then
+      break
+    fi
+    [ "$SECONDS" -lt "$deadline" ] ||
+      fail "vault not Ready with $want voters (generation|observedGeneration|Ready|readyReplicas: $state)"
+    sleep 5
+  done
   kubectl wait statefulset/"$vault" -n "$namespace" --for=jsonpath='{.spec.replicas}'="$want" --timeout="$timeout"
   kubectl get piivault "$vault" -n "$namespace"
 }
@@ -139,21 +161,25 @@ YAML
   kubectl delete pod "$name" -n "$namespace" --wait=false >/dev/null
 }
 
-log "smoke test through the Service $api"
-created=$(vault_api smoke-create <<'SH'
-curl -sf -X POST "$API/v1/user" -H "X-Bunker-Token: $TOKEN" -H 'Content-Type: application/json' \
-  -d '{"first":"John","last":"Doe","login":"john","email":""}'
+# Unique per run: a second run against the same vault must not collide with the first's user.
+login="e2e-$(date +%s)-$RANDOM"
+log "smoke test through the Service $api (user $login)"
+# $API and $TOKEN are expanded in the pod, $login here.
+created=$(vault_api smoke-create <<SH
+curl -sf -X POST "\$API/v1/user" -H "X-Bunker-Token: \$TOKEN" -H 'Content-Type: application/json' \\
+  -d '{"first":"John","last":"Doe","login":"$login","email":""}'
 SH
 )
 echo "$created" | grep -q '"status":"ok"' || fail "creating a user: $created"
 
 read_back() {
   local found
-  found=$(vault_api "smoke-read-$1" <<'SH'
-curl -sf "$API/v1/user/login/john" -H "X-Bunker-Token: $TOKEN"
+  found=$(vault_api "smoke-read-$1" <<SH
+curl -sf "\$API/v1/user/login/$login" -H "X-Bunker-Token: \$TOKEN"
 SH
 )
   echo "$found" | grep -q '"first":"John"' || fail "reading the user back ($1): $found"
+  echo "$found" | grep -q "\"login\":\"$login\"" || fail "read back another user ($1): $found"
 }
 read_back initial
 
@@ -171,9 +197,18 @@ members=$(kubectl get piivault "$vault" -n "$namespace" -o jsonpath='{.status.me
 log "deleting pod $vault-1 and waiting for recovery"
 old_uid=$(kubectl get pod "$vault-1" -n "$namespace" -o jsonpath='{.metadata.uid}')
 kubectl delete pod "$vault-1" -n "$namespace" --wait=true
+# The StatefulSet recreates the pod under the same name, but not at once: until then
+# `kubectl wait pod/...` would fail with NotFound. Wait for a pod with a new uid first.
+deadline=$((SECONDS + timeout_seconds))
+while :; do
+  new_uid=$(kubectl get pod "$vault-1" -n "$namespace" -o jsonpath='{.metadata.uid}' 2>/dev/null || true)
+  if [ -n "$new_uid" ] && [ "$new_uid" != "$old_uid" ]; then
+    break
+  fi
+  [ "$SECONDS" -lt "$deadline" ] || fail "pod $vault-1 was not recreated"
+  sleep 2
+done
 kubectl wait pod/"$vault-1" -n "$namespace" --for=condition=Ready --timeout="$timeout"
-new_uid=$(kubectl get pod "$vault-1" -n "$namespace" -o jsonpath='{.metadata.uid}')
-[ "$old_uid" != "$new_uid" ] || fail "pod $vault-1 was not recreated"
 wait_ready 3
 read_back recovered
 

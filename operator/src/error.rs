@@ -7,11 +7,35 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
+    /// A server-side apply was refused. For a Secret, `detail` carries only the API's reason
+    /// and code (an API message could quote the data).
+    #[error("cannot apply {kind} {name}: {detail}")]
+    Apply { kind: String, name: String, detail: String },
+
     #[error("{0} is missing")]
     MissingField(&'static str),
 
+    /// A Secret the spec names does not exist.
+    #[error("Secret {secret} does not exist")]
+    SecretMissing { secret: String },
+
+    /// A generated Secret is gone after the vault got members: new material would cut the
+    /// nodes off from each other or from their data.
+    #[error(
+        "Secret {secret} is missing; it is not generated again because the vault's nodes depend on its \
+         old content (restore it from a backup)"
+    )]
+    GeneratedSecretMissing { secret: String },
+
     #[error("Secret {secret} has no key {key:?}")]
     SecretIncomplete { secret: String, key: String },
+
+    /// A Secret with a generated name exists but is not controlled by this vault.
+    #[error(
+        "Secret {secret} exists but is not controlled by this PiiVault; the operator does not take it over \
+         (remove it, or give the vault another name)"
+    )]
+    SecretConflict { secret: String },
 
     #[error("cannot generate the peer TLS certificate: {0}")]
     Tls(String),
@@ -19,24 +43,82 @@ pub enum Error {
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
 
+    /// The leader Lease is no longer confirmed: this replica must not act.
+    #[error("this replica no longer holds the leader Lease")]
+    NotLeader,
+
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
-    /// A short, bounded label for the failures metric.
-    pub fn metric_label(&self) -> &'static str {
+    /// The reconciler's own error inside a finalizer error (itself otherwise).
+    pub fn cause(&self) -> &Error {
         match self {
-            Error::Kube(_) => "kube",
-            Error::MissingField(_) => "missing_field",
-            Error::SecretIncomplete { .. } => "secret_incomplete",
-            Error::Tls(_) => "tls",
-            Error::Vault(_) => "vault",
             Error::Finalizer(error) => match error.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
-                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-                _ => "finalizer",
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.cause(),
+                _ => self,
             },
+            _ => self,
         }
+    }
+
+    /// A short, bounded label for the failures metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self.cause() {
+            Error::Kube(_) => "kube",
+            Error::Apply { .. } => "apply",
+            Error::MissingField(_) => "missing_field",
+            Error::SecretMissing { .. } | Error::GeneratedSecretMissing { .. } => "secret_missing",
+            Error::SecretIncomplete { .. } => "secret_incomplete",
+            Error::SecretConflict { .. } => "secret_conflict",
+            Error::Tls(_) => "tls",
+            Error::Vault(_) => "vault",
+            Error::NotLeader => "not_leader",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    /// The reason of the `Degraded` condition (and of the Warning Event) for this failure.
+    pub fn condition_reason(&self) -> &'static str {
+        match self.cause() {
+            Error::Kube(_) => "KubernetesApiError",
+            Error::Apply { .. } => "ApplyFailed",
+            Error::MissingField(_) => "InvalidResource",
+            Error::SecretMissing { .. } | Error::GeneratedSecretMissing { .. } => "SecretMissing",
+            Error::SecretIncomplete { .. } => "SecretIncomplete",
+            Error::SecretConflict { .. } => "SecretConflict",
+            Error::Tls(_) => "SecretGenerationFailed",
+            Error::Vault(_) => "VaultUnreachable",
+            Error::NotLeader => "NotLeader",
+            Error::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+
+    /// A failed apply of `kind`/`name`.
+    pub fn apply(kind: &str, name: &str, error: &kube::Error) -> Self {
+        let detail = match error {
+            kube::Error::Api(status) if kind == "Secret" => format!("{} ({})", status.reason, status.code),
+            error => error.to_string(),
+        };
+        Error::Apply { kind: kind.to_string(), name: name.to_string(), detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    #[test]
+    fn a_refused_secret_apply_does_not_repeat_the_api_message() {
+        let status = Status::failure("data[kek]: Invalid value: \"c2VjcmV0\"", "Invalid").with_code(422);
+        let error = Error::apply("Secret", "vault-softhsm", &kube::Error::Api(Box::new(status.clone())));
+        assert_eq!(error.to_string(), "cannot apply Secret vault-softhsm: Invalid (422)");
+        assert_eq!(error.condition_reason(), "ApplyFailed");
+        let error = Error::apply("StatefulSet", "vault", &kube::Error::Api(Box::new(status)));
+        assert!(error.to_string().contains("Invalid value"), "{error}");
     }
 }

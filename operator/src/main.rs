@@ -15,7 +15,7 @@ use kube::runtime::events::Reporter;
 use kube::Client;
 use strongroom_operator::crd::piivault::ModuleImage;
 use strongroom_operator::crd::PiiVault;
-use strongroom_operator::leader_election::{self, LeaseConfig};
+use strongroom_operator::leader_election::{self, LeaderGate, Leadership, LeaseConfig};
 use strongroom_operator::metrics::Metrics;
 use strongroom_operator::piivault::VaultDefaults;
 use strongroom_operator::server::{self, ServerState};
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     }
     state.ready.store(true, Ordering::Relaxed);
 
-    let mut leadership = if args.leader_election {
+    let leadership = if args.leader_election {
         let config = LeaseConfig {
             lease_name: args.lease_name.clone(),
             namespace: args.lease_namespace.clone(),
@@ -107,14 +107,26 @@ async fn main() -> anyhow::Result<()> {
             .filter(|image| !image.is_empty())
             .map(|image| ModuleImage { image, path: args.pkcs11_module_path.clone() }),
     };
-    let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter, defaults));
+    // Every reconciler checks the gate right before it changes anything.
+    let gate = leadership.as_ref().map_or_else(LeaderGate::always, Leadership::gate);
+    let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter, defaults).with_leader_gate(gate));
+    // The controllers stop on SIGTERM or Ctrl+C, once their running reconciles finish.
     let controllers = join_all(namespaces.into_iter().map(|namespace| piivault::run(ctx.clone(), namespace)));
 
-    let outcome = match leadership.as_mut() {
-        Some(leadership) => tokio::select! {
-            _ = controllers => Ok(()),
-            () = leadership.lost() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that no two replicas act")),
-        },
+    let outcome = match leadership {
+        Some(mut leadership) => {
+            let lost = tokio::select! {
+                _ = controllers => false,
+                () = leadership.lost() => true,
+            };
+            if lost {
+                Err(anyhow::anyhow!("lost the leader Lease; exiting so that no two replicas act"))
+            } else {
+                // Asked to stop: hand the Lease over now rather than when it expires.
+                leadership.release().await;
+                Ok(())
+            }
+        }
         None => {
             controllers.await;
             Ok(())

@@ -23,16 +23,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{/*
-What the operator may do to PiiVaults and their children. Secrets: no list or watch, so
-the operator never holds every Secret of a namespace in memory; it reads the ones it knows.
+What the operator may do to PiiVaults and their children. PiiVaults: patch only (the
+finalizer is a JSON patch, the status a server-side apply to the status subresource), no
+update. Secrets: no list or watch, so the operator never holds every Secret of a namespace
+in memory; it reads the ones it knows. PersistentVolumeClaims: deletecollection, for the
+data volumes of a deleted SoftHSM vault. Without watchNamespaces these rules are granted
+in every namespace (a ClusterRole).
 */}}
 {{- define "strongroom-operator.rules" -}}
 - apiGroups: ["strongroom.dev"]
   resources: ["piivaults"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["strongroom.dev"]
   resources: ["piivaults/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 - apiGroups: ["strongroom.dev"]
   resources: ["piivaults/finalizers"]
   verbs: ["update"]

@@ -7,9 +7,14 @@
 //! 2. No leader: wait.
 //! 3. Removals need every *other* member healthy, so a removal never costs the quorum:
 //!    a wiped pod's old member (its pod answers `uninitialized` at the member's address),
-//!    a member whose pod is gone, and — when scaling down — the highest ordinal.
-//! 4. Everything else needs every member healthy: promote a caught-up learner, add an
-//!    uninitialised pod as a learner, grow the StatefulSet.
+//!    a member whose pod now runs another node id, an *unhealthy* member that no pod of
+//!    the StatefulSet has the address of, and — when scaling down — the highest ordinal.
+//!    A healthy member is never removed merely because its address does not match a pod:
+//!    it is reported ([`Wait::ForeignMember`]) and left to a human.
+//! 4. Everything else needs every voter healthy: promote a caught-up learner, add an
+//!    uninitialised pod as a learner, grow the StatefulSet. A learner that is not healthy
+//!    yet while its pod runs is catching up (progress, not a problem); one whose pod does
+//!    not answer blocks as an unhealthy member.
 //! 5. The StatefulSet shrinks only after its highest pod has left the cluster.
 //!
 //! One change at a time: each step is taken, then the next reconcile looks again.
@@ -56,8 +61,10 @@ pub enum Removal {
     ScaleDown,
     /// Its pod lost its volume and came back uninitialised; it rejoins under a new id.
     Wiped,
-    /// No pod of the StatefulSet has its address.
+    /// No pod of the StatefulSet has its address, and the leader does not hear from it.
     Orphaned,
+    /// Its pod answers as another node (`pod_node_id`): the member is not there any more.
+    Replaced { pod_node_id: u64 },
 }
 
 /// Why nothing can be done now.
@@ -78,6 +85,9 @@ pub enum Wait {
     /// A pod belongs to some cluster but not (any more) to this one: its volume must be
     /// removed before it can rejoin.
     StalePod { pod: String, node_id: Option<u64> },
+    /// A healthy member that no pod of the StatefulSet has the address of: not removed by
+    /// the operator, and no other change is made while it is there.
+    ForeignMember { node_id: u64, raft_address: String },
 }
 
 impl Wait {
@@ -153,6 +163,16 @@ fn unhealthy_except(members: &[Member], except: Option<u64>) -> Vec<u64> {
     members.iter().filter(|member| Some(member.id) != except && !is_healthy(member)).map(|member| member.id).collect()
 }
 
+/// Whether the vault has — or had — a cluster: its last status listed members, or some pod
+/// answers as an initialised node. From then on the generated Secrets its nodes depend on
+/// must never be generated anew.
+pub fn vault_initialised(had_members: bool, pods: &BTreeMap<i32, PodState>) -> bool {
+    had_members
+        || pods
+            .values()
+            .any(|pod| matches!(pod, PodState::Answered { state, .. } if *state != NodeState::Uninitialized))
+}
+
 /// Decides the next step.
 pub fn next_step(observation: &Observation) -> Step {
     let names = &observation.names;
@@ -185,10 +205,20 @@ pub fn next_step(observation: &Observation) -> Step {
             return removal(member, Removal::Wiped);
         }
     }
+    // The pod of this member's address, when it is one of the StatefulSet's.
+    let pod_of = |member: &Member| ordinal_of_member(names, member).filter(|ordinal| *ordinal < set_replicas);
     for member in members {
-        let in_set = ordinal_of_member(names, member).is_some_and(|ordinal| ordinal < set_replicas);
-        if !in_set {
-            return removal(member, Removal::Orphaned);
+        match pod_of(member) {
+            Some(ordinal) => {
+                if let Some(PodState::Answered { id: Some(id), .. }) = observation.pods.get(&ordinal) {
+                    if *id != member.id {
+                        return removal(member, Removal::Replaced { pod_node_id: *id });
+                    }
+                }
+            }
+            // Never a healthy member: its address may merely be spelled differently.
+            None if !is_healthy(member) => return removal(member, Removal::Orphaned),
+            None => {}
         }
     }
     if set_replicas > observation.desired_replicas {
@@ -199,16 +229,28 @@ pub fn next_step(observation: &Observation) -> Step {
         };
     }
 
-    // Additions and promotions: every member healthy.
-    let unhealthy = unhealthy_except(members, None);
-    if !unhealthy.is_empty() {
-        return Step::Wait(Wait::MembersUnhealthy { node_ids: unhealthy });
+    // Additions and promotions: every voter healthy, every member one of ours.
+    let unhealthy_voters: Vec<u64> =
+        members.iter().filter(|member| member.voter && !is_healthy(member)).map(|member| member.id).collect();
+    if !unhealthy_voters.is_empty() {
+        return Step::Wait(Wait::MembersUnhealthy { node_ids: unhealthy_voters });
     }
-    if let Some(member) = members.iter().find(|member| !member.voter) {
-        let pod = ordinal_of_member(names, member).map(|ordinal| names.pod(ordinal)).unwrap_or_default();
-        return match member.lag {
-            Some(lag) if lag <= PROMOTE_MAX_LAG => Step::Promote { pod, node_id: member.id },
-            lag => Step::Wait(Wait::LearnerCatchingUp { pod, lag }),
+    if let Some(member) = members.iter().find(|member| pod_of(member).is_none()) {
+        return Step::Wait(Wait::ForeignMember { node_id: member.id, raft_address: member.raft_address.clone() });
+    }
+    // An unhealthy learner first: promotions wait until every member is healthy.
+    let learners = || members.iter().filter(|member| !member.voter);
+    if let Some(member) = learners().find(|member| !is_healthy(member)).or_else(|| learners().next()) {
+        let ordinal = pod_of(member);
+        let pod = ordinal.map(|ordinal| names.pod(ordinal)).unwrap_or_default();
+        let pod_answers = ordinal.is_some_and(|ordinal| {
+            matches!(observation.pods.get(&ordinal), Some(PodState::Answered { state, .. }) if *state != NodeState::Uninitialized)
+        });
+        return match (is_healthy(member), member.lag) {
+            (true, Some(lag)) if lag <= PROMOTE_MAX_LAG => Step::Promote { pod, node_id: member.id },
+            // Just added: the leader has not heard from it yet, but its pod runs.
+            (false, _) if !pod_answers => Step::Wait(Wait::MembersUnhealthy { node_ids: vec![member.id] }),
+            (_, lag) => Step::Wait(Wait::LearnerCatchingUp { pod, lag }),
         };
     }
     for ordinal in 0..set_replicas {
@@ -419,12 +461,40 @@ mod tests {
             next_step(&observe(3, 3, pods, Some(status))),
             Step::Wait(Wait::MembersUnhealthy { node_ids: vec![2] })
         );
-        let pods = vec![answered(NodeState::Leader, Some(1)), answered(NodeState::Learner, Some(2))];
-        let status = cluster(Some(1), vec![voter(0, 1), Member { healthy: None, ..learner(1, 2, Some(0)) }]);
+        let pods = vec![answered(NodeState::Leader, Some(1)), answered(NodeState::Follower, Some(2))];
+        let status = cluster(Some(1), vec![voter(0, 1), Member { healthy: None, ..voter(1, 2) }]);
         assert_eq!(
             next_step(&observe(3, 2, pods, Some(status))),
             Step::Wait(Wait::MembersUnhealthy { node_ids: vec![2] }),
-            "health unknown counts as unhealthy"
+            "a voter's health unknown counts as unhealthy"
+        );
+    }
+
+    #[test]
+    fn a_new_learner_not_heard_from_yet_is_catching_up_not_unhealthy() {
+        let pods = vec![answered(NodeState::Leader, Some(1)), answered(NodeState::Learner, Some(2)), uninitialized()];
+        for healthy in [None, Some(false)] {
+            let status = cluster(Some(1), vec![voter(0, 1), Member { healthy, ..learner(1, 2, None) }]);
+            let step = next_step(&observe(3, 3, pods.clone(), Some(status)));
+            assert_eq!(step, Step::Wait(Wait::LearnerCatchingUp { pod: "vault-1".into(), lag: None }), "{healthy:?}");
+            let Step::Wait(wait) = step else { unreachable!() };
+            assert!(!wait.is_problem(), "a normal scale-up is progress, not a problem");
+        }
+        // Caught up but not heard from: still not promoted.
+        let status = cluster(Some(1), vec![voter(0, 1), Member { healthy: None, ..learner(1, 2, Some(0)) }]);
+        assert_eq!(
+            next_step(&observe(3, 3, pods, Some(status))),
+            Step::Wait(Wait::LearnerCatchingUp { pod: "vault-1".into(), lag: Some(0) })
+        );
+    }
+
+    #[test]
+    fn a_learner_whose_pod_is_down_blocks_as_unhealthy() {
+        let pods = vec![answered(NodeState::Leader, Some(1)), PodState::Unreachable];
+        let status = cluster(Some(1), vec![voter(0, 1), Member { healthy: Some(false), ..learner(1, 2, Some(0)) }]);
+        assert_eq!(
+            next_step(&observe(3, 2, pods, Some(status))),
+            Step::Wait(Wait::MembersUnhealthy { node_ids: vec![2] })
         );
     }
 
@@ -488,14 +558,61 @@ mod tests {
     }
 
     #[test]
-    fn a_member_without_a_pod_is_removed() {
+    fn an_unhealthy_member_without_a_pod_is_removed() {
         let (pods, mut status) = healthy(3);
-        let mut stranger = voter(0, 9);
+        let mut stranger = unhealthy(voter(0, 9));
         stranger.raft_address = "somewhere-else:3001".into();
         status.members.push(stranger);
         assert_eq!(
+            next_step(&observe(3, 3, pods.clone(), Some(status.clone()))),
+            Step::RemoveMember { pod: None, node_id: 9, reason: Removal::Orphaned }
+        );
+        // Health unknown counts as unhealthy.
+        status.members[3].healthy = None;
+        assert_eq!(
             next_step(&observe(3, 3, pods, Some(status))),
             Step::RemoveMember { pod: None, node_id: 9, reason: Removal::Orphaned }
+        );
+    }
+
+    #[test]
+    fn a_healthy_member_whose_address_matches_no_pod_is_never_removed() {
+        let (pods, mut status) = healthy(3);
+        let mut stranger = voter(0, 9);
+        // The same pod under its fully qualified name: a naming mismatch, not a dead node.
+        stranger.raft_address = "vault-0.vault-headless.pii.svc.cluster.local:3001".into();
+        status.members.push(stranger);
+        let step = next_step(&observe(3, 3, pods, Some(status)));
+        assert_eq!(
+            step,
+            Step::Wait(Wait::ForeignMember {
+                node_id: 9,
+                raft_address: "vault-0.vault-headless.pii.svc.cluster.local:3001".into()
+            })
+        );
+        let Step::Wait(wait) = step else { unreachable!() };
+        assert!(wait.is_problem(), "reported for a human to decide");
+
+        // Beyond the StatefulSet (scaled down by hand), still answering: kept until it stops.
+        let (pods, status) = healthy(5);
+        let observation = observe(5, 3, pods[..3].to_vec(), Some(status));
+        assert_eq!(
+            next_step(&observation),
+            Step::Wait(Wait::ForeignMember { node_id: 4, raft_address: names().raft_address(3) })
+        );
+    }
+
+    #[test]
+    fn a_member_whose_pod_runs_another_node_is_removed() {
+        let (mut pods, status) = healthy(3);
+        pods[2] = answered(NodeState::Follower, Some(7));
+        assert_eq!(
+            next_step(&observe(3, 3, pods, Some(status))),
+            Step::RemoveMember {
+                pod: Some("vault-2".into()),
+                node_id: 3,
+                reason: Removal::Replaced { pod_node_id: 7 }
+            }
         );
     }
 
@@ -528,36 +645,58 @@ mod tests {
                 for members in 0..=set {
                     for health in 0u32..(1 << members) {
                         for last_is_learner in [false, true] {
-                            for pod_states in 0u32..3u32.pow(set as u32) {
-                                let observation =
-                                    enumerated(desired, set, members, health, last_is_learner, pod_states);
-                                check_safety(&observation, &next_step(&observation));
-                                checked += 1;
+                            for last_is_foreign in [false, true] {
+                                let shape = Shape { last_is_learner, last_is_foreign };
+                                for pod_states in 0u32..shape.pod_states().pow(set as u32) {
+                                    let observation = enumerated(desired, set, members, health, shape, pod_states);
+                                    check_safety(&observation, &next_step(&observation));
+                                    checked += 1;
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        assert!(checked > 10_000, "enumerated {checked} states");
+        assert!(checked > 100_000, "enumerated {checked} states");
     }
 
-    fn enumerated(
-        desired: i32,
-        set: i32,
-        members: i32,
-        health: u32,
+    /// What a pod may say: nothing, uninitialised, its member's node id, another node id.
+    const POD_STATES: u32 = 4;
+
+    #[derive(Clone, Copy)]
+    struct Shape {
+        /// The last member (of several) is a learner.
         last_is_learner: bool,
-        states: u32,
-    ) -> Observation {
+        /// The last member's address matches no pod.
+        last_is_foreign: bool,
+    }
+
+    impl Shape {
+        /// How many pod states are combined: with a foreign member, the first three only
+        /// (that keeps the enumeration fast in debug builds).
+        fn pod_states(self) -> u32 {
+            if self.last_is_foreign {
+                POD_STATES - 1
+            } else {
+                POD_STATES
+            }
+        }
+    }
+
+    fn enumerated(desired: i32, set: i32, members: i32, health: u32, shape: Shape, states: u32) -> Observation {
         let cluster = (members > 0).then(|| {
             let list = (0..members)
                 .map(|i| {
-                    let mut member = if last_is_learner && i == members - 1 && i > 0 {
+                    let last = i == members - 1;
+                    let mut member = if shape.last_is_learner && last && i > 0 {
                         learner(i, i as u64 + 1, Some(0))
                     } else {
                         voter(i, i as u64 + 1)
                     };
+                    if shape.last_is_foreign && last {
+                        member.raft_address = format!("elsewhere-{i}:3001");
+                    }
                     member.healthy = Some(health & (1 << i) != 0);
                     member
                 })
@@ -565,10 +704,11 @@ mod tests {
             cluster(Some(1), list)
         });
         let pods = (0..set)
-            .map(|i| match (states / 3u32.pow(i as u32)) % 3 {
+            .map(|i| match (states / shape.pod_states().pow(i as u32)) % shape.pod_states() {
                 0 => PodState::Unreachable,
                 1 => uninitialized(),
-                _ => answered(NodeState::Follower, Some(i as u64 + 1)),
+                2 => answered(NodeState::Follower, Some(i as u64 + 1)),
+                _ => answered(NodeState::Follower, Some(i as u64 + 50)),
             })
             .collect();
         observe(desired, set, pods, cluster)
@@ -593,11 +733,32 @@ mod tests {
                 assert!(all_healthy, "promote while unhealthy: {observation:?}");
                 assert!(members.iter().any(|m| m.id == *node_id && !m.voter));
             }
-            Step::RemoveMember { node_id, .. } => {
+            Step::RemoveMember { node_id, reason, .. } => {
                 assert!(
                     members.iter().filter(|m| m.id != *node_id).all(is_healthy),
                     "removal while another member is unhealthy: {observation:?}"
                 );
+                let member = members.iter().find(|m| m.id == *node_id).expect("removes a member");
+                let set = observation.stateful_set_replicas.unwrap_or(0);
+                let ordinal = ordinal_of_member(&observation.names, member).filter(|o| *o < set);
+                let pod = ordinal.and_then(|o| observation.pods.get(&o));
+                match reason {
+                    Removal::Orphaned => {
+                        assert!(!is_healthy(member), "removed a healthy member as orphaned: {observation:?}");
+                        assert_eq!(ordinal, None, "{observation:?}");
+                    }
+                    Removal::Replaced { pod_node_id } => {
+                        assert!(
+                            matches!(pod, Some(PodState::Answered { id: Some(id), .. }) if id == pod_node_id && *id != member.id),
+                            "{observation:?}"
+                        );
+                    }
+                    Removal::Wiped => assert_eq!(pod, Some(&uninitialized()), "{observation:?}"),
+                    Removal::ScaleDown => {
+                        assert!(set > observation.desired_replicas, "{observation:?}");
+                        assert_eq!(ordinal, Some(set - 1), "{observation:?}");
+                    }
+                }
             }
             Step::ResizeStatefulSet { from, to } if to < from => {
                 assert!((*to..*from).all(|ordinal| !member_at(ordinal)), "shrank under a member: {observation:?}");

@@ -1,16 +1,24 @@
 //! The `PiiVault` reconciler: observe, decide, apply, report.
 //!
 //! Each reconcile
-//! 1. ensures the generated Secrets (created once, then re-applied unchanged),
-//! 2. observes the StatefulSet's size, every pod's `/v1/status` and the leader's view of
-//!    the cluster,
-//! 3. asks [`membership::next_step`] for at most one change,
-//! 4. server-side applies every child (the StatefulSet at the size the step allows),
-//! 5. carries out the step through the vault's admin API and records an Event,
-//! 6. writes the status computed from what the vault reported.
+//! 1. observes the StatefulSet's size and every pod's `/v1/status`,
+//! 2. ensures the generated Secrets: created only while the vault has never had a member
+//!    (no members in its status, no pod answering as an initialised node), otherwise
+//!    re-applied unchanged — a missing, incomplete or foreign Secret is reported instead,
+//! 3. reads the root token and the leader's view of the cluster,
+//! 4. asks [`membership::next_step`] for at most one change,
+//! 5. server-side applies every child (the StatefulSet at the size the step allows),
+//! 6. carries out the step through the vault's admin API and records an Event,
+//! 7. writes the status computed from what the vault reported.
 //!
-//! `spec.paused` stops steps 1, 4 and 5. A finalizer deletes what owner references cannot:
-//! in SoftHSM mode the data volumes, which are unreadable once the generated KEK is gone.
+//! A failure in steps 1–5 skips the rest of 5 and 6 but not 7: the status says `Degraded`
+//! with the failure's reason, a Warning Event repeats it, and the reconcile is retried with
+//! the error backoff. `spec.paused` stops steps 2, 5 and 6. Nothing at all is done once the
+//! leader Lease is no longer confirmed ([`crate::leader_election::LeaderGate`]); the gate is
+//! checked again right before every write and every membership change.
+//!
+//! A finalizer deletes what owner references cannot: in SoftHSM mode the data volumes,
+//! which are unreadable once the generated KEK is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -39,9 +47,10 @@ use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
-use super::secret_material::GeneratedSecret;
+use super::secret_material::{Decision, GeneratedSecret};
 use super::status::{self, Explanation, Outcome};
 use crate::crd::{PiiVault, PiiVaultStatus};
+use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
 use crate::vault::{RootToken, StatusBody, VaultAdmin, VaultError};
 use crate::{Error, FIELD_MANAGER};
@@ -67,11 +76,13 @@ pub struct Context<V> {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub defaults: VaultDefaults,
+    /// Whether this replica still holds the leader Lease.
+    pub leader: LeaderGate,
     /// Consecutive failures per vault (`namespace/name`), for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
-impl<V: VaultAdmin> Context<V> {
+impl<V> Context<V> {
     pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter, defaults: VaultDefaults) -> Self {
         Self {
             defaults,
@@ -79,7 +90,23 @@ impl<V: VaultAdmin> Context<V> {
             client,
             vault,
             metrics,
+            leader: LeaderGate::always(),
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Acts only while `gate` holds (leader election); without it, always.
+    pub fn with_leader_gate(mut self, gate: LeaderGate) -> Self {
+        self.leader = gate;
+        self
+    }
+
+    /// Fails unless this replica may act right now.
+    fn ensure_leader(&self) -> Result<(), Error> {
+        if self.leader.holds() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
         }
     }
 
@@ -145,6 +172,7 @@ pub async fn run<V: VaultAdmin>(ctx: Arc<Context<V>>, namespace: Option<String>)
 /// One reconcile of one `PiiVault`.
 pub async fn reconcile<V: VaultAdmin>(vault: Arc<PiiVault>, ctx: Arc<Context<V>>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    ctx.ensure_leader()?;
     let namespace = vault.namespace().ok_or(Error::MissingField("PiiVault metadata.namespace"))?;
     let vaults: Api<PiiVault> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = key(&vault);
@@ -174,33 +202,63 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     let names = VaultNames::of(vault);
     let paused = vault.spec.paused;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
-
-    let generated = if paused { BTreeMap::new() } else { ensure_generated_secrets(vault, &names, &secrets).await? };
-    let token = root_token(vault, &names, &secrets, &generated).await?;
-
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), names.namespace());
-    let set_replicas = sets.get_opt(&names.stateful_set()).await?.and_then(|set| set.spec).and_then(|s| s.replicas);
-    let seen = observe_vault(&ctx.vault, &names, set_replicas, token.as_ref()).await;
+    let had_members = vault.status.as_ref().is_some_and(|status| !status.members.is_empty());
+
+    // The first failure before the step: reported in the status, then retried with backoff.
+    let mut failure: Option<Error> = None;
+    let set_replicas = match sets.get_opt(&names.stateful_set()).await {
+        Ok(set) => set.and_then(|set| set.spec).and_then(|spec| spec.replicas),
+        Err(error) => {
+            failure = Some(error.into());
+            None
+        }
+    };
+    let pods = observe_pods(&ctx.vault, &names, set_replicas).await;
+    let pod_states: BTreeMap<i32, PodState> =
+        pods.iter().map(|(ordinal, status)| (*ordinal, pod_state(status.as_ref()))).collect();
+
+    let initialised = membership::vault_initialised(had_members, &pod_states);
+    let mut generated = BTreeMap::new();
+    if !paused && failure.is_none() {
+        match ensure_generated_secrets(ctx, vault, &names, &secrets, initialised).await {
+            Ok(ensured) => generated = ensured,
+            Err(error) => failure = Some(error),
+        }
+    }
+    let token = match root_token(vault, &names, &secrets, &generated, initialised).await {
+        Ok(token) => token,
+        Err(error) => {
+            failure.get_or_insert(error);
+            None
+        }
+    };
+
+    let seen = observe_cluster(&ctx.vault, &names, pods, token.as_ref()).await;
     let observation = Observation {
         names: names.clone(),
         desired_replicas: vault.spec.replicas,
         stateful_set_replicas: set_replicas,
-        pods: seen.pods.iter().map(|(ordinal, status)| (*ordinal, pod_state(status.as_ref()))).collect(),
+        pods: pod_states,
         cluster: seen.cluster.clone(),
-        had_members: vault.status.as_ref().is_some_and(|status| !status.members.is_empty()),
+        had_members,
     };
     let step = membership::next_step(&observation);
     debug!(vault = %key(vault), ?step, "membership step");
 
     let mut step_error = None;
-    if !paused {
-        let replicas = membership::stateful_set_replicas(&observation, &step);
-        apply_children(ctx, names.namespace(), &builders::children(vault, replicas)?).await?;
-        // Not paused: the generated Secrets exist, or the referenced one was read.
-        let token = token.as_ref().ok_or(Error::MissingField("the root token Secret"))?;
-        if let Err(error) = take_step(ctx, vault, &seen, token, &step).await {
-            step_error = Some(error);
+    if !paused && failure.is_none() {
+        match apply_and_step(ctx, vault, &observation, &seen, token.as_ref(), &step).await {
+            Ok(result) => step_error = result.err(),
+            Err(error) => failure = Some(error),
         }
+    }
+    if let Some(Error::NotLeader) = failure {
+        // Another replica may be in charge by now: not even the status is written.
+        return Err(Error::NotLeader);
+    }
+    if let Some(error) = &failure {
+        publish(ctx, vault, EventType::Warning, error.condition_reason(), "Reconcile", error.to_string()).await;
     }
     if let Some(error) = &seen.cluster_error {
         publish(ctx, vault, EventType::Warning, "VaultUnreachable", "Observe", error.to_string()).await;
@@ -214,72 +272,117 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         step_error: step_error
             .as_ref()
             .map(|error| Explanation { reason: "MembershipChangeFailed", message: error.to_string() }),
+        failure: failure
+            .as_ref()
+            .map(|error| Explanation { reason: error.condition_reason(), message: error.to_string() }),
         paused,
     };
+    ctx.ensure_leader()?;
     write_status(ctx, vault, status::compute(vault, &outcome, Timestamp::now())).await?;
 
-    match (step_error, seen.cluster_error) {
-        (Some(error), _) | (None, Some(error)) => Err(Error::Vault(error)),
-        (None, None) if step.is_change() => Ok(Action::requeue(REQUEUE_AFTER_CHANGE)),
-        (None, None) if step == Step::Converged => Ok(Action::requeue(REQUEUE_WHEN_CONVERGED)),
-        (None, None) => Ok(Action::requeue(REQUEUE_WHILE_WAITING)),
+    match (failure, step_error, seen.cluster_error) {
+        (Some(error), _, _) => Err(error),
+        (None, Some(error), _) | (None, None, Some(error)) => Err(Error::Vault(error)),
+        (None, None, None) if step.is_change() => Ok(Action::requeue(REQUEUE_AFTER_CHANGE)),
+        (None, None, None) if step == Step::Converged => Ok(Action::requeue(REQUEUE_WHEN_CONVERGED)),
+        (None, None, None) => Ok(Action::requeue(REQUEUE_WHILE_WAITING)),
     }
 }
 
-/// Creates each generated Secret that does not exist yet and re-applies the ones that do
-/// with their own data (restoring labels and owner). Returns their data.
-async fn ensure_generated_secrets(
+/// Applies the children (the StatefulSet at the size `step` allows), then takes the step.
+/// `Ok(Err(_))`: the vault refused or missed the membership change.
+async fn apply_and_step<V: VaultAdmin>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    observation: &Observation,
+    seen: &VaultObservation,
+    token: Option<&RootToken>,
+    step: &Step,
+) -> Result<Result<(), VaultError>, Error> {
+    let children = builders::children(vault, membership::stateful_set_replicas(observation, step))?;
+    ctx.ensure_leader()?;
+    apply_children(ctx, observation.names.namespace(), &children).await?;
+    // Not paused: the generated Secrets exist, or the referenced one was read.
+    let token = token.ok_or(Error::MissingField("the root token Secret"))?;
+    match take_step(ctx, vault, seen, token, step).await {
+        Ok(()) => Ok(Ok(())),
+        Err(Error::Vault(error)) => Ok(Err(error)),
+        Err(error) => Err(error),
+    }
+}
+
+/// Decides about every generated Secret the vault needs (see [`GeneratedSecret::decide`]),
+/// then — only if none is missing, incomplete or foreign — creates the new ones and
+/// re-applies the existing ones with their own data (restoring labels and owner). Returns
+/// their data.
+async fn ensure_generated_secrets<V>(
+    ctx: &Context<V>,
     vault: &PiiVault,
     names: &VaultNames,
     secrets: &Api<Secret>,
+    vault_initialised: bool,
 ) -> Result<BTreeMap<String, BTreeMap<String, ByteString>>, Error> {
-    let mut ensured = BTreeMap::new();
+    let uid = vault.metadata.uid.as_deref().ok_or(Error::MissingField("PiiVault metadata.uid"))?;
+    let mut decided = Vec::new();
     for kind in GeneratedSecret::needed_by(vault) {
         let name = kind.secret_name(names);
-        let data = match secrets.get_opt(&name).await? {
-            Some(existing) => {
-                let data = existing.data.unwrap_or_default();
-                if let Some(key) = kind.missing_key(&data) {
-                    return Err(Error::SecretIncomplete { secret: name, key: key.to_string() });
-                }
-                data
-            }
-            None => {
+        let existing = secrets.get_opt(&name).await?;
+        decided.push((kind, name.clone(), kind.decide(&name, existing.as_ref(), uid, vault_initialised)?));
+    }
+    let mut ensured = BTreeMap::new();
+    for (kind, name, decision) in decided {
+        let data = match decision {
+            Decision::Keep(data) => data,
+            Decision::Generate => {
                 info!(vault = %key(vault), secret = %name, "generating secret");
                 kind.generate(names)?
             }
         };
+        ctx.ensure_leader()?;
         apply_object(secrets, &builders::generated_secret(vault, name.clone(), data.clone())?).await?;
         ensured.insert(name, data);
     }
     Ok(ensured)
 }
 
-/// The root token: from the referenced Secret, or from the generated one.
+/// The root token: from the referenced Secret, or from the generated one (as just ensured,
+/// or — paused, or when ensuring failed — as stored, if this vault controls it).
 async fn root_token(
     vault: &PiiVault,
     names: &VaultNames,
     secrets: &Api<Secret>,
     generated: &BTreeMap<String, BTreeMap<String, ByteString>>,
+    vault_initialised: bool,
 ) -> Result<Option<RootToken>, Error> {
+    let uid = vault.metadata.uid.as_deref().unwrap_or_default();
     let (name, key) = match &vault.spec.root_token_secret_ref {
         Some(reference) => (reference.name.clone(), reference.key.clone()),
         None => (names.root_token_secret(), "token".to_string()),
     };
-    let data = match generated.get(&name) {
-        Some(data) => Some(data.clone()),
-        None => secrets.get_opt(&name).await?.map(|secret| secret.data.unwrap_or_default()),
+    let data = match (generated.get(&name), &vault.spec.root_token_secret_ref) {
+        (Some(data), _) => Some(data.clone()),
+        (None, Some(_)) => secrets.get_opt(&name).await?.map(|secret| secret.data.unwrap_or_default()),
+        // Never a token from a Secret this vault does not control.
+        (None, None) => {
+            let existing = secrets.get_opt(&name).await?;
+            match GeneratedSecret::RootToken.decide(&name, existing.as_ref(), uid, vault_initialised)? {
+                Decision::Keep(data) => Some(data),
+                Decision::Generate => None,
+            }
+        }
     };
     let Some(data) = data else {
-        // Paused before the generated Secret existed: observe without the admin API.
+        // Paused before the generated Secret existed (or it is missing or foreign, which is
+        // reported already): observe without the admin API.
         return match vault.spec.root_token_secret_ref {
-            Some(_) => Err(Error::SecretIncomplete { secret: name, key }),
+            Some(_) => Err(Error::SecretMissing { secret: name }),
             None => Ok(None),
         };
     };
-    let value = data.get(&key).ok_or_else(|| Error::SecretIncomplete { secret: name.clone(), key: key.clone() })?;
-    let token = String::from_utf8(value.0.clone()).map_err(|_| Error::SecretIncomplete { secret: name, key })?;
-    Ok(Some(RootToken::new(token.trim())))
+    data.get(&key)
+        .and_then(|value| RootToken::from_secret_value(&value.0))
+        .map(Some)
+        .ok_or(Error::SecretIncomplete { secret: name, key })
 }
 
 /// What the vault said.
@@ -310,16 +413,24 @@ fn pod_state(status: Option<&StatusBody>) -> PodState {
     }
 }
 
-async fn observe_vault<V: VaultAdmin>(
+/// `GET /v1/status` of pods `0..replicas` (no token needed).
+async fn observe_pods<V: VaultAdmin>(
     vault: &V,
     names: &VaultNames,
     replicas: Option<i32>,
-    token: Option<&RootToken>,
-) -> VaultObservation {
+) -> BTreeMap<i32, Option<StatusBody>> {
     let ordinals: Vec<i32> = (0..replicas.unwrap_or(0)).collect();
     let answers = join_all(ordinals.iter().map(|ordinal| node_status(vault, names, *ordinal))).await;
-    let pods: BTreeMap<i32, Option<StatusBody>> = ordinals.into_iter().zip(answers).collect();
+    ordinals.into_iter().zip(answers).collect()
+}
 
+/// The leader's view of the cluster, asked of a member the pods' answers point to.
+async fn observe_cluster<V: VaultAdmin>(
+    vault: &V,
+    names: &VaultNames,
+    pods: BTreeMap<i32, Option<StatusBody>>,
+    token: Option<&RootToken>,
+) -> VaultObservation {
     // Ask the leader if a pod says it is one, otherwise any initialised pod (it forwards).
     let member = |wanted: fn(NodeState) -> bool| {
         pods.iter()
@@ -367,25 +478,32 @@ async fn apply_children<V>(ctx: &Context<V>, namespace: &str, children: &Childre
 /// (that is how drift is corrected).
 async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
 where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
     let name = object.meta().name.clone().ok_or(Error::MissingField("child metadata.name"))?;
-    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map_err(|error| Error::apply(&K::kind(&()), &name, &error))
 }
 
 /// Carries out a membership step through the vault's admin API and records an Event.
+/// Fails with [`Error::NotLeader`], calling nothing, unless this replica may act right now.
 async fn take_step<V: VaultAdmin>(
     ctx: &Context<V>,
     vault: &PiiVault,
     seen: &VaultObservation,
     token: &RootToken,
     step: &Step,
-) -> Result<(), VaultError> {
+) -> Result<(), Error> {
     let names = VaultNames::of(vault);
     let admin = &ctx.vault;
     // Cluster-wide calls go to the member that answered for the cluster (the leader when
     // one said so); vaultd forwards them to the leader otherwise.
     let member_endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));
+    // The last moment to notice that another replica may have taken over.
+    if step.is_change() {
+        ctx.ensure_leader()?;
+    }
     let (reason, note) = match step {
         Step::Bootstrap { pod, api_address } => {
             let added = admin.init_cluster(api_address, token).await;
@@ -468,6 +586,7 @@ async fn cleanup<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Ac
     if vault.spec.hsm.softhsm.is_some() {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), names.namespace());
         let selector = selector_labels(&names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        ctx.ensure_leader()?;
         claims.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&selector)).await?;
         let note = "deleted the data volumes: their KEK was generated for this vault and is gone with it".to_string();
         publish(ctx, vault, EventType::Normal, "VolumesDeleted", "Cleanup", note).await;

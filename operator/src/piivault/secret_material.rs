@@ -1,12 +1,15 @@
 //! The secrets the operator generates for a vault, and how each is made.
 //!
-//! A generated Secret is created once and then only re-applied with the data it already
-//! holds: a new root token, peer secret or — worst of all — a new SoftHSM KEK would cut the
-//! running nodes off from each other or from their data. A Secret that exists but lacks a
-//! key is reported, never repaired by generating new material.
+//! A generated Secret is created once — only while the vault has never had a member — and
+//! then only re-applied with the data it already holds: a new root token, peer secret or —
+//! worst of all — a new SoftHSM KEK would cut the running nodes off from each other or from
+//! their data. So a generated Secret that disappears once the vault has members, or that
+//! lacks a key, is reported, never replaced by new material; and a Secret of a generated
+//! name that this vault does not control is never taken over ([`GeneratedSecret::decide`]).
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{civil::Date, ToSpan, Zoned};
 use k8s_openapi::ByteString;
 use rand::rngs::OsRng;
@@ -25,6 +28,15 @@ use crate::Error;
 const MAX_REPLICAS: i32 = 5;
 /// Validity of the generated CA and peer certificate.
 const CERTIFICATE_YEARS: i16 = 10;
+
+/// What to do about one generated Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It exists, this vault controls it and it is complete: re-apply it with this data.
+    Keep(BTreeMap<String, ByteString>),
+    /// It does not exist and the vault never had a member: create it with fresh material.
+    Generate,
+}
 
 /// One kind of Secret the operator generates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +108,37 @@ impl GeneratedSecret {
                 ("kek".to_string(), ByteString(random_bytes(32))),
             ]),
         })
+    }
+
+    /// Decides about the Secret `name` of this kind, given the one that exists (if any), the
+    /// UID of the vault that needs it, and whether that vault has (or had) a cluster.
+    pub fn decide(
+        self,
+        name: &str,
+        existing: Option<&Secret>,
+        vault_uid: &str,
+        vault_initialised: bool,
+    ) -> Result<Decision, Error> {
+        let Some(secret) = existing else {
+            return match vault_initialised {
+                true => Err(Error::GeneratedSecretMissing { secret: name.to_string() }),
+                false => Ok(Decision::Generate),
+            };
+        };
+        let controlled = secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|owner| owner.uid == vault_uid && owner.controller == Some(true));
+        if !controlled {
+            return Err(Error::SecretConflict { secret: name.to_string() });
+        }
+        let data = secret.data.clone().unwrap_or_default();
+        match self.missing_key(&data) {
+            Some(key) => Err(Error::SecretIncomplete { secret: name.to_string(), key: key.to_string() }),
+            None => Ok(Decision::Keep(data)),
+        }
     }
 
     /// The first expected key missing from existing Secret data.
@@ -238,6 +281,76 @@ mod tests {
         assert_eq!(GeneratedSecret::SoftHsm.missing_key(&data), Some("kek"));
         data.remove("so.pin");
         assert_eq!(GeneratedSecret::SoftHsm.missing_key(&data), Some("kek"));
+    }
+
+    fn owned_secret(kind: GeneratedSecret, owner_uid: &str, controller: bool) -> Secret {
+        let names = VaultNames::new("vault", "pii");
+        let mut secret = crate::piivault::builders::generated_secret(
+            &softhsm_vault(3),
+            kind.secret_name(&names),
+            kind.generate(&names).unwrap(),
+        )
+        .unwrap();
+        for owner in secret.metadata.owner_references.iter_mut().flatten() {
+            owner.uid = owner_uid.to_string();
+            owner.controller = Some(controller);
+        }
+        secret
+    }
+
+    const UID: &str = "5f0c8f5e-0000-4000-8000-000000000001";
+
+    #[test]
+    fn a_missing_secret_is_generated_only_for_a_vault_that_never_had_members() {
+        for kind in
+            [GeneratedSecret::RootToken, GeneratedSecret::PeerAuth, GeneratedSecret::PeerTls, GeneratedSecret::SoftHsm]
+        {
+            assert_eq!(kind.decide("s", None, UID, false).unwrap(), Decision::Generate, "{kind:?}");
+            match kind.decide("s", None, UID, true) {
+                Err(Error::GeneratedSecretMissing { secret }) => assert_eq!(secret, "s"),
+                other => panic!("{kind:?}: a vault with members must not get new material: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_existing_secret_of_this_vault_is_kept_with_its_data() {
+        let secret = owned_secret(GeneratedSecret::SoftHsm, UID, true);
+        let expected = secret.data.clone().unwrap();
+        for initialised in [false, true] {
+            let decision = GeneratedSecret::SoftHsm.decide("vault-softhsm", Some(&secret), UID, initialised);
+            assert_eq!(decision.unwrap(), Decision::Keep(expected.clone()));
+        }
+    }
+
+    #[test]
+    fn a_secret_this_vault_does_not_control_is_never_adopted() {
+        let unowned = Secret {
+            data: Some(GeneratedSecret::PeerAuth.generate(&VaultNames::new("v", "ns")).unwrap()),
+            ..Secret::default()
+        };
+        let foreign = owned_secret(GeneratedSecret::PeerAuth, "another-uid", true);
+        let not_controller = owned_secret(GeneratedSecret::PeerAuth, UID, false);
+        for secret in [unowned, foreign, not_controller] {
+            for initialised in [false, true] {
+                match GeneratedSecret::PeerAuth.decide("vault-peer-auth", Some(&secret), UID, initialised) {
+                    Err(Error::SecretConflict { secret }) => assert_eq!(secret, "vault-peer-auth"),
+                    other => panic!("expected a conflict, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_incomplete_secret_is_reported_not_regenerated() {
+        let mut secret = owned_secret(GeneratedSecret::SoftHsm, UID, true);
+        secret.data.as_mut().unwrap().remove("kek");
+        match GeneratedSecret::SoftHsm.decide("vault-softhsm", Some(&secret), UID, false) {
+            Err(Error::SecretIncomplete { secret, key }) => {
+                assert_eq!((secret.as_str(), key.as_str()), ("vault-softhsm", "kek"))
+            }
+            other => panic!("expected an incomplete Secret, got {other:?}"),
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - `Ready`: every desired node is a healthy voter and nothing is left to do.
 //! - `Available`: a leader and a quorum of healthy voters: the vault serves requests.
 //! - `Progressing`: a membership change or resize is under way (or waits for a pod).
-//! - `Degraded`: something needs attention; the reason says what.
+//! - `Degraded`: something needs attention; the reason says what (a failure that stopped
+//!   the reconcile, such as a missing Secret, before a failed membership change, before a
+//!   problem the membership logic waits on).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -45,6 +47,9 @@ pub struct Outcome<'a> {
     pub observe_error: Option<String>,
     /// A step that was tried and failed.
     pub step_error: Option<Explanation>,
+    /// A failure that stopped the reconcile before any step (a missing, incomplete or
+    /// conflicting Secret, a refused apply): nothing was changed.
+    pub failure: Option<Explanation>,
     pub paused: bool,
 }
 
@@ -59,9 +64,10 @@ pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
         Step::RemoveMember { pod, node_id, reason } => {
             let pod = pod.as_deref().unwrap_or("no pod");
             let why = match reason {
-                Removal::ScaleDown => "scaling down",
-                Removal::Wiped => "its pod lost its data and rejoins under a new id",
-                Removal::Orphaned => "no pod has its address",
+                Removal::ScaleDown => "scaling down".to_string(),
+                Removal::Wiped => "its pod lost its data and rejoins under a new id".to_string(),
+                Removal::Orphaned => "no pod has its address and the leader does not hear from it".to_string(),
+                Removal::Replaced { pod_node_id } => format!("its pod now runs node {pod_node_id}"),
             };
             Explanation::new("RemovingMember", format!("removing node {node_id} ({pod}) from the cluster: {why}"))
         }
@@ -94,6 +100,14 @@ pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
             Wait::MembersUnhealthy { node_ids } => Explanation::new(
                 "MembersUnhealthy",
                 format!("membership changes wait until nodes {node_ids:?} are healthy"),
+            ),
+            Wait::ForeignMember { node_id, raft_address } => Explanation::new(
+                "ForeignMember",
+                format!(
+                    "node {node_id} ({raft_address}) is a healthy member but no pod of this vault has its address; \
+                     the operator does not remove it and makes no other change meanwhile (remove it through \
+                     /v1/sys/cluster if it should go)"
+                ),
             ),
             Wait::StalePod { pod, node_id } => Explanation::new(
                 "StalePod",
@@ -168,9 +182,10 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
         .map(|m| m.pod.clone().unwrap_or_else(|| format!("node {}", m.node_id)));
 
     let progress = explain(outcome.step, outcome.observe_error.as_deref());
-    let problem = match (&outcome.step_error, outcome.step) {
-        (Some(error), _) => Some(error.clone()),
-        (None, Step::Wait(wait)) if wait.is_problem() => Some(progress.clone()),
+    let problem = match (&outcome.failure, &outcome.step_error, outcome.step) {
+        (Some(failure), _, _) => Some(failure.clone()),
+        (None, Some(error), _) => Some(error.clone()),
+        (None, None, Step::Wait(wait)) if wait.is_problem() => Some(progress.clone()),
         _ => None,
     };
     let available = leader.is_some() && voters > 0 && healthy_voters >= quorum;
@@ -283,6 +298,7 @@ mod tests {
             kek: Some("strongroom-kek-1".into()),
             observe_error: None,
             step_error: None,
+            failure: None,
             paused: false,
         }
     }
@@ -371,6 +387,37 @@ mod tests {
         let degraded = get(&status, "Degraded");
         assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "MembershipChangeFailed"));
         assert_eq!(degraded.message, "vault-0 answered 500: boom");
+    }
+
+    #[test]
+    fn a_failure_before_the_step_is_degraded_with_its_reason_and_never_ready() {
+        let observation = observation(3, (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect(), Some(1));
+        let mut outcome = outcome(&observation, &Step::Converged);
+        outcome.failure = Some(Explanation::new("SecretMissing", "Secret vault-softhsm is missing"));
+        outcome.step_error = Some(Explanation::new("MembershipChangeFailed", "boom"));
+        let status = compute(&softhsm_vault(3), &outcome, now());
+        let degraded = get(&status, "Degraded");
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "SecretMissing"));
+        assert_eq!(degraded.message, "Secret vault-softhsm is missing");
+        assert_eq!(get(&status, "Ready").status, "False");
+        assert_eq!(get(&status, "Ready").reason, "SecretMissing");
+        assert_eq!(get(&status, "Progressing").status, "False");
+        assert_eq!(get(&status, "Available").status, "True", "the cluster itself still serves");
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        assert_eq!(status.members.len(), 3, "members are still reported");
+    }
+
+    #[test]
+    fn a_learner_catching_up_during_a_scale_up_is_progressing_not_degraded() {
+        let mut members: Vec<Member> = (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect();
+        members.push(Member { healthy: None, lag: None, ..member(3, 4, false, false) });
+        let observation = observation(5, members, Some(1));
+        let step = Step::Wait(Wait::LearnerCatchingUp { pod: "vault-3".into(), lag: None });
+        let status = compute(&softhsm_vault(5), &outcome(&observation, &step), now());
+        assert_eq!(get(&status, "Degraded").status, "False");
+        assert_eq!(get(&status, "Progressing").status, "True");
+        assert_eq!(get(&status, "Progressing").reason, "LearnerCatchingUp");
+        assert_eq!(status.phase, Some(Phase::Scaling));
     }
 
     #[test]

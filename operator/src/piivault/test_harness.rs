@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::defaults::VaultDefaults;
 use super::reconciler::Context;
+use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
 use crate::vault::{RootToken, StatusBody, VaultAdmin, VaultError};
 
@@ -33,10 +34,23 @@ impl ApiRequest {
     }
 }
 
+/// How the fake API server misbehaves.
+#[derive(Clone, Debug, Default)]
+pub struct FakeApiOptions {
+    /// Server-side applies (PATCH) of these paths are refused with 422 Invalid.
+    pub refuse_patch: Vec<String>,
+    /// This gate is revoked when a request for this path arrives (before it is answered):
+    /// leadership lost in the middle of a reconcile.
+    pub revoke_on: Option<(String, LeaderGate)>,
+}
+
 /// Answers the operator's Kubernetes requests from a map of existing objects (by path):
 /// GET returns the object or 404, server-side apply answers with the applied object (a
 /// status apply with the stored object carrying the new status), POST echoes.
-pub fn fake_api_server(objects: HashMap<String, Value>) -> (Client, JoinHandle<Vec<ApiRequest>>) {
+pub fn fake_api_server(
+    objects: HashMap<String, Value>,
+    options: FakeApiOptions,
+) -> (Client, JoinHandle<Vec<ApiRequest>>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -47,7 +61,13 @@ pub fn fake_api_server(objects: HashMap<String, Value>) -> (Client, JoinHandle<V
             let bytes = request.into_body().collect_bytes().await.expect("request body");
             let body: Value =
                 if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON") };
+            if let Some((_, gate)) = options.revoke_on.as_ref().filter(|(on, _)| *on == path) {
+                gate.revoke();
+            }
             let (status, answer) = match method {
+                Method::PATCH if options.refuse_patch.contains(&path) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, invalid(&path))
+                }
                 Method::GET => match objects.get(&path) {
                     Some(object) => (StatusCode::OK, object.clone()),
                     None => (StatusCode::NOT_FOUND, not_found(&path)),
@@ -77,6 +97,14 @@ pub fn fake_api_server(objects: HashMap<String, Value>) -> (Client, JoinHandle<V
         seen
     });
     (Client::new(service, "default"), server)
+}
+
+/// A refusal whose message quotes a value, as API server validation messages can.
+fn invalid(path: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+        "message": format!("{path} is invalid: data[token]: Invalid value: \"c2VjcmV0LXZhbHVl\""),
+    })
 }
 
 fn not_found(path: &str) -> Value {
@@ -214,7 +242,18 @@ pub fn test_context(
     objects: HashMap<String, Value>,
     vault: ScriptedVault,
 ) -> (Arc<Context<ScriptedVault>>, JoinHandle<Vec<ApiRequest>>) {
-    let (client, server) = fake_api_server(objects);
+    test_context_with(objects, vault, FakeApiOptions::default(), LeaderGate::always())
+}
+
+/// [`test_context`] with a misbehaving API server and a leader gate.
+pub fn test_context_with(
+    objects: HashMap<String, Value>,
+    vault: ScriptedVault,
+    options: FakeApiOptions,
+    gate: LeaderGate,
+) -> (Arc<Context<ScriptedVault>>, JoinHandle<Vec<ApiRequest>>) {
+    let (client, server) = fake_api_server(objects, options);
     let reporter = Reporter { controller: "strongroom-operator".into(), instance: Some("test".into()) };
-    (Arc::new(Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default())), server)
+    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default());
+    (Arc::new(context.with_leader_gate(gate)), server)
 }

@@ -100,7 +100,10 @@ impl VaultAdmin for HttpVaultAdmin {
     }
 
     async fn init_cluster(&self, node: &str, token: &RootToken) -> Result<MemberAdded, VaultError> {
-        self.call(node, self.request(Method::POST, node, "/v1/sys/cluster/init", Some(token))).await
+        // vaultd reads a JSON object here (no field is required): send an empty one.
+        let request =
+            self.request(Method::POST, node, "/v1/sys/cluster/init", Some(token)).json(&serde_json::json!({}));
+        self.call(node, request).await
     }
 
     async fn add_learner(
@@ -229,6 +232,18 @@ mod tests {
         let received = received.lock().unwrap().clone();
         assert_eq!(received.request_line, "GET /v1/sys/cluster HTTP/1.1");
         assert_eq!(received.header("x-bunker-token"), Some("root-token-for-tests-0123456789abcdef"));
+    }
+
+    #[tokio::test]
+    async fn init_cluster_posts_an_empty_json_object() {
+        let (node, received) = serve_once(200, r#"{"status":"ok","id":1}"#).await;
+        let added = HttpVaultAdmin::new().unwrap().init_cluster(&node, &token()).await.unwrap();
+        assert_eq!(added.id, 1);
+        let received = received.lock().unwrap().clone();
+        assert_eq!(received.request_line, "POST /v1/sys/cluster/init HTTP/1.1");
+        assert_eq!(received.header("content-type"), Some("application/json"));
+        assert_eq!(received.header("x-bunker-token"), Some("root-token-for-tests-0123456789abcdef"));
+        assert_eq!(received.body, "{}");
     }
 
     #[tokio::test]

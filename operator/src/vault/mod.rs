@@ -23,6 +23,15 @@ impl RootToken {
         Self(token.into())
     }
 
+    /// The token in a Secret's value, read the way vaultd reads its token file
+    /// (`read_secret_file`): UTF-8, without trailing line breaks (`\n`, `\r`) and otherwise
+    /// unchanged — other whitespace is part of the token. `None` when nothing is left.
+    pub fn from_secret_value(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let token = text.trim_end_matches(['\n', '\r']);
+        (!token.is_empty()).then(|| Self::new(token))
+    }
+
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
@@ -96,4 +105,21 @@ pub trait VaultAdmin: Send + Sync + 'static {
         token: &RootToken,
         id: u64,
     ) -> impl Future<Output = Result<(), VaultError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_token_loses_only_a_trailing_line_break_like_vaultd_reads_it() {
+        let token = |bytes: &[u8]| RootToken::from_secret_value(bytes).map(|token| token.expose().to_string());
+        assert_eq!(token(b"abc\n").as_deref(), Some("abc"));
+        assert_eq!(token(b"abc\r\n\n").as_deref(), Some("abc"));
+        assert_eq!(token(b" abc \t").as_deref(), Some(" abc \t"), "other whitespace is part of the token");
+        assert_eq!(token(b"\nabc").as_deref(), Some("\nabc"));
+        assert_eq!(token(b"\r\n"), None);
+        assert_eq!(token(b""), None);
+        assert_eq!(token(&[0xff, 0xfe]), None);
+    }
 }

@@ -8,12 +8,16 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use serde_json::Value;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, ErasureCompaction, Member, NodeState};
+use tokio::time::Instant;
 
 use super::*;
+use crate::crd::piivault::SecretKeyRef;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::piivault::builders::test_support::softhsm_vault;
 use crate::piivault::secret_material::GeneratedSecret;
-use crate::piivault::test_harness::{test_context, ApiRequest, ScriptedVault, VaultCall};
+use crate::piivault::test_harness::{
+    test_context, test_context_with, ApiRequest, FakeApiOptions, ScriptedVault, VaultCall,
+};
 
 const VAULT_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault";
 const SET_PATH: &str = "/apis/apps/v1/namespaces/pii/statefulsets/vault";
@@ -45,11 +49,8 @@ fn existing(vault: &PiiVault, set_replicas: Option<i32>) -> HashMap<String, Valu
     let mut objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(vault).unwrap())]);
     for kind in GeneratedSecret::needed_by(vault) {
         let name = kind.secret_name(&names());
-        let secret = Secret {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some("pii".into()), ..Default::default() },
-            data: Some(kind.generate(&names()).unwrap()),
-            ..Default::default()
-        };
+        // As the operator created it: owned by the vault.
+        let secret = builders::generated_secret(vault, name.clone(), kind.generate(&names()).unwrap()).unwrap();
         objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     }
     if let Some(replicas) = set_replicas {
@@ -108,7 +109,18 @@ async fn reconcile_once(
     objects: HashMap<String, Value>,
     scripted: &ScriptedVault,
 ) -> (Result<Action, Error>, Vec<ApiRequest>, Arc<Metrics>) {
-    let (ctx, server) = test_context(objects, scripted.clone());
+    reconcile_with(vault, objects, scripted, FakeApiOptions::default(), LeaderGate::always()).await
+}
+
+/// [`reconcile_once`] against a misbehaving API server, with a leader gate.
+async fn reconcile_with(
+    vault: &PiiVault,
+    objects: HashMap<String, Value>,
+    scripted: &ScriptedVault,
+    options: FakeApiOptions,
+    gate: LeaderGate,
+) -> (Result<Action, Error>, Vec<ApiRequest>, Arc<Metrics>) {
+    let (ctx, server) = test_context_with(objects, scripted.clone(), options, gate);
     let metrics = ctx.metrics.clone();
     let result = reconcile(Arc::new(vault.clone()), ctx).await;
     // The context (and with it the client) is gone: the fake server stops and reports.
@@ -137,11 +149,43 @@ fn condition<'a>(
 }
 
 fn event_reasons(requests: &[ApiRequest]) -> Vec<String> {
+    events(requests).iter().map(|event| event["reason"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+fn events(requests: &[ApiRequest]) -> Vec<&Value> {
+    requests.iter().filter(|r| r.method == Method::POST && r.path.ends_with("/events")).map(|r| &r.body).collect()
+}
+
+/// Paths of every write (anything but GET) except Events.
+fn writes(requests: &[ApiRequest]) -> Vec<&str> {
     requests
         .iter()
-        .filter(|r| r.method == Method::POST && r.path.ends_with("/events"))
-        .map(|r| r.body["reason"].as_str().unwrap_or_default().to_string())
+        .filter(|r| r.method != Method::GET && !r.path.ends_with("/events"))
+        .map(|r| r.path.as_str())
         .collect()
+}
+
+const STATUS_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status";
+
+/// Asserts that a reconcile stopped before any change: no child was applied (existing
+/// generated Secrets may have been re-applied unchanged), the status was written and says
+/// `Degraded` with `reason`, a Warning Event says the same, and the error is retried.
+fn assert_stopped_and_degraded(result: &Result<Action, Error>, requests: &[ApiRequest], reason: &str) -> String {
+    let error = result.as_ref().expect_err("the reconcile fails and is retried with backoff");
+    assert_eq!(error.condition_reason(), reason, "{error}");
+    let others: Vec<&str> =
+        writes(requests).into_iter().filter(|path| !path.starts_with("/api/v1/namespaces/pii/secrets/")).collect();
+    assert_eq!(others, vec![STATUS_PATH], "nothing but the status (and unchanged Secrets) is written");
+    let status = written_status(requests);
+    let degraded = condition(&status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", reason));
+    assert_eq!(degraded.observed_generation, Some(1));
+    assert_eq!(condition(&status, "Ready").status, "False");
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let warning = events(requests).into_iter().find(|e| e["reason"] == reason).expect("a Warning Event");
+    assert_eq!(warning["type"], "Warning");
+    assert_eq!(warning["note"].as_str(), Some(degraded.message.as_str()));
+    degraded.message.clone()
 }
 
 #[tokio::test]
@@ -238,6 +282,19 @@ async fn a_scale_up_adds_the_new_pod_as_learner_then_promotes_it() {
     assert_eq!(scripted.changes(), vec![VaultCall::AddLearner(leader.clone(), learner)]);
     assert_eq!(event_reasons(&requests), vec!["LearnerAdded"]);
     assert_eq!(written_status(&requests).phase, Some(Phase::Scaling));
+
+    // The leader has not heard from the new learner yet: progress, not a problem.
+    let joining = scripted.clone();
+    joining.node(names().api_address(3), NodeState::Learner, Some(4));
+    let mut members: Vec<Member> = (0..3).map(|o| member(o, o as u64 + 1, true, 0)).collect();
+    members.push(Member { healthy: None, lag: None, matched_index: None, ..member(3, 4, false, 0) });
+    joining.cluster(cluster(members));
+    let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(5)), &joining).await;
+    assert!(result.is_ok(), "{result:?}");
+    let status = written_status(&requests);
+    assert_eq!(condition(&status, "Degraded").status, "False");
+    assert_eq!(condition(&status, "Progressing").reason, "LearnerCatchingUp");
+    assert_eq!(scripted.changes().len(), 1, "nothing else changed meanwhile");
 
     // The vault now reports the learner (node 4), caught up.
     let next = scripted.clone();
@@ -343,4 +400,167 @@ fn backoff_doubles_up_to_five_minutes() {
     assert_eq!(backoff_delay(4), Duration::from_secs(40));
     assert_eq!(backoff_delay(7), Duration::from_secs(300));
     assert_eq!(backoff_delay(u32::MAX), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn a_deleted_generated_secret_of_a_vault_with_members_is_reported_not_regenerated() {
+    for secret in ["vault-root-token", "vault-peer-auth", "vault-peer-tls", "vault-softhsm"] {
+        // Members in the status, or — status lost — a pod answering as an initialised node.
+        for with_status in [true, false] {
+            let vault = if with_status { with_members(vault(3), 3) } else { vault(3) };
+            let mut objects = existing(&vault, Some(3));
+            objects.remove(&secret_path(secret));
+            let scripted = scripted(3, 3);
+            let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+            let message = assert_stopped_and_degraded(&result, &requests, "SecretMissing");
+            assert!(message.contains(secret), "{message}");
+            assert!(!requests.iter().any(|r| r.is(Method::PATCH, &secret_path(secret))), "{secret} regenerated");
+            assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
+            assert_eq!(result.unwrap_err().metric_label(), "secret_missing");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_vault_whose_pods_are_uninitialised_gets_its_missing_secrets() {
+    let vault = vault(3);
+    let mut objects = existing(&vault, Some(3));
+    objects.remove(&secret_path("vault-softhsm"));
+    let scripted = ScriptedVault::default();
+    for ordinal in 0..3 {
+        scripted.node(names().api_address(ordinal), NodeState::Uninitialized, None);
+    }
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, &secret_path("vault-softhsm"))));
+    assert_eq!(scripted.changes(), vec![VaultCall::Init(names().api_address(0))]);
+}
+
+#[tokio::test]
+async fn a_missing_root_token_secret_ref_is_degraded_before_anything_is_applied() {
+    let mut vault = with_members(vault(3), 3);
+    vault.spec.root_token_secret_ref = Some(SecretKeyRef { name: "app-root-token".into(), key: "token".into() });
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "SecretMissing");
+    assert_eq!(message, "Secret app-root-token does not exist");
+    assert!(scripted.changes().is_empty());
+    // Without a token the cluster cannot be read, so the members are kept without health.
+    assert_eq!(written_status(&requests).members.len(), 3);
+}
+
+#[tokio::test]
+async fn an_incomplete_secret_is_degraded_and_never_shown() {
+    let mut vault = with_members(vault(3), 3);
+    vault.spec.root_token_secret_ref = Some(SecretKeyRef { name: "app-root-token".into(), key: "token".into() });
+    let mut objects = existing(&vault, Some(3));
+    let wrong_key = Secret {
+        metadata: ObjectMeta { name: Some("app-root-token".into()), ..Default::default() },
+        data: Some(BTreeMap::from([("password".to_string(), ByteString(b"s3cr3t-value".to_vec()))])),
+        ..Default::default()
+    };
+    objects.insert(secret_path("app-root-token"), serde_json::to_value(wrong_key).unwrap());
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted(3, 3)).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "SecretIncomplete");
+    assert_eq!(message, r#"Secret app-root-token has no key "token""#);
+
+    // A generated Secret without its key is not repaired with new material either.
+    let vault = with_members(self::vault(3), 3);
+    let mut objects = existing(&vault, Some(3));
+    objects.get_mut(&secret_path("vault-softhsm")).unwrap()["data"].as_object_mut().unwrap().remove("kek");
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted(3, 3)).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "SecretIncomplete");
+    assert!(message.contains("vault-softhsm") && message.contains("kek"), "{message}");
+    let text = serde_json::to_string(&requests.iter().map(|r| &r.body).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("s3cr3t"));
+}
+
+#[tokio::test]
+async fn a_refused_apply_is_degraded_without_the_api_message_and_retried() {
+    let vault = with_members(vault(3), 3);
+    let scripted = scripted(3, 3);
+    let options = FakeApiOptions { refuse_patch: vec![secret_path("vault-peer-auth")], ..Default::default() };
+    let (ctx, server) = test_context_with(existing(&vault, Some(3)), scripted.clone(), options, LeaderGate::always());
+    let error = reconcile(Arc::new(vault.clone()), ctx.clone()).await.expect_err("fails");
+    assert_eq!(error_policy(Arc::new(vault.clone()), &error, ctx.clone()), Action::requeue(Duration::from_secs(5)));
+    drop(ctx);
+    let requests = server.await.unwrap();
+    let status = written_status(&requests);
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(degraded.reason, "ApplyFailed");
+    assert_eq!(degraded.message, "cannot apply Secret vault-peer-auth: Invalid (422)");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "children are not applied after a failure");
+    assert_eq!(event_reasons(&requests), vec!["ApplyFailed"]);
+    assert!(scripted.changes().is_empty());
+
+    // A refused child: its message helps and holds no secret.
+    let options = FakeApiOptions { refuse_patch: vec![SET_PATH.to_string()], ..Default::default() };
+    // Pods 3 and 4 wait to join: without the failure vault-3 would be added.
+    let growing = self::scripted(3, 5);
+    let vault = with_members(self::vault(5), 3);
+    let (result, requests, _) =
+        reconcile_with(&vault, existing(&vault, Some(5)), &growing, options, LeaderGate::always()).await;
+    assert_eq!(result.expect_err("fails").condition_reason(), "ApplyFailed");
+    let degraded = written_status(&requests).conditions.into_iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert!(degraded.message.starts_with("cannot apply StatefulSet vault: "), "{}", degraded.message);
+    assert!(growing.changes().is_empty(), "no membership change after a failed apply");
+}
+
+#[tokio::test]
+async fn a_secret_of_a_generated_name_that_the_vault_does_not_own_is_not_adopted() {
+    let vault = vault(3);
+    let mut objects = existing(&vault, None);
+    let someone_elses = Secret {
+        metadata: ObjectMeta {
+            name: Some("vault-root-token".into()),
+            namespace: Some("pii".into()),
+            ..Default::default()
+        },
+        data: Some(GeneratedSecret::RootToken.generate(&names()).unwrap()),
+        ..Default::default()
+    };
+    objects.insert(secret_path("vault-root-token"), serde_json::to_value(someone_elses).unwrap());
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "SecretConflict");
+    assert!(message.contains("vault-root-token"), "{message}");
+    assert!(!requests.iter().any(|r| r.method == Method::PATCH && r.path.contains("/secrets/")), "nothing adopted");
+
+    // Swapped under a running vault: its token is not even used to read the cluster.
+    let vault = with_members(self::vault(3), 3);
+    let mut objects = existing(&vault, Some(3));
+    let mut swapped: Secret = serde_json::from_value(objects[&secret_path("vault-root-token")].clone()).unwrap();
+    swapped.metadata.owner_references = None;
+    objects.insert(secret_path("vault-root-token"), serde_json::to_value(swapped).unwrap());
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert_stopped_and_degraded(&result, &requests, "SecretConflict");
+    assert!(scripted.tokens().is_empty(), "a token from a foreign Secret was sent");
+}
+
+#[tokio::test]
+async fn a_replica_whose_lease_is_not_confirmed_does_nothing() {
+    let vault = with_members(vault(5), 3);
+    let scripted = scripted(3, 5);
+    let expired = LeaderGate::until(Instant::now());
+    let (result, requests, _) =
+        reconcile_with(&vault, existing(&vault, Some(5)), &scripted, FakeApiOptions::default(), expired).await;
+    assert!(matches!(result.as_ref().map_err(Error::cause), Err(Error::NotLeader)), "{result:?}");
+    assert!(requests.is_empty(), "{requests:?}");
+    assert!(scripted.calls().is_empty());
+}
+
+#[tokio::test]
+async fn leadership_lost_mid_reconcile_stops_the_membership_change_about_to_be_made() {
+    let vault = with_members(vault(5), 3);
+    // Pods 3 and 4 wait to join: a leader would add vault-3 as a learner now.
+    let scripted = scripted(3, 5);
+    let gate = LeaderGate::until(Instant::now() + Duration::from_secs(600));
+    // The Lease runs out while the children are applied, after the last one was sent.
+    let last_child = "/apis/networking.k8s.io/v1/namespaces/pii/networkpolicies/vault".to_string();
+    let options = FakeApiOptions { revoke_on: Some((last_child, gate.clone())), ..Default::default() };
+    let (result, requests, _) = reconcile_with(&vault, existing(&vault, Some(5)), &scripted, options, gate).await;
+    assert!(matches!(result.as_ref().map_err(Error::cause), Err(Error::NotLeader)), "{result:?}");
+    assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
+    assert!(!writes(&requests).contains(&STATUS_PATH), "nor is the status written");
+    assert!(event_reasons(&requests).is_empty());
 }
