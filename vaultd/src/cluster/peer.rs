@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::membership::{AdminRequest, AdminResult};
 use super::rpc::{self, Refusal};
-use super::types::TypeConfig;
+use super::types::{Raft, TypeConfig};
 use super::Cluster;
 use crate::store::{decode, encode, Batch};
 
@@ -43,21 +43,27 @@ impl Rejected {
     }
 }
 
-/// Checks the peer secret and, for Raft messages, that this node is the one addressed.
-fn admit(cluster: &Cluster, req: &HttpRequest, raft_message: bool) -> Result<(), Rejected> {
+/// Checks the peer secret.
+fn admit(cluster: &Cluster, req: &HttpRequest) -> Result<(), Rejected> {
     let secret = req.headers().get(rpc::SECRET_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !cluster.peer_secret_matches(secret) {
-        return Err(Rejected(StatusCode::UNAUTHORIZED, "peer secret missing or wrong"));
+    if cluster.peer_secret_matches(secret) {
+        Ok(())
+    } else {
+        Err(Rejected(StatusCode::UNAUTHORIZED, "peer secret missing or wrong"))
     }
-    if raft_message {
-        let target = req.headers().get(rpc::TARGET_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        match (target, cluster.node_id()) {
-            (_, None) => return Err(Rejected(StatusCode::SERVICE_UNAVAILABLE, "this node has not joined a cluster")),
-            (Some(target), Some(me)) if target == me => {}
-            _ => return Err(Rejected(StatusCode::CONFLICT, "message addressed to another node id")),
-        }
+}
+
+/// For Raft's own messages: checks the peer secret and that this node is the one
+/// addressed, and hands out its Raft instance.
+fn admit_raft_message(cluster: &Cluster, req: &HttpRequest) -> Result<Raft, Rejected> {
+    admit(cluster, req)?;
+    let raft =
+        cluster.raft().map_err(|_| Rejected(StatusCode::SERVICE_UNAVAILABLE, "this node has not joined a cluster"))?;
+    let target = req.headers().get(rpc::TARGET_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if target != cluster.node_id() {
+        return Err(Rejected(StatusCode::CONFLICT, "message addressed to another node id"));
     }
-    Ok(())
+    Ok(raft.clone())
 }
 
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejected> {
@@ -81,53 +87,44 @@ macro_rules! try_or_answer {
 }
 
 async fn append(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, true));
+    let raft = try_or_answer!(admit_raft_message(&cluster, &req));
     let message: AppendEntriesRequest<TypeConfig> = try_or_answer!(body(&bytes));
-    match cluster.raft() {
-        Ok(raft) => reply(&raft.append_entries(message).await),
-        Err(refusal) => HttpResponse::ServiceUnavailable().body(refusal.to_string()),
-    }
+    reply(&raft.append_entries(message).await)
 }
 
 async fn vote(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, true));
+    let raft = try_or_answer!(admit_raft_message(&cluster, &req));
     let message: VoteRequest<u64> = try_or_answer!(body(&bytes));
-    match cluster.raft() {
-        Ok(raft) => reply(&raft.vote(message).await),
-        Err(refusal) => HttpResponse::ServiceUnavailable().body(refusal.to_string()),
-    }
+    reply(&raft.vote(message).await)
 }
 
 async fn snapshot(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, true));
+    let raft = try_or_answer!(admit_raft_message(&cluster, &req));
     let message: InstallSnapshotRequest<TypeConfig> = try_or_answer!(body(&bytes));
-    match cluster.raft() {
-        Ok(raft) => reply(&raft.install_snapshot(message).await),
-        Err(refusal) => HttpResponse::ServiceUnavailable().body(refusal.to_string()),
-    }
+    reply(&raft.install_snapshot(message).await)
 }
 
 async fn propose(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, false));
+    try_or_answer!(admit(&cluster, &req));
     let batch: Batch = try_or_answer!(body(&bytes));
     reply(&cluster.propose_as_leader(batch).await)
 }
 
 async fn adopt(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, false));
+    try_or_answer!(admit(&cluster, &req));
     let message: rpc::Adopt = try_or_answer!(body(&bytes));
     let result: rpc::AdoptResult = cluster.adopt(message.node_id).await;
     reply(&result)
 }
 
 async fn read_index(cluster: Node, req: HttpRequest) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, false));
+    try_or_answer!(admit(&cluster, &req));
     let result: rpc::ReadIndexResult = cluster.leader_read_index().await;
     reply(&result)
 }
 
 async fn admin(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
-    try_or_answer!(admit(&cluster, &req, false));
+    try_or_answer!(admit(&cluster, &req));
     let request: AdminRequest = try_or_answer!(body(&bytes));
     let leader = Arc::clone(&cluster);
     // Membership changes call other peers; that runs on the main runtime.

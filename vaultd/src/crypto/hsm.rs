@@ -261,32 +261,32 @@ pub fn import_key(
     if find_key(&session, key_label)?.is_some() {
         return Ok(Imported::AlreadyPresent);
     }
-    let template = [
+    let mut template = kek_attributes(key_label);
+    template.extend([
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
         Attribute::Value(value.to_vec()),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Encrypt(true),
-        Attribute::Decrypt(true),
-        Attribute::Label(key_label.as_bytes().to_vec()),
-    ];
+    ]);
     session.create_object(&template)?;
     Ok(Imported::Stored)
 }
 
 fn create_key(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> {
-    let template = [
+    let mut template = kek_attributes(label);
+    template.push(Attribute::ValueLen(32.into()));
+    Ok(session.generate_key(&Mechanism::AesKeyGen, &template)?)
+}
+
+/// What every KEK is, however it got into the token: a token object that is sensitive,
+/// never extractable, and used only to encrypt and decrypt.
+fn kek_attributes(label: &str) -> Vec<Attribute> {
+    vec![
         Attribute::Token(true),
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Encrypt(true),
         Attribute::Decrypt(true),
-        Attribute::ValueLen(32.into()),
         Attribute::Label(label.as_bytes().to_vec()),
-    ];
-    Ok(session.generate_key(&Mechanism::AesKeyGen, &template)?)
+    ]
 }
