@@ -150,12 +150,11 @@ impl Cluster {
                     peer.secret,
                 )
             }
-            None => (
-                NodeInfo::default(),
-                true,
-                PeerClient::new(reqwest::Client::new(), false, Zeroizing::default()),
-                Zeroizing::default(),
-            ),
+            None => {
+                // A standalone vault never calls a peer; the client only fills the slot.
+                let http = plain_client().map_err(|e| ClusterError::Raft(e.to_string()))?;
+                (NodeInfo::default(), true, PeerClient::new(http, false, Zeroizing::default()), Zeroizing::default())
+            }
         };
         let (proposals, queue) = mpsc::channel(proposer::QUEUE);
         let cluster = Arc::new(Cluster {
