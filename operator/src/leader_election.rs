@@ -311,6 +311,16 @@ mod tests {
         Timestamp::from_second(1_800_000_000 - seconds).unwrap()
     }
 
+    /// A held leadership whose Lease tasks never end by themselves.
+    fn held(state: watch::Receiver<bool>, gate: &LeaderGate) -> Leadership {
+        Leadership {
+            state,
+            task: tokio::spawn(std::future::pending()),
+            observer: tokio::spawn(std::future::pending()),
+            gate: gate.clone(),
+        }
+    }
+
     #[test]
     fn the_deadline_is_the_last_renewal_plus_the_duration_minus_the_grace() {
         let read_at = Instant::now();
@@ -380,12 +390,7 @@ mod tests {
     async fn lost_resolves_when_the_deadline_passes_without_a_renewal() {
         let (sender, state) = watch::channel(true);
         let gate = LeaderGate::until(Instant::now() + Duration::from_secs(5));
-        let mut leadership = Leadership {
-            state,
-            task: tokio::spawn(std::future::pending()),
-            observer: tokio::spawn(std::future::pending()),
-            gate: gate.clone(),
-        };
+        let mut leadership = held(state, &gate);
         let started = Instant::now();
         // kube-lease-manager never sends `false` here: only the deadline ends leadership.
         leadership.lost().await;
@@ -398,12 +403,7 @@ mod tests {
     async fn lost_waits_for_a_renewed_deadline() {
         let (_sender, state) = watch::channel(true);
         let gate = LeaderGate::until(Instant::now() + Duration::from_secs(5));
-        let mut leadership = Leadership {
-            state,
-            task: tokio::spawn(std::future::pending()),
-            observer: tokio::spawn(std::future::pending()),
-            gate: gate.clone(),
-        };
+        let mut leadership = held(state, &gate);
         let started = Instant::now();
         let renewer = {
             let gate = gate.clone();
@@ -421,12 +421,7 @@ mod tests {
     async fn lost_resolves_as_soon_as_the_gate_is_revoked() {
         let (_sender, state) = watch::channel(true);
         let gate = LeaderGate::until(Instant::now() + Duration::from_secs(60));
-        let mut leadership = Leadership {
-            state,
-            task: tokio::spawn(std::future::pending()),
-            observer: tokio::spawn(std::future::pending()),
-            gate: gate.clone(),
-        };
+        let mut leadership = held(state, &gate);
         let started = Instant::now();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -441,12 +436,7 @@ mod tests {
     async fn lost_resolves_when_the_lease_manager_reports_false() {
         let (sender, state) = watch::channel(true);
         let gate = LeaderGate::until(Instant::now() + Duration::from_secs(60));
-        let mut leadership = Leadership {
-            state,
-            task: tokio::spawn(std::future::pending()),
-            observer: tokio::spawn(std::future::pending()),
-            gate: gate.clone(),
-        };
+        let mut leadership = held(state, &gate);
         sender.send(false).unwrap();
         leadership.lost().await;
         assert!(!gate.holds());

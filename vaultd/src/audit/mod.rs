@@ -30,6 +30,11 @@ pub enum Operation {
     NodeIdAllocate,
 }
 
+/// Milliseconds since the Unix epoch: the clock of audit events and record ages.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// What the proposer of a change knows about it before it is applied.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditDraft {

@@ -32,7 +32,7 @@ async fn compact_due_erasures(cluster: &Cluster) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (pending, oldest) = cluster.store.erasures_after(purged).map_err(|e| e.to_string())?;
     let due = oldest.is_some_and(|since| {
-        crate::vault::now_ms().saturating_sub(since) >= cluster.erasure_compaction.as_millis() as u64
+        crate::audit::now_ms().saturating_sub(since) >= cluster.erasure_compaction.as_millis() as u64
     });
     if pending == 0 || !due {
         return Ok(());

@@ -183,7 +183,7 @@ impl Cluster {
 
     async fn allocate_node_id(&self, actor: &str) -> Result<NodeId, AdminError> {
         let audit = AuditDraft {
-            time: crate::vault::now_ms(),
+            time: crate::audit::now_ms(),
             actor: actor.to_string(),
             operation: Operation::NodeIdAllocate,
             subject: None,
@@ -191,7 +191,7 @@ impl Cluster {
             mode: None,
             purpose: None,
         };
-        let batch = Batch { commands: vec![Command { audit, change: Change::AllocateNodeId }] };
+        let batch = Batch { commands: [Command { audit, change: Change::AllocateNodeId }].into() };
         let receipts = self.propose_as_leader(batch).await?;
         match receipts.into_iter().next().map(|r| r.outcome) {
             Some(Ok(Applied::NodeId(id))) => Ok(id),

@@ -43,7 +43,7 @@ pub async fn run(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Pending>) {
         let cluster = Arc::clone(&cluster);
         tokio::spawn(async move {
             let (commands, replies): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.command, p.reply)).unzip();
-            let result = cluster.propose(Batch { commands }).await;
+            let result = cluster.propose(Batch { commands: commands.into() }).await;
             match result {
                 Ok(receipts) if receipts.len() == replies.len() => {
                     for (reply, receipt) in replies.into_iter().zip(receipts) {

@@ -160,10 +160,11 @@ pub struct Receipt {
 }
 
 /// The commands one Raft log entry carries: whatever concurrent requests submitted while
-/// the previous entry was being proposed.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// the previous entry was being proposed. Shared, so that proposing a batch again after a
+/// leader change copies no ciphertext.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Batch {
-    pub commands: Vec<Command>,
+    pub commands: std::sync::Arc<[Command]>,
 }
 
 impl std::fmt::Display for Batch {

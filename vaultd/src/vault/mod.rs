@@ -8,7 +8,6 @@ mod users;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
@@ -18,7 +17,7 @@ use zeroize::Zeroizing;
 pub use apps::valid_app_name;
 pub use tokens::{CreatedToken, TokenRequest};
 
-use crate::audit::{AuditDraft, Operation};
+use crate::audit::{now_ms, AuditDraft, Operation};
 use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
@@ -303,10 +302,6 @@ impl Vault {
             }
         }
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 pub(crate) fn draft(
