@@ -5,3 +5,5 @@
 //! `{"status":"ok", ...fields of the body...}`, an error `{"status":"error","message":...}`.
 
 pub mod cluster;
+pub mod retention;
+pub mod tokens;

@@ -7,7 +7,7 @@ use serde_json::json;
 use strongroom_admin_api::cluster::AddLearner;
 
 use super::body::Body;
-use super::ok;
+use super::{ok, ok_body};
 use crate::auth::{Caller, Scope};
 use crate::cluster::{AdminAction, AdminAnswer, AdminRequest};
 use crate::error::{VaultError, VaultResult};
@@ -32,21 +32,21 @@ pub async fn status(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -
             _ => return Err(VaultError::Unavailable("unexpected answer from the leader")),
         }
     };
-    Ok(ok(to_json(&status)?))
+    ok_body(&status)
 }
 
 /// Bootstraps a one-voter cluster on this uninitialised node.
 pub async fn init(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;
     let added = vault.init_cluster().await?;
-    Ok(ok(to_json(&added)?))
+    ok_body(&added)
 }
 
 pub async fn add_learner(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;
     let request: AddLearner = body.parse()?;
     match admin(&vault, &caller, AdminAction::AddLearner(request)).await? {
-        AdminAnswer::Added(added) => Ok(ok(to_json(&added)?)),
+        AdminAnswer::Added(added) => ok_body(&added),
         _ => Err(VaultError::Unavailable("unexpected answer from the leader")),
     }
 }
@@ -72,8 +72,4 @@ async fn admin(vault: &Vault, caller: &Caller, action: AdminAction) -> VaultResu
 
 fn node_id(text: &str) -> VaultResult<u64> {
     text.parse().map_err(|_| VaultError::bad_request("node id must be a positive integer"))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> VaultResult<serde_json::Value> {
-    serde_json::to_value(value).map_err(|_| VaultError::Unavailable("answer cannot be encoded"))
 }

@@ -69,6 +69,12 @@ pub(crate) fn ok(payload: Value) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
+/// `{"status":"ok"}` merged with the fields of an admin-API body.
+pub(crate) fn ok_body<T: serde::Serialize>(body: &T) -> VaultResult<HttpResponse> {
+    let payload = serde_json::to_value(body).map_err(|_| VaultError::Unavailable("answer cannot be encoded"))?;
+    Ok(ok(payload))
+}
+
 pub(crate) fn parse_mode(mode: &str) -> VaultResult<Mode> {
     mode.parse().map_err(|_| VaultError::bad_request("unknown mode: use token, login, email, phone or custom"))
 }

@@ -2,29 +2,29 @@
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use strongroom_admin_api::tokens::{CreateToken, TokenInfo, TokenList};
 
 use super::body::Body;
-use super::ok;
+use super::{ok, ok_body};
 use crate::auth::{Caller, Scope};
 use crate::error::VaultResult;
-use crate::vault::{TokenRequest, Vault};
+use crate::vault::Vault;
 
 pub async fn create(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
     caller.require(&Scope::tokens_admin())?;
-    let request: TokenRequest = body.parse()?;
-    let created = vault.create_token(&caller, request).await?;
-    Ok(ok(json!({"id": created.id, "name": created.name, "scopes": created.scopes, "token": created.token})))
+    let request: CreateToken = body.parse()?;
+    ok_body(&vault.create_token(&caller, request).await?)
 }
 
 pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::tokens_admin())?;
-    let tokens: Vec<_> = vault
+    let tokens = vault
         .tokens()
         .await?
         .into_iter()
-        .map(|t| json!({"id": t.id, "name": t.name, "scopes": t.scopes, "created": t.created}))
+        .map(|t| TokenInfo { id: t.id, name: t.name, scopes: t.scopes, created: t.created })
         .collect();
-    Ok(ok(json!({"tokens": tokens})))
+    ok_body(&TokenList { tokens })
 }
 
 pub async fn revoke(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {

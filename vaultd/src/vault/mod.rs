@@ -15,7 +15,6 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 pub use apps::valid_app_name;
-pub use tokens::{CreatedToken, TokenRequest};
 
 use crate::audit::{now_ms, AuditDraft, Operation};
 use crate::auth::{self, Caller, Scope, ROOT_ACTOR};

@@ -1,26 +1,10 @@
 //! Scoped access tokens (`/v1/sys/tokens`). The secret is shown once, at creation; the
 //! vault keeps only its SHA-256.
 
-use serde::{Deserialize, Serialize};
+use strongroom_admin_api::tokens::{CreateToken, TokenCreated};
 
 use super::*;
 use crate::store::AccessTokenRecord;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    pub name: String,
-    pub scopes: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CreatedToken {
-    pub id: String,
-    pub name: String,
-    pub scopes: Vec<String>,
-    /// The bearer secret for `X-Bunker-Token`. Not retrievable later.
-    pub token: String,
-}
 
 const MAX_NAME_LEN: usize = 64;
 const SECRET_PREFIX: &str = "sr_";
@@ -31,7 +15,7 @@ pub(super) fn is_well_formed(secret: &str) -> bool {
 }
 
 impl Vault {
-    pub async fn create_token(&self, caller: &Caller, request: TokenRequest) -> VaultResult<CreatedToken> {
+    pub async fn create_token(&self, caller: &Caller, request: CreateToken) -> VaultResult<TokenCreated> {
         let name = request.name.trim();
         if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
             return Err(VaultError::bad_request(format!("name must be 1-{MAX_NAME_LEN} printable characters")));
@@ -65,7 +49,7 @@ impl Vault {
             )
             .await?;
         receipt.outcome.map_err(rejected)?;
-        Ok(CreatedToken { id, name: name.to_string(), scopes, token: secret })
+        Ok(TokenCreated { id, name: name.to_string(), scopes, token: secret })
     }
 
     pub async fn tokens(&self) -> VaultResult<Vec<AccessTokenRecord>> {
