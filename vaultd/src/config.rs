@@ -39,6 +39,7 @@ pub struct FileConfig {
     pub peer_tls_ca: Option<PathBuf>,
     pub snapshot_every: Option<u64>,
     pub erasure_compaction_secs: Option<u64>,
+    pub expiration_sweep_secs: Option<u64>,
     #[serde(default)]
     pub hsm: FileHsmConfig,
 }

@@ -8,7 +8,8 @@
 //! - [`cluster`]: Raft (openraft): the log, replication, membership, the peer port;
 //! - [`store`]: commands, the state machine that applies them, and sled storage;
 //! - [`crypto`]: KEK (HSM or demo), DEKs, sealing, blind index;
-//! - [`audit`]: the hash-chained audit trail.
+//! - [`audit`]: the hash-chained audit trail;
+//! - [`retention`]: storage limitation: retention rules and the expiration sweeper.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
@@ -20,6 +21,8 @@ pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod minimize;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod vault;

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use vaultd::cluster::{ClusterOptions, PeerOptions, PeerTls};
 use vaultd::config::{self, FileConfig};
 use vaultd::crypto::{import_key as import_key_into, HsmConfig, HsmKek, Imported, Kek, SoftwareKek};
+use vaultd::minimize::MinimizeOptions;
 use vaultd::server::{self, ServerOptions};
 use vaultd::vault::{Vault, VaultSettings};
 
@@ -35,6 +36,28 @@ enum Command {
     /// Store a given 32-byte key as the KEK in the token, unless one is there already:
     /// how every node of a SoftHSM (dev mode) cluster gets the same KEK.
     HsmImportKey(ImportKeyArgs),
+    /// Run a retention policy once against a vault and print the report (JSON); exits
+    /// non-zero when the run fails. What a RetentionPolicy's CronJob runs.
+    Minimize(MinimizeArgs),
+}
+
+#[derive(Args)]
+struct MinimizeArgs {
+    /// Base URL of the vault's API (any node).
+    #[arg(long, env = "VAULTD_VAULT_URL")]
+    vault: String,
+    /// File holding a token with the `retention:run` scope.
+    #[arg(long, env = "VAULTD_TOKEN_FILE")]
+    token_file: PathBuf,
+    /// The RetentionPolicy resource, YAML or JSON.
+    #[arg(long)]
+    policy: PathBuf,
+    /// CA certificate (PEM) to trust for an https:// vault.
+    #[arg(long, env = "VAULTD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Longest the run may take, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -116,6 +139,9 @@ struct ServeArgs {
     /// Longest an erasure waits before it is compacted out of the Raft log (default 10 s).
     #[arg(long, env = "VAULTD_ERASURE_COMPACTION_SECS")]
     erasure_compaction_secs: Option<u64>,
+    /// How often the leader forgets subjects whose expiration has ended (default 10 s).
+    #[arg(long, env = "VAULTD_EXPIRATION_SWEEP_SECS")]
+    expiration_sweep_secs: Option<u64>,
 }
 
 /// Where the KEK lives: shared by `serve` and `hsm-import-key`.
@@ -188,6 +214,7 @@ fn main() -> ExitCode {
                 Command::Demo(args) => runtime.block_on(demo(args)),
                 Command::Serve(args) => serve(*args, &runtime),
                 Command::HsmImportKey(args) => import_key(args),
+                Command::Minimize(args) => minimize(args),
             },
         );
     match result {
@@ -262,6 +289,10 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
             .storage_cache_mb
             .or(file.storage_cache_mb)
             .map_or(defaults.storage_cache_bytes, |mb| mb.saturating_mul(1024 * 1024)),
+        expiration_sweep: args
+            .expiration_sweep_secs
+            .or(file.expiration_sweep_secs)
+            .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
     };
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(config::DEFAULT_MAX_BODY),
@@ -321,6 +352,19 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         server::serve(vault, api_listener, peer_listener, options).await?;
         anyhow::Ok(())
     })
+}
+
+fn minimize(args: MinimizeArgs) -> anyhow::Result<()> {
+    let options = MinimizeOptions {
+        vault: args.vault,
+        token_file: args.token_file,
+        policy_file: args.policy,
+        ca_file: args.ca_file,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+    };
+    let report = vaultd::minimize::run(&options)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 fn import_key(args: ImportKeyArgs) -> anyhow::Result<()> {

@@ -6,7 +6,9 @@ mod apps;
 mod audit;
 mod body;
 mod cluster;
+mod expiration;
 mod middleware;
+mod retention;
 mod system;
 mod tokens;
 mod users;
@@ -37,12 +39,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             )
             .service(web::resource("/v1/userapp/{mode}/{id}").get(apps::list_for_user))
             .service(web::resource("/v1/userapps").get(apps::names))
+            .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))
+            .service(web::resource("/v1/exp/status/{mode}/{id}").get(expiration::status))
+            .service(web::resource("/v1/exp/cancel/{mode}/{id}").delete(expiration::cancel))
+            .service(web::resource("/v1/exp/retain/{exptoken}").get(expiration::retain))
+            .service(web::resource("/v1/exp/delete/{exptoken}").get(expiration::delete))
             .service(web::resource("/v1/audit/admin").get(audit::all))
             .service(web::resource("/v1/audit/list/{token}").get(audit::for_subject))
             .service(web::resource("/v1/audit/get/{atoken}").get(audit::event))
             .service(web::resource("/v1/sys/audit/verify").get(audit::verify))
             .service(web::resource("/v1/sys/tokens").post(tokens::create).get(tokens::list))
             .service(web::resource("/v1/sys/tokens/{id}").delete(tokens::revoke))
+            .service(web::resource("/v1/sys/retention/run").post(retention::run))
+            .service(web::resource("/v1/sys/retention/runs").get(retention::runs))
             .service(web::resource("/v1/sys/cluster").get(cluster::status))
             .service(web::resource("/v1/sys/cluster/init").post(cluster::init))
             .service(web::resource("/v1/sys/cluster/learners").post(cluster::add_learner))

@@ -28,6 +28,21 @@ pub enum Operation {
     KeysInit,
     /// A node id was handed to a node joining the cluster.
     NodeIdAllocate,
+    ExpirationStart,
+    ExpirationStatus,
+    ExpirationCancel,
+    /// The subject kept its data, by its exptoken.
+    ExpirationRetain,
+    /// The subject was forgotten by its expiration: by its exptoken, or because it ended.
+    ExpirationDelete,
+    /// A retention policy ran; its report is in `GET /v1/sys/retention/runs`.
+    RetentionRun,
+    /// Changes made by a retention rule, one event per subject.
+    RetentionDelete,
+    RetentionDropFields,
+    RetentionPseudonymize,
+    RetentionDeleteApp,
+    RetentionStartExpiration,
 }
 
 /// Milliseconds since the Unix epoch: the clock of audit events and record ages.

@@ -39,6 +39,10 @@ impl Scope {
         Scope(vec!["tokens".into(), "admin".into()])
     }
 
+    pub fn retention_run() -> Self {
+        Scope(vec!["retention".into(), "run".into()])
+    }
+
     pub fn cluster_admin() -> Self {
         Scope(vec!["cluster".into(), "admin".into()])
     }

@@ -234,6 +234,16 @@ impl Cluster {
         &self.store
     }
 
+    /// Whether this node is the leader as far as it knows (a deposed leader may not know
+    /// yet; what it proposes then fails, it is never applied twice).
+    pub fn is_leader(&self) -> bool {
+        self.raft.get().is_some_and(|raft| {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.current_leader == Some(metrics.id)
+        })
+    }
+
     pub fn is_standalone(&self) -> bool {
         self.standalone
     }

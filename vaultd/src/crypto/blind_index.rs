@@ -30,6 +30,21 @@ impl BlindIndex {
         out.extend_from_slice(&mac.finalize().into_bytes());
         out
     }
+
+    /// A keyed pseudonym for a field's value (`psn_` and 32 hex digits): equal values of
+    /// one field get equal pseudonyms, and without the key nobody can link a pseudonym
+    /// to a guessed value.
+    pub fn pseudonym(&self, field: &str, value: &serde_json::Value) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // Index entries start with a kind byte (1-4); this domain tag keeps them apart.
+        mac.update(b"strongroom/v1/pseudonym\0");
+        mac.update(field.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.to_string().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("{}{}", crate::retention::rules::PSEUDONYM_PREFIX, crate::audit::hex(&digest[..16]))
+    }
 }
 
 #[cfg(test)]

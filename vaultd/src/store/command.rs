@@ -12,7 +12,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::{AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord};
+use strongroom_admin_api::retention::RunReport;
+
+use super::records::{AccessTokenRecord, ActiveSubject, AppRecord, Expiration, SubjectRecord};
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
 
@@ -22,12 +24,28 @@ pub struct Command {
     pub change: Change,
 }
 
-/// How a command names its subject: by token, or by a blind-index entry that the state
-/// machine resolves when it applies the command.
+/// How a command names its subject: by token, or by an entry that the state machine
+/// resolves when it applies the command — a blind-index entry, or the SHA-256 of a
+/// pending expiration's exptoken.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Token(Uuid),
     Index(Vec<u8>),
+    ExpToken([u8; 32]),
+}
+
+/// When a forget applies. Conditional forgets come from the retention engine and the
+/// expiration sweeper, which decide on what they read earlier: if the subject changed in
+/// between, the forget is refused (`Rejection::Stale`) rather than applied to a subject
+/// that no longer qualifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForgetCondition {
+    Always,
+    /// Only if the subject's record is still at this version.
+    Version(u64),
+    /// Only if the subject's expiration is still counting down and has ended (by the
+    /// command's time).
+    ExpirationDue,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,6 +83,7 @@ pub enum Change {
     },
     ForgetSubject {
         target: Target,
+        condition: ForgetCondition,
     },
     /// Creates or replaces an app record (`expected_version: None`), or updates the
     /// record at exactly that version.
@@ -74,9 +93,31 @@ pub enum Change {
         sealed: Vec<u8>,
         expected_version: Option<u64>,
     },
+    /// Deletes an app record (only at `expected_version`, when given).
     DeleteApp {
         target: Target,
         app: String,
+        expected_version: Option<u64>,
+    },
+    /// Starts an expiration: replacing one already started when `replace`, else refused
+    /// with `Exists`; only at `expected_version` of the subject, when given.
+    StartExpiration {
+        subject: Uuid,
+        expected_version: Option<u64>,
+        replace: bool,
+        expiration: Expiration,
+    },
+    /// Clears a subject's expiration (an admin's cancel).
+    CancelExpiration {
+        target: Target,
+    },
+    /// The subject keeps its data: a pending expiration stops counting down.
+    RetainData {
+        target: Target,
+    },
+    /// Records a retention run under its policy (the last `MAX_RUNS_PER_POLICY` are kept).
+    RecordRetentionRun {
+        report: RunReport,
     },
     CreateAccessToken {
         token: AccessTokenRecord,

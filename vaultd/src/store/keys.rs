@@ -21,6 +21,12 @@ pub const TOKEN: u8 = b't';
 /// Applied erasures: `x` + Raft log index (big-endian) → time applied (ms). A node's
 /// erasures past its purged log index are still on its disk in the log.
 pub const ERASURE: u8 = b'x';
+/// Pending expirations: `k` + SHA-256 of the exptoken → subject token.
+const EXP_TOKEN: u8 = b'k';
+/// Expirations counting down: `d` + end time (ms, big-endian) + subject token.
+pub const EXP_DUE: u8 = b'd';
+/// Retention runs: `r` + policy + `0` + sequence number of the run's audit event.
+pub const RETENTION_RUN: u8 = b'r';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
 
@@ -67,6 +73,29 @@ pub fn token(secret_hash: &[u8; 32]) -> Vec<u8> {
 
 pub fn erasure(log_index: u64) -> Vec<u8> {
     key(ERASURE, &[&log_index.to_be_bytes()])
+}
+
+pub fn exp_token(hash: &[u8; 32]) -> Vec<u8> {
+    key(EXP_TOKEN, &[hash])
+}
+
+pub fn exp_due(ends_at: u64, subject: &Uuid) -> Vec<u8> {
+    key(EXP_DUE, &[&ends_at.to_be_bytes(), subject.as_bytes()])
+}
+
+/// The subject at the end of an `exp_due` key.
+pub fn exp_due_subject(key: &[u8]) -> Option<Uuid> {
+    key.len().checked_sub(16).and_then(|start| Uuid::from_slice(&key[start..]).ok())
+}
+
+/// All runs of one policy: a policy name never contains a zero byte, so no policy's
+/// prefix is a prefix of another's.
+pub fn retention_runs(policy: &str) -> Vec<u8> {
+    key(RETENTION_RUN, &[policy.as_bytes(), &[0]])
+}
+
+pub fn retention_run(policy: &str, audit_seq: u64) -> Vec<u8> {
+    key(RETENTION_RUN, &[policy.as_bytes(), &[0], &audit_seq.to_be_bytes()])
 }
 
 pub fn meta(name: &str) -> Vec<u8> {

@@ -16,9 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-pub use command::{Applied, Batch, Change, Command, Receipt, Rejection, Target, WrappedKey};
-pub use records::{decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
+pub use command::{Applied, Batch, Change, Command, ForgetCondition, Receipt, Rejection, Target, WrappedKey};
+pub use records::{
+    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, Expiration, ExpirationStatus, SubjectRecord,
+    SubjectState,
+};
 pub use state_machine::{StateMachine, Transaction};
+
+use strongroom_admin_api::retention::RunReport;
 
 use crate::audit::{self, AuditEvent, Verification};
 
@@ -84,6 +89,14 @@ impl Store {
         self.state.get(keys::index(entry))?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
     }
 
+    /// The subject whose pending expiration has an exptoken with this SHA-256.
+    pub fn subject_by_exptoken(&self, hash: &[u8; 32]) -> Result<Option<Uuid>, StoreError> {
+        self.state
+            .get(keys::exp_token(hash))?
+            .map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt))
+            .transpose()
+    }
+
     pub fn app(&self, subject: &Uuid, app: &str) -> Result<Option<AppRecord>, StoreError> {
         self.get(&keys::app(subject, app))
     }
@@ -113,6 +126,43 @@ impl Store {
             }
         }
         Ok((total, page))
+    }
+
+    /// Every subject record (active and forgotten), in token order, read lazily.
+    pub fn subject_records(&self) -> impl Iterator<Item = Result<(Uuid, SubjectRecord), StoreError>> + '_ {
+        self.state.scan_prefix([keys::SUBJECT]).map(|item| {
+            let (key, value) = item?;
+            Ok((Uuid::from_slice(&key[1..]).map_err(|_| StoreError::Corrupt)?, decode(&value)?))
+        })
+    }
+
+    /// Subjects whose expiration ended at or before `now` (ms) and still counts down,
+    /// earliest first, at most `limit`.
+    pub fn due_expirations(&self, now: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let end = keys::exp_due(now, &Uuid::max());
+        self.state
+            .range(vec![keys::EXP_DUE]..=end)
+            .keys()
+            .take(limit)
+            .map(|key| keys::exp_due_subject(&key?).ok_or(StoreError::Corrupt))
+            .collect()
+    }
+
+    /// Recorded retention runs, newest first, at most `limit`: of one policy, or of all.
+    /// Each comes with the sequence number of the audit event that records it.
+    pub fn retention_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<(u64, RunReport)>, StoreError> {
+        let prefix = policy.map_or_else(|| vec![keys::RETENTION_RUN], keys::retention_runs);
+        let mut runs = self
+            .state
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((keys::trailing_seq(&key), decode(&value)?))
+            })
+            .collect::<Result<Vec<(u64, RunReport)>, StoreError>>()?;
+        runs.sort_by_key(|run| std::cmp::Reverse(run.0));
+        runs.truncate(limit);
+        Ok(runs)
     }
 
     /// A value the cluster layer stored with `Transaction::put_meta`.
@@ -155,7 +205,7 @@ impl Store {
     }
 
     /// The event with this sequence number: found in the block that starts at or before it.
-    fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
+    pub fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
         let Some((key, block)) =
             self.state.range(keys::audit_block(0)..=keys::audit_block(seq)).next_back().transpose()?
         else {

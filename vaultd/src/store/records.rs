@@ -13,6 +13,44 @@ pub struct SubjectRecord {
     /// Bumped by every change, so read-modify-write updates cannot lose a concurrent one.
     pub version: u64,
     pub state: SubjectState,
+    /// Databunker's expiration flow (`/v1/exp/...`), when one was started.
+    pub expiration: Option<Expiration>,
+}
+
+/// A subject's expiration: unless the subject retains its data (with its exptoken) or an
+/// admin cancels, the vault forgets the subject at `ends_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiration {
+    pub status: ExpirationStatus,
+    /// Milliseconds since the Unix epoch.
+    pub started: u64,
+    pub ends_at: u64,
+    /// SHA-256 of the exptoken, the credential of `/v1/exp/retain` and `/v1/exp/delete`.
+    pub token_hash: [u8; 32],
+    /// The exptoken sealed under the subject's DEK, for `/v1/exp/status`; empty once the
+    /// subject is forgotten.
+    pub sealed_token: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpirationStatus {
+    /// Counting down to `ends_at`.
+    Wait,
+    /// The subject chose to keep its data.
+    Retain,
+    /// The subject was forgotten by its expiration (or forgotten while one was pending).
+    Expired,
+}
+
+impl ExpirationStatus {
+    /// Databunker's `expstatus` values.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpirationStatus::Wait => "wait",
+            ExpirationStatus::Retain => "retain",
+            ExpirationStatus::Expired => "expired",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! writes (two creates with one email in one batch: the second is a duplicate), and the
 //! whole batch reaches sled as one atomic `apply_batch`, or not at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use sled::IVec;
 
@@ -36,6 +36,21 @@ impl Staged {
         let existed = self.contains(&key)?;
         self.writes.insert(key, None);
         Ok(existed)
+    }
+
+    /// Keys under a prefix, in order, as they will be after this batch.
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> sled::Result<Vec<Vec<u8>>> {
+        let mut keys = BTreeSet::new();
+        for key in self.tree.scan_prefix(prefix).keys() {
+            keys.insert(key?.to_vec());
+        }
+        for (key, value) in self.writes.iter().filter(|(key, _)| key.starts_with(prefix)) {
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
     }
 
     /// Applies every pending write atomically.

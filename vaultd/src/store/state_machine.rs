@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::command::{Applied, Change, Command, Receipt, Rejection, Target};
-use super::records::{decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, SubjectRecord, SubjectState};
+use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
+use super::records::{
+    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SubjectRecord, SubjectState,
+};
 use super::staged::Staged;
 use super::{keys, AuditHead, Store, StoreError};
 use crate::audit::AuditEvent;
@@ -65,7 +67,8 @@ impl Transaction<'_> {
     /// Applies one command and chains its audit event; `log_index` is the Raft entry
     /// that carries it.
     pub fn apply(&mut self, command: &Command, log_index: u64) -> Result<Receipt, StoreError> {
-        let (outcome, resolved) = apply_change(&mut self.staged, &command.change, command.audit.time)?;
+        let (outcome, resolved) =
+            apply_change(&mut self.staged, &command.change, command.audit.time, self.head.seq + 1)?;
         let result = match (&outcome, &command.change) {
             (Ok(_), Change::Access { found: false }) => "not-found".to_string(),
             (Ok(_), _) => "ok".to_string(),
@@ -113,6 +116,9 @@ impl Transaction<'_> {
 /// Events per stored audit block: small enough that a block stays inline in sled's log.
 const AUDIT_BLOCK_EVENTS: usize = 64;
 
+/// Retention runs kept per policy; older ones are dropped as new ones are recorded.
+pub const MAX_RUNS_PER_POLICY: usize = 100;
+
 fn read<T: serde::de::DeserializeOwned>(staged: &Staged, key: &[u8]) -> Result<Option<T>, StoreError> {
     staged.get(key)?.map(|v| decode(&v)).transpose()
 }
@@ -126,10 +132,13 @@ fn write<T: serde::Serialize>(staged: &mut Staged, key: Vec<u8>, value: &T) -> R
 fn resolve(staged: &Staged, target: &Target) -> Result<Option<Uuid>, StoreError> {
     match target {
         Target::Token(subject) => Ok(Some(*subject)),
-        Target::Index(entry) => {
-            staged.get(&keys::index(entry))?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
-        }
+        Target::Index(entry) => uuid_at(staged, &keys::index(entry)),
+        Target::ExpToken(hash) => uuid_at(staged, &keys::exp_token(hash)),
     }
+}
+
+fn uuid_at(staged: &Staged, key: &[u8]) -> Result<Option<Uuid>, StoreError> {
+    staged.get(key)?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
 }
 
 /// The first blind-index entry already held by another subject.
@@ -166,18 +175,27 @@ macro_rules! reject_unless {
 }
 
 /// Applies one change; also returns the subject it resolved to, for the audit event.
-fn apply_change(staged: &mut Staged, change: &Change, now: u64) -> Result<(Outcome, Option<Uuid>), StoreError> {
+/// `audit_seq` is the sequence number the change's audit event will get.
+fn apply_change(
+    staged: &mut Staged,
+    change: &Change,
+    now: u64,
+    audit_seq: u64,
+) -> Result<(Outcome, Option<Uuid>), StoreError> {
     let resolved = match change {
         Change::ReadSubject { target }
         | Change::ReadApp { target, .. }
-        | Change::ForgetSubject { target }
-        | Change::DeleteApp { target, .. } => match resolve(staged, target)? {
+        | Change::ForgetSubject { target, .. }
+        | Change::DeleteApp { target, .. }
+        | Change::CancelExpiration { target }
+        | Change::RetainData { target } => match resolve(staged, target)? {
             Some(subject) => Some(subject),
             None => return Ok((Err(Rejection::SubjectNotFound), None)),
         },
         Change::CreateSubject { subject, .. }
         | Change::UpdateSubject { subject, .. }
-        | Change::PutApp { subject, .. } => Some(*subject),
+        | Change::PutApp { subject, .. }
+        | Change::StartExpiration { subject, .. } => Some(*subject),
         _ => None,
     };
     let outcome = match (change, resolved) {
@@ -229,6 +247,7 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64) -> Result<(Outco
                     index: index.clone(),
                     apps: Vec::new(),
                 }),
+                expiration: None,
             };
             write(staged, keys::subject(subject), &record)?;
             Ok(Applied::Done)
@@ -257,18 +276,36 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64) -> Result<(Outco
             Ok(Applied::Done)
         }
 
-        (Change::ForgetSubject { .. }, Some(subject)) => {
+        (Change::ForgetSubject { condition, .. }, Some(subject)) => {
             let (mut record, state) = match active(staged, &subject)? {
                 Ok(found) => found,
                 // Forgetting twice is not an error: the subject is forgotten either way.
-                Err(Rejection::Forgotten) => return Ok((Ok(Applied::Resolved(subject)), resolved)),
+                Err(Rejection::Forgotten) if *condition == ForgetCondition::Always => {
+                    return Ok((Ok(Applied::Resolved(subject)), resolved))
+                }
                 Err(rejection) => return Ok((Err(rejection), resolved)),
             };
+            let holds = match condition {
+                ForgetCondition::Always => true,
+                ForgetCondition::Version(version) => record.version == *version,
+                ForgetCondition::ExpirationDue => {
+                    record.expiration.as_ref().is_some_and(|e| e.status == ExpirationStatus::Wait && e.ends_at <= now)
+                }
+            };
+            if !holds {
+                return Ok((Err(Rejection::Stale), resolved));
+            }
             for entry in &state.index {
                 staged.remove(keys::index(entry))?;
             }
             for app in &state.apps {
                 staged.remove(keys::app(&subject, app))?;
+            }
+            if let Some(expiration) = &mut record.expiration {
+                staged.remove(keys::exp_token(&expiration.token_hash))?;
+                staged.remove(keys::exp_due(expiration.ends_at, &subject))?;
+                expiration.status = ExpirationStatus::Expired;
+                expiration.sealed_token.clear();
             }
             record.updated = now;
             record.version += 1;
@@ -302,15 +339,75 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64) -> Result<(Outco
             Ok(Applied::Done)
         }
 
-        (Change::DeleteApp { app, .. }, Some(subject)) => {
+        (Change::DeleteApp { app, expected_version, .. }, Some(subject)) => {
             let (mut record, mut state) = reject_unless!(active(staged, &subject)?, resolved);
-            if !staged.remove(keys::app(&subject, app))? {
+            let key = keys::app(&subject, app);
+            let Some(existing) = read::<AppRecord>(staged, &key)? else {
                 return Ok((Err(Rejection::AppNotFound), resolved));
+            };
+            if expected_version.is_some_and(|expected| expected != existing.version) {
+                return Ok((Err(Rejection::Stale), resolved));
             }
+            staged.remove(key)?;
             state.apps.retain(|a| a != app);
             record.state = SubjectState::Active(state);
             write(staged, keys::subject(&subject), &record)?;
             Ok(Applied::Resolved(subject))
+        }
+
+        (Change::StartExpiration { subject, expected_version, replace, expiration }, _) => {
+            let (mut record, _) = reject_unless!(active(staged, subject)?, resolved);
+            if expected_version.is_some_and(|expected| expected != record.version) {
+                return Ok((Err(Rejection::Stale), resolved));
+            }
+            if let Some(existing) = &record.expiration {
+                if existing.token_hash == expiration.token_hash {
+                    // The same start proposed twice (a retry after a leader change).
+                    return Ok((Ok(Applied::Done), resolved));
+                }
+                if !replace {
+                    return Ok((Err(Rejection::Exists), resolved));
+                }
+                staged.remove(keys::exp_token(&existing.token_hash))?;
+                staged.remove(keys::exp_due(existing.ends_at, subject))?;
+            }
+            staged.insert(keys::exp_token(&expiration.token_hash), subject.as_bytes());
+            if expiration.status == ExpirationStatus::Wait {
+                staged.insert(keys::exp_due(expiration.ends_at, subject), &[]);
+            }
+            record.expiration = Some(expiration.clone());
+            write(staged, keys::subject(subject), &record)?;
+            Ok(Applied::Done)
+        }
+
+        (Change::CancelExpiration { .. }, Some(subject)) => {
+            let (mut record, _) = reject_unless!(active(staged, &subject)?, resolved);
+            if let Some(expiration) = record.expiration.take() {
+                staged.remove(keys::exp_token(&expiration.token_hash))?;
+                staged.remove(keys::exp_due(expiration.ends_at, &subject))?;
+                write(staged, keys::subject(&subject), &record)?;
+            }
+            Ok(Applied::Resolved(subject))
+        }
+
+        (Change::RetainData { .. }, Some(subject)) => {
+            let (mut record, _) = reject_unless!(active(staged, &subject)?, resolved);
+            let Some(expiration) = &mut record.expiration else {
+                return Ok((Err(Rejection::SubjectNotFound), resolved));
+            };
+            staged.remove(keys::exp_due(expiration.ends_at, &subject))?;
+            expiration.status = ExpirationStatus::Retain;
+            write(staged, keys::subject(&subject), &record)?;
+            Ok(Applied::Resolved(subject))
+        }
+
+        (Change::RecordRetentionRun { report }, _) => {
+            write(staged, keys::retention_run(&report.policy, audit_seq), report)?;
+            let runs = staged.keys_with_prefix(&keys::retention_runs(&report.policy))?;
+            for old in runs.iter().take(runs.len().saturating_sub(MAX_RUNS_PER_POLICY)) {
+                staged.remove(old.clone())?;
+            }
+            Ok(Applied::Done)
         }
 
         (Change::CreateAccessToken { token }, _) => {
@@ -342,7 +439,9 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64) -> Result<(Outco
 
         // Every target-carrying change resolved above or returned.
         (Change::ReadSubject { .. } | Change::ReadApp { .. } | Change::ForgetSubject { .. }, None)
-        | (Change::DeleteApp { .. }, None) => Err(Rejection::SubjectNotFound),
+        | (Change::DeleteApp { .. } | Change::CancelExpiration { .. } | Change::RetainData { .. }, None) => {
+            Err(Rejection::SubjectNotFound)
+        }
     };
     Ok((outcome, resolved))
 }
@@ -492,7 +591,7 @@ mod tests {
         assert_eq!(receipts[1].outcome, Err(Rejection::Stale), "the second writer read version 1 too");
         assert_eq!(machine.store().lookup(&login).unwrap(), None, "the update dropped the login");
 
-        let forget = command(Change::ForgetSubject { target: Target::Token(a) });
+        let forget = command(Change::ForgetSubject { target: Target::Token(a), condition: ForgetCondition::Always });
         let receipts = apply(&mut machine, &[forget.clone(), forget, update(3)]);
         assert_eq!(receipts[0].outcome, Ok(Applied::Resolved(a)));
         assert_eq!(receipts[1].outcome, Ok(Applied::Resolved(a)), "forgetting twice is idempotent");

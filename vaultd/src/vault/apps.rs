@@ -108,7 +108,8 @@ impl Vault {
         check_app(app)?;
         let target = self.target(mode, id).await?;
         let audit = draft(caller, Operation::AppDelete, None, Some(app), Some(mode));
-        let receipt = self.commit(audit, Change::DeleteApp { target, app: app.to_string() }).await?;
+        let receipt =
+            self.commit(audit, Change::DeleteApp { target, app: app.to_string(), expected_version: None }).await?;
         match receipt.outcome {
             Ok(Applied::Resolved(subject)) => Ok(subject),
             Ok(_) => Err(VaultError::Storage(StoreError::Corrupt)),
@@ -119,9 +120,10 @@ impl Vault {
 
     /// The names of the apps a subject has records for.
     pub async fn user_apps(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<(Uuid, Vec<String>)> {
-        match self.read_subject(caller, Operation::AppList, mode, id).await? {
-            (subject, SubjectState::Active(active)) => Ok((subject, active.apps)),
-            (subject, SubjectState::Forgotten { .. }) => Ok((subject, Vec::new())),
+        let (subject, record) = self.read_subject(caller, Operation::AppList, mode, id).await?;
+        match record.state {
+            SubjectState::Active(active) => Ok((subject, active.apps)),
+            SubjectState::Forgotten { .. } => Ok((subject, Vec::new())),
         }
     }
 

@@ -3,6 +3,8 @@
 //! the command log, so handlers never touch storage and every change is audited.
 
 mod apps;
+mod expiration;
+mod retention;
 mod tokens;
 mod users;
 
@@ -15,6 +17,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 pub use apps::valid_app_name;
+pub use expiration::ExpirationView;
 
 use crate::audit::{now_ms, AuditDraft, Operation};
 use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
@@ -23,7 +26,8 @@ use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
 use crate::error::{VaultError, VaultResult};
 use crate::identity::{self, IndexKind, Mode, PhoneRegion};
 use crate::store::{
-    ActiveSubject, Applied, Change, Command, Receipt, Rejection, Store, StoreError, SubjectState, Target, WrappedKey,
+    ActiveSubject, Applied, Change, Command, ForgetCondition, Receipt, Rejection, Store, StoreError, SubjectRecord,
+    SubjectState, Target, WrappedKey,
 };
 
 /// Settings of a vault instance that the API's behaviour depends on.
@@ -35,6 +39,8 @@ pub struct VaultSettings {
     pub dek_cache_capacity: usize,
     /// Bytes of sled page cache.
     pub storage_cache_bytes: u64,
+    /// How often the leader looks for subjects whose expiration has ended.
+    pub expiration_sweep: std::time::Duration,
 }
 
 impl Default for VaultSettings {
@@ -44,6 +50,7 @@ impl Default for VaultSettings {
             bulk_list_enabled: false,
             dek_cache_capacity: 100_000,
             storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            expiration_sweep: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +95,7 @@ impl Vault {
         let store = Store::open(data_dir, settings.storage_cache_bytes)?;
         let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
         let cluster = Cluster::open(store.clone(), Arc::clone(&deks), data_dir, cluster).await?;
+        tokio::spawn(crate::retention::sweeper::run(Arc::clone(&cluster), settings.expiration_sweep));
         let vault = Vault {
             store,
             cluster,
@@ -274,6 +282,10 @@ impl Vault {
         let subject = match target {
             Target::Token(subject) => *subject,
             Target::Index(entry) => match self.store.lookup(entry)? {
+                Some(subject) => subject,
+                None => return Ok(None),
+            },
+            Target::ExpToken(hash) => match self.store.subject_by_exptoken(hash)? {
                 Some(subject) => subject,
                 None => return Ok(None),
             },

@@ -30,8 +30,8 @@ impl Vault {
     /// read is a command: it is audited (on a quorum) before any data leaves the vault,
     /// and it sees every write acknowledged before it.
     pub async fn get_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<(Uuid, Value)> {
-        let (subject, state) = self.read_subject(caller, Operation::UserRead, mode, id).await?;
-        let profile = match state {
+        let (subject, record) = self.read_subject(caller, Operation::UserRead, mode, id).await?;
+        let profile = match record.state {
             SubjectState::Forgotten { .. } => Value::Object(Map::new()),
             SubjectState::Active(active) => self.open_profile(&subject, &active).await?,
         };
@@ -45,12 +45,12 @@ impl Vault {
         operation: Operation,
         mode: Mode,
         id: &str,
-    ) -> VaultResult<(Uuid, SubjectState)> {
+    ) -> VaultResult<(Uuid, SubjectRecord)> {
         let target = self.target(mode, id).await?;
         let receipt =
             self.commit(draft(caller, operation, None, None, Some(mode)), Change::ReadSubject { target }).await?;
         match receipt.outcome.map_err(rejected)? {
-            Applied::Subject { subject, record } => Ok((subject, record.state)),
+            Applied::Subject { subject, record } => Ok((subject, record)),
             _ => Err(VaultError::Storage(StoreError::Corrupt)),
         }
     }
@@ -94,7 +94,10 @@ impl Vault {
     pub async fn forget_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Uuid> {
         let target = self.target(mode, id).await?;
         let receipt = self
-            .commit(draft(caller, Operation::UserForget, None, None, Some(mode)), Change::ForgetSubject { target })
+            .commit(
+                draft(caller, Operation::UserForget, None, None, Some(mode)),
+                Change::ForgetSubject { target, condition: ForgetCondition::Always },
+            )
             .await?;
         match receipt.outcome.map_err(rejected)? {
             Applied::Resolved(subject) => Ok(subject),
@@ -128,7 +131,7 @@ impl Vault {
         Ok((users, total))
     }
 
-    async fn open_profile(&self, subject: &Uuid, active: &ActiveSubject) -> VaultResult<Value> {
+    pub(super) async fn open_profile(&self, subject: &Uuid, active: &ActiveSubject) -> VaultResult<Value> {
         let dek = self.dek(subject, active).await?;
         let plaintext = dek.open(&active.profile, &crypto::record_aad(subject, "profile"))?;
         serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))
