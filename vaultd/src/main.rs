@@ -72,6 +72,9 @@ struct DemoArgs {
     /// Allow `POST /v1/users` (bulk listing).
     #[arg(long)]
     enable_bulk_list: bool,
+    /// How often subjects whose expiration has ended are forgotten (default 10 s).
+    #[arg(long)]
+    expiration_sweep_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -243,7 +246,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             temporary.path().to_path_buf()
         }
     };
-    let settings = VaultSettings { bulk_list_enabled: args.enable_bulk_list, ..VaultSettings::default() };
+    let defaults = VaultSettings::default();
+    let settings = VaultSettings {
+        bulk_list_enabled: args.enable_bulk_list,
+        expiration_sweep: args
+            .expiration_sweep_secs
+            .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
+        ..defaults
+    };
     let kek = Kek::Software(SoftwareKek::generate());
     let listener = server::bind(SocketAddr::new(args.bind, args.port))?;
     let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings, ClusterOptions::default())
