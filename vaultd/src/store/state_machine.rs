@@ -577,6 +577,123 @@ mod tests {
         assert!(store.verify_audit().unwrap().intact);
     }
 
+    fn expiration(ends_at: u64, token: u8) -> crate::store::Expiration {
+        crate::store::Expiration {
+            status: ExpirationStatus::Wait,
+            started: 0,
+            ends_at,
+            token_hash: [token; 32],
+            sealed_token: vec![token],
+        }
+    }
+
+    fn at(time: u64, change: Change) -> Command {
+        let mut command = command(change);
+        command.audit.time = time;
+        command
+    }
+
+    #[test]
+    fn an_expiration_counts_down_until_retained_cancelled_or_due() {
+        let (_dir, mut machine) = machine();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let start = |subject, token, replace| {
+            command(Change::StartExpiration {
+                subject,
+                expected_version: None,
+                replace,
+                expiration: expiration(5_000, token),
+            })
+        };
+        apply(&mut machine, &[create(a, vec![]), create(b, vec![]), start(a, 1, true), start(b, 2, true)]);
+        let store = machine.store().clone();
+        assert_eq!(store.due_expirations(4_999, 10).unwrap(), Vec::<Uuid>::new());
+        assert_eq!(store.due_expirations(5_000, 10).unwrap().len(), 2);
+        assert_eq!(store.subject_by_exptoken(&[1; 32]).unwrap(), Some(a));
+        assert_eq!(apply(&mut machine, &[start(a, 3, false)])[0].outcome, Err(Rejection::Exists));
+
+        let due = |subject, time| {
+            at(
+                time,
+                Change::ForgetSubject { target: Target::Token(subject), condition: ForgetCondition::ExpirationDue },
+            )
+        };
+        let receipts = apply(
+            &mut machine,
+            &[
+                due(a, 4_000),
+                command(Change::RetainData { target: Target::ExpToken([2; 32]) }),
+                due(b, 6_000),
+                due(a, 6_000),
+            ],
+        );
+        assert_eq!(receipts[0].outcome, Err(Rejection::Stale), "not due yet");
+        assert_eq!(receipts[1].outcome, Ok(Applied::Resolved(b)));
+        assert_eq!(receipts[2].outcome, Err(Rejection::Stale), "b retained its data");
+        assert_eq!(receipts[3].outcome, Ok(Applied::Resolved(a)));
+        assert_eq!(store.due_expirations(u64::MAX, 10).unwrap(), Vec::<Uuid>::new());
+        let forgotten = store.subject(&a).unwrap().unwrap();
+        let ended = forgotten.expiration.unwrap();
+        assert_eq!((ended.status, ended.sealed_token.is_empty()), (ExpirationStatus::Expired, true));
+        assert_eq!(store.subject_by_exptoken(&[1; 32]).unwrap(), None, "a used-up exptoken resolves nothing");
+
+        let receipts = apply(&mut machine, &[command(Change::CancelExpiration { target: Target::Token(b) })]);
+        assert_eq!(receipts[0].outcome, Ok(Applied::Resolved(b)));
+        assert_eq!(store.subject(&b).unwrap().unwrap().expiration, None);
+        assert_eq!(store.subject_by_exptoken(&[2; 32]).unwrap(), None);
+    }
+
+    #[test]
+    fn conditional_changes_refuse_a_subject_that_changed() {
+        let (_dir, mut machine) = machine();
+        let a = Uuid::new_v4();
+        let put = command(Change::PutApp { subject: a, app: "shop".into(), sealed: vec![5], expected_version: None });
+        apply(&mut machine, &[create(a, vec![]), put.clone(), put]);
+        let delete_app = |version| {
+            command(Change::DeleteApp { target: Target::Token(a), app: "shop".into(), expected_version: Some(version) })
+        };
+        let forget = |version| {
+            command(Change::ForgetSubject { target: Target::Token(a), condition: ForgetCondition::Version(version) })
+        };
+        let receipts = apply(&mut machine, &[delete_app(1), delete_app(2), forget(7), forget(1), forget(1)]);
+        assert_eq!(receipts[0].outcome, Err(Rejection::Stale), "the app record is at version 2");
+        assert_eq!(receipts[1].outcome, Ok(Applied::Resolved(a)));
+        assert_eq!(receipts[2].outcome, Err(Rejection::Stale));
+        assert_eq!(receipts[3].outcome, Ok(Applied::Resolved(a)));
+        assert_eq!(receipts[4].outcome, Err(Rejection::Forgotten), "a conditional forget applies once");
+    }
+
+    #[test]
+    fn run_history_is_bounded_per_policy_even_within_one_batch() {
+        use strongroom_admin_api::retention::RunReport;
+        let (_dir, mut machine) = machine();
+        let run = |policy: &str, started_at| {
+            command(Change::RecordRetentionRun {
+                report: RunReport {
+                    policy: policy.into(),
+                    dry_run: false,
+                    started_at,
+                    finished_at: started_at,
+                    matched: 0,
+                    changed: 0,
+                    rules: vec![],
+                    audit_event_id: String::new(),
+                },
+            })
+        };
+        let mut runs: Vec<Command> = (0..MAX_RUNS_PER_POLICY as u64 + 5).map(|i| run("shop/a", i)).collect();
+        runs.push(run("shop/ab", 99));
+        apply(&mut machine, &runs);
+        let kept = machine.store().retention_runs(Some("shop/a"), 1_000).unwrap();
+        assert_eq!(kept.len(), MAX_RUNS_PER_POLICY);
+        assert_eq!(kept[0].1.started_at, MAX_RUNS_PER_POLICY as u64 + 4, "newest first");
+        assert_eq!(kept.last().unwrap().1.started_at, 5, "the oldest were dropped");
+        let event = machine.store().audit_event_at(kept[0].0).unwrap().unwrap();
+        assert_eq!(event.seq, kept[0].0, "a run is keyed by its audit event");
+        assert_eq!(machine.store().retention_runs(Some("shop/ab"), 10).unwrap().len(), 1, "prefixes do not mix");
+        assert_eq!(machine.store().retention_runs(None, 1_000).unwrap().len(), MAX_RUNS_PER_POLICY + 1);
+    }
+
     #[test]
     fn stale_updates_and_forgotten_subjects_are_refused() {
         let (_dir, mut machine) = machine();
