@@ -93,8 +93,9 @@ pub struct Member {
     pub healthy: Option<bool>,
 }
 
-/// Crypto-shredding progress on the answering node: forget-me erasures applied but still
-/// present in the Raft log or an older snapshot on this node's disk.
+/// Crypto-shredding progress on the answering node: erasures (forget-me, app record
+/// deletions, retention and expiration changes) applied but still present in the Raft
+/// log or an older snapshot on this node's disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErasureCompaction {

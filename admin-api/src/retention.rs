@@ -30,7 +30,8 @@ pub struct PolicySpec {
     /// Stop scheduling runs; a run already started completes.
     #[serde(default)]
     pub suspend: bool,
-    /// Report what would change without changing anything.
+    /// Report what would change without changing anything. Each rule is then evaluated
+    /// on the data as it is: a later rule does not see what an earlier one would change.
     #[serde(default)]
     pub dry_run: bool,
     /// Applied in order; a subject one rule forgets is not seen by the rules after it.

@@ -45,6 +45,26 @@ pub enum Operation {
     RetentionStartExpiration,
 }
 
+impl Operation {
+    /// Whether the operation removes personal data on purpose (forget-me, app record
+    /// deletion, retention and expiration changes). Such a change must reach the disk:
+    /// the node compacts the removed data out of its Raft log promptly (see
+    /// `cluster::compaction`), where an ordinary update's old value waits for the next
+    /// regular snapshot.
+    pub fn erases_data(self) -> bool {
+        matches!(
+            self,
+            Operation::UserForget
+                | Operation::AppDelete
+                | Operation::ExpirationDelete
+                | Operation::RetentionDelete
+                | Operation::RetentionDropFields
+                | Operation::RetentionPseudonymize
+                | Operation::RetentionDeleteApp
+        )
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock of audit events and record ages.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

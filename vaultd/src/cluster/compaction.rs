@@ -1,5 +1,6 @@
 //! Crypto-shredding has to reach the disk: a forgotten subject's wrapped key and sealed
-//! records stay in the Raft log (and in the last snapshot) until the log is compacted.
+//! records — or the old version of a record that a retention rule minimised — stay in the
+//! Raft log (and in the last snapshot) until the log is compacted.
 //! Each node checks every second for erasures it has applied but not yet compacted, and
 //! once the oldest has waited `erasure_compaction`, it takes a snapshot (which no longer
 //! holds the subject) and purges its log up to it. `GET /v1/sys/cluster` reports what is

@@ -76,6 +76,9 @@ impl Transaction<'_> {
         };
         if let (Ok(_), Change::ForgetSubject { .. }, Some(subject)) = (&outcome, &command.change, resolved) {
             self.forgotten.push(subject);
+        }
+        if outcome.is_ok() && command.audit.operation.erases_data() {
+            // The removed data is still in this entry's predecessors in the log.
             self.staged.insert(keys::erasure(log_index), encode(&command.audit.time)?);
         }
         let mut draft = command.audit.clone();
