@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,23 +143,47 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<C>> + Send + 'static,
 {
+    let (result, clients, _) = run_until(clients, keys, limits, connect, std::future::pending::<()>()).await?;
+    Ok((result, clients))
+}
+
+/// `run`, with one more way to stop: `until` starts when the clock does (every client
+/// connected), runs beside the load, and when it completes the clients stop after their
+/// current request. Its output is returned, or `None` when `limits` ended the load first
+/// (then `until` is dropped unfinished). This is how a load measures the latency of other
+/// requests while one long operation runs.
+pub async fn run_until<C, F, Fut, U>(
+    clients: usize,
+    keys: Keys,
+    limits: Limits,
+    connect: F,
+    until: U,
+) -> anyhow::Result<(LoadResult, Vec<C>, Option<U::Output>)>
+where
+    C: Client,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<C>> + Send + 'static,
+    U: Future,
+{
     if clients == 0 {
         bail!("at least one client is needed");
     }
     let start_line = Arc::new(Barrier::new(clients + 1));
     let issued = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     for index in 0..clients {
         let connecting = connect(index);
         let start_line = Arc::clone(&start_line);
         let issued = Arc::clone(&issued);
+        let stop = Arc::clone(&stop);
         tasks.spawn(async move {
             let connected = connecting.await;
             start_line.wait().await;
             let mut client = connected?;
             // All clients leave the barrier together, so their deadlines agree.
             let deadline = Instant::now() + limits.duration;
-            let stats = drive(&mut client, index as u64, keys, limits, deadline, &issued).await;
+            let stats = drive(&mut client, index as u64, keys, limits, deadline, &issued, &stop).await;
             anyhow::Ok((stats, client))
         });
     }
@@ -200,7 +224,24 @@ where
         }
         anyhow::Ok(())
     };
-    tokio::time::timeout(outer, collect).await.context("the load run did not stop in time")??;
+    // `until` and the clients run together; the clients are collected as they finish.
+    let output = {
+        let mut collect = std::pin::pin!(tokio::time::timeout(outer, collect));
+        let mut until = std::pin::pin!(until);
+        let mut output = None;
+        loop {
+            tokio::select! {
+                done = &mut until, if output.is_none() => {
+                    output = Some(done);
+                    stop.store(true, Ordering::Relaxed);
+                }
+                collected = &mut collect => {
+                    collected.context("the load run did not stop in time")??;
+                    break output;
+                }
+            }
+        }
+    };
     let elapsed = started.elapsed();
     if let Some(error) = first_error {
         return Err(error.context("a client could not connect"));
@@ -213,7 +254,7 @@ where
         latency: total.latency,
         errors: total.errors,
     };
-    Ok((result, finished))
+    Ok((result, finished, output))
 }
 
 /// One client's loop.
@@ -224,12 +265,13 @@ async fn drive<C: Client>(
     limits: Limits,
     deadline: Instant,
     issued: &AtomicU64,
+    stop: &AtomicBool,
 ) -> ClientStats {
     let mut stats = ClientStats::new();
     let mut random = XorShift::new(seed);
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || stop.load(Ordering::Relaxed) {
             break;
         }
         let ticket = issued.fetch_add(1, Ordering::Relaxed);
@@ -332,6 +374,40 @@ mod tests {
             run(2, Keys::Random { below: 10 }, limits, |_| async { Ok(Fake { keys: Vec::new() }) }).await.unwrap();
         assert!(result.ok > 0);
         assert!(result.elapsed < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn until_stops_the_clients_and_returns_its_output() {
+        // The deadline is far off; `until` finishing after 100 ms is what stops the load.
+        let limits = Limits { duration: Duration::from_secs(30), ..limits(None) };
+        let until = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            7
+        };
+        let (result, _, output) =
+            run_until(2, Keys::Random { below: 10 }, limits, |_| async { Ok(Fake { keys: Vec::new() }) }, until)
+                .await
+                .unwrap();
+        assert_eq!(output, Some(7));
+        assert!(result.ok > 0);
+        assert!(result.elapsed >= Duration::from_millis(100));
+        assert!(result.elapsed < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn limits_ending_first_leave_until_unfinished() {
+        let until = tokio::time::sleep(Duration::from_secs(30));
+        let (result, _, output) = run_until(
+            2,
+            Keys::Sequential { start: 0 },
+            limits(Some(20)),
+            |_| async { Ok(Fake { keys: Vec::new() }) },
+            until,
+        )
+        .await
+        .unwrap();
+        assert_eq!(output, None);
+        assert_eq!(result.ok + result.rejected, 20);
     }
 
     #[tokio::test]
