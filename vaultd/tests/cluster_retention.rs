@@ -1,0 +1,344 @@
+//! Retention runs on a 3-node cluster of real `vaultd serve` processes sharing a SoftHSM
+//! token: a run sent to a follower changes exactly the matched records on every replica
+//! and is recorded alike everywhere; a dry run and a rerun change nothing; and a run cut
+//! short by killing the leader completes, changing each matched subject exactly once,
+//! when it is run again on a surviving node.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::cluster::{poll, TestCluster};
+use support::Client;
+
+/// What a subject is made of, by its number: which rule selects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Has a phone: `drop-phone` removes it.
+    Phone,
+    /// Is closed: `forget-closed` forgets it.
+    Closed,
+    /// Neither: no rule touches it.
+    Kept,
+}
+
+fn kind(n: usize) -> Kind {
+    match n % 3 {
+        0 => Kind::Phone,
+        1 => Kind::Closed,
+        _ => Kind::Kept,
+    }
+}
+
+fn original(n: usize) -> Value {
+    match kind(n) {
+        Kind::Phone => json!({"login": format!("u{n}"), "n": n, "phone": format!("+4477009{n:05}")}),
+        Kind::Closed => json!({"login": format!("u{n}"), "n": n, "closed": true}),
+        Kind::Kept => json!({"login": format!("u{n}"), "n": n, "city": "Leeds"}),
+    }
+}
+
+/// The profile a subject has once the policy has been applied.
+fn expected(n: usize) -> Value {
+    match kind(n) {
+        Kind::Phone => json!({"login": format!("u{n}"), "n": n}),
+        Kind::Closed => json!({}),
+        Kind::Kept => original(n),
+    }
+}
+
+fn policy(dry_run: bool) -> Value {
+    json!({"policy": "shop/minimise", "spec": {"dryRun": dry_run, "rules": [
+        {"name": "drop-phone", "match": {"olderThan": "0s", "hasFields": ["phone"]},
+         "action": "dropFields", "fields": ["phone"]},
+        {"name": "forget-closed", "match": {"since": "updated", "hasFields": ["closed"]}, "action": "delete"},
+    ]}})
+}
+
+/// (matched, changed, skipped) of each rule.
+fn counts(report: &Value) -> Vec<(u64, u64, u64)> {
+    report["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a report: {report}"))
+        .iter()
+        .map(|r| (r["matched"].as_u64().unwrap(), r["changed"].as_u64().unwrap(), r["skipped"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Creates subjects `0..count` with `threads` concurrent clients spread over the nodes;
+/// returns their tokens in order.
+fn create_subjects(cluster: &TestCluster, count: usize, threads: usize) -> Vec<String> {
+    let clients: Vec<Client> = cluster.running().into_iter().map(|slot| cluster.client(slot)).collect();
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..threads)
+        .map(|worker| {
+            let (client, next) = (clients[worker % clients.len()].clone(), Arc::clone(&next));
+            std::thread::spawn(move || {
+                let mut made = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= count {
+                        return made;
+                    }
+                    made.push((n, client.create_user(original(n))));
+                }
+            })
+        })
+        .collect();
+    let mut tokens = vec![String::new(); count];
+    for worker in workers {
+        for (n, token) in worker.join().unwrap() {
+            tokens[n] = token;
+        }
+    }
+    tokens
+}
+
+/// Reads every subject on `slot` (normal, linearizable reads) with a few concurrent
+/// clients and returns the profiles that differ from `want(n)`.
+fn mismatches(cluster: &TestCluster, slot: usize, tokens: &[String], want: fn(usize) -> Value) -> Vec<String> {
+    let tokens = Arc::new(tokens.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (client, tokens, next) = (cluster.client(slot), Arc::clone(&tokens), Arc::clone(&next));
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(token) = tokens.get(n) else { return wrong };
+                    let reply = client.get(&format!("/v1/user/token/{token}"));
+                    let data = &reply.assert_ok()["data"];
+                    if *data != want(n) {
+                        wrong.push(format!("subject {n} ({:?}): {data}, expected {}", kind(n), want(n)));
+                    }
+                }
+            })
+        })
+        .collect();
+    readers.into_iter().flat_map(|reader| reader.join().unwrap()).collect()
+}
+
+/// Every audit event a node holds, oldest first.
+fn all_events(client: &Client) -> Vec<Value> {
+    let total = client.get("/v1/audit/admin?limit=1").assert_ok()["total"].as_u64().unwrap() as usize;
+    let mut rows = Vec::with_capacity(total);
+    let mut offset = 0;
+    loop {
+        let reply = client.get(&format!("/v1/audit/admin?offset={offset}&limit=1000"));
+        let page = reply.assert_ok()["rows"].as_array().unwrap().clone();
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        rows.extend(page);
+    }
+    rows.reverse();
+    rows
+}
+
+/// For each retention change operation, how many successful events each subject has.
+fn changes_by_subject(events: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut changes = BTreeMap::new();
+    for event in events {
+        let operation = event["operation"].as_str().unwrap();
+        if operation.starts_with("retention-") && operation != "retention-run" && event["result"] == "ok" {
+            let subject = event["subject"].as_str().unwrap_or_else(|| panic!("change without subject: {event}"));
+            *changes.entry((operation.to_string(), subject.to_string())).or_insert(0) += 1;
+        }
+    }
+    changes
+}
+
+/// Asserts that every selected subject has exactly one successful change event of its
+/// rule's operation, with the rule as purpose, and no other subject has any.
+fn assert_each_change_audited_once(events: &[Value], tokens: &[String]) {
+    let changes = changes_by_subject(events);
+    let mut wanted = BTreeMap::new();
+    for (n, token) in tokens.iter().enumerate() {
+        let operation = match kind(n) {
+            Kind::Phone => "retention-drop-fields",
+            Kind::Closed => "retention-delete",
+            Kind::Kept => continue,
+        };
+        wanted.insert((operation.to_string(), token.clone()), 1);
+    }
+    if changes != wanted {
+        let extra: Vec<_> = changes.iter().filter(|(k, v)| wanted.get(*k) != Some(v)).take(10).collect();
+        let missing: Vec<_> = wanted.keys().filter(|k| !changes.contains_key(*k)).take(10).collect();
+        panic!(
+            "audited changes differ from the selected subjects: {} changes for {} selected; \
+             wrong counts or unselected: {extra:?}; missing: {missing:?}",
+            changes.len(),
+            wanted.len()
+        );
+    }
+    for event in events {
+        let purpose = match event["operation"].as_str().unwrap() {
+            "retention-drop-fields" => "retention shop/minimise rule drop-phone",
+            "retention-delete" => "retention shop/minimise rule forget-closed",
+            _ => continue,
+        };
+        assert_eq!(event["purpose"], purpose, "{event}");
+    }
+}
+
+/// The run history as node `slot` reports it.
+fn runs(cluster: &TestCluster, slot: usize) -> Value {
+    cluster.client(slot).get("/v1/sys/retention/runs?policy=shop/minimise&limit=100").assert_ok()["runs"].clone()
+}
+
+fn without_status(report: &Value) -> Value {
+    let mut report = report.clone();
+    report.as_object_mut().unwrap().remove("status");
+    report
+}
+
+#[test]
+fn a_run_on_a_follower_changes_exactly_the_matched_records_on_every_replica() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let (follower, other) = ((leader + 1) % 3, (leader + 2) % 3);
+    let tokens = create_subjects(&cluster, 30, 3);
+    let admin = cluster.client(follower);
+
+    // A dry run on a follower counts what would change and changes nothing anywhere.
+    let dry = admin.post("/v1/sys/retention/run", policy(true));
+    assert_eq!(dry.assert_ok()["dryRun"], true);
+    assert_eq!(counts(&dry.body), [(10, 10, 0), (10, 10, 0)], "{}", dry.body);
+    for slot in 0..3 {
+        let wrong = mismatches(&cluster, slot, &tokens, original);
+        assert!(wrong.is_empty(), "node {slot} after the dry run: {wrong:#?}");
+    }
+    assert!(changes_by_subject(&all_events(&admin)).is_empty(), "a dry run audited changes");
+
+    // The real run, on the follower: every replica reads the same, changed records.
+    let real = admin.post("/v1/sys/retention/run", policy(false));
+    assert_eq!(real.assert_ok()["dryRun"], false);
+    assert_eq!(counts(&real.body), [(10, 10, 0), (10, 10, 0)], "{}", real.body);
+    assert_eq!(real.body["changed"], 20);
+    for slot in 0..3 {
+        let wrong = mismatches(&cluster, slot, &tokens, expected);
+        assert!(wrong.is_empty(), "node {slot} after the run: {wrong:#?}");
+        cluster.client(slot).get("/v1/user/login/u1").assert_error(404);
+        cluster.client(slot).get("/v1/user/phone/+447700900000").assert_error(404);
+        assert_eq!(cluster.client(slot).get("/v1/user/login/u0").assert_ok()["token"], tokens[0].as_str());
+    }
+
+    // A rerun on the other follower changes nothing.
+    let rerun = cluster.client(other).post("/v1/sys/retention/run", policy(false));
+    assert_eq!(counts(rerun.assert_ok()), [(0, 0, 0), (0, 0, 0)]);
+    for slot in 0..3 {
+        let wrong = mismatches(&cluster, slot, &tokens, expected);
+        assert!(wrong.is_empty(), "node {slot} after the rerun: {wrong:#?}");
+    }
+
+    // Every node reports the same three runs, newest first, and each run's audit event.
+    let history = json!([without_status(&rerun.body), without_status(&real.body), without_status(&dry.body)]);
+    for slot in 0..3 {
+        assert_eq!(runs(&cluster, slot), history, "node {slot}");
+        for report in [&dry.body, &real.body, &rerun.body] {
+            let id = report["auditEventId"].as_str().unwrap();
+            let event = cluster.client(slot).get(&format!("/v1/audit/get/{id}")).assert_ok()["event"].clone();
+            assert_eq!(event["operation"], "retention-run", "node {slot}: {event}");
+        }
+        let events = all_events(&cluster.client(slot));
+        assert_each_change_audited_once(&events, &tokens);
+        let verify = cluster.client(slot).get("/v1/sys/audit/verify");
+        assert_eq!(verify.assert_ok()["verification"]["intact"], true, "node {slot}");
+    }
+}
+
+#[test]
+fn a_run_cut_short_by_killing_the_leader_completes_exactly_once_when_rerun() {
+    const SUBJECTS: usize = 2_000;
+    let mut cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let survivor = (leader + 1) % 3;
+    let tokens = create_subjects(&cluster, SUBJECTS, 12);
+    let selected = |k: Kind| (0..SUBJECTS).filter(|&n| kind(n) == k).count() as u64;
+    let (phones, closed) = (selected(Kind::Phone), selected(Kind::Closed));
+
+    // Run on the leader, and kill it as soon as the run has changed something (or ended).
+    let runner = cluster.client(leader);
+    let run = std::thread::spawn(move || {
+        let reply = runner.try_send(runner.request("POST", "/v1/sys/retention/run").json(&policy(false)));
+        reply.map(|reply| (reply.status, reply.body))
+    });
+    let watcher = cluster.client(survivor);
+    poll("the run to change a subject", Duration::from_secs(60), || {
+        if run.is_finished() {
+            return Some(());
+        }
+        let newest = watcher.get("/v1/audit/admin?limit=1").assert_ok()["rows"][0]["operation"].clone();
+        newest.as_str().is_some_and(|op| op.starts_with("retention-")).then_some(())
+    });
+    cluster.kill(leader);
+    let first = run.join().unwrap();
+    if let Ok((200, report)) = &first {
+        // It finished before the kill: then it changed everything at once.
+        assert_eq!(counts(report), [(phones, phones, 0), (closed, closed, 0)], "{report}");
+    }
+    let new_leader = cluster.leader();
+    assert_ne!(new_leader, leader);
+
+    // The rerun on a surviving node completes what is left.
+    let client = cluster.client(survivor);
+    let rerun = poll("a rerun to be accepted", Duration::from_secs(60), || {
+        let reply = client.try_send(client.request("POST", "/v1/sys/retention/run").json(&policy(false))).ok()?;
+        match reply.status {
+            200 => Some(reply.body),
+            503 => None,
+            other => panic!("rerun answered {other}: {}", reply.body),
+        }
+    });
+    let outcome = match &first {
+        Ok((status, body)) => format!("answered {status} {body}"),
+        Err(error) => format!("failed: {error}"),
+    };
+    eprintln!("the run cut short {outcome}; the rerun: {rerun}");
+    let rules = counts(&rerun);
+    assert!(rules[0].0 <= phones && rules[1].0 <= closed, "{rerun}");
+    assert_eq!((rules[0].2, rules[1].2), (0, 0), "nothing else was writing: {rerun}");
+    // Now nothing is left to do.
+    let again = client.post("/v1/sys/retention/run", policy(false));
+    assert_eq!(counts(again.assert_ok()), [(0, 0, 0), (0, 0, 0)], "after: {first:?} then {rerun}");
+
+    // Every replica, the killed one too once it has caught up, holds exactly the result.
+    cluster.restart(leader);
+    let applied = cluster.local_status(new_leader)["appliedIndex"].as_u64().unwrap();
+    poll("the old leader to catch up", Duration::from_secs(60), || {
+        (cluster.local_status(leader)["appliedIndex"].as_u64()? >= applied).then_some(())
+    });
+    for slot in 0..3 {
+        let wrong = mismatches(&cluster, slot, &tokens, expected);
+        assert!(
+            wrong.is_empty(),
+            "node {slot}: {} subjects wrong, e.g. {:#?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+    // Each change was made, and audited, exactly once; the audit chain is intact.
+    let events = all_events(&client);
+    assert_each_change_audited_once(&events, &tokens);
+    for slot in 0..3 {
+        let verify = cluster.client(slot).get("/v1/sys/audit/verify");
+        assert_eq!(verify.assert_ok()["verification"]["intact"], true, "node {slot}");
+    }
+    // The runs that completed are recorded alike on every node.
+    let history = runs(&cluster, survivor);
+    assert!(history.as_array().unwrap().len() >= 2, "{history}");
+    assert_eq!(history[0], without_status(&again.body));
+    assert_eq!(history[1], without_status(&rerun));
+    let recorded: BTreeSet<String> =
+        history.as_array().unwrap().iter().map(|run| run["auditEventId"].as_str().unwrap().to_string()).collect();
+    assert_eq!(recorded.len(), history.as_array().unwrap().len(), "each run has its own audit event");
+    for slot in 0..3 {
+        assert_eq!(runs(&cluster, slot), history, "node {slot}");
+    }
+}
