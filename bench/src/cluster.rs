@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use crate::http::{self, Connection};
+use crate::http;
 use crate::servers::{self, Server};
 
 /// Nodes in the cluster (spec §9 measures three).
@@ -245,18 +245,7 @@ async fn admin(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    let mut request = Vec::new();
-    let headers = [("X-Bunker-Token", token)];
-    http::write_request(&mut request, method, path, &addr.to_string(), &headers, body.map(str::as_bytes));
-    let exchange = async {
-        let mut connection = Connection::connect(addr).await?;
-        let status = connection.send(&request).await?;
-        std::io::Result::Ok((status, String::from_utf8_lossy(connection.body()).into_owned()))
-    };
-    tokio::time::timeout(ADMIN_TIMEOUT, exchange)
-        .await
-        .with_context(|| format!("{method} {path} on {addr}: no answer within {ADMIN_TIMEOUT:?}"))?
-        .with_context(|| format!("{method} {path} on {addr}"))
+    http::exchange(addr, token, method, path, body, ADMIN_TIMEOUT).await
 }
 
 /// `count` distinct ports free on 127.0.0.1: bound together on port 0 (so the kernel

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -208,6 +209,31 @@ pub fn write_request(
         }
         None => out.extend_from_slice(b"\r\n"),
     }
+}
+
+/// One request with vaultd's token header on a fresh connection, answered within
+/// `timeout`: the status and the body (for admin requests, not for load).
+pub async fn exchange(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
+    use anyhow::Context;
+    let mut request = Vec::new();
+    let headers = [("X-Bunker-Token", token)];
+    write_request(&mut request, method, path, &addr.to_string(), &headers, body.map(str::as_bytes));
+    let exchange = async {
+        let mut connection = Connection::connect(addr).await?;
+        let status = connection.send(&request).await?;
+        io::Result::Ok((status, String::from_utf8_lossy(connection.body()).into_owned()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{method} {path} on {addr}: no answer within {timeout:?}"))?
+        .with_context(|| format!("{method} {path} on {addr}"))
 }
 
 #[cfg(test)]
