@@ -27,13 +27,17 @@ impl Workload {
     }
 }
 
+/// Keys whose phone numbers differ: key `n` and key `n + DISTINCT_PHONES` share one, and
+/// the vault keeps phones unique, so the second create would be rejected.
+pub const DISTINCT_PHONES: u64 = 1_000_000;
+
 /// The profile a create sends, as JSON, for key `n`. Phones are `+4477009` and six
 /// digits of `n`: the UK's 07700 9 drama prefix with one digit too many, so no real
 /// subscriber's number (vaultd normalises phone numbers and does not reject odd ones).
 pub fn profile_json(n: u64) -> String {
     format!(
         r#"{{"login":"u{n}","email":"u{n}@example.com","phone":"+4477009{:06}","first":"Name","last":"Surname"}}"#,
-        n % 1_000_000
+        n % DISTINCT_PHONES
     )
 }
 
@@ -145,5 +149,13 @@ mod tests {
         assert_eq!(value["email"], "u42@example.com");
         assert_eq!(value["phone"], "+4477009000042");
         assert_ne!(profile_json(1), profile_json(2));
+    }
+
+    #[test]
+    fn phones_repeat_only_after_distinct_phones_keys() {
+        let phone = |n| serde_json::from_str::<serde_json::Value>(&profile_json(n)).unwrap()["phone"].clone();
+        assert_ne!(phone(0), phone(DISTINCT_PHONES - 1));
+        assert_ne!(phone(99_999), phone(100_000));
+        assert_eq!(phone(0), phone(DISTINCT_PHONES));
     }
 }
