@@ -180,6 +180,13 @@ fn start_status_retain_cancel_and_delete_with_their_shapes_and_audit_events() {
     assert!(!text.contains("ada@example.com"));
     let verify = client.get("/v1/sys/audit/verify");
     assert_eq!(verify.assert_ok()["verification"]["intact"], true);
+    // Exptokens are credentials: neither logged nor stored in the clear.
+    let log = vault.log();
+    for secret in [&first, &second, &third] {
+        assert!(!log.contains(secret.as_str()), "an exptoken is in the log");
+        let found = support::occurs_in_files(&vault.data_dir, secret);
+        assert!(found.is_none(), "exptoken {secret} is stored in the clear in {found:?}");
+    }
 }
 
 #[test]

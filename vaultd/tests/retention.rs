@@ -132,6 +132,10 @@ fn drop_fields_removes_the_field_from_exactly_the_subjects_that_have_it() {
     client.get("/v1/user/phone/07700900002").assert_error(404);
     assert_eq!(client.get("/v1/user/email/b@example.com").assert_ok()["token"], b.as_str());
     assert_eq!(client.get("/v1/user/login/a").assert_ok()["token"], a.as_str());
+    // The dropped phone is free for somebody else.
+    let newcomer = client.create_user(json!({"login": "newcomer", "phone": "07700900001"}));
+    assert_eq!(client.get("/v1/user/phone/07700900001").assert_ok()["token"], newcomer.as_str());
+    client.delete(&format!("/v1/user/token/{newcomer}")).assert_ok();
 
     // A rerun finds nothing to do.
     let report = run_ok(&client, "shop/drop-phone", drop_phone("0s"));
@@ -236,6 +240,8 @@ fn pseudonymize_replaces_values_with_stable_keyed_pseudonyms_once() {
     // The old email finds nobody any more.
     client.get("/v1/user/email/pa@example.com").assert_error(404);
     assert_eq!(client.get("/v1/user/login/pa").assert_ok()["token"], a.as_str());
+    let reuser = client.create_user(json!({"login": "reuser", "email": "pa@example.com"}));
+    client.delete(&format!("/v1/user/token/{reuser}")).assert_ok();
 
     // A rerun does not pseudonymise pseudonyms; a later subject gets the same pseudonym.
     let report = run_ok(&client, "analytics/mask", spec.clone());
@@ -445,6 +451,8 @@ fn runs_are_audited_and_listed_newest_first_per_policy() {
     assert_eq!(runs("?policy=shop/drop-phone&limit=1")["runs"], json!([listed(&second)]));
     assert_eq!(runs("?policy=crm/other&limit=100")["runs"], json!([listed(&other)]));
     assert_eq!(runs("?policy=shop/nothing")["runs"], json!([]));
+    assert_eq!(runs("?policy=shop/drop")["runs"], json!([]), "a policy name is not a prefix match");
+    assert_eq!(runs("?policy=shop")["runs"], json!([]));
     assert_eq!(runs("")["runs"], json!([listed(&other), listed(&second), listed(&first)]));
     assert_eq!(runs("?limit=2")["runs"], json!([listed(&other), listed(&second)]));
     for bad in ["?limit=0", "?limit=101", "?limit=x", "?limit=-1", "?policy=shop/drop-phone&limit=1000"] {
@@ -659,4 +667,35 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
         3
     );
     assert!(client.get("/v1/sys/retention/runs?policy=x").assert_ok()["runs"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn an_expiration_started_by_a_rule_ends_in_the_sweeper() {
+    let vault = Vault::demo_with(&["--expiration-sweep-secs", "1"]);
+    let client = vault.demo_client();
+    let kept = client.create_user(json!({"login": "kept"}));
+    let lapsed = client.create_user(json!({"login": "lapsed", "lapsed": true}));
+    let spec = json!({"rules": [{
+        "name": "lapse", "match": {"hasFields": ["lapsed"]}, "action": "startExpiration", "expiration": "1s",
+    }]});
+    assert_eq!(counts(&run_ok(&client, "crm/lapse", spec)), [(1, 1, 0)]);
+    // The kept subject's expiration ends after the lapsed one's: the sweep that forgets
+    // the lapsed subject has seen the kept one due as well (and it retained its data).
+    let exptoken = client.post(&format!("/v1/exp/start/token/{kept}"), json!({"expiration": "1s"})).assert_ok()
+        ["exptoken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    client.with_token(None).get(&format!("/v1/exp/retain/{exptoken}")).assert_ok();
+    support::cluster::poll("the sweeper to forget the lapsed subject", std::time::Duration::from_secs(30), || {
+        (profile(&client, &lapsed) == json!({})).then_some(())
+    });
+    let swept = events(&client, &lapsed, "expiration-delete");
+    assert_eq!(swept.len(), 1, "{swept:#?}");
+    assert_eq!(swept[0]["actor"], "system", "{}", swept[0]);
+    assert_eq!(swept[0]["result"], "ok", "{}", swept[0]);
+    assert_eq!(events(&client, &lapsed, "retention-start-expiration").len(), 1);
+    assert!(events(&client, &kept, "expiration-delete").is_empty());
+    assert_eq!(client.get(&format!("/v1/exp/status/token/{lapsed}")).assert_ok()["expstatus"], "expired");
+    assert_eq!(profile(&client, &kept), json!({"login": "kept"}));
 }
