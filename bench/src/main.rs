@@ -7,11 +7,27 @@
 //! errors and server memory. `hack/bench.sh` runs the standard suite. `--mode cluster`
 //! measures a local 3-node vaultd cluster, and `failover` its recovery from a leader
 //! `kill -9`.
+//!
+//! `--workloads minimize` measures a retention run (`POST /v1/sys/retention/run`, see
+//! `minimize.rs`): the vault is filled to `--subjects` subjects (default 100,000), the
+//! get-by-login load with `--clients` clients runs for `--duration` seconds as a
+//! baseline, then a policy dropping `phone` from every profile runs while the same get
+//! load goes on until the run answers (at most `--retention-timeout` seconds), and the
+//! policy runs once more, which must change nothing. It reports records changed per
+//! second and the gets' throughput and p50/p99 beside the baseline. It runs after the
+//! other load workloads and before failover; with `--mode cluster` the run goes to the
+//! leader and the gets to every node:
+//!
+//! ```sh
+//! strongroom-bench run --targets vaultd --mode cluster --workloads minimize \
+//!   --clients 64 --duration 10 --subjects 100000
+//! ```
 
 mod cluster;
 mod failover;
 mod http;
 mod load;
+mod minimize;
 mod postgres;
 mod procfs;
 mod report;
@@ -67,6 +83,10 @@ enum Choice {
     /// Creates while the cluster's leader is killed with SIGKILL: time to the first
     /// successful write and to half the earlier rate (--mode cluster only).
     Failover,
+    /// A retention run dropping `phone` from --subjects subjects (default 100,000): its
+    /// records changed per second, and get latency during the run beside a baseline
+    /// (vaultd only; runs after the other load workloads, before failover).
+    Minimize,
 }
 
 /// Systems the suite can measure.
@@ -89,7 +109,8 @@ struct RunArgs {
     /// cluster (three softhsm nodes on 127.0.0.1 formed into a Raft cluster).
     #[arg(long, value_delimiter = ',', default_values = ["demo"])]
     mode: Vec<Mode>,
-    /// Workloads, in this order (failover runs last, and only in --mode cluster).
+    /// Workloads, in this order (minimize runs after the others, failover last and only in
+    /// --mode cluster).
     #[arg(long, value_delimiter = ',', default_values = ["create", "get"])]
     workloads: Vec<Choice>,
     /// Clients of the failover run, spread over the cluster's nodes.
@@ -112,9 +133,13 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000)]
     users: u64,
     /// After the workloads, fill vaultd to this many subjects and report its memory
-    /// (spec: ≤ 300 MiB after 100,000).
+    /// (spec: ≤ 300 MiB after 100,000). Also the subjects the minimize workload runs its
+    /// policy over (default there: 100,000).
     #[arg(long)]
     subjects: Option<u64>,
+    /// Seconds the minimize workload's retention request may take.
+    #[arg(long, default_value_t = 1800.0)]
+    retention_timeout: f64,
     /// Seconds a request may take before it counts as failed.
     #[arg(long, default_value_t = 10.0)]
     request_timeout: f64,
@@ -149,8 +174,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    if !(args.duration > 0.0 && args.request_timeout > 0.0 && args.failover_window > 0.0) {
-        anyhow::bail!("--duration, --request-timeout and --failover-window must be positive");
+    if !(args.duration > 0.0
+        && args.request_timeout > 0.0
+        && args.failover_window > 0.0
+        && args.retention_timeout > 0.0)
+    {
+        anyhow::bail!("--duration, --request-timeout, --failover-window and --retention-timeout must be positive");
     }
     let vaultd = match args.vaultd {
         Some(path) => path,
@@ -163,6 +192,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut workloads = Vec::new();
     let mut failover = None;
+    let mut minimize = None;
     for choice in args.workloads {
         match choice {
             Choice::Create => workloads.push(Workload::Create),
@@ -173,6 +203,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     before: limits.duration,
                     after: Duration::from_secs_f64(args.failover_window),
                     request_timeout: limits.request_timeout,
+                })
+            }
+            Choice::Minimize => {
+                minimize = Some(minimize::Plan {
+                    subjects: args.subjects.unwrap_or(minimize::DEFAULT_SUBJECTS),
+                    run_timeout: Duration::from_secs_f64(args.retention_timeout),
                 })
             }
         }
@@ -186,6 +222,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         vaultd,
         softhsm_script: args.softhsm_script,
         failover,
+        minimize,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads.max(1)).enable_all().build()?;

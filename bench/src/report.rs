@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::failover::{self, FailoverResult};
 use crate::load::LoadResult;
+use crate::minimize::{self, MinimizeResult};
 use crate::procfs::mib;
 use crate::workloads::Workload;
 
@@ -90,6 +91,7 @@ pub struct Report {
     runs: Vec<Run>,
     footprints: Vec<Footprint>,
     failovers: Vec<(System, FailoverResult)>,
+    minimizations: Vec<(System, MinimizeResult)>,
     skipped: Vec<String>,
 }
 
@@ -144,6 +146,53 @@ impl Report {
         self.failovers.push((system, failover));
     }
 
+    pub fn add_minimize(&mut self, system: System, result: MinimizeResult) {
+        let report = &result.report;
+        println!(
+            "  {:<34} minimize: {} subjects, {} changed ({} matched, {} skipped) in {:.1} s ({:.1} s at the client): {:.0} changed/s; gets {:.0}/s → {:.0}/s, p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, {} errors during the run; rerun changed {}",
+            system.label(),
+            result.subjects,
+            report.changed,
+            report.matched,
+            minimize::skipped(report),
+            result.vault_time().as_secs_f64(),
+            result.client_time.as_secs_f64(),
+            result.changed_per_second(),
+            result.baseline.throughput(),
+            result.during.throughput(),
+            result.baseline.percentile_ms(50.0),
+            result.during.percentile_ms(50.0),
+            result.baseline.percentile_ms(99.0),
+            result.during.percentile_ms(99.0),
+            result.during.errors(),
+            result.rerun.changed,
+        );
+        for (message, count) in &result.during.errors {
+            println!("      {count} × {message} (gets during the run)");
+        }
+        if result.fill_errors > 0 {
+            println!("      warning: {} creates failed while filling the vault", result.fill_errors);
+        }
+        if report.changed + minimize::skipped(report) != result.subjects {
+            println!(
+                "      warning: the run changed {} of {} subjects (all have a phone)",
+                report.changed, result.subjects
+            );
+        }
+        if result.rerun.changed != 0 {
+            println!("      warning: the rerun changed {} subjects; a rerun should change none", result.rerun.changed);
+        }
+        for (phase, cpu) in [("the baseline", &result.baseline_cpu), ("the run", &result.during_cpu)] {
+            if cpu.elsewhere_cores > DISTURBED_CORES {
+                println!(
+                    "      warning: other processes or the hypervisor took {:.2} cores during {phase}; its figures are disturbed",
+                    cpu.elsewhere_cores
+                );
+            }
+        }
+        self.minimizations.push((system, result));
+    }
+
     pub fn skip(&mut self, message: String) {
         println!("  skipped: {message}");
         self.skipped.push(message);
@@ -152,10 +201,13 @@ impl Report {
     /// The Markdown summary.
     pub fn tables(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "| system | workload | clients | req/s | p50 ms | p99 ms | max ms | errors | vs trivial | spec target | CPU µs/req server / client | other load (cores) | server memory idle / peak MiB |\n\
-             |---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n",
-        );
+        // Only the failover or minimize run selected: no per-request table.
+        if !self.runs.is_empty() {
+            out.push_str(
+                "| system | workload | clients | req/s | p50 ms | p99 ms | max ms | errors | vs trivial | spec target | CPU µs/req server / client | other load (cores) | server memory idle / peak MiB |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n",
+            );
+        }
         let ceiling: BTreeMap<Workload, f64> = self
             .runs
             .iter()
@@ -215,6 +267,9 @@ impl Report {
         if !self.failovers.is_empty() {
             out.push_str(&failover_table(&self.failovers));
         }
+        if !self.minimizations.is_empty() {
+            out.push_str(&minimize_table(&self.minimizations));
+        }
         for message in &self.skipped {
             out.push_str(&format!("\nSkipped: {message}\n"));
         }
@@ -247,6 +302,45 @@ fn failover_table(failovers: &[(System, FailoverResult)]) -> String {
         "\nFailover: creates from clients spread over the nodes; a client whose request fails pauses {} ms and tries the next node, with a new login. The leader gets SIGKILL after the load has run for `--duration`. \"First successful create\" is the first 200 to a request sent after the kill; \"back to ≥ 50%\" is the end of the first {} ms window in which such requests succeeded at half the earlier rate or more. Every failed attempt (refused connection, non-200 answer, timeout) counts as an error.\n",
         failover::RETRY_PAUSE.as_millis(),
         failover::RATE_WINDOW.as_millis(),
+    ));
+    out
+}
+
+fn minimize_table(minimizations: &[(System, MinimizeResult)]) -> String {
+    let mut out = String::from(
+        "\n| system | subjects | changed | skipped | run s (vault / client) | changed/s | get clients | gets/s baseline → during | get p50 ms baseline → during | get p99 ms baseline → during | get errors during | rerun changed | largest node RSS MiB before → after (peak) | other load (cores) baseline / during |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for (system, result) in minimizations {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} / {:.1} | {:.0} | {} | {:.0} → {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {} | {} | {:.1} → {:.1} ({:.1}) | {:.2} / {:.2} |\n",
+            system.label(),
+            result.subjects,
+            result.report.changed,
+            minimize::skipped(&result.report),
+            result.vault_time().as_secs_f64(),
+            result.client_time.as_secs_f64(),
+            result.changed_per_second(),
+            result.clients,
+            result.baseline.throughput(),
+            result.during.throughput(),
+            result.baseline.percentile_ms(50.0),
+            result.during.percentile_ms(50.0),
+            result.baseline.percentile_ms(99.0),
+            result.during.percentile_ms(99.0),
+            result.during.errors(),
+            result.rerun.changed,
+            mib(result.memory_before.rss_kib),
+            mib(result.memory_after.rss_kib),
+            mib(result.memory_after.peak_kib),
+            result.baseline_cpu.elsewhere_cores,
+            result.during_cpu.elsewhere_cores,
+        ));
+    }
+    out.push_str(&format!(
+        "\nMinimize: one `POST /v1/sys/retention/run` (policy `{}`, dropping `{}` from every profile that has one) to the leader, with the get-by-login load going on meanwhile over every node and stopped when the run answers. The baseline is the same get load for `--duration` just before. Run time \"vault\" is the report's `finishedAt - startedAt`, \"client\" from sending the request to reading its answer; changed/s uses the vault's. The rerun (same policy, no load) must change 0.\n",
+        minimize::POLICY,
+        minimize::FIELD,
     ));
     out
 }

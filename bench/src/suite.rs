@@ -1,11 +1,13 @@
 //! The sequence of runs against each system: start it, pre-create the users that gets
-//! look up, run each workload, read the server's memory, stop it. A vaultd cluster runs
-//! the same sequence with the clients spread over its nodes, then the failover run, last
-//! because it kills a node.
+//! look up, run each workload, read the server's memory, stop it. vaultd then runs the
+//! minimisation run (`minimize.rs`) when selected. A vaultd cluster runs the same
+//! sequence with the clients spread over its nodes, then the failover run, last because
+//! it kills a node.
 //!
 //! Keys continue across a server's runs (pre-create `u0..u{users}`, then creates from
 //! there), so every create makes a new subject and every get finds one.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use tokio::runtime::Runtime;
 use crate::cluster::{self, Cluster};
 use crate::failover;
 use crate::load::{self, Keys, Limits, LoadResult};
+use crate::minimize;
 use crate::postgres::{self, PgClient};
 use crate::procfs::{self, Memory};
 use crate::report::{CpuUse, Footprint, Report, Run, System};
@@ -38,10 +41,12 @@ pub struct Settings {
     pub softhsm_script: PathBuf,
     /// The failover run, when selected (vaultd cluster only).
     pub failover: Option<failover::Plan>,
+    /// The minimisation run, when selected (vaultd only).
+    pub minimize: Option<minimize::Plan>,
 }
 
 impl Settings {
-    fn fill_limits(&self, count: u64) -> Limits {
+    pub fn fill_limits(&self, count: u64) -> Limits {
         Limits { duration: FILL_BOUND, requests: Some(count), ..self.limits }
     }
 }
@@ -83,7 +88,7 @@ fn cpu_use(before: &CpuReading, after: &CpuReading, result: &LoadResult, server_
 
 /// Runs the HTTP load against one server, or against several (the nodes of a cluster)
 /// with the clients spread over them round-robin; their CPU is added up.
-fn http_load(
+pub fn http_load(
     runtime: &Runtime,
     settings: &Settings,
     servers: &[&Server],
@@ -92,6 +97,24 @@ fn http_load(
     keys: Keys,
     limits: Limits,
 ) -> anyhow::Result<(LoadResult, CpuUse)> {
+    let pending = std::future::pending::<()>();
+    let (result, cpu, _) = http_load_until(runtime, settings, servers, target, workload, keys, limits, pending)?;
+    Ok((result, cpu))
+}
+
+/// `http_load` that also stops when `until` completes (`load::run_until`), and returns
+/// its output.
+#[allow(clippy::too_many_arguments)]
+pub fn http_load_until<U: Future>(
+    runtime: &Runtime,
+    settings: &Settings,
+    servers: &[&Server],
+    target: &HttpTarget,
+    workload: Workload,
+    keys: Keys,
+    limits: Limits,
+    until: U,
+) -> anyhow::Result<(LoadResult, CpuUse, Option<U::Output>)> {
     let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
     let connect = |index: usize| {
         let addr = addrs[index % addrs.len()];
@@ -100,26 +123,31 @@ fn http_load(
     };
     let server_cpu = || servers.iter().map(|server| procfs::cpu_micros(server.pid())).sum::<anyhow::Result<u64>>();
     let before = cpu_now(&server_cpu)?;
-    let (result, clients) = runtime.block_on(load::run(settings.clients, keys, limits, connect))?;
+    let (result, clients, output) =
+        runtime.block_on(load::run_until(settings.clients, keys, limits, connect, until))?;
     let after = cpu_now(&server_cpu)?;
     drop(clients);
     let cpu = cpu_use(&before, &after, &result, &[]);
-    Ok((result, cpu))
+    Ok((result, cpu, output))
 }
 
-fn tickets(result: &LoadResult) -> u64 {
+pub fn tickets(result: &LoadResult) -> u64 {
     result.ok + result.rejected + result.failed
 }
 
-/// The failover run needs a cluster; other systems note that they skipped it.
+/// The failover run needs a cluster, and minimisation a vault; other systems note that
+/// they skipped them.
 fn skip_failover(settings: &Settings, system: &System, report: &mut Report) {
     if settings.failover.is_some() {
         report.skip(format!("failover for {}: only measured with --targets vaultd --mode cluster", system.label()));
     }
+    if settings.minimize.is_some() && !matches!(system, System::Vaultd(_) | System::VaultdCluster(_)) {
+        report.skip(format!("minimize for {}: only measured with --targets vaultd", system.label()));
+    }
 }
 
 /// The largest resident and peak memory among `servers`.
-fn largest_memory(servers: &[&Server]) -> anyhow::Result<Memory> {
+pub fn largest_memory(servers: &[&Server]) -> anyhow::Result<Memory> {
     let mut largest = Memory::default();
     for server in servers {
         let memory = server.memory()?;
@@ -138,12 +166,32 @@ pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut R
     let server = servers::start_vaultd(&settings.vaultd, mode, &settings.softhsm_script)?;
     let idle = server.memory()?.rss_kib;
     let target = HttpTarget::Vault { token: server.token.clone() };
-    let outcome = vaultd_runs(runtime, settings, &[&server], &target, system.clone(), idle, report);
+    let outcome =
+        vaultd_runs(runtime, settings, &[&server], &target, system.clone(), idle, report).and_then(|mut keyspace| {
+            match &settings.minimize {
+                Some(plan) => {
+                    let servers = [&server];
+                    let result = minimize::run(
+                        runtime,
+                        settings,
+                        plan,
+                        &servers,
+                        &target,
+                        &server.token,
+                        server.addr,
+                        &mut keyspace,
+                    )?;
+                    report.add_minimize(system.clone(), result);
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        });
     if outcome.is_err() {
         eprintln!("vaultd log:\n{}", server.log_tail());
     }
     skip_failover(settings, &system, report);
-    outcome.map(|_| ())
+    outcome
 }
 
 /// A 3-node cluster: the workloads with the clients spread over the nodes, then failover.
@@ -168,9 +216,17 @@ fn cluster_runs(
     println!("{}", runtime.block_on(cluster.describe())?);
     let idle = largest_memory(&cluster.servers())?.rss_kib;
     let target = HttpTarget::Vault { token: cluster.token().to_string() };
-    let next_key = vaultd_runs(runtime, settings, &cluster.servers(), &target, system.clone(), idle, report)?;
+    let mut keyspace = vaultd_runs(runtime, settings, &cluster.servers(), &target, system.clone(), idle, report)?;
+    if let Some(plan) = &settings.minimize {
+        let leader = runtime.block_on(cluster.leader(0)).context("cannot find the leader to run the policy on")?;
+        let run_on = cluster.addrs()[leader];
+        let token = cluster.token().to_string();
+        let result =
+            minimize::run(runtime, settings, plan, &cluster.servers(), &target, &token, run_on, &mut keyspace)?;
+        report.add_minimize(system.clone(), result);
+    }
     if let Some(plan) = &settings.failover {
-        let result = failover::run(runtime, cluster, plan, next_key)?;
+        let result = failover::run(runtime, cluster, plan, keyspace.next)?;
         if result.figures.first_write.is_none() {
             eprintln!("no create succeeded after the kill; the nodes' logs:\n{}", cluster.log_tails());
         }
@@ -179,8 +235,14 @@ fn cluster_runs(
     Ok(())
 }
 
-/// The workloads against vaultd (one server or a cluster's nodes); returns the next
-/// unused key.
+/// The logins the workloads have used so far: `u0..u{next}` were sent as creates, and
+/// `created` of those succeeded.
+pub struct Keyspace {
+    pub next: u64,
+    pub created: u64,
+}
+
+/// The workloads against vaultd (one server or a cluster's nodes); returns the keys used.
 fn vaultd_runs(
     runtime: &Runtime,
     settings: &Settings,
@@ -189,7 +251,7 @@ fn vaultd_runs(
     system: System,
     idle: u64,
     report: &mut Report,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Keyspace> {
     let mut next_key = 0;
     let mut created = 0;
     if settings.workloads.contains(&Workload::Get) {
@@ -249,7 +311,7 @@ fn vaultd_runs(
             errors,
         });
     }
-    Ok(next_key)
+    Ok(Keyspace { next: next_key, created })
 }
 
 pub fn trivial(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
