@@ -3,7 +3,8 @@
 # then measures a single vaultd node in demo and SoftHSM modes (and its memory after
 # 100,000 subjects), a 3-node cluster (64 clients, then 256) with a leader kill -9, the
 # trivial actix handler, and PostgreSQL + pgcrypto (default and un-iterated key
-# derivation) when PostgreSQL is installed, and prints tables.
+# derivation) when PostgreSQL is installed, and a retention run (minimisation) over
+# 100,000 subjects of a 3-node cluster under get load, and prints tables.
 #
 #   hack/bench.sh                      # the standard suite, 10 s per workload
 #   hack/bench.sh --duration 15        # extra arguments go to `strongroom-bench run`
@@ -42,3 +43,8 @@ target/release/strongroom-bench run \
 # with more clients in flight each entry carries more requests.
 target/release/strongroom-bench run --targets vaultd --mode cluster --workloads create,get \
   --clients 256 --duration 10 --users 10000 "$@"
+
+# Minimisation: a retention run dropping `phone` from 100,000 subjects of a fresh 3-node
+# cluster, with 64 get clients before (baseline) and during the run.
+target/release/strongroom-bench run --targets vaultd --mode cluster --workloads minimize \
+  --clients 64 --duration 10 --subjects 100000 "$@"
