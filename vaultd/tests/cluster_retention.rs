@@ -357,3 +357,64 @@ fn run_through_a_leader_kill(run_on_leader: bool) {
         assert_eq!(runs(&cluster, slot), history, "node {slot}");
     }
 }
+
+#[test]
+fn expirations_that_ended_are_swept_once_by_whichever_node_leads() {
+    let mut cluster = TestCluster::start(3, &["--expiration-sweep-secs=1"]);
+    let leader = cluster.leader();
+    let tokens: Vec<String> =
+        (0..12).map(|n| cluster.client(n % 3).create_user(json!({"login": format!("e{n}"), "n": n}))).collect();
+    let start = |n: usize, expiration: &str| {
+        let reply = cluster
+            .client(n % 3)
+            .post(&format!("/v1/exp/start/token/{}", tokens[n]), json!({"expiration": expiration}));
+        reply.assert_ok()["exptoken"].as_str().unwrap().to_string()
+    };
+    // 0-3 end later, 4-7 end first but retain their data, 8-11 end and are forgotten.
+    for n in 0..4 {
+        start(n, "1h");
+    }
+    for n in 4..8 {
+        let exptoken = start(n, "1s");
+        cluster.client((n + 1) % 3).with_token(None).get(&format!("/v1/exp/retain/{exptoken}")).assert_ok();
+    }
+    let due: Vec<String> = (8..12).map(|n| start(n, "1s")).collect();
+    // The leader may or may not have swept yet; its successor finishes the job.
+    cluster.kill(leader);
+    let new_leader = cluster.leader();
+    poll("the due subjects to be forgotten", Duration::from_secs(60), || {
+        let client = cluster.client(new_leader);
+        (8..12)
+            .all(|n| client.get(&format!("/v1/user/token/{}", tokens[n])).assert_ok()["data"] == json!({}))
+            .then_some(())
+    });
+    cluster.restart(leader);
+    let applied = cluster.local_status(new_leader)["appliedIndex"].as_u64().unwrap();
+    poll("the old leader to catch up", Duration::from_secs(60), || {
+        (cluster.local_status(leader)["appliedIndex"].as_u64()? >= applied).then_some(())
+    });
+    for slot in 0..3 {
+        let client = cluster.client(slot);
+        for (n, token) in tokens.iter().enumerate() {
+            let data = client.get(&format!("/v1/user/token/{token}")).assert_ok()["data"].clone();
+            let status = client.get(&format!("/v1/exp/status/token/{token}")).assert_ok()["expstatus"].clone();
+            let rows = client.get(&format!("/v1/audit/list/{token}?limit=1000")).assert_ok()["rows"].clone();
+            let sweeps: Vec<&Value> =
+                rows.as_array().unwrap().iter().filter(|row| row["operation"] == "expiration-delete").collect();
+            if n >= 8 {
+                assert_eq!(data, json!({}), "node {slot} subject {n}");
+                assert_eq!(status, "expired", "node {slot} subject {n}");
+                let ok: Vec<&&Value> = sweeps.iter().filter(|row| row["result"] == "ok").collect();
+                assert_eq!(ok.len(), 1, "node {slot} subject {n} forgotten once: {sweeps:#?}");
+                assert_eq!(ok[0]["actor"], "system");
+            } else {
+                assert_eq!(data, json!({"login": format!("e{n}"), "n": n}), "node {slot} subject {n}");
+                assert_eq!(status, if n < 4 { "wait" } else { "retain" }, "node {slot} subject {n}");
+                assert!(sweeps.is_empty(), "node {slot} subject {n}: {sweeps:#?}");
+            }
+        }
+        for exptoken in &due {
+            client.with_token(None).get(&format!("/v1/exp/retain/{exptoken}")).assert_error(404);
+        }
+    }
+}
