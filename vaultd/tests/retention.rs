@@ -699,3 +699,71 @@ fn an_expiration_started_by_a_rule_ends_in_the_sweeper() {
     assert_eq!(client.get(&format!("/v1/exp/status/token/{lapsed}")).assert_ok()["expstatus"], "expired");
     assert_eq!(profile(&client, &kept), json!({"login": "kept"}));
 }
+
+#[test]
+fn a_run_alongside_concurrent_updates_loses_no_update_and_a_rerun_finishes_the_rest() {
+    const SUBJECTS: usize = 400;
+    const WRITERS: usize = 4;
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let tokens: Vec<String> = (0..SUBJECTS)
+        .map(|n| client.create_user(json!({"login": format!("c{n}"), "phone": format!("+4477009{n:05}")})))
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each writer owns every WRITERS-th subject and keeps bumping its note until the run
+    // has finished; it remembers the last note the vault acknowledged for each subject.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (client, done) = (client.clone(), std::sync::Arc::clone(&done));
+            let mine: Vec<(usize, String)> =
+                tokens.iter().cloned().enumerate().filter(|(n, _)| n % WRITERS == writer).collect();
+            std::thread::spawn(move || {
+                let mut acknowledged = vec![None; mine.len()];
+                let mut round = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || round == 0 {
+                    round += 1;
+                    for (i, (_, token)) in mine.iter().enumerate() {
+                        let reply = client.put(&format!("/v1/user/token/{token}"), json!({"note": round}));
+                        match reply.status {
+                            200 => acknowledged[i] = Some(round),
+                            409 => reply.assert_error(409),
+                            other => panic!("update answered {other}: {}", reply.body),
+                        }
+                    }
+                }
+                mine.into_iter().map(|(n, _)| n).zip(acknowledged).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let first = run_ok(&client, "shop/drop-phone", drop_phone("0s"));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut notes = vec![None; SUBJECTS];
+    for writer in writers {
+        for (n, note) in writer.join().unwrap() {
+            notes[n] = note;
+        }
+    }
+    eprintln!("run alongside updates: {first}");
+    let (matched, changed, skipped) = counts(&first)[0];
+    assert!(matched <= SUBJECTS as u64 && changed + skipped <= matched, "{first}");
+
+    // The rerun changes what the first run skipped or did not see; then nothing is left.
+    let rerun = run_ok(&client, "shop/drop-phone", drop_phone("0s"));
+    eprintln!("rerun: {rerun}");
+    assert_eq!(counts(&rerun)[0].2, 0, "nothing else is writing now: {rerun}");
+    assert_eq!(counts(&run_ok(&client, "shop/drop-phone", drop_phone("0s"))), [(0, 0, 0)]);
+    for (n, token) in tokens.iter().enumerate() {
+        let mut want = json!({"login": format!("c{n}")});
+        if let Some(note) = notes[n] {
+            want["note"] = json!(note);
+        }
+        assert_eq!(
+            profile(&client, token),
+            want,
+            "subject {n}: the phone is gone and the last acknowledged note stays"
+        );
+        let drops: Vec<Value> =
+            events(&client, token, "retention-drop-fields").into_iter().filter(|row| row["result"] == "ok").collect();
+        assert_eq!(drops.len(), 1, "subject {n}: {drops:#?}");
+    }
+}
