@@ -363,7 +363,7 @@ fn expirations_that_ended_are_swept_once_by_whichever_node_leads() {
     let mut cluster = TestCluster::start(3, &["--expiration-sweep-secs=1"]);
     let leader = cluster.leader();
     let tokens: Vec<String> =
-        (0..12).map(|n| cluster.client(n % 3).create_user(json!({"login": format!("e{n}"), "n": n}))).collect();
+        (0..13).map(|n| cluster.client(n % 3).create_user(json!({"login": format!("e{n}"), "n": n}))).collect();
     let start = |n: usize, expiration: &str| {
         let reply = cluster
             .client(n % 3)
@@ -378,7 +378,12 @@ fn expirations_that_ended_are_swept_once_by_whichever_node_leads() {
         let exptoken = start(n, "1s");
         cluster.client((n + 1) % 3).with_token(None).get(&format!("/v1/exp/retain/{exptoken}")).assert_ok();
     }
-    let due: Vec<String> = (8..12).map(|n| start(n, "1s")).collect();
+    // 12 has its data deleted through its exptoken, on a follower.
+    let exptoken = start(12, "1h");
+    let follower = (leader + 1) % 3;
+    cluster.client(follower).with_token(None).get(&format!("/v1/exp/delete/{exptoken}")).assert_ok();
+    let mut due: Vec<String> = (8..12).map(|n| start(n, "1s")).collect();
+    due.push(exptoken);
     // The leader may or may not have swept yet; its successor finishes the job.
     cluster.kill(leader);
     let new_leader = cluster.leader();
@@ -406,7 +411,7 @@ fn expirations_that_ended_are_swept_once_by_whichever_node_leads() {
                 assert_eq!(status, "expired", "node {slot} subject {n}");
                 let ok: Vec<&&Value> = sweeps.iter().filter(|row| row["result"] == "ok").collect();
                 assert_eq!(ok.len(), 1, "node {slot} subject {n} forgotten once: {sweeps:#?}");
-                assert_eq!(ok[0]["actor"], "system");
+                assert_eq!(ok[0]["actor"] == "system", n < 12, "node {slot} subject {n}: {}", ok[0]);
             } else {
                 assert_eq!(data, json!({"login": format!("e{n}"), "n": n}), "node {slot} subject {n}");
                 assert_eq!(status, if n < 4 { "wait" } else { "retain" }, "node {slot} subject {n}");

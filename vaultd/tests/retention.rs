@@ -658,6 +658,14 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
     let (code, _, stderr) = minimize(&vault.url, &root_token, &bad);
     assert_ne!(code, 0);
     assert!(stderr.contains("needs fields"), "{stderr}");
+    // A policy only the vault can judge (app names are checked there): refused with 400.
+    let bad_app = dir.path().join("bad-app.json");
+    let document = json!({"metadata": {"name": "bad-app", "namespace": "shop"},
+                          "spec": {"rules": [{"name": "r", "match": {"app": "Bad App!"}, "action": "deleteApp"}]}});
+    std::fs::write(&bad_app, document.to_string()).unwrap();
+    let (code, _, stderr) = minimize(&vault.url, &root_token, &bad_app);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("400"), "{stderr}");
     let (code, _, stderr) = minimize(&vault.url, &dir.path().join("absent"), &policy);
     assert_ne!(code, 0);
     assert!(!stderr.is_empty());
@@ -667,6 +675,20 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
         3
     );
     assert!(client.get("/v1/sys/retention/runs?policy=x").assert_ok()["runs"].as_array().unwrap().is_empty());
+    assert_eq!(client.get("/v1/sys/retention/runs").assert_ok()["runs"].as_array().unwrap().len(), 3);
+
+    // A JSON policy file, without a namespace, works the same way.
+    let json_policy = dir.path().join("policy.json");
+    let document = json!({"metadata": {"name": "trial"}, "spec": {"rules": [
+        {"name": "forget", "match": {"hasFields": ["phone"]}, "action": "delete"}]}});
+    std::fs::write(&json_policy, document.to_string()).unwrap();
+    let phoned = client.create_user(json!({"login": "m3", "phone": "07700900061"}));
+    let (code, report, stderr) = minimize(&vault.url, &root_token, &json_policy);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["policy"], "trial", "{report}");
+    assert_eq!(report["changed"], 1);
+    assert_eq!(profile(&client, &phoned), json!({}));
+    assert_eq!(profile(&client, &without), json!({"login": "m2"}));
 }
 
 #[test]
