@@ -207,7 +207,21 @@ pub fn run(
         during_limits,
         run_policy(run_on, token, plan.run_timeout),
     )?;
-    let (report, client_time) = outcome.context("the get load ended before the retention run answered")??;
+    let (report, client_time) = match outcome.context("the get load ended before the retention run answered")? {
+        Ok(answer) => answer,
+        Err(error) => {
+            // What the gets saw until the run failed is part of the story.
+            println!(
+                "  minimize: the run failed after {:.1} s; meanwhile {:.0} gets/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+                during.elapsed.as_secs_f64(),
+                during.throughput(),
+                during.percentile_ms(50.0),
+                during.percentile_ms(99.0),
+                during.errors()
+            );
+            return Err(error);
+        }
+    };
     let memory_after = suite::largest_memory(servers)?;
     let (rerun, _) = runtime.block_on(run_policy(run_on, token, plan.run_timeout)).context("rerunning the policy")?;
     Ok(MinimizeResult {
