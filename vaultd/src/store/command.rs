@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use strongroom_admin_api::retention::RunReport;
 
-use super::records::{AccessTokenRecord, ActiveSubject, AppRecord, Expiration, SubjectRecord};
+use super::records::{AccessTokenRecord, ActiveSubject, AppRecord, Expiration, SessionRecord, SubjectRecord};
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
 
@@ -115,6 +115,26 @@ pub enum Change {
     RetainData {
         target: Target,
     },
+    /// Creates or replaces a session. A linked session needs an active subject.
+    PutSession {
+        session: Uuid,
+        record: SessionRecord,
+    },
+    /// Reads a session that has not ended: `Applied::Session`.
+    ReadSession {
+        session: Uuid,
+    },
+    /// Deletes a session; with `only_if_ended`, only once it has ended (the sweeper).
+    DeleteSession {
+        session: Uuid,
+        only_if_ended: bool,
+    },
+    /// Reads a page of a subject's sessions that have not ended: `Applied::Sessions`.
+    ReadSessions {
+        target: Target,
+        offset: u32,
+        limit: u32,
+    },
     /// Records a retention run under its policy (the last `MAX_RUNS_PER_POLICY` are kept).
     RecordRetentionRun {
         report: RunReport,
@@ -157,6 +177,19 @@ pub enum Applied {
     },
     /// The subject a command resolved its target to.
     Resolved(Uuid),
+    /// A session, and the subject it is linked to (for its DEK).
+    Session {
+        record: SessionRecord,
+        owner: Option<ActiveSubject>,
+    },
+    /// A page of a subject's sessions (id and record), how many it has in all, and the
+    /// subject (for its DEK; `None` when forgotten, and then there are no sessions).
+    Sessions {
+        subject: Uuid,
+        owner: Option<ActiveSubject>,
+        total: u64,
+        page: Vec<(Uuid, SessionRecord)>,
+    },
     NodeId(u64),
 }
 
@@ -173,6 +206,8 @@ pub enum Rejection {
     AppNotFound,
     #[error("access token not found")]
     TokenNotFound,
+    #[error("session not found")]
+    SessionNotFound,
     #[error("record changed concurrently")]
     Stale,
     #[error("already exists")]
@@ -184,7 +219,9 @@ impl Rejection {
     pub fn audit_result(&self) -> String {
         match self {
             Rejection::Duplicate(kind) => format!("rejected: duplicate {}", kind.field()),
-            Rejection::SubjectNotFound | Rejection::Forgotten | Rejection::AppNotFound => "not-found".into(),
+            Rejection::SubjectNotFound | Rejection::Forgotten | Rejection::AppNotFound | Rejection::SessionNotFound => {
+                "not-found".into()
+            }
             other => format!("rejected: {other}"),
         }
     }

@@ -27,6 +27,12 @@ const EXP_TOKEN: u8 = b'k';
 pub const EXP_DUE: u8 = b'd';
 /// Retention runs: `r` + policy + `0` + sequence number of the run's audit event.
 pub const RETENTION_RUN: u8 = b'r';
+/// Sessions: `q` + session id → `SessionRecord`.
+const SESSION: u8 = b'q';
+/// Sessions of a subject: `w` + subject token + session id.
+const SESSION_OF_SUBJECT: u8 = b'w';
+/// Session expiry: `y` + end time (ms, big-endian) + session id.
+pub const SESSION_DUE: u8 = b'y';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
 
@@ -83,11 +89,6 @@ pub fn exp_due(ends_at: u64, subject: &Uuid) -> Vec<u8> {
     key(EXP_DUE, &[&ends_at.to_be_bytes(), subject.as_bytes()])
 }
 
-/// The subject at the end of an `exp_due` key.
-pub fn exp_due_subject(key: &[u8]) -> Option<Uuid> {
-    key.len().checked_sub(16).and_then(|start| Uuid::from_slice(&key[start..]).ok())
-}
-
 /// All runs of one policy: a policy name never contains a zero byte, so no policy's
 /// prefix is a prefix of another's.
 pub fn retention_runs(policy: &str) -> Vec<u8> {
@@ -96,6 +97,27 @@ pub fn retention_runs(policy: &str) -> Vec<u8> {
 
 pub fn retention_run(policy: &str, audit_seq: u64) -> Vec<u8> {
     key(RETENTION_RUN, &[policy.as_bytes(), &[0], &audit_seq.to_be_bytes()])
+}
+
+pub fn session(session: &Uuid) -> Vec<u8> {
+    key(SESSION, &[session.as_bytes()])
+}
+
+pub fn sessions_of_subject(subject: &Uuid) -> Vec<u8> {
+    key(SESSION_OF_SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn session_of_subject(subject: &Uuid, session: &Uuid) -> Vec<u8> {
+    key(SESSION_OF_SUBJECT, &[subject.as_bytes(), session.as_bytes()])
+}
+
+pub fn session_due(expires_at: u64, session: &Uuid) -> Vec<u8> {
+    key(SESSION_DUE, &[&expires_at.to_be_bytes(), session.as_bytes()])
+}
+
+/// The UUID at the end of a key (`exp_due`, `session_due`, `session_of_subject`).
+pub fn trailing_uuid(key: &[u8]) -> Option<Uuid> {
+    key.len().checked_sub(16).and_then(|start| Uuid::from_slice(&key[start..]).ok())
 }
 
 pub fn meta(name: &str) -> Vec<u8> {

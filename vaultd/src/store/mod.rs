@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 pub use command::{Applied, Batch, Change, Command, ForgetCondition, Receipt, Rejection, Target, WrappedKey};
 pub use records::{
-    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, Expiration, ExpirationStatus, SubjectRecord,
-    SubjectState,
+    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, Expiration, ExpirationStatus, SessionRecord,
+    SubjectRecord, SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
 
@@ -144,7 +144,18 @@ impl Store {
             .range(vec![keys::EXP_DUE]..=end)
             .keys()
             .take(limit)
-            .map(|key| keys::exp_due_subject(&key?).ok_or(StoreError::Corrupt))
+            .map(|key| keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt))
+            .collect()
+    }
+
+    /// Sessions that ended at or before `now` (ms), earliest first, at most `limit`.
+    pub fn ended_sessions(&self, now: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let end = keys::session_due(now, &Uuid::max());
+        self.state
+            .range(vec![keys::SESSION_DUE]..=end)
+            .keys()
+            .take(limit)
+            .map(|key| keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt))
             .collect()
     }
 

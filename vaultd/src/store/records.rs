@@ -85,6 +85,21 @@ pub struct AppRecord {
     pub sealed: Vec<u8>,
 }
 
+/// A session (Databunker's session API): data an application keeps about a visit or a
+/// device, with an end. Linked to a subject, it is sealed under the subject's DEK and
+/// goes when the subject is forgotten; unlinked, under a key of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub subject: Option<uuid::Uuid>,
+    /// Milliseconds since the Unix epoch.
+    pub created: u64,
+    pub expires_at: u64,
+    /// The session's own key, wrapped by the KEK, when it is not linked to a subject.
+    pub key: Option<super::WrappedKey>,
+    /// The session's JSON document, sealed.
+    pub sealed: Vec<u8>,
+}
+
 /// A scoped access token. Only the SHA-256 of its secret is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRecord {

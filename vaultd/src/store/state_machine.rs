@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
 use super::records::{
-    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SubjectRecord, SubjectState,
+    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SessionRecord, SubjectRecord,
+    SubjectState,
 };
 use super::staged::Staged;
 use super::{keys, AuditHead, Store, StoreError};
@@ -144,6 +145,18 @@ fn uuid_at(staged: &Staged, key: &[u8]) -> Result<Option<Uuid>, StoreError> {
     staged.get(key)?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
 }
 
+/// Removes a session and its index entries, if it exists.
+fn remove_session(staged: &mut Staged, session: &Uuid) -> Result<(), StoreError> {
+    if let Some(record) = read::<SessionRecord>(staged, &keys::session(session))? {
+        staged.remove(keys::session(session))?;
+        staged.remove(keys::session_due(record.expires_at, session))?;
+        if let Some(subject) = &record.subject {
+            staged.remove(keys::session_of_subject(subject, session))?;
+        }
+    }
+    Ok(())
+}
+
 /// The first blind-index entry already held by another subject.
 fn first_duplicate(staged: &Staged, subject: &Uuid, index: &[Vec<u8>]) -> Result<Option<Rejection>, StoreError> {
     for entry in index {
@@ -191,7 +204,8 @@ fn apply_change(
         | Change::ForgetSubject { target, .. }
         | Change::DeleteApp { target, .. }
         | Change::CancelExpiration { target }
-        | Change::RetainData { target } => match resolve(staged, target)? {
+        | Change::RetainData { target }
+        | Change::ReadSessions { target, .. } => match resolve(staged, target)? {
             Some(subject) => Some(subject),
             None => return Ok((Err(Rejection::SubjectNotFound), None)),
         },
@@ -304,6 +318,11 @@ fn apply_change(
             for app in &state.apps {
                 staged.remove(keys::app(&subject, app))?;
             }
+            for session in staged.keys_with_prefix(&keys::sessions_of_subject(&subject))? {
+                if let Some(session) = keys::trailing_uuid(&session) {
+                    remove_session(staged, &session)?;
+                }
+            }
             if let Some(expiration) = &mut record.expiration {
                 staged.remove(keys::exp_token(&expiration.token_hash))?;
                 staged.remove(keys::exp_due(expiration.ends_at, &subject))?;
@@ -404,6 +423,61 @@ fn apply_change(
             Ok(Applied::Resolved(subject))
         }
 
+        (Change::PutSession { session, record }, _) => {
+            if let Some(subject) = &record.subject {
+                reject_unless!(active(staged, subject)?, record.subject);
+            }
+            remove_session(staged, session)?;
+            write(staged, keys::session(session), record)?;
+            staged.insert(keys::session_due(record.expires_at, session), &[]);
+            if let Some(subject) = &record.subject {
+                staged.insert(keys::session_of_subject(subject, session), &[]);
+            }
+            return Ok((Ok(Applied::Done), record.subject));
+        }
+
+        (Change::ReadSession { session }, _) => {
+            let Some(record) = read::<SessionRecord>(staged, &keys::session(session))?.filter(|r| r.expires_at > now)
+            else {
+                return Ok((Err(Rejection::SessionNotFound), None));
+            };
+            let owner = match &record.subject {
+                Some(subject) => Some(reject_unless!(active(staged, subject)?, record.subject).1),
+                None => None,
+            };
+            let subject = record.subject;
+            return Ok((Ok(Applied::Session { record, owner }), subject));
+        }
+
+        (Change::DeleteSession { session, only_if_ended }, _) => {
+            let Some(record) = read::<SessionRecord>(staged, &keys::session(session))? else {
+                return Ok((Err(Rejection::SessionNotFound), None));
+            };
+            if *only_if_ended && record.expires_at > now {
+                return Ok((Err(Rejection::Stale), record.subject));
+            }
+            remove_session(staged, session)?;
+            return Ok((Ok(Applied::Done), record.subject));
+        }
+
+        (Change::ReadSessions { offset, limit, .. }, Some(subject)) => {
+            let mut total = 0u64;
+            let mut page = Vec::new();
+            for key in staged.keys_with_prefix(&keys::sessions_of_subject(&subject))? {
+                let Some(session) = keys::trailing_uuid(&key) else { continue };
+                let Some(record) = read::<SessionRecord>(staged, &keys::session(&session))? else { continue };
+                if record.expires_at <= now {
+                    continue;
+                }
+                if total >= u64::from(*offset) && page.len() < *limit as usize {
+                    page.push((session, record));
+                }
+                total += 1;
+            }
+            let owner = active(staged, &subject)?.ok().map(|(_, owner)| owner);
+            Ok(Applied::Sessions { subject, owner, total, page })
+        }
+
         (Change::RecordRetentionRun { report }, _) => {
             write(staged, keys::retention_run(&report.policy, audit_seq), report)?;
             let runs = staged.keys_with_prefix(&keys::retention_runs(&report.policy))?;
@@ -442,9 +516,8 @@ fn apply_change(
 
         // Every target-carrying change resolved above or returned.
         (Change::ReadSubject { .. } | Change::ReadApp { .. } | Change::ForgetSubject { .. }, None)
-        | (Change::DeleteApp { .. } | Change::CancelExpiration { .. } | Change::RetainData { .. }, None) => {
-            Err(Rejection::SubjectNotFound)
-        }
+        | (Change::DeleteApp { .. } | Change::CancelExpiration { .. } | Change::RetainData { .. }, None)
+        | (Change::ReadSessions { .. }, None) => Err(Rejection::SubjectNotFound),
     };
     Ok((outcome, resolved))
 }

@@ -352,6 +352,7 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::SubjectNotFound | Rejection::Forgotten => VaultError::NotFound("record"),
         Rejection::AppNotFound => VaultError::NotFound("app record"),
         Rejection::TokenNotFound => VaultError::NotFound("access token"),
+        Rejection::SessionNotFound => VaultError::NotFound("session"),
         Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
         Rejection::Exists => VaultError::Conflict("record already exists"),
     }
