@@ -4,13 +4,34 @@
 
 use std::path::PathBuf;
 
-use kube::core::cel::validate_cel;
+use kube::core::cel::{ValidationErrors, Validator};
+use kube::CustomResourceExt;
+use serde_json::Value;
 use strongroom_admin_api::retention::{Action, PolicyDocument};
 use strongroom_operator::crd::{PiiVault, RetentionPolicy};
 
 fn example(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/strongroom-operator/examples").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// The object as the API server's CEL sees it: `null` fields are absent.
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
+/// The CRD's CEL rules, evaluated client-side (kube's `cel` feature) as the API server would.
+fn validate_cel(policy: &RetentionPolicy) -> Result<(), ValidationErrors> {
+    let crd = RetentionPolicy::crd();
+    let schema =
+        serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref()).unwrap();
+    Validator::new().validate(&schema, &without_nulls(serde_json::to_value(policy).unwrap()), None)
 }
 
 /// A RetentionPolicy example as the API server would store it (with a namespace).

@@ -10,8 +10,9 @@
 //! cost within the API server's budget; rule names are the list's map key, so they are
 //! unique). The CEL rules check what [`PolicySpec::validate`] checks that a schema cannot:
 //! each action has what it needs, and durations look like `90d`. The shared types'
-//! optional fields are nullable (they serialise as `null`), so every rule treats a `null`
-//! like an absent field.
+//! optional fields are nullable (they serialise as `null`); the API server treats a `null`
+//! as an absent field in CEL (`has()` is false, and comparing with `null` does not even
+//! compile), so the rules only use `has()`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -75,11 +76,11 @@ pub struct RetentionPolicySpec {
     #[x_kube(
         validation = Rule::new("self.all(r, !(r.action in ['dropFields', 'pseudonymize']) || (has(r.fields) && size(r.fields) > 0))").message("dropFields and pseudonymize need fields"),
         validation = Rule::new("self.all(r, r.action in ['dropFields', 'pseudonymize'] || !has(r.fields) || size(r.fields) == 0)").message("only dropFields and pseudonymize take fields"),
-        validation = Rule::new("self.all(r, r.action != 'deleteApp' || (has(r.match.app) && r.match.app != null && size(r.match.app) > 0))").message("deleteApp needs match.app"),
-        validation = Rule::new("self.all(r, r.action != 'startExpiration' || (has(r.expiration) && r.expiration != null))").message("startExpiration needs expiration"),
-        validation = Rule::new("self.all(r, r.action == 'startExpiration' || !has(r.expiration) || r.expiration == null)").message("only startExpiration takes expiration"),
-        validation = Rule::new("self.all(r, !has(r.match.olderThan) || r.match.olderThan == null || r.match.olderThan.matches('^[0-9]{1,6}[smhd]$'))").message("match.olderThan must be a duration such as 90d, 12h, 6m (months) or 30s"),
-        validation = Rule::new("self.all(r, !has(r.expiration) || r.expiration == null || r.expiration.matches('^[0-9]{1,6}[smhd]$'))").message("expiration must be a duration such as 30d")
+        validation = Rule::new("self.all(r, r.action != 'deleteApp' || (has(r.match.app) && size(r.match.app) > 0))").message("deleteApp needs match.app"),
+        validation = Rule::new("self.all(r, r.action != 'startExpiration' || has(r.expiration))").message("startExpiration needs expiration"),
+        validation = Rule::new("self.all(r, r.action == 'startExpiration' || !has(r.expiration))").message("only startExpiration takes expiration"),
+        validation = Rule::new("self.all(r, !has(r.match.olderThan) || r.match.olderThan.matches('^[0-9]{1,6}[smhd]$'))").message("match.olderThan must be a duration such as 90d, 12h, 6m (months) or 30s"),
+        validation = Rule::new("self.all(r, !has(r.expiration) || r.expiration.matches('^[0-9]{1,6}[smhd]$'))").message("expiration must be a duration such as 30d")
     )]
     pub rules: Vec<RetentionRule>,
 }
@@ -202,12 +203,42 @@ mod tests {
     //! The CEL rules, evaluated client-side as the API server would (kube's `cel` feature),
     //! and the round trip into the policy file format.
 
-    use kube::core::cel::{validate_cel, validate_cel_update};
+    use kube::core::cel::{ValidationErrors, Validator};
     use kube::CustomResourceExt;
     use strongroom_admin_api::retention::{Action, PolicyDocument, RuleMatch, Since};
 
     use super::*;
     use crate::retention::test_support::{issue_example, rule};
+
+    /// The object as the API server's CEL sees it: `null` fields are absent.
+    fn without_nulls(value: Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect(),
+            ),
+            Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+            other => other,
+        }
+    }
+
+    /// The CRD's CEL rules, evaluated client-side (kube's `cel` feature) as the API server
+    /// evaluates them.
+    pub(crate) fn validate_cel_update(policy: &RetentionPolicy, old: &RetentionPolicy) -> Result<(), ValidationErrors> {
+        validate(policy, Some(old))
+    }
+
+    pub(crate) fn validate_cel(policy: &RetentionPolicy) -> Result<(), ValidationErrors> {
+        validate(policy, None)
+    }
+
+    fn validate(policy: &RetentionPolicy, old: Option<&RetentionPolicy>) -> Result<(), ValidationErrors> {
+        let crd = RetentionPolicy::crd();
+        let schema =
+            serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref()).unwrap();
+        let object = without_nulls(serde_json::to_value(policy).unwrap());
+        let old = old.map(|old| without_nulls(serde_json::to_value(old).unwrap()));
+        Validator::new().validate(&schema, &object, old.as_ref())
+    }
 
     fn rejected(policy: &RetentionPolicy, message: &str) {
         let error = validate_cel(policy).expect_err("rejected");
@@ -287,6 +318,9 @@ mod tests {
         assert_eq!(rules["x-kubernetes-list-map-keys"], json!(["name"]));
         assert_eq!(rules["items"]["properties"]["match"]["properties"]["olderThan"]["maxLength"], 7);
         assert_eq!(rules["items"]["properties"]["fields"]["maxItems"], MAX_FIELDS);
+        // The API server rejects a CRD whose rules compare with null.
+        let yaml = crate::crd::to_yaml(&crd).unwrap();
+        assert!(!yaml.contains("== null") && !yaml.contains("!= null"));
     }
 
     #[test]
