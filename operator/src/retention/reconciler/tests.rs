@@ -455,3 +455,60 @@ fn a_job_that_is_running_or_succeeded_is_no_failure() {
     });
     assert_eq!(last_job_failed(&job), None, "still running");
 }
+
+#[test]
+fn only_a_complete_token_of_this_vault_in_a_secret_of_this_policy_is_held() {
+    let policy = policy();
+    let token = NewToken { id: "tok-7".into(), secret: RootToken::new("stored-secret") };
+    let stored = builders::token_secret(&policy, &token, VAULT_UID).unwrap();
+    assert_eq!(held_token(&policy, Some(&stored), VAULT_UID).unwrap(), Some(token));
+    assert_eq!(held_token(&policy, None, VAULT_UID).unwrap(), None);
+    assert_eq!(held_token(&policy, Some(&stored), "uid-of-a-recreated-vault").unwrap(), None, "issued by another");
+
+    let mut without_data = stored.clone();
+    without_data.data = None;
+    assert_eq!(held_token(&policy, Some(&without_data), VAULT_UID).unwrap(), None);
+    let mut without_id = stored.clone();
+    without_id.metadata.annotations.as_mut().unwrap().remove(TOKEN_ID_ANNOTATION);
+    assert_eq!(held_token(&policy, Some(&without_id), VAULT_UID).unwrap(), None);
+
+    let mut foreign = stored;
+    foreign.metadata.owner_references = None;
+    let error = held_token(&policy, Some(&foreign), VAULT_UID).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Secret retention-drop-phone-token exists but is not controlled by this RetentionPolicy; the operator does \
+         not take it over (remove it, or give the RetentionPolicy another name)"
+    );
+}
+
+#[tokio::test]
+async fn failures_back_off_per_policy_and_count_in_the_metrics() {
+    let policy = policy();
+    let (ctx, server) = test_context(HashMap::new(), ScriptedVault::default(), LeaderGate::always());
+    let error = Error::InvalidSchedule("bad".into());
+    let first = error_policy(Arc::new(policy.clone()), &error, ctx.clone());
+    let second = error_policy(Arc::new(policy), &error, ctx.clone());
+    assert_eq!((first, second), (Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10))));
+    let text = ctx.metrics.encode().unwrap();
+    assert!(text.contains(
+        r#"strongroom_operator_reconcile_failures_total{controller="retentionpolicy",error="invalid_schedule"} 2"#
+    ));
+    drop(ctx);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_schedule_that_does_not_parse_is_reported_before_anything_is_issued() {
+    let mut policy = policy();
+    policy.spec.schedule = "61 * * * *".into();
+    let vault = ScriptedVault::default();
+    let (result, requests) = reconcile_once(&policy, existing(&policy), &vault).await;
+    assert_eq!(result.expect_err("retried with backoff").condition_reason(), "InvalidSchedule");
+    assert_eq!(vault.calls(), vec![]);
+    assert_eq!(writes(&requests), vec![STATUS_PATH]);
+    let degraded = written_status(&requests);
+    let degraded = condition(&degraded, "Degraded");
+    assert_eq!(degraded.reason, "InvalidSchedule");
+    assert!(degraded.message.contains("\"61 * * * *\" is not a valid cron schedule"), "{}", degraded.message);
+}
