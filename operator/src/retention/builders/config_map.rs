@@ -72,4 +72,14 @@ mod tests {
         assert!(document.spec.dry_run, "dryRun travels in the file");
         assert_eq!(document.spec.validate(), Ok(()));
     }
+
+    #[test]
+    fn schedules_and_names_that_look_like_yaml_syntax_survive() {
+        let mut policy = issue_example();
+        policy.spec.schedule = "*/15 * * * *".into();
+        policy.spec.rules[0].fields = vec!["null".into(), "#x".into(), "a: b".into()];
+        let yaml = policy_file(&policy).unwrap();
+        let document: PolicyDocument = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(document.spec, policy.spec.to_policy_spec(), "{yaml}");
+    }
 }
