@@ -224,7 +224,7 @@ log "retention: policy $policy drops the phone numbers of every subject"
 phone_login="e2e-phone-$(date +%s)-$RANDOM"
 created=$(vault_api retention-create <<SH
 curl -sf -X POST "\$API/v1/user" -H "X-Bunker-Token: \$TOKEN" -H 'Content-Type: application/json' \\
-  -d '{"first":"Jane","login":"$phone_login","phone":"+14155550123"}'
+  -d '{"first":"Jane","login":"$phone_login","phone":"+447700900123"}'
 SH
 )
 echo "$created" | grep -q '"status":"ok"' || fail "creating a user with a phone: $created"
