@@ -4,7 +4,8 @@
 #   values and with each example values file;
 # - the chart's CRDs are the generated ones in crds/ (the Rust test `crds_are_current`
 #   proves crds/ matches the types);
-# - the example PiiVaults are the documented kind;
+# - the example PiiVaults and RetentionPolicies are the documented kind (the Rust test
+#   `the_retention_examples_are_valid_policies_for_the_example_vault` checks their content);
 # - the operator's hack scripts parse (`bash -n`) and pass shellcheck (installed with apt-get when
 #   missing and we are root).
 # Installs Helm itself (hack/ensure-helm.sh) when it is not on PATH.
@@ -34,9 +35,20 @@ if ! diff -r crds "$chart/crds"; then
   exit 1
 fi
 
-for example in "$chart"/examples/piivault-*.yaml; do
-  grep -q '^kind: PiiVault$' "$example" || { echo "deploy-check: $example is not a PiiVault" >&2; exit 1; }
+for example in "$chart"/examples/piivault-*.yaml "$chart"/examples/retention-*.yaml; do
+  case $example in
+    */piivault-*) kind=PiiVault ;;
+    *) kind=RetentionPolicy ;;
+  esac
+  grep -q "^kind: $kind\$" "$example" || { echo "deploy-check: $example is not a $kind" >&2; exit 1; }
   grep -q '^apiVersion: strongroom.dev/v1alpha1$' "$example" || { echo "deploy-check: $example: wrong apiVersion" >&2; exit 1; }
+done
+
+# The operator may manage what the RetentionPolicy controller creates.
+rules=$("$helm" template strongroom-operator "$chart" --namespace strongroom-system --kube-version "$kube_version" \
+  --show-only templates/rbac.yaml)
+for resource in retentionpolicies retentionpolicies/status retentionpolicies/finalizers cronjobs; do
+  grep -q "\"$resource\"" <<<"$rules" || { echo "deploy-check: the operator's role lacks $resource" >&2; exit 1; }
 done
 
 scripts=(hack/ensure-helm.sh hack/deploy-check.sh hack/e2e-kind.sh)

@@ -37,6 +37,22 @@ pub enum Error {
     )]
     SecretConflict { secret: String },
 
+    /// A Secret of a name the operator writes (a retention policy's token Secret) exists
+    /// but is controlled by something else.
+    #[error(
+        "Secret {secret} exists but is not controlled by this {owner}; the operator does not take it over \
+         (remove it, or give the {owner} another name)"
+    )]
+    ForeignSecret { secret: String, owner: &'static str },
+
+    /// A child could not be rendered (e.g. the policy file as YAML).
+    #[error("cannot render {what}: {reason}")]
+    Render { what: &'static str, reason: String },
+
+    /// A retention policy's schedule does not parse.
+    #[error("{0}")]
+    InvalidSchedule(String),
+
     #[error("cannot generate the peer TLS certificate: {0}")]
     Tls(String),
 
@@ -72,7 +88,9 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::SecretMissing { .. } | Error::GeneratedSecretMissing { .. } => "secret_missing",
             Error::SecretIncomplete { .. } => "secret_incomplete",
-            Error::SecretConflict { .. } => "secret_conflict",
+            Error::SecretConflict { .. } | Error::ForeignSecret { .. } => "secret_conflict",
+            Error::Render { .. } => "render",
+            Error::InvalidSchedule(_) => "invalid_schedule",
             Error::Tls(_) => "tls",
             Error::Vault(_) => "vault",
             Error::NotLeader => "not_leader",
@@ -88,7 +106,9 @@ impl Error {
             Error::MissingField(_) => "InvalidResource",
             Error::SecretMissing { .. } | Error::GeneratedSecretMissing { .. } => "SecretMissing",
             Error::SecretIncomplete { .. } => "SecretIncomplete",
-            Error::SecretConflict { .. } => "SecretConflict",
+            Error::SecretConflict { .. } | Error::ForeignSecret { .. } => "SecretConflict",
+            Error::Render { .. } => "RenderFailed",
+            Error::InvalidSchedule(_) => "InvalidSchedule",
             Error::Tls(_) => "SecretGenerationFailed",
             Error::Vault(_) => "VaultUnreachable",
             Error::NotLeader => "NotLeader",

@@ -1,19 +1,23 @@
-//! The Strongroom operator: reconciles `PiiVault` resources into running vaultd clusters.
+//! The Strongroom operator: reconciles `PiiVault` resources into running vaultd clusters,
+//! and `RetentionPolicy` resources into scheduled minimisation runs against them.
 //!
 //! - [`crd`]: the custom resource types (the source of the YAML in `crds/`).
 //! - [`piivault`]: the `PiiVault` controller — builders for its children, Raft membership
 //!   decisions, status, and the reconciler that ties them together.
-//! - [`vault`]: the client for vaultd's status and cluster admin API.
+//! - [`retention`]: the `RetentionPolicy` controller — a CronJob per policy running
+//!   `vaultd minimize` with a scoped token, and the runs read back into the status.
+//! - [`vault`]: the client for vaultd's status, cluster, token and retention-run APIs.
 //! - [`leader_election`], [`metrics`], [`telemetry`], [`server`]: running the operator.
 //!
-//! A second custom resource gets its own module in `crd` and its own controller module
-//! beside `piivault`, and is started from `main` next to it.
+//! Each custom resource has its own module in `crd` and its own controller module (like
+//! `piivault` and `retention`), all started from `main` under one leader election.
 
 pub mod crd;
 mod error;
 pub mod leader_election;
 pub mod metrics;
 pub mod piivault;
+pub mod retention;
 pub mod server;
 pub mod telemetry;
 pub mod vault;

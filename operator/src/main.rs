@@ -1,4 +1,5 @@
-//! `strongroom-operator`: runs the Strongroom controllers.
+//! `strongroom-operator`: runs the Strongroom controllers (`PiiVault` and
+//! `RetentionPolicy`) under one leader election.
 //!
 //! Configured by flags or environment (the Helm chart sets the environment): where to serve
 //! metrics and health, which namespaces to watch, and the leader-election Lease.
@@ -14,17 +15,20 @@ use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
 use kube::Client;
 use strongroom_operator::crd::piivault::ModuleImage;
-use strongroom_operator::crd::PiiVault;
+use strongroom_operator::crd::{PiiVault, RetentionPolicy};
 use strongroom_operator::leader_election::{self, LeaderGate, Leadership, LeaseConfig};
 use strongroom_operator::metrics::Metrics;
 use strongroom_operator::piivault::VaultDefaults;
 use strongroom_operator::server::{self, ServerState};
 use strongroom_operator::vault::HttpVaultAdmin;
-use strongroom_operator::{piivault, telemetry, FIELD_MANAGER};
+use strongroom_operator::{piivault, retention, telemetry, FIELD_MANAGER};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Reconciles Strongroom PiiVault resources into vaultd clusters")]
+#[command(
+    version,
+    about = "Reconciles Strongroom PiiVault resources into vaultd clusters and RetentionPolicy resources into scheduled runs"
+)]
 struct Args {
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "STRONGROOM_LISTEN", default_value = "0.0.0.0:8080")]
@@ -85,6 +89,13 @@ async fn main() -> anyhow::Result<()> {
             .list(&ListParams::default().limit(1))
             .await
             .context("cannot list PiiVaults: is the CRD installed (crds/) and may this service account list them?")?;
+        let policies: Api<RetentionPolicy> = match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        };
+        policies.list(&ListParams::default().limit(1)).await.context(
+            "cannot list RetentionPolicies: is the CRD installed (crds/) and may this service account list them?",
+        )?;
     }
     state.ready.store(true, Ordering::Relaxed);
 
@@ -109,9 +120,16 @@ async fn main() -> anyhow::Result<()> {
     };
     // Every reconciler checks the gate right before it changes anything.
     let gate = leadership.as_ref().map_or_else(LeaderGate::always, Leadership::gate);
+    let retention_ctx = Arc::new(
+        retention::Context::new(client.clone(), vault_admin.clone(), metrics.clone(), reporter.clone())
+            .with_leader_gate(gate.clone()),
+    );
     let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter, defaults).with_leader_gate(gate));
     // The controllers stop on SIGTERM or Ctrl+C, once their running reconciles finish.
-    let controllers = join_all(namespaces.into_iter().map(|namespace| piivault::run(ctx.clone(), namespace)));
+    let vault_controllers = join_all(namespaces.iter().cloned().map(|namespace| piivault::run(ctx.clone(), namespace)));
+    let retention_controllers =
+        join_all(namespaces.into_iter().map(|namespace| retention::run(retention_ctx.clone(), namespace)));
+    let controllers = futures_util::future::join(vault_controllers, retention_controllers);
 
     let outcome = match leadership {
         Some(mut leadership) => {

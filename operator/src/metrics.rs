@@ -38,6 +38,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     membership_changes: Family<ChangeLabels, Counter>,
+    token_changes: Family<ChangeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,7 +59,9 @@ impl Default for Metrics {
             durations.clone(),
         );
         registry.register("membership_changes", "Raft membership changes made", membership_changes.clone());
-        Self { registry, reconciles, failures, durations, membership_changes }
+        let token_changes = Family::<ChangeLabels, Counter>::default();
+        registry.register("token_changes", "Vault access tokens issued or revoked", token_changes.clone());
+        Self { registry, reconciles, failures, durations, membership_changes, token_changes }
     }
 }
 
@@ -78,6 +81,11 @@ impl Metrics {
 
     pub fn membership_change(&self, controller: &'static str, change: &'static str) {
         self.membership_changes.get_or_create(&ChangeLabels { controller, change }).inc();
+    }
+
+    /// A vault token the operator issued (`issued`) or revoked (`revoked`).
+    pub fn token_change(&self, controller: &'static str, change: &'static str) {
+        self.token_changes.get_or_create(&ChangeLabels { controller, change }).inc();
     }
 
     /// The OpenMetrics text exposition.
@@ -110,6 +118,7 @@ mod tests {
         drop(metrics.reconcile_started("piivault"));
         metrics.reconcile_failed("piivault", "vault");
         metrics.membership_change("piivault", "LearnerAdded");
+        metrics.token_change("retentionpolicy", "issued");
         let text = metrics.encode().unwrap();
         assert!(text.contains(r#"strongroom_operator_reconciles_total{controller="piivault"} 1"#), "{text}");
         assert!(text.contains(r#"strongroom_operator_reconcile_failures_total{controller="piivault",error="vault"} 1"#));
@@ -117,5 +126,8 @@ mod tests {
         assert!(text.contains(
             r#"strongroom_operator_membership_changes_total{controller="piivault",change="LearnerAdded"} 1"#
         ));
+        assert!(
+            text.contains(r#"strongroom_operator_token_changes_total{controller="retentionpolicy",change="issued"} 1"#)
+        );
     }
 }

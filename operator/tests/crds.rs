@@ -34,3 +34,38 @@ fn the_piivault_crd_has_its_short_name_columns_and_status() {
     assert_eq!(columns, vec!["Replicas", "Ready", "Leader", "Phase", "Age"]);
     assert!(version.subresources.as_ref().unwrap().status.is_some());
 }
+
+#[test]
+fn the_retention_policy_crd_has_its_short_name_columns_status_and_rules() {
+    let (_, definition) =
+        crd::all().into_iter().find(|(file, _)| file == "retentionpolicies.strongroom.dev.yaml").expect("generated");
+    assert_eq!(definition.spec.group, "strongroom.dev");
+    assert_eq!(definition.spec.scope, "Namespaced");
+    assert_eq!(definition.spec.names.short_names, Some(vec!["retpol".to_string()]));
+    assert_eq!(definition.spec.names.categories, Some(vec!["strongroom".to_string()]));
+    let version = &definition.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    let columns: Vec<_> =
+        version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
+    assert_eq!(columns, vec!["Vault", "Schedule", "Suspend", "Dry Run", "Last Run", "Changed", "Next Run", "Age"]);
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
+    let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+    let rules: Vec<&str> = spec["properties"]["rules"]["x-kubernetes-validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["message"].as_str().unwrap())
+        .collect();
+    for message in
+        ["dropFields and pseudonymize need fields", "deleteApp needs match.app", "startExpiration needs expiration"]
+    {
+        assert!(rules.contains(&message), "{rules:?}");
+    }
+    let required: Vec<&str> = spec["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(required, vec!["rules", "schedule", "vaultRef"]);
+    let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in ["observedGeneration", "conditions", "lastRun", "nextRun", "token"] {
+        assert!(status.get(field).is_some(), "status.{field}");
+    }
+}

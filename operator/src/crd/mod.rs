@@ -4,11 +4,13 @@
 //! test that keeps `crds/` current cannot forget one.
 
 pub mod piivault;
+pub mod retention_policy;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 pub use piivault::{PiiVault, PiiVaultSpec, PiiVaultStatus};
+pub use retention_policy::{RetentionPolicy, RetentionPolicySpec, RetentionPolicyStatus};
 
 /// The folders, relative to the workspace root, that hold the generated CRD YAML: the
 /// plain manifests and the Helm chart's (Helm installs a chart's `crds/` before anything else).
@@ -16,7 +18,7 @@ pub const OUTPUT_DIRS: [&str; 2] = ["crds", "charts/strongroom-operator/crds"];
 
 /// Every CRD of the operator, each with the file name it is written to.
 pub fn all() -> Vec<(String, CustomResourceDefinition)> {
-    [PiiVault::crd()]
+    [PiiVault::crd(), RetentionPolicy::crd()]
         .into_iter()
         .map(|crd| (format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default()), crd))
         .collect()

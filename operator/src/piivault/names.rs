@@ -46,6 +46,11 @@ impl VaultNames {
         self.name.clone()
     }
 
+    /// Base URL of the client Service: any ready node's API (each forwards what it must).
+    pub fn client_address(&self) -> String {
+        format!("http://{}.{}.svc:{API_PORT}", self.client_service(), self.namespace)
+    }
+
     /// The headless Service that gives each pod a stable DNS name.
     pub fn headless_service(&self) -> String {
         format!("{}-headless", self.name)
@@ -140,6 +145,7 @@ mod tests {
         assert_eq!(names.pod(2), "vault-2");
         assert_eq!(names.raft_address(2), "vault-2.vault-headless.pii.svc:3001");
         assert_eq!(names.api_address(0), "http://vault-0.vault-headless.pii.svc:3000");
+        assert_eq!(names.client_address(), "http://vault.pii.svc:3000");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use rcgen::{
 
 use super::names::VaultNames;
 use crate::crd::PiiVault;
+use crate::vault::RootToken;
 use crate::Error;
 
 /// The largest vault (spec.replicas is 1, 3 or 5): generated certificates name every pod
@@ -158,6 +159,37 @@ fn random_hex(count: usize) -> String {
     random_bytes(count).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Where a vault's root token is: the Secret and key the spec names, or the generated
+/// Secret (key `token`).
+pub fn root_token_location(vault: &PiiVault) -> (String, String) {
+    match &vault.spec.root_token_secret_ref {
+        Some(reference) => (reference.name.clone(), reference.key.clone()),
+        None => (VaultNames::of(vault).root_token_secret(), "token".to_string()),
+    }
+}
+
+/// The root token of an initialised vault in `secret` (the Secret at
+/// [`root_token_location`], as read): a referenced Secret as it is, a generated one only
+/// when this vault controls it (never a token from a foreign Secret).
+pub fn root_token_of(vault: &PiiVault, secret: Option<&Secret>) -> Result<RootToken, Error> {
+    let (name, key) = root_token_location(vault);
+    let data = match (&vault.spec.root_token_secret_ref, secret) {
+        (Some(_), None) => return Err(Error::SecretMissing { secret: name }),
+        (Some(_), Some(secret)) => secret.data.clone().unwrap_or_default(),
+        (None, secret) => {
+            let uid = vault.metadata.uid.as_deref().unwrap_or_default();
+            match GeneratedSecret::RootToken.decide(&name, secret, uid, true)? {
+                Decision::Keep(data) => data,
+                // Not reached for an initialised vault; never a token that was not stored.
+                Decision::Generate => return Err(Error::SecretMissing { secret: name }),
+            }
+        }
+    };
+    data.get(&key)
+        .and_then(|value| RootToken::from_secret_value(&value.0))
+        .ok_or(Error::SecretIncomplete { secret: name, key })
+}
+
 /// A generated CA and the peer certificate it signed (PEM).
 pub struct PeerCertificates {
     pub ca_pem: String,
@@ -227,6 +259,30 @@ mod tests {
     use super::*;
     use crate::crd::piivault::{Pkcs11Spec, SecretKeyRef};
     use crate::piivault::builders::test_support::softhsm_vault;
+
+    #[test]
+    fn the_root_token_is_read_only_from_a_secret_the_vault_may_use() {
+        let vault = softhsm_vault(3);
+        let names = VaultNames::of(&vault);
+        let data = BTreeMap::from([("token".to_string(), ByteString(b"root-secret\n".to_vec()))]);
+        let owned =
+            crate::piivault::builders::generated_secret(&vault, names.root_token_secret(), data.clone()).unwrap();
+        assert_eq!(root_token_of(&vault, Some(&owned)).unwrap(), RootToken::new("root-secret"));
+        let foreign = Secret { data: Some(data.clone()), ..Secret::default() };
+        assert!(matches!(root_token_of(&vault, Some(&foreign)), Err(Error::SecretConflict { .. })));
+        assert!(matches!(root_token_of(&vault, None), Err(Error::GeneratedSecretMissing { .. })));
+
+        let mut referenced = softhsm_vault(3);
+        referenced.spec.root_token_secret_ref = Some(SecretKeyRef { name: "mine".into(), key: "root".into() });
+        assert_eq!(root_token_location(&referenced), ("mine".to_string(), "root".to_string()));
+        let theirs = Secret {
+            data: Some(BTreeMap::from([("root".to_string(), ByteString(b"r".to_vec()))])),
+            ..Secret::default()
+        };
+        assert_eq!(root_token_of(&referenced, Some(&theirs)).unwrap(), RootToken::new("r"));
+        assert!(matches!(root_token_of(&referenced, Some(&foreign)), Err(Error::SecretIncomplete { .. })));
+        assert!(matches!(root_token_of(&referenced, None), Err(Error::SecretMissing { .. })));
+    }
 
     #[test]
     fn a_softhsm_vault_needs_every_generated_secret() {

@@ -6,8 +6,10 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded};
+use strongroom_admin_api::retention::{RunList, RunReport};
+use strongroom_admin_api::tokens::{CreateToken, TokenCreated, TokenInfo, TokenList};
 
-use super::{RootToken, StatusBody, VaultAdmin, VaultError};
+use super::{NewToken, RetentionAdmin, RootToken, StatusBody, VaultAdmin, VaultError};
 
 /// The header vaultd reads the token from (Databunker's name).
 const TOKEN_HEADER: &str = "X-Bunker-Token";
@@ -124,6 +126,42 @@ impl VaultAdmin for HttpVaultAdmin {
     async fn remove_member(&self, node: &str, token: &RootToken, id: u64) -> Result<(), VaultError> {
         let path = format!("/v1/sys/cluster/members/{id}");
         self.call::<Empty>(node, self.request(Method::DELETE, node, &path, Some(token))).await.map(|_| ())
+    }
+}
+
+impl RetentionAdmin for HttpVaultAdmin {
+    async fn create_token(&self, node: &str, token: &RootToken, request: &CreateToken) -> Result<NewToken, VaultError> {
+        let call = self.request(Method::POST, node, "/v1/sys/tokens", Some(token)).json(request);
+        // The secret goes straight into a redacting wrapper; `TokenCreated` is never kept.
+        let created: TokenCreated = self.call(node, call).await?;
+        Ok(NewToken { id: created.id, secret: RootToken::new(created.token) })
+    }
+
+    async fn list_tokens(&self, node: &str, token: &RootToken) -> Result<Vec<TokenInfo>, VaultError> {
+        let list: TokenList = self.call(node, self.request(Method::GET, node, "/v1/sys/tokens", Some(token))).await?;
+        Ok(list.tokens)
+    }
+
+    async fn revoke_token(&self, node: &str, token: &RootToken, id: &str) -> Result<(), VaultError> {
+        // Token ids are `tok-` and URL-safe characters; anything else cannot be one of ours.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(VaultError::InvalidResponse { node: node.to_string(), reason: format!("bad token id {id:?}") });
+        }
+        let path = format!("/v1/sys/tokens/{id}");
+        match self.call::<Empty>(node, self.request(Method::DELETE, node, &path, Some(token))).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.status() == Some(404) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn latest_run(&self, node: &str, token: &RootToken, policy: &str) -> Result<Option<RunReport>, VaultError> {
+        let request = self
+            .request(Method::GET, node, "/v1/sys/retention/runs", Some(token))
+            .query(&[("policy", policy), ("limit", "1")]);
+        let list: RunList = self.call(node, request).await?;
+        // Newest first; the vault filters by policy, but a report of another is not ours.
+        Ok(list.runs.into_iter().find(|run| run.policy == policy))
     }
 }
 
@@ -292,6 +330,69 @@ mod tests {
         assert!(matches!(error, VaultError::Unreachable { .. }), "{error:?}");
         assert!(!format!("{error} {error:?}").contains("root-token-for-tests"));
         assert!(!format!("{:?}", token()).contains("root-token-for-tests"));
+    }
+
+    #[tokio::test]
+    async fn create_token_posts_name_and_scopes_and_keeps_the_secret_redacted() {
+        let (node, received) = serve_once(
+            200,
+            r#"{"status":"ok","id":"tok-7","name":"retention-shop-drop-phone","scopes":["retention:run"],"token":"s3cret-scoped"}"#,
+        )
+        .await;
+        let request = CreateToken { name: "retention-shop-drop-phone".into(), scopes: vec!["retention:run".into()] };
+        let created = HttpVaultAdmin::new().unwrap().create_token(&node, &token(), &request).await.unwrap();
+        assert_eq!(created.id, "tok-7");
+        assert_eq!(created.secret.expose(), "s3cret-scoped");
+        assert!(!format!("{created:?}").contains("s3cret"));
+        let received = received.lock().unwrap().clone();
+        assert_eq!(received.request_line, "POST /v1/sys/tokens HTTP/1.1");
+        assert_eq!(received.header("x-bunker-token"), Some("root-token-for-tests-0123456789abcdef"));
+        let body: serde_json::Value = serde_json::from_str(&received.body).unwrap();
+        assert_eq!(body, serde_json::json!({"name": "retention-shop-drop-phone", "scopes": ["retention:run"]}));
+    }
+
+    #[tokio::test]
+    async fn revoking_an_unknown_token_is_success() {
+        let (node, received) = serve_once(404, r#"{"status":"error","message":"no such token"}"#).await;
+        HttpVaultAdmin::new().unwrap().revoke_token(&node, &token(), "tok-7").await.unwrap();
+        assert_eq!(received.lock().unwrap().request_line, "DELETE /v1/sys/tokens/tok-7 HTTP/1.1");
+        let (node, _) = serve_once(403, r#"{"status":"error","message":"missing scope tokens:admin"}"#).await;
+        let error = HttpVaultAdmin::new().unwrap().revoke_token(&node, &token(), "tok-7").await.unwrap_err();
+        assert_eq!(error.status(), Some(403));
+        let error = HttpVaultAdmin::new().unwrap().revoke_token("http://127.0.0.1:1", &token(), "../x").await;
+        assert!(matches!(error, Err(VaultError::InvalidResponse { .. })), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn list_tokens_reads_the_list() {
+        let (node, received) = serve_once(
+            200,
+            r#"{"status":"ok","tokens":[{"id":"tok-1","name":"retention-shop-x","scopes":["retention:run"],"created":1}]}"#,
+        )
+        .await;
+        let tokens = HttpVaultAdmin::new().unwrap().list_tokens(&node, &token()).await.unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].name, "retention-shop-x");
+        assert_eq!(received.lock().unwrap().request_line, "GET /v1/sys/tokens HTTP/1.1");
+    }
+
+    #[tokio::test]
+    async fn latest_run_asks_for_one_run_of_the_policy() {
+        let (node, received) = serve_once(
+            200,
+            r#"{"status":"ok","runs":[{"policy":"shop/drop-phone","dryRun":false,"startedAt":1000,"finishedAt":2000,
+               "matched":3,"changed":2,"rules":[],"auditEventId":"evt-9"}]}"#,
+        )
+        .await;
+        let run = HttpVaultAdmin::new().unwrap().latest_run(&node, &token(), "shop/drop-phone").await.unwrap();
+        let run = run.expect("a run");
+        assert_eq!((run.matched, run.changed, run.audit_event_id.as_str()), (3, 2, "evt-9"));
+        assert_eq!(
+            received.lock().unwrap().request_line,
+            "GET /v1/sys/retention/runs?policy=shop%2Fdrop-phone&limit=1 HTTP/1.1"
+        );
+        let (node, _) = serve_once(200, r#"{"status":"ok","runs":[]}"#).await;
+        assert_eq!(HttpVaultAdmin::new().unwrap().latest_run(&node, &token(), "shop/x").await.unwrap(), None);
     }
 
     #[tokio::test]

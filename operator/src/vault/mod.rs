@@ -1,7 +1,8 @@
-//! Talking to vaultd: its health endpoint and its `/v1/sys/cluster` admin API.
+//! Talking to vaultd: its health endpoint, its `/v1/sys/cluster` admin API, and — for
+//! retention policies — its token and retention-run APIs.
 //!
-//! The reconciler only sees the [`VaultAdmin`] trait, so its tests can script the vault's
-//! answers; [`HttpVaultAdmin`] is the real client. A node is named by the base URL of its
+//! The reconcilers only see the [`VaultAdmin`] and [`RetentionAdmin`] traits, so their tests
+//! can script the vault's answers; [`HttpVaultAdmin`] is the real client of both. A node is named by the base URL of its
 //! API (`http://<pod>.<headless service>.<namespace>.svc:3000`).
 
 mod http;
@@ -11,10 +12,13 @@ use std::future::Future;
 
 pub use strongroom_admin_api::cluster::StatusBody;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded};
+use strongroom_admin_api::retention::RunReport;
+use strongroom_admin_api::tokens::{CreateToken, TokenInfo};
 
 pub use http::HttpVaultAdmin;
 
-/// The vault's root token, read from its Secret. Never printed.
+/// A vault bearer token (`X-Bunker-Token`): the root token read from the vault's Secret, or
+/// a scoped token the operator created. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RootToken(String);
 
@@ -105,6 +109,50 @@ pub trait VaultAdmin: Send + Sync + 'static {
         token: &RootToken,
         id: u64,
     ) -> impl Future<Output = Result<(), VaultError>> + Send;
+}
+
+/// A token the vault just created: its id, and the secret it shows only this once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewToken {
+    pub id: String,
+    pub secret: RootToken,
+}
+
+/// The calls the `RetentionPolicy` controller makes: scoped tokens (`/v1/sys/tokens`, with
+/// the root token) and the run history (`/v1/sys/retention/runs`, with the policy's own
+/// token). `node` is the base URL of the vault's client Service; any node forwards.
+pub trait RetentionAdmin: Send + Sync + 'static {
+    /// `POST /v1/sys/tokens`.
+    fn create_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> impl Future<Output = Result<NewToken, VaultError>> + Send;
+
+    /// `GET /v1/sys/tokens` (no secrets).
+    fn list_tokens(
+        &self,
+        node: &str,
+        token: &RootToken,
+    ) -> impl Future<Output = Result<Vec<TokenInfo>, VaultError>> + Send;
+
+    /// `DELETE /v1/sys/tokens/{id}`. A token the vault does not know (404) is already
+    /// revoked: that is success.
+    fn revoke_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        id: &str,
+    ) -> impl Future<Output = Result<(), VaultError>> + Send;
+
+    /// `GET /v1/sys/retention/runs?policy=<policy>&limit=1`: the newest run of `policy`.
+    fn latest_run(
+        &self,
+        node: &str,
+        token: &RootToken,
+        policy: &str,
+    ) -> impl Future<Output = Result<Option<RunReport>, VaultError>> + Send;
 }
 
 #[cfg(test)]

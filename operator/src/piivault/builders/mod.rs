@@ -31,6 +31,8 @@ pub use secrets::generated_secret;
 pub use service_account::service_account;
 pub use services::{client_service, headless_service};
 pub use stateful_set::stateful_set;
+/// Shared with the retention Jobs, which run the same image as the same user.
+pub(crate) use stateful_set::{restricted_security_context, SECRET_FILE_MODE, VAULTD_UID};
 
 /// Every child object except the generated Secrets, in the order they are applied.
 #[derive(Clone, Debug)]

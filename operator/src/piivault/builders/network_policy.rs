@@ -1,5 +1,6 @@
 //! The NetworkPolicy: anyone in the cluster may reach the API port (applications, the
-//! operator, Prometheus), but only the vault's own pods may reach the peer (Raft) port.
+//! operator, Prometheus, the Jobs of the vault's `RetentionPolicy`s), but only the vault's
+//! own pods may reach the peer (Raft) port.
 
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -60,5 +61,37 @@ mod tests {
         let api_rule = rules.iter().find(|rule| rule.ports.as_ref().unwrap()[0].port == Some(IntOrString::Int(3000)));
         assert_eq!(api_rule.expect("a rule for the API port").from, None);
         assert_owned_child(&policy.metadata);
+    }
+
+    /// Whether `policy` lets a pod of this namespace with `labels` reach `port`.
+    fn admits(policy: &NetworkPolicy, labels: &std::collections::BTreeMap<String, String>, port: i32) -> bool {
+        let rules = policy.spec.as_ref().and_then(|spec| spec.ingress.as_ref()).cloned().unwrap_or_default();
+        rules.iter().any(|rule| {
+            let port_ok =
+                rule.ports.as_ref().is_none_or(|ports| ports.iter().any(|p| p.port == Some(IntOrString::Int(port))));
+            let from_ok = rule.from.as_ref().is_none_or(|peers| {
+                peers.iter().any(|peer| {
+                    peer.namespace_selector.is_none()
+                        && peer.pod_selector.as_ref().is_some_and(|selector| {
+                            selector.match_expressions.is_none()
+                                && selector
+                                    .match_labels
+                                    .iter()
+                                    .flatten()
+                                    .all(|(key, value)| labels.get(key) == Some(value))
+                        })
+                })
+            });
+            port_ok && from_ok
+        })
+    }
+
+    #[test]
+    fn retention_jobs_reach_the_api_port_but_not_the_peer_port() {
+        let policy = network_policy(&softhsm_vault(3)).unwrap();
+        let job = crate::retention::names::job_labels(&crate::retention::names::PolicyNames::new("p", "pii", "vault"));
+        assert!(admits(&policy, &job, API_PORT));
+        assert!(!admits(&policy, &job, PEER_PORT));
+        assert!(admits(&policy, &selector_labels(&VaultNames::new("vault", "pii")), PEER_PORT));
     }
 }

@@ -30,9 +30,9 @@ use crate::Error;
 /// Pod template annotation holding a hash of the ConfigMap, so a config change rolls pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "strongroom.dev/config-hash";
 /// The user and group of the vaultd image (`docker/vaultd.Dockerfile`).
-const VAULTD_UID: i64 = 10001;
+pub(crate) const VAULTD_UID: i64 = 10001;
 /// Secret files readable by the owner and the pod's fsGroup only.
-const SECRET_FILE_MODE: i32 = 0o440;
+pub(crate) const SECRET_FILE_MODE: i32 = 0o440;
 
 const DATA_VOLUME: &str = "data";
 const ROOT_TOKEN_VOLUME: &str = "root-token";
@@ -107,7 +107,7 @@ fn env(name: &str, value: String) -> EnvVar {
     EnvVar { name: name.to_string(), value: Some(value), value_from: None }
 }
 
-fn restricted_security_context() -> SecurityContext {
+pub(crate) fn restricted_security_context() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
