@@ -12,6 +12,9 @@
 //! already changed no longer qualifies for the change (it is forgotten, the field is gone,
 //! its expiration has started), so a rerun — or a run repeated after it was interrupted —
 //! changes nothing twice.
+//!
+//! The policy types are JSON and YAML only (absent fields are left out); the run report is
+//! also stored in the replicated state (postcard), so its fields are always written.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +25,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
     /// The `PiiVault` (same namespace) the policy applies to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_ref: Option<VaultRef>,
     /// Cron schedule (5 fields, UTC) of the CronJob that runs the policy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// Stop scheduling runs; a run already started completes.
     #[serde(default)]
@@ -54,10 +57,10 @@ pub struct Rule {
     pub selector: RuleMatch,
     pub action: Action,
     /// `dropFields` and `pseudonymize`: the top-level profile fields to change.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
     /// `startExpiration`: how long the subject has to retain its data (e.g. `30d`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration: Option<String>,
 }
 
@@ -67,17 +70,17 @@ pub struct Rule {
 #[serde(rename_all = "camelCase")]
 pub struct RuleMatch {
     /// Minimum age, a [duration](parse_duration) such as `90d`; any age when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub older_than: Option<String>,
     /// What the age is measured from.
     #[serde(default)]
     pub since: Since,
     /// Only subjects holding a record of this app. The age is then that record's age
     /// (`created` / `updated` of the app record), and `deleteApp` deletes it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
     /// Only subjects whose profile has every one of these top-level fields.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub has_fields: Vec<String>,
 }
 
