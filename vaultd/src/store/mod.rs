@@ -343,7 +343,13 @@ impl Durability {
             let entry = entry?;
             let name = entry.file_name();
             if !synced.contains(&name) {
-                File::open(entry.path())?.sync_data()?;
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_data()?,
+                    // sled removed the blob (its value was replaced or deleted) after the
+                    // directory was listed: there is nothing left to make durable.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
                 created = true;
             }
             present.insert(name);
