@@ -139,12 +139,18 @@ struct ServeArgs {
     /// Raft log entries between snapshots (default 20000).
     #[arg(long, env = "VAULTD_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
-    /// Longest an erasure waits before it is compacted out of the Raft log (default 10 s).
+    /// Longest an erasure waits before it is compacted out of the Raft log (default 60 s;
+    /// each compaction snapshots the whole state, so a shorter deadline costs more under a
+    /// steady stream of erasures such as a retention run).
     #[arg(long, env = "VAULTD_ERASURE_COMPACTION_SECS")]
     erasure_compaction_secs: Option<u64>,
-    /// How often the leader forgets subjects whose expiration has ended (default 10 s).
+    /// How often the leader forgets subjects whose expiration has ended and deletes ended
+    /// sessions (default 10 s).
     #[arg(long, env = "VAULTD_EXPIRATION_SWEEP_SECS")]
     expiration_sweep_secs: Option<u64>,
+    /// The longest a session lives, e.g. `12h` or `30d` (the default).
+    #[arg(long, env = "VAULTD_MAX_SESSION_TTL")]
+    max_session_ttl: Option<String>,
 }
 
 /// Where the KEK lives: shared by `serve` and `hsm-import-key`.
@@ -303,6 +309,14 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
             .expiration_sweep_secs
             .or(file.expiration_sweep_secs)
             .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
+        max_session_ttl: match args.max_session_ttl.or(file.max_session_ttl) {
+            Some(text) => std::time::Duration::from_secs(
+                strongroom_admin_api::retention::parse_duration(&text)
+                    .filter(|secs| *secs > 0)
+                    .ok_or_else(|| anyhow::anyhow!("--max-session-ttl {text:?} is not a duration like 12h or 30d"))?,
+            ),
+            None => defaults.max_session_ttl,
+        },
     };
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(config::DEFAULT_MAX_BODY),

@@ -75,7 +75,7 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { peer: None, snapshot_every: 20_000, erasure_compaction: Duration::from_secs(10) }
+        ClusterOptions { peer: None, snapshot_every: 20_000, erasure_compaction: Duration::from_secs(60) }
     }
 }
 

@@ -42,6 +42,14 @@ pub enum Refusal {
     Failed(String),
 }
 
+impl Refusal {
+    /// Whether asking again later may succeed: the cluster was between leaders or could
+    /// not confirm in time.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Refusal::NotLeader | Refusal::NoLeader | Refusal::Timeout)
+    }
+}
+
 pub type ProposeResult = Result<Vec<Receipt>, Refusal>;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

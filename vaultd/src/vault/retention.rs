@@ -241,10 +241,34 @@ impl Vault {
         }
         let mut audit = draft(caller, operation, Some(subject), selector.app(), None);
         audit.purpose = Some(purpose.to_string());
-        let receipt = self.commit(audit, change).await?;
+        let receipt = self.commit_conditional(audit, change).await?;
         Ok(match receipt.outcome {
             Ok(_) => Outcome::Changed(receipt.log_index),
             Err(_) => Outcome::Skipped(receipt.log_index),
         })
     }
+
+    /// Commits a conditional change, proposing it again when the cluster could not
+    /// confirm it (a leader change, a slow quorum): a long run should not end at the first
+    /// hiccup. Safe because the change is conditional on the version it was decided on —
+    /// if an earlier attempt was applied after all, the repeat is refused as stale (and
+    /// reported as skipped; the next run finds nothing left to change there).
+    async fn commit_conditional(&self, audit: AuditDraft, change: Change) -> VaultResult<Receipt> {
+        let mut attempt = 0;
+        loop {
+            match self.commit(audit.clone(), change.clone()).await {
+                Err(VaultError::Cluster(refusal)) if refusal.is_transient() && attempt < COMMIT_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(%refusal, attempt, "retention change not confirmed; proposing it again");
+                    // Waits for a leader (up to the proposal timeout); if none turns up,
+                    // the next attempt reports why.
+                    let _ = self.catch_up().await;
+                }
+                other => return other,
+            }
+        }
+    }
 }
+
+/// How often a retention change is proposed again after the cluster failed to confirm it.
+const COMMIT_ATTEMPTS: u32 = 5;
