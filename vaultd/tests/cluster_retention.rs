@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -70,30 +70,49 @@ fn counts(report: &Value) -> Vec<(u64, u64, u64)> {
 }
 
 /// Creates subjects `0..count` with `threads` concurrent clients spread over the nodes;
-/// returns their tokens in order.
-fn create_subjects(cluster: &TestCluster, count: usize, threads: usize) -> Vec<String> {
-    let clients: Vec<Client> = cluster.running().into_iter().map(|slot| cluster.client(slot)).collect();
+/// returns their tokens in order. Any failed create fails the test, naming the node and
+/// showing the end of its log.
+fn create_subjects(cluster: &mut TestCluster, count: usize, threads: usize) -> Vec<String> {
+    let slots = cluster.running();
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..threads)
         .map(|worker| {
-            let (client, next) = (clients[worker % clients.len()].clone(), Arc::clone(&next));
+            let slot = slots[worker % slots.len()];
+            let (client, next) = (cluster.client(slot), Arc::clone(&next));
             std::thread::spawn(move || {
                 let mut made = Vec::new();
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= count {
-                        return made;
+                        return Ok(made);
                     }
-                    made.push((n, client.create_user(original(n))));
+                    let request = client.request("POST", "/v1/user").json(&original(n));
+                    match client.try_send(request) {
+                        Ok(reply) if reply.status == 200 => {
+                            made.push((n, reply.body["token"].as_str().unwrap().to_string()))
+                        }
+                        Ok(reply) => return Err((slot, format!("subject {n}: {} {}", reply.status, reply.body))),
+                        Err(error) => return Err((slot, format!("subject {n}: {error:?}"))),
+                    }
                 }
             })
         })
         .collect();
     let mut tokens = vec![String::new(); count];
+    let mut failures = Vec::new();
     for worker in workers {
-        for (n, token) in worker.join().unwrap() {
-            tokens[n] = token;
+        match worker.join().unwrap() {
+            Ok(made) => made.into_iter().for_each(|(n, token)| tokens[n] = token),
+            Err(failure) => failures.push(failure),
         }
+    }
+    if let Some((slot, _)) = failures.first() {
+        let vault = cluster.slots[*slot].vault.as_mut().unwrap();
+        let exited = vault.child.try_wait().unwrap();
+        let log = vault.log();
+        let tail: String =
+            log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        panic!("creating subjects failed: {failures:#?}\nnode {slot} exited: {exited:?}; its log ends:\n{tail}");
     }
     tokens
 }
@@ -200,10 +219,10 @@ fn without_status(report: &Value) -> Value {
 
 #[test]
 fn a_run_on_a_follower_changes_exactly_the_matched_records_on_every_replica() {
-    let cluster = TestCluster::start(3, &[]);
+    let mut cluster = TestCluster::start(3, &[]);
     let leader = cluster.leader();
     let (follower, other) = ((leader + 1) % 3, (leader + 2) % 3);
-    let tokens = create_subjects(&cluster, 30, 3);
+    let tokens = create_subjects(&mut cluster, 30, 3);
     let admin = cluster.client(follower);
 
     // A dry run on a follower counts what would change and changes nothing anywhere.
@@ -268,11 +287,15 @@ fn a_run_on_a_follower_across_a_leader_kill_completes_exactly_once_when_rerun() 
 /// asserts the end state whatever the first run did before, during or after the kill.
 fn run_through_a_leader_kill(run_on_leader: bool) {
     const SUBJECTS: usize = 2_000;
+    // Two of these at once (six nodes and two dozen clients on two cores) starve the
+    // nodes enough that requests time out; they take turns.
+    static HEAVY: Mutex<()> = Mutex::new(());
+    let _turn = HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut cluster = TestCluster::start(3, &[]);
     let leader = cluster.leader();
     let (survivor, other) = ((leader + 1) % 3, (leader + 2) % 3);
     let run_on = if run_on_leader { leader } else { other };
-    let tokens = create_subjects(&cluster, SUBJECTS, 12);
+    let tokens = create_subjects(&mut cluster, SUBJECTS, 12);
     let selected = |k: Kind| (0..SUBJECTS).filter(|&n| kind(n) == k).count() as u64;
     let (phones, closed) = (selected(Kind::Phone), selected(Kind::Closed));
 
