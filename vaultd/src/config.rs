@@ -40,6 +40,8 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     pub erasure_compaction_secs: Option<u64>,
     pub expiration_sweep_secs: Option<u64>,
+    /// The longest a session lives, e.g. `30d`.
+    pub max_session_ttl: Option<String>,
     #[serde(default)]
     pub hsm: FileHsmConfig,
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod expiration;
 mod middleware;
 mod retention;
+mod sessions;
 mod system;
 mod tokens;
 mod users;
@@ -39,6 +40,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             )
             .service(web::resource("/v1/userapp/{mode}/{id}").get(apps::list_for_user))
             .service(web::resource("/v1/userapps").get(apps::names))
+            .service(
+                web::resource("/v1/session/{session}")
+                    .post(sessions::create)
+                    .get(sessions::get)
+                    .delete(sessions::delete),
+            )
+            .service(web::resource("/v1/sessions/{mode}/{id}").get(sessions::for_user))
             .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))
             .service(web::resource("/v1/exp/status/{mode}/{id}").get(expiration::status))
             .service(web::resource("/v1/exp/cancel/{mode}/{id}").delete(expiration::cancel))

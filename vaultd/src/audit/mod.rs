@@ -43,6 +43,12 @@ pub enum Operation {
     RetentionPseudonymize,
     RetentionDeleteApp,
     RetentionStartExpiration,
+    SessionCreate,
+    SessionRead,
+    SessionDelete,
+    SessionList,
+    /// An ended session was deleted by the sweeper.
+    SessionExpire,
 }
 
 impl Operation {

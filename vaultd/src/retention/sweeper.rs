@@ -1,7 +1,8 @@
-//! Forgets subjects whose expiration has ended. Every node runs the sweeper; only the
-//! leader acts, so a due subject is proposed once per sweep, and the forget is
-//! conditional (`ForgetCondition::ExpirationDue`): a subject that retained its data or
-//! whose expiration was cancelled after the sweep read it is left alone.
+//! Forgets subjects whose expiration has ended and deletes sessions that have ended.
+//! Every node runs the sweeper; only the leader acts, so each is proposed once per sweep,
+//! and the change is conditional (`ForgetCondition::ExpirationDue`, `only_if_ended`): a
+//! subject that retained its data, or a session replaced with a new end, after the sweep
+//! read it is left alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,38 +28,49 @@ pub async fn run(cluster: Arc<Cluster>, every: Duration) {
             continue;
         }
         match sweep(&cluster).await {
-            Ok(0) => {}
-            Ok(forgotten) => tracing::info!(forgotten, "expired subjects forgotten"),
+            Ok((0, 0)) => {}
+            Ok((forgotten, sessions)) => tracing::info!(forgotten, sessions, "expired subjects and sessions removed"),
             Err(error) => tracing::warn!(%error, "expiration sweep failed; retrying at the next one"),
         }
     }
 }
 
-/// Proposes a forget for every subject due now; returns how many were forgotten.
-async fn sweep(cluster: &Cluster) -> Result<usize, String> {
+/// Proposes the removal of every subject and session due now; returns how many subjects
+/// were forgotten and sessions deleted.
+async fn sweep(cluster: &Cluster) -> Result<(usize, usize), String> {
     let now = now_ms();
-    let due = cluster.store().due_expirations(now, PER_SWEEP).map_err(|e| e.to_string())?;
-    let forgotten = stream::iter(due)
-        .map(|subject| cluster.submit(expire(subject, now)))
+    let subjects = cluster.store().due_expirations(now, PER_SWEEP).map_err(|e| e.to_string())?;
+    let sessions = cluster.store().ended_sessions(now, PER_SWEEP).map_err(|e| e.to_string())?;
+    let forgets = subjects.into_iter().map(|subject| {
+        let change =
+            Change::ForgetSubject { target: Target::Token(subject), condition: ForgetCondition::ExpirationDue };
+        (system(now, Operation::ExpirationDelete, Some(subject), "expiration ended"), change)
+    });
+    let deletions = sessions.into_iter().map(|session| {
+        let change = Change::DeleteSession { session, only_if_ended: true };
+        (system(now, Operation::SessionExpire, None, "session ended"), change)
+    });
+    Ok((submit_all(cluster, forgets).await, submit_all(cluster, deletions).await))
+}
+
+/// Submits the commands `IN_FLIGHT` at a time; returns how many were applied.
+async fn submit_all(cluster: &Cluster, changes: impl Iterator<Item = (AuditDraft, Change)>) -> usize {
+    stream::iter(changes)
+        .map(|(audit, change)| cluster.submit(Command { audit, change }))
         .buffer_unordered(IN_FLIGHT)
         .filter(|receipt| std::future::ready(matches!(receipt, Ok(r) if r.outcome.is_ok())))
         .count()
-        .await;
-    Ok(forgotten)
+        .await
 }
 
-fn expire(subject: Uuid, now: u64) -> Command {
-    let audit = AuditDraft {
+fn system(now: u64, operation: Operation, subject: Option<Uuid>, purpose: &str) -> AuditDraft {
+    AuditDraft {
         time: now,
         actor: "system".into(),
-        operation: Operation::ExpirationDelete,
-        subject: Some(subject),
+        operation,
+        subject,
         app: None,
         mode: None,
-        purpose: Some("expiration ended".into()),
-    };
-    Command {
-        audit,
-        change: Change::ForgetSubject { target: Target::Token(subject), condition: ForgetCondition::ExpirationDue },
+        purpose: Some(purpose.into()),
     }
 }

@@ -771,6 +771,44 @@ mod tests {
     }
 
     #[test]
+    fn sessions_end_and_go_with_their_subject() {
+        use crate::store::SessionRecord;
+        let (_dir, mut machine) = machine();
+        let (a, linked, loose) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let session =
+            |subject, expires_at| SessionRecord { subject, created: 1_000, expires_at, key: None, sealed: vec![1] };
+        let put = |id, record| command(Change::PutSession { session: id, record });
+        let receipts = apply(
+            &mut machine,
+            &[put(linked, session(Some(a), 5_000)), create(a, vec![]), put(linked, session(Some(a), 5_000))],
+        );
+        assert_eq!(receipts[0].outcome, Err(Rejection::SubjectNotFound), "a linked session needs its subject");
+        assert_eq!(receipts[2].outcome, Ok(Applied::Done));
+        apply(&mut machine, &[put(loose, session(None, 3_000))]);
+
+        let read = |id, time| at(time, Change::ReadSession { session: id });
+        let list = |time| at(time, Change::ReadSessions { target: Target::Token(a), offset: 0, limit: 10 });
+        let receipts = apply(&mut machine, &[read(loose, 2_999), read(loose, 3_000), list(4_000), list(5_000)]);
+        assert!(matches!(&receipts[0].outcome, Ok(Applied::Session { owner: None, .. })));
+        assert_eq!(receipts[1].outcome, Err(Rejection::SessionNotFound), "an ended session is gone for readers");
+        assert!(matches!(&receipts[2].outcome, Ok(Applied::Sessions { total: 1, owner: Some(_), .. })));
+        assert!(matches!(&receipts[3].outcome, Ok(Applied::Sessions { total: 0, .. })));
+
+        let sweep = |id, time| at(time, Change::DeleteSession { session: id, only_if_ended: true });
+        let receipts = apply(&mut machine, &[sweep(linked, 4_999), sweep(loose, 3_000)]);
+        assert_eq!(receipts[0].outcome, Err(Rejection::Stale), "the sweeper leaves running sessions alone");
+        assert_eq!(receipts[1].outcome, Ok(Applied::Done));
+        assert_eq!(machine.store().ended_sessions(u64::MAX, 10).unwrap(), vec![linked]);
+
+        apply(
+            &mut machine,
+            &[command(Change::ForgetSubject { target: Target::Token(a), condition: ForgetCondition::Always })],
+        );
+        assert_eq!(apply(&mut machine, &[read(linked, 0)])[0].outcome, Err(Rejection::SessionNotFound));
+        assert_eq!(machine.store().ended_sessions(u64::MAX, 10).unwrap(), Vec::<Uuid>::new(), "forget-me took it");
+    }
+
+    #[test]
     fn stale_updates_and_forgotten_subjects_are_refused() {
         let (_dir, mut machine) = machine();
         let a = Uuid::new_v4();

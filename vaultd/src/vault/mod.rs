@@ -5,6 +5,7 @@
 mod apps;
 mod expiration;
 mod retention;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -18,6 +19,7 @@ use zeroize::Zeroizing;
 
 pub use apps::valid_app_name;
 pub use expiration::ExpirationView;
+pub use sessions::SessionView;
 
 use crate::audit::{now_ms, AuditDraft, Operation};
 use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
@@ -39,8 +41,11 @@ pub struct VaultSettings {
     pub dek_cache_capacity: usize,
     /// Bytes of sled page cache.
     pub storage_cache_bytes: u64,
-    /// How often the leader looks for subjects whose expiration has ended.
+    /// How often the leader looks for subjects whose expiration has ended and for ended
+    /// sessions.
     pub expiration_sweep: std::time::Duration,
+    /// The longest a session lives.
+    pub max_session_ttl: std::time::Duration,
 }
 
 impl Default for VaultSettings {
@@ -51,6 +56,7 @@ impl Default for VaultSettings {
             dek_cache_capacity: 100_000,
             storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             expiration_sweep: std::time::Duration::from_secs(10),
+            max_session_ttl: std::time::Duration::from_secs(30 * 86_400),
         }
     }
 }

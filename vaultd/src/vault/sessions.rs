@@ -1,0 +1,170 @@
+//! Sessions (Databunker's session API): what an application keeps about a visit or a
+//! device — an IP address, a user agent — under an id it can log instead of the data.
+//! A session ends after its TTL (capped by `max_session_ttl`); the leader's sweeper
+//! deletes ended sessions. A session linked to a subject is sealed under the subject's
+//! DEK and disappears with the subject; an unlinked one has a key of its own, wrapped
+//! by the KEK.
+
+use serde_json::{Map, Value};
+use strongroom_admin_api::retention::parse_duration;
+use uuid::Uuid;
+
+use super::*;
+use crate::store::SessionRecord;
+
+/// One session as the API shows it.
+pub struct SessionView {
+    pub session: Uuid,
+    /// When it was created, seconds since the Unix epoch (Databunker's `when`).
+    pub when: u64,
+    pub data: Value,
+}
+
+/// The identifiers in a session body that link it to a subject, in the order they are
+/// tried (Databunker's).
+const LINKS: [(&str, Mode); 5] = [
+    ("token", Mode::Token),
+    ("login", Mode::Login),
+    ("email", Mode::Email),
+    ("phone", Mode::Phone),
+    ("custom", Mode::Custom),
+];
+
+impl Vault {
+    /// Creates or replaces session `session` with `data`. A `token`, `login`, `email`,
+    /// `phone` or `custom` field links it to that subject (404 when none has it); an
+    /// `expiration` field (e.g. `1h`) shortens its life below the configured maximum.
+    pub async fn put_session(&self, caller: &Caller, session: Uuid, data: Map<String, Value>) -> VaultResult<()> {
+        if data.is_empty() {
+            return Err(VaultError::bad_request("session data must not be empty"));
+        }
+        let ttl = self.session_ttl(data.get("expiration"))?;
+        let owner = match LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id))) {
+            Some((mode, id)) => match self.find_audited(caller, Operation::SessionCreate, mode, None, &id).await? {
+                Found::Active(subject, _, active) => Some((subject, active)),
+                Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
+            },
+            None => None,
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&data).map_err(|_| VaultError::bad_request("session is not valid JSON"))?,
+        );
+        let audit = draft(caller, Operation::SessionCreate, owner.as_ref().map(|(s, _)| *s), None, None);
+        let (sealed, key) = match &owner {
+            Some((subject, active)) => {
+                let dek = self.dek(subject, active).await?;
+                (dek.seal(&plaintext, &session_aad(Some(subject), &session))?, None)
+            }
+            None => {
+                let key = DataKey::generate();
+                let wrapped = self.kek.wrap_key(&key, &crypto::dek_aad(&session)).await?;
+                let sealed = key.seal(&plaintext, &session_aad(None, &session))?;
+                (sealed, Some(WrappedKey { kek: self.kek.label().to_string(), wrapped }))
+            }
+        };
+        let record = SessionRecord {
+            subject: owner.map(|(subject, _)| subject),
+            created: audit.time,
+            expires_at: audit.time.saturating_add(ttl.as_millis() as u64),
+            key,
+            sealed,
+        };
+        self.commit(audit, Change::PutSession { session, record }).await?.outcome.map_err(rejected)?;
+        Ok(())
+    }
+
+    /// A session that has not ended, read through the log (audited when linked).
+    pub async fn get_session(&self, caller: &Caller, session: Uuid) -> VaultResult<SessionView> {
+        let audit = draft(caller, Operation::SessionRead, None, None, None);
+        let receipt = self.commit(audit, Change::ReadSession { session }).await?;
+        match receipt.outcome.map_err(rejected)? {
+            Applied::Session { record, owner } => self.open_session(session, &record, owner.as_ref()).await,
+            _ => Err(VaultError::Storage(StoreError::Corrupt)),
+        }
+    }
+
+    pub async fn delete_session(&self, caller: &Caller, session: Uuid) -> VaultResult<()> {
+        let audit = draft(caller, Operation::SessionDelete, None, None, None);
+        let change = Change::DeleteSession { session, only_if_ended: false };
+        self.commit(audit, change).await?.outcome.map_err(rejected).map(drop)
+    }
+
+    /// A page of a subject's sessions that have not ended, and how many there are.
+    pub async fn user_sessions(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> VaultResult<(u64, Vec<SessionView>)> {
+        let target = self.target(mode, id).await?;
+        let change = Change::ReadSessions {
+            target,
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        };
+        let audit = draft(caller, Operation::SessionList, None, None, Some(mode));
+        match self.commit(audit, change).await?.outcome.map_err(rejected)? {
+            Applied::Sessions { owner, total, page, .. } => {
+                let mut sessions = Vec::with_capacity(page.len());
+                for (session, record) in page {
+                    sessions.push(self.open_session(session, &record, owner.as_ref()).await?);
+                }
+                Ok((total, sessions))
+            }
+            _ => Err(VaultError::Storage(StoreError::Corrupt)),
+        }
+    }
+
+    async fn open_session(
+        &self,
+        session: Uuid,
+        record: &SessionRecord,
+        owner: Option<&ActiveSubject>,
+    ) -> VaultResult<SessionView> {
+        let plaintext = match (&record.subject, owner, &record.key) {
+            (Some(subject), Some(owner), _) => {
+                self.dek(subject, owner).await?.open(&record.sealed, &session_aad(Some(subject), &session))?
+            }
+            (None, _, Some(key)) => {
+                let key = self.kek.unwrap_key(&key.wrapped, &crypto::dek_aad(&session)).await?;
+                key.open(&record.sealed, &session_aad(None, &session))?
+            }
+            _ => return Err(VaultError::Storage(StoreError::Corrupt)),
+        };
+        let data = serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))?;
+        Ok(SessionView { session, when: record.created / 1000, data })
+    }
+
+    /// The session's life: `expiration` when given and shorter, else the maximum.
+    fn session_ttl(&self, expiration: Option<&Value>) -> VaultResult<std::time::Duration> {
+        let max = self.settings.max_session_ttl;
+        match expiration {
+            None | Some(Value::Null) => Ok(max),
+            Some(Value::String(text)) => {
+                parse_duration(text).map(|secs| max.min(std::time::Duration::from_secs(secs))).ok_or_else(|| {
+                    VaultError::bad_request("expiration must be a duration like 1h, 30d, 6m (months) or 30s")
+                })
+            }
+            Some(_) => Err(VaultError::bad_request("expiration must be a string such as \"1h\"")),
+        }
+    }
+}
+
+/// A non-empty identifier in a session body.
+fn link(data: &Map<String, Value>, field: &str) -> Option<String> {
+    match data.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// AAD of a session: bound to its id, and to its subject when linked.
+fn session_aad(subject: Option<&Uuid>, session: &Uuid) -> Vec<u8> {
+    match subject {
+        Some(subject) => crypto::record_aad(subject, &format!("session:{session}")),
+        None => crypto::record_aad(session, "session"),
+    }
+}
