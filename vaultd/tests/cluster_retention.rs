@@ -122,7 +122,7 @@ fn create_subjects(cluster: &mut TestCluster, count: usize, threads: usize) -> V
 fn mismatches(cluster: &TestCluster, slot: usize, tokens: &[String], want: fn(usize) -> Value) -> Vec<String> {
     let tokens = Arc::new(tokens.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
-    let readers: Vec<_> = (0..6)
+    let readers: Vec<_> = (0..12)
         .map(|_| {
             let (client, tokens, next) = (cluster.client(slot), Arc::clone(&tokens), Arc::clone(&next));
             std::thread::spawn(move || {
