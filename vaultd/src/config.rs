@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub expiration_sweep_secs: Option<u64>,
     /// The longest a session lives, e.g. `30d`.
     pub max_session_ttl: Option<String>,
+    /// The longest a shared record lasts, e.g. `7d`.
+    pub max_share_ttl: Option<String>,
     #[serde(default)]
     pub hsm: FileHsmConfig,
 }

@@ -151,6 +151,9 @@ struct ServeArgs {
     /// The longest a session lives, e.g. `12h` or `30d` (the default).
     #[arg(long, env = "VAULTD_MAX_SESSION_TTL")]
     max_session_ttl: Option<String>,
+    /// The longest a shared record lasts, e.g. `7d` or `30d` (the default).
+    #[arg(long, env = "VAULTD_MAX_SHARE_TTL")]
+    max_share_ttl: Option<String>,
 }
 
 /// Where the KEK lives: shared by `serve` and `hsm-import-key`.
@@ -309,14 +312,10 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
             .expiration_sweep_secs
             .or(file.expiration_sweep_secs)
             .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
-        max_session_ttl: match args.max_session_ttl.or(file.max_session_ttl) {
-            Some(text) => std::time::Duration::from_secs(
-                strongroom_admin_api::retention::parse_duration(&text)
-                    .filter(|secs| *secs > 0)
-                    .ok_or_else(|| anyhow::anyhow!("--max-session-ttl {text:?} is not a duration like 12h or 30d"))?,
-            ),
-            None => defaults.max_session_ttl,
-        },
+        max_session_ttl: ttl_setting("--max-session-ttl", args.max_session_ttl.or(file.max_session_ttl))?
+            .unwrap_or(defaults.max_session_ttl),
+        max_share_ttl: ttl_setting("--max-share-ttl", args.max_share_ttl.or(file.max_share_ttl))?
+            .unwrap_or(defaults.max_share_ttl),
     };
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(config::DEFAULT_MAX_BODY),
@@ -376,6 +375,17 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         server::serve(vault, api_listener, peer_listener, options).await?;
         anyhow::Ok(())
     })
+}
+
+/// A positive duration setting such as `30d`.
+fn ttl_setting(flag: &str, text: Option<String>) -> anyhow::Result<Option<std::time::Duration>> {
+    text.map(|text| {
+        strongroom_admin_api::retention::parse_duration(&text)
+            .filter(|secs| *secs > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| anyhow::anyhow!("{flag} {text:?} is not a duration like 12h or 30d"))
+    })
+    .transpose()
 }
 
 fn minimize(args: MinimizeArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ mod expiration;
 mod middleware;
 mod retention;
 mod sessions;
+mod shares;
 mod system;
 mod tokens;
 mod users;
@@ -47,6 +48,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .delete(sessions::delete),
             )
             .service(web::resource("/v1/sessions/{mode}/{id}").get(sessions::for_user))
+            .service(web::resource("/v1/sharedrecord/{mode}/{id}").post(shares::create))
+            .service(web::resource("/v1/get/{record}").get(shares::get))
             .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))
             .service(web::resource("/v1/exp/status/{mode}/{id}").get(expiration::status))
             .service(web::resource("/v1/exp/cancel/{mode}/{id}").delete(expiration::cancel))

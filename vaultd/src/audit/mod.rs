@@ -49,6 +49,11 @@ pub enum Operation {
     SessionList,
     /// An ended session was deleted by the sweeper.
     SessionExpire,
+    ShareCreate,
+    /// A partner read a shared record with its id.
+    ShareRead,
+    /// An ended shared record was deleted by the sweeper.
+    ShareExpire,
 }
 
 impl Operation {

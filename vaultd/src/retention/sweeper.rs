@@ -1,4 +1,5 @@
-//! Forgets subjects whose expiration has ended and deletes sessions that have ended.
+//! Forgets subjects whose expiration has ended and deletes sessions and shared records
+//! that have ended.
 //! Every node runs the sweeper; only the leader acts, so each is proposed once per sweep,
 //! and the change is conditional (`ForgetCondition::ExpirationDue`, `only_if_ended`): a
 //! subject that retained its data, or a session replaced with a new end, after the sweep
@@ -28,16 +29,18 @@ pub async fn run(cluster: Arc<Cluster>, every: Duration) {
             continue;
         }
         match sweep(&cluster).await {
-            Ok((0, 0)) => {}
-            Ok((forgotten, sessions)) => tracing::info!(forgotten, sessions, "expired subjects and sessions removed"),
+            Ok([0, 0, 0]) => {}
+            Ok([forgotten, sessions, shares]) => {
+                tracing::info!(forgotten, sessions, shares, "expired subjects, sessions and shared records removed")
+            }
             Err(error) => tracing::warn!(%error, "expiration sweep failed; retrying at the next one"),
         }
     }
 }
 
-/// Proposes the removal of every subject and session due now; returns how many subjects
-/// were forgotten and sessions deleted.
-async fn sweep(cluster: &Cluster) -> Result<(usize, usize), String> {
+/// Proposes the removal of every subject, session and shared record due now; returns how
+/// many of each were removed.
+async fn sweep(cluster: &Cluster) -> Result<[usize; 3], String> {
     let now = now_ms();
     let subjects = cluster.store().due_expirations(now, PER_SWEEP).map_err(|e| e.to_string())?;
     let sessions = cluster.store().ended_sessions(now, PER_SWEEP).map_err(|e| e.to_string())?;
@@ -50,7 +53,11 @@ async fn sweep(cluster: &Cluster) -> Result<(usize, usize), String> {
         let change = Change::DeleteSession { session, only_if_ended: true };
         (system(now, Operation::SessionExpire, None, "session ended"), change)
     });
-    Ok((submit_all(cluster, forgets).await, submit_all(cluster, deletions).await))
+    let shares = cluster.store().ended_shares(now, PER_SWEEP).map_err(|e| e.to_string())?;
+    let unshares = shares.into_iter().map(|hash| {
+        (system(now, Operation::ShareExpire, None, "shared record ended"), Change::DeleteEndedShare { hash })
+    });
+    Ok([submit_all(cluster, forgets).await, submit_all(cluster, deletions).await, submit_all(cluster, unshares).await])
 }
 
 /// Submits the commands `IN_FLIGHT` at a time; returns how many were applied.

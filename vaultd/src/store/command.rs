@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use strongroom_admin_api::retention::RunReport;
 
-use super::records::{AccessTokenRecord, ActiveSubject, AppRecord, Expiration, SessionRecord, SubjectRecord};
+use super::records::{
+    AccessTokenRecord, ActiveSubject, AppRecord, Expiration, SessionRecord, SharedRecord, SubjectRecord,
+};
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
 
@@ -135,6 +137,20 @@ pub enum Change {
         offset: u32,
         limit: u32,
     },
+    /// Shares fields of an active subject under the SHA-256 of a new record id.
+    ShareRecord {
+        hash: [u8; 32],
+        record: SharedRecord,
+    },
+    /// Reads a shared record that has not ended, with what it shares from:
+    /// `Applied::Shared`.
+    ReadShared {
+        hash: [u8; 32],
+    },
+    /// Deletes a shared record once it has ended (the sweeper).
+    DeleteEndedShare {
+        hash: [u8; 32],
+    },
     /// Records a retention run under its policy (the last `MAX_RUNS_PER_POLICY` are kept).
     RecordRetentionRun {
         report: RunReport,
@@ -182,6 +198,12 @@ pub enum Applied {
         record: SessionRecord,
         owner: Option<ActiveSubject>,
     },
+    /// A shared record, the subject (for its DEK), and the app record it shares from.
+    Shared {
+        record: SharedRecord,
+        owner: ActiveSubject,
+        app: Option<AppRecord>,
+    },
     /// A page of a subject's sessions (id and record), how many it has in all, and the
     /// subject (for its DEK; `None` when forgotten, and then there are no sessions).
     Sessions {
@@ -208,6 +230,8 @@ pub enum Rejection {
     TokenNotFound,
     #[error("session not found")]
     SessionNotFound,
+    #[error("shared record not found")]
+    ShareNotFound,
     #[error("record changed concurrently")]
     Stale,
     #[error("already exists")]
@@ -219,9 +243,11 @@ impl Rejection {
     pub fn audit_result(&self) -> String {
         match self {
             Rejection::Duplicate(kind) => format!("rejected: duplicate {}", kind.field()),
-            Rejection::SubjectNotFound | Rejection::Forgotten | Rejection::AppNotFound | Rejection::SessionNotFound => {
-                "not-found".into()
-            }
+            Rejection::SubjectNotFound
+            | Rejection::Forgotten
+            | Rejection::AppNotFound
+            | Rejection::SessionNotFound
+            | Rejection::ShareNotFound => "not-found".into(),
             other => format!("rejected: {other}"),
         }
     }

@@ -33,6 +33,13 @@ const SESSION: u8 = b'q';
 const SESSION_OF_SUBJECT: u8 = b'w';
 /// Session expiry: `y` + end time (ms, big-endian) + session id.
 pub const SESSION_DUE: u8 = b'y';
+/// Shared records: `h` + SHA-256 of the record id (the partner's credential) →
+/// `SharedRecord`.
+const SHARED: u8 = b'h';
+/// Shared records of a subject: `j` + subject token + SHA-256 of the record id.
+const SHARED_OF_SUBJECT: u8 = b'j';
+/// Shared record expiry: `l` + end time (ms, big-endian) + SHA-256 of the record id.
+pub const SHARED_DUE: u8 = b'l';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
 
@@ -113,6 +120,27 @@ pub fn session_of_subject(subject: &Uuid, session: &Uuid) -> Vec<u8> {
 
 pub fn session_due(expires_at: u64, session: &Uuid) -> Vec<u8> {
     key(SESSION_DUE, &[&expires_at.to_be_bytes(), session.as_bytes()])
+}
+
+pub fn shared(hash: &[u8; 32]) -> Vec<u8> {
+    key(SHARED, &[hash])
+}
+
+pub fn shared_of_subject_prefix(subject: &Uuid) -> Vec<u8> {
+    key(SHARED_OF_SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn shared_of_subject(subject: &Uuid, hash: &[u8; 32]) -> Vec<u8> {
+    key(SHARED_OF_SUBJECT, &[subject.as_bytes(), hash])
+}
+
+pub fn shared_due(expires_at: u64, hash: &[u8; 32]) -> Vec<u8> {
+    key(SHARED_DUE, &[&expires_at.to_be_bytes(), hash])
+}
+
+/// The SHA-256 at the end of a key (`shared_of_subject`, `shared_due`).
+pub fn trailing_hash(key: &[u8]) -> Option<[u8; 32]> {
+    key.len().checked_sub(32).and_then(|start| key[start..].try_into().ok())
 }
 
 /// The UUID at the end of a key (`exp_due`, `session_due`, `session_of_subject`).

@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub use command::{Applied, Batch, Change, Command, ForgetCondition, Receipt, Rejection, Target, WrappedKey};
 pub use records::{
     decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, Expiration, ExpirationStatus, SessionRecord,
-    SubjectRecord, SubjectState,
+    SharedRecord, SubjectRecord, SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
 
@@ -156,6 +156,18 @@ impl Store {
             .keys()
             .take(limit)
             .map(|key| keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt))
+            .collect()
+    }
+
+    /// Shared records that ended at or before `now` (ms), earliest first, at most `limit`:
+    /// the SHA-256s of their ids.
+    pub fn ended_shares(&self, now: u64, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        let end = keys::shared_due(now, &[0xff; 32]);
+        self.state
+            .range(vec![keys::SHARED_DUE]..=end)
+            .keys()
+            .take(limit)
+            .map(|key| keys::trailing_hash(&key?).ok_or(StoreError::Corrupt))
             .collect()
     }
 

@@ -100,6 +100,22 @@ pub struct SessionRecord {
     pub sealed: Vec<u8>,
 }
 
+/// A shared record: some fields of a subject's profile (or of one app record), readable
+/// by whoever holds the record id until it ends. Only the id's SHA-256 is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedRecord {
+    pub subject: uuid::Uuid,
+    /// Top-level fields shared; `token` is the subject's token.
+    pub fields: Vec<String>,
+    /// Share from this app's record instead of the profile.
+    pub app: Option<String>,
+    /// Who it was shared with, for the audit trail (an organisation, not a person).
+    pub partner: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created: u64,
+    pub expires_at: u64,
+}
+
 /// A scoped access token. Only the SHA-256 of its secret is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRecord {

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
 use super::records::{
-    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SessionRecord, SubjectRecord,
-    SubjectState,
+    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SessionRecord, SharedRecord,
+    SubjectRecord, SubjectState,
 };
 use super::staged::Staged;
 use super::{keys, AuditHead, Store, StoreError};
@@ -153,6 +153,16 @@ fn remove_session(staged: &mut Staged, session: &Uuid) -> Result<(), StoreError>
         if let Some(subject) = &record.subject {
             staged.remove(keys::session_of_subject(subject, session))?;
         }
+    }
+    Ok(())
+}
+
+/// Removes a shared record and its index entries, if it exists.
+fn remove_share(staged: &mut Staged, hash: &[u8; 32]) -> Result<(), StoreError> {
+    if let Some(record) = read::<SharedRecord>(staged, &keys::shared(hash))? {
+        staged.remove(keys::shared(hash))?;
+        staged.remove(keys::shared_due(record.expires_at, hash))?;
+        staged.remove(keys::shared_of_subject(&record.subject, hash))?;
     }
     Ok(())
 }
@@ -323,6 +333,11 @@ fn apply_change(
                     remove_session(staged, &session)?;
                 }
             }
+            for share in staged.keys_with_prefix(&keys::shared_of_subject_prefix(&subject))? {
+                if let Some(hash) = keys::trailing_hash(&share) {
+                    remove_share(staged, &hash)?;
+                }
+            }
             if let Some(expiration) = &mut record.expiration {
                 staged.remove(keys::exp_token(&expiration.token_hash))?;
                 staged.remove(keys::exp_due(expiration.ends_at, &subject))?;
@@ -476,6 +491,50 @@ fn apply_change(
             }
             let owner = active(staged, &subject)?.ok().map(|(_, owner)| owner);
             Ok(Applied::Sessions { subject, owner, total, page })
+        }
+
+        (Change::ShareRecord { hash, record }, _) => {
+            let subject = Some(record.subject);
+            let (_, owner) = reject_unless!(active(staged, &record.subject)?, subject);
+            if let Some(app) = &record.app {
+                if !owner.apps.contains(app) {
+                    return Ok((Err(Rejection::AppNotFound), subject));
+                }
+            }
+            if staged.contains(&keys::shared(hash))? {
+                return Ok((Err(Rejection::Exists), subject));
+            }
+            write(staged, keys::shared(hash), record)?;
+            staged.insert(keys::shared_of_subject(&record.subject, hash), &[]);
+            staged.insert(keys::shared_due(record.expires_at, hash), &[]);
+            return Ok((Ok(Applied::Done), subject));
+        }
+
+        (Change::ReadShared { hash }, _) => {
+            let Some(record) = read::<SharedRecord>(staged, &keys::shared(hash))?.filter(|r| r.expires_at > now) else {
+                return Ok((Err(Rejection::ShareNotFound), None));
+            };
+            let subject = Some(record.subject);
+            let (_, owner) = reject_unless!(active(staged, &record.subject)?, subject);
+            let app = match &record.app {
+                Some(app) => match read::<AppRecord>(staged, &keys::app(&record.subject, app))? {
+                    Some(found) => Some(found),
+                    None => return Ok((Err(Rejection::AppNotFound), subject)),
+                },
+                None => None,
+            };
+            return Ok((Ok(Applied::Shared { record, owner, app }), subject));
+        }
+
+        (Change::DeleteEndedShare { hash }, _) => {
+            let Some(record) = read::<SharedRecord>(staged, &keys::shared(hash))? else {
+                return Ok((Err(Rejection::ShareNotFound), None));
+            };
+            if record.expires_at > now {
+                return Ok((Err(Rejection::Stale), Some(record.subject)));
+            }
+            remove_share(staged, hash)?;
+            return Ok((Ok(Applied::Done), Some(record.subject)));
         }
 
         (Change::RecordRetentionRun { report }, _) => {

@@ -157,7 +157,7 @@ fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> Vault
     Ok(dek.seal(&plaintext, &crypto::record_aad(subject, &format!("app:{app}")))?)
 }
 
-fn open_app(dek: &DataKey, subject: &Uuid, app: &str, sealed: &[u8]) -> VaultResult<Value> {
+pub(super) fn open_app(dek: &DataKey, subject: &Uuid, app: &str, sealed: &[u8]) -> VaultResult<Value> {
     let plaintext = dek.open(sealed, &crypto::record_aad(subject, &format!("app:{app}")))?;
     serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))
 }

@@ -6,6 +6,7 @@ mod apps;
 mod expiration;
 mod retention;
 mod sessions;
+mod shares;
 mod tokens;
 mod users;
 
@@ -20,6 +21,7 @@ use zeroize::Zeroizing;
 pub use apps::valid_app_name;
 pub use expiration::ExpirationView;
 pub use sessions::SessionView;
+pub use shares::SharedView;
 
 use crate::audit::{now_ms, AuditDraft, Operation};
 use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
@@ -46,6 +48,8 @@ pub struct VaultSettings {
     pub expiration_sweep: std::time::Duration,
     /// The longest a session lives.
     pub max_session_ttl: std::time::Duration,
+    /// The longest a shared record lasts.
+    pub max_share_ttl: std::time::Duration,
 }
 
 impl Default for VaultSettings {
@@ -57,6 +61,7 @@ impl Default for VaultSettings {
             storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             expiration_sweep: std::time::Duration::from_secs(10),
             max_session_ttl: std::time::Duration::from_secs(30 * 86_400),
+            max_share_ttl: std::time::Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -359,6 +364,7 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::AppNotFound => VaultError::NotFound("app record"),
         Rejection::TokenNotFound => VaultError::NotFound("access token"),
         Rejection::SessionNotFound => VaultError::NotFound("session"),
+        Rejection::ShareNotFound => VaultError::NotFound("shared record"),
         Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
         Rejection::Exists => VaultError::Conflict("record already exists"),
     }

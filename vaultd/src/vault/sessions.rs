@@ -6,7 +6,6 @@
 //! by the KEK.
 
 use serde_json::{Map, Value};
-use strongroom_admin_api::retention::parse_duration;
 use uuid::Uuid;
 
 use super::*;
@@ -38,7 +37,7 @@ impl Vault {
         if data.is_empty() {
             return Err(VaultError::bad_request("session data must not be empty"));
         }
-        let ttl = self.session_ttl(data.get("expiration"))?;
+        let ttl = shares::capped_ttl(data.get("expiration"), self.settings.max_session_ttl)?;
         let owner = match LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id))) {
             Some((mode, id)) => match self.find_audited(caller, Operation::SessionCreate, mode, None, &id).await? {
                 Found::Active(subject, _, active) => Some((subject, active)),
@@ -135,20 +134,6 @@ impl Vault {
         };
         let data = serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))?;
         Ok(SessionView { session, when: record.created / 1000, data })
-    }
-
-    /// The session's life: `expiration` when given and shorter, else the maximum.
-    fn session_ttl(&self, expiration: Option<&Value>) -> VaultResult<std::time::Duration> {
-        let max = self.settings.max_session_ttl;
-        match expiration {
-            None | Some(Value::Null) => Ok(max),
-            Some(Value::String(text)) => {
-                parse_duration(text).map(|secs| max.min(std::time::Duration::from_secs(secs))).ok_or_else(|| {
-                    VaultError::bad_request("expiration must be a duration like 1h, 30d, 6m (months) or 30s")
-                })
-            }
-            Some(_) => Err(VaultError::bad_request("expiration must be a string such as \"1h\"")),
-        }
     }
 }
 

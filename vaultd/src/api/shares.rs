@@ -1,0 +1,32 @@
+//! `POST /v1/sharedrecord/{mode}/{id}` (scope `users:write`, and `apps:<app>:read` to
+//! share from an app record) and `GET /v1/get/{record}` (no token: the record id is the
+//! partner's credential).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::body::Body;
+use super::{ok, parse_mode};
+use crate::auth::{Caller, Scope};
+use crate::error::VaultResult;
+use crate::vault::Vault;
+
+pub async fn create(
+    vault: web::Data<Vault>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: Body,
+) -> VaultResult<HttpResponse> {
+    caller.require(&Scope::users("write"))?;
+    let (mode, id) = path.into_inner();
+    let record = vault.share_record(&caller, parse_mode(&mode)?, &id, &body.object()?).await?;
+    Ok(ok(json!({"record": record})))
+}
+
+pub async fn get(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
+    let shared = vault.get_shared(&path).await?;
+    Ok(match shared.app {
+        Some(app) => ok(json!({"app": app, "data": shared.data})),
+        None => ok(json!({"data": shared.data})),
+    })
+}

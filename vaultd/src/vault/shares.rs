@@ -1,0 +1,134 @@
+//! Shared records (Databunker's `sharedrecord`): a capability a partner can use to read
+//! chosen fields of one subject's profile (or of one app record) until it ends, without
+//! an access token. The record id is the credential; the vault stores only its SHA-256,
+//! and the share disappears when the subject is forgotten or the share ends.
+
+use serde_json::{Map, Value};
+use strongroom_admin_api::retention::parse_duration;
+use uuid::Uuid;
+
+use super::*;
+use crate::store::SharedRecord;
+
+const MAX_PARTNER_LEN: usize = 128;
+
+/// What `GET /v1/get/{record}` shows.
+pub struct SharedView {
+    pub app: Option<String>,
+    pub data: Value,
+}
+
+impl Vault {
+    /// Shares `fields` (a comma-separated string or an array; `token` is the subject's
+    /// token) of a subject's profile — or of its `app` record — with `partner` until
+    /// `expiration` (capped by `max_share_ttl`). Returns the record id.
+    pub async fn share_record(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        request: &Map<String, Value>,
+    ) -> VaultResult<Uuid> {
+        let fields = share_fields(request.get("fields"))?;
+        let app = match request.get("app") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(app)) if valid_app_name(&app.to_lowercase()) => Some(app.to_lowercase()),
+            Some(_) => return Err(VaultError::bad_request("app must be a valid app name")),
+        };
+        if let Some(app) = &app {
+            caller.require(&Scope::app(app, "read"))?;
+        }
+        let partner = match request.get("partner") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) if p.len() <= MAX_PARTNER_LEN && !p.chars().any(char::is_control) => Some(p.clone()),
+            Some(_) => {
+                return Err(VaultError::bad_request(format!("partner must be at most {MAX_PARTNER_LEN} characters")))
+            }
+        };
+        let ttl = capped_ttl(request.get("expiration"), self.settings.max_share_ttl)?;
+        let op = Operation::ShareCreate;
+        let subject = match self.find_audited(caller, op, mode, app.as_deref(), id).await? {
+            Found::Active(subject, _, _) => subject,
+            Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
+        };
+        let record_id = Uuid::new_v4();
+        let mut audit = draft(caller, op, Some(subject), app.as_deref(), Some(mode));
+        audit.purpose = partner.as_ref().map(|p| format!("shared with {p}")).or(audit.purpose);
+        let record = SharedRecord {
+            subject,
+            fields,
+            app,
+            partner,
+            created: audit.time,
+            expires_at: audit.time.saturating_add(ttl.as_millis() as u64),
+        };
+        let change = Change::ShareRecord { hash: share_hash(&record_id), record };
+        self.commit(audit, change).await?.outcome.map_err(rejected)?;
+        Ok(record_id)
+    }
+
+    /// `GET /v1/get/{record}`: the shared fields, audited, while the share lasts.
+    pub async fn get_shared(&self, record_id: &str) -> VaultResult<SharedView> {
+        let record_id = Uuid::parse_str(record_id).map_err(|_| VaultError::bad_request("record must be a UUID"))?;
+        let audit = AuditDraft {
+            time: now_ms(),
+            actor: "shared-record".into(),
+            operation: Operation::ShareRead,
+            subject: None,
+            app: None,
+            mode: Some("record".into()),
+            purpose: None,
+        };
+        let receipt = self.commit(audit, Change::ReadShared { hash: share_hash(&record_id) }).await?;
+        let Applied::Shared { record, owner, app } = receipt.outcome.map_err(rejected)? else {
+            return Err(VaultError::Storage(StoreError::Corrupt));
+        };
+        let dek = self.dek(&record.subject, &owner).await?;
+        let document = match (&record.app, &app) {
+            (Some(name), Some(app)) => apps::open_app(&dek, &record.subject, name, &app.sealed)?,
+            _ => self.open_profile(&record.subject, &owner).await?,
+        };
+        let mut shown = Map::new();
+        for field in &record.fields {
+            let value = match field.as_str() {
+                "token" => Value::String(record.subject.to_string()),
+                _ => document.get(field).cloned().unwrap_or(Value::Null),
+            };
+            shown.insert(field.clone(), value);
+        }
+        Ok(SharedView { app: record.app, data: Value::Object(shown) })
+    }
+}
+
+/// The shared fields: `"a,b"` or `["a","b"]`, at least one, each a plain field name.
+fn share_fields(value: Option<&Value>) -> VaultResult<Vec<String>> {
+    let names: Vec<String> = match value {
+        Some(Value::String(list)) => list.split(',').map(|f| f.trim().to_string()).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(|f| f.trim().to_string()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| VaultError::bad_request("fields must be strings"))?,
+        _ => return Err(VaultError::bad_request("fields is required: the fields to share, e.g. \"name,email\"")),
+    };
+    if names.is_empty() || names.len() > 64 || names.iter().any(|f| f.is_empty() || f.len() > 128) {
+        return Err(VaultError::bad_request("fields must name 1-64 fields of 1-128 characters"));
+    }
+    Ok(names)
+}
+
+/// A lifetime from an optional `expiration` duration, at most `max`.
+pub(super) fn capped_ttl(expiration: Option<&Value>, max: std::time::Duration) -> VaultResult<std::time::Duration> {
+    match expiration {
+        None | Some(Value::Null) => Ok(max),
+        Some(Value::String(text)) => parse_duration(text)
+            .map(|secs| max.min(std::time::Duration::from_secs(secs)))
+            .ok_or_else(|| VaultError::bad_request("expiration must be a duration like 1h, 30d, 6m (months) or 30s")),
+        Some(_) => Err(VaultError::bad_request("expiration must be a string such as \"1h\"")),
+    }
+}
+
+/// Shared records are found by the SHA-256 of their id, like access tokens.
+fn share_hash(record_id: &Uuid) -> [u8; 32] {
+    auth::secret_hash(&record_id.hyphenated().to_string())
+}
