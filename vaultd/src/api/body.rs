@@ -85,6 +85,15 @@ impl Body {
         }
     }
 
+    /// Like `object`, but an empty body is an empty object (routes whose fields are all
+    /// optional).
+    pub fn optional_object(&self) -> Result<Map<String, Value>, VaultError> {
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Map::new());
+        }
+        self.object()
+    }
+
     /// A typed JSON body.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, VaultError> {
         let value = self.json()?;

@@ -6,6 +6,7 @@ mod apps;
 mod audit;
 mod body;
 mod cluster;
+mod consent;
 mod expiration;
 mod middleware;
 mod retention;
@@ -48,6 +49,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .delete(sessions::delete),
             )
             .service(web::resource("/v1/sessions/{mode}/{id}").get(sessions::for_user))
+            .service(web::resource("/v1/lbasis").get(consent::list_bases))
+            .service(web::resource("/v1/lbasis/{brief}").post(consent::put_basis).delete(consent::delete_basis))
+            .service(
+                web::resource("/v1/agreement/{brief}/{mode}/{id}")
+                    .post(consent::accept)
+                    .delete(consent::withdraw)
+                    .get(consent::get_agreement),
+            )
+            .service(web::resource("/v1/agreement/{brief}").delete(consent::revoke_all))
+            .service(web::resource("/v1/agreements/{mode}/{id}").get(consent::list_agreements))
+            .service(web::resource("/v1/pactivity").get(consent::list_activities))
+            .service(
+                web::resource("/v1/pactivity/{activity}").post(consent::put_activity).delete(consent::delete_activity),
+            )
+            .service(web::resource("/v1/pactivity/{activity}/{brief}").post(consent::link).delete(consent::unlink))
             .service(web::resource("/v1/sharedrecord/{mode}/{id}").post(shares::create))
             .service(web::resource("/v1/get/{record}").get(shares::get))
             .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))

@@ -54,6 +54,13 @@ pub enum Operation {
     ShareRead,
     /// An ended shared record was deleted by the sweeper.
     ShareExpire,
+    ConsentAccept,
+    ConsentWithdraw,
+    ConsentRead,
+    /// A legal basis was revoked for every subject.
+    ConsentRevokeAll,
+    LegalBasisChange,
+    ActivityChange,
 }
 
 impl Operation {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct Scope(Vec<String>);
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scope {0:?}; valid scopes: users:read|write|*, apps:<app|*>:read|write|*, audit:read, tokens:admin, retention:run, cluster:admin")]
+#[error("unknown scope {0:?}; valid scopes: users:read|write|*, apps:<app|*>:read|write|*, audit:read, tokens:admin, retention:run, cluster:admin, consent:admin")]
 pub struct ScopeError(String);
 
 const ACTIONS: [&str; 3] = ["read", "write", "*"];
@@ -39,6 +39,11 @@ impl Scope {
         Scope(vec!["tokens".into(), "admin".into()])
     }
 
+    /// Manage legal bases and processing activities, and revoke a basis for everyone.
+    pub fn consent_admin() -> Self {
+        Scope(vec!["consent".into(), "admin".into()])
+    }
+
     pub fn retention_run() -> Self {
         Scope(vec!["retention".into(), "run".into()])
     }
@@ -63,7 +68,11 @@ impl FromStr for Scope {
         let valid = match parts.as_slice() {
             ["users", action] => ACTIONS.contains(action),
             ["apps", app, action] => (*app == "*" || crate::vault::valid_app_name(app)) && ACTIONS.contains(action),
-            ["audit", "read"] | ["tokens", "admin"] | ["retention", "run"] | ["cluster", "admin"] => true,
+            ["audit", "read"]
+            | ["tokens", "admin"]
+            | ["retention", "run"]
+            | ["cluster", "admin"]
+            | ["consent", "admin"] => true,
             _ => false,
         };
         if valid {

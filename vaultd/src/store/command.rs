@@ -15,7 +15,8 @@ use uuid::Uuid;
 use strongroom_admin_api::retention::RunReport;
 
 use super::records::{
-    AccessTokenRecord, ActiveSubject, AppRecord, Expiration, SessionRecord, SharedRecord, SubjectRecord,
+    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, LegalBasis, ProcessingActivity, SessionRecord,
+    SharedRecord, SubjectRecord,
 };
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
@@ -151,6 +152,8 @@ pub enum Change {
     DeleteEndedShare {
         hash: [u8; 32],
     },
+    /// Legal bases, agreements and processing activities.
+    Consent(ConsentChange),
     /// Records a retention run under its policy (the last `MAX_RUNS_PER_POLICY` are kept).
     RecordRetentionRun {
         report: RunReport,
@@ -165,6 +168,61 @@ pub enum Change {
     },
     /// Hands out a Raft node id that has never been handed out before.
     AllocateNodeId,
+}
+
+/// Changes to consent records: legal bases, subjects' agreements, processing activities.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ConsentChange {
+    /// Creates or replaces a legal basis, renaming it from `brief` when `basis.brief`
+    /// differs (its agreements and activity links keep the old brief).
+    PutLegalBasis {
+        brief: String,
+        basis: LegalBasis,
+    },
+    /// Deletes a legal basis and unlinks it from every activity; agreements stay.
+    DeleteLegalBasis {
+        brief: String,
+    },
+    /// Records a subject's agreement (`yes`) or withdrawal (`no`) for an existing basis.
+    /// Acceptance needs an active subject; withdrawal is possible after erasure too.
+    PutAgreement {
+        target: Target,
+        agreement: Agreement,
+    },
+    /// Reads a subject's agreements (one brief, or all): `Applied::Agreements`.
+    ReadAgreements {
+        target: Target,
+        brief: Option<String>,
+    },
+    /// Marks every agreement to a basis `revoked`.
+    RevokeBasis {
+        brief: String,
+    },
+    /// Creates or replaces a processing activity (keeping its links), renaming it from
+    /// `activity` when `record.activity` differs.
+    PutActivity {
+        activity: String,
+        record: ProcessingActivity,
+    },
+    DeleteActivity {
+        activity: String,
+    },
+    /// Links an activity to an existing legal basis, or unlinks it.
+    LinkActivity {
+        activity: String,
+        brief: String,
+        link: bool,
+    },
+}
+
+impl ConsentChange {
+    /// The subject a change concerns, for the state machine to resolve.
+    pub fn target(&self) -> Option<&Target> {
+        match self {
+            ConsentChange::PutAgreement { target, .. } | ConsentChange::ReadAgreements { target, .. } => Some(target),
+            _ => None,
+        }
+    }
 }
 
 /// A key wrapped by the KEK version named by `kek`.
@@ -204,6 +262,11 @@ pub enum Applied {
         owner: ActiveSubject,
         app: Option<AppRecord>,
     },
+    /// A subject's agreements, in brief order.
+    Agreements {
+        subject: Uuid,
+        agreements: Vec<Agreement>,
+    },
     /// A page of a subject's sessions (id and record), how many it has in all, and the
     /// subject (for its DEK; `None` when forgotten, and then there are no sessions).
     Sessions {
@@ -232,6 +295,10 @@ pub enum Rejection {
     SessionNotFound,
     #[error("shared record not found")]
     ShareNotFound,
+    #[error("unknown legal basis")]
+    UnknownBrief,
+    #[error("unknown processing activity")]
+    UnknownActivity,
     #[error("record changed concurrently")]
     Stale,
     #[error("already exists")]
@@ -247,7 +314,9 @@ impl Rejection {
             | Rejection::Forgotten
             | Rejection::AppNotFound
             | Rejection::SessionNotFound
-            | Rejection::ShareNotFound => "not-found".into(),
+            | Rejection::ShareNotFound
+            | Rejection::UnknownBrief
+            | Rejection::UnknownActivity => "not-found".into(),
             other => format!("rejected: {other}"),
         }
     }

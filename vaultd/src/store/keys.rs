@@ -40,6 +40,14 @@ const SHARED: u8 = b'h';
 const SHARED_OF_SUBJECT: u8 = b'j';
 /// Shared record expiry: `l` + end time (ms, big-endian) + SHA-256 of the record id.
 pub const SHARED_DUE: u8 = b'l';
+/// Legal bases: `g` + brief → `LegalBasis`.
+pub const LEGAL_BASIS: u8 = b'g';
+/// Agreements: `c` + subject token + brief → `Agreement`.
+const AGREEMENT: u8 = b'c';
+/// Agreements by brief: `f` + brief + `0` + subject token.
+const AGREEMENT_BY_BRIEF: u8 = b'f';
+/// Processing activities: `p` + activity → `ProcessingActivity`.
+pub const ACTIVITY: u8 = b'p';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
 
@@ -136,6 +144,31 @@ pub fn shared_of_subject(subject: &Uuid, hash: &[u8; 32]) -> Vec<u8> {
 
 pub fn shared_due(expires_at: u64, hash: &[u8; 32]) -> Vec<u8> {
     key(SHARED_DUE, &[&expires_at.to_be_bytes(), hash])
+}
+
+pub fn legal_basis(brief: &str) -> Vec<u8> {
+    key(LEGAL_BASIS, &[brief.as_bytes()])
+}
+
+pub fn agreements_of(subject: &Uuid) -> Vec<u8> {
+    key(AGREEMENT, &[subject.as_bytes()])
+}
+
+pub fn agreement(subject: &Uuid, brief: &str) -> Vec<u8> {
+    key(AGREEMENT, &[subject.as_bytes(), brief.as_bytes()])
+}
+
+/// Briefs never contain a zero byte, so no brief's prefix is a prefix of another's.
+pub fn agreements_by_brief(brief: &str) -> Vec<u8> {
+    key(AGREEMENT_BY_BRIEF, &[brief.as_bytes(), &[0]])
+}
+
+pub fn agreement_by_brief(brief: &str, subject: &Uuid) -> Vec<u8> {
+    key(AGREEMENT_BY_BRIEF, &[brief.as_bytes(), &[0], subject.as_bytes()])
+}
+
+pub fn activity(activity: &str) -> Vec<u8> {
+    key(ACTIVITY, &[activity.as_bytes()])
 }
 
 /// The SHA-256 at the end of a key (`shared_of_subject`, `shared_due`).

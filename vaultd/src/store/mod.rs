@@ -16,10 +16,12 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-pub use command::{Applied, Batch, Change, Command, ForgetCondition, Receipt, Rejection, Target, WrappedKey};
+pub use command::{
+    Applied, Batch, Change, Command, ConsentChange, ForgetCondition, Receipt, Rejection, Target, WrappedKey,
+};
 pub use records::{
-    decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, Expiration, ExpirationStatus, SessionRecord,
-    SharedRecord, SubjectRecord, SubjectState,
+    decode, encode, AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, ExpirationStatus, LegalBasis,
+    ProcessingActivity, SessionRecord, SharedRecord, SubjectRecord, SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
 
@@ -169,6 +171,16 @@ impl Store {
             .take(limit)
             .map(|key| keys::trailing_hash(&key?).ok_or(StoreError::Corrupt))
             .collect()
+    }
+
+    /// Every legal basis, in brief order.
+    pub fn legal_bases(&self) -> Result<Vec<LegalBasis>, StoreError> {
+        self.state.scan_prefix([keys::LEGAL_BASIS]).values().map(|v| decode(&v?)).collect()
+    }
+
+    /// Every processing activity, in name order.
+    pub fn activities(&self) -> Result<Vec<ProcessingActivity>, StoreError> {
+        self.state.scan_prefix([keys::ACTIVITY]).values().map(|v| decode(&v?)).collect()
     }
 
     /// Recorded retention runs, newest first, at most `limit`: of one policy, or of all.

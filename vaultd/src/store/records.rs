@@ -116,6 +116,59 @@ pub struct SharedRecord {
     pub expires_at: u64,
 }
 
+/// A legal basis for processing (Databunker's `lbasis`): what a subject agrees to, or
+/// another basis (contract, legal obligation). Not personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegalBasis {
+    pub brief: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub module: String,
+    pub shortdesc: String,
+    pub fulldesc: String,
+    pub basistype: String,
+    pub requiredmsg: String,
+    /// The subject may withdraw on its own.
+    pub usercontrol: bool,
+    pub requiredflag: bool,
+    /// Seconds since the Unix epoch.
+    pub creationtime: u64,
+}
+
+/// A subject's agreement to a legal basis. Kept after the subject is forgotten: the
+/// consent history is evidence the law asks for, and it holds no profile data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub brief: String,
+    /// `yes`, `no` (withdrawn) or `revoked` (the basis was revoked for everyone).
+    pub status: String,
+    /// Seconds since the Unix epoch: first agreed, last changed, valid from, valid until
+    /// (0: no end).
+    pub creationtime: u64,
+    pub when: u64,
+    pub starttime: u64,
+    pub endtime: u64,
+    /// How the subject was looked up when it last changed (`login`, `email`, ...).
+    pub mode: String,
+    pub agreementmethod: String,
+    pub referencecode: String,
+    pub lastmodifiedby: String,
+}
+
+/// A processing activity (Databunker's `pactivity`) and the legal bases it relies on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessingActivity {
+    pub activity: String,
+    pub title: String,
+    pub script: String,
+    pub fulldesc: String,
+    pub applicableto: String,
+    /// Briefs of the linked legal bases, sorted.
+    pub legalbasis: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub creationtime: u64,
+}
+
 /// A scoped access token. Only the SHA-256 of its secret is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRecord {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+mod consent;
+
 use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
 use super::records::{
     decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SessionRecord, SharedRecord,
@@ -218,6 +220,13 @@ fn apply_change(
         | Change::ReadSessions { target, .. } => match resolve(staged, target)? {
             Some(subject) => Some(subject),
             None => return Ok((Err(Rejection::SubjectNotFound), None)),
+        },
+        Change::Consent(consent) => match consent.target() {
+            Some(target) => match resolve(staged, target)? {
+                Some(subject) => Some(subject),
+                None => return Ok((Err(Rejection::SubjectNotFound), None)),
+            },
+            None => None,
         },
         Change::CreateSubject { subject, .. }
         | Change::UpdateSubject { subject, .. }
@@ -536,6 +545,8 @@ fn apply_change(
             remove_share(staged, hash)?;
             return Ok((Ok(Applied::Done), Some(record.subject)));
         }
+
+        (Change::Consent(consent), _) => consent::apply(staged, consent, resolved)?,
 
         (Change::RecordRetentionRun { report }, _) => {
             write(staged, keys::retention_run(&report.policy, audit_seq), report)?;

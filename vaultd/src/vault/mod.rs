@@ -3,6 +3,7 @@
 //! the command log, so handlers never touch storage and every change is audited.
 
 mod apps;
+mod consent;
 mod expiration;
 mod retention;
 mod sessions;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 pub use apps::valid_app_name;
+pub use consent::normalise_brief;
 pub use expiration::ExpirationView;
 pub use sessions::SessionView;
 pub use shares::SharedView;
@@ -365,6 +367,8 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::TokenNotFound => VaultError::NotFound("access token"),
         Rejection::SessionNotFound => VaultError::NotFound("session"),
         Rejection::ShareNotFound => VaultError::NotFound("shared record"),
+        Rejection::UnknownBrief => VaultError::NotFound("legal basis or agreement"),
+        Rejection::UnknownActivity => VaultError::NotFound("processing activity"),
         Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
         Rejection::Exists => VaultError::Conflict("record already exists"),
     }

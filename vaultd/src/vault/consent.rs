@@ -1,0 +1,291 @@
+//! Consent and legal basis (Databunker's `lbasis`, `agreement` and `pactivity` APIs):
+//! which legal bases the organisation processes data under, which of them each subject
+//! agreed to or withdrew from, and which processing activities rely on which bases.
+//! Agreements carry no profile data and are kept after the subject is forgotten.
+
+use serde_json::{Map, Value};
+use strongroom_admin_api::retention::parse_duration;
+
+use super::*;
+use crate::store::{Agreement, ConsentChange, LegalBasis, ProcessingActivity};
+
+const MAX_TEXT: usize = 4096;
+
+/// A brief (a legal basis's or an activity's name), as Databunker normalises it:
+/// trimmed, lower-cased, then 1–64 of `[a-z0-9-]`.
+pub fn normalise_brief(text: &str) -> VaultResult<String> {
+    let brief = text.trim().to_lowercase();
+    let valid = !brief.is_empty()
+        && brief.len() <= 64
+        && brief.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(brief)
+    } else {
+        Err(VaultError::bad_request("a brief is 1-64 characters of a-z, 0-9 and '-'"))
+    }
+}
+
+/// An agreement as the API shows it: `expired` once its end has passed.
+pub fn agreement_view(subject: &Uuid, agreement: &Agreement) -> Value {
+    let ended = agreement.status == "yes" && agreement.endtime > 0 && agreement.endtime <= now_ms() / 1000;
+    serde_json::json!({
+        "token": subject,
+        "brief": agreement.brief,
+        "status": if ended { "expired" } else { agreement.status.as_str() },
+        "creationtime": agreement.creationtime,
+        "when": agreement.when,
+        "starttime": agreement.starttime,
+        "endtime": agreement.endtime,
+        "mode": agreement.mode,
+        "agreementmethod": agreement.agreementmethod,
+        "referencecode": agreement.referencecode,
+        "lastmodifiedby": agreement.lastmodifiedby,
+    })
+}
+
+impl Vault {
+    async fn consent(&self, audit: AuditDraft, change: ConsentChange) -> VaultResult<Applied> {
+        self.commit(audit, Change::Consent(change)).await?.outcome.map_err(rejected)
+    }
+
+    pub async fn put_legal_basis(&self, caller: &Caller, brief: &str, body: &Map<String, Value>) -> VaultResult<()> {
+        let brief = normalise_brief(brief)?;
+        let new_brief = match text(body, "brief")? {
+            name if name.is_empty() => brief.clone(),
+            name => normalise_brief(&name)?,
+        };
+        let status = match text(body, "status")?.as_str() {
+            "disabled" => "disabled",
+            _ => "active",
+        };
+        let basis = LegalBasis {
+            brief: new_brief,
+            status: status.into(),
+            module: text(body, "module")?,
+            shortdesc: text(body, "shortdesc")?,
+            fulldesc: text(body, "fulldesc")?,
+            basistype: text(body, "basistype")?,
+            requiredmsg: text(body, "requiredmsg")?,
+            usercontrol: flag(body, "usercontrol")?,
+            requiredflag: flag(body, "requiredflag")?,
+            creationtime: now_ms() / 1000,
+        };
+        let audit = draft(caller, Operation::LegalBasisChange, None, None, None);
+        self.consent(audit, ConsentChange::PutLegalBasis { brief, basis }).await.map(drop)
+    }
+
+    pub async fn delete_legal_basis(&self, caller: &Caller, brief: &str) -> VaultResult<()> {
+        let brief = normalise_brief(brief)?;
+        let audit = draft(caller, Operation::LegalBasisChange, None, None, None);
+        self.consent(audit, ConsentChange::DeleteLegalBasis { brief }).await.map(drop)
+    }
+
+    pub async fn legal_bases(&self) -> VaultResult<Vec<LegalBasis>> {
+        self.catch_up().await?;
+        Ok(self.store.legal_bases()?)
+    }
+
+    /// Records that a subject agrees (`status` absent or `yes`) — or, with `status: no`,
+    /// no longer agrees — to a legal basis. Optional: `agreementmethod`, `referencecode`,
+    /// `lastmodifiedby`, `starttime` and `expiration` (a duration from now, or Unix
+    /// seconds).
+    pub async fn accept_agreement(
+        &self,
+        caller: &Caller,
+        brief: &str,
+        mode: Mode,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> VaultResult<()> {
+        let status = match text(body, "status")?.to_lowercase().as_str() {
+            "" | "yes" | "accept" | "agree" | "allow" | "true" => "yes",
+            "no" | "withdraw" | "disagree" | "deny" | "false" => "no",
+            _ => return Err(VaultError::bad_request("status must be yes or no")),
+        };
+        let now = now_ms() / 1000;
+        let agreement = Agreement {
+            brief: normalise_brief(brief)?,
+            status: status.into(),
+            creationtime: now,
+            when: now,
+            starttime: moment(body.get("starttime"), now)?,
+            endtime: moment(body.get("expiration"), now)?,
+            mode: mode_name(mode),
+            agreementmethod: match text(body, "agreementmethod")? {
+                method if method.is_empty() => "api".into(),
+                method => method,
+            },
+            referencecode: text(body, "referencecode")?,
+            lastmodifiedby: text(body, "lastmodifiedby")?,
+        };
+        let op = if status == "yes" { Operation::ConsentAccept } else { Operation::ConsentWithdraw };
+        self.put_agreement(caller, op, mode, id, agreement).await
+    }
+
+    /// The subject withdraws its agreement to a legal basis.
+    pub async fn withdraw_agreement(
+        &self,
+        caller: &Caller,
+        brief: &str,
+        mode: Mode,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> VaultResult<()> {
+        let now = now_ms() / 1000;
+        let agreement = Agreement {
+            brief: normalise_brief(brief)?,
+            status: "no".into(),
+            creationtime: now,
+            when: now,
+            starttime: 0,
+            endtime: 0,
+            mode: mode_name(mode),
+            agreementmethod: String::new(),
+            referencecode: String::new(),
+            lastmodifiedby: text(body, "lastmodifiedby")?,
+        };
+        self.put_agreement(caller, Operation::ConsentWithdraw, mode, id, agreement).await
+    }
+
+    async fn put_agreement(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        mode: Mode,
+        id: &str,
+        agreement: Agreement,
+    ) -> VaultResult<()> {
+        let target = self.target(mode, id).await?;
+        let audit = draft(caller, op, None, None, Some(mode));
+        self.consent(audit, ConsentChange::PutAgreement { target, agreement }).await.map(drop)
+    }
+
+    /// A subject's agreements (to one basis, or all), read through the log and audited.
+    pub async fn agreements(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        brief: Option<&str>,
+    ) -> VaultResult<Vec<Value>> {
+        let brief = brief.map(normalise_brief).transpose()?;
+        let target = self.target(mode, id).await?;
+        let audit = draft(caller, Operation::ConsentRead, None, None, Some(mode));
+        match self.consent(audit, ConsentChange::ReadAgreements { target, brief }).await? {
+            Applied::Agreements { subject, agreements } => {
+                Ok(agreements.iter().map(|agreement| agreement_view(&subject, agreement)).collect())
+            }
+            _ => Err(VaultError::Storage(StoreError::Corrupt)),
+        }
+    }
+
+    /// Revokes a legal basis for everyone: every agreement to it becomes `revoked`.
+    pub async fn revoke_basis(&self, caller: &Caller, brief: &str) -> VaultResult<()> {
+        let brief = normalise_brief(brief)?;
+        let audit = draft(caller, Operation::ConsentRevokeAll, None, None, None);
+        self.consent(audit, ConsentChange::RevokeBasis { brief }).await.map(drop)
+    }
+
+    pub async fn put_activity(&self, caller: &Caller, activity: &str, body: &Map<String, Value>) -> VaultResult<()> {
+        let activity = normalise_brief(activity)?;
+        let renamed = match text(body, "activity")? {
+            name if name.is_empty() => activity.clone(),
+            name => normalise_brief(&name)?,
+        };
+        let record = ProcessingActivity {
+            title: match text(body, "title")? {
+                title if title.is_empty() => renamed.clone(),
+                title => title,
+            },
+            activity: renamed,
+            script: text(body, "script")?,
+            fulldesc: text(body, "fulldesc")?,
+            applicableto: text(body, "applicableto")?,
+            legalbasis: Vec::new(),
+            creationtime: now_ms() / 1000,
+        };
+        let audit = draft(caller, Operation::ActivityChange, None, None, None);
+        self.consent(audit, ConsentChange::PutActivity { activity, record }).await.map(drop)
+    }
+
+    pub async fn delete_activity(&self, caller: &Caller, activity: &str) -> VaultResult<()> {
+        let activity = normalise_brief(activity)?;
+        let audit = draft(caller, Operation::ActivityChange, None, None, None);
+        self.consent(audit, ConsentChange::DeleteActivity { activity }).await.map(drop)
+    }
+
+    pub async fn link_activity(&self, caller: &Caller, activity: &str, brief: &str, link: bool) -> VaultResult<()> {
+        let (activity, brief) = (normalise_brief(activity)?, normalise_brief(brief)?);
+        let audit = draft(caller, Operation::ActivityChange, None, None, None);
+        self.consent(audit, ConsentChange::LinkActivity { activity, brief, link }).await.map(drop)
+    }
+
+    pub async fn activities(&self) -> VaultResult<Vec<ProcessingActivity>> {
+        self.catch_up().await?;
+        Ok(self.store.activities()?)
+    }
+}
+
+fn mode_name(mode: Mode) -> String {
+    format!("{mode:?}").to_lowercase()
+}
+
+/// An optional text field of at most `MAX_TEXT` bytes; empty when absent.
+fn text(body: &Map<String, Value>, field: &str) -> VaultResult<String> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) if s.len() <= MAX_TEXT => Ok(s.clone()),
+        Some(_) => Err(VaultError::bad_request(format!("{field} must be a string of at most {MAX_TEXT} bytes"))),
+    }
+}
+
+/// An optional boolean (or 0/1, or a form's "true"/"false").
+fn flag(body: &Map<String, Value>, field: &str) -> VaultResult<bool> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|n| n > 0.0)),
+        Some(Value::String(s)) if matches!(s.as_str(), "true" | "1" | "yes") => Ok(true),
+        Some(Value::String(s)) if matches!(s.as_str(), "false" | "0" | "no" | "") => Ok(false),
+        Some(_) => Err(VaultError::bad_request(format!("{field} must be true or false"))),
+    }
+}
+
+/// A point in time in Unix seconds: a duration from `now` (`30d`), or Unix seconds; 0
+/// when absent.
+fn moment(value: Option<&Value>, now: u64) -> VaultResult<u64> {
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| VaultError::bad_request("times are Unix seconds")),
+        Some(Value::String(s)) if s.is_empty() => Ok(0),
+        Some(Value::String(s)) => match (parse_duration(s), s.parse::<u64>()) {
+            (Some(seconds), _) => Ok(now.saturating_add(seconds)),
+            (None, Ok(unix)) => Ok(unix),
+            _ => Err(VaultError::bad_request("times are durations like 30d or Unix seconds")),
+        },
+        Some(_) => Err(VaultError::bad_request("times are durations like 30d or Unix seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn briefs_are_normalised_and_checked() {
+        assert_eq!(normalise_brief(" Marketing-Email ").unwrap(), "marketing-email");
+        for bad in ["", "a b", "a_b", "ü", &"a".repeat(65)] {
+            assert!(normalise_brief(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn moments_are_durations_from_now_or_unix_seconds() {
+        assert_eq!(moment(None, 100).unwrap(), 0);
+        assert_eq!(moment(Some(&Value::from("1h")), 100).unwrap(), 3_700);
+        assert_eq!(moment(Some(&Value::from("1700000000")), 100).unwrap(), 1_700_000_000);
+        assert_eq!(moment(Some(&Value::from(1_700_000_000u64)), 100).unwrap(), 1_700_000_000);
+        assert!(moment(Some(&Value::from("soon")), 100).is_err());
+        assert!(moment(Some(&Value::from(-1)), 100).is_err());
+    }
+}
