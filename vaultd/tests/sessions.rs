@@ -120,6 +120,11 @@ fn create_read_replace_and_delete_an_unlinked_session() {
     assert_eq!(body["data"], second, "{body}");
     assert!(body["when"].as_u64().unwrap() >= before, "{body}");
 
+    // Months are 31-day months; the expiration field is kept as part of the data.
+    let months = new_session();
+    create_ok(&client, &months, json!({"ip": "203.0.113.9", "expiration": "2m"}));
+    assert_eq!(read_ok(&client, &months)["data"]["expiration"], "2m");
+
     // A form body is stored as an object of strings.
     let other = new_session();
     let reply =
