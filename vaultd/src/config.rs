@@ -23,6 +23,7 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub default_country: Option<String>,
     pub bulk_list_enabled: Option<bool>,
+    pub anonymous_create: Option<bool>,
     pub dek_cache_capacity: Option<usize>,
     pub storage_cache_mb: Option<u64>,
     pub workers: Option<usize>,

@@ -72,6 +72,9 @@ struct DemoArgs {
     /// Allow `POST /v1/users` (bulk listing).
     #[arg(long)]
     enable_bulk_list: bool,
+    /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
+    #[arg(long)]
+    enable_anonymous_create: bool,
     /// How often subjects whose expiration has ended are forgotten (default 10 s).
     #[arg(long)]
     expiration_sweep_secs: Option<u64>,
@@ -97,6 +100,9 @@ struct ServeArgs {
     default_country: Option<String>,
     #[arg(long, env = "VAULTD_ENABLE_BULK_LIST")]
     enable_bulk_list: bool,
+    /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
+    #[arg(long, env = "VAULTD_ENABLE_ANONYMOUS_CREATE")]
+    enable_anonymous_create: bool,
     #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
     dek_cache_capacity: Option<usize>,
     /// MiB of storage page cache (default 96).
@@ -258,6 +264,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let defaults = VaultSettings::default();
     let settings = VaultSettings {
         bulk_list_enabled: args.enable_bulk_list,
+        anonymous_create: args.enable_anonymous_create,
         expiration_sweep: args
             .expiration_sweep_secs
             .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
@@ -303,6 +310,7 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
     let settings = VaultSettings {
         phone_region: config::parse_region(args.default_country.as_deref().or(file.default_country.as_deref()))?,
         bulk_list_enabled: args.enable_bulk_list || file.bulk_list_enabled.unwrap_or(false),
+        anonymous_create: args.enable_anonymous_create || file.anonymous_create.unwrap_or(false),
         dek_cache_capacity: args.dek_cache_capacity.or(file.dek_cache_capacity).unwrap_or(defaults.dek_cache_capacity),
         storage_cache_bytes: args
             .storage_cache_mb

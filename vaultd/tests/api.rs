@@ -106,6 +106,27 @@ fn quick_start_sequence_creates_and_reads_by_login() {
 }
 
 #[test]
+fn anonymous_creation_is_off_unless_enabled_and_grants_nothing_else() {
+    let vault = Vault::demo();
+    let anonymous = vault.demo_client().with_token(None);
+    anonymous.post("/v1/user", json!({"login": "ann"})).assert_error(401);
+
+    let vault = Vault::demo_with(&["--enable-anonymous-create"]);
+    let root = vault.demo_client();
+    let anonymous = root.with_token(None);
+    let reply = anonymous.post("/v1/user", json!({"login": "ann"}));
+    let token = assert_uuid(&reply.assert_ok()["token"]).to_string();
+    let rows = audit_rows(&root, &token);
+    assert_eq!((rows[0]["operation"].as_str(), rows[0]["actor"].as_str()), (Some("user-create"), Some("anonymous")));
+    // Only creation: reading, and a wrong token, are refused as before.
+    anonymous.get("/v1/user/login/ann").assert_error(401);
+    root.with_token(Some("wrong")).post("/v1/user", json!({"login": "bob"})).assert_error(401);
+    let (_, reader) = scoped_token(&root, "reader", &["users:read"]);
+    root.with_token(Some(&reader)).post("/v1/user", json!({"login": "bob"})).assert_error(403);
+    root.get("/v1/user/login/bob").assert_error(404);
+}
+
+#[test]
 fn create_accepts_a_form_encoded_body() {
     let vault = Vault::demo();
     let client = vault.demo_client();

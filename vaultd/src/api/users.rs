@@ -6,11 +6,24 @@ use serde_json::json;
 use super::body::Body;
 use super::{ok, parse_mode};
 use crate::auth::{Caller, Scope};
-use crate::error::VaultResult;
+use crate::error::{VaultError, VaultResult};
 use crate::vault::Vault;
 
-pub async fn create(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
-    caller.require(&Scope::users("write"))?;
+/// `POST /v1/user`. Without any token, only when anonymous creation is enabled (e.g. a
+/// public sign-up form); a wrong token is refused either way.
+pub async fn create(
+    vault: web::Data<Vault>,
+    caller: Result<Caller, VaultError>,
+    body: Body,
+) -> VaultResult<HttpResponse> {
+    let caller = match caller {
+        Ok(caller) => {
+            caller.require(&Scope::users("write"))?;
+            caller
+        }
+        Err(VaultError::Unauthenticated) if vault.settings().anonymous_create => Caller::anonymous(),
+        Err(error) => return Err(error),
+    };
     let token = vault.create_user(&caller, body.object()?).await?;
     Ok(ok(json!({"token": token})))
 }

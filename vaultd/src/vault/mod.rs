@@ -42,6 +42,8 @@ pub struct VaultSettings {
     pub phone_region: PhoneRegion,
     /// `POST /v1/users` lists decrypted profiles in bulk; off unless enabled.
     pub bulk_list_enabled: bool,
+    /// `POST /v1/user` without a token (a public sign-up form); off unless enabled.
+    pub anonymous_create: bool,
     pub dek_cache_capacity: usize,
     /// Bytes of sled page cache.
     pub storage_cache_bytes: u64,
@@ -59,6 +61,7 @@ impl Default for VaultSettings {
         VaultSettings {
             phone_region: PhoneRegion::default(),
             bulk_list_enabled: false,
+            anonymous_create: false,
             dek_cache_capacity: 100_000,
             storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             expiration_sweep: std::time::Duration::from_secs(10),
