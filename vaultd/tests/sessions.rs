@@ -583,3 +583,38 @@ fn serve_refuses_a_max_session_ttl_that_is_not_a_positive_duration() {
         assert!(stderr.contains("max-session-ttl"), "the error names the flag: {stderr}");
     }
 }
+
+#[test]
+fn sessions_survive_a_restart_of_serve_and_stay_sealed_on_disk() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let client = vault.client();
+    let token = client.create_user(json!({"login": "ada"}));
+    let linked = new_session();
+    let unlinked = new_session();
+    let linked_body = json!({"login": "ada", "ip": "198.51.100.201", "agent": "Zanzibar-Browser/3.14"});
+    let unlinked_body = json!({"ip": "198.51.100.202", "device": "Quibbleton tablet"});
+    create_ok(&client, &linked, linked_body.clone());
+    create_ok(&client, &unlinked, unlinked_body.clone());
+    let when = read_ok(&client, &linked)["when"].clone();
+    let log = vault.kill();
+
+    // Acknowledged writes were fsynced: after SIGKILL and restart both sessions are there.
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let client = vault.client();
+    let body = read_ok(&client, &linked);
+    assert_eq!(body["data"], linked_body);
+    assert_eq!(body["when"], when);
+    assert_eq!(read_ok(&client, &unlinked)["data"], unlinked_body);
+    let (total, rows) = list(&client, "token", &token, "");
+    assert_eq!(total, 1);
+    assert_eq!(listed_sessions(&rows), BTreeSet::from([linked.clone()]));
+    let log = log + &vault.kill();
+    for secret in ["198.51.100.201", "Zanzibar-Browser", "198.51.100.202", "Quibbleton"] {
+        assert!(!log.contains(secret), "session data {secret:?} is in the log");
+        let found = support::occurs_in_files(&data_dir, secret);
+        assert!(found.is_none(), "session data {secret:?} is stored in the clear in {found:?}");
+    }
+}

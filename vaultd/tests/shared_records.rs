@@ -487,3 +487,28 @@ fn serve_refuses_a_max_share_ttl_that_is_not_a_positive_duration() {
         assert!(stderr.contains("max-share-ttl"), "the error names the flag: {stderr}");
     }
 }
+
+#[test]
+fn shares_survive_a_restart_of_serve() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let client = vault.client();
+    let token = client.create_user(json!({"login": "ada", "first": "Ada"}));
+    client.post(&format!("/v1/userapp/token/{token}/shop"), json!({"basket": 3})).assert_ok();
+    let profile = share_ok(&client, "login", "ada", json!({"fields": "first,token", "partner": "Acme"}));
+    let app = share_ok(&client, "login", "ada", json!({"fields": ["basket"], "app": "shop"}));
+    let log = vault.kill();
+
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let client = vault.client();
+    assert_eq!(read_with(&client, &profile).body, json!({"status": "ok", "data": {"first": "Ada", "token": token}}));
+    assert_eq!(read_with(&client, &app).body, json!({"status": "ok", "app": "shop", "data": {"basket": 3}}));
+    let log = log + &vault.kill();
+    for record in [&profile, &app] {
+        assert!(!log.contains(record.as_str()), "a record id is in the log");
+        let found = support::occurs_in_files(&data_dir, record);
+        assert!(found.is_none(), "record id {record} is stored in the clear in {found:?}");
+    }
+}
