@@ -369,3 +369,298 @@ fn briefs_are_normalised_and_bad_briefs_and_fields_are_400_writing_nothing() {
     let reads = 1; // consent_state's own listing of the subject's agreements
     assert_eq!(audit_total(&client), events + reads, "a refused request wrote an audit event");
 }
+
+#[test]
+fn agreements_are_accepted_read_listed_and_withdrawn_with_their_shapes_and_audit_events() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "ada", "email": "Ada@Example.com", "phone": "07700900123"}));
+    for brief in ["newsletter", "analytics", "contract", "profiling"] {
+        put_basis(&client, brief, json!({})).assert_ok();
+    }
+
+    // No agreements yet.
+    assert!(agreements(&client, "token", &token).is_empty());
+
+    // Accept with no body: status yes, method api, no start or end.
+    let before = now_secs();
+    let reply = accept(&client, "newsletter", "login", "ada", json!({}));
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    let row = agreement(&client, "newsletter", "token", &token);
+    let created = row["creationtime"].as_u64().unwrap();
+    assert!(created >= before && created <= now_secs(), "{row}");
+    assert_eq!(
+        row,
+        json!({
+            "token": token,
+            "brief": "newsletter",
+            "status": "yes",
+            "creationtime": created,
+            "when": created,
+            "starttime": 0,
+            "endtime": 0,
+            "mode": "login",
+            "agreementmethod": "api",
+            "referencecode": "",
+            "lastmodifiedby": "",
+        })
+    );
+
+    // Accept with every field; durations are from now, Unix seconds as number or string.
+    let before = now_secs();
+    accept(
+        &client,
+        "analytics",
+        "email",
+        "ADA@example.COM",
+        json!({
+            "status": "accept",
+            "agreementmethod": "web-form",
+            "referencecode": "ref-1",
+            "lastmodifiedby": "support-desk",
+            "starttime": "1d",
+            "expiration": "30d",
+        }),
+    )
+    .assert_ok();
+    let row = agreement(&client, "analytics", "phone", "+447700900123");
+    assert_eq!(row["status"], "yes", "{row}");
+    assert_eq!(row["mode"], "email");
+    assert_eq!(row["agreementmethod"], "web-form");
+    assert_eq!(row["referencecode"], "ref-1");
+    assert_eq!(row["lastmodifiedby"], "support-desk");
+    let (start, end) = (row["starttime"].as_u64().unwrap(), row["endtime"].as_u64().unwrap());
+    assert!(start >= before + DAY && start <= now_secs() + DAY, "{row}");
+    assert!(end >= before + 30 * DAY && end <= now_secs() + 30 * DAY, "{row}");
+    let future = now_secs() + 100 * DAY;
+    accept(&client, "contract", "phone", "07700900123", json!({"starttime": 1_700_000_000u64, "expiration": future}))
+        .assert_ok();
+    let row = agreement(&client, "contract", "login", "ada");
+    assert_eq!((row["starttime"].as_u64(), row["endtime"].as_u64()), (Some(1_700_000_000), Some(future)), "{row}");
+    assert_eq!(row["mode"], "phone");
+    accept(&client, "profiling", "token", &token, json!({"expiration": future.to_string()})).assert_ok();
+    assert_eq!(agreement(&client, "profiling", "token", &token)["endtime"].as_u64(), Some(future));
+
+    // Listed in brief order, the same by every mode.
+    let expected: Vec<(String, String)> =
+        ["analytics", "contract", "newsletter", "profiling"].iter().map(|b| (b.to_string(), "yes".into())).collect();
+    for (mode, id) in [("token", token.as_str()), ("login", "ada"), ("email", "aDa@eXample.com"), ("phone", "07700900123")]
+    {
+        let rows = agreements(&client, mode, id);
+        assert_eq!(briefs_and_statuses(&rows), expected, "by {mode}");
+        assert!(rows.iter().all(|row| row["token"] == token.as_str()), "by {mode}: {rows:#?}");
+    }
+
+    // Accepting again updates the fields given; the method takes its default again, the
+    // reference code stays when not given.
+    accept(&client, "analytics", "login", "ada", json!({"lastmodifiedby": "ada-herself"})).assert_ok();
+    let row = agreement(&client, "analytics", "login", "ada");
+    assert_eq!(row["status"], "yes");
+    assert_eq!(row["agreementmethod"], "api", "{row}");
+    assert_eq!(row["referencecode"], "ref-1", "{row}");
+    assert_eq!(row["endtime"], 0, "an accept without expiration has no end: {row}");
+    assert_eq!(row["lastmodifiedby"], "ada-herself");
+    assert_eq!(row["mode"], "login");
+
+    // Withdraw with DELETE: status no, no end time; creationtime kept.
+    let reply = withdraw(&client, "analytics", "email", "ada@example.com");
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    let row = agreement(&client, "analytics", "token", &token);
+    assert_eq!(row["status"], "no", "{row}");
+    assert_eq!(row["endtime"], 0, "{row}");
+    assert_eq!(row["mode"], "email");
+    assert!(row["creationtime"].as_u64().unwrap() <= row["when"].as_u64().unwrap(), "{row}");
+
+    // Withdraw with POST and every synonym of no; accept with every synonym of yes (any case).
+    for (no, yes) in [("no", "yes"), ("withdraw", "accept"), ("disagree", "agree"), ("deny", "allow"), ("FALSE", "True")] {
+        accept(&client, "newsletter", "login", "ada", json!({"status": no})).assert_ok();
+        assert_eq!(agreement(&client, "newsletter", "login", "ada")["status"], "no", "status {no}");
+        accept(&client, "newsletter", "login", "ada", json!({"status": yes})).assert_ok();
+        assert_eq!(agreement(&client, "newsletter", "login", "ada")["status"], "yes", "status {yes}");
+    }
+    // A form body works too.
+    raw(&client, "POST", "/v1/agreement/newsletter/login/ada", "application/x-www-form-urlencoded", "status=no")
+        .assert_ok();
+    assert_eq!(agreement(&client, "newsletter", "login", "ada")["status"], "no");
+    raw(
+        &client,
+        "POST",
+        "/v1/agreement/newsletter/login/ada",
+        "application/x-www-form-urlencoded",
+        "status=yes&referencecode=form-2&expiration=2d",
+    )
+    .assert_ok();
+    let row = agreement(&client, "newsletter", "login", "ada");
+    assert_eq!((row["status"].as_str(), row["referencecode"].as_str()), (Some("yes"), Some("form-2")), "{row}");
+
+    // An agreement whose end has passed shows expired; withdrawing it shows no.
+    accept(&client, "contract", "login", "ada", json!({"expiration": now_secs() - 60})).assert_ok();
+    assert_eq!(agreement(&client, "contract", "login", "ada")["status"], "expired");
+    accept(&client, "profiling", "login", "ada", json!({"expiration": "1000000000"})).assert_ok();
+    assert_eq!(agreement(&client, "profiling", "login", "ada")["status"], "expired");
+    assert_eq!(
+        briefs_and_statuses(&agreements(&client, "login", "ada")),
+        [("analytics", "no"), ("contract", "expired"), ("newsletter", "yes"), ("profiling", "expired")]
+            .map(|(b, s)| (b.to_string(), s.to_string()))
+    );
+    withdraw(&client, "contract", "login", "ada").assert_ok();
+    assert_eq!(agreement(&client, "contract", "login", "ada")["status"], "no");
+
+    // Audit: every accept/withdraw/read is in the subject's trail with its token; no
+    // identifier appears in it.
+    let rows = audit_rows(&client, &token);
+    // Accepts: 4 + 1 (again) + 5 synonyms + 1 form + 2 expiring.
+    assert_eq!(ok_count(&rows, "consent-accept"), 13, "{rows:#?}");
+    // Withdrawals: 1 DELETE + 5 synonyms + 1 form + 1 DELETE.
+    assert_eq!(ok_count(&rows, "consent-withdraw"), 8, "{rows:#?}");
+    assert!(ok_count(&rows, "consent-read") >= 20, "{rows:#?}");
+    for row in rows.iter().filter(|row| row["operation"].as_str().is_some_and(|op| op.starts_with("consent-"))) {
+        assert_eq!(row["subject"], token.as_str(), "{row}");
+        assert_eq!(row["result"], "ok", "{row}");
+    }
+    let modes: Vec<&str> =
+        rows.iter().filter(|r| r["operation"] == "consent-accept").filter_map(|r| r["mode"].as_str()).collect();
+    for mode in ["login", "email", "phone", "token"] {
+        assert!(modes.contains(&mode), "consent-accept by {mode} is audited with its mode: {modes:?}");
+    }
+    let text = serde_json::to_string(&admin_rows(&client)).unwrap().to_lowercase();
+    for identifier in ["ada@example.com", "07700900123", "447700900123", "\"ada\""] {
+        assert!(!text.contains(identifier), "{identifier} is in the audit trail");
+    }
+    assert_eq!(client.get("/v1/sys/audit/verify").assert_ok()["verification"]["intact"], true);
+}
+
+#[test]
+fn bad_agreement_requests_are_400_and_write_nothing() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "bea"}));
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    accept(&client, "newsletter", "login", "bea", json!({"referencecode": "r1", "expiration": "30d"})).assert_ok();
+    let state = consent_state(&client, &[&token]);
+    let events = audit_total(&client);
+
+    let bad_bodies = [
+        json!({"status": "maybe"}),
+        json!({"status": "revoked"}),
+        json!({"status": "expired"}),
+        json!({"status": " "}),
+        json!({"status": 1}),
+        json!({"status": ["yes"]}),
+        json!({"expiration": "soon"}),
+        json!({"expiration": "30w"}),
+        json!({"expiration": "-1d"}),
+        json!({"expiration": "1.5d"}),
+        json!({"expiration": -5}),
+        json!({"expiration": 1.5}),
+        json!({"expiration": true}),
+        json!({"expiration": ["30d"]}),
+        json!({"starttime": "tomorrow"}),
+        json!({"starttime": -1}),
+        json!({"starttime": {"d": 1}}),
+        json!({"agreementmethod": 5}),
+        json!({"referencecode": false}),
+        json!({"lastmodifiedby": ["x"]}),
+        json!({"lastmodifiedby": "x".repeat(4097)}),
+    ];
+    for body in bad_bodies {
+        let reply = accept(&client, "newsletter", "login", "bea", body.clone());
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        reply.assert_error(400);
+    }
+    let reply = client.send(client.request("DELETE", "/v1/agreement/newsletter/login/bea").json(&json!({"lastmodifiedby": 3})));
+    reply.assert_error(400);
+    for (content_type, body) in [
+        ("application/json", "{\"status\":"),
+        ("application/json", "{\"status\": \"no\""),
+        ("application/json", "not json"),
+        ("application/json", "[\"no\"]"),
+        ("application/json", "null"),
+        ("application/x-www-form-urlencoded", "status=maybe"),
+        ("application/x-www-form-urlencoded", "expiration=3x"),
+    ] {
+        for method in ["POST", "DELETE"] {
+            if method == "DELETE" && content_type.ends_with("urlencoded") {
+                continue; // DELETE reads only lastmodifiedby
+            }
+            let reply = raw(&client, method, "/v1/agreement/newsletter/login/bea", content_type, body);
+            assert_eq!(reply.status, 400, "{method} {body:?}: {}", reply.body);
+            reply.assert_error(400);
+        }
+    }
+    // Unknown mode, a token that is not a UUID, an empty identifier.
+    for path in ["/v1/agreement/newsletter/shoe/bea", "/v1/agreement/newsletter/token/not-a-uuid"] {
+        for method in ["POST", "DELETE", "GET"] {
+            let reply = bare(&client, method, path);
+            assert_eq!(reply.status, 400, "{method} {path}: {}", reply.body);
+            reply.assert_error(400);
+        }
+    }
+    client.get("/v1/agreements/shoe/bea").assert_error(400);
+    client.get("/v1/agreements/token/not-a-uuid").assert_error(400);
+
+    assert_eq!(consent_state(&client, &[&token]), state, "a refused request changed an agreement");
+    assert_eq!(audit_total(&client), events + 1, "a refused request wrote an audit event");
+    let row = agreement(&client, "newsletter", "login", "bea");
+    assert_eq!((row["status"].as_str(), row["referencecode"].as_str()), (Some("yes"), Some("r1")), "{row}");
+}
+
+#[test]
+fn unknown_briefs_and_subjects_and_withdrawing_what_was_never_agreed_are_404() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "cid", "email": "cid@example.com"}));
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    put_basis(&client, "analytics", json!({})).assert_ok();
+    accept(&client, "newsletter", "login", "cid", json!({})).assert_ok();
+
+    // Unknown brief.
+    accept(&client, "no-such-basis", "login", "cid", json!({})).assert_error(404);
+    accept(&client, "no-such-basis", "login", "cid", json!({"status": "no"})).assert_error(404);
+    withdraw(&client, "no-such-basis", "login", "cid").assert_error(404);
+    client.get("/v1/agreement/no-such-basis/login/cid").assert_error(404);
+    client.delete("/v1/agreement/no-such-basis").assert_error(404);
+    // A known brief never agreed to: nothing to read or withdraw.
+    client.get("/v1/agreement/analytics/login/cid").assert_error(404);
+    withdraw(&client, "analytics", "login", "cid").assert_error(404);
+    accept(&client, "analytics", "login", "cid", json!({"status": "no"})).assert_error(404);
+    client.get("/v1/agreement/analytics/login/cid").assert_error(404);
+    // Unknown subject, by every mode.
+    let stranger = Uuid::new_v4().to_string();
+    for (mode, id) in [("login", "nobody"), ("email", "nobody@example.com"), ("token", stranger.as_str())] {
+        let reply = accept(&client, "newsletter", mode, id, json!({}));
+        assert_eq!(reply.status, 404, "accept by {mode}: {}", reply.body);
+        reply.assert_error(404);
+        withdraw(&client, "newsletter", mode, id).assert_error(404);
+        client.get(&format!("/v1/agreement/newsletter/{mode}/{id}")).assert_error(404);
+    }
+    for (mode, id) in [("login", "nobody"), ("email", "nobody@example.com")] {
+        client.get(&format!("/v1/agreements/{mode}/{id}")).assert_error(404);
+    }
+    // None of that touched cid.
+    assert_eq!(briefs_and_statuses(&agreements(&client, "token", &token)), [("newsletter".into(), "yes".into())]);
+}
+
+#[test]
+fn listing_the_agreements_of_an_unknown_token_is_404() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    client.create_user(json!({"login": "dan"}));
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    accept(&client, "newsletter", "login", "dan", json!({})).assert_ok();
+    let stranger = Uuid::new_v4().to_string();
+    // As for every other mode (and as the user routes answer for an unknown token).
+    client.get(&format!("/v1/user/token/{stranger}")).assert_error(404);
+    client.get("/v1/agreements/login/nobody").assert_error(404);
+    let reply = client.get(&format!("/v1/agreements/token/{stranger}"));
+    // No successful read is audited against a subject that does not exist.
+    let rows = audit_rows(&client, &stranger);
+    let audited: Vec<&Value> = rows.iter().filter(|row| row["result"] == "ok").collect();
+    assert_eq!(
+        reply.status, 404,
+        "agreements of a token that names no subject: {}; its audit trail: {audited:?}",
+        reply.body
+    );
+    reply.assert_error(404);
+    assert!(audited.is_empty(), "{audited:#?}");
+}
