@@ -296,7 +296,7 @@ fn check_fields(what: &str, fields: &[String]) -> Result<(), String> {
     if fields.len() > MAX_FIELDS {
         return Err(format!("{what}: at most {MAX_FIELDS} fields"));
     }
-    match fields.iter().find(|f| f.is_empty() || f.len() > MAX_FIELD_LEN || f.chars().any(char::is_control)) {
+    match fields.iter().find(|f| f.is_empty() || f.chars().count() > MAX_FIELD_LEN || f.chars().any(char::is_control)) {
         Some(_) => Err(format!("{what}: field names must be 1-{MAX_FIELD_LEN} printable characters")),
         None => Ok(()),
     }

@@ -13,8 +13,16 @@ use serde::{Deserialize, Serialize};
 pub struct CreateToken {
     /// 1–64 printable characters; shown in the token list, not unique.
     pub name: String,
-    /// E.g. `users:read`, `apps:shop:*`, `retention:run`, `cluster:admin`.
+    /// E.g. `users:read`, `apps:shop:*`, `retention:run`, `cluster:admin`. Empty for a
+    /// subject token.
+    #[serde(default)]
     pub scopes: Vec<String>,
+    /// Makes a subject token (self-service): the token of the data subject (a UUID) whose
+    /// own data — profile, app records, sessions, agreements, shares — and nothing else
+    /// the token may read and manage. Its scopes are `users:*` and `apps:*:*`, limited to
+    /// that subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// The answer to `POST /v1/sys/tokens`.
@@ -27,6 +35,9 @@ pub struct TokenCreated {
     pub scopes: Vec<String>,
     /// The bearer secret for `X-Bunker-Token`. Not retrievable later.
     pub token: String,
+    /// The subject a subject token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// One entry of `GET /v1/sys/tokens`.
@@ -37,6 +48,8 @@ pub struct TokenInfo {
     pub scopes: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// `GET /v1/sys/tokens`.

@@ -19,6 +19,8 @@ pub enum VaultError {
     InvalidToken,
     #[error("token lacks scope {0}")]
     Forbidden(String),
+    #[error("a subject token reaches only its own subject's data")]
+    NotOwnSubject,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("duplicate {0}")]
@@ -52,7 +54,7 @@ impl ResponseError for VaultError {
         match self {
             VaultError::BadRequest(_) => StatusCode::BAD_REQUEST,
             VaultError::Unauthenticated | VaultError::InvalidToken => StatusCode::UNAUTHORIZED,
-            VaultError::Forbidden(_) | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
+            VaultError::Forbidden(_) | VaultError::NotOwnSubject | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
             VaultError::NotFound(_) => StatusCode::NOT_FOUND,
             VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
             VaultError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

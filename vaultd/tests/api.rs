@@ -127,6 +127,57 @@ fn anonymous_creation_is_off_unless_enabled_and_grants_nothing_else() {
 }
 
 #[test]
+fn a_subject_token_reaches_its_own_subject_and_nothing_else() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann", "email": "ann@example.com"}));
+    let bob = root.create_user(json!({"login": "bob"}));
+    root.post("/v1/userapp/login/bob/shop", json!({"card": "4111"})).assert_ok();
+
+    let created = root.post("/v1/sys/tokens", json!({"name": "ann-self", "subject": ann}));
+    let body = created.assert_ok();
+    assert_eq!(body["subject"], json!(ann));
+    assert_eq!(body["scopes"], json!(["users:*", "apps:*:*"]));
+    let own = root.with_token(body["token"].as_str());
+
+    // Her own data, by any identifier.
+    assert_eq!(own.get("/v1/user/email/ANN@example.com").assert_ok()["token"], json!(ann));
+    own.put("/v1/user/login/ann", json!({"first": "Ann"})).assert_ok();
+    own.post("/v1/userapp/login/ann/shop", json!({"card": "5500"})).assert_ok();
+    let session = Uuid::new_v4();
+    own.post(&format!("/v1/session/{session}"), json!({"login": "ann", "ip": "203.0.113.7"})).assert_ok();
+    own.get(&format!("/v1/session/{session}")).assert_ok();
+
+    // Nobody else's, whichever way it is named, and nothing that is not about her.
+    for path in [format!("/v1/user/login/bob"), format!("/v1/user/token/{bob}"), "/v1/userapp/login/bob/shop".into()] {
+        own.get(&path).assert_error(403);
+    }
+    own.put("/v1/user/login/bob", json!({"first": "Eve"})).assert_error(403);
+    own.delete("/v1/user/login/bob").assert_error(403);
+    own.get("/v1/user/login/nobody").assert_error(403);
+    own.post("/v1/user", json!({"login": "eve"})).assert_error(403);
+    own.post(&format!("/v1/session/{}", Uuid::new_v4()), json!({"ip": "203.0.113.8"})).assert_error(403);
+    own.post(&format!("/v1/session/{}", Uuid::new_v4()), json!({"login": "bob"})).assert_error(403);
+    own.get("/v1/audit/admin").assert_error(403);
+    own.post("/v1/sys/tokens", json!({"name": "more", "scopes": ["users:read"]})).assert_error(403);
+    let bobs_session = Uuid::new_v4();
+    root.post(&format!("/v1/session/{bobs_session}"), json!({"login": "bob"})).assert_ok();
+    own.get(&format!("/v1/session/{bobs_session}")).assert_error(404);
+    own.delete(&format!("/v1/session/{bobs_session}")).assert_error(404);
+    own.post(&format!("/v1/session/{bobs_session}"), json!({"login": "ann"})).assert_error(409);
+    assert_eq!(root.get("/v1/user/login/bob").assert_ok()["data"], json!({"login": "bob"}));
+    root.get(&format!("/v1/session/{bobs_session}")).assert_ok();
+
+    // A subject token takes no scopes, and needs an active subject.
+    let reply = root.post("/v1/sys/tokens", json!({"name": "x", "subject": ann, "scopes": ["users:read"]}));
+    assert_error_naming(&reply, 400, "no scopes");
+    root.post("/v1/sys/tokens", json!({"name": "x", "subject": Uuid::new_v4()})).assert_error(404);
+    root.post("/v1/sys/tokens", json!({"name": "x", "subject": "ann"})).assert_error(400);
+    let listed = root.get("/v1/sys/tokens").assert_ok()["tokens"].clone();
+    assert_eq!(listed[0]["subject"], json!(ann));
+}
+
+#[test]
 fn create_accepts_a_form_encoded_body() {
     let vault = Vault::demo();
     let client = vault.demo_client();

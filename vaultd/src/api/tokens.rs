@@ -22,7 +22,13 @@ pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpRe
         .tokens()
         .await?
         .into_iter()
-        .map(|t| TokenInfo { id: t.id, name: t.name, scopes: t.scopes, created: t.created })
+        .map(|t| TokenInfo {
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes,
+            created: t.created,
+            subject: t.subject.map(|s| s.to_string()),
+        })
         .collect();
     ok_body(&TokenList { tokens })
 }

@@ -19,6 +19,7 @@ pub async fn create(
     let caller = match caller {
         Ok(caller) => {
             caller.require(&Scope::users("write"))?;
+            caller.require_staff()?;
             caller
         }
         Err(VaultError::Unauthenticated) if vault.settings().anonymous_create => Caller::anonymous(),
@@ -65,6 +66,7 @@ pub async fn forget(
 
 pub async fn list(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("read"))?;
+    caller.require_staff()?;
     let (offset, limit) = super::paging(req.query_string())?.checked()?;
     let (users, total) = vault.list_users(&caller, offset, limit).await?;
     let rows: Vec<_> = users.into_iter().map(|(token, data)| json!({"token": token, "data": data})).collect();

@@ -21,13 +21,23 @@ pub struct Caller {
     pub scopes: Vec<Scope>,
     /// Why the caller is accessing the data, from `X-Purpose`; audited.
     pub purpose: Option<String>,
+    /// A subject token's subject: the only one whose data the caller may reach.
+    pub subject: Option<uuid::Uuid>,
 }
 
 impl Caller {
     /// Someone without a token, where a route allows that: holds no scope, and is audited
     /// as `anonymous`.
     pub fn anonymous() -> Self {
-        Caller { actor: "anonymous".into(), scopes: Vec::new(), purpose: None }
+        Caller { actor: "anonymous".into(), scopes: Vec::new(), purpose: None, subject: None }
+    }
+
+    /// Refuses subject tokens (routes that are not about one subject's own data).
+    pub fn require_staff(&self) -> Result<(), VaultError> {
+        match self.subject {
+            Some(_) => Err(VaultError::NotOwnSubject),
+            None => Ok(()),
+        }
     }
 
     pub fn require(&self, needed: &Scope) -> Result<(), VaultError> {
@@ -49,8 +59,8 @@ impl FromRequest for Caller {
         Box::pin(async move {
             let vault = vault.ok_or(VaultError::Unavailable("not initialised"))?;
             let (secret, purpose) = presented?;
-            let (actor, scopes) = vault.authenticate(&secret).await?;
-            Ok(Caller { actor, scopes, purpose })
+            let (actor, scopes, subject) = vault.authenticate(&secret).await?;
+            Ok(Caller { actor, scopes, purpose, subject })
         })
     }
 }

@@ -50,7 +50,7 @@ async fn sweep(cluster: &Cluster) -> Result<[usize; 3], String> {
         (system(now, Operation::ExpirationDelete, Some(subject), "expiration ended"), change)
     });
     let deletions = sessions.into_iter().map(|session| {
-        let change = Change::DeleteSession { session, only_if_ended: true };
+        let change = Change::DeleteSession { session, only_if_ended: true, owner: None };
         (system(now, Operation::SessionExpire, None, "session ended"), change)
     });
     let shares = cluster.store().ended_shares(now, PER_SWEEP).map_err(|e| e.to_string())?;

@@ -118,19 +118,25 @@ pub enum Change {
     RetainData {
         target: Target,
     },
-    /// Creates or replaces a session. A linked session needs an active subject.
+    /// Creates or replaces a session. A linked session needs an active subject. Unless
+    /// `may_take`, an existing session of another subject (or unlinked) is not replaced.
     PutSession {
         session: Uuid,
         record: SessionRecord,
+        may_take: bool,
     },
-    /// Reads a session that has not ended: `Applied::Session`.
+    /// Reads a session that has not ended: `Applied::Session`. With `owner`, only a
+    /// session linked to that subject (a subject token's own).
     ReadSession {
         session: Uuid,
+        owner: Option<Uuid>,
     },
-    /// Deletes a session; with `only_if_ended`, only once it has ended (the sweeper).
+    /// Deletes a session; with `only_if_ended`, only once it has ended (the sweeper); with
+    /// `owner`, only a session linked to that subject.
     DeleteSession {
         session: Uuid,
         only_if_ended: bool,
+        owner: Option<Uuid>,
     },
     /// Reads a page of a subject's sessions that have not ended: `Applied::Sessions`.
     ReadSessions {

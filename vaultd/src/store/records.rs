@@ -177,6 +177,8 @@ pub struct AccessTokenRecord {
     pub scopes: Vec<String>,
     pub created: u64,
     pub secret_hash: [u8; 32],
+    /// A subject token reaches only this subject's data.
+    pub subject: Option<uuid::Uuid>,
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

@@ -447,9 +447,16 @@ fn apply_change(
             Ok(Applied::Resolved(subject))
         }
 
-        (Change::PutSession { session, record }, _) => {
+        (Change::PutSession { session, record, may_take }, _) => {
             if let Some(subject) = &record.subject {
                 reject_unless!(active(staged, subject)?, record.subject);
+            }
+            if !may_take {
+                if let Some(existing) = read::<SessionRecord>(staged, &keys::session(session))? {
+                    if existing.subject != record.subject {
+                        return Ok((Err(Rejection::Exists), record.subject));
+                    }
+                }
             }
             remove_session(staged, session)?;
             write(staged, keys::session(session), record)?;
@@ -460,8 +467,9 @@ fn apply_change(
             return Ok((Ok(Applied::Done), record.subject));
         }
 
-        (Change::ReadSession { session }, _) => {
-            let Some(record) = read::<SessionRecord>(staged, &keys::session(session))?.filter(|r| r.expires_at > now)
+        (Change::ReadSession { session, owner }, _) => {
+            let Some(record) = read::<SessionRecord>(staged, &keys::session(session))?
+                .filter(|r| r.expires_at > now && (owner.is_none() || r.subject == *owner))
             else {
                 return Ok((Err(Rejection::SessionNotFound), None));
             };
@@ -473,8 +481,10 @@ fn apply_change(
             return Ok((Ok(Applied::Session { record, owner }), subject));
         }
 
-        (Change::DeleteSession { session, only_if_ended }, _) => {
-            let Some(record) = read::<SessionRecord>(staged, &keys::session(session))? else {
+        (Change::DeleteSession { session, only_if_ended, owner }, _) => {
+            let Some(record) = read::<SessionRecord>(staged, &keys::session(session))?
+                .filter(|r| owner.is_none() || r.subject == *owner)
+            else {
                 return Ok((Err(Rejection::SessionNotFound), None));
             };
             if *only_if_ended && record.expires_at > now {
@@ -485,6 +495,9 @@ fn apply_change(
         }
 
         (Change::ReadSessions { offset, limit, .. }, Some(subject)) => {
+            if !staged.contains(&keys::subject(&subject))? {
+                return Ok((Err(Rejection::SubjectNotFound), None));
+            }
             let mut total = 0u64;
             let mut page = Vec::new();
             for key in staged.keys_with_prefix(&keys::sessions_of_subject(&subject))? {
@@ -847,7 +860,7 @@ mod tests {
         let (a, linked, loose) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let session =
             |subject, expires_at| SessionRecord { subject, created: 1_000, expires_at, key: None, sealed: vec![1] };
-        let put = |id, record| command(Change::PutSession { session: id, record });
+        let put = |id, record| command(Change::PutSession { session: id, record, may_take: true });
         let receipts = apply(
             &mut machine,
             &[put(linked, session(Some(a), 5_000)), create(a, vec![]), put(linked, session(Some(a), 5_000))],
@@ -856,7 +869,7 @@ mod tests {
         assert_eq!(receipts[2].outcome, Ok(Applied::Done));
         apply(&mut machine, &[put(loose, session(None, 3_000))]);
 
-        let read = |id, time| at(time, Change::ReadSession { session: id });
+        let read = |id, time| at(time, Change::ReadSession { session: id, owner: None });
         let list = |time| at(time, Change::ReadSessions { target: Target::Token(a), offset: 0, limit: 10 });
         let receipts = apply(&mut machine, &[read(loose, 2_999), read(loose, 3_000), list(4_000), list(5_000)]);
         assert!(matches!(&receipts[0].outcome, Ok(Applied::Session { owner: None, .. })));
@@ -864,7 +877,7 @@ mod tests {
         assert!(matches!(&receipts[2].outcome, Ok(Applied::Sessions { total: 1, owner: Some(_), .. })));
         assert!(matches!(&receipts[3].outcome, Ok(Applied::Sessions { total: 0, .. })));
 
-        let sweep = |id, time| at(time, Change::DeleteSession { session: id, only_if_ended: true });
+        let sweep = |id, time| at(time, Change::DeleteSession { session: id, only_if_ended: true, owner: None });
         let receipts = apply(&mut machine, &[sweep(linked, 4_999), sweep(loose, 3_000)]);
         assert_eq!(receipts[0].outcome, Err(Rejection::Stale), "the sweeper leaves running sessions alone");
         assert_eq!(receipts[1].outcome, Ok(Applied::Done));

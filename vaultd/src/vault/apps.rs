@@ -90,7 +90,7 @@ impl Vault {
     /// One app record, read through the log (audited, linearizable).
     pub async fn get_app(&self, caller: &Caller, mode: Mode, id: &str, app: &str) -> VaultResult<(Uuid, Value)> {
         check_app(app)?;
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let audit = draft(caller, Operation::AppRead, None, Some(app), Some(mode));
         let receipt = self.commit(audit, Change::ReadApp { target, app: app.to_string() }).await?;
         match receipt.outcome {
@@ -106,7 +106,7 @@ impl Vault {
 
     pub async fn delete_app(&self, caller: &Caller, mode: Mode, id: &str, app: &str) -> VaultResult<Uuid> {
         check_app(app)?;
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let audit = draft(caller, Operation::AppDelete, None, Some(app), Some(mode));
         let receipt =
             self.commit(audit, Change::DeleteApp { target, app: app.to_string(), expected_version: None }).await?;

@@ -155,7 +155,7 @@ impl Vault {
         id: &str,
         agreement: Agreement,
     ) -> VaultResult<()> {
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let audit = draft(caller, op, None, None, Some(mode));
         self.consent(audit, ConsentChange::PutAgreement { target, agreement }).await.map(drop)
     }
@@ -169,7 +169,7 @@ impl Vault {
         brief: Option<&str>,
     ) -> VaultResult<Vec<Value>> {
         let brief = brief.map(normalise_brief).transpose()?;
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let audit = draft(caller, Operation::ConsentRead, None, None, Some(mode));
         match self.consent(audit, ConsentChange::ReadAgreements { target, brief }).await? {
             Applied::Agreements { subject, agreements } => {

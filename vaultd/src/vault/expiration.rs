@@ -83,7 +83,7 @@ impl Vault {
 
     /// Clears a subject's expiration; the exptoken stops working.
     pub async fn cancel_expiration(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Uuid> {
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let audit = draft(caller, Operation::ExpirationCancel, None, None, Some(mode));
         resolved(self.commit(audit, Change::CancelExpiration { target }).await?)
     }

@@ -153,10 +153,11 @@ impl Vault {
     }
 
     /// Resolves a presented token to an actor and its scopes. Constant-time comparison.
-    pub async fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>)> {
+    /// Returns the actor, its scopes, and for a subject token its subject.
+    pub async fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>, Option<Uuid>)> {
         let hash = auth::secret_hash(secret);
         if bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &self.root_token_hash[..])) {
-            return Ok((ROOT_ACTOR.to_string(), vec![Scope::all()]));
+            return Ok((ROOT_ACTOR.to_string(), vec![Scope::all()], None));
         }
         let mut token = self.store.token_by_secret_hash(&hash)?;
         if token.is_none() && tokens::is_well_formed(secret) && self.cluster.node_id().is_some() {
@@ -168,7 +169,7 @@ impl Vault {
         match token {
             Some(token) => {
                 let scopes = token.scopes.iter().filter_map(|s| s.parse().ok()).collect();
-                Ok((token.id, scopes))
+                Ok((token.id, scopes, token.subject))
             }
             None => Err(VaultError::InvalidToken),
         }
@@ -235,8 +236,21 @@ impl Vault {
         Ok(BlindIndex::new(key))
     }
 
+    /// What a `{mode}/{id}` pair names, as far as the caller may reach it. For a subject
+    /// token the pair must name the token's own subject (403 otherwise), and the target
+    /// becomes that subject's token, so that an identifier moving to another subject
+    /// meanwhile cannot redirect the command.
+    async fn target(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Target> {
+        let target = self.identify(mode, id).await?;
+        let Some(own) = caller.subject else { return Ok(target) };
+        match self.find(&target).await? {
+            Some(Found::Active(subject, ..) | Found::Forgotten(subject)) if subject == own => Ok(Target::Token(own)),
+            _ => Err(VaultError::NotOwnSubject),
+        }
+    }
+
     /// What a `{mode}/{id}` pair names, for the state machine to resolve.
-    async fn target(&self, mode: Mode, id: &str) -> VaultResult<Target> {
+    async fn identify(&self, mode: Mode, id: &str) -> VaultResult<Target> {
         match mode.index_kind() {
             None => Uuid::parse_str(id).map(Target::Token).map_err(|_| VaultError::bad_request("token must be a UUID")),
             Some(kind) => match identity::normalise(kind, id, self.settings.phone_region) {
@@ -321,7 +335,7 @@ impl Vault {
         app: Option<&str>,
         id: &str,
     ) -> VaultResult<Found> {
-        match self.find(&self.target(mode, id).await?).await? {
+        match self.find(&self.target(caller, mode, id).await?).await? {
             Some(found) => Ok(found),
             None => {
                 self.record_access(draft(caller, op, None, app, Some(mode)), false).await?;

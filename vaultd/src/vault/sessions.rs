@@ -43,6 +43,8 @@ impl Vault {
                 Found::Active(subject, _, active) => Some((subject, active)),
                 Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
             },
+            // A subject token keeps sessions of its own subject only.
+            None if caller.subject.is_some() => return Err(VaultError::NotOwnSubject),
             None => None,
         };
         let plaintext = Zeroizing::new(
@@ -68,14 +70,15 @@ impl Vault {
             key,
             sealed,
         };
-        self.commit(audit, Change::PutSession { session, record }).await?.outcome.map_err(rejected)?;
+        let change = Change::PutSession { session, record, may_take: caller.subject.is_none() };
+        self.commit(audit, change).await?.outcome.map_err(rejected)?;
         Ok(())
     }
 
     /// A session that has not ended, read through the log (audited when linked).
     pub async fn get_session(&self, caller: &Caller, session: Uuid) -> VaultResult<SessionView> {
         let audit = draft(caller, Operation::SessionRead, None, None, None);
-        let receipt = self.commit(audit, Change::ReadSession { session }).await?;
+        let receipt = self.commit(audit, Change::ReadSession { session, owner: caller.subject }).await?;
         match receipt.outcome.map_err(rejected)? {
             Applied::Session { record, owner } => self.open_session(session, &record, owner.as_ref()).await,
             _ => Err(VaultError::Storage(StoreError::Corrupt)),
@@ -84,7 +87,7 @@ impl Vault {
 
     pub async fn delete_session(&self, caller: &Caller, session: Uuid) -> VaultResult<()> {
         let audit = draft(caller, Operation::SessionDelete, None, None, None);
-        let change = Change::DeleteSession { session, only_if_ended: false };
+        let change = Change::DeleteSession { session, only_if_ended: false, owner: caller.subject };
         self.commit(audit, change).await?.outcome.map_err(rejected).map(drop)
     }
 
@@ -97,7 +100,7 @@ impl Vault {
         offset: usize,
         limit: usize,
     ) -> VaultResult<(u64, Vec<SessionView>)> {
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let change = Change::ReadSessions {
             target,
             offset: u32::try_from(offset).unwrap_or(u32::MAX),

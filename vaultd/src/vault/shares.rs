@@ -40,7 +40,9 @@ impl Vault {
         }
         let partner = match request.get("partner") {
             None | Some(Value::Null) => None,
-            Some(Value::String(p)) if p.len() <= MAX_PARTNER_LEN && !p.chars().any(char::is_control) => Some(p.clone()),
+            Some(Value::String(p)) if p.chars().count() <= MAX_PARTNER_LEN && !p.chars().any(char::is_control) => {
+                Some(p.clone())
+            }
             Some(_) => {
                 return Err(VaultError::bad_request(format!("partner must be at most {MAX_PARTNER_LEN} characters")))
             }
@@ -111,7 +113,7 @@ fn share_fields(value: Option<&Value>) -> VaultResult<Vec<String>> {
             .ok_or_else(|| VaultError::bad_request("fields must be strings"))?,
         _ => return Err(VaultError::bad_request("fields is required: the fields to share, e.g. \"name,email\"")),
     };
-    if names.is_empty() || names.len() > 64 || names.iter().any(|f| f.is_empty() || f.len() > 128) {
+    if names.is_empty() || names.len() > 64 || names.iter().any(|f| f.is_empty() || f.chars().count() > 128) {
         return Err(VaultError::bad_request("fields must name 1-64 fields of 1-128 characters"));
     }
     Ok(names)

@@ -7,6 +7,8 @@ use super::*;
 use crate::store::AccessTokenRecord;
 
 const MAX_NAME_LEN: usize = 64;
+/// What a subject token holds, limited to its subject by `Caller::subject`.
+const SUBJECT_SCOPES: [&str; 2] = ["users:*", "apps:*:*"];
 const SECRET_PREFIX: &str = "sr_";
 
 /// Whether a presented secret has the shape of the secrets this vault hands out.
@@ -20,11 +22,20 @@ impl Vault {
         if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
             return Err(VaultError::bad_request(format!("name must be 1-{MAX_NAME_LEN} printable characters")));
         }
-        if request.scopes.is_empty() {
-            return Err(VaultError::bad_request("scopes must not be empty"));
-        }
+        let subject = match &request.subject {
+            None => None,
+            Some(_) if !request.scopes.is_empty() => {
+                return Err(VaultError::bad_request("a subject token takes no scopes: it gets its subject's own data"))
+            }
+            Some(token) => Some(self.token_subject(caller, token).await?),
+        };
+        let requested = match subject {
+            Some(_) => SUBJECT_SCOPES.iter().map(|s| s.to_string()).collect(),
+            None if request.scopes.is_empty() => return Err(VaultError::bad_request("scopes must not be empty")),
+            None => request.scopes,
+        };
         let mut scopes = Vec::new();
-        for text in &request.scopes {
+        for text in &requested {
             let scope: Scope =
                 text.parse().map_err(|e: crate::auth::ScopeError| VaultError::bad_request(e.to_string()))?;
             // No caller can hand out more than it holds.
@@ -41,15 +52,27 @@ impl Vault {
             scopes: scopes.clone(),
             created: now_ms(),
             secret_hash: auth::secret_hash(&secret),
+            subject,
         };
         let receipt = self
             .commit(
-                draft(caller, Operation::TokenCreate, None, None, None),
+                draft(caller, Operation::TokenCreate, subject, None, None),
                 Change::CreateAccessToken { token: record },
             )
             .await?;
         receipt.outcome.map_err(rejected)?;
-        Ok(TokenCreated { id, name: name.to_string(), scopes, token: secret })
+        let subject = subject.map(|s| s.to_string());
+        Ok(TokenCreated { id, name: name.to_string(), scopes, token: secret, subject })
+    }
+
+    /// The active subject a subject token is requested for.
+    async fn token_subject(&self, caller: &Caller, token: &str) -> VaultResult<Uuid> {
+        caller.require_staff()?;
+        let subject = Uuid::parse_str(token).map_err(|_| VaultError::bad_request("subject must be a subject token"))?;
+        match self.find(&Target::Token(subject)).await? {
+            Some(Found::Active(subject, ..)) => Ok(subject),
+            _ => Err(VaultError::NotFound("record")),
+        }
     }
 
     pub async fn tokens(&self) -> VaultResult<Vec<AccessTokenRecord>> {

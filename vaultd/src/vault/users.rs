@@ -46,7 +46,7 @@ impl Vault {
         mode: Mode,
         id: &str,
     ) -> VaultResult<(Uuid, SubjectRecord)> {
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let receipt =
             self.commit(draft(caller, operation, None, None, Some(mode)), Change::ReadSubject { target }).await?;
         match receipt.outcome.map_err(rejected)? {
@@ -92,7 +92,7 @@ impl Vault {
     /// Forget-me: removes the profile, index entries and app records, and destroys the
     /// DEK. The token keeps resolving to an empty record as evidence of the erasure.
     pub async fn forget_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Uuid> {
-        let target = self.target(mode, id).await?;
+        let target = self.target(caller, mode, id).await?;
         let receipt = self
             .commit(
                 draft(caller, Operation::UserForget, None, None, Some(mode)),
