@@ -149,7 +149,8 @@ fn a_subject_token_reaches_its_own_subject_and_nothing_else() {
     own.get(&format!("/v1/session/{session}")).assert_ok();
 
     // Nobody else's, whichever way it is named, and nothing that is not about her.
-    for path in [format!("/v1/user/login/bob"), format!("/v1/user/token/{bob}"), "/v1/userapp/login/bob/shop".into()] {
+    for path in ["/v1/user/login/bob".to_string(), format!("/v1/user/token/{bob}"), "/v1/userapp/login/bob/shop".into()]
+    {
         own.get(&path).assert_error(403);
     }
     own.put("/v1/user/login/bob", json!({"first": "Eve"})).assert_error(403);
