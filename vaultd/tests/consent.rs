@@ -444,7 +444,8 @@ fn agreements_are_accepted_read_listed_and_withdrawn_with_their_shapes_and_audit
     // Listed in brief order, the same by every mode.
     let expected: Vec<(String, String)> =
         ["analytics", "contract", "newsletter", "profiling"].iter().map(|b| (b.to_string(), "yes".into())).collect();
-    for (mode, id) in [("token", token.as_str()), ("login", "ada"), ("email", "aDa@eXample.com"), ("phone", "07700900123")]
+    for (mode, id) in
+        [("token", token.as_str()), ("login", "ada"), ("email", "aDa@eXample.com"), ("phone", "07700900123")]
     {
         let rows = agreements(&client, mode, id);
         assert_eq!(briefs_and_statuses(&rows), expected, "by {mode}");
@@ -472,7 +473,9 @@ fn agreements_are_accepted_read_listed_and_withdrawn_with_their_shapes_and_audit
     assert!(row["creationtime"].as_u64().unwrap() <= row["when"].as_u64().unwrap(), "{row}");
 
     // Withdraw with POST and every synonym of no; accept with every synonym of yes (any case).
-    for (no, yes) in [("no", "yes"), ("withdraw", "accept"), ("disagree", "agree"), ("deny", "allow"), ("FALSE", "True")] {
+    for (no, yes) in
+        [("no", "yes"), ("withdraw", "accept"), ("disagree", "agree"), ("deny", "allow"), ("FALSE", "True")]
+    {
         accept(&client, "newsletter", "login", "ada", json!({"status": no})).assert_ok();
         assert_eq!(agreement(&client, "newsletter", "login", "ada")["status"], "no", "status {no}");
         accept(&client, "newsletter", "login", "ada", json!({"status": yes})).assert_ok();
@@ -568,7 +571,8 @@ fn bad_agreement_requests_are_400_and_write_nothing() {
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
         reply.assert_error(400);
     }
-    let reply = client.send(client.request("DELETE", "/v1/agreement/newsletter/login/bea").json(&json!({"lastmodifiedby": 3})));
+    let reply =
+        client.send(client.request("DELETE", "/v1/agreement/newsletter/login/bea").json(&json!({"lastmodifiedby": 3})));
     reply.assert_error(400);
     for (content_type, body) in [
         ("application/json", "{\"status\":"),
@@ -663,4 +667,144 @@ fn listing_the_agreements_of_an_unknown_token_is_404() {
     );
     reply.assert_error(404);
     assert!(audited.is_empty(), "{audited:#?}");
+}
+
+#[test]
+fn revoking_a_basis_marks_every_agreement_to_it_revoked_and_nothing_else() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let first = client.create_user(json!({"login": "eli"}));
+    let second = client.create_user(json!({"login": "fay"}));
+    let third = client.create_user(json!({"login": "gus"}));
+    // `news` is a prefix of `news-2` and `newsletter`: revoking one leaves the others.
+    for brief in ["news", "news-2", "newsletter"] {
+        put_basis(&client, brief, json!({})).assert_ok();
+    }
+    for login in ["eli", "fay"] {
+        for brief in ["news", "news-2", "newsletter"] {
+            accept(&client, brief, "login", login, json!({})).assert_ok();
+        }
+    }
+    withdraw(&client, "news", "login", "fay").assert_ok();
+    accept(&client, "news-2", "login", "gus", json!({})).assert_ok();
+
+    let reply = client.delete("/v1/agreement/news");
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    let revoked = |b: &str, s: &str| (b.to_string(), s.to_string());
+    assert_eq!(
+        briefs_and_statuses(&agreements(&client, "token", &first)),
+        [revoked("news", "revoked"), revoked("news-2", "yes"), revoked("newsletter", "yes")]
+    );
+    // A withdrawn agreement is revoked too (the basis is gone for everyone).
+    assert_eq!(
+        briefs_and_statuses(&agreements(&client, "token", &second)),
+        [revoked("news", "revoked"), revoked("news-2", "yes"), revoked("newsletter", "yes")]
+    );
+    assert_eq!(briefs_and_statuses(&agreements(&client, "token", &third)), [revoked("news-2", "yes")]);
+    // The basis itself stays.
+    assert!(basis(&client, "news").is_some());
+    // Revoking again is fine; a subject may agree again afterwards.
+    client.delete("/v1/agreement/news").assert_ok();
+    accept(&client, "news", "login", "eli", json!({})).assert_ok();
+    assert_eq!(agreement(&client, "news", "login", "eli")["status"], "yes");
+    assert_eq!(agreement(&client, "news", "login", "fay")["status"], "revoked");
+    // Unknown brief: 404.
+    client.delete("/v1/agreement/no-such-basis").assert_error(404);
+
+    let rows = admin_rows(&client);
+    assert_eq!(ok_count(&rows, "consent-revoke-all"), 2, "{rows:#?}");
+    for row in rows.iter().filter(|row| row["operation"] == "consent-revoke-all") {
+        assert_eq!(row["actor"], "root", "{row}");
+    }
+}
+
+#[test]
+fn forget_me_keeps_the_subjects_agreements_and_only_withdrawing_still_works() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "hal", "email": "hal@example.com"}));
+    for brief in ["newsletter", "analytics", "contract"] {
+        put_basis(&client, brief, json!({})).assert_ok();
+    }
+    accept(&client, "newsletter", "login", "hal", json!({"referencecode": "r-9"})).assert_ok();
+    accept(&client, "analytics", "email", "hal@example.com", json!({})).assert_ok();
+    let before = agreements(&client, "token", &token);
+
+    client.delete("/v1/user/login/hal").assert_ok();
+    client.get("/v1/user/login/hal").assert_error(404);
+
+    // The history is readable by token, unchanged.
+    assert_eq!(agreements(&client, "token", &token), before);
+    assert_eq!(agreement(&client, "newsletter", "token", &token)["referencecode"], "r-9");
+    // Identifiers no longer lead to the subject.
+    client.get("/v1/agreements/login/hal").assert_error(404);
+    client.get("/v1/agreements/email/hal@example.com").assert_error(404);
+    accept(&client, "newsletter", "login", "hal", json!({})).assert_error(404);
+
+    // A forgotten subject cannot agree (to a new basis, or again), in any form.
+    accept(&client, "contract", "token", &token, json!({})).assert_error(404);
+    accept(&client, "contract", "token", &token, json!({"status": "yes"})).assert_error(404);
+    raw(
+        &client,
+        "POST",
+        &format!("/v1/agreement/newsletter/token/{token}"),
+        "application/x-www-form-urlencoded",
+        "status=agree",
+    )
+    .assert_error(404);
+    // But withdrawing works, with DELETE or POST status no.
+    withdraw(&client, "newsletter", "token", &token).assert_ok();
+    accept(&client, "analytics", "token", &token, json!({"status": "withdraw"})).assert_ok();
+    assert_eq!(
+        briefs_and_statuses(&agreements(&client, "token", &token)),
+        [("analytics".to_string(), "no".to_string()), ("newsletter".to_string(), "no".to_string())]
+    );
+    // Revoking a basis reaches forgotten subjects too.
+    client.delete("/v1/agreement/analytics").assert_ok();
+    assert_eq!(agreement(&client, "analytics", "token", &token)["status"], "revoked");
+
+    let rows = audit_rows(&client, &token);
+    assert_eq!(ok_count(&rows, "user-forget"), 1, "{rows:#?}");
+    assert_eq!(ok_count(&rows, "consent-accept"), 2, "{rows:#?}");
+    assert_eq!(ok_count(&rows, "consent-withdraw"), 2, "{rows:#?}");
+    let refused = rows.iter().filter(|row| row["operation"] == "consent-accept" && row["result"] != "ok").count();
+    assert_eq!(refused, 3, "refused accepts of the forgotten subject are audited: {rows:#?}");
+    let text = serde_json::to_string(&admin_rows(&client)).unwrap();
+    assert!(!text.contains("hal@example.com") && !text.contains("\"hal\""), "{text}");
+}
+
+#[test]
+fn deleting_a_basis_unlinks_it_from_every_activity_but_keeps_agreements_to_it() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "ivy"}));
+    for brief in ["newsletter", "analytics"] {
+        put_basis(&client, brief, json!({})).assert_ok();
+    }
+    for name in ["send-mail", "track-usage"] {
+        client.post(&format!("/v1/pactivity/{name}"), json!({})).assert_ok();
+        for brief in ["newsletter", "analytics"] {
+            client.post(&format!("/v1/pactivity/{name}/{brief}"), json!({})).assert_ok();
+        }
+    }
+    accept(&client, "newsletter", "login", "ivy", json!({})).assert_ok();
+    accept(&client, "analytics", "login", "ivy", json!({})).assert_ok();
+    assert_eq!(activity(&client, "send-mail").unwrap()["legalbasis"], "analytics,newsletter");
+
+    client.delete("/v1/lbasis/newsletter").assert_ok();
+    for name in ["send-mail", "track-usage"] {
+        assert_eq!(activity(&client, name).unwrap()["legalbasis"], "analytics", "{name}");
+    }
+    assert_eq!(
+        briefs_and_statuses(&agreements(&client, "token", &token)),
+        [("analytics".to_string(), "yes".to_string()), ("newsletter".to_string(), "yes".to_string())]
+    );
+    assert_eq!(agreement(&client, "newsletter", "login", "ivy")["status"], "yes");
+    // It cannot be linked or agreed to any more.
+    client.post("/v1/pactivity/send-mail/newsletter", json!({})).assert_error(404);
+    accept(&client, "newsletter", "login", "ivy", json!({})).assert_error(404);
+    client.delete("/v1/agreement/newsletter").assert_error(404);
+    // Re-created, it is not linked again by itself.
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    assert_eq!(activity(&client, "send-mail").unwrap()["legalbasis"], "analytics");
 }
