@@ -808,3 +808,116 @@ fn deleting_a_basis_unlinks_it_from_every_activity_but_keeps_agreements_to_it() 
     put_basis(&client, "newsletter", json!({})).assert_ok();
     assert_eq!(activity(&client, "send-mail").unwrap()["legalbasis"], "analytics");
 }
+
+#[test]
+fn processing_activities_are_created_linked_renamed_and_deleted_with_their_shapes() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    assert_eq!(client.get("/v1/pactivity").body, json!({"status": "ok", "total": 0, "rows": []}));
+    for brief in ["newsletter", "analytics", "contract"] {
+        put_basis(&client, brief, json!({})).assert_ok();
+    }
+
+    // No body: the title is the activity's name.
+    let before = now_secs();
+    let reply = bare(&client, "POST", "/v1/pactivity/send-mail");
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    let row = activity(&client, "send-mail").expect("send-mail is listed");
+    let created = row["creationtime"].as_u64().unwrap();
+    assert!(created >= before && created <= now_secs(), "{row}");
+    assert_eq!(
+        row,
+        json!({
+            "activity": "send-mail",
+            "title": "send-mail",
+            "script": "",
+            "fulldesc": "",
+            "applicableto": "",
+            "legalbasis": "",
+            "creationtime": created,
+        })
+    );
+    // Every field, JSON and form.
+    client
+        .post(
+            "/v1/pactivity/track-usage",
+            json!({"title": "Track usage", "script": "<script>t()</script>", "fulldesc": "Counts clicks", "applicableto": "web"}),
+        )
+        .assert_ok();
+    raw(&client, "POST", "/v1/pactivity/billing", "application/x-www-form-urlencoded", "title=Billing&applicableto=customers")
+        .assert_ok();
+    let row = activity(&client, "track-usage").unwrap();
+    assert_eq!(
+        (&row["title"], &row["script"], &row["fulldesc"], &row["applicableto"]),
+        (&json!("Track usage"), &json!("<script>t()</script>"), &json!("Counts clicks"), &json!("web"))
+    );
+    let row = activity(&client, "billing").unwrap();
+    assert_eq!((&row["title"], &row["applicableto"]), (&json!("Billing"), &json!("customers")));
+    let names: Vec<Value> = activities(&client).iter().map(|row| row["activity"].clone()).collect();
+    assert_eq!(names, [json!("billing"), json!("send-mail"), json!("track-usage")]);
+
+    // Linking: comma-separated in brief order; linking twice is one link.
+    for brief in ["newsletter", "analytics", "newsletter"] {
+        let reply = client.post(&format!("/v1/pactivity/send-mail/{brief}"), json!({}));
+        assert_eq!(reply.body, json!({"status": "ok"}));
+    }
+    assert_eq!(activity(&client, "send-mail").unwrap()["legalbasis"], "analytics,newsletter");
+    bare(&client, "POST", "/v1/pactivity/billing/contract").assert_ok();
+    client.post("/v1/pactivity/send-mail/no-such-basis", json!({})).assert_error(404);
+    client.post("/v1/pactivity/no-such-activity/newsletter", json!({})).assert_error(404);
+    client.delete("/v1/pactivity/no-such-activity/newsletter").assert_error(404);
+
+    // Updating keeps links and creation time; the title defaults again to the name.
+    client.post("/v1/pactivity/send-mail", json!({"fulldesc": "Mails"})).assert_ok();
+    let row = activity(&client, "send-mail").unwrap();
+    assert_eq!(row["legalbasis"], "analytics,newsletter", "{row}");
+    assert_eq!(row["creationtime"], created, "{row}");
+    assert_eq!((&row["title"], &row["fulldesc"]), (&json!("send-mail"), &json!("Mails")));
+
+    // Unlinking.
+    let reply = client.delete("/v1/pactivity/send-mail/analytics");
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    assert_eq!(activity(&client, "send-mail").unwrap()["legalbasis"], "newsletter");
+
+    // Renaming keeps links and creation time; onto an existing activity it is 409.
+    client.post("/v1/pactivity/send-mail", json!({"activity": " Mailing ", "title": "Mailing"})).assert_ok();
+    assert!(activity(&client, "send-mail").is_none());
+    let row = activity(&client, "mailing").expect("renamed activity is listed");
+    assert_eq!((&row["legalbasis"], &row["creationtime"], &row["title"]), (&json!("newsletter"), &json!(created), &json!("Mailing")));
+    let listed = activities(&client);
+    client.post("/v1/pactivity/mailing", json!({"activity": "billing"})).assert_error(409);
+    assert_eq!(activities(&client), listed);
+
+    // Deleting: gone, then 404; the bases stay.
+    let reply = client.delete("/v1/pactivity/mailing");
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    assert!(activity(&client, "mailing").is_none());
+    client.delete("/v1/pactivity/mailing").assert_error(404);
+    client.delete("/v1/pactivity/mailing/newsletter").assert_error(404);
+    assert_eq!(bases(&client).len(), 3);
+    assert_eq!(activities(&client).len(), 2);
+
+    // 3 creations, 4 links, 1 update, 1 unlink, 1 rename, 1 deletion.
+    let rows = admin_rows(&client);
+    assert_eq!(ok_count(&rows, "activity-change"), 11, "{rows:#?}");
+}
+
+#[test]
+fn renaming_a_basis_leaves_no_activity_linked_to_a_basis_that_does_not_exist() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    client.post("/v1/pactivity/send-mail", json!({})).assert_ok();
+    client.post("/v1/pactivity/send-mail/newsletter", json!({})).assert_ok();
+
+    put_basis(&client, "newsletter", json!({"brief": "mailing-list"})).assert_ok();
+    let briefs: Vec<Value> = bases(&client).iter().map(|row| row["brief"].clone()).collect();
+    assert_eq!(briefs, [json!("mailing-list")]);
+    // Everywhere else an activity only links existing bases (linking an unknown brief is
+    // 404, deleting a basis unlinks it): a rename must not leave a dangling link.
+    let linked = activity(&client, "send-mail").unwrap()["legalbasis"].clone();
+    assert!(
+        linked == "mailing-list" || linked == "",
+        "after renaming newsletter to mailing-list, send-mail links {linked}, a basis that does not exist"
+    );
+}
