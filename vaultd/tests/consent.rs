@@ -9,7 +9,7 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::{Client, Reply, Vault};
+use support::{Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 
 const DAY: u64 = 86_400;
@@ -844,8 +844,14 @@ fn processing_activities_are_created_linked_renamed_and_deleted_with_their_shape
             json!({"title": "Track usage", "script": "<script>t()</script>", "fulldesc": "Counts clicks", "applicableto": "web"}),
         )
         .assert_ok();
-    raw(&client, "POST", "/v1/pactivity/billing", "application/x-www-form-urlencoded", "title=Billing&applicableto=customers")
-        .assert_ok();
+    raw(
+        &client,
+        "POST",
+        "/v1/pactivity/billing",
+        "application/x-www-form-urlencoded",
+        "title=Billing&applicableto=customers",
+    )
+    .assert_ok();
     let row = activity(&client, "track-usage").unwrap();
     assert_eq!(
         (&row["title"], &row["script"], &row["fulldesc"], &row["applicableto"]),
@@ -883,7 +889,10 @@ fn processing_activities_are_created_linked_renamed_and_deleted_with_their_shape
     client.post("/v1/pactivity/send-mail", json!({"activity": " Mailing ", "title": "Mailing"})).assert_ok();
     assert!(activity(&client, "send-mail").is_none());
     let row = activity(&client, "mailing").expect("renamed activity is listed");
-    assert_eq!((&row["legalbasis"], &row["creationtime"], &row["title"]), (&json!("newsletter"), &json!(created), &json!("Mailing")));
+    assert_eq!(
+        (&row["legalbasis"], &row["creationtime"], &row["title"]),
+        (&json!("newsletter"), &json!(created), &json!("Mailing"))
+    );
     let listed = activities(&client);
     client.post("/v1/pactivity/mailing", json!({"activity": "billing"})).assert_error(409);
     assert_eq!(activities(&client), listed);
@@ -920,4 +929,133 @@ fn renaming_a_basis_leaves_no_activity_linked_to_a_basis_that_does_not_exist() {
         linked == "mailing-list" || linked == "",
         "after renaming newsletter to mailing-list, send-mail links {linked}, a basis that does not exist"
     );
+}
+
+#[test]
+fn consent_routes_need_a_token_with_the_right_scope() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let token = root.create_user(json!({"login": "jo"}));
+    put_basis(&root, "newsletter", json!({})).assert_ok();
+    put_basis(&root, "analytics", json!({})).assert_ok();
+    root.post("/v1/pactivity/send-mail", json!({})).assert_ok();
+    root.post("/v1/pactivity/send-mail/newsletter", json!({})).assert_ok();
+    accept(&root, "newsletter", "login", "jo", json!({})).assert_ok();
+
+    let reader = root.with_token(Some(&scoped_token(&root, "reader", &["users:read"])));
+    let writer = root.with_token(Some(&scoped_token(&root, "writer", &["users:write"])));
+    let admin = root.with_token(Some(&scoped_token(&root, "admin", &["consent:admin"])));
+    let auditor = root.with_token(Some(&scoped_token(&root, "auditor", &["audit:read"])));
+    let state = consent_state(&root, &[&token]);
+
+    let reads = [
+        "/v1/lbasis".to_string(),
+        "/v1/pactivity".to_string(),
+        "/v1/agreement/newsletter/login/jo".to_string(),
+        "/v1/agreements/login/jo".to_string(),
+        format!("/v1/agreements/token/{token}"),
+    ];
+    let subject_changes =
+        [("POST", "/v1/agreement/analytics/login/jo"), ("DELETE", "/v1/agreement/newsletter/login/jo")];
+    let admin_changes = [
+        ("POST", "/v1/lbasis/newsletter"),
+        ("POST", "/v1/lbasis/brand-new"),
+        ("DELETE", "/v1/lbasis/analytics"),
+        ("DELETE", "/v1/agreement/newsletter"),
+        ("POST", "/v1/pactivity/send-mail"),
+        ("POST", "/v1/pactivity/new-activity"),
+        ("DELETE", "/v1/pactivity/send-mail"),
+        ("POST", "/v1/pactivity/send-mail/analytics"),
+        ("DELETE", "/v1/pactivity/send-mail/newsletter"),
+    ];
+    let check = |label: &str, client: &Client, method: &str, path: &str, code: u16| {
+        let reply = client.send(client.request(method, path).json(&json!({"status": "no", "shortdesc": "changed"})));
+        assert_eq!(reply.status, code, "{label}: {method} {path}: {}", reply.body);
+        reply.assert_error(code);
+    };
+    for (label, client) in [("missing", root.with_token(None)), ("wrong", root.with_token(Some("WRONG")))] {
+        for path in &reads {
+            check(label, &client, "GET", path, 401);
+        }
+        for (method, path) in subject_changes.iter().chain(&admin_changes) {
+            check(label, &client, method, path, 401);
+        }
+    }
+    // users:read reads, and changes nothing.
+    for (method, path) in subject_changes.iter().chain(&admin_changes) {
+        check("users:read", &reader, method, path, 403);
+    }
+    // users:write records agreements but does not manage bases or activities.
+    for (method, path) in &admin_changes {
+        check("users:write", &writer, method, path, 403);
+    }
+    // consent:admin manages bases and activities but not a subject's agreements, nor reads them.
+    for (method, path) in &subject_changes {
+        check("consent:admin", &admin, method, path, 403);
+    }
+    for path in &reads {
+        check("consent:admin", &admin, "GET", path, 403);
+        check("audit:read", &auditor, "GET", path, 403);
+    }
+    for (method, path) in subject_changes.iter().chain(&admin_changes) {
+        check("audit:read", &auditor, method, path, 403);
+    }
+    assert_eq!(consent_state(&root, &[&token]), state, "a refused request changed something");
+
+    // Each scope does what it allows.
+    for path in &reads {
+        reader.get(path).assert_ok();
+    }
+    accept(&writer, "analytics", "login", "jo", json!({})).assert_ok();
+    withdraw(&writer, "newsletter", "login", "jo").assert_ok();
+    assert_eq!(
+        briefs_and_statuses(&agreements(&reader, "token", &token)),
+        [("analytics".to_string(), "yes".to_string()), ("newsletter".to_string(), "no".to_string())]
+    );
+    put_basis(&admin, "brand-new", json!({"shortdesc": "New"})).assert_ok();
+    admin.post("/v1/pactivity/send-mail/brand-new", json!({})).assert_ok();
+    admin.delete("/v1/agreement/analytics").assert_ok();
+    assert_eq!(activity(&reader, "send-mail").unwrap()["legalbasis"], "brand-new,newsletter");
+    assert_eq!(agreement(&reader, "analytics", "login", "jo")["status"], "revoked");
+
+    // The events name the token that acted, by id.
+    let rows = admin_rows(&root);
+    let revoke = rows.iter().find(|row| row["operation"] == "consent-revoke-all").expect("revoke-all is audited");
+    assert_ne!(revoke["actor"], "root", "{revoke}");
+    let accepted = audit_rows(&root, &token);
+    let accept_row = accepted.iter().find(|row| row["operation"] == "consent-accept" && row["actor"] != "root");
+    assert!(accept_row.is_some(), "the writer's accept is audited under its own actor: {accepted:#?}");
+}
+
+#[test]
+fn consent_records_survive_a_crash_and_restart() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let client = vault.client();
+    let kept = client.create_user(json!({"login": "kim", "email": "kim@example.com"}));
+    let forgotten = client.create_user(json!({"login": "lee"}));
+    for brief in ["newsletter", "analytics"] {
+        put_basis(&client, brief, json!({"shortdesc": brief, "usercontrol": true})).assert_ok();
+    }
+    client.post("/v1/pactivity/send-mail", json!({"title": "Send mail"})).assert_ok();
+    client.post("/v1/pactivity/send-mail/newsletter", json!({})).assert_ok();
+    accept(&client, "newsletter", "email", "kim@example.com", json!({"referencecode": "r-1", "expiration": "30d"}))
+        .assert_ok();
+    accept(&client, "analytics", "login", "kim", json!({})).assert_ok();
+    withdraw(&client, "analytics", "login", "kim").assert_ok();
+    accept(&client, "newsletter", "login", "lee", json!({})).assert_ok();
+    client.delete("/v1/user/login/lee").assert_ok();
+    client.delete("/v1/agreement/newsletter").assert_ok();
+    let state = consent_state(&client, &[&kept, &forgotten]);
+    vault.kill();
+
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let client = vault.client();
+    assert_eq!(consent_state(&client, &[&kept, &forgotten]), state);
+    assert_eq!(agreement(&client, "newsletter", "email", "KIM@example.com")["status"], "revoked");
+    assert_eq!(agreement(&client, "newsletter", "token", &forgotten)["status"], "revoked");
+    accept(&client, "newsletter", "token", &forgotten, json!({})).assert_error(404);
+    assert_eq!(client.get("/v1/sys/audit/verify").assert_ok()["verification"]["intact"], true);
 }
