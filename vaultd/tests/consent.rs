@@ -1059,3 +1059,63 @@ fn consent_records_survive_a_crash_and_restart() {
     accept(&client, "newsletter", "token", &forgotten, json!({})).assert_error(404);
     assert_eq!(client.get("/v1/sys/audit/verify").assert_ok()["verification"]["intact"], true);
 }
+
+#[test]
+fn consent_given_to_a_basis_stays_withdrawable_after_the_basis_is_renamed() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "max"}));
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    accept(&client, "newsletter", "login", "max", json!({})).assert_ok();
+
+    put_basis(&client, "newsletter", json!({"brief": "mailing-list"})).assert_ok();
+    // The subject withdraws: under the new name, or (if agreements keep the name they were
+    // given under) the old one. One of them must work, and no `yes` may be left.
+    let by_new = withdraw(&client, "mailing-list", "login", "max");
+    let by_old = withdraw(&client, "newsletter", "login", "max");
+    let rows = agreements(&client, "token", &token);
+    assert!(
+        by_new.status == 200 || by_old.status == 200,
+        "after renaming newsletter to mailing-list the subject cannot withdraw its consent: \
+         DELETE .../mailing-list/... gave {} {}, DELETE .../newsletter/... gave {} {}; agreements: {:?}",
+        by_new.status,
+        by_new.body,
+        by_old.status,
+        by_old.body,
+        briefs_and_statuses(&rows)
+    );
+    assert!(rows.iter().all(|row| row["status"] != "yes"), "{rows:#?}");
+}
+
+#[test]
+fn withdrawing_with_delete_records_who_did_it_and_renaming_to_the_same_name_is_an_update() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    client.create_user(json!({"login": "ned"}));
+    put_basis(&client, "newsletter", json!({"shortdesc": "News"})).assert_ok();
+    let created = basis(&client, "newsletter").unwrap()["creationtime"].clone();
+    accept(&client, "newsletter", "login", "ned", json!({"agreementmethod": "web", "referencecode": "r-5"}))
+        .assert_ok();
+
+    let reply = client
+        .send(client.request("DELETE", "/v1/agreement/newsletter/login/ned").json(&json!({"lastmodifiedby": "dpo"})));
+    reply.assert_ok();
+    let row = agreement(&client, "newsletter", "login", "ned");
+    assert_eq!(row["status"], "no", "{row}");
+    assert_eq!(row["lastmodifiedby"], "dpo", "{row}");
+    assert_eq!((&row["starttime"], &row["endtime"]), (&json!(0), &json!(0)), "{row}");
+    // What the agreement was given with stays on record.
+    assert_eq!((&row["agreementmethod"], &row["referencecode"]), (&json!("web"), &json!("r-5")), "{row}");
+
+    // A "rename" to the basis's own name (in any case) is an ordinary update.
+    put_basis(&client, "newsletter", json!({"brief": " NewsLetter ", "shortdesc": "Letters"})).assert_ok();
+    let rows = bases(&client);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!((&rows[0]["brief"], &rows[0]["shortdesc"]), (&json!("newsletter"), &json!("Letters")));
+    assert_eq!(rows[0]["creationtime"], created);
+    client.post("/v1/pactivity/send-mail", json!({})).assert_ok();
+    client.post("/v1/pactivity/send-mail", json!({"activity": "SEND-MAIL", "title": "Mail"})).assert_ok();
+    let rows = activities(&client);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!((&rows[0]["activity"], &rows[0]["title"]), (&json!("send-mail"), &json!("Mail")));
+}
