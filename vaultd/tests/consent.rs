@@ -1119,3 +1119,23 @@ fn withdrawing_with_delete_records_who_did_it_and_renaming_to_the_same_name_is_a
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!((&rows[0]["activity"], &rows[0]["title"]), (&json!("send-mail"), &json!("Mail")));
 }
+
+#[test]
+fn agreements_outlive_a_subject_deleted_by_its_expiration() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "ola"}));
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    accept(&client, "newsletter", "login", "ola", json!({"referencecode": "r-7"})).assert_ok();
+    let before = agreements(&client, "token", &token);
+
+    let reply = client.post("/v1/exp/start/login/ola", json!({"expiration": "30d"}));
+    let exptoken = reply.assert_ok()["exptoken"].as_str().unwrap().to_string();
+    client.with_token(None).get(&format!("/v1/exp/delete/{exptoken}")).assert_ok();
+    client.get("/v1/user/login/ola").assert_error(404);
+
+    assert_eq!(agreements(&client, "token", &token), before);
+    accept(&client, "newsletter", "token", &token, json!({})).assert_error(404);
+    withdraw(&client, "newsletter", "token", &token).assert_ok();
+    assert_eq!(agreement(&client, "newsletter", "token", &token)["status"], "no");
+}
