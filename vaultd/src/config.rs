@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub default_country: Option<String>,
     pub bulk_list_enabled: Option<bool>,
     pub anonymous_create: Option<bool>,
+    /// `direct` or `request`.
+    pub subject_changes: Option<String>,
     pub dek_cache_capacity: Option<usize>,
     pub storage_cache_mb: Option<u64>,
     pub workers: Option<usize>,

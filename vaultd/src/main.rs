@@ -13,7 +13,7 @@ use vaultd::config::{self, FileConfig};
 use vaultd::crypto::{import_key as import_key_into, HsmConfig, HsmKek, Imported, Kek, SoftwareKek};
 use vaultd::minimize::MinimizeOptions;
 use vaultd::server::{self, ServerOptions};
-use vaultd::vault::{Vault, VaultSettings};
+use vaultd::vault::{SubjectChanges, Vault, VaultSettings};
 
 /// mimalloc: the request path allocates many small buffers across worker threads; with it,
 /// `wrk` at 64 connections measured ~7.7k → ~10.3k creates/s against glibc malloc.
@@ -75,6 +75,9 @@ struct DemoArgs {
     /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
     #[arg(long)]
     enable_anonymous_create: bool,
+    /// Whether a subject token's changes apply directly or become requests for a DPO.
+    #[arg(long, default_value = "request")]
+    subject_changes: SubjectChanges,
     /// How often subjects whose expiration has ended are forgotten (default 10 s).
     #[arg(long)]
     expiration_sweep_secs: Option<u64>,
@@ -103,6 +106,10 @@ struct ServeArgs {
     /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
     #[arg(long, env = "VAULTD_ENABLE_ANONYMOUS_CREATE")]
     enable_anonymous_create: bool,
+    /// Whether a subject token's changes apply directly (`direct`) or become requests for
+    /// a DPO (`request`, the default).
+    #[arg(long, env = "VAULTD_SUBJECT_CHANGES")]
+    subject_changes: Option<SubjectChanges>,
     #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
     dek_cache_capacity: Option<usize>,
     /// MiB of storage page cache (default 96).
@@ -265,6 +272,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let settings = VaultSettings {
         bulk_list_enabled: args.enable_bulk_list,
         anonymous_create: args.enable_anonymous_create,
+        subject_changes: args.subject_changes,
         expiration_sweep: args
             .expiration_sweep_secs
             .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
@@ -311,6 +319,16 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
         phone_region: config::parse_region(args.default_country.as_deref().or(file.default_country.as_deref()))?,
         bulk_list_enabled: args.enable_bulk_list || file.bulk_list_enabled.unwrap_or(false),
         anonymous_create: args.enable_anonymous_create || file.anonymous_create.unwrap_or(false),
+        subject_changes: match args.subject_changes {
+            Some(choice) => choice,
+            None => file
+                .subject_changes
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or_default(),
+        },
         dek_cache_capacity: args.dek_cache_capacity.or(file.dek_cache_capacity).unwrap_or(defaults.dek_cache_capacity),
         storage_cache_bytes: args
             .storage_cache_mb

@@ -142,7 +142,7 @@ fn a_subject_token_reaches_its_own_subject_and_nothing_else() {
 
     // Her own data, by any identifier.
     assert_eq!(own.get("/v1/user/email/ANN@example.com").assert_ok()["token"], json!(ann));
-    own.put("/v1/user/login/ann", json!({"first": "Ann"})).assert_ok();
+    assert_eq!(own.put("/v1/user/login/ann", json!({"first": "Ann"})).assert_ok()["result"], "request-created");
     own.post("/v1/userapp/login/ann/shop", json!({"card": "5500"})).assert_ok();
     let session = Uuid::new_v4();
     own.post(&format!("/v1/session/{session}"), json!({"login": "ann", "ip": "203.0.113.7"})).assert_ok();
@@ -176,6 +176,82 @@ fn a_subject_token_reaches_its_own_subject_and_nothing_else() {
     root.post("/v1/sys/tokens", json!({"name": "x", "subject": "ann"})).assert_error(400);
     let listed = root.get("/v1/sys/tokens").assert_ok()["tokens"].clone();
     assert_eq!(listed[0]["subject"], json!(ann));
+}
+
+/// A subject token for `login`, made with the root client.
+fn subject_client(root: &Client, login: &str) -> Client {
+    let subject = root.get(&format!("/v1/user/login/{login}")).assert_ok()["token"].clone();
+    let created = root.post("/v1/sys/tokens", json!({"name": format!("{login}-self"), "subject": subject}));
+    root.with_token(created.assert_ok()["token"].as_str())
+}
+
+#[test]
+fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
+    root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
+    let own = subject_client(&root, "ann");
+
+    let filed = |reply: Reply| reply.assert_ok()["rtoken"].as_str().unwrap().to_string();
+    let rename = filed(own.put("/v1/user/login/ann", json!({"first": "Annie"})));
+    let moved = filed(own.put("/v1/userapp/login/ann/shop", json!({"city": "York"})));
+    assert_eq!(root.get("/v1/user/login/ann").assert_ok()["data"]["first"], "Ann", "nothing changed yet");
+
+    // The subject sees its own requests; a DPO sees the queue with the change.
+    let mine = own.get("/v1/requests/login/ann").assert_ok().clone();
+    assert_eq!(mine["total"], 2);
+    let (_, dpo) = scoped_token(&root, "dpo", &["requests:admin"]);
+    let dpo = root.with_token(Some(&dpo));
+    let queue = dpo.get("/v1/requests?status=open").assert_ok().clone();
+    assert_eq!(queue["total"], 2);
+    let request = dpo.get(&format!("/v1/request/{rename}")).assert_ok()["request"].clone();
+    assert_eq!((request["action"].as_str(), request["token"].as_str()), (Some("change-profile"), Some(ann.as_str())));
+    assert_eq!(
+        (request["original"]["first"].as_str(), request["change"]["first"].as_str()),
+        (Some("Ann"), Some("Annie"))
+    );
+
+    // Approval applies the change once; cancelling leaves the data alone.
+    dpo.post(&format!("/v1/request/{rename}"), json!({"reason": "verified"})).assert_ok();
+    assert_eq!(root.get("/v1/user/login/ann").assert_ok()["data"]["first"], "Annie");
+    dpo.post(&format!("/v1/request/{rename}"), json!({})).assert_error(409);
+    own.delete(&format!("/v1/request/{moved}")).assert_ok();
+    assert_eq!(root.get("/v1/userapp/login/ann/shop").assert_ok()["data"]["city"], "Leeds");
+    let closed = dpo.get("/v1/requests?status=open").assert_ok()["total"].clone();
+    assert_eq!(closed, 0);
+
+    // Forget-me too: approved, the subject is gone and the request says so.
+    let forget = filed(own.delete("/v1/user/login/ann"));
+    own.post(&format!("/v1/request/{forget}"), json!({})).assert_error(403);
+    dpo.post(&format!("/v1/request/{forget}"), json!({})).assert_ok();
+    assert_eq!(root.get(&format!("/v1/user/token/{ann}")).assert_ok()["data"], json!({}));
+    assert_eq!(dpo.get(&format!("/v1/request/{forget}")).assert_ok()["request"]["status"], "approved");
+    let ops = operations(&audit_rows(&root, &ann)).join(",");
+    assert!(ops.starts_with("request-read,user-read,user-forget,request-create"), "{ops}");
+
+    // Bad input and other people's requests.
+    dpo.get("/v1/request/nope").assert_error(400);
+    dpo.get(&format!("/v1/request/{}", Uuid::new_v4())).assert_error(404);
+    dpo.get("/v1/requests?status=maybe").assert_error(400);
+    root.create_user(json!({"login": "bob"}));
+    let bob = subject_client(&root, "bob");
+    bob.get(&format!("/v1/request/{moved}")).assert_error(404);
+    bob.delete(&format!("/v1/request/{moved}")).assert_error(404);
+    let (_, writer) = scoped_token(&root, "writer", &["users:write"]);
+    root.with_token(Some(&writer)).get("/v1/requests").assert_error(403);
+}
+
+#[test]
+fn with_direct_subject_changes_a_subject_token_changes_its_own_data() {
+    let vault = Vault::demo_with(&["--subject-changes", "direct"]);
+    let root = vault.demo_client();
+    root.create_user(json!({"login": "ann"}));
+    let own = subject_client(&root, "ann");
+    own.put("/v1/user/login/ann", json!({"first": "Ann"})).assert_ok();
+    assert_eq!(root.get("/v1/user/login/ann").assert_ok()["data"]["first"], "Ann");
+    own.delete("/v1/user/login/ann").assert_ok();
+    root.get("/v1/user/login/ann").assert_error(404);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use super::body::Body;
 use super::{ok, parse_mode};
 use crate::auth::{Caller, Scope};
 use crate::error::VaultResult;
+use crate::store::RequestAction;
 use crate::vault::Vault;
 
 /// `{mode}/{id}/{app}`. App names are lower-cased first, as Databunker does, so
@@ -26,7 +27,13 @@ pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
     let mode = parse_mode(&mode)?;
-    let token = vault.update_app(&caller, mode, &id, &app, &body.json()?).await?;
+    let update = body.json()?;
+    if vault.files_requests(&caller) {
+        let action = RequestAction::ChangeAppData;
+        let rtoken = vault.file_request(&caller, mode, &id, action, Some(&app), Some(&update)).await?;
+        return Ok(super::requests::filed(rtoken));
+    }
+    let token = vault.update_app(&caller, mode, &id, &app, &update).await?;
     Ok(ok(json!({"token": token})))
 }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod consent;
 mod expiration;
 mod middleware;
+mod requests;
 mod retention;
 mod sessions;
 mod shares;
@@ -64,6 +65,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                 web::resource("/v1/pactivity/{activity}").post(consent::put_activity).delete(consent::delete_activity),
             )
             .service(web::resource("/v1/pactivity/{activity}/{brief}").post(consent::link).delete(consent::unlink))
+            .service(web::resource("/v1/requests").get(requests::list))
+            .service(web::resource("/v1/requests/{mode}/{id}").get(requests::for_user))
+            .service(
+                web::resource("/v1/request/{rtoken}")
+                    .get(requests::get)
+                    .post(requests::approve)
+                    .delete(requests::cancel),
+            )
             .service(web::resource("/v1/sharedrecord/{mode}/{id}").post(shares::create))
             .service(web::resource("/v1/get/{record}").get(shares::get))
             .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))

@@ -7,6 +7,7 @@ use super::body::Body;
 use super::{ok, parse_mode};
 use crate::auth::{Caller, Scope};
 use crate::error::{VaultError, VaultResult};
+use crate::store::RequestAction;
 use crate::vault::Vault;
 
 /// `POST /v1/user`. Without any token, only when anonymous creation is enabled (e.g. a
@@ -49,7 +50,12 @@ pub async fn update(
     caller.require(&Scope::users("write"))?;
     let (mode, id) = path.into_inner();
     let mode = parse_mode(&mode)?;
-    let token = vault.update_user(&caller, mode, &id, &body.json()?).await?;
+    let update = body.json()?;
+    if vault.files_requests(&caller) {
+        let rtoken = vault.file_request(&caller, mode, &id, RequestAction::ChangeProfile, None, Some(&update)).await?;
+        return Ok(super::requests::filed(rtoken));
+    }
+    let token = vault.update_user(&caller, mode, &id, &update).await?;
     Ok(ok(json!({"token": token})))
 }
 
@@ -60,7 +66,12 @@ pub async fn forget(
 ) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("write"))?;
     let (mode, id) = path.into_inner();
-    let token = vault.forget_user(&caller, parse_mode(&mode)?, &id).await?;
+    let mode = parse_mode(&mode)?;
+    if vault.files_requests(&caller) {
+        let rtoken = vault.file_request(&caller, mode, &id, RequestAction::ForgetMe, None, None).await?;
+        return Ok(super::requests::filed(rtoken));
+    }
+    let token = vault.forget_user(&caller, mode, &id).await?;
     Ok(ok(json!({"result": "done", "token": token})))
 }
 

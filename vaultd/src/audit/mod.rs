@@ -61,6 +61,12 @@ pub enum Operation {
     ConsentRevokeAll,
     LegalBasisChange,
     ActivityChange,
+    /// A subject's change filed for a DPO (its approval is audited as the change itself,
+    /// with the request in the purpose).
+    RequestCreate,
+    RequestRead,
+    RequestList,
+    RequestCancel,
 }
 
 impl Operation {

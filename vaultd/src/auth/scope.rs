@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct Scope(Vec<String>);
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scope {0:?}; valid scopes: users:read|write|*, apps:<app|*>:read|write|*, audit:read, tokens:admin, retention:run, cluster:admin, consent:admin")]
+#[error("unknown scope {0:?}; valid scopes: users:read|write|*, apps:<app|*>:read|write|*, audit:read, tokens:admin, retention:run, cluster:admin, consent:admin, requests:admin")]
 pub struct ScopeError(String);
 
 const ACTIONS: [&str; 3] = ["read", "write", "*"];
@@ -44,6 +44,11 @@ impl Scope {
         Scope(vec!["consent".into(), "admin".into()])
     }
 
+    /// Decide on subjects' requests (a DPO).
+    pub fn requests_admin() -> Self {
+        Scope(vec!["requests".into(), "admin".into()])
+    }
+
     pub fn retention_run() -> Self {
         Scope(vec!["retention".into(), "run".into()])
     }
@@ -72,7 +77,8 @@ impl FromStr for Scope {
             | ["tokens", "admin"]
             | ["retention", "run"]
             | ["cluster", "admin"]
-            | ["consent", "admin"] => true,
+            | ["consent", "admin"]
+            | ["requests", "admin"] => true,
             _ => false,
         };
         if valid {

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use strongroom_admin_api::retention::RunReport;
 
 use super::records::{
-    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, LegalBasis, ProcessingActivity, SessionRecord,
-    SharedRecord, SubjectRecord,
+    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, LegalBasis, ProcessingActivity, RequestRecord,
+    RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
 };
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
@@ -160,6 +160,34 @@ pub enum Change {
     },
     /// Legal bases, agreements and processing activities.
     Consent(ConsentChange),
+    /// Files a subject's request for a DPO (the subject must be active).
+    FileRequest {
+        rtoken: Uuid,
+        record: RequestRecord,
+    },
+    /// Reads a request (with `owner`, only that subject's): `Applied::Request`.
+    ReadRequest {
+        rtoken: Uuid,
+        owner: Option<Uuid>,
+    },
+    /// Reads a page of requests, of one subject or of all, optionally of one status:
+    /// `Applied::Requests`.
+    ReadRequests {
+        target: Option<Target>,
+        status: Option<RequestStatus>,
+        offset: u32,
+        limit: u32,
+    },
+    /// Approves an open request by applying `then` (its effect) in the same step, or
+    /// cancels it (`then: None`, with `owner` only the subject's own). Refused, and the
+    /// request left open, when the effect is refused.
+    ResolveRequest {
+        rtoken: Uuid,
+        approve: bool,
+        reason: String,
+        owner: Option<Uuid>,
+        then: Option<Box<Change>>,
+    },
     /// Records a retention run under its policy (the last `MAX_RUNS_PER_POLICY` are kept).
     RecordRetentionRun {
         report: RunReport,
@@ -231,6 +259,18 @@ impl ConsentChange {
     }
 }
 
+impl Change {
+    /// Whether applying the change forgets its subject (directly, or as the effect of an
+    /// approved request).
+    pub fn forgets(&self) -> bool {
+        match self {
+            Change::ForgetSubject { .. } => true,
+            Change::ResolveRequest { then: Some(effect), .. } => effect.forgets(),
+            _ => false,
+        }
+    }
+}
+
 /// A key wrapped by the KEK version named by `kek`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {
@@ -267,6 +307,16 @@ pub enum Applied {
         record: SharedRecord,
         owner: ActiveSubject,
         app: Option<AppRecord>,
+    },
+    /// A request, and its subject (for its DEK; `None` once forgotten).
+    Request {
+        record: RequestRecord,
+        owner: Option<ActiveSubject>,
+    },
+    /// A page of requests (rtoken and record) and how many match in all.
+    Requests {
+        total: u64,
+        page: Vec<(Uuid, RequestRecord)>,
     },
     /// A subject's agreements, in brief order.
     Agreements {
@@ -305,6 +355,10 @@ pub enum Rejection {
     UnknownBrief,
     #[error("unknown processing activity")]
     UnknownActivity,
+    #[error("request not found")]
+    RequestNotFound,
+    #[error("the request is no longer open")]
+    RequestClosed,
     #[error("record changed concurrently")]
     Stale,
     #[error("already exists")]
@@ -322,7 +376,8 @@ impl Rejection {
             | Rejection::SessionNotFound
             | Rejection::ShareNotFound
             | Rejection::UnknownBrief
-            | Rejection::UnknownActivity => "not-found".into(),
+            | Rejection::UnknownActivity
+            | Rejection::RequestNotFound => "not-found".into(),
             other => format!("rejected: {other}"),
         }
     }

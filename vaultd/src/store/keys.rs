@@ -48,6 +48,10 @@ const AGREEMENT: u8 = b'c';
 const AGREEMENT_BY_BRIEF: u8 = b'f';
 /// Processing activities: `p` + activity → `ProcessingActivity`.
 pub const ACTIVITY: u8 = b'p';
+/// Requests awaiting a DPO: `o` + rtoken → `RequestRecord`.
+pub const REQUEST: u8 = b'o';
+/// Requests of a subject: `u` + subject token + rtoken.
+const REQUEST_OF_SUBJECT: u8 = b'u';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
 
@@ -169,6 +173,18 @@ pub fn agreement_by_brief(brief: &str, subject: &Uuid) -> Vec<u8> {
 
 pub fn activity(activity: &str) -> Vec<u8> {
     key(ACTIVITY, &[activity.as_bytes()])
+}
+
+pub fn request(rtoken: &Uuid) -> Vec<u8> {
+    key(REQUEST, &[rtoken.as_bytes()])
+}
+
+pub fn requests_of(subject: &Uuid) -> Vec<u8> {
+    key(REQUEST_OF_SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn request_of(subject: &Uuid, rtoken: &Uuid) -> Vec<u8> {
+    key(REQUEST_OF_SUBJECT, &[subject.as_bytes(), rtoken.as_bytes()])
 }
 
 /// The SHA-256 at the end of a key (`shared_of_subject`, `shared_due`).

@@ -21,7 +21,8 @@ pub use command::{
 };
 pub use records::{
     decode, encode, AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, ExpirationStatus, LegalBasis,
-    ProcessingActivity, SessionRecord, SharedRecord, SubjectRecord, SubjectState,
+    ProcessingActivity, RequestAction, RequestRecord, RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
+    SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
 
@@ -171,6 +172,10 @@ impl Store {
             .take(limit)
             .map(|key| keys::trailing_hash(&key?).ok_or(StoreError::Corrupt))
             .collect()
+    }
+
+    pub fn request(&self, rtoken: &Uuid) -> Result<Option<RequestRecord>, StoreError> {
+        self.get(&keys::request(rtoken))
     }
 
     /// Every legal basis, in brief order.

@@ -169,6 +169,59 @@ pub struct ProcessingActivity {
     pub creationtime: u64,
 }
 
+/// A change a subject asked for with its own token, waiting for a DPO's decision
+/// (`/v1/request/{rtoken}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub subject: uuid::Uuid,
+    pub action: RequestAction,
+    pub app: Option<String>,
+    /// The requested change (a JSON merge object or patch), sealed under the subject's
+    /// DEK; empty for forget-me, and cleared once the subject is forgotten.
+    pub change: Vec<u8>,
+    pub status: RequestStatus,
+    /// Why it was approved or cancelled.
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub created: u64,
+    pub updated: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestAction {
+    ForgetMe,
+    ChangeProfile,
+    ChangeAppData,
+}
+
+impl RequestAction {
+    /// Databunker's action names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestAction::ForgetMe => "forget-me",
+            RequestAction::ChangeProfile => "change-profile",
+            RequestAction::ChangeAppData => "change-app-data",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestStatus {
+    Open,
+    Approved,
+    Cancelled,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Open => "open",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// A scoped access token. Only the SHA-256 of its secret is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRecord {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod consent;
+mod requests;
 
 use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
 use super::records::{
@@ -77,7 +78,7 @@ impl Transaction<'_> {
             (Ok(_), _) => "ok".to_string(),
             (Err(rejection), _) => rejection.audit_result(),
         };
-        if let (Ok(_), Change::ForgetSubject { .. }, Some(subject)) = (&outcome, &command.change, resolved) {
+        if let (Ok(_), true, Some(subject)) = (&outcome, command.change.forgets(), resolved) {
             self.forgotten.push(subject);
         }
         if outcome.is_ok() && command.audit.operation.erases_data() {
@@ -342,6 +343,7 @@ fn apply_change(
                     remove_session(staged, &session)?;
                 }
             }
+            requests::close_for_forgotten(staged, &subject, now)?;
             for share in staged.keys_with_prefix(&keys::shared_of_subject_prefix(&subject))? {
                 if let Some(hash) = keys::trailing_hash(&share) {
                     remove_share(staged, &hash)?;
@@ -560,6 +562,17 @@ fn apply_change(
         }
 
         (Change::Consent(consent), _) => consent::apply(staged, consent, resolved)?,
+
+        (Change::FileRequest { rtoken, record }, _) => {
+            return Ok((requests::file(staged, rtoken, record)?, Some(record.subject)))
+        }
+        (Change::ReadRequest { rtoken, owner }, _) => return requests::read_one(staged, rtoken, *owner),
+        (Change::ReadRequests { target, status, offset, limit }, _) => {
+            return requests::read_page(staged, target.as_ref(), *status, *offset, *limit)
+        }
+        (Change::ResolveRequest { rtoken, approve, reason, owner, then }, _) => {
+            return requests::resolve_request(staged, rtoken, *approve, reason, *owner, then.as_deref(), now, audit_seq)
+        }
 
         (Change::RecordRetentionRun { report }, _) => {
             write(staged, keys::retention_run(&report.policy, audit_seq), report)?;

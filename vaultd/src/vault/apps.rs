@@ -151,7 +151,7 @@ impl Vault {
     }
 }
 
-fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
+pub(super) fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
     let plaintext =
         Zeroizing::new(serde_json::to_vec(document).map_err(|_| VaultError::bad_request("record is not valid JSON"))?);
     Ok(dek.seal(&plaintext, &crypto::record_aad(subject, &format!("app:{app}")))?)

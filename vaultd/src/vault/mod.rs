@@ -5,6 +5,7 @@
 mod apps;
 mod consent;
 mod expiration;
+mod requests;
 mod retention;
 mod sessions;
 mod shares;
@@ -22,6 +23,7 @@ use zeroize::Zeroizing;
 pub use apps::valid_app_name;
 pub use consent::normalise_brief;
 pub use expiration::ExpirationView;
+pub use requests::SubjectChanges;
 pub use sessions::SessionView;
 pub use shares::SharedView;
 
@@ -44,6 +46,8 @@ pub struct VaultSettings {
     pub bulk_list_enabled: bool,
     /// `POST /v1/user` without a token (a public sign-up form); off unless enabled.
     pub anonymous_create: bool,
+    /// Whether a subject token's changes apply directly or are filed as requests.
+    pub subject_changes: SubjectChanges,
     pub dek_cache_capacity: usize,
     /// Bytes of sled page cache.
     pub storage_cache_bytes: u64,
@@ -62,6 +66,7 @@ impl Default for VaultSettings {
             phone_region: PhoneRegion::default(),
             bulk_list_enabled: false,
             anonymous_create: false,
+            subject_changes: SubjectChanges::Request,
             dek_cache_capacity: 100_000,
             storage_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             expiration_sweep: std::time::Duration::from_secs(10),
@@ -386,6 +391,8 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::ShareNotFound => VaultError::NotFound("shared record"),
         Rejection::UnknownBrief => VaultError::NotFound("legal basis or agreement"),
         Rejection::UnknownActivity => VaultError::NotFound("processing activity"),
+        Rejection::RequestNotFound => VaultError::NotFound("request"),
+        Rejection::RequestClosed => VaultError::Conflict("the request is no longer open"),
         Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
         Rejection::Exists => VaultError::Conflict("record already exists"),
     }
