@@ -1428,7 +1428,7 @@ fn every_documented_operation_is_served() {
     assert!(reply.body["openapi"].as_str().is_some_and(|v| v.starts_with('3')), "{}", reply.body);
     let paths = reply.body["paths"].as_object().expect("paths");
     // One per resource registered in `api::configure`.
-    assert_eq!(paths.len(), 40, "documented paths: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 43, "documented paths: {:?}", paths.keys().collect::<Vec<_>>());
     for (template, operations) in paths {
         let path = template
             .replace("{mode}", "token")
@@ -1440,6 +1440,7 @@ fn every_documented_operation_is_served() {
             .replace("{record}", "00000000-0000-4000-8000-000000000000")
             .replace("{brief}", "marketing")
             .replace("{activity}", "newsletter")
+            .replace("{rtoken}", "00000000-0000-4000-8000-000000000000")
             .replace("{app}", "shop");
         for method in operations.as_object().unwrap().keys() {
             let reply = client.send(client.request(&method.to_uppercase(), &path).json(&json!({"probe": 1})));
