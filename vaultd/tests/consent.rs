@@ -9,6 +9,7 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use support::cluster::TestCluster;
 use support::{Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 
@@ -1138,4 +1139,41 @@ fn agreements_outlive_a_subject_deleted_by_its_expiration() {
     accept(&client, "newsletter", "token", &token, json!({})).assert_error(404);
     withdraw(&client, "newsletter", "token", &token).assert_ok();
     assert_eq!(agreement(&client, "newsletter", "token", &token)["status"], "no");
+}
+
+#[test]
+fn consent_written_on_any_node_is_read_at_once_on_every_node() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let token = cluster.client(follower).create_user(json!({"login": "pia", "email": "pia@example.com"}));
+    put_basis(&cluster.client(follower), "newsletter", json!({"shortdesc": "News"})).assert_ok();
+    cluster.client(follower).post("/v1/pactivity/send-mail", json!({})).assert_ok();
+    cluster.client(leader).post("/v1/pactivity/send-mail/newsletter", json!({})).assert_ok();
+    for slot in 0..3 {
+        let client = cluster.client(slot);
+        assert_eq!(basis(&client, "newsletter").expect("basis on every node")["shortdesc"], "News", "node {slot}");
+        assert_eq!(activity(&client, "send-mail").unwrap()["legalbasis"], "newsletter", "node {slot}");
+    }
+    // Each write is seen by the next read, whichever nodes take the two.
+    for round in 0..9 {
+        let (writer, reader) = (cluster.client(round % 3), cluster.client((round + 1) % 3));
+        let expected = if round % 2 == 0 {
+            accept(&writer, "newsletter", "email", "PIA@example.com", json!({"referencecode": format!("r-{round}")}))
+                .assert_ok();
+            "yes"
+        } else {
+            withdraw(&writer, "newsletter", "login", "pia").assert_ok();
+            "no"
+        };
+        let row = agreement(&reader, "newsletter", "token", &token);
+        assert_eq!(row["status"], expected, "round {round}: {row}");
+        assert_eq!(row["referencecode"], format!("r-{}", round - round % 2), "round {round}: {row}");
+    }
+    cluster.client(follower).delete("/v1/agreement/newsletter").assert_ok();
+    for slot in 0..3 {
+        assert_eq!(agreement(&cluster.client(slot), "newsletter", "login", "pia")["status"], "revoked", "node {slot}");
+    }
+    let verify = cluster.client(follower).get("/v1/sys/audit/verify");
+    assert_eq!(verify.assert_ok()["verification"]["intact"], true);
 }
