@@ -208,7 +208,7 @@ pub enum Change {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ConsentChange {
     /// Creates or replaces a legal basis, renaming it from `brief` when `basis.brief`
-    /// differs (its agreements and activity links keep the old brief).
+    /// differs (its agreements and activity links move with it).
     PutLegalBasis {
         brief: String,
         basis: LegalBasis,
@@ -217,8 +217,9 @@ pub enum ConsentChange {
     DeleteLegalBasis {
         brief: String,
     },
-    /// Records a subject's agreement (`yes`) or withdrawal (`no`) for an existing basis.
-    /// Acceptance needs an active subject; withdrawal is possible after erasure too.
+    /// Records a subject's agreement (`yes`) to an existing basis, or withdrawal (`no`)
+    /// of an existing agreement. Acceptance needs an active subject; withdrawal is
+    /// possible after erasure, and after the basis was deleted, too.
     PutAgreement {
         target: Target,
         agreement: Agreement,

@@ -905,6 +905,59 @@ mod tests {
     }
 
     #[test]
+    fn a_request_is_approved_with_its_effect_or_not_at_all() {
+        use crate::store::{RequestAction, RequestRecord, RequestStatus};
+        let (_dir, mut machine) = machine();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let login = vec![IndexKind::Login as u8, 1];
+        apply(&mut machine, &[create(a, vec![]), create(b, vec![login.clone()])]);
+        let request = |action| RequestRecord {
+            subject: a,
+            action,
+            app: None,
+            change: vec![1],
+            status: RequestStatus::Open,
+            reason: String::new(),
+            created: 0,
+            updated: 0,
+        };
+        let (rename, forget, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        apply(
+            &mut machine,
+            &[
+                command(Change::FileRequest { rtoken: rename, record: request(RequestAction::ChangeProfile) }),
+                command(Change::FileRequest { rtoken: forget, record: request(RequestAction::ForgetMe) }),
+                command(Change::FileRequest { rtoken: other, record: request(RequestAction::ChangeProfile) }),
+            ],
+        );
+        let approve = |rtoken, effect: Change| {
+            command(Change::ResolveRequest {
+                rtoken,
+                approve: true,
+                reason: "ok".into(),
+                owner: None,
+                then: Some(Box::new(effect)),
+            })
+        };
+        let taken = Change::UpdateSubject { subject: a, expected_version: 1, profile: vec![3], index: vec![login] };
+        let receipts = apply(&mut machine, &[approve(rename, taken)]);
+        assert_eq!(receipts[0].outcome, Err(Rejection::Duplicate(IndexKind::Login)));
+        assert_eq!(machine.store().request(&rename).unwrap().unwrap().status, RequestStatus::Open, "still open");
+
+        let forget_a = Change::ForgetSubject { target: Target::Token(a), condition: ForgetCondition::Always };
+        let receipts = apply(&mut machine, &[approve(forget, forget_a.clone()), approve(forget, forget_a)]);
+        assert_eq!(receipts[0].outcome, Ok(Applied::Resolved(a)));
+        assert_eq!(receipts[1].outcome, Err(Rejection::RequestClosed), "approved once");
+        let store = machine.store();
+        assert!(matches!(store.subject(&a).unwrap().unwrap().state, SubjectState::Forgotten { .. }));
+        assert_eq!(store.request(&forget).unwrap().unwrap().status, RequestStatus::Approved);
+        let cancelled = store.request(&other).unwrap().unwrap();
+        assert_eq!((cancelled.status, cancelled.change.is_empty()), (RequestStatus::Cancelled, true));
+        let (_, events) = store.audit_all(0, 1).unwrap();
+        assert_eq!(events[0].result, "rejected: the request is no longer open");
+    }
+
+    #[test]
     fn stale_updates_and_forgotten_subjects_are_refused() {
         let (_dir, mut machine) = machine();
         let a = Uuid::new_v4();

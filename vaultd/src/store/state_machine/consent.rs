@@ -20,6 +20,9 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
                 if staged.contains(&keys::legal_basis(&basis.brief))? {
                     return Ok(Err(Rejection::Exists));
                 }
+                if existing.is_some() {
+                    rename_basis(staged, brief, &basis.brief)?;
+                }
                 staged.remove(keys::legal_basis(brief))?;
             }
             let creationtime = existing.map_or(basis.creationtime, |e| e.creationtime);
@@ -43,7 +46,9 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
         }
 
         (Change::PutAgreement { agreement, .. }, Some(subject)) => {
-            if !staged.contains(&keys::legal_basis(&agreement.brief))? {
+            // Agreeing needs the basis; withdrawing only the agreement (so consent to a
+            // basis deleted since can still be withdrawn).
+            if agreement.status == "yes" && !staged.contains(&keys::legal_basis(&agreement.brief))? {
                 return Ok(Err(Rejection::UnknownBrief));
             }
             let Some(record) = read::<SubjectRecord>(staged, &keys::subject(&subject))? else {
@@ -73,6 +78,9 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
         }
 
         (Change::ReadAgreements { brief, .. }, Some(subject)) => {
+            if !staged.contains(&keys::subject(&subject))? {
+                return Ok(Err(Rejection::SubjectNotFound));
+            }
             let agreements = match brief {
                 Some(brief) => match read::<Agreement>(staged, &keys::agreement(&subject, brief))? {
                     Some(agreement) => vec![agreement],
@@ -142,6 +150,31 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
 
         (Change::PutAgreement { .. } | Change::ReadAgreements { .. }, None) => Err(Rejection::SubjectNotFound),
     })
+}
+
+/// Carries a basis's agreements and activity links over to its new brief.
+fn rename_basis(staged: &mut Staged, old: &str, new: &str) -> Result<(), StoreError> {
+    for key in staged.keys_with_prefix(&keys::agreements_by_brief(old))? {
+        let Some(subject) = keys::trailing_uuid(&key) else { continue };
+        if let Some(mut agreement) = read::<Agreement>(staged, &keys::agreement(&subject, old))? {
+            staged.remove(keys::agreement(&subject, old))?;
+            agreement.brief = new.to_string();
+            write(staged, keys::agreement(&subject, new), &agreement)?;
+            staged.insert(keys::agreement_by_brief(new, &subject), &[]);
+        }
+        staged.remove(key)?;
+    }
+    for key in staged.keys_with_prefix(&[keys::ACTIVITY])? {
+        if let Some(mut activity) = read::<ProcessingActivity>(staged, &key)? {
+            if activity.legalbasis.iter().any(|b| b == old) {
+                activity.legalbasis.retain(|b| b != old);
+                activity.legalbasis.push(new.to_string());
+                activity.legalbasis.sort();
+                write(staged, key, &activity)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn keep_if_empty(new: &str, old: String) -> String {
