@@ -343,7 +343,7 @@ async fn issue_token<V: RetentionAdmin>(
         info!(policy = %key(policy), token = %leftover.id, "revoked an earlier token of this policy");
     }
     ctx.ensure_leader()?;
-    let request = CreateToken { name: token_name, scopes: vec![RUN_SCOPE.to_string()] };
+    let request = CreateToken { name: token_name, scopes: vec![RUN_SCOPE.to_string()], subject: None };
     let created = ctx.vault.create_token(&address, &root, &request).await?;
     let stored = match builders::token_secret(policy, &created, vault_uid) {
         Ok(secret) => apply_object(secrets, &secret).await,

@@ -45,7 +45,13 @@ pub struct ScriptedVault {
 impl ScriptedVault {
     /// A token the vault already holds.
     pub fn holding(&self, id: &str, name: &str, secret: &str) -> &Self {
-        let info = TokenInfo { id: id.into(), name: name.into(), scopes: vec!["retention:run".into()], created: 1 };
+        let info = TokenInfo {
+            id: id.into(),
+            name: name.into(),
+            scopes: vec!["retention:run".into()],
+            created: 1,
+            subject: None,
+        };
         self.script.lock().unwrap().tokens.push((info, secret.into()));
         self
     }
@@ -103,7 +109,13 @@ impl RetentionAdmin for ScriptedVault {
         script.next_id += 1;
         let id = format!("tok-new-{}", script.next_id);
         let secret = format!("scoped-secret-{}", script.next_id);
-        let info = TokenInfo { id: id.clone(), name: request.name.clone(), scopes: request.scopes.clone(), created: 2 };
+        let info = TokenInfo {
+            id: id.clone(),
+            name: request.name.clone(),
+            scopes: request.scopes.clone(),
+            created: 2,
+            subject: None,
+        };
         script.tokens.push((info, secret.clone()));
         Ok(NewToken { id, secret: RootToken::new(secret) })
     }

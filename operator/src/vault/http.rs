@@ -339,7 +339,11 @@ mod tests {
             r#"{"status":"ok","id":"tok-7","name":"retention-shop-drop-phone","scopes":["retention:run"],"token":"s3cret-scoped"}"#,
         )
         .await;
-        let request = CreateToken { name: "retention-shop-drop-phone".into(), scopes: vec!["retention:run".into()] };
+        let request = CreateToken {
+            name: "retention-shop-drop-phone".into(),
+            scopes: vec!["retention:run".into()],
+            subject: None,
+        };
         let created = HttpVaultAdmin::new().unwrap().create_token(&node, &token(), &request).await.unwrap();
         assert_eq!(created.id, "tok-7");
         assert_eq!(created.secret.expose(), "s3cret-scoped");

@@ -106,7 +106,7 @@ fn writes(requests: &[ApiRequest]) -> Vec<&str> {
 fn create_token_call() -> Call {
     Call::CreateToken {
         node: CLIENT_SERVICE.into(),
-        request: CreateToken { name: TOKEN_NAME.into(), scopes: vec!["retention:run".into()] },
+        request: CreateToken { name: TOKEN_NAME.into(), scopes: vec!["retention:run".into()], subject: None },
     }
 }
 
