@@ -380,6 +380,11 @@ fn system_draft(operation: Operation) -> AuditDraft {
     }
 }
 
+/// A page's offset and limit as commands carry them.
+fn page_bounds(offset: usize, limit: usize) -> (u32, u32) {
+    (u32::try_from(offset).unwrap_or(u32::MAX), u32::try_from(limit).unwrap_or(u32::MAX))
+}
+
 /// Maps a refused command onto the API's errors.
 fn rejected(rejection: Rejection) -> VaultError {
     match rejection {

@@ -113,12 +113,8 @@ impl Vault {
         offset: usize,
         limit: usize,
     ) -> VaultResult<(u64, Vec<Value>)> {
-        let change = Change::ReadRequests {
-            target,
-            status,
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
-        };
+        let (offset, limit) = page_bounds(offset, limit);
+        let change = Change::ReadRequests { target, status, offset, limit };
         let audit = draft(caller, Operation::RequestList, None, None, mode);
         match self.commit(audit, change).await?.outcome.map_err(rejected)? {
             Applied::Requests { total, page } => Ok((total, page.iter().map(|(r, record)| row(r, record)).collect())),

@@ -101,11 +101,8 @@ impl Vault {
         limit: usize,
     ) -> VaultResult<(u64, Vec<SessionView>)> {
         let target = self.target(caller, mode, id).await?;
-        let change = Change::ReadSessions {
-            target,
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
-        };
+        let (offset, limit) = page_bounds(offset, limit);
+        let change = Change::ReadSessions { target, offset, limit };
         let audit = draft(caller, Operation::SessionList, None, None, Some(mode));
         match self.commit(audit, change).await?.outcome.map_err(rejected)? {
             Applied::Sessions { owner, total, page, .. } => {
