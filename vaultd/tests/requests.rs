@@ -329,8 +329,7 @@ fn forgetting_a_subject_cancels_its_open_requests_and_hides_their_changes() {
     assert_eq!(dpo.get("/v1/requests?status=cancelled").assert_ok()["total"], 3);
 
     // A forgotten subject's list is still readable by staff; subject tokens for her are refused.
-    let list = root.get(&format!("/v1/requests/token/{ann}"));
-    assert!(list.status == 200 || list.status == 404, "{}", list.body);
+    assert_eq!(root.get(&format!("/v1/requests/token/{ann}")).assert_ok()["total"], 4);
     root.post("/v1/sys/tokens", json!({"name": "x", "subject": ann})).assert_error(404);
 }
 
@@ -571,14 +570,19 @@ fn a_forgotten_subjects_token_reaches_nothing() {
     let rtoken = filed(own.put("/v1/user/login/ann", json!({"first": "Ann"})));
     root.delete("/v1/user/login/ann").assert_ok();
     // Whatever the code, no change can be filed and nothing of hers is shown.
-    let reply = own.put(&format!("/v1/user/token/{ann}"), json!({"first": "Again"}));
-    assert_ne!(reply.status, 200, "{}", reply.body);
-    let reply = own.delete(&format!("/v1/user/token/{ann}"));
-    assert_ne!(reply.status, 200, "{}", reply.body);
-    let reply = own.get(&format!("/v1/request/{rtoken}"));
-    if reply.status == 200 {
-        assert!(reply.body["request"].get("change").is_none(), "{}", reply.body);
-        assert!(reply.body["request"].get("original").is_none(), "{}", reply.body);
+    own.put(&format!("/v1/user/token/{ann}"), json!({"first": "Again"})).assert_error(404);
+    own.delete(&format!("/v1/user/token/{ann}")).assert_error(404);
+    // Her tombstone, and her closed request without its change or the data it would change.
+    assert_eq!(own.get(&format!("/v1/user/token/{ann}")).assert_ok()["data"], json!({}));
+    let one = request(&own, &rtoken);
+    assert_row(&one, &rtoken, &ann, "change-profile", "cancelled", None);
+    assert!(one.get("change").is_none() && one.get("original").is_none(), "{one}");
+    assert_eq!(request(&dpo(&root), &rtoken), one);
+    // Her list stays readable, to her and to staff, as evidence.
+    for client in [&own, &root] {
+        let list = client.get(&format!("/v1/requests/token/{ann}")).assert_ok().clone();
+        assert_eq!(list["total"], 1, "{list}");
+        assert_eq!(list["rows"][0]["reason"], "the subject was forgotten", "{list}");
     }
     assert_eq!(dpo(&root).get("/v1/requests").assert_ok()["total"], 1);
 }
@@ -679,4 +683,92 @@ fn an_unknown_subject_changes_value_stops_the_demo() {
         .output()
         .unwrap();
     assert!(!output.status.success());
+}
+
+#[test]
+fn a_body_that_is_neither_a_merge_object_nor_a_patch_is_refused_when_filed() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann"}));
+    root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
+    let own = subject_client(&root, &ann);
+    let bad = [json!(42), json!("text"), json!(null), json!([1]), json!([{"op": "frob", "path": "/a"}])];
+    // Staff are told at once.
+    for body in &bad {
+        root.put("/v1/user/login/ann", body.clone()).assert_error(400);
+        root.put("/v1/userapp/login/ann/shop", body.clone()).assert_error(400);
+    }
+    // A subject's change is filed only if it could ever be approved.
+    for body in &bad {
+        let reply = own.put("/v1/user/login/ann", body.clone());
+        assert_eq!(reply.status, 400, "PUT /v1/user with {body}: {}", reply.body);
+        let reply = own.put("/v1/userapp/login/ann/shop", body.clone());
+        assert_eq!(reply.status, 400, "PUT /v1/userapp with {body}: {}", reply.body);
+    }
+    assert_eq!(dpo(&root).get("/v1/requests").assert_ok()["total"], 0);
+}
+
+#[test]
+fn an_app_change_whose_record_was_deleted_cannot_be_approved_and_stays_open() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann"}));
+    root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
+    let own = subject_client(&root, &ann);
+    let dpo = dpo(&root);
+    let rtoken = filed(own.put("/v1/userapp/login/ann/shop", json!({"city": "York"})));
+    root.delete("/v1/userapp/login/ann/shop").assert_ok();
+    let one = request(&dpo, &rtoken);
+    assert_eq!(one["original"], Value::Null, "{one}");
+    assert_eq!(one["change"], json!({"city": "York"}), "{one}");
+    dpo.post(&format!("/v1/request/{rtoken}"), json!({})).assert_error(404);
+    assert_eq!(request(&dpo, &rtoken)["status"], "open");
+    root.get("/v1/userapp/login/ann/shop").assert_error(404);
+    dpo.delete(&format!("/v1/request/{rtoken}")).assert_ok();
+}
+
+#[test]
+fn an_approved_merge_applies_over_the_data_as_it_is_at_approval() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
+    let own = subject_client(&root, &ann);
+    let dpo = dpo(&root);
+    let rtoken = filed(own.put("/v1/user/login/ann", json!({"first": "Annie"})));
+    root.put("/v1/user/login/ann", json!({"last": "Smith", "first": "Anne"})).assert_ok();
+    assert_eq!(request(&dpo, &rtoken)["original"], json!({"login": "ann", "first": "Anne", "last": "Smith"}));
+    dpo.post(&format!("/v1/request/{rtoken}"), json!({})).assert_ok();
+    assert_eq!(profile(&root, &ann), json!({"login": "ann", "first": "Annie", "last": "Smith"}));
+}
+
+#[test]
+fn concurrent_approvals_apply_a_request_exactly_once() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann", "tags": []}));
+    let own = subject_client(&root, &ann);
+    let dpo = dpo(&root);
+    let rtoken = filed(own.put("/v1/user/login/ann", json!([{"op": "add", "path": "/tags/-", "value": "x"}])));
+    let path = format!("/v1/request/{rtoken}");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|n| {
+                let (dpo, own, path) = (dpo.clone(), own.clone(), path.clone());
+                scope.spawn(move || match n % 4 {
+                    3 => own.delete(&path).status,
+                    _ => dpo.post(&path, json!({})).status,
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    let status = request(&dpo, &rtoken)["status"].as_str().unwrap().to_string();
+    let tags = profile(&root, &ann)["tags"].clone();
+    match status.as_str() {
+        "approved" => assert_eq!(tags, json!(["x"])),
+        "cancelled" => assert_eq!(tags, json!([])),
+        other => panic!("status {other}"),
+    }
 }
