@@ -6,7 +6,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{occurs_in_files, Client, Reply, Vault};
+use support::cluster::TestCluster;
+use support::{occurs_in_files, Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 
 /// Creates a scoped token with the root client and returns its secret.
@@ -770,5 +771,78 @@ fn concurrent_approvals_apply_a_request_exactly_once() {
         "approved" => assert_eq!(tags, json!(["x"])),
         "cancelled" => assert_eq!(tags, json!([])),
         other => panic!("status {other}"),
+    }
+}
+
+#[test]
+fn open_requests_and_subject_tokens_survive_a_restart_and_are_approved_after_it() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let root = vault.client();
+    let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
+    let own = subject_client(&root, &ann);
+    let rtoken = filed(own.put("/v1/user/login/ann", json!({"first": "Annie"})));
+    let forget = filed(own.delete("/v1/user/login/ann"));
+    vault.kill();
+
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let root = vault.client();
+    let own = Client::new(&vault.url, &own_secret(&own));
+    let dpo = dpo(&root);
+    // The sealed change opens after the restart (no cached key), for the DPO and the subject.
+    assert_eq!(request(&dpo, &rtoken)["change"], json!({"first": "Annie"}));
+    assert_eq!(request(&own, &rtoken)["original"]["first"], "Ann");
+    dpo.post(&format!("/v1/request/{rtoken}"), json!({})).assert_ok();
+    assert_eq!(profile(&root, &ann)["first"], "Annie");
+    dpo.post(&format!("/v1/request/{forget}"), json!({})).assert_ok();
+    assert_eq!(profile(&root, &ann), json!({}));
+    let verify = root.get("/v1/sys/audit/verify");
+    assert_eq!(verify.assert_ok()["verification"]["intact"], true);
+}
+
+/// The secret a client sends, to use it against another process or node.
+fn own_secret(client: &Client) -> String {
+    let request = client.request("GET", "/").build().unwrap();
+    request.headers()["X-Bunker-Token"].to_str().unwrap().to_string()
+}
+
+#[test]
+fn requests_filed_on_one_node_are_read_approved_and_cancelled_on_any_other() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let (first, second) = ((leader + 1) % 3, (leader + 2) % 3);
+    let root = cluster.client(first);
+    let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
+    root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
+    let own = subject_client(&root, &ann);
+    let secret = &own_secret(&own);
+    let dpo_secret = {
+        let reply = cluster.client(second).post("/v1/sys/tokens", json!({"name": "dpo", "scopes": ["requests:admin"]}));
+        reply.assert_ok()["token"].as_str().unwrap().to_string()
+    };
+    let node = |slot: usize, token: &str| Client::new(&cluster.slots[slot].url(), token);
+
+    let change = filed(node(first, secret).put("/v1/user/login/ann", json!({"first": "Annie"})));
+    let app = filed(node(second, secret).put("/v1/userapp/login/ann/shop", json!({"city": "York"})));
+    for slot in 0..3 {
+        let dpo = node(slot, &dpo_secret);
+        assert_eq!(dpo.get("/v1/requests?status=open").assert_ok()["total"], 2, "node {slot}");
+        assert_eq!(request(&dpo, &change)["change"]["first"], "Annie", "node {slot}");
+        assert_eq!(request(&node(slot, secret), &app)["original"]["city"], "Leeds", "node {slot}");
+    }
+    node(second, &dpo_secret).post(&format!("/v1/request/{change}"), json!({})).assert_ok();
+    for slot in 0..3 {
+        assert_eq!(profile(&cluster.client(slot), &ann)["first"], "Annie", "node {slot}");
+        assert_eq!(request(&node(slot, &dpo_secret), &change)["status"], "approved", "node {slot}");
+    }
+    node(leader, secret).delete(&format!("/v1/request/{app}")).assert_ok();
+    node(first, &dpo_secret).post(&format!("/v1/request/{app}"), json!({})).assert_error(409);
+    let forget = filed(node(leader, secret).delete("/v1/user/login/ann"));
+    node(first, &dpo_secret).post(&format!("/v1/request/{forget}"), json!({})).assert_ok();
+    for slot in 0..3 {
+        assert_eq!(profile(&cluster.client(slot), &ann), json!({}), "node {slot}");
+        assert_eq!(request(&node(slot, &dpo_secret), &forget)["status"], "approved", "node {slot}");
     }
 }
