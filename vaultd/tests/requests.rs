@@ -846,3 +846,35 @@ fn requests_filed_on_one_node_are_read_approved_and_cancelled_on_any_other() {
         assert_eq!(request(&node(slot, &dpo_secret), &forget)["status"], "approved", "node {slot}");
     }
 }
+
+#[test]
+fn a_subject_token_uses_the_subject_routes_for_itself_and_is_audited_by_its_id() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann", "phone": "+447700900321"}));
+    let created = root.post("/v1/sys/tokens", json!({"name": "ann-self", "subject": ann})).assert_ok().clone();
+    let (id, secret) = (created["id"].as_str().unwrap(), created["token"].as_str().unwrap());
+    let own = root.with_token(Some(secret));
+
+    // Expiration of her own record, by any identifier.
+    let started = own.post("/v1/exp/start/phone/+447700900321", json!({"expiration": "30d"}));
+    let exptoken = started.assert_ok()["exptoken"].as_str().unwrap().to_string();
+    assert_eq!(own.get("/v1/exp/status/login/ann").assert_ok()["exptoken"], exptoken.as_str());
+    own.delete(&format!("/v1/exp/cancel/token/{ann}")).assert_ok();
+    // Her own audit trail is not hers to read: that is audit:read.
+    own.get(&format!("/v1/audit/list/{ann}")).assert_error(403);
+
+    // Filing, reading and withdrawing are audited with the token's id as actor, never the secret.
+    let rtoken = filed(own.put("/v1/user/login/ann", json!({"first": "Ann"})));
+    request(&own, &rtoken);
+    own.get("/v1/requests/login/ann").assert_ok();
+    own.delete(&format!("/v1/request/{rtoken}")).assert_ok();
+    let rows = audit_rows(&root, &ann);
+    for op in ["request-create", "request-read", "request-list", "request-cancel"] {
+        let row = rows.iter().find(|r| r["operation"] == op).unwrap_or_else(|| panic!("{op} missing: {rows:?}"));
+        assert!(row["actor"].as_str().unwrap().contains(id), "{row}");
+        assert_eq!(row["result"], "ok", "{row}");
+    }
+    assert!(!format!("{rows:?}").contains(secret));
+    assert_eq!(occurs_in_files(&vault.data_dir, secret), None);
+}
