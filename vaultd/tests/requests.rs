@@ -878,3 +878,25 @@ fn a_subject_token_uses_the_subject_routes_for_itself_and_is_audited_by_its_id()
     assert!(!format!("{rows:?}").contains(secret));
     assert_eq!(occurs_in_files(&vault.data_dir, secret), None);
 }
+
+#[test]
+fn a_subject_token_cannot_replace_its_app_data_with_post_while_changes_are_requests() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann"}));
+    root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
+    let own = subject_client(&root, &ann);
+    // PUT files a request and changes nothing...
+    filed(own.put("/v1/userapp/login/ann/shop", json!({"city": "York"})));
+    assert_eq!(root.get("/v1/userapp/login/ann/shop").assert_ok()["data"], json!({"city": "Leeds"}));
+    // ...so POST over the existing record must not change it either, whatever it answers
+    // (refused, or filed as a request).
+    let reply = own.post("/v1/userapp/login/ann/shop", json!({"city": "York"}));
+    assert_eq!(
+        root.get("/v1/userapp/login/ann/shop").assert_ok()["data"],
+        json!({"city": "Leeds"}),
+        "POST replaced the app record directly, bypassing the DPO: {} {}",
+        reply.status,
+        reply.body
+    );
+}
