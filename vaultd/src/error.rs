@@ -21,6 +21,8 @@ pub enum VaultError {
     Forbidden(String),
     #[error("a subject token reaches only its own subject's data")]
     NotOwnSubject,
+    #[error("a subject token's changes go to the DPO as requests, and this change has no request form")]
+    NeedsRequest,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("duplicate {0}")]
@@ -54,7 +56,10 @@ impl ResponseError for VaultError {
         match self {
             VaultError::BadRequest(_) => StatusCode::BAD_REQUEST,
             VaultError::Unauthenticated | VaultError::InvalidToken => StatusCode::UNAUTHORIZED,
-            VaultError::Forbidden(_) | VaultError::NotOwnSubject | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
+            VaultError::Forbidden(_)
+            | VaultError::NotOwnSubject
+            | VaultError::NeedsRequest
+            | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
             VaultError::NotFound(_) => StatusCode::NOT_FOUND,
             VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
             VaultError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -563,24 +563,24 @@ fn exptokens_and_shared_record_ids_are_not_access_tokens() {
 }
 
 #[test]
-fn a_forgotten_subjects_token_reaches_nothing() {
+fn a_forgotten_subjects_token_is_revoked_with_it() {
     let vault = Vault::demo();
     let root = vault.demo_client();
     let ann = root.create_user(json!({"login": "ann"}));
     let own = subject_client(&root, &ann);
     let rtoken = filed(own.put("/v1/user/login/ann", json!({"first": "Ann"})));
     root.delete("/v1/user/login/ann").assert_ok();
-    // Whatever the code, no change can be filed and nothing of hers is shown.
-    own.put(&format!("/v1/user/token/{ann}"), json!({"first": "Again"})).assert_error(404);
-    own.delete(&format!("/v1/user/token/{ann}")).assert_error(404);
-    // Her tombstone, and her closed request without its change or the data it would change.
-    assert_eq!(own.get(&format!("/v1/user/token/{ann}")).assert_ok()["data"], json!({}));
-    let one = request(&own, &rtoken);
+    // Her token went with her: it authenticates nothing any more.
+    own.put(&format!("/v1/user/token/{ann}"), json!({"first": "Again"})).assert_error(401);
+    own.delete(&format!("/v1/user/token/{ann}")).assert_error(401);
+    own.get(&format!("/v1/user/token/{ann}")).assert_error(401);
+    assert!(root.get("/v1/sys/tokens").assert_ok()["tokens"].as_array().unwrap().is_empty());
+    // Her closed request, without its change or the data it would change.
+    let one = request(&dpo(&root), &rtoken);
     assert_row(&one, &rtoken, &ann, "change-profile", "cancelled", None);
     assert!(one.get("change").is_none() && one.get("original").is_none(), "{one}");
-    assert_eq!(request(&dpo(&root), &rtoken), one);
-    // Her list stays readable, to her and to staff, as evidence.
-    for client in [&own, &root] {
+    // Her list stays readable to staff, as evidence.
+    for client in [&root] {
         let list = client.get(&format!("/v1/requests/token/{ann}")).assert_ok().clone();
         assert_eq!(list["total"], 1, "{list}");
         assert_eq!(list["rows"][0]["reason"], "the subject was forgotten", "{list}");
@@ -856,11 +856,13 @@ fn a_subject_token_uses_the_subject_routes_for_itself_and_is_audited_by_its_id()
     let (id, secret) = (created["id"].as_str().unwrap(), created["token"].as_str().unwrap());
     let own = root.with_token(Some(secret));
 
-    // Expiration of her own record, by any identifier.
-    let started = own.post("/v1/exp/start/phone/+447700900321", json!({"expiration": "30d"}));
+    // She may see her expiration, by any identifier, but starting or cancelling one is
+    // the controller's (she could otherwise erase herself past the DPO with the exptoken).
+    let started = root.post("/v1/exp/start/phone/+447700900321", json!({"expiration": "30d"}));
     let exptoken = started.assert_ok()["exptoken"].as_str().unwrap().to_string();
     assert_eq!(own.get("/v1/exp/status/login/ann").assert_ok()["exptoken"], exptoken.as_str());
-    own.delete(&format!("/v1/exp/cancel/token/{ann}")).assert_ok();
+    own.post("/v1/exp/start/login/ann", json!({"expiration": "1s"})).assert_error(403);
+    own.delete(&format!("/v1/exp/cancel/token/{ann}")).assert_error(403);
     // Her own audit trail is not hers to read: that is audit:read.
     own.get(&format!("/v1/audit/list/{ann}")).assert_error(403);
 

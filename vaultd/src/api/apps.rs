@@ -18,6 +18,7 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     let (mode, id, app) = path.into_inner();
     let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
+    vault.refuse_direct_subject_change(&caller)?;
     let token = vault.put_app(&caller, parse_mode(&mode)?, &id, &app, body.object()?).await?;
     Ok(ok(json!({"token": token})))
 }
@@ -49,6 +50,7 @@ pub async fn delete(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> V
     let (mode, id, app) = path.into_inner();
     let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
+    vault.refuse_direct_subject_change(&caller)?;
     let token = vault.delete_app(&caller, parse_mode(&mode)?, &id, &app).await?;
     Ok(ok(json!({"result": "done", "token": token})))
 }

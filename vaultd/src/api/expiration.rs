@@ -19,6 +19,8 @@ pub async fn start(
     body: Body,
 ) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("write"))?;
+    // The controller's tool: a subject could otherwise erase itself past the DPO.
+    caller.require_staff()?;
     let (mode, id) = path.into_inner();
     let mode = parse_mode(&mode)?;
     let request = body.object()?;
@@ -50,6 +52,7 @@ pub async fn cancel(
     path: web::Path<(String, String)>,
 ) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("write"))?;
+    caller.require_staff()?;
     let (mode, id) = path.into_inner();
     vault.cancel_expiration(&caller, parse_mode(&mode)?, &id).await?;
     Ok(ok(json!({})))

@@ -344,6 +344,12 @@ fn apply_change(
                 }
             }
             requests::close_for_forgotten(staged, &subject, now)?;
+            // The subject's own tokens go with it.
+            for key in staged.keys_with_prefix(&[keys::TOKEN])? {
+                if read::<AccessTokenRecord>(staged, &key)?.is_some_and(|t| t.subject == Some(subject)) {
+                    staged.remove(key)?;
+                }
+            }
             for share in staged.keys_with_prefix(&keys::shared_of_subject_prefix(&subject))? {
                 if let Some(hash) = keys::trailing_hash(&share) {
                     remove_share(staged, &hash)?;

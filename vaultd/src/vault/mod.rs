@@ -421,6 +421,18 @@ pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<(
     Ok(())
 }
 
+/// Checks that a PUT body can be applied to a JSON object at all (a merge object, or a
+/// patch array that parses), without applying it.
+pub(crate) fn check_update(update: &Value) -> VaultResult<()> {
+    match update {
+        Value::Object(_) => Ok(()),
+        Value::Array(_) => serde_json::from_value::<json_patch::Patch>(update.clone())
+            .map(drop)
+            .map_err(|_| VaultError::bad_request("malformed JSON patch")),
+        _ => Err(VaultError::bad_request("body must be a JSON object (merge) or array (JSON patch)")),
+    }
+}
+
 /// How many times a read-modify-write retries when a concurrent write got there first.
 /// Among n writers racing for one record one wins per commit batch, so this bounds how
 /// many may race before some get a 409 and must retry themselves.

@@ -35,7 +35,17 @@ impl Vault {
         caller.subject.is_some() && self.settings.subject_changes == SubjectChanges::Request
     }
 
-    /// Files a request for the caller's own subject; returns its rtoken.
+    /// Refuses a subject token's change that has no request form (creating or deleting
+    /// an app record) while its changes go through the DPO.
+    pub fn refuse_direct_subject_change(&self, caller: &Caller) -> VaultResult<()> {
+        match self.files_requests(caller) {
+            true => Err(VaultError::NeedsRequest),
+            false => Ok(()),
+        }
+    }
+
+    /// Files a request for the caller's own subject; returns its rtoken. A change must be
+    /// a JSON merge object or an RFC 6902 patch, as for a direct PUT.
     pub async fn file_request(
         &self,
         caller: &Caller,
@@ -54,6 +64,9 @@ impl Vault {
             if !active.apps.iter().any(|a| a == app) {
                 return Err(VaultError::NotFound("app record"));
             }
+        }
+        if let Some(change) = change {
+            check_update(change)?;
         }
         let rtoken = Uuid::new_v4();
         let sealed = match change {
