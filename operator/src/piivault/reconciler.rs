@@ -20,8 +20,8 @@
 //! A finalizer deletes what owner references cannot: in SoftHSM mode the data volumes,
 //! which are unreadable once the generated KEK is gone.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -49,6 +49,7 @@ use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
 use super::secret_material::{Decision, GeneratedSecret};
 use super::status::{self, Explanation, Outcome};
+use crate::controller::{api, key, Control};
 use crate::crd::{PiiVault, PiiVaultStatus};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
@@ -65,9 +66,6 @@ pub const FINALIZER: &str = "strongroom.dev/piivault-cleanup";
 const REQUEUE_AFTER_CHANGE: Duration = Duration::from_secs(2);
 const REQUEUE_WHILE_WAITING: Duration = Duration::from_secs(10);
 const REQUEUE_WHEN_CONVERGED: Duration = Duration::from_secs(60);
-/// Error backoff: doubles from the first delay up to the cap.
-const BACKOFF_FIRST: Duration = Duration::from_secs(5);
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// What every reconcile needs.
 pub struct Context<V> {
@@ -76,10 +74,8 @@ pub struct Context<V> {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub defaults: VaultDefaults,
-    /// Whether this replica still holds the leader Lease.
-    pub leader: LeaderGate,
-    /// Consecutive failures per vault (`namespace/name`), for the error backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Acting only while leading, and the error backoff per vault.
+    pub control: Control,
 }
 
 impl<V> Context<V> {
@@ -90,62 +86,21 @@ impl<V> Context<V> {
             client,
             vault,
             metrics,
-            leader: LeaderGate::always(),
-            failures: Mutex::new(HashMap::new()),
+            control: Control::new(),
         }
     }
 
     /// Acts only while `gate` holds (leader election); without it, always.
     pub fn with_leader_gate(mut self, gate: LeaderGate) -> Self {
-        self.leader = gate;
+        self.control.set_leader_gate(gate);
         self
     }
-
-    /// Fails unless this replica may act right now.
-    fn ensure_leader(&self) -> Result<(), Error> {
-        if self.leader.holds() {
-            Ok(())
-        } else {
-            Err(Error::NotLeader)
-        }
-    }
-
-    /// Records one more failure of `key` and returns how long to wait before retrying.
-    fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(key.to_string()).or_insert(0);
-        *count = count.saturating_add(1);
-        backoff_delay(*count)
-    }
-
-    fn reset_backoff(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
-    }
-}
-
-/// The delay before retry number `failures` (1-based): 5 s, 10 s, 20 s, ... at most 5 min.
-pub fn backoff_delay(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_CAP)
-}
-
-fn key(vault: &PiiVault) -> String {
-    format!("{}/{}", vault.namespace().unwrap_or_default(), vault.name_any())
 }
 
 /// Runs the controller for `PiiVault`s in `namespace` (all namespaces when `None`) until
 /// the process is asked to stop.
 pub async fn run<V: VaultAdmin>(ctx: Arc<Context<V>>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match namespace {
-            Some(namespace) => Api::namespaced(client.clone(), namespace),
-            None => Api::all(client.clone()),
-        }
-    }
     let ns = namespace.as_deref();
     let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     info!(namespace = ns.unwrap_or("(all)"), "starting the PiiVault controller");
@@ -172,10 +127,10 @@ pub async fn run<V: VaultAdmin>(ctx: Arc<Context<V>>, namespace: Option<String>)
 /// One reconcile of one `PiiVault`.
 pub async fn reconcile<V: VaultAdmin>(vault: Arc<PiiVault>, ctx: Arc<Context<V>>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     let namespace = vault.namespace().ok_or(Error::MissingField("PiiVault metadata.namespace"))?;
     let vaults: Api<PiiVault> = Api::namespaced(ctx.client.clone(), &namespace);
-    let key = key(&vault);
+    let key = key(&*vault);
     let result = finalizer(&vaults, FINALIZER, vault, |event| async {
         match event {
             FinalizerEvent::Apply(vault) => apply(&ctx.defaults.apply(&vault), &ctx).await,
@@ -185,15 +140,15 @@ pub async fn reconcile<V: VaultAdmin>(vault: Arc<PiiVault>, ctx: Arc<Context<V>>
     .await
     .map_err(|error| Error::Finalizer(Box::new(error)));
     if result.is_ok() {
-        ctx.reset_backoff(&key);
+        ctx.control.reset_backoff(&key);
     }
     result
 }
 
 /// Failed reconciles retry with exponential backoff.
 pub fn error_policy<V: VaultAdmin>(vault: Arc<PiiVault>, error: &Error, ctx: Arc<Context<V>>) -> Action {
-    let delay = ctx.backoff(&key(&vault));
-    warn!(vault = %key(&vault), %error, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.control.backoff(&key(&*vault));
+    warn!(vault = %key(&*vault), %error, retry_in = ?delay, "reconcile failed");
     ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
     Action::requeue(delay)
 }
@@ -277,7 +232,7 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             .map(|error| Explanation { reason: error.condition_reason(), message: error.to_string() }),
         paused,
     };
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     write_status(ctx, vault, status::compute(vault, &outcome, Timestamp::now())).await?;
 
     match (failure, step_error, seen.cluster_error) {
@@ -300,7 +255,7 @@ async fn apply_and_step<V: VaultAdmin>(
     step: &Step,
 ) -> Result<Result<(), VaultError>, Error> {
     let children = builders::children(vault, membership::stateful_set_replicas(observation, step))?;
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     apply_children(ctx, observation.names.namespace(), &children).await?;
     // Not paused: the generated Secrets exist, or the referenced one was read.
     let token = token.ok_or(Error::MissingField("the root token Secret"))?;
@@ -338,7 +293,7 @@ async fn ensure_generated_secrets<V>(
                 kind.generate(names)?
             }
         };
-        ctx.ensure_leader()?;
+        ctx.control.ensure_leader()?;
         apply_object(secrets, &builders::generated_secret(vault, name.clone(), data.clone())?).await?;
         ensured.insert(name, data);
     }
@@ -502,7 +457,7 @@ async fn take_step<V: VaultAdmin>(
     let member_endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));
     // The last moment to notice that another replica may have taken over.
     if step.is_change() {
-        ctx.ensure_leader()?;
+        ctx.control.ensure_leader()?;
     }
     let (reason, note) = match step {
         Step::Bootstrap { pod, api_address } => {
@@ -586,7 +541,7 @@ async fn cleanup<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Ac
     if vault.spec.hsm.softhsm.is_some() {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), names.namespace());
         let selector = selector_labels(&names).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-        ctx.ensure_leader()?;
+        ctx.control.ensure_leader()?;
         claims.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&selector)).await?;
         let note = "deleted the data volumes: their KEK was generated for this vault and is gone with it".to_string();
         publish(ctx, vault, EventType::Normal, "VolumesDeleted", "Cleanup", note).await;

@@ -9,12 +9,12 @@
 //!   the reconcile, such as a missing Secret, before a failed membership change, before a
 //!   problem the membership logic waits on).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::cluster::Member;
 
 use super::membership::{ordinal_of_member, Observation, Removal, Step, Wait};
 use super::names::VaultNames;
+use crate::controller;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::crd::{PiiVault, PiiVaultStatus};
 
@@ -131,30 +131,6 @@ fn member_status(names: &VaultNames, member: &Member) -> MemberStatus {
     }
 }
 
-fn condition(
-    previous: Option<&PiiVaultStatus>,
-    generation: Option<i64>,
-    now: Timestamp,
-    type_: &str,
-    status: bool,
-    explanation: &Explanation,
-) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
-    // The transition time moves only when the status flips.
-    let last_transition_time = previous
-        .and_then(|previous| previous.conditions.iter().find(|c| c.type_ == type_))
-        .filter(|old| old.status == status)
-        .map_or(Time(now), |old| old.last_transition_time.clone());
-    Condition {
-        type_: type_.to_string(),
-        status,
-        reason: explanation.reason.to_string(),
-        message: explanation.message.clone(),
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
 /// The status to write after a reconcile.
 pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVaultStatus {
     let names = &outcome.observation.names;
@@ -228,8 +204,10 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
         Phase::Scaling
     };
 
-    let condition =
-        |type_: &str, status: bool, why: &Explanation| condition(previous, generation, now, type_, status, why);
+    let earlier = previous.map_or(&[][..], |previous| &previous.conditions[..]);
+    let condition = |type_: &str, status: bool, why: &Explanation| {
+        controller::condition(earlier, generation, now, type_, status, why.reason, why.message.clone())
+    };
     PiiVaultStatus {
         observed_generation: generation,
         conditions: vec![
@@ -251,6 +229,7 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
 mod tests {
     use std::collections::BTreeMap;
 
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use strongroom_admin_api::cluster::{ClusterStatus, ErasureCompaction, NodeState};
 
     use super::*;

@@ -34,6 +34,25 @@ impl ApiRequest {
     }
 }
 
+/// The Events the operator published.
+pub fn events(requests: &[ApiRequest]) -> Vec<&Value> {
+    requests.iter().filter(|r| r.method == Method::POST && r.path.ends_with("/events")).map(|r| &r.body).collect()
+}
+
+/// The reasons of the Events the operator published, in order.
+pub fn event_reasons(requests: &[ApiRequest]) -> Vec<String> {
+    events(requests).iter().map(|event| event["reason"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+/// Paths of every write (anything but GET) except Events.
+pub fn writes(requests: &[ApiRequest]) -> Vec<&str> {
+    requests
+        .iter()
+        .filter(|r| r.method != Method::GET && !r.path.ends_with("/events"))
+        .map(|r| r.path.as_str())
+        .collect()
+}
+
 /// How the fake API server misbehaves.
 #[derive(Clone, Debug, Default)]
 pub struct FakeApiOptions {

@@ -30,8 +30,7 @@
 //! harmless without its secret, whose only copy goes with the Secret; its name lets a later
 //! policy of the same name (which revokes leftovers of its name) or an admin revoke it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -53,11 +52,11 @@ use super::builders;
 use super::names::{PolicyNames, TOKEN_ID_ANNOTATION, TOKEN_KEY, VAULT_UID_ANNOTATION};
 use super::schedule;
 use super::status::{self, Outcome, Runs};
+use crate::controller::{api, key, Control};
 use crate::crd::retention_policy::IssuedToken;
 use crate::crd::{PiiVault, RetentionPolicy, RetentionPolicyStatus};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::piivault::reconciler::backoff_delay;
 use crate::piivault::secret_material::{root_token_location, root_token_of};
 use crate::piivault::status::Explanation;
 use crate::vault::{NewToken, RetentionAdmin, RootToken};
@@ -82,67 +81,26 @@ pub struct Context<V> {
     pub vault: V,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Whether this replica still holds the leader Lease.
-    pub leader: LeaderGate,
-    /// Consecutive failures per policy (`namespace/name`), for the error backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Acting only while leading, and the error backoff per policy.
+    pub control: Control,
 }
 
 impl<V> Context<V> {
     pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            vault,
-            metrics,
-            leader: LeaderGate::always(),
-            failures: Mutex::new(HashMap::new()),
-        }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, vault, metrics, control: Control::new() }
     }
 
     /// Acts only while `gate` holds (leader election); without it, always.
     pub fn with_leader_gate(mut self, gate: LeaderGate) -> Self {
-        self.leader = gate;
+        self.control.set_leader_gate(gate);
         self
     }
-
-    fn ensure_leader(&self) -> Result<(), Error> {
-        if self.leader.holds() {
-            Ok(())
-        } else {
-            Err(Error::NotLeader)
-        }
-    }
-
-    fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(key.to_string()).or_insert(0);
-        *count = count.saturating_add(1);
-        backoff_delay(*count)
-    }
-
-    fn reset_backoff(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
-    }
-}
-
-fn key(policy: &RetentionPolicy) -> String {
-    format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())
 }
 
 /// Runs the controller for `RetentionPolicy`s in `namespace` (all namespaces when `None`)
 /// until the process is asked to stop.
 pub async fn run<V: RetentionAdmin>(ctx: Arc<Context<V>>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match namespace {
-            Some(namespace) => Api::namespaced(client.clone(), namespace),
-            None => Api::all(client.clone()),
-        }
-    }
     let ns = namespace.as_deref();
     let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     info!(namespace = ns.unwrap_or("(all)"), "starting the RetentionPolicy controller");
@@ -165,10 +123,10 @@ pub async fn run<V: RetentionAdmin>(ctx: Arc<Context<V>>, namespace: Option<Stri
 /// One reconcile of one `RetentionPolicy`.
 pub async fn reconcile<V: RetentionAdmin>(policy: Arc<RetentionPolicy>, ctx: Arc<Context<V>>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     let namespace = policy.namespace().ok_or(Error::MissingField("RetentionPolicy metadata.namespace"))?;
     let policies: Api<RetentionPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    let key = key(&policy);
+    let key = key(&*policy);
     let result = finalizer(&policies, FINALIZER, policy, |event| async {
         match event {
             FinalizerEvent::Apply(policy) => apply(&policy, &ctx).await,
@@ -178,15 +136,15 @@ pub async fn reconcile<V: RetentionAdmin>(policy: Arc<RetentionPolicy>, ctx: Arc
     .await
     .map_err(|error| Error::Finalizer(Box::new(error)));
     if result.is_ok() {
-        ctx.reset_backoff(&key);
+        ctx.control.reset_backoff(&key);
     }
     result
 }
 
 /// Failed reconciles retry with exponential backoff.
 pub fn error_policy<V: RetentionAdmin>(policy: Arc<RetentionPolicy>, error: &Error, ctx: Arc<Context<V>>) -> Action {
-    let delay = ctx.backoff(&key(&policy));
-    warn!(policy = %key(&policy), %error, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.control.backoff(&key(&*policy));
+    warn!(policy = %key(&*policy), %error, retry_in = ?delay, "reconcile failed");
     ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
     Action::requeue(delay)
 }
@@ -221,7 +179,7 @@ async fn apply<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) ->
     if let Some(failure) = outcome.failure.as_ref().filter(|_| result.is_ok()) {
         publish(ctx, policy, EventType::Warning, failure.reason, "Reconcile", failure.message.clone()).await;
     }
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     write_status(ctx, policy, status::compute(policy, &outcome, now)).await?;
     match result? {
         Converged::WaitingForVault => Ok(Action::requeue(WAIT_FOR_VAULT)),
@@ -266,7 +224,7 @@ async fn converge<V: RetentionAdmin>(
 
     let config_map = builders::config_map(policy)?;
     let cron_job = builders::cron_job(policy, &vault)?;
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     apply_object(&Api::namespaced(ctx.client.clone(), names.namespace()), &config_map).await?;
     let applied = apply_object(&Api::namespaced(ctx.client.clone(), names.namespace()), &cron_job).await?;
     outcome.cron_job = Some(names.cron_job());
@@ -336,13 +294,13 @@ async fn issue_token<V: RetentionAdmin>(
     let address = names.vault().client_address();
     let root = read_root_token(vault, secrets).await?;
     let token_name = names.token_name();
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     for leftover in ctx.vault.list_tokens(&address, &root).await?.into_iter().filter(|t| t.name == token_name) {
-        ctx.ensure_leader()?;
+        ctx.control.ensure_leader()?;
         ctx.vault.revoke_token(&address, &root, &leftover.id).await?;
         info!(policy = %key(policy), token = %leftover.id, "revoked an earlier token of this policy");
     }
-    ctx.ensure_leader()?;
+    ctx.control.ensure_leader()?;
     let request = CreateToken { name: token_name, scopes: vec![RUN_SCOPE.to_string()], subject: None };
     let created = ctx.vault.create_token(&address, &root, &request).await?;
     let stored = match builders::token_secret(policy, &created, vault_uid) {
@@ -464,7 +422,7 @@ async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) 
     };
     let revoked = async {
         let root = read_root_token(&vault, &secrets).await?;
-        ctx.ensure_leader()?;
+        ctx.control.ensure_leader()?;
         ctx.vault.revoke_token(&names.vault().client_address(), &root, &id).await?;
         Ok::<_, Error>(())
     }

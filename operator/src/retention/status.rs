@@ -9,10 +9,11 @@
 //!   from being applied (e.g. `VaultNotFound`), a run history the vault did not give
 //!   (`RunsUnavailable`), a failed scheduled run (`LastRunFailed`).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::retention::RunReport;
 
+use crate::controller::condition;
 use crate::crd::retention_policy::{IssuedToken, LastRun};
 use crate::crd::{RetentionPolicy, RetentionPolicyStatus};
 use crate::piivault::status::Explanation;
@@ -61,31 +62,6 @@ pub fn last_run(report: &RunReport) -> LastRun {
     }
 }
 
-fn condition(
-    previous: Option<&RetentionPolicyStatus>,
-    generation: Option<i64>,
-    now: Timestamp,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
-    // The transition time moves only when the status flips.
-    let last_transition_time = previous
-        .and_then(|previous| previous.conditions.iter().find(|c| c.type_ == type_))
-        .filter(|old| old.status == status)
-        .map_or(Time(now), |old| old.last_transition_time.clone());
-    Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
 /// The status to write after a reconcile.
 pub fn compute(policy: &RetentionPolicy, outcome: &Outcome, now: Timestamp) -> RetentionPolicyStatus {
     let previous = policy.status.as_ref();
@@ -117,11 +93,12 @@ pub fn compute(policy: &RetentionPolicy, outcome: &Outcome, now: Timestamp) -> R
         // Unobserved: what the vault said last time still holds.
         Runs::NotAsked | Runs::Unavailable(_) => previous.and_then(|previous| previous.last_run.clone()),
     };
+    let earlier = previous.map_or(&[][..], |previous| &previous.conditions[..]);
     RetentionPolicyStatus {
         observed_generation: generation,
         conditions: vec![
-            condition(previous, generation, now, READY, ready.0, ready.1, ready.2),
-            condition(previous, generation, now, DEGRADED, degraded.0, degraded.1, degraded.2),
+            condition(earlier, generation, now, READY, ready.0, ready.1, ready.2),
+            condition(earlier, generation, now, DEGRADED, degraded.0, degraded.1, degraded.2),
         ],
         last_run,
         next_run: outcome.next_run.map(Time),
@@ -133,6 +110,8 @@ pub fn compute(policy: &RetentionPolicy, outcome: &Outcome, now: Timestamp) -> R
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
     use super::*;
     use crate::retention::test_support::{issue_example, run_report};
 

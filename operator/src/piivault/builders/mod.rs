@@ -18,9 +18,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 
 use super::names::{labels, VaultNames};
+use crate::controller;
 use crate::crd::PiiVault;
 use crate::Error;
 
@@ -32,7 +32,7 @@ pub use service_account::service_account;
 pub use services::{client_service, headless_service};
 pub use stateful_set::stateful_set;
 /// Shared with the retention Jobs, which run the same image as the same user.
-pub(crate) use stateful_set::{restricted_security_context, SECRET_FILE_MODE, VAULTD_UID};
+pub(crate) use stateful_set::{restricted_security_context, vaultd_pod_security_context, SECRET_FILE_MODE};
 
 /// Every child object except the generated Secrets, in the order they are applied.
 #[derive(Clone, Debug)]
@@ -64,15 +64,7 @@ pub fn children(vault: &PiiVault, replicas: i32) -> Result<Children, Error> {
 /// Metadata of a child: its name, the vault's namespace and labels, and the vault as its
 /// controlling owner (so Kubernetes deletes it with the vault).
 fn child_meta(vault: &PiiVault, name: String) -> Result<ObjectMeta, Error> {
-    let names = VaultNames::of(vault);
-    let owner = vault.controller_owner_ref(&()).ok_or(Error::MissingField("PiiVault metadata.uid"))?;
-    Ok(ObjectMeta {
-        name: Some(name),
-        namespace: Some(names.namespace().to_string()),
-        labels: Some(labels(&names)),
-        owner_references: Some(vec![owner]),
-        ..ObjectMeta::default()
-    })
+    controller::child_meta(vault, name, labels(&VaultNames::of(vault)), "PiiVault metadata.uid")
 }
 
 #[cfg(test)]

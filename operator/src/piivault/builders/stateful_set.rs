@@ -30,7 +30,7 @@ use crate::Error;
 /// Pod template annotation holding a hash of the ConfigMap, so a config change rolls pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "strongroom.dev/config-hash";
 /// The user and group of the vaultd image (`docker/vaultd.Dockerfile`).
-pub(crate) const VAULTD_UID: i64 = 10001;
+const VAULTD_UID: i64 = 10001;
 /// Secret files readable by the owner and the pod's fsGroup only.
 pub(crate) const SECRET_FILE_MODE: i32 = 0o440;
 
@@ -105,6 +105,19 @@ fn field_env(name: &str, field_path: &str) -> EnvVar {
 
 fn env(name: &str, value: String) -> EnvVar {
     EnvVar { name: name.to_string(), value: Some(value), value_from: None }
+}
+
+/// The pod security context of every pod running the vaultd image: as the vaultd user and
+/// group (which owns the mounted volumes), with the runtime's default seccomp profile.
+pub(crate) fn vaultd_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(VAULTD_UID),
+        run_as_group: Some(VAULTD_UID),
+        fs_group: Some(VAULTD_UID),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+        ..PodSecurityContext::default()
+    }
 }
 
 pub(crate) fn restricted_security_context() -> SecurityContext {
@@ -323,14 +336,7 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
         init_containers: (!init_containers.is_empty()).then_some(init_containers),
         containers: vec![vaultd],
         volumes: Some(volumes),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(VAULTD_UID),
-            run_as_group: Some(VAULTD_UID),
-            fs_group: Some(VAULTD_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(vaultd_pod_security_context()),
         affinity: Some(spec.affinity.clone().unwrap_or_else(|| default_affinity(&names))),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),

@@ -16,7 +16,8 @@ use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::piivault::builders::test_support::softhsm_vault;
 use crate::piivault::secret_material::GeneratedSecret;
 use crate::piivault::test_harness::{
-    test_context, test_context_with, ApiRequest, FakeApiOptions, ScriptedVault, VaultCall,
+    event_reasons, events, test_context, test_context_with, writes, ApiRequest, FakeApiOptions, ScriptedVault,
+    VaultCall,
 };
 
 const VAULT_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault";
@@ -146,23 +147,6 @@ fn condition<'a>(
     type_: &str,
 ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     status.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
-}
-
-fn event_reasons(requests: &[ApiRequest]) -> Vec<String> {
-    events(requests).iter().map(|event| event["reason"].as_str().unwrap_or_default().to_string()).collect()
-}
-
-fn events(requests: &[ApiRequest]) -> Vec<&Value> {
-    requests.iter().filter(|r| r.method == Method::POST && r.path.ends_with("/events")).map(|r| &r.body).collect()
-}
-
-/// Paths of every write (anything but GET) except Events.
-fn writes(requests: &[ApiRequest]) -> Vec<&str> {
-    requests
-        .iter()
-        .filter(|r| r.method != Method::GET && !r.path.ends_with("/events"))
-        .map(|r| r.path.as_str())
-        .collect()
 }
 
 const STATUS_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status";
@@ -391,15 +375,6 @@ async fn deleting_a_softhsm_vault_deletes_its_volumes_and_releases_the_finalizer
     assert!(delete.query.contains("app.kubernetes.io%2Finstance%3Dvault"), "{}", delete.query);
     let release = requests.iter().find(|r| r.is(Method::PATCH, VAULT_PATH)).expect("finalizer removed");
     assert_eq!(release.body[1]["op"], "remove", "{}", release.body);
-}
-
-#[test]
-fn backoff_doubles_up_to_five_minutes() {
-    assert_eq!(backoff_delay(1), Duration::from_secs(5));
-    assert_eq!(backoff_delay(2), Duration::from_secs(10));
-    assert_eq!(backoff_delay(4), Duration::from_secs(40));
-    assert_eq!(backoff_delay(7), Duration::from_secs(300));
-    assert_eq!(backoff_delay(u32::MAX), Duration::from_secs(300));
 }
 
 #[tokio::test]

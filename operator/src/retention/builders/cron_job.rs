@@ -8,14 +8,13 @@
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
-    SecretVolumeSource, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::child_meta;
 use crate::crd::{PiiVault, RetentionPolicy};
-use crate::piivault::builders::{restricted_security_context, SECRET_FILE_MODE, VAULTD_UID};
+use crate::piivault::builders::{restricted_security_context, vaultd_pod_security_context, SECRET_FILE_MODE};
 use crate::retention::names::{job_labels, PolicyNames, POLICY_KEY, TOKEN_KEY};
 use crate::Error;
 
@@ -93,14 +92,7 @@ pub fn cron_job(policy: &RetentionPolicy, vault: &PiiVault) -> Result<CronJob, E
                 ..Volume::default()
             },
         ]),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(VAULTD_UID),
-            run_as_group: Some(VAULTD_UID),
-            fs_group: Some(VAULTD_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(vaultd_pod_security_context()),
         image_pull_secrets: (!vault.spec.image_pull_secrets.is_empty()).then(|| vault.spec.image_pull_secrets.clone()),
         ..PodSpec::default()
     };

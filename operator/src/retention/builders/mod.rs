@@ -10,9 +10,9 @@ mod cron_job;
 mod secret;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 
 use super::names::{labels, PolicyNames};
+use crate::controller;
 use crate::crd::RetentionPolicy;
 use crate::Error;
 
@@ -23,15 +23,7 @@ pub use secret::token_secret;
 /// Metadata of a child: its name, the policy's namespace and labels, and the policy as its
 /// controlling owner.
 fn child_meta(policy: &RetentionPolicy, name: String) -> Result<ObjectMeta, Error> {
-    let names = PolicyNames::of(policy);
-    let owner = policy.controller_owner_ref(&()).ok_or(Error::MissingField("RetentionPolicy metadata.uid"))?;
-    Ok(ObjectMeta {
-        name: Some(name),
-        namespace: Some(names.namespace().to_string()),
-        labels: Some(labels(&names)),
-        owner_references: Some(vec![owner]),
-        ..ObjectMeta::default()
-    })
+    controller::child_meta(policy, name, labels(&PolicyNames::of(policy)), "RetentionPolicy metadata.uid")
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::piivault::builders::generated_secret;
-use crate::piivault::test_harness::ApiRequest;
+use crate::piivault::test_harness::{event_reasons, events, writes, ApiRequest};
 use crate::retention::test_harness::{test_context, Call, ScriptedVault, ROOT_TOKEN};
 use crate::retention::test_support::{customers_vault, issue_example, run_report, VAULT_UID};
 
@@ -84,23 +84,6 @@ fn written_status(requests: &[ApiRequest]) -> RetentionPolicyStatus {
 
 fn condition<'a>(status: &'a RetentionPolicyStatus, type_: &str) -> &'a Condition {
     status.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
-}
-
-fn events(requests: &[ApiRequest]) -> Vec<&Value> {
-    requests.iter().filter(|r| r.method == Method::POST && r.path.ends_with("/events")).map(|r| &r.body).collect()
-}
-
-fn event_reasons(requests: &[ApiRequest]) -> Vec<String> {
-    events(requests).iter().map(|event| event["reason"].as_str().unwrap_or_default().to_string()).collect()
-}
-
-/// Paths of every write (anything but GET) except Events.
-fn writes(requests: &[ApiRequest]) -> Vec<&str> {
-    requests
-        .iter()
-        .filter(|r| r.method != Method::GET && !r.path.ends_with("/events"))
-        .map(|r| r.path.as_str())
-        .collect()
 }
 
 fn create_token_call() -> Call {
