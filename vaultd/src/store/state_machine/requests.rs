@@ -57,18 +57,17 @@ pub(super) fn read_page(
         }
         None => (None, staged.keys_with_prefix(&[keys::REQUEST])?),
     };
-    let mut total = 0u64;
-    let mut page = Vec::new();
+    // Newest first: a DPO works through the queue in the order it grew.
+    let mut matching = Vec::new();
     for key in keys {
         let Some(record) = read::<RequestRecord>(staged, &key)? else { continue };
-        if status.is_some_and(|s| s != record.status) {
-            continue;
+        if status.is_none_or(|s| s == record.status) {
+            matching.push((keys::trailing_uuid(&key).ok_or(StoreError::Corrupt)?, record));
         }
-        if total >= u64::from(offset) && page.len() < limit as usize {
-            page.push((keys::trailing_uuid(&key).ok_or(StoreError::Corrupt)?, record));
-        }
-        total += 1;
     }
+    matching.sort_by(|(a, ra), (b, rb)| rb.created.cmp(&ra.created).then(a.cmp(b)));
+    let total = matching.len() as u64;
+    let page = matching.into_iter().skip(offset as usize).take(limit as usize).collect();
     Ok((Ok(Applied::Requests { total, page }), subject))
 }
 
