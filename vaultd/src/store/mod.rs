@@ -3,6 +3,7 @@
 //! orders the commands lives beside it in the same database (`crate::cluster`).
 
 mod command;
+mod format;
 mod keys;
 mod records;
 mod staged;
@@ -40,6 +41,8 @@ pub enum StoreError {
     Encoding,
     #[error("file system error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("this data directory has data format {}, and this vaultd reads format {expected}: start on an empty data directory (a cluster node catches up by snapshot) or use the vaultd that wrote it", found.map_or("1 or unknown".to_string(), |n| n.to_string()))]
+    Format { found: Option<u32>, expected: u32 },
 }
 
 /// sled's page cache when nothing else is configured (sled's own default is 1 GiB).
@@ -57,6 +60,7 @@ impl Store {
     /// Opens (or creates) the database in `dir`; `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let path = dir.join("vault.sled");
+        format::check_or_create(dir, &path)?;
         let db = sled::Config::new().path(&path).cache_capacity(cache_bytes).mode(sled::Mode::HighThroughput).open()?;
         let state = db.open_tree("state")?;
         let durability = Arc::new(Durability::open(&path)?);
