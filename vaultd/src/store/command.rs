@@ -84,6 +84,9 @@ pub enum Change {
         profile: Vec<u8>,
         index: Vec<Vec<u8>>,
     },
+    /// Forget-me: removes the subject's profile, key, index entries, app records,
+    /// sessions, shares and subject tokens, cancels its open requests (dropping their
+    /// sealed changes), and leaves a tombstone; its agreements stay as evidence.
     ForgetSubject {
         target: Target,
         condition: ForgetCondition,
