@@ -13,3 +13,9 @@ use sha2::{Digest, Sha256};
 pub fn secret_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
+
+/// The digest a UUID capability (an exptoken, a shared record's id) is stored and found
+/// under, like an access token's.
+pub fn capability_hash(id: &uuid::Uuid) -> [u8; 32] {
+    secret_hash(&id.hyphenated().to_string())
+}

@@ -93,15 +93,16 @@ impl Store {
 
     /// The subject that holds a blind-index entry.
     pub fn lookup(&self, entry: &[u8]) -> Result<Option<Uuid>, StoreError> {
-        self.state.get(keys::index(entry))?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
+        self.uuid_at(&keys::index(entry))
+    }
+
+    fn uuid_at(&self, key: &[u8]) -> Result<Option<Uuid>, StoreError> {
+        self.state.get(key)?.map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt)).transpose()
     }
 
     /// The subject whose pending expiration has an exptoken with this SHA-256.
     pub fn subject_by_exptoken(&self, hash: &[u8; 32]) -> Result<Option<Uuid>, StoreError> {
-        self.state
-            .get(keys::exp_token(hash))?
-            .map(|v| Uuid::from_slice(&v).map_err(|_| StoreError::Corrupt))
-            .transpose()
+        self.uuid_at(&keys::exp_token(hash))
     }
 
     pub fn app(&self, subject: &Uuid, app: &str) -> Result<Option<AppRecord>, StoreError> {
@@ -146,35 +147,34 @@ impl Store {
     /// Subjects whose expiration ended at or before `now` (ms) and still counts down,
     /// earliest first, at most `limit`.
     pub fn due_expirations(&self, now: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
-        let end = keys::exp_due(now, &Uuid::max());
-        self.state
-            .range(vec![keys::EXP_DUE]..=end)
-            .keys()
-            .take(limit)
-            .map(|key| keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt))
-            .collect()
+        self.due(keys::EXP_DUE, keys::exp_due(now, &Uuid::max()), limit, keys::trailing_uuid)
     }
 
     /// Sessions that ended at or before `now` (ms), earliest first, at most `limit`.
     pub fn ended_sessions(&self, now: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
-        let end = keys::session_due(now, &Uuid::max());
-        self.state
-            .range(vec![keys::SESSION_DUE]..=end)
-            .keys()
-            .take(limit)
-            .map(|key| keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt))
-            .collect()
+        self.due(keys::SESSION_DUE, keys::session_due(now, &Uuid::max()), limit, keys::trailing_uuid)
     }
 
     /// Shared records that ended at or before `now` (ms), earliest first, at most `limit`:
     /// the SHA-256s of their ids.
     pub fn ended_shares(&self, now: u64, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
-        let end = keys::shared_due(now, &[0xff; 32]);
+        self.due(keys::SHARED_DUE, keys::shared_due(now, &[0xff; 32]), limit, keys::trailing_hash)
+    }
+
+    /// The ids in a time index (`prefix` + end time + id) up to the key `last`, earliest
+    /// first, at most `limit`.
+    fn due<T>(
+        &self,
+        prefix: u8,
+        last: Vec<u8>,
+        limit: usize,
+        id: fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
         self.state
-            .range(vec![keys::SHARED_DUE]..=end)
+            .range(vec![prefix]..=last)
             .keys()
             .take(limit)
-            .map(|key| keys::trailing_hash(&key?).ok_or(StoreError::Corrupt))
+            .map(|key| id(&key?).ok_or(StoreError::Corrupt))
             .collect()
     }
 

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::*;
+use crate::store::AppRecord;
 
 /// App names: 1–64 characters of lowercase letters, digits, `-` and `_`, starting with
 /// a letter (they appear in scopes and audit events, so they stay plain).
@@ -71,11 +72,7 @@ impl Vault {
                     .await?;
                 return Err(VaultError::NotFound("app record"));
             };
-            let mut document = open_app(&dek, &subject, app, &record.sealed)?;
-            apply_update(&mut document, update)?;
-            let sealed = seal_app(&dek, &subject, app, &document)?;
-            let change =
-                Change::PutApp { subject, app: app.to_string(), sealed, expected_version: Some(record.version) };
+            let change = updated_app(&dek, subject, app, &record, update)?;
             let receipt =
                 self.commit(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), change).await?;
             match receipt.outcome {
@@ -151,7 +148,21 @@ impl Vault {
     }
 }
 
-pub(super) fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
+/// The command that applies `update` (merge or patch) to an app record as read.
+pub(super) fn updated_app(
+    dek: &DataKey,
+    subject: Uuid,
+    app: &str,
+    current: &AppRecord,
+    update: &Value,
+) -> VaultResult<Change> {
+    let mut document = open_app(dek, &subject, app, &current.sealed)?;
+    apply_update(&mut document, update)?;
+    let sealed = seal_app(dek, &subject, app, &document)?;
+    Ok(Change::PutApp { subject, app: app.to_string(), sealed, expected_version: Some(current.version) })
+}
+
+fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
     let plaintext =
         Zeroizing::new(serde_json::to_vec(document).map_err(|_| VaultError::bad_request("record is not valid JSON"))?);
     Ok(dek.seal(&plaintext, &crypto::record_aad(subject, &format!("app:{app}")))?)

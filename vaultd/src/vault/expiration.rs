@@ -58,7 +58,7 @@ impl Vault {
             status: ExpirationStatus::Wait,
             started: now,
             ends_at: now.saturating_add(seconds.saturating_mul(1000)),
-            token_hash: exptoken_hash(&token),
+            token_hash: auth::capability_hash(&token),
             sealed_token,
         };
         Ok((token, expiration))
@@ -90,14 +90,14 @@ impl Vault {
 
     /// `GET /v1/exp/retain/{exptoken}`: the subject keeps its data.
     pub async fn retain_data(&self, exptoken: &str) -> VaultResult<Uuid> {
-        let target = Target::ExpToken(exptoken_hash(&parse_exptoken(exptoken)?));
+        let target = Target::ExpToken(auth::capability_hash(&parse_exptoken(exptoken)?));
         let receipt = self.commit(exptoken_draft(Operation::ExpirationRetain), Change::RetainData { target }).await?;
         resolved(receipt)
     }
 
     /// `GET /v1/exp/delete/{exptoken}`: the subject has its data forgotten now.
     pub async fn delete_by_exptoken(&self, exptoken: &str) -> VaultResult<Uuid> {
-        let target = Target::ExpToken(exptoken_hash(&parse_exptoken(exptoken)?));
+        let target = Target::ExpToken(auth::capability_hash(&parse_exptoken(exptoken)?));
         let change = Change::ForgetSubject { target, condition: ForgetCondition::Always };
         resolved(self.commit(exptoken_draft(Operation::ExpirationDelete), change).await?)
     }
@@ -112,11 +112,6 @@ fn resolved(receipt: Receipt) -> VaultResult<Uuid> {
 
 fn parse_exptoken(text: &str) -> VaultResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| VaultError::bad_request("exptoken must be a UUID"))
-}
-
-/// Exptokens are found by their SHA-256, like access tokens: the lookup compares digests.
-fn exptoken_hash(token: &Uuid) -> [u8; 32] {
-    auth::secret_hash(&token.hyphenated().to_string())
 }
 
 /// The exptoken routes have no access token: the actor is the holder of the exptoken.

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::apps::{open_app, seal_app};
+use super::apps::{open_app, updated_app};
 use super::*;
 use crate::store::{RequestAction, RequestRecord, RequestStatus};
 
@@ -232,33 +232,14 @@ impl Vault {
                 Change::ForgetSubject { target: Target::Token(subject), condition: ForgetCondition::Always },
             ),
             (RequestAction::ChangeProfile, _) => {
-                let mut profile = self.open_profile(&subject, active).await?;
-                apply_update(&mut profile, &requested)?;
-                let Value::Object(map) = &profile else {
-                    return Err(VaultError::bad_request("the record must remain a JSON object"));
-                };
-                let index = self.index_entries(map).await?;
-                let plaintext = Zeroizing::new(
-                    serde_json::to_vec(&profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
-                );
-                let sealed =
-                    self.dek(&subject, active).await?.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
-                (
-                    Operation::UserUpdate,
-                    Change::UpdateSubject { subject, expected_version: version, profile: sealed, index },
-                )
+                (Operation::UserUpdate, self.updated_profile(subject, version, active, &requested).await?)
             }
             (RequestAction::ChangeAppData, Some(app)) => {
-                let dek = self.dek(&subject, active).await?;
                 let Some(current) = self.store.app(&subject, app)? else {
                     return Err(VaultError::NotFound("app record"));
                 };
-                let mut document = open_app(&dek, &subject, app, &current.sealed)?;
-                apply_update(&mut document, &requested)?;
-                let sealed = seal_app(&dek, &subject, app, &document)?;
-                let change =
-                    Change::PutApp { subject, app: app.clone(), sealed, expected_version: Some(current.version) };
-                (Operation::AppUpdate, change)
+                let dek = self.dek(&subject, active).await?;
+                (Operation::AppUpdate, updated_app(&dek, subject, app, &current, &requested)?)
             }
             (RequestAction::ChangeAppData, None) => return Err(VaultError::Storage(StoreError::Corrupt)),
         })

@@ -191,23 +191,14 @@ impl Vault {
                 if !edit_profile(rule, profile, |field, value| index.pseudonym(field, value)) {
                     return Ok(Outcome::Unchanged);
                 }
-                let entries = self.index_entries(profile).await?;
-                let dek = self.dek(&subject, active).await?;
-                let plaintext = Zeroizing::new(
-                    serde_json::to_vec(&profile).map_err(|_| VaultError::Crypto(CryptoError::Malformed))?,
-                );
-                let sealed = dek.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
+                if dry_run {
+                    return Ok(Outcome::Changed(0));
+                }
                 let operation = match rule.action {
                     Action::DropFields => Operation::RetentionDropFields,
                     _ => Operation::RetentionPseudonymize,
                 };
-                let change = Change::UpdateSubject {
-                    subject,
-                    expected_version: record.version,
-                    profile: sealed,
-                    index: entries,
-                };
-                (operation, change)
+                (operation, self.profile_change(subject, record.version, active, profile).await?)
             }
             Action::DeleteApp => {
                 let Some(app) = selector.app() else { return Ok(Outcome::NotMatched) };
@@ -225,6 +216,9 @@ impl Vault {
                     // the subject's choice stands.
                     return Ok(Outcome::Unchanged);
                 }
+                if dry_run {
+                    return Ok(Outcome::Changed(0));
+                }
                 let seconds = rule.expiration.as_deref().and_then(parse_duration).unwrap_or(0);
                 let (_, expiration) = self.new_expiration(&subject, active, now, seconds).await?;
                 let change = Change::StartExpiration {
@@ -236,6 +230,7 @@ impl Vault {
                 (Operation::RetentionStartExpiration, change)
             }
         };
+        // A dry run stops at the decision; the costly sealing above was skipped already.
         if dry_run {
             return Ok(Outcome::Changed(0));
         }

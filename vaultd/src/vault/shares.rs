@@ -64,7 +64,7 @@ impl Vault {
             created: audit.time,
             expires_at: audit.time.saturating_add(ttl.as_millis() as u64),
         };
-        let change = Change::ShareRecord { hash: share_hash(&record_id), record };
+        let change = Change::ShareRecord { hash: auth::capability_hash(&record_id), record };
         self.commit(audit, change).await?.outcome.map_err(rejected)?;
         Ok(record_id)
     }
@@ -81,7 +81,7 @@ impl Vault {
             mode: Some("record".into()),
             purpose: None,
         };
-        let receipt = self.commit(audit, Change::ReadShared { hash: share_hash(&record_id) }).await?;
+        let receipt = self.commit(audit, Change::ReadShared { hash: auth::capability_hash(&record_id) }).await?;
         let Applied::Shared { record, owner, app } = receipt.outcome.map_err(rejected)? else {
             return Err(VaultError::Storage(StoreError::Corrupt));
         };
@@ -128,9 +128,4 @@ pub(super) fn capped_ttl(expiration: Option<&Value>, max: std::time::Duration) -
             .ok_or_else(|| VaultError::bad_request("expiration must be a duration like 1h, 30d, 6m (months) or 30s")),
         Some(_) => Err(VaultError::bad_request("expiration must be a string such as \"1h\"")),
     }
-}
-
-/// Shared records are found by the SHA-256 of their id, like access tokens.
-fn share_hash(record_id: &Uuid) -> [u8; 32] {
-    auth::secret_hash(&record_id.hyphenated().to_string())
 }

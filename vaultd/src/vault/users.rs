@@ -66,18 +66,7 @@ impl Vault {
                         return Err(VaultError::NotFound("record"));
                     }
                 };
-            let dek = self.dek(&subject, &active).await?;
-            let mut profile = self.open_profile(&subject, &active).await?;
-            apply_update(&mut profile, update)?;
-            let Value::Object(map) = &profile else {
-                return Err(VaultError::bad_request("the record must remain a JSON object"));
-            };
-            let index = self.index_entries(map).await?;
-            let plaintext = Zeroizing::new(
-                serde_json::to_vec(&profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
-            );
-            let sealed = dek.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
-            let change = Change::UpdateSubject { subject, expected_version: version, profile: sealed, index };
+            let change = self.updated_profile(subject, version, &active, update).await?;
             let receipt =
                 self.commit(draft(caller, Operation::UserUpdate, Some(subject), None, Some(mode)), change).await?;
             match receipt.outcome {
@@ -129,6 +118,40 @@ impl Vault {
         });
         futures_util::future::try_join_all(audits).await?;
         Ok((users, total))
+    }
+
+    /// The command that applies `update` (merge or patch) to the subject's profile as
+    /// read at `version`.
+    pub(super) async fn updated_profile(
+        &self,
+        subject: Uuid,
+        version: u64,
+        active: &ActiveSubject,
+        update: &Value,
+    ) -> VaultResult<Change> {
+        let mut profile = self.open_profile(&subject, active).await?;
+        apply_update(&mut profile, update)?;
+        let Value::Object(map) = profile else {
+            return Err(VaultError::bad_request("the record must remain a JSON object"));
+        };
+        self.profile_change(subject, version, active, &map).await
+    }
+
+    /// The command that stores `profile` as the subject's profile, replacing the one at
+    /// `version`: sealed under the subject's DEK, with its blind-index entries.
+    pub(super) async fn profile_change(
+        &self,
+        subject: Uuid,
+        version: u64,
+        active: &ActiveSubject,
+        profile: &Map<String, Value>,
+    ) -> VaultResult<Change> {
+        let index = self.index_entries(profile).await?;
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
+        );
+        let sealed = self.dek(&subject, active).await?.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
+        Ok(Change::UpdateSubject { subject, expected_version: version, profile: sealed, index })
     }
 
     pub(super) async fn open_profile(&self, subject: &Uuid, active: &ActiveSubject) -> VaultResult<Value> {
