@@ -1,7 +1,14 @@
-//! The Raft log on sled: entries in the `raft_log` tree keyed by index, the vote and
-//! purge/commit marks in `raft_meta`. An append is acknowledged to openraft only once it
-//! is on disk: appends queue their callbacks on a flusher thread, which makes everything
-//! appended so far durable with one flush and then acknowledges the whole group.
+//! openraft's log storage: entries in segment files (`log_file`), the vote and the
+//! purge/commit marks in sled's `raft_meta` tree. An append is acknowledged to openraft
+//! only once it is on disk: appends queue their callbacks on a flusher thread, which makes
+//! everything appended so far durable with one `fdatasync` and then acknowledges the
+//! whole group.
+//!
+//! The state machine's sled database is not flushed per append: after a crash it comes
+//! back at an earlier applied entry (sled recovers a consistent prefix, and the applied
+//! log id is stored with the changes), and openraft applies the rest again from this
+//! log. So the log never drops an entry the database might not hold durably: a purge
+//! flushes the database first.
 
 // openraft's storage traits report `StorageError`, a large type; the helpers here return
 // it too rather than converting at every call.
@@ -9,11 +16,13 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, StorageIOError};
 
+use super::log_file::LogFiles;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::store::{decode, encode, Store, StoreError};
 
@@ -32,7 +41,7 @@ fn write_error(e: impl std::error::Error + 'static) -> StorageError {
 /// Reads log entries; cheap to clone (replication tasks each hold one).
 #[derive(Clone)]
 pub struct LogReader {
-    log: sled::Tree,
+    files: Arc<LogFiles>,
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -41,19 +50,20 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let start = match range.start_bound() {
-            Bound::Included(&i) => Bound::Included(i.to_be_bytes()),
-            Bound::Excluded(&i) => Bound::Excluded(i.to_be_bytes()),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(&i) => Bound::Included(i.to_be_bytes()),
-            Bound::Excluded(&i) => Bound::Excluded(i.to_be_bytes()),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
         };
-        self.log
-            .range::<[u8; 8], _>((start, end))
-            .values()
-            .map(|value| decode(&value.map_err(read_error)?).map_err(read_error))
+        self.files
+            .read(start..end)
+            .map_err(read_error)?
+            .iter()
+            .map(|payload| decode(payload).map_err(read_error))
             .collect()
     }
 }
@@ -66,13 +76,20 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn open(store: &Store) -> Result<Self, StoreError> {
-        let log = store.db().open_tree("raft_log")?;
+    /// Opens the log in `dir` (beside `store`, which keeps the vote and marks) and
+    /// removes entries a purge that a crash interrupted left behind.
+    pub fn open(store: &Store, dir: &Path) -> Result<Self, StoreError> {
+        let files = Arc::new(LogFiles::open(dir)?);
         let meta = store.db().open_tree("raft_meta")?;
+        if let Some(purged) = meta.get(PURGED)?.map(|v| decode::<LogId>(&v)).transpose()? {
+            if files.indexes().start <= purged.index {
+                files.purge(purged.index)?;
+            }
+        }
         let (flusher, pending) = mpsc::channel();
-        let durable = store.clone();
-        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(durable, pending))?;
-        Ok(LogStore { store: store.clone(), reader: LogReader { log }, meta, flusher })
+        let durable = Arc::clone(&files);
+        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flush_loop(&durable, pending))?;
+        Ok(LogStore { store: store.clone(), reader: LogReader { files }, meta, flusher })
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -85,21 +102,29 @@ impl LogStore {
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
-        match self.reader.log.last().map_err(read_error)? {
-            Some((_, value)) => Ok(Some(decode::<Entry>(&value).map_err(read_error)?.log_id)),
+        let files = &self.reader.files;
+        let indexes = files.indexes();
+        if indexes.is_empty() {
+            return Ok(None);
+        }
+        let last = files.read(indexes.end - 1..indexes.end).map_err(read_error)?;
+        match last.first() {
+            Some(payload) => Ok(Some(decode::<Entry>(payload).map_err(read_error)?.log_id)),
             None => Ok(None),
         }
     }
 }
 
-/// Groups flushes: whatever was appended before a flush starts is covered by it.
-fn flush_loop(store: Store, pending: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+/// Groups flushes: whatever was appended before a sync starts is covered by it.
+fn flush_loop(files: &LogFiles, pending: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = pending.recv() {
         let mut group = vec![first];
         group.extend(pending.try_iter());
-        let result = store.flush().map_err(|e| std::io::Error::other(e.to_string()));
+        let result = files.sync();
         for callback in group {
-            callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            callback.log_io_completed(
+                result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
+            );
         }
     }
 }
@@ -149,32 +174,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            batch.insert(&entry.log_id.index.to_be_bytes(), encode(&entry).map_err(write_error)?);
-        }
-        self.reader.log.apply_batch(batch).map_err(write_error)?;
+        let records = entries
+            .into_iter()
+            .map(|entry| Ok((entry.log_id.index, encode(&entry)?)))
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map_err(write_error)?;
+        self.reader.files.append(&records).map_err(write_error)?;
         self.flusher.send(callback).map_err(|_| write_error(StoreError::Io(std::io::Error::other("flusher stopped"))))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for key in self.reader.log.range(log_id.index.to_be_bytes()..).keys() {
-            batch.remove(key.map_err(write_error)?);
-        }
-        self.reader.log.apply_batch(batch).map_err(write_error)?;
-        // Conflicting entries must not come back after a crash.
-        self.store.flush().map_err(write_error)
+        // Durable when it returns: conflicting entries must not come back after a crash.
+        self.reader.files.truncate(log_id.index).map_err(write_error)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge first: a crash midway leaves entries that are ignored, never a
-        // gap that looks like missing entries.
+        // The state machine must hold the purged entries durably before they go, and the
+        // mark is durable before the files change: a crash midway leaves entries that are
+        // removed at the next start, never a gap that looks like missing entries.
         self.put(PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for key in self.reader.log.range(..=log_id.index.to_be_bytes()).keys() {
-            batch.remove(key.map_err(write_error)?);
-        }
-        self.reader.log.apply_batch(batch).map_err(write_error)
+        self.store.flush().map_err(write_error)?;
+        self.reader.files.purge(log_id.index).map_err(write_error)
     }
 }

@@ -12,6 +12,7 @@
 //! - [`compaction`]: removes erased subjects from the log and snapshots promptly.
 
 mod compaction;
+mod log_file;
 mod log_store;
 mod membership;
 mod network;
@@ -119,7 +120,7 @@ impl Cluster {
         data_dir: &Path,
         options: ClusterOptions,
     ) -> Result<Arc<Self>, ClusterError> {
-        let log_store = LogStore::open(&store)?;
+        let log_store = LogStore::open(&store, &data_dir.join("raft-log"))?;
         let machine =
             StateMachineStore::open(StateMachine::new(store.clone(), dek_cache)?, SnapshotFile::new(data_dir))?;
         let raft_config = openraft::Config {

@@ -12,7 +12,8 @@ use super::StoreError;
 /// Bumped whenever a stored record, a command or the snapshot layout changes shape.
 /// 2: subjects carry an expiration, access tokens a subject; sessions, shares, consent,
 /// requests and retention runs exist.
-pub const CURRENT: u32 = 2;
+/// 3: the Raft log lives in segment files (`raft-log/`), no longer in sled.
+pub const CURRENT: u32 = 3;
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";
