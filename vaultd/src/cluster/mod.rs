@@ -174,7 +174,12 @@ impl Cluster {
         });
         tokio::spawn(proposer::run(Arc::clone(&cluster), queue));
         match cluster.stored_node_id()? {
-            Some(id) => cluster.start(id).await?,
+            Some(id) => {
+                cluster.start(id).await?;
+                if standalone {
+                    cluster.apply_own_log().await?;
+                }
+            }
             None if standalone => {
                 cluster.bootstrap().await.map_err(|e| ClusterError::Raft(e.to_string()))?;
             }
@@ -220,6 +225,20 @@ impl Cluster {
         self.raft.set(raft).map_err(|_| ClusterError::Raft("Raft is already running".into()))?;
         self.runtime.spawn(compaction::run(Arc::clone(self)));
         tracing::info!(node = id, "Raft started");
+        Ok(())
+    }
+
+    /// After a restart, applies what the log holds beyond the state sled kept before the
+    /// vault serves anything: a standalone vault is its own quorum, so its whole log is
+    /// committed, and local reads (access tokens above all) must not see an older state.
+    async fn apply_own_log(&self) -> Result<(), ClusterError> {
+        let raft = self.raft().map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let last = raft.metrics().borrow().last_log_index;
+        if let Some(index) = last {
+            self.wait_applied(index)
+                .await
+                .map_err(|_| ClusterError::Raft(format!("the log up to entry {index} was not applied in time")))?;
+        }
         Ok(())
     }
 

@@ -201,6 +201,10 @@ pub fn meta(name: &str) -> Vec<u8> {
     key(META, &[name.as_bytes()])
 }
 
+pub fn is_meta(key: &[u8]) -> bool {
+    key.first() == Some(&META)
+}
+
 pub const AUDIT_HEAD: &str = "audit_head";
 pub const INDEX_KEY: &str = "index_key";
 pub const NEXT_NODE_ID: &str = "next_node_id";

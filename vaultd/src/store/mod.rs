@@ -6,6 +6,7 @@ mod command;
 mod format;
 mod keys;
 mod records;
+mod redo;
 mod staged;
 mod state_machine;
 

@@ -1,10 +1,14 @@
 //! A batch's pending writes over the state tree. Commands of one batch see each other's
 //! writes (two creates with one email in one batch: the second is a duplicate), and the
-//! whole batch reaches sled as one atomic `apply_batch`, or not at all.
+//! whole batch reaches sled through the redo log: after a crash, all of it or none.
 
 use std::collections::{BTreeSet, HashMap};
 
 use sled::IVec;
+
+use super::keys;
+use super::redo::RedoLog;
+use super::StoreError;
 
 pub struct Staged {
     tree: sled::Tree,
@@ -53,15 +57,12 @@ impl Staged {
         Ok(keys.into_iter().collect())
     }
 
-    /// Applies every pending write atomically.
-    pub fn commit(self) -> sled::Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in self.writes {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
-        self.tree.apply_batch(batch)
+    /// Applies every pending write, atomically with respect to crashes. Metadata (the
+    /// audit head, the last applied log id) is written last, so a reader that sees it
+    /// sees everything it covers.
+    pub fn commit(self, redo: &mut RedoLog) -> Result<(), StoreError> {
+        let mut writes: Vec<_> = self.writes.into_iter().collect();
+        writes.sort_by_key(|(key, _)| keys::is_meta(key));
+        redo.commit(&self.tree, writes)
     }
 }

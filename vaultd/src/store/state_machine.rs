@@ -16,6 +16,7 @@ use super::records::{
     decode, encode, AccessTokenRecord, ActiveSubject, AppRecord, ExpirationStatus, SessionRecord, SharedRecord,
     SubjectRecord, SubjectState,
 };
+use super::redo::RedoLog;
 use super::staged::Staged;
 use super::{keys, AuditHead, Store, StoreError};
 use crate::audit::AuditEvent;
@@ -26,15 +27,21 @@ type Outcome = Result<Applied, Rejection>;
 
 pub struct StateMachine {
     store: Store,
+    redo: RedoLog,
     head: AuditHead,
     /// Forgetting a subject must also drop its unwrapped DEK from memory.
     dek_cache: Arc<DekCache>,
 }
 
 impl StateMachine {
+    /// Opens the machine on the store, first finishing a transaction a crash interrupted.
     pub fn new(store: Store, dek_cache: Arc<DekCache>) -> Result<Self, StoreError> {
+        let redo = RedoLog::open(store.db())?;
+        if redo.recover(store.state_tree())? {
+            tracing::info!("finished the writes of a transaction a crash interrupted");
+        }
         let head = store.audit_head()?;
-        Ok(StateMachine { store, head, dek_cache })
+        Ok(StateMachine { store, redo, head, dek_cache })
     }
 
     pub fn store(&self) -> &Store {
@@ -46,6 +53,12 @@ impl StateMachine {
         let staged = Staged::new(self.store.state_tree().clone());
         let head = self.head.clone();
         Transaction { machine: self, staged, head, events: Vec::new(), forgotten: Vec::new() }
+    }
+
+    /// Drops the record of the last transaction, before the tree is replaced wholesale:
+    /// making its writes again would mix them into the new contents.
+    pub fn forget_last_transaction(&mut self) -> Result<(), StoreError> {
+        self.redo.clear()
     }
 
     /// Re-reads what the machine caches from the tree, after the tree was replaced
@@ -111,7 +124,7 @@ impl Transaction<'_> {
         if !self.events.is_empty() {
             self.staged.insert(keys::meta(keys::AUDIT_HEAD), encode(&self.head)?);
         }
-        self.staged.commit()?;
+        self.staged.commit(&mut self.machine.redo)?;
         self.machine.head = self.head;
         for subject in &self.forgotten {
             self.machine.dek_cache.remove(subject);
