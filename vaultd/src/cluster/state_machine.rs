@@ -1,6 +1,6 @@
 //! openraft's view of the vault state: applies committed entries through the store's
 //! `StateMachine` (the last applied log id and the membership are stored in the same
-//! atomic batch as the commands), builds snapshots and installs them.
+//! transaction as the commands), builds snapshots and installs them.
 
 use std::io::Cursor;
 use std::sync::Arc;

@@ -1,6 +1,5 @@
 //! Where everything lives in the vault's state tree. All replicated state is one sled tree
-//! so that applying a batch of commands is a single atomic sled batch; each kind of record
-//! has its own one-byte key prefix.
+//! (what a snapshot dumps); each kind of record has its own one-byte key prefix.
 
 use uuid::Uuid;
 

@@ -1,30 +1,28 @@
 //! Crash atomicity for a transaction's writes, without sled batches. sled makes a batch
 //! atomic by sealing and writing out its log buffer before and after it, two disk writes
-//! and thread hand-offs per transaction; that cost more than anything else sled did for a
-//! read's audit event. Instead, a transaction first stores all of its writes as one redo
-//! record (in chunks, in the `apply_redo` tree), then makes them one by one.
+//! and thread hand-offs per transaction; for the small transactions of audited reads that
+//! cost more than anything else sled did. Instead, a small transaction first stores all of
+//! its writes as one redo record (one value in the `apply_redo` tree), then makes them one
+//! by one, then removes the record. A large one (creates, retention changes: mostly
+//! ciphertext) goes to sled as a batch after all: it pays the two log writes once for
+//! many writes, where a record would write all of its values twice.
 //!
 //! sled recovers a prefix of its log after a crash, so a recovered database holds either
-//! no part of the transaction's own writes (the record is absent or incomplete) or the
-//! whole record: `recover` then makes every write of it again — setting a key to its new
-//! value twice is harmless, and no later transaction can have started. Once the writes
-//! are made the record is removed, so it never outlives the data it duplicates.
+//! no part of the transaction's own writes (no record) or the whole record: `recover`
+//! then makes every write of it again — setting a key to its new value twice is harmless,
+//! and no later transaction can have started.
 
 use sled::IVec;
 
 use super::StoreError;
 
-/// Bytes of redo record per sled value: small enough to stay inline in sled's log.
-const CHUNK_BYTES: usize = 32 * 1024;
-/// Chunk header: transaction number, chunk count.
-const HEADER: usize = 12;
+/// Larger transactions are applied as a sled batch; a record up to this size stays
+/// inline in sled's log.
+const MAX_RECORD_BYTES: usize = 32 * 1024;
+const RECORD: &[u8] = b"record";
 
 pub struct RedoLog {
     tree: sled::Tree,
-    /// The number of the last transaction recorded.
-    transaction: u64,
-    /// Chunks stored now (some may belong to older, larger transactions).
-    stored_chunks: u32,
 }
 
 /// A key and its new value (`None`: removed).
@@ -32,92 +30,64 @@ pub type Write = (Vec<u8>, Option<IVec>);
 
 impl RedoLog {
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let tree = db.open_tree("apply_redo")?;
-        let transaction = match tree.get(chunk_key(0))? {
-            Some(chunk) => header(&chunk).ok_or(StoreError::Corrupt)?.0,
-            None => 0,
-        };
-        let stored_chunks = u32::try_from(tree.len()).map_err(|_| StoreError::Corrupt)?;
-        Ok(RedoLog { tree, transaction, stored_chunks })
+        Ok(RedoLog { tree: db.open_tree("apply_redo")? })
     }
 
     /// Makes the writes of a transaction that a crash interrupted; says whether there was
     /// one to finish.
     pub fn recover(&self, state: &sled::Tree) -> Result<bool, StoreError> {
-        let Some(first) = self.tree.get(chunk_key(0))? else { return Ok(false) };
-        let (transaction, count) = header(&first).ok_or(StoreError::Corrupt)?;
-        let mut record = first[HEADER..].to_vec();
-        for n in 1..count {
-            match self.tree.get(chunk_key(n))? {
-                Some(chunk) if header(&chunk) == Some((transaction, count)) => {
-                    record.extend_from_slice(&chunk[HEADER..])
-                }
-                // Cut short by the crash: none of its writes were made.
-                _ => return Ok(false),
-            }
-        }
-        for (key, value) in decode(&record)? {
-            match value {
-                Some(value) => state.insert(key, value)?,
-                None => state.remove(key)?,
-            };
-        }
+        let Some(record) = self.tree.get(RECORD)? else { return Ok(false) };
+        apply(state, decode(&record)?)?;
+        self.tree.remove(RECORD)?;
         Ok(true)
     }
 
-    /// Records the writes, makes them in order, then removes the record.
-    pub fn commit(&mut self, state: &sled::Tree, writes: Vec<Write>) -> Result<(), StoreError> {
+    /// Makes the writes in order, atomically with respect to crashes.
+    pub fn commit(&self, state: &sled::Tree, writes: Vec<Write>) -> Result<(), StoreError> {
+        if record_size(&writes) > MAX_RECORD_BYTES {
+            let mut batch = sled::Batch::default();
+            for (key, value) in writes {
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
+                }
+            }
+            return Ok(state.apply_batch(batch)?);
+        }
         if writes.is_empty() {
             return Ok(());
         }
-        let record = encode(&writes)?;
-        let chunks: Vec<&[u8]> = record.chunks(CHUNK_BYTES).collect();
-        let count = u32::try_from(chunks.len()).map_err(|_| StoreError::Encoding)?;
-        self.transaction += 1;
-        for (n, chunk) in (0..).zip(&chunks) {
-            let mut value = Vec::with_capacity(HEADER + chunk.len());
-            value.extend_from_slice(&self.transaction.to_be_bytes());
-            value.extend_from_slice(&count.to_be_bytes());
-            value.extend_from_slice(chunk);
-            self.tree.insert(chunk_key(n), value)?;
-        }
-        self.stored_chunks = self.stored_chunks.max(count);
-        for (key, value) in writes {
-            match value {
-                Some(value) => state.insert(key, value)?,
-                None => state.remove(key)?,
-            };
-        }
-        // Chunk 0 first: without it, what is left is never made again.
-        for n in 0..self.stored_chunks {
-            self.tree.remove(chunk_key(n))?;
-        }
-        self.stored_chunks = 0;
+        self.tree.insert(RECORD, encode(&writes)?)?;
+        apply(state, writes)?;
+        self.tree.remove(RECORD)?;
         Ok(())
     }
 
-    /// Forgets the record, before the state tree is replaced wholesale.
+    /// Forgets the record, before the state tree is replaced wholesale: making its writes
+    /// again would mix them into the new contents.
     pub fn clear(&mut self) -> Result<(), StoreError> {
         self.tree.clear()?;
-        self.stored_chunks = 0;
         Ok(())
     }
 }
 
-fn chunk_key(n: u32) -> [u8; 4] {
-    n.to_be_bytes()
+fn apply(state: &sled::Tree, writes: Vec<Write>) -> Result<(), StoreError> {
+    for (key, value) in writes {
+        match value {
+            Some(value) => state.insert(key, value)?,
+            None => state.remove(key)?,
+        };
+    }
+    Ok(())
 }
 
-fn header(chunk: &[u8]) -> Option<(u64, u32)> {
-    let transaction = u64::from_be_bytes(chunk.get(0..8)?.try_into().ok()?);
-    let count = u32::from_be_bytes(chunk.get(8..12)?.try_into().ok()?);
-    Some((transaction, count))
+fn record_size(writes: &[Write]) -> usize {
+    writes.iter().map(|(k, v)| 8 + k.len() + v.as_ref().map_or(0, |v| v.len())).sum()
 }
 
 /// `u32` key length, key, then `u32::MAX` for a removal or the value's length and value.
 fn encode(writes: &[Write]) -> Result<Vec<u8>, StoreError> {
-    let size = writes.iter().map(|(k, v)| 8 + k.len() + v.as_ref().map_or(0, |v| v.len())).sum();
-    let mut out = Vec::with_capacity(size);
+    let mut out = Vec::with_capacity(record_size(writes));
     for (key, value) in writes {
         out.extend_from_slice(&u32::try_from(key.len()).map_err(|_| StoreError::Encoding)?.to_be_bytes());
         out.extend_from_slice(key);
@@ -163,27 +133,11 @@ mod tests {
         values.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| IVec::from(v.as_bytes())))).collect()
     }
 
-    /// Stores a record as `commit` does, without making its writes.
-    fn record_only(redo: &mut RedoLog, writes: &[Write]) {
-        let state = sled::Config::new().temporary(true).open().unwrap().open_tree("scratch").unwrap();
-        let tree = redo.tree.clone();
-        redo.commit(&state, writes.to_vec()).unwrap();
-        // Put the record back as it was before its removal.
-        let record = encode(writes).unwrap();
-        let chunks: Vec<&[u8]> = record.chunks(CHUNK_BYTES).collect();
-        for (n, chunk) in (0..).zip(&chunks) {
-            let mut value = redo.transaction.to_be_bytes().to_vec();
-            value.extend_from_slice(&u32::try_from(chunks.len()).unwrap().to_be_bytes());
-            value.extend_from_slice(chunk);
-            tree.insert(chunk_key(n), value).unwrap();
-        }
-    }
-
     #[test]
     fn a_finished_transaction_leaves_no_record() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let state = db.open_tree("state").unwrap();
-        let mut redo = RedoLog::open(&db).unwrap();
+        let redo = RedoLog::open(&db).unwrap();
         state.insert("gone", "old").unwrap();
         redo.commit(&state, writes(&[("a", Some("1")), ("gone", None)])).unwrap();
         assert_eq!(state.get("a").unwrap().unwrap(), "1");
@@ -193,33 +147,34 @@ mod tests {
     }
 
     #[test]
-    fn a_complete_record_is_made_again_and_an_incomplete_one_ignored() {
+    fn a_record_left_by_a_crash_is_made_again() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let state = db.open_tree("state").unwrap();
-        let mut redo = RedoLog::open(&db).unwrap();
         state.insert("gone", "old").unwrap();
-        let big = "x".repeat(CHUNK_BYTES * 2);
-        // As if the crash came after the record, before the writes.
-        record_only(&mut redo, &writes(&[("a", Some("1")), ("gone", None), ("big", Some(&big))]));
+        // As if the crash came after the record, before (some of) the writes.
+        let pending = writes(&[("a", Some("1")), ("gone", None), ("b", Some("2"))]);
+        let redo = RedoLog::open(&db).unwrap();
+        redo.tree.insert(RECORD, encode(&pending).unwrap()).unwrap();
+        state.insert("a", "1").unwrap();
 
-        let mut redo = RedoLog::open(&db).unwrap();
-        assert_eq!((redo.transaction, redo.stored_chunks), (1, 3));
+        let redo = RedoLog::open(&db).unwrap();
         assert!(redo.recover(&state).unwrap());
         assert_eq!(state.get("a").unwrap().unwrap(), "1");
-        assert_eq!(state.get("big").unwrap().unwrap(), big.as_bytes());
+        assert_eq!(state.get("b").unwrap().unwrap(), "2");
         assert!(state.get("gone").unwrap().is_none());
+        assert!(!redo.recover(&state).unwrap(), "made once, the record is gone");
+    }
 
-        // The next transaction removes all of it, its own record and the old chunks.
-        redo.commit(&state, writes(&[("b", Some("2"))])).unwrap();
+    #[test]
+    fn a_large_transaction_is_a_sled_batch_and_leaves_no_record() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let state = db.open_tree("state").unwrap();
+        let redo = RedoLog::open(&db).unwrap();
+        let big = "y".repeat(MAX_RECORD_BYTES);
+        redo.commit(&state, writes(&[("big", Some(&big)), ("small", Some("s"))])).unwrap();
+        assert_eq!(state.get("big").unwrap().unwrap(), big.as_bytes());
+        assert_eq!(state.get("small").unwrap().unwrap(), "s");
         assert!(redo.tree.is_empty());
-
-        // A record whose later chunks are from another transaction is incomplete.
-        record_only(&mut redo, &writes(&[("c", Some("3")), ("big", Some(&big))]));
-        let mut first = redo.tree.get(chunk_key(0)).unwrap().unwrap().to_vec();
-        first[0..8].copy_from_slice(&99u64.to_be_bytes());
-        redo.tree.insert(chunk_key(0), first).unwrap();
-        assert!(!redo.recover(&state).unwrap());
-        assert!(state.get("c").unwrap().is_none(), "nothing of an incomplete record is made");
     }
 
     #[test]

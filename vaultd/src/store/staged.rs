@@ -60,7 +60,7 @@ impl Staged {
     /// Applies every pending write, atomically with respect to crashes. Metadata (the
     /// audit head, the last applied log id) is written last, so a reader that sees it
     /// sees everything it covers.
-    pub fn commit(self, redo: &mut RedoLog) -> Result<(), StoreError> {
+    pub fn commit(self, redo: &RedoLog) -> Result<(), StoreError> {
         let mut writes: Vec<_> = self.writes.into_iter().collect();
         writes.sort_by_key(|(key, _)| keys::is_meta(key));
         redo.commit(&self.tree, writes)

@@ -1,8 +1,8 @@
 //! Applies commands to the state tree. Every replica applies the same commands in the same
 //! log order, so application is deterministic: times and ids come from the command, never
-//! from the applying node. A transaction covers one or more log entries and reaches sled
-//! as one atomic batch: either all of its commands and audit events are stored, or none.
-//! A rejected command writes only its audit event.
+//! from the applying node. A transaction covers one or more log entries; after a crash
+//! either all of its commands and audit events are stored, or none (`redo`). A rejected
+//! command writes only its audit event.
 
 use std::sync::Arc;
 
@@ -124,7 +124,7 @@ impl Transaction<'_> {
         if !self.events.is_empty() {
             self.staged.insert(keys::meta(keys::AUDIT_HEAD), encode(&self.head)?);
         }
-        self.staged.commit(&mut self.machine.redo)?;
+        self.staged.commit(&self.machine.redo)?;
         self.machine.head = self.head;
         for subject in &self.forgotten {
             self.machine.dek_cache.remove(subject);
