@@ -195,7 +195,9 @@ fn forget_me_destroys_the_dek_and_leaves_a_tombstone() {
     vault.kill();
     // A killed node may not have written its state yet; restarting applies again from the
     // Raft log whatever sled did not keep, and a clean stop writes it out.
-    Vault::hsm(&hsm, &data_dir, &[]).stop();
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    assert_eq!(vault.client().get(&format!("/v1/user/token/{token}")).assert_ok()["data"], json!({}));
+    vault.stop();
 
     // On disk: a tombstone without DEK, profile, index or app records.
     let store = Store::open(&data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();

@@ -1,9 +1,10 @@
 //! Replication: every change to vault state is a command in an openraft log, persisted in
-//! sled and applied by the same state machine on every replica. A standalone vault is a
+//! segment files and applied by the same state machine on every replica. A standalone vault is a
 //! one-member cluster; it takes the same path, so there is one write path to trust.
 //!
 //! - [`types`]: the Raft type configuration and member addresses;
-//! - [`log_store`] and [`state_machine`] (with [`snapshot`]): openraft's storage on sled;
+//! - [`log_store`] (with [`log_file`]) and [`state_machine`] (with [`snapshot`]):
+//!   openraft's storage — the log in segment files, the state in sled;
 //! - [`network`] and [`peer`]: the peer port, client and server side, and [`rpc`], what
 //!   travels over it besides Raft's own messages;
 //! - [`proposer`]: batches the commands of concurrent requests into log entries, on the

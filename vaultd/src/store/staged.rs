@@ -1,6 +1,6 @@
 //! A batch's pending writes over the state tree. Commands of one batch see each other's
 //! writes (two creates with one email in one batch: the second is a duplicate), and the
-//! whole batch reaches sled through the redo log: after a crash, all of it or none.
+//! whole batch reaches sled through `redo`: after a crash, all of it or none.
 
 use std::collections::{BTreeSet, HashMap};
 
