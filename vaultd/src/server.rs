@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api;
 use crate::cluster::{self, Cluster, PeerTls};
@@ -22,9 +23,10 @@ pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address)
 }
 
-/// Serves until the process is told to stop. Prints `vaultd peer port on ADDR` (cluster
-/// nodes; mutual TLS when `PeerTls` is given) and then `vaultd listening on http://ADDR` once the sockets are bound; scripts
-/// and tests wait for those lines.
+/// Serves until SIGTERM or SIGINT. Prints `vaultd peer port on ADDR` (cluster nodes;
+/// mutual TLS when `PeerTls` is given) and then `vaultd listening on http://ADDR` once the
+/// sockets are bound and the signal handlers are in place; scripts and tests wait for
+/// those lines.
 pub async fn serve(
     vault: Vault,
     api_listener: TcpListener,
@@ -40,6 +42,7 @@ pub async fn serve(
     let mut api = HttpServer::new(move || {
         App::new().app_data(vault.clone()).app_data(metrics.clone()).configure(|cfg| api::configure(cfg, max_body))
     })
+    .disable_signals()
     .listen(api_listener)?;
     if let Some(workers) = options.workers {
         api = api.workers(workers);
@@ -53,10 +56,27 @@ pub async fn serve(
         }
         None => None,
     };
+    // Registered before the line is printed: a stop that comes right after it is graceful.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let api = api.run();
+    let (api_handle, peer_handle) = (api.handle(), peers.as_ref().map(|server| server.handle()));
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        // Requests in flight finish first; they may still need the peer port.
+        api_handle.stop(true).await;
+        if let Some(peer_handle) = peer_handle {
+            peer_handle.stop(true).await;
+        }
+        Ok(())
+    };
     println!("vaultd listening on http://{api_address}");
     let result = match peers {
-        Some(peers) => futures_util::try_join!(api.run(), peers).map(drop),
-        None => api.run().await,
+        Some(peers) => futures_util::try_join!(api, peers, stop).map(drop),
+        None => futures_util::try_join!(api, stop).map(drop),
     };
     // SIGTERM or SIGINT: the servers have drained; stop Raft and flush.
     shutdown.shutdown().await;
@@ -70,7 +90,9 @@ fn peer_server(
     tls: Option<&PeerTls>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let cluster = web::Data::new(cluster);
-    let server = HttpServer::new(move || App::new().app_data(cluster.clone()).configure(cluster::peer_app)).workers(2);
+    let server = HttpServer::new(move || App::new().app_data(cluster.clone()).configure(cluster::peer_app))
+        .workers(2)
+        .disable_signals();
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls.server_config().map_err(std::io::Error::other)?)?,
         None => server.listen(listener)?,

@@ -1650,3 +1650,12 @@ fn personal_data_never_reaches_the_logs() {
         assert!(!lower.contains(&item.to_lowercase()), "log contains {item}:\n{log}");
     }
 }
+
+#[test]
+fn a_stop_right_after_start_is_graceful() {
+    // `stop` sends SIGTERM as soon as the `listening` line is out and requires exit code 0.
+    for _ in 0..3 {
+        let log = Vault::demo().stop();
+        assert!(log.contains("vaultd stopped"), "{log}");
+    }
+}

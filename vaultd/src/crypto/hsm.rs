@@ -73,7 +73,23 @@ struct Job {
 /// A KEK held in a PKCS#11 token, served by a pool of session-owning threads.
 pub struct HsmKek {
     key_label: String,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    /// `None` once dropping has begun.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for HsmKek {
+    /// Closes the queue and waits until every worker has closed its session: a PKCS#11
+    /// library (and the crypto library under it) torn down at process exit while a
+    /// session still closes crashes the process.
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
 }
 
 impl HsmKek {
@@ -104,15 +120,17 @@ impl HsmKek {
 
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let mut workers = Vec::with_capacity(sessions.len());
         for (n, session) in sessions.into_iter().enumerate() {
             let receiver = Arc::clone(&receiver);
-            std::thread::Builder::new()
+            let worker = std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
                 .spawn(move || worker(session, key, receiver))
                 .map_err(|e| HsmError::Module { module: config.module.clone(), reason: e.to_string() })?;
+            workers.push(worker);
         }
         tracing::info!(token = %config.token_label, key = %config.key_label, sessions = config.sessions.max(1), "HSM KEK ready");
-        Ok(HsmKek { key_label: config.key_label.clone(), jobs: Mutex::new(sender) })
+        Ok(HsmKek { key_label: config.key_label.clone(), jobs: Mutex::new(Some(sender)), workers })
     }
 
     pub fn key_label(&self) -> &str {
@@ -139,6 +157,8 @@ impl HsmKek {
         self.jobs
             .lock()
             .map_err(|_| CryptoError::HsmUnavailable)?
+            .as_ref()
+            .ok_or(CryptoError::HsmUnavailable)?
             .send(job)
             .map_err(|_| CryptoError::HsmUnavailable)?;
         answer.await.map_err(|_| CryptoError::HsmUnavailable)?
