@@ -162,9 +162,14 @@ impl LogFiles {
         }
     }
 
-    /// The payloads of the entries in `range` that the files hold, in order.
-    pub fn read(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut payloads = Vec::new();
+    /// The entries in `range` that the files hold, in order, each decoded from its
+    /// payload straight out of the read buffer.
+    pub fn read<T>(
+        &self,
+        range: Range<u64>,
+        decode: impl Fn(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut entries = Vec::new();
         let segments = self.read_lock();
         for segment in segments.iter() {
             let Some((start, stop)) = segment.span(range.start, range.end) else {
@@ -175,11 +180,11 @@ impl LogFiles {
             let mut rest = bytes.as_slice();
             while !rest.is_empty() {
                 let (_, payload, after) = split_record(rest).ok_or(StoreError::Corrupt)?;
-                payloads.push(payload.to_vec());
+                entries.push(decode(payload)?);
                 rest = after;
             }
         }
-        Ok(payloads)
+        Ok(entries)
     }
 
     /// Removes the entries at `index` and after, durably.
@@ -320,6 +325,10 @@ mod tests {
         range.map(|i| (i, format!("entry {i}").into_bytes())).collect()
     }
 
+    fn read(log: &LogFiles, range: Range<u64>) -> Vec<Vec<u8>> {
+        log.read(range, |payload| Ok(payload.to_vec())).unwrap()
+    }
+
     fn payloads(range: Range<u64>) -> Vec<Vec<u8>> {
         entries(range).into_iter().map(|(_, p)| p).collect()
     }
@@ -332,11 +341,11 @@ mod tests {
         log.append(&entries(1..4)).unwrap();
         log.append(&entries(4..6)).unwrap();
         log.sync().unwrap();
-        assert_eq!(log.read(2..5).unwrap(), payloads(2..5));
+        assert_eq!(read(&log, 2..5), payloads(2..5));
         drop(log);
         let log = LogFiles::open(dir.path()).unwrap();
         assert_eq!(log.indexes(), 1..6);
-        assert_eq!(log.read(0..100).unwrap(), payloads(1..6));
+        assert_eq!(read(&log, 0..100), payloads(1..6));
     }
 
     #[test]
@@ -363,7 +372,7 @@ mod tests {
         let log = LogFiles::open(dir.path()).unwrap();
         assert_eq!(log.indexes(), 1..3, "the cut record is dropped");
         log.append(&entries(3..5)).unwrap();
-        assert_eq!(log.read(1..5).unwrap(), payloads(1..5));
+        assert_eq!(read(&log, 1..5), payloads(1..5));
         drop(log);
 
         // A flipped byte in the first record of a segment that is not the last.
@@ -387,11 +396,11 @@ mod tests {
         log.append(&[(3, b"other".to_vec())]).unwrap();
         drop(log);
         let log = LogFiles::open(dir.path()).unwrap();
-        assert_eq!(log.read(1..10).unwrap(), vec![b"entry 1".to_vec(), b"entry 2".to_vec(), b"other".to_vec()]);
+        assert_eq!(read(&log, 1..10), vec![b"entry 1".to_vec(), b"entry 2".to_vec(), b"other".to_vec()]);
         log.truncate(1).unwrap();
         assert_eq!(log.indexes(), 0..0);
         log.append(&entries(1..2)).unwrap();
-        assert_eq!(log.read(0..10).unwrap(), payloads(1..2));
+        assert_eq!(read(&log, 0..10), payloads(1..2));
     }
 
     #[test]
@@ -402,7 +411,7 @@ mod tests {
         log.append(&entries(2..5)).unwrap();
         log.purge(2).unwrap();
         assert_eq!(log.indexes(), 3..5);
-        assert_eq!(log.read(0..10).unwrap(), payloads(3..5));
+        assert_eq!(read(&log, 0..10), payloads(3..5));
         for file in fs::read_dir(dir.path()).unwrap() {
             let bytes = fs::read(file.unwrap().path()).unwrap();
             assert!(!bytes.windows(6).any(|w| w == b"secret"), "the purged entry is gone from every file");
@@ -410,7 +419,7 @@ mod tests {
         log.append(&entries(5..7)).unwrap();
         drop(log);
         let log = LogFiles::open(dir.path()).unwrap();
-        assert_eq!(log.read(0..10).unwrap(), payloads(3..7));
+        assert_eq!(read(&log, 0..10), payloads(3..7));
         log.purge(6).unwrap();
         assert_eq!(log.indexes(), 0..0, "everything purged");
         log.append(&entries(7..8)).unwrap();
@@ -433,7 +442,7 @@ mod tests {
         fs::write(dir.path().join(format!("{}{TEMPORARY}", segment_name(4))), b"partial").unwrap();
         let log = LogFiles::open(dir.path()).unwrap();
         assert_eq!(log.indexes(), 3..6);
-        assert_eq!(log.read(0..10).unwrap(), payloads(3..6));
+        assert_eq!(read(&log, 0..10), payloads(3..6));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the leftovers are removed");
     }
 
@@ -448,9 +457,9 @@ mod tests {
         drop(log);
         let log = LogFiles::open(dir.path()).unwrap();
         assert_eq!(log.indexes(), 1..4);
-        assert_eq!(log.read(2..4).unwrap(), vec![big, b"small".to_vec()]);
+        assert_eq!(read(&log, 2..4), vec![big, b"small".to_vec()]);
         log.purge(2).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the first segment is deleted whole");
-        assert_eq!(log.read(0..10).unwrap(), vec![b"small".to_vec()]);
+        assert_eq!(read(&log, 0..10), vec![b"small".to_vec()]);
     }
 }

@@ -59,12 +59,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
             Bound::Excluded(&i) => i,
             Bound::Unbounded => u64::MAX,
         };
-        self.files
-            .read(start..end)
-            .map_err(read_error)?
-            .iter()
-            .map(|payload| decode(payload).map_err(read_error))
-            .collect()
+        self.files.read(start..end, |payload| decode(payload)).map_err(read_error)
     }
 }
 
@@ -107,11 +102,8 @@ impl LogStore {
         if indexes.is_empty() {
             return Ok(None);
         }
-        let last = files.read(indexes.end - 1..indexes.end).map_err(read_error)?;
-        match last.first() {
-            Some(payload) => Ok(Some(decode::<Entry>(payload).map_err(read_error)?.log_id)),
-            None => Ok(None),
-        }
+        let last = files.read(indexes.end - 1..indexes.end, |payload| decode::<Entry>(payload)).map_err(read_error)?;
+        Ok(last.first().map(|entry| entry.log_id))
     }
 }
 

@@ -58,7 +58,6 @@ impl StateMachineStore {
     /// Loads snapshot bytes into the state tree, marked so that a crash midway is redone.
     fn load(&mut self, data: &[u8]) -> Result<(), StoreError> {
         self.raft_meta.insert(INSTALLING, &[])?;
-        self.machine.forget_last_transaction()?;
         self.store().flush()?;
         snapshot::load(self.store().state_tree(), data)?;
         self.store().flush()?;

@@ -10,7 +10,8 @@
 //! sled recovers a prefix of its log after a crash, so a recovered database holds either
 //! no part of the transaction's own writes (no record) or the whole record: `recover`
 //! then makes every write of it again — setting a key to its new value twice is harmless,
-//! and no later transaction can have started.
+//! and no later transaction can have started. The record exists only while a commit
+//! runs, so nothing else (a snapshot install, say) has to know about it.
 
 use sled::IVec;
 
@@ -44,7 +45,8 @@ impl RedoLog {
 
     /// Makes the writes in order, atomically with respect to crashes.
     pub fn commit(&self, state: &sled::Tree, writes: Vec<Write>) -> Result<(), StoreError> {
-        if record_size(&writes) > MAX_RECORD_BYTES {
+        let size = record_size(&writes);
+        if size > MAX_RECORD_BYTES {
             let mut batch = sled::Batch::default();
             for (key, value) in writes {
                 match value {
@@ -57,16 +59,9 @@ impl RedoLog {
         if writes.is_empty() {
             return Ok(());
         }
-        self.tree.insert(RECORD, encode(&writes)?)?;
+        self.tree.insert(RECORD, encode(&writes, size)?)?;
         apply(state, writes)?;
         self.tree.remove(RECORD)?;
-        Ok(())
-    }
-
-    /// Forgets the record, before the state tree is replaced wholesale: making its writes
-    /// again would mix them into the new contents.
-    pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.tree.clear()?;
         Ok(())
     }
 }
@@ -86,8 +81,8 @@ fn record_size(writes: &[Write]) -> usize {
 }
 
 /// `u32` key length, key, then `u32::MAX` for a removal or the value's length and value.
-fn encode(writes: &[Write]) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(record_size(writes));
+fn encode(writes: &[Write], size: usize) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(size);
     for (key, value) in writes {
         out.extend_from_slice(&u32::try_from(key.len()).map_err(|_| StoreError::Encoding)?.to_be_bytes());
         out.extend_from_slice(key);
@@ -154,7 +149,7 @@ mod tests {
         // As if the crash came after the record, before (some of) the writes.
         let pending = writes(&[("a", Some("1")), ("gone", None), ("b", Some("2"))]);
         let redo = RedoLog::open(&db).unwrap();
-        redo.tree.insert(RECORD, encode(&pending).unwrap()).unwrap();
+        redo.tree.insert(RECORD, encode(&pending, record_size(&pending)).unwrap()).unwrap();
         state.insert("a", "1").unwrap();
 
         let redo = RedoLog::open(&db).unwrap();
@@ -180,7 +175,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_garbage_is_refused() {
         let all = writes(&[("", Some("")), ("k", None), ("key", Some("value"))]);
-        assert_eq!(decode(&encode(&all).unwrap()).unwrap(), all);
+        assert_eq!(decode(&encode(&all, record_size(&all)).unwrap()).unwrap(), all);
         assert!(matches!(decode(&[0, 0, 0, 9, 1]), Err(StoreError::Corrupt)));
     }
 }

@@ -55,12 +55,6 @@ impl StateMachine {
         Transaction { machine: self, staged, head, events: Vec::new(), forgotten: Vec::new() }
     }
 
-    /// Drops the record of the last transaction, before the tree is replaced wholesale:
-    /// making its writes again would mix them into the new contents.
-    pub fn forget_last_transaction(&mut self) -> Result<(), StoreError> {
-        self.redo.clear()
-    }
-
     /// Re-reads what the machine caches from the tree, after the tree was replaced
     /// wholesale (a snapshot was installed). Cached keys may belong to subjects the
     /// snapshot has forgotten, so the cache is emptied too.
