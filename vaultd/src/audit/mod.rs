@@ -118,6 +118,10 @@ pub struct AuditEvent {
     pub operation: Operation,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<Uuid>,
+    /// The sequence number of the subject's event before this one: a subject's events
+    /// form a list from its newest, so listing them needs no index entry per event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_prev: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,8 +137,9 @@ pub struct AuditEvent {
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl AuditEvent {
-    /// Chains a draft after the event whose hash is `prev`.
-    pub fn chain(draft: AuditDraft, seq: u64, result: String, prev: &str) -> Self {
+    /// Chains a draft after the event whose hash is `prev`; `subject_prev` is the
+    /// subject's previous event, if it has one.
+    pub fn chain(draft: AuditDraft, seq: u64, result: String, prev: &str, subject_prev: Option<u64>) -> Self {
         let mut event = AuditEvent {
             seq,
             id: Uuid::nil(),
@@ -142,6 +147,7 @@ impl AuditEvent {
             actor: draft.actor,
             operation: draft.operation,
             subject: draft.subject,
+            subject_prev,
             app: draft.app,
             mode: draft.mode,
             purpose: draft.purpose,
@@ -259,7 +265,7 @@ mod tests {
         let mut prev = GENESIS.to_string();
         (1..=n)
             .map(|seq| {
-                let e = AuditEvent::chain(draft(seq), seq, "ok".into(), &prev);
+                let e = AuditEvent::chain(draft(seq), seq, "ok".into(), &prev, None);
                 prev = e.hash.clone();
                 e
             })

@@ -13,7 +13,9 @@ use super::StoreError;
 /// 2: subjects carry an expiration, access tokens a subject; sessions, shares, consent,
 /// requests and retention runs exist.
 /// 3: the Raft log lives in segment files (`raft-log/`), no longer in sled.
-pub const CURRENT: u32 = 3;
+/// 4: audit events link to their subject's previous event; one audit head per subject
+/// replaces the index entry per event.
+pub const CURRENT: u32 = 4;
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";

@@ -13,8 +13,9 @@ const APP: u8 = b'a';
 pub const APP_NAME: u8 = b'n';
 /// Audit blocks: `e` + sequence number of the block's first event (big-endian).
 pub const AUDIT_BLOCK: u8 = b'e';
-/// Audit events by subject: `b` + subject token + sequence number.
-const AUDIT_BY_SUBJECT: u8 = b'b';
+/// Each subject's audit head: `b` + subject token → `SubjectAuditHead` (its newest
+/// event; older ones are linked from there by `subject_prev`).
+const SUBJECT_AUDIT_HEAD: u8 = b'b';
 /// Access tokens: `t` + SHA-256 of the secret.
 pub const TOKEN: u8 = b't';
 /// Applied erasures: `x` + Raft log index (big-endian) → time applied (ms). A node's
@@ -83,12 +84,8 @@ pub fn audit_block(first_seq: u64) -> Vec<u8> {
     key(AUDIT_BLOCK, &[&first_seq.to_be_bytes()])
 }
 
-pub fn audit_by_subject_prefix(subject: &Uuid) -> Vec<u8> {
-    key(AUDIT_BY_SUBJECT, &[subject.as_bytes()])
-}
-
-pub fn audit_by_subject(subject: &Uuid, seq: u64) -> Vec<u8> {
-    key(AUDIT_BY_SUBJECT, &[subject.as_bytes(), &seq.to_be_bytes()])
+pub fn subject_audit_head(subject: &Uuid) -> Vec<u8> {
+    key(SUBJECT_AUDIT_HEAD, &[subject.as_bytes()])
 }
 
 pub fn token(secret_hash: &[u8; 32]) -> Vec<u8> {

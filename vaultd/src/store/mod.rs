@@ -249,34 +249,53 @@ impl Store {
         Ok(event.filter(|event| event.id == *id))
     }
 
-    /// The event with this sequence number: found in the block that starts at or before it.
+    /// The event with this sequence number.
     pub fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
-        let Some((key, block)) =
-            self.state.range(keys::audit_block(0)..=keys::audit_block(seq)).next_back().transpose()?
-        else {
-            return Ok(None);
-        };
-        let offset = seq.checked_sub(keys::trailing_seq(&key)).ok_or(StoreError::Corrupt)?;
-        let mut events = decode_block(&block)?;
+        let mut events = self.audit_block_holding(seq)?;
+        let offset = events.first().map_or(Some(0), |first| seq.checked_sub(first.seq)).ok_or(StoreError::Corrupt)?;
         Ok(usize::try_from(offset).ok().filter(|&i| i < events.len()).map(|i| events.swap_remove(i)))
     }
 
-    /// Events about one subject, newest first, with the total count.
+    /// The events of the block that starts at or before `seq` (empty before the first).
+    fn audit_block_holding(&self, seq: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        match self.state.range(keys::audit_block(0)..=keys::audit_block(seq)).next_back().transpose()? {
+            Some((_, block)) => decode_block(&block),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Events about one subject, newest first, with the total count: a walk from the
+    /// subject's newest event along `subject_prev`, reading each block once per run of
+    /// its events.
     pub fn audit_for_subject(
         &self,
         subject: &Uuid,
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<AuditEvent>), StoreError> {
-        let keys: Vec<_> =
-            self.state.scan_prefix(keys::audit_by_subject_prefix(subject)).keys().collect::<Result<_, _>>()?;
-        let mut events = Vec::new();
-        for key in keys.iter().rev().skip(offset).take(limit) {
-            if let Some(event) = self.audit_event_at(keys::trailing_seq(key))? {
-                events.push(event);
+        let Some(head) = self.get::<SubjectAuditHead>(&keys::subject_audit_head(subject))? else {
+            return Ok((0, Vec::new()));
+        };
+        let total = usize::try_from(head.count).map_err(|_| StoreError::Corrupt)?;
+        let mut events = Vec::with_capacity(limit.min(total));
+        let mut block: Vec<AuditEvent> = Vec::new();
+        let mut next = Some(head.newest);
+        for position in 0..offset.saturating_add(limit).min(total) {
+            let seq = next.ok_or(StoreError::Corrupt)?;
+            if !block.first().is_some_and(|first| first.seq <= seq && seq - first.seq < block.len() as u64) {
+                block = self.audit_block_holding(seq)?;
+            }
+            let event = block
+                .first()
+                .and_then(|first| block.get(usize::try_from(seq - first.seq).ok()?))
+                .filter(|event| event.seq == seq && event.subject == Some(*subject))
+                .ok_or(StoreError::Corrupt)?;
+            next = event.subject_prev;
+            if position >= offset {
+                events.push(event.clone());
             }
         }
-        Ok((keys.len(), events))
+        Ok((total, events))
     }
 
     /// All events, newest first, with the total count.
@@ -343,6 +362,13 @@ impl AuditHead {
     fn genesis() -> Self {
         AuditHead { seq: 0, hash: audit::GENESIS.to_string() }
     }
+}
+
+/// Where a subject's events begin: its newest event and how many it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SubjectAuditHead {
+    pub newest: u64,
+    pub count: u64,
 }
 
 /// What sled's `flush` leaves out. On Linux it ends with `sync_file_range`, which neither

@@ -18,7 +18,7 @@ use super::records::{
 };
 use super::redo::RedoLog;
 use super::staged::Staged;
-use super::{keys, AuditHead, Store, StoreError};
+use super::{keys, AuditHead, Store, StoreError, SubjectAuditHead};
 use crate::audit::AuditEvent;
 use crate::crypto::DekCache;
 use crate::identity::IndexKind;
@@ -94,9 +94,25 @@ impl Transaction<'_> {
         }
         let mut draft = command.audit.clone();
         draft.subject = draft.subject.or(resolved);
-        let event = AuditEvent::chain(draft, self.head.seq + 1, result, &self.head.hash);
-        if let Some(subject) = &event.subject {
-            self.staged.insert(keys::audit_by_subject(subject, event.seq), &[]);
+        let seq = self.head.seq + 1;
+        let subject_head = match draft.subject {
+            Some(subject) => {
+                let key = keys::subject_audit_head(&subject);
+                let before = read::<SubjectAuditHead>(&self.staged, &key)?;
+                let count = before.map_or(0, |head| head.count) + 1;
+                Some((key, before.map(|head| head.newest), SubjectAuditHead { newest: seq, count }))
+            }
+            None => None,
+        };
+        let event = AuditEvent::chain(
+            draft,
+            seq,
+            result,
+            &self.head.hash,
+            subject_head.as_ref().and_then(|(_, prev, _)| *prev),
+        );
+        if let Some((key, _, head)) = subject_head {
+            write(&mut self.staged, key, &head)?;
         }
         self.head = AuditHead { seq: event.seq, hash: event.hash.clone() };
         self.events.push(event);
@@ -759,6 +775,42 @@ mod tests {
         let mut forged = middle.id.into_bytes();
         forged[15] ^= 1;
         assert_eq!(store.audit_event(&Uuid::from_bytes(forged)).unwrap(), None, "ids cannot be guessed from seq");
+        assert!(store.verify_audit().unwrap().intact);
+    }
+
+    #[test]
+    fn a_subjects_events_are_listed_through_their_links() {
+        let (_dir, mut machine) = machine();
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        // 200 events over three batches: every third about `first`, the rest about
+        // `second` or nobody, so `first`'s list skips across blocks and batches.
+        for batch in 0..3u64 {
+            let reads: Vec<Command> = (0..200 / 3 + 1)
+                .map(|i| {
+                    let mut read = command(Change::Access { found: true });
+                    read.audit.subject = match (batch * 67 + i) % 3 {
+                        0 => Some(first),
+                        1 => Some(second),
+                        _ => None,
+                    };
+                    read
+                })
+                .collect();
+            apply(&mut machine, &reads);
+        }
+        let store = machine.store();
+        let (total, all) = store.audit_all(0, 300).unwrap();
+        let expected: Vec<u64> =
+            all.iter().filter(|event| event.subject == Some(first)).map(|event| event.seq).collect();
+        let (count, listed) = store.audit_for_subject(&first, 0, 300).unwrap();
+        assert_eq!((total, count), (201, expected.len()));
+        assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
+        assert_eq!(listed.last().unwrap().subject_prev, None, "the first event starts the list");
+        let (_, page) = store.audit_for_subject(&first, 10, 5).unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), expected[10..15]);
+        let (_, past_the_end) = store.audit_for_subject(&first, count, 5).unwrap();
+        assert!(past_the_end.is_empty());
+        assert_eq!(store.audit_for_subject(&Uuid::new_v4(), 0, 5).unwrap(), (0, Vec::new()));
         assert!(store.verify_audit().unwrap().intact);
     }
 
