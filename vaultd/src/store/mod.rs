@@ -282,12 +282,14 @@ impl Store {
         let mut next = Some(head.newest);
         for position in 0..offset.saturating_add(limit).min(total) {
             let seq = next.ok_or(StoreError::Corrupt)?;
-            if !block.first().is_some_and(|first| first.seq <= seq && seq - first.seq < block.len() as u64) {
+            let in_block =
+                block.first().and_then(|first| seq.checked_sub(first.seq)).is_some_and(|i| i < block.len() as u64);
+            if !in_block {
                 block = self.audit_block_holding(seq)?;
             }
             let event = block
                 .first()
-                .and_then(|first| block.get(usize::try_from(seq - first.seq).ok()?))
+                .and_then(|first| block.get(usize::try_from(seq.checked_sub(first.seq)?).ok()?))
                 .filter(|event| event.seq == seq && event.subject == Some(*subject))
                 .ok_or(StoreError::Corrupt)?;
             next = event.subject_prev;
