@@ -1,6 +1,7 @@
 //! Replication: every change to vault state is a command in an openraft log, persisted in
-//! segment files and applied by the same state machine on every replica. A standalone vault is a
-//! one-member cluster; it takes the same path, so there is one write path to trust.
+//! segment files and applied by the same state machine on every replica. A standalone
+//! vault is a one-member cluster; it takes the same path, so there is one write path to
+//! trust.
 //!
 //! - [`types`]: the Raft type configuration and member addresses;
 //! - [`log_store`] (with [`log_file`]) and [`state_machine`] (with [`snapshot`]):

@@ -252,8 +252,7 @@ impl Store {
     /// The event with this sequence number.
     pub fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
         let mut events = self.audit_block_holding(seq)?;
-        let offset = events.first().map_or(Some(0), |first| seq.checked_sub(first.seq)).ok_or(StoreError::Corrupt)?;
-        Ok(usize::try_from(offset).ok().filter(|&i| i < events.len()).map(|i| events.swap_remove(i)))
+        Ok(position_in_block(&events, seq).map(|i| events.swap_remove(i)))
     }
 
     /// The events of the block that starts at or before `seq` (empty before the first).
@@ -282,14 +281,11 @@ impl Store {
         let mut next = Some(head.newest);
         for position in 0..offset.saturating_add(limit).min(total) {
             let seq = next.ok_or(StoreError::Corrupt)?;
-            let in_block =
-                block.first().and_then(|first| seq.checked_sub(first.seq)).is_some_and(|i| i < block.len() as u64);
-            if !in_block {
+            if position_in_block(&block, seq).is_none() {
                 block = self.audit_block_holding(seq)?;
             }
-            let event = block
-                .first()
-                .and_then(|first| block.get(usize::try_from(seq.checked_sub(first.seq)?).ok()?))
+            let event = position_in_block(&block, seq)
+                .map(|i| &block[i])
                 .filter(|event| event.seq == seq && event.subject == Some(*subject))
                 .ok_or(StoreError::Corrupt)?;
             next = event.subject_prev;
@@ -422,6 +418,12 @@ impl Durability {
         *synced = present;
         Ok(())
     }
+}
+
+/// Where event `seq` is in a block of consecutive events, if the block holds it.
+fn position_in_block(block: &[AuditEvent], seq: u64) -> Option<usize> {
+    let offset = seq.checked_sub(block.first()?.seq)?;
+    usize::try_from(offset).ok().filter(|&i| i < block.len())
 }
 
 fn decode_block(bytes: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {

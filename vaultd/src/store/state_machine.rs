@@ -95,25 +95,20 @@ impl Transaction<'_> {
         let mut draft = command.audit.clone();
         draft.subject = draft.subject.or(resolved);
         let seq = self.head.seq + 1;
-        let subject_head = match draft.subject {
+        let subject_prev = match draft.subject {
             Some(subject) => {
                 let key = keys::subject_audit_head(&subject);
                 let before = read::<SubjectAuditHead>(&self.staged, &key)?;
-                let count = before.map_or(0, |head| head.count) + 1;
-                Some((key, before.map(|head| head.newest), SubjectAuditHead { newest: seq, count }))
+                write(
+                    &mut self.staged,
+                    key,
+                    &SubjectAuditHead { newest: seq, count: before.map_or(0, |h| h.count) + 1 },
+                )?;
+                before.map(|head| head.newest)
             }
             None => None,
         };
-        let event = AuditEvent::chain(
-            draft,
-            seq,
-            result,
-            &self.head.hash,
-            subject_head.as_ref().and_then(|(_, prev, _)| *prev),
-        );
-        if let Some((key, _, head)) = subject_head {
-            write(&mut self.staged, key, &head)?;
-        }
+        let event = AuditEvent::chain(draft, seq, result, &self.head.hash, subject_prev);
         self.head = AuditHead { seq: event.seq, hash: event.hash.clone() };
         self.events.push(event);
         Ok(Receipt { outcome, audit_seq: self.head.seq, log_index })
