@@ -46,7 +46,7 @@ pub use types::{NodeId, NodeInfo};
 use log_store::LogStore;
 use network::{Network, PeerError, PeerHealth};
 use proposer::Pending;
-use snapshot::SnapshotFile;
+use snapshot::Snapshots;
 use state_machine::StateMachineStore;
 use types::Raft;
 
@@ -124,7 +124,7 @@ impl Cluster {
     ) -> Result<Arc<Self>, ClusterError> {
         let log_store = LogStore::open(&store, &data_dir.join("raft-log"))?;
         let machine =
-            StateMachineStore::open(StateMachine::new(store.clone(), dek_cache)?, SnapshotFile::new(data_dir))?;
+            StateMachineStore::open(StateMachine::new(store.clone(), dek_cache)?, Snapshots::open(data_dir)?)?;
         let raft_config = openraft::Config {
             cluster_name: "strongroom".into(),
             heartbeat_interval: 150,

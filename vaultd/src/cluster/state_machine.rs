@@ -2,13 +2,14 @@
 //! `StateMachine` (the last applied log id and the membership are stored in the same
 //! transaction as the commands), builds snapshots and installs them.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use tokio::fs::File;
+use tokio::io::AsyncWriteExt;
 
-use super::snapshot::{self, SnapshotFile};
+use super::snapshot::{PendingBuild, Snapshots};
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::store::{decode, encode, Receipt, StateMachine, Store, StoreError};
 
@@ -27,20 +28,19 @@ fn snapshot_error(e: impl std::error::Error + 'static) -> StorageError {
 
 pub struct StateMachineStore {
     machine: StateMachine,
-    file: Arc<SnapshotFile>,
+    snapshots: Arc<Snapshots>,
     raft_meta: sled::Tree,
     snapshots_built: u64,
 }
 
 impl StateMachineStore {
     /// Opens the state machine; finishes a snapshot load that a crash interrupted.
-    pub fn open(machine: StateMachine, file: SnapshotFile) -> Result<Self, StoreError> {
+    pub fn open(machine: StateMachine, snapshots: Snapshots) -> Result<Self, StoreError> {
         let raft_meta = machine.store().db().open_tree("raft_meta")?;
-        let mut store = StateMachineStore { machine, file: Arc::new(file), raft_meta, snapshots_built: 0 };
+        let mut store = StateMachineStore { machine, snapshots: Arc::new(snapshots), raft_meta, snapshots_built: 0 };
         if store.raft_meta.contains_key(INSTALLING)? {
             tracing::warn!("finishing a snapshot installation that was interrupted");
-            let data = store.file.read()?.ok_or(StoreError::Corrupt)?;
-            store.load(&data)?;
+            store.load()?;
         }
         Ok(store)
     }
@@ -55,15 +55,27 @@ impl StateMachineStore {
         Ok((last, membership))
     }
 
-    /// Loads snapshot bytes into the state tree, marked so that a crash midway is redone.
-    fn load(&mut self, data: &[u8]) -> Result<(), StoreError> {
+    /// Loads the current snapshot into the state tree, marked so that a crash midway is
+    /// redone.
+    fn load(&mut self) -> Result<(), StoreError> {
         self.raft_meta.insert(INSTALLING, &[])?;
         self.store().flush()?;
-        snapshot::load(self.store().state_tree(), data)?;
+        self.snapshots.load_current(self.store().state_tree())?;
         self.store().flush()?;
         self.raft_meta.remove(INSTALLING)?;
         self.store().flush()?;
         self.machine.reload()
+    }
+
+    fn start_build(&mut self) -> Result<PendingBuild, StoreError> {
+        self.snapshots_built += 1;
+        let (last_log_id, last_membership) = self.applied()?;
+        let snapshot_id = match &last_log_id {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.snapshots_built),
+            None => format!("0-0-{}", self.snapshots_built),
+        };
+        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        self.snapshots.start_build(self.store().state_tree(), &meta)
     }
 }
 
@@ -110,62 +122,52 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        // Called between applies, so the dump is a consistent cut of the state.
-        self.snapshots_built += 1;
-        let data = self.applied().and_then(|(last_log_id, last_membership)| {
-            let snapshot_id = match &last_log_id {
-                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.snapshots_built),
-                None => format!("0-0-{}", self.snapshots_built),
-            };
-            let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-            Ok((meta.clone(), snapshot::dump(self.store().state_tree(), &meta)?))
-        });
-        SnapshotBuilder { data: Some(data), file: Arc::clone(&self.file) }
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        if snapshot::meta_of(&data).map_err(snapshot_error)?.last_log_id != meta.last_log_id {
-            return Err(snapshot_error(StoreError::Corrupt));
+        // Called between applies, so the first part of the build is a consistent cut.
+        SnapshotBuilder {
+            pending: Some(self.start_build()),
+            snapshots: Arc::clone(&self.snapshots),
+            tree: self.store().state_tree().clone(),
         }
-        self.file.write(&data).map_err(snapshot_error)?;
-        self.load(&data).map_err(snapshot_error)?;
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
+        let file = self.snapshots.receive().map_err(snapshot_error)?;
+        Ok(Box::new(File::from_std(file)))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, mut snapshot: Box<File>) -> Result<(), StorageError> {
+        snapshot.flush().await.map_err(snapshot_error)?;
+        let file = snapshot.into_std().await;
+        self.snapshots.accept_received(file, meta).map_err(snapshot_error)?;
+        self.load().map_err(snapshot_error)?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some(data) = self.file.read().map_err(snapshot_error)? else {
-            return Ok(None);
-        };
-        let meta = snapshot::meta_of(&data).map_err(snapshot_error)?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let current = self.snapshots.open_current().map_err(snapshot_error)?;
+        Ok(current.map(|(meta, file)| Snapshot { meta, snapshot: Box::new(File::from_std(file)) }))
     }
 }
 
-/// Writes a dump taken by `get_snapshot_builder` to the snapshot file, off the apply path.
+/// Finishes a build started by `get_snapshot_builder`, off the apply path.
 pub struct SnapshotBuilder {
-    data: Option<Result<(SnapshotMeta, Vec<u8>), StoreError>>,
-    file: Arc<SnapshotFile>,
+    pending: Option<Result<PendingBuild, StoreError>>,
+    snapshots: Arc<Snapshots>,
+    tree: sled::Tree,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (meta, data) = self.data.take().ok_or(StoreError::Corrupt).and_then(|r| r).map_err(snapshot_error)?;
-        let file = Arc::clone(&self.file);
-        let data = tokio::task::spawn_blocking(move || file.write(&data).map(|()| data))
+        let pending = self.pending.take().ok_or(StoreError::Corrupt).and_then(|r| r).map_err(snapshot_error)?;
+        let meta = pending.meta().clone();
+        let (snapshots, tree) = (Arc::clone(&self.snapshots), self.tree.clone());
+        let file = tokio::task::spawn_blocking(move || pending.finish(&tree, &snapshots))
             .await
             .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
             .map_err(snapshot_error)?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or_default();
+        tracing::info!(snapshot = %meta.snapshot_id, bytes, "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(File::from_std(file)) })
     }
 }

@@ -15,7 +15,8 @@ use super::StoreError;
 /// 3: the Raft log lives in segment files (`raft-log/`), no longer in sled.
 /// 4: audit events link to their subject's previous event; one audit head per subject
 /// replaces the index entry per event.
-pub const CURRENT: u32 = 4;
+/// 5: snapshot files end with a trailer (`SRSNAP02`) and are streamed, not held in memory.
+pub const CURRENT: u32 = 5;
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";

@@ -4,7 +4,7 @@
 
 mod command;
 mod format;
-mod keys;
+pub(crate) mod keys;
 mod records;
 mod redo;
 mod staged;
