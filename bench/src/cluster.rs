@@ -23,6 +23,10 @@ use crate::servers::{self, Server};
 
 /// Nodes in the cluster (spec §9 measures three).
 pub const NODES: usize = 3;
+/// HTTP workers per node. Three nodes share the machine's two cores, so each gets the one
+/// worker it would get under a CPU limit of one core (actix sizes its workers by the CPU
+/// quota a container is given); with the default, six workers compete for two cores.
+const WORKERS: usize = 1;
 /// How long a learner may take to catch up before promoting it gives up.
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between promote attempts while the learner is not caught up (HTTP 409).
@@ -79,7 +83,8 @@ impl Cluster {
                 .arg("--peer-listen")
                 .arg(peer.to_string())
                 .arg("--peer-secret-file")
-                .arg(&secret_file);
+                .arg(&secret_file)
+                .args(["--workers", &WORKERS.to_string()]);
             if index == 0 {
                 command.arg("--hsm-create-key");
             }
