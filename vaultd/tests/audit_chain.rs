@@ -22,23 +22,17 @@ fn write_history(vault: &Vault) -> u64 {
     verification["events"].as_u64().unwrap()
 }
 
-/// Opens the stopped vault's audit tree, lets `edit` change the stored blocks of events
-/// (as an attacker with the disk would) and writes every block back.
-fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&mut [Vec<AuditEvent>])) {
+/// Opens the stopped vault's audit trail, lets `edit` change the stored events (as an
+/// attacker with the disk would) and writes them back, checksums and all.
+fn tamper(data_dir: &std::path::Path, edit: impl FnOnce(&mut Vec<AuditEvent>)) {
     let store = Store::open(data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();
-    let (keys, mut blocks): (Vec<sled::IVec>, Vec<Vec<AuditEvent>>) = store
-        .raw_audit_blocks()
-        .into_iter()
-        .map(|(key, value)| (key, serde_json::from_slice::<Vec<AuditEvent>>(&value).unwrap()))
-        .unzip();
-    edit(&mut blocks);
-    for (key, block) in keys.iter().zip(&blocks) {
-        store.raw_put(key, serde_json::to_vec(block).unwrap()).unwrap();
-    }
+    let mut events = store.raw_audit_events().unwrap();
+    edit(&mut events);
+    store.raw_rewrite_audit(&events).unwrap();
 }
 
-fn event_mut(blocks: &mut [Vec<AuditEvent>], seq: u64) -> &mut AuditEvent {
-    blocks.iter_mut().flatten().find(|e| e.seq == seq).unwrap()
+fn event_mut(events: &mut [AuditEvent], seq: u64) -> &mut AuditEvent {
+    events.iter_mut().find(|e| e.seq == seq).unwrap()
 }
 
 #[test]
@@ -51,9 +45,9 @@ fn an_edited_event_breaks_verification_at_that_event() {
     assert!(events >= 5, "init, create, read, update, failed lookup: {events}");
     vault.stop();
 
-    tamper(&data_dir, |blocks| {
+    tamper(&data_dir, |events| {
         // Make the failed lookup look like it never failed: keep the hash, change content.
-        let event = blocks.iter_mut().flatten().find(|e| e.result != "ok").unwrap();
+        let event = events.iter_mut().find(|e| e.result != "ok").unwrap();
         assert_eq!(event.seq, 5);
         event.result = "ok".into();
     });
@@ -75,10 +69,7 @@ fn a_deleted_event_or_a_rehashed_edit_is_detected() {
     write_history(&vault);
     vault.stop();
 
-    tamper(&data_dir, |blocks| {
-        let block = blocks.iter_mut().find(|b| b.iter().any(|e| e.seq == 3)).unwrap();
-        block.retain(|e| e.seq != 3);
-    });
+    tamper(&data_dir, |events| events.retain(|e| e.seq != 3));
     let vault = Vault::hsm(&hsm, &data_dir, &[]);
     let reply = vault.client().get("/v1/sys/audit/verify");
     reply.assert_error(409);
@@ -86,8 +77,8 @@ fn a_deleted_event_or_a_rehashed_edit_is_detected() {
     vault.stop();
 
     // Re-hashing an edited event does not help: the next event's link no longer matches.
-    tamper(&data_dir, |blocks| {
-        let event = event_mut(blocks, 1);
+    tamper(&data_dir, |events| {
+        let event = event_mut(events, 1);
         event.actor = "someone-else".into();
         event.hash = event.compute_hash();
         event.id = vaultd::audit::event_id(event.seq, &event.hash);

@@ -170,6 +170,18 @@ fn a_wiped_node_rejoins_under_a_new_id_through_a_snapshot() {
     poll("the rejoined node to apply everything", Duration::from_secs(30), || {
         (cluster.local_status(victim)["appliedIndex"].as_u64()? >= applied).then_some(())
     });
+    // The audit history came with the snapshot: the node's own trail verifies and holds
+    // the events from before it was wiped.
+    let verification =
+        |slot: usize| cluster.client(slot).get("/v1/sys/audit/verify").assert_ok()["verification"].clone();
+    let at_leader = verification(leader);
+    assert_eq!(verification(victim), at_leader);
+    assert_eq!(at_leader["intact"], true);
+    let token = reply.body["token"].as_str().unwrap();
+    let history = cluster.client(victim).get(&format!("/v1/audit/list/{token}"));
+    let operations: Vec<&str> =
+        history.assert_ok()["rows"].as_array().unwrap().iter().filter_map(|row| row["operation"].as_str()).collect();
+    assert_eq!(operations, ["user-read", "user-create"]);
 }
 
 #[test]

@@ -186,36 +186,64 @@ pub struct Verification {
 
 /// Checks a chain given in sequence order, from genesis.
 pub fn verify(events: impl IntoIterator<Item = Result<AuditEvent, u64>>, head: &str) -> Verification {
-    let mut prev = GENESIS.to_string();
-    let mut count = 0u64;
-    let broken = |seq, reason, count| Verification {
-        intact: false,
-        events: count,
-        broken_at: Some(seq),
-        reason: Some(reason),
-        head: head.to_string(),
-    };
-    for item in events {
+    let mut chain = ChainCheck::default();
+    for event in events {
+        chain.push(event);
+    }
+    chain.finish(head)
+}
+
+/// A walk along the chain from genesis, fed one stored event at a time, so that checking
+/// a long history needs no more memory than one event.
+pub struct ChainCheck {
+    prev: String,
+    count: u64,
+    broken: Option<(u64, &'static str)>,
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck { prev: GENESIS.to_string(), count: 0, broken: None }
+    }
+}
+
+impl ChainCheck {
+    /// Checks the next stored event; `Err(seq)` stands for one that cannot be decoded.
+    /// Everything after the first break is ignored.
+    pub fn push(&mut self, item: Result<AuditEvent, u64>) {
+        if self.broken.is_some() {
+            return;
+        }
         let event = match item {
             Ok(event) => event,
-            Err(seq) => return broken(seq, "event cannot be decoded", count),
+            Err(seq) => return self.broken = Some((seq, "event cannot be decoded")),
         };
-        if event.seq != count + 1 {
-            return broken(count + 1, "event missing from the sequence", count);
+        if event.seq != self.count + 1 {
+            return self.broken = Some((self.count + 1, "event missing from the sequence"));
         }
-        if event.prev != prev {
-            return broken(event.seq, "previous-hash link does not match", count);
+        if event.prev != self.prev {
+            return self.broken = Some((event.seq, "previous-hash link does not match"));
         }
         if event.compute_hash() != event.hash || event.id != event_id(event.seq, &event.hash) {
-            return broken(event.seq, "event content does not match its hash", count);
+            return self.broken = Some((event.seq, "event content does not match its hash"));
         }
-        prev = event.hash;
-        count += 1;
+        self.prev = event.hash;
+        self.count += 1;
     }
-    if prev != head {
-        return broken(count + 1, "chain is shorter than its recorded head", count);
+
+    /// The verdict, given the hash the chain must end in.
+    pub fn finish(self, head: &str) -> Verification {
+        let broken = self
+            .broken
+            .or_else(|| (self.prev != head).then_some((self.count + 1, "chain is shorter than its recorded head")));
+        Verification {
+            intact: broken.is_none(),
+            events: self.count,
+            broken_at: broken.map(|(seq, _)| seq),
+            reason: broken.map(|(_, reason)| reason),
+            head: head.to_string(),
+        }
     }
-    Verification { intact: true, events: count, broken_at: None, reason: None, head: head.to_string() }
 }
 
 /// An event's id (Databunker's `atoken`): a version-8 UUID holding the 48-bit sequence

@@ -22,6 +22,7 @@ mod peer;
 mod proposer;
 mod rpc;
 mod snapshot;
+mod snapshot_stream;
 mod state_machine;
 mod tls;
 mod types;

@@ -1,31 +1,37 @@
-//! Snapshots: the whole state tree in one file. A snapshot lets a node purge its log and
-//! lets a new or wiped node catch up without replaying history.
+//! Snapshots: the state tree, and how much of the audit trail goes with it. A snapshot
+//! lets a node purge its log and lets a new or wiped node catch up without replaying
+//! history.
 //!
-//! Snapshots are written, sent, received and loaded as streams: the state (most of it
-//! audit history) never has to fit in memory. Building takes two steps. While the state
-//! machine holds its applies, [`Snapshots::start_build`] writes every record except the
-//! audit blocks: a consistent cut. Applies then go on while [`PendingBuild::finish`]
-//! appends the audit blocks up to that cut; a block is written once and never changed,
-//! so the blocks up to the cut are the same then as at the cut.
+//! On disk a snapshot is `snapshot.bin`: the state tree and the trail's cut (how many
+//! events, how many bytes of the trail belong to it). The trail itself is not copied: it
+//! only grows, so the cut stays valid, and it is synced up to the cut before the snapshot
+//! counts. A build therefore costs the size of the state, never of the audit history. It
+//! writes the tree while the state machine holds its applies (a consistent cut) and syncs
+//! and publishes the file once applies go on.
 //!
-//! Every snapshot file is written under a temporary name, synced and renamed, so a crash
-//! leaves either the old snapshot or the new one, never half of one.
+//! Sent to another node, a snapshot is one stream: `snapshot.bin`, then the trail's bytes
+//! up to the cut. The receiving node writes the stream to `snapshot.incoming`, checks it
+//! whole and keeps it as `snapshot.received` until it is installed: its trail part
+//! replaces the node's trail, the rest becomes the node's `snapshot.bin` and is loaded
+//! into its tree. Every file is written under a temporary name, synced and renamed, so a
+//! crash leaves the old version or the new one, never half of one.
 //!
-//! Format: `SRSNAP02`, then length-prefixed records (u32 big-endian length, bytes): the
-//! postcard-encoded `SnapshotMeta`, then key, value, key, value, ... of the state tree;
-//! then a trailer, the length `u32::MAX` and the number of key-value pairs (u64
-//! big-endian). A file without its trailer, or with another count, is refused.
+//! Format of `snapshot.bin`: `SRSNAP03`, then length-prefixed records (u32 big-endian
+//! length, bytes): the postcard-encoded `SnapshotMeta`, the postcard-encoded `TrailCut`,
+//! then key, value, key, value, ... of the state tree; then a trailer, the length
+//! `u32::MAX` and the number of key-value pairs (u64 big-endian). A file without its
+//! trailer, or with another count, is refused.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard};
 
+use super::snapshot_stream::{Parts, SnapshotData};
 use super::types::SnapshotMeta;
-use crate::store::{decode, encode, keys, StoreError};
+use crate::store::{decode, encode, AuditTrail, StoreError, TrailCut};
 
-const MAGIC: &[u8; 8] = b"SRSNAP02";
+const MAGIC: &[u8; 8] = b"SRSNAP03";
 /// The length that marks the trailer instead of a record.
 const TRAILER: u32 = u32::MAX;
 /// Inserts per sled batch while loading a snapshot.
@@ -33,75 +39,76 @@ const LOAD_BATCH: usize = 4096;
 /// Buffer for reading and writing snapshot files.
 const BUFFER: usize = 1 << 20;
 
-/// A node's snapshot files: the current snapshot, and the one being built or received.
+/// A node's snapshot files.
 pub struct Snapshots {
     dir: PathBuf,
     current: PathBuf,
     incoming: PathBuf,
-    /// The current snapshot's meta; also serialises replacing the current file.
-    current_meta: Mutex<Option<SnapshotMeta>>,
-    /// Held for writing while a load replaces the tree, for reading while audit blocks
-    /// are copied out of it.
-    tree_rewrite: RwLock<()>,
+    received: PathBuf,
+    /// The current snapshot's meta and cut; also serialises replacing the current file.
+    current_header: Mutex<Option<Header>>,
+}
+
+/// What a snapshot file starts with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    pub meta: SnapshotMeta,
+    pub cut: TrailCut,
 }
 
 impl Snapshots {
     /// Finds the current snapshot in `data_dir`; removes files that a crash left half
-    /// written.
+    /// written. A received snapshot that awaits installation is kept.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let snapshots = Snapshots {
             dir: data_dir.to_path_buf(),
             current: data_dir.join("snapshot.bin"),
             incoming: data_dir.join("snapshot.incoming"),
-            current_meta: Mutex::new(None),
-            tree_rewrite: RwLock::new(()),
+            received: data_dir.join("snapshot.received"),
+            current_header: Mutex::new(None),
         };
         for entry in fs::read_dir(data_dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "building" || e == "incoming") {
+            if path.extension().is_some_and(|e| e == "building" || e == "incoming" || e == "tmp") {
                 remove_if_present(&path)?;
             }
         }
-        let meta = match open_if_present(&snapshots.current)? {
-            Some(mut file) => Some(read_meta(&mut file)?),
+        let header = match open_if_present(&snapshots.current)? {
+            Some(file) => Some(Records::new(BufReader::new(file))?.header()?),
             None => None,
         };
-        *snapshots.lock_current() = meta;
+        *snapshots.lock_current() = header;
         Ok(snapshots)
     }
 
-    fn lock_current(&self) -> MutexGuard<'_, Option<SnapshotMeta>> {
-        self.current_meta.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_current(&self) -> MutexGuard<'_, Option<Header>> {
+        self.current_header.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The current snapshot, opened at its start, and its meta.
-    pub fn open_current(&self) -> Result<Option<(SnapshotMeta, File)>, StoreError> {
+    /// The current snapshot's meta and cut.
+    pub fn current(&self) -> Option<Header> {
+        self.lock_current().clone()
+    }
+
+    /// The current snapshot as a stream to send: its file, then `trail` up to its cut.
+    pub fn open_current(&self, trail: &AuditTrail) -> Result<Option<(SnapshotMeta, SnapshotData)>, StoreError> {
         let current = self.lock_current();
-        let Some(meta) = current.clone() else {
+        let Some(header) = current.as_ref() else {
             return Ok(None);
         };
-        let file = File::open(&self.current)?;
-        Ok(Some((meta, file)))
+        let data = stream(File::open(&self.current)?, trail, header.cut)?;
+        Ok(Some((header.meta.clone(), data)))
     }
 
-    /// Writes the first part of a snapshot of `tree`: everything but the audit blocks.
-    /// The caller makes sure nothing applies meanwhile.
-    pub fn start_build(&self, tree: &sled::Tree, meta: &SnapshotMeta) -> Result<PendingBuild, StoreError> {
-        let path = self.dir.join(format!("snapshot-{}.building", meta.snapshot_id));
-        let mut out = BufWriter::with_capacity(BUFFER, File::create(&path)?);
-        out.write_all(MAGIC)?;
-        write_record(&mut out, &encode(meta)?)?;
-        let audit_cut = tree.scan_prefix([keys::AUDIT_BLOCK]).keys().next_back().transpose()?;
-        let mut pairs = 0;
-        let before_audit = tree.range(..vec![keys::AUDIT_BLOCK]);
-        let after_audit = tree.range(vec![keys::AUDIT_BLOCK + 1]..);
-        for item in before_audit.chain(after_audit) {
-            let (key, value) = item?;
-            write_record(&mut out, &key)?;
-            write_record(&mut out, &value)?;
-            pairs += 1;
+    /// Writes a snapshot of `tree` that goes with the trail up to `cut`. The caller makes
+    /// sure nothing applies meanwhile; `PendingBuild::finish` makes it current.
+    pub fn start_build(&self, tree: &sled::Tree, header: Header) -> Result<PendingBuild, StoreError> {
+        let path = self.dir.join(format!("snapshot-{}.building", header.meta.snapshot_id));
+        let written = write_snapshot(&path, tree, &header);
+        if written.is_err() {
+            remove_if_present(&path)?;
         }
-        Ok(PendingBuild { path, out, pairs, audit_cut, meta: meta.clone() })
+        Ok(PendingBuild { path, file: written?, header })
     }
 
     /// A fresh file to receive a snapshot from the leader into.
@@ -110,108 +117,153 @@ impl Snapshots {
         Ok(File::options().read(true).write(true).create_new(true).open(&self.incoming)?)
     }
 
-    /// Makes a received snapshot the current one, after checking that `file` is the one
-    /// `receive` handed out last, that it is whole and that it is the snapshot `meta`
-    /// describes.
+    /// Keeps a received snapshot for installation, after checking that it is whole, that
+    /// it is the snapshot `meta` describes and that it is newer than the current one.
     pub fn accept_received(&self, mut file: File, meta: &SnapshotMeta) -> Result<(), StoreError> {
-        let received = file.metadata()?;
-        let incoming = fs::metadata(&self.incoming)?;
-        if (received.dev(), received.ino()) != (incoming.dev(), incoming.ino()) {
-            return Err(StoreError::Corrupt);
-        }
         file.sync_all()?;
         file.seek(SeekFrom::Start(0))?;
-        let mut records = Records::new(BufReader::with_capacity(BUFFER, file))?;
-        let found: SnapshotMeta = decode(&records.next_record()?.ok_or(StoreError::Corrupt)?)?;
-        if found.last_log_id != meta.last_log_id {
+        let length = file.metadata()?.len();
+        let (header, state_bytes) = read_whole(BufReader::with_capacity(BUFFER, file))?;
+        if header.meta.last_log_id != meta.last_log_id || state_bytes.checked_add(header.cut.bytes) != Some(length) {
             return Err(StoreError::Corrupt);
         }
-        while let Some(_record) = records.next_record()? {}
-        // The leader sends only snapshots newer than what this node applied.
-        if !self.publish(&self.incoming, meta)? {
+        if self.lock_current().as_ref().is_some_and(|current| current.meta.last_log_id > meta.last_log_id) {
             return Err(StoreError::Corrupt);
         }
+        fs::rename(&self.incoming, &self.received)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Whether a received snapshot awaits installation.
+    pub fn has_received(&self) -> bool {
+        self.received.exists()
+    }
+
+    /// Removes a received snapshot that will not be installed.
+    pub fn discard_received(&self) -> Result<(), StoreError> {
+        remove_if_present(&self.received)
+    }
+
+    /// Moves the received snapshot into place: its trail replaces `trail`, its state
+    /// becomes the current snapshot. Can be repeated after a crash until it completes.
+    pub fn install_received(&self, trail: &AuditTrail) -> Result<(), StoreError> {
+        let mut current = self.lock_current();
+        let (header, state_bytes) = read_whole(BufReader::with_capacity(BUFFER, File::open(&self.received)?))?;
+        let mut source = File::open(&self.received)?;
+        source.seek(SeekFrom::Start(state_bytes))?;
+        if trail.replace(BufReader::with_capacity(BUFFER, source), header.cut.bytes)? != header.cut {
+            return Err(StoreError::Corrupt);
+        }
+        let temporary = self.current.with_extension("tmp");
+        let mut out = BufWriter::with_capacity(BUFFER, File::create(&temporary)?);
+        std::io::copy(&mut File::open(&self.received)?.take(state_bytes), &mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&temporary, &self.current)?;
+        *current = Some(header);
+        fs::remove_file(&self.received)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Replaces the tree's contents with the current snapshot's and cuts the trail back
+    /// to the snapshot's cut; with no snapshot, empties both. Not atomic: the caller marks
+    /// the load as in progress and redoes it after a crash.
+    pub fn load_current(&self, tree: &sled::Tree, trail: &AuditTrail) -> Result<(), StoreError> {
+        let Some(header) = self.current() else {
+            tree.clear()?;
+            return trail.truncate(TrailCut::default());
+        };
+        trail.truncate(header.cut)?;
+        let mut records = Records::new(BufReader::with_capacity(BUFFER, File::open(&self.current)?))?;
+        records.header()?;
+        tree.clear()?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        while let Some(key) = records.next_record()? {
+            let value = records.next_record()?.ok_or(StoreError::Corrupt)?;
+            batch.insert(key, value);
+            pending += 1;
+            if pending == LOAD_BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        tree.apply_batch(batch)?;
         Ok(())
     }
 
     /// Renames `path` to the current snapshot unless the current one is newer (a
     /// snapshot installed while this one was being built); then `path` is removed and
     /// the answer is false.
-    fn publish(&self, path: &Path, meta: &SnapshotMeta) -> Result<bool, StoreError> {
+    fn publish(&self, path: &Path, header: &Header) -> Result<bool, StoreError> {
         let mut current = self.lock_current();
-        if current.as_ref().is_some_and(|c| c.last_log_id > meta.last_log_id) {
+        if current.as_ref().is_some_and(|c| c.meta.last_log_id > header.meta.last_log_id) {
             fs::remove_file(path)?;
             return Ok(false);
         }
         fs::rename(path, &self.current)?;
-        if let Some(dir) = self.current.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        *current = Some(meta.clone());
+        sync_dir(&self.dir)?;
+        *current = Some(header.clone());
         Ok(true)
-    }
-
-    /// Replaces the tree's contents with the current snapshot's. Not atomic: the caller
-    /// marks the load as in progress and redoes it after a crash.
-    pub fn load_current(&self, tree: &sled::Tree) -> Result<(), StoreError> {
-        let _rewriting = self.tree_rewrite.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let file = File::open(&self.current)?;
-        load(tree, BufReader::with_capacity(BUFFER, file))
     }
 }
 
-/// A snapshot whose records up to the cut are written, audit blocks still to come.
+/// A snapshot whose file is written but not yet durable and current.
 pub struct PendingBuild {
     path: PathBuf,
-    out: BufWriter<File>,
-    pairs: u64,
-    /// Key of the newest audit block at the cut.
-    audit_cut: Option<sled::IVec>,
-    meta: SnapshotMeta,
+    file: BufWriter<File>,
+    header: Header,
 }
 
 impl PendingBuild {
-    pub fn meta(&self) -> &SnapshotMeta {
-        &self.meta
+    pub fn header(&self) -> &Header {
+        &self.header
     }
 
-    /// Appends the audit blocks up to the cut, makes the file durable and current, and
-    /// returns it opened at its start. A build that fails leaves no file behind.
-    pub fn finish(self, tree: &sled::Tree, snapshots: &Snapshots) -> Result<File, StoreError> {
+    /// Syncs the trail up to the cut and the file, makes the snapshot current and returns
+    /// it as a stream to send. A build that fails leaves no file behind.
+    pub fn finish(self, snapshots: &Snapshots, trail: &AuditTrail) -> Result<SnapshotData, StoreError> {
         let path = self.path.clone();
-        let finished = self.write_rest(tree, snapshots);
+        let finished = self.publish(snapshots, trail);
         if finished.is_err() {
             remove_if_present(&path)?;
         }
         finished
     }
 
-    fn write_rest(mut self, tree: &sled::Tree, snapshots: &Snapshots) -> Result<File, StoreError> {
-        if let Some(cut) = &self.audit_cut {
-            let _copying = snapshots.tree_rewrite.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut last = None;
-            for item in tree.range(vec![keys::AUDIT_BLOCK]..=cut.to_vec()) {
-                let (key, value) = item?;
-                write_record(&mut self.out, &key)?;
-                write_record(&mut self.out, &value)?;
-                self.pairs += 1;
-                last = Some(key);
-            }
-            if last.as_ref() != Some(cut) {
-                // The tree was replaced since the cut: this copy would be incomplete.
-                return Err(StoreError::Corrupt);
-            }
-        }
-        self.out.write_all(&TRAILER.to_be_bytes())?;
-        self.out.write_all(&self.pairs.to_be_bytes())?;
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
+    fn publish(self, snapshots: &Snapshots, trail: &AuditTrail) -> Result<SnapshotData, StoreError> {
+        trail.sync()?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        file.seek(SeekFrom::Start(0))?;
-        if !snapshots.publish(&self.path, &self.meta)? {
-            tracing::info!(snapshot = %self.meta.snapshot_id, "a newer snapshot was installed meanwhile; this one is not kept");
+        if !snapshots.publish(&self.path, &self.header)? {
+            tracing::info!(snapshot = %self.header.meta.snapshot_id, "a newer snapshot was installed meanwhile; this one is not kept");
         }
-        Ok(file)
+        stream(file, trail, self.header.cut)
     }
+}
+
+/// A snapshot file and the trail up to its cut, as one stream.
+fn stream(state: File, trail: &AuditTrail, cut: TrailCut) -> Result<SnapshotData, StoreError> {
+    let state_bytes = state.metadata()?.len();
+    Ok(SnapshotData::Sending(Parts::new(vec![(state, state_bytes), (trail.open_data()?, cut.bytes)])))
+}
+
+fn write_snapshot(path: &Path, tree: &sled::Tree, header: &Header) -> Result<BufWriter<File>, StoreError> {
+    let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
+    let mut out = BufWriter::with_capacity(BUFFER, file);
+    out.write_all(MAGIC)?;
+    write_record(&mut out, &encode(&header.meta)?)?;
+    write_record(&mut out, &encode(&header.cut)?)?;
+    let mut pairs = 0u64;
+    for item in tree.iter() {
+        let (key, value) = item?;
+        write_record(&mut out, &key)?;
+        write_record(&mut out, &value)?;
+        pairs += 1;
+    }
+    out.write_all(&TRAILER.to_be_bytes())?;
+    out.write_all(&pairs.to_be_bytes())?;
+    out.flush()?;
+    Ok(out)
 }
 
 fn write_record(out: &mut impl Write, bytes: &[u8]) -> Result<(), StoreError> {
@@ -221,12 +273,23 @@ fn write_record(out: &mut impl Write, bytes: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Reads a snapshot's header and records up to the trailer, checking them; returns the
+/// header and how many bytes the state part takes (where the trail part starts).
+fn read_whole(input: impl Read) -> Result<(Header, u64), StoreError> {
+    let mut records = Records::new(input)?;
+    let header = records.header()?;
+    while records.next_record()?.is_some() {}
+    Ok((header, records.consumed))
+}
+
 /// Reads a snapshot's records in order, checking the framing and, at the end, the
 /// trailer.
 struct Records<R> {
     input: R,
-    /// Records read after the meta.
+    /// Records read after the header.
     records: u64,
+    /// Bytes read so far.
+    consumed: u64,
     finished: bool,
 }
 
@@ -237,7 +300,14 @@ impl<R: Read> Records<R> {
         if &magic != MAGIC {
             return Err(StoreError::Corrupt);
         }
-        Ok(Records { input, records: 0, finished: false })
+        Ok(Records { input, records: 0, consumed: MAGIC.len() as u64, finished: false })
+    }
+
+    fn header(&mut self) -> Result<Header, StoreError> {
+        let meta = decode(&self.next_record()?.ok_or(StoreError::Corrupt)?)?;
+        let cut = decode(&self.next_record()?.ok_or(StoreError::Corrupt)?)?;
+        self.records = 0;
+        Ok(Header { meta, cut })
     }
 
     /// The next record; `None` after a trailer that matches what was read.
@@ -245,12 +315,10 @@ impl<R: Read> Records<R> {
         if self.finished {
             return Ok(None);
         }
-        let len = u32::from_be_bytes(self.read_array().map_err(truncated)?);
+        let len = u32::from_be_bytes(self.read_array()?);
         if len == TRAILER {
-            let pairs = u64::from_be_bytes(self.read_array().map_err(truncated)?);
-            let after_meta = self.records.checked_sub(1).ok_or(StoreError::Corrupt)?;
-            let mut rest = [0; 1];
-            if after_meta % 2 != 0 || after_meta / 2 != pairs || self.input.read(&mut rest)? != 0 {
+            let pairs = u64::from_be_bytes(self.read_array()?);
+            if self.records % 2 != 0 || self.records / 2 != pairs {
                 return Err(StoreError::Corrupt);
             }
             self.finished = true;
@@ -262,12 +330,14 @@ impl<R: Read> Records<R> {
             return Err(StoreError::Corrupt);
         }
         self.records += 1;
+        self.consumed += u64::from(len);
         Ok(Some(record))
     }
 
-    fn read_array<const N: usize>(&mut self) -> std::io::Result<[u8; N]> {
+    fn read_array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
         let mut bytes = [0; N];
-        self.input.read_exact(&mut bytes)?;
+        self.input.read_exact(&mut bytes).map_err(truncated)?;
+        self.consumed += N as u64;
         Ok(bytes)
     }
 }
@@ -279,30 +349,6 @@ fn truncated(e: std::io::Error) -> StoreError {
     } else {
         e.into()
     }
-}
-
-fn read_meta(input: impl Read) -> Result<SnapshotMeta, StoreError> {
-    let record = Records::new(input)?.next_record()?.ok_or(StoreError::Corrupt)?;
-    decode(&record)
-}
-
-fn load(tree: &sled::Tree, input: impl Read) -> Result<(), StoreError> {
-    let mut records = Records::new(input)?;
-    records.next_record()?.ok_or(StoreError::Corrupt)?;
-    tree.clear()?;
-    let mut batch = sled::Batch::default();
-    let mut pending = 0;
-    while let Some(key) = records.next_record()? {
-        let value = records.next_record()?.ok_or(StoreError::Corrupt)?;
-        batch.insert(key, value);
-        pending += 1;
-        if pending == LOAD_BATCH {
-            tree.apply_batch(std::mem::take(&mut batch))?;
-            pending = 0;
-        }
-    }
-    tree.apply_batch(batch)?;
-    Ok(())
 }
 
 fn open_if_present(path: &Path) -> Result<Option<File>, StoreError> {
@@ -320,111 +366,196 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use openraft::{CommittedLeaderId, LogId};
+    use tokio::io::AsyncReadExt;
 
     use super::*;
+    use crate::audit::{AuditDraft, AuditEvent, Operation, GENESIS};
 
-    fn meta(index: u64) -> SnapshotMeta {
-        let last_log_id = Some(LogId::new(CommittedLeaderId::new(1, 1), index));
-        SnapshotMeta { last_log_id, snapshot_id: format!("1-{index}-1"), ..Default::default() }
+    /// A node's state: a sled tree and an audit trail in `dir`.
+    struct Node {
+        _db: sled::Db,
+        tree: sled::Tree,
+        trail: AuditTrail,
+        snapshots: Snapshots,
     }
 
-    fn audit_block(first_seq: u64) -> Vec<u8> {
-        let mut key = vec![keys::AUDIT_BLOCK];
-        key.extend_from_slice(&first_seq.to_be_bytes());
-        key
+    fn node(dir: &Path) -> Node {
+        let db = sled::open(dir.join("db")).unwrap();
+        let tree = db.open_tree("state").unwrap();
+        let trail = AuditTrail::open(&dir.join("audit")).unwrap();
+        Node { _db: db, tree, trail, snapshots: Snapshots::open(dir).unwrap() }
+    }
+
+    fn events(range: std::ops::Range<u64>) -> Vec<AuditEvent> {
+        range
+            .map(|seq| {
+                let draft = AuditDraft {
+                    time: seq,
+                    actor: "root".into(),
+                    operation: Operation::UserRead,
+                    subject: None,
+                    app: None,
+                    mode: None,
+                    purpose: None,
+                };
+                AuditEvent::chain(draft, seq, "ok".into(), GENESIS, None)
+            })
+            .collect()
+    }
+
+    fn header(node: &Node, index: u64) -> Header {
+        let last_log_id = Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+        let meta = SnapshotMeta { last_log_id, snapshot_id: format!("1-{index}-1"), ..Default::default() };
+        Header { meta, cut: node.trail.cut() }
     }
 
     fn contents(tree: &sled::Tree) -> Vec<(sled::IVec, sled::IVec)> {
         tree.iter().map(Result::unwrap).collect()
     }
 
-    #[test]
-    fn a_build_holds_the_tree_as_it_was_at_the_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
-        let source = db.open_tree("source").unwrap();
-        for i in 0..5_000u32 {
-            // Records on both sides of the audit blocks' prefix, and audit blocks.
-            let prefix = if i % 2 == 0 { b'a' } else { b'z' };
-            source.insert([&[prefix][..], &i.to_be_bytes()].concat(), vec![i as u8; (i % 50) as usize]).unwrap();
-            source.insert(audit_block(u64::from(i) * 64), vec![7; 300]).unwrap();
-        }
-        let snapshots = Snapshots::open(dir.path()).unwrap();
-        let pending = snapshots.start_build(&source, &meta(10)).unwrap();
-        let at_cut = contents(&source);
-        // Applies go on after the cut: new audit blocks and other records.
-        source.insert(audit_block(u64::MAX - 1), b"after the cut".to_vec()).unwrap();
-        source.insert(b"zz after the cut", b"".to_vec()).unwrap();
-        pending.finish(&source, &snapshots).unwrap();
-
-        let target = db.open_tree("target").unwrap();
-        target.insert(b"stale", b"gone after load").unwrap();
-        snapshots.load_current(&target).unwrap();
-        assert_eq!(contents(&target), at_cut);
-
-        let reopened = Snapshots::open(dir.path()).unwrap();
-        let (found, _) = reopened.open_current().unwrap().unwrap();
-        assert_eq!(found, meta(10), "the current snapshot is found again after a restart");
+    async fn bytes_of(data: SnapshotData) -> Vec<u8> {
+        let mut data = data;
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).await.unwrap();
+        bytes
     }
 
     /// Receives `bytes` as if streamed from a leader and tries to accept them.
-    fn receive(snapshots: &Snapshots, bytes: &[u8], meta: &SnapshotMeta) -> Result<(), StoreError> {
-        let mut file = snapshots.receive().unwrap();
+    fn receive(node: &Node, bytes: &[u8], meta: &SnapshotMeta) -> Result<(), StoreError> {
+        let mut file = node.snapshots.receive().unwrap();
         file.write_all(bytes).unwrap();
-        snapshots.accept_received(file, meta)
+        node.snapshots.accept_received(file, meta)
     }
 
-    #[test]
-    fn only_a_whole_received_snapshot_of_the_announced_log_becomes_current() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
-        let tree = db.open_tree("state").unwrap();
-        for i in 0..100u32 {
-            tree.insert(i.to_be_bytes(), vec![1; 10]).unwrap();
+    /// A leader with state and 300 audit events, and the snapshot it built of them.
+    async fn leader_with_snapshot(dir: &Path) -> (Node, Header, Vec<u8>) {
+        let leader = node(dir);
+        for i in 0..2_000u32 {
+            leader.tree.insert(i.to_be_bytes(), vec![i as u8; (i % 50) as usize]).unwrap();
         }
-        tree.insert(audit_block(0), vec![2; 10]).unwrap();
-        let leader_dir = tempfile::tempdir().unwrap();
-        let leader = Snapshots::open(leader_dir.path()).unwrap();
-        leader.start_build(&tree, &meta(5)).unwrap().finish(&tree, &leader).unwrap();
-        let whole = fs::read(leader_dir.path().join("snapshot.bin")).unwrap();
+        leader.trail.append(&events(1..301)).unwrap();
+        let header = header(&leader, 10);
+        let pending = leader.snapshots.start_build(&leader.tree, header.clone()).unwrap();
+        let bytes = bytes_of(pending.finish(&leader.snapshots, &leader.trail).unwrap()).await;
+        (leader, header, bytes)
+    }
 
-        let snapshots = Snapshots::open(dir.path()).unwrap();
+    #[tokio::test]
+    async fn a_snapshot_carries_the_tree_and_the_trail_at_its_cut_to_another_node() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (leader, header, built) = leader_with_snapshot(leader_dir.path()).await;
+        let at_cut = contents(&leader.tree);
+        // Applies go on after the cut; the snapshot does not change.
+        leader.tree.insert(b"after the cut", b"".to_vec()).unwrap();
+        leader.trail.append(&events(301..302)).unwrap();
+        let (meta, current) = leader.snapshots.open_current(&leader.trail).unwrap().unwrap();
+        assert_eq!(meta, header.meta);
+        assert_eq!(bytes_of(current).await, built, "sent as built, whatever was applied since");
+        let state_bytes = fs::metadata(leader_dir.path().join("snapshot.bin")).unwrap().len();
+        assert_eq!(built.len() as u64, state_bytes + header.cut.bytes, "the trail is streamed, not copied");
+
+        let follower_dir = tempfile::tempdir().unwrap();
+        let follower = node(follower_dir.path());
+        follower.tree.insert(b"stale", b"gone after install").unwrap();
+        follower.trail.append(&events(1..5)).unwrap();
+        receive(&follower, &built, &header.meta).unwrap();
+        assert!(follower.snapshots.has_received());
+        follower.snapshots.install_received(&follower.trail).unwrap();
+        follower.snapshots.load_current(&follower.tree, &follower.trail).unwrap();
+        assert_eq!(contents(&follower.tree), at_cut);
+        assert_eq!(follower.trail.read(1..u64::MAX).unwrap(), events(1..301));
+        assert!(!follower.snapshots.has_received());
+
+        let reopened = Snapshots::open(follower_dir.path()).unwrap();
+        assert_eq!(reopened.current(), Some(header), "the installed snapshot is current after a restart");
+        let (_, resent) = reopened.open_current(&follower.trail).unwrap().unwrap();
+        assert_eq!(bytes_of(resent).await, built, "the follower can send it on");
+    }
+
+    #[tokio::test]
+    async fn only_a_whole_received_snapshot_of_the_announced_log_is_kept() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (_leader, header, whole) = leader_with_snapshot(leader_dir.path()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let follower = node(dir.path());
+        let state_bytes = whole.len() - header.cut.bytes as usize;
         let mut wrong_count = whole.clone();
-        let last = wrong_count.len() - 1;
-        wrong_count[last] ^= 1;
+        wrong_count[state_bytes - 1] ^= 1;
         let mut trailing = whole.clone();
         trailing.push(0);
-        for bad in [&whole[..whole.len() - 9], &whole[..whole.len() - 3], &wrong_count, &trailing, b"SRSNAP01"] {
-            assert!(matches!(receive(&snapshots, bad, &meta(5)), Err(StoreError::Corrupt)));
-            assert!(snapshots.open_current().unwrap().is_none(), "a refused snapshot is not kept");
+        let refused: [&[u8]; 5] =
+            [&whole[..whole.len() - 3], &whole[..state_bytes - 9], &wrong_count, &trailing, b"SRSNAP02"];
+        for bad in refused {
+            assert!(matches!(receive(&follower, bad, &header.meta), Err(StoreError::Corrupt)));
+            assert!(!follower.snapshots.has_received(), "a refused snapshot is not kept");
         }
-        assert!(matches!(receive(&snapshots, &whole, &meta(6)), Err(StoreError::Corrupt)), "another log position");
-
-        receive(&snapshots, &whole, &meta(5)).unwrap();
-        let target = db.open_tree("target").unwrap();
-        snapshots.load_current(&target).unwrap();
-        assert_eq!(contents(&target), contents(&tree));
+        let mut other = header.meta.clone();
+        other.last_log_id = Some(LogId::new(CommittedLeaderId::new(1, 1), 11));
+        assert!(matches!(receive(&follower, &whole, &other), Err(StoreError::Corrupt)), "another log position");
+        receive(&follower, &whole, &header.meta).unwrap();
     }
 
-    #[test]
-    fn a_build_finished_after_a_newer_install_is_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
-        let tree = db.open_tree("state").unwrap();
-        tree.insert(b"k", b"v").unwrap();
-        let snapshots = Snapshots::open(dir.path()).unwrap();
-        let older = snapshots.start_build(&tree, &meta(3)).unwrap();
+    #[tokio::test]
+    async fn an_install_cut_short_by_a_crash_is_done_again() {
         let leader_dir = tempfile::tempdir().unwrap();
-        let leader = Snapshots::open(leader_dir.path()).unwrap();
-        leader.start_build(&tree, &meta(9)).unwrap().finish(&tree, &leader).unwrap();
-        receive(&snapshots, &fs::read(leader_dir.path().join("snapshot.bin")).unwrap(), &meta(9)).unwrap();
-        older.finish(&tree, &snapshots).unwrap();
-        assert_eq!(snapshots.open_current().unwrap().unwrap().0, meta(9));
-        assert_eq!(Snapshots::open(dir.path()).unwrap().open_current().unwrap().unwrap().0, meta(9));
+        let (leader, header, whole) = leader_with_snapshot(leader_dir.path()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let follower = node(dir.path());
+        receive(&follower, &whole, &header.meta).unwrap();
+        // A crash after the trail was replaced, before the state file was.
+        let state_bytes = whole.len() - header.cut.bytes as usize;
+        follower.trail.replace(&whole[state_bytes..], header.cut.bytes).unwrap();
+        let restarted = Snapshots::open(dir.path()).unwrap();
+        assert!(restarted.has_received() && restarted.current().is_none());
+        restarted.install_received(&follower.trail).unwrap();
+        restarted.load_current(&follower.tree, &follower.trail).unwrap();
+        assert_eq!(contents(&follower.tree), contents(&leader.tree));
+        assert_eq!(follower.trail.cut(), header.cut);
+        assert_eq!(Snapshots::open(dir.path()).unwrap().current(), Some(header));
+    }
+
+    #[tokio::test]
+    async fn loading_a_snapshot_cuts_the_trail_back_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        node.tree.insert(b"k", b"at the snapshot").unwrap();
+        node.trail.append(&events(1..11)).unwrap();
+        let header = header(&node, 3);
+        node.snapshots.start_build(&node.tree, header.clone()).unwrap().finish(&node.snapshots, &node.trail).unwrap();
+        node.tree.insert(b"k", b"after").unwrap();
+        node.trail.append(&events(11..20)).unwrap();
+        node.snapshots.load_current(&node.tree, &node.trail).unwrap();
+        assert_eq!(node.tree.get(b"k").unwrap().as_deref(), Some(&b"at the snapshot"[..]));
+        assert_eq!(node.trail.cut(), header.cut);
+
+        let empty_dir = tempfile::tempdir().unwrap();
+        let empty = super::tests::node(empty_dir.path());
+        empty.tree.insert(b"k", b"v").unwrap();
+        empty.trail.append(&events(1..3)).unwrap();
+        empty.snapshots.load_current(&empty.tree, &empty.trail).unwrap();
+        assert!(contents(&empty.tree).is_empty() && empty.trail.cut() == TrailCut::default(), "no snapshot: nothing");
+    }
+
+    #[tokio::test]
+    async fn a_build_finished_after_a_newer_install_is_not_kept() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (_leader, newer, whole) = leader_with_snapshot(leader_dir.path()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        node.tree.insert(b"k", b"v").unwrap();
+        let older = node.snapshots.start_build(&node.tree, header(&node, 3)).unwrap();
+        receive(&node, &whole, &newer.meta).unwrap();
+        node.snapshots.install_received(&node.trail).unwrap();
+        older.finish(&node.snapshots, &node.trail).unwrap();
+        assert_eq!(node.snapshots.current(), Some(newer.clone()));
+        assert_eq!(Snapshots::open(dir.path()).unwrap().current(), Some(newer));
     }
 }

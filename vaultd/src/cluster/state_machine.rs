@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
-use super::snapshot::{PendingBuild, Snapshots};
+use super::snapshot::{Header, PendingBuild, Snapshots};
+use super::snapshot_stream::SnapshotData;
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::store::{decode, encode, Receipt, StateMachine, Store, StoreError};
 
 const LAST_APPLIED: &str = "raft_last_applied";
 const MEMBERSHIP: &str = "raft_membership";
-/// Set in `raft_meta` while a snapshot is being loaded into the state tree.
+/// Set in `raft_meta` while the state is being restored from a snapshot.
 const INSTALLING: &[u8] = b"installing_snapshot";
 
 fn sm_error(e: impl std::error::Error + 'static) -> StorageError {
@@ -34,13 +34,24 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    /// Opens the state machine; finishes a snapshot load that a crash interrupted.
+    /// Opens the state machine. Finishes restoring a snapshot if a crash interrupted it,
+    /// and restores the last one if the audit trail lacks events the state names (after a
+    /// power loss): openraft then applies the log again from there.
     pub fn open(machine: StateMachine, snapshots: Snapshots) -> Result<Self, StoreError> {
         let raft_meta = machine.store().db().open_tree("raft_meta")?;
         let mut store = StateMachineStore { machine, snapshots: Arc::new(snapshots), raft_meta, snapshots_built: 0 };
         if store.raft_meta.contains_key(INSTALLING)? {
             tracing::warn!("finishing a snapshot installation that was interrupted");
-            store.load()?;
+            store.restore()?;
+        } else {
+            store.snapshots.discard_received()?;
+            if !store.machine.trail_holds_state()? {
+                tracing::warn!(
+                    "the audit trail lacks events that the stored state names (the disk lost writes): \
+                     restoring the last snapshot, and the Raft log is applied again from there"
+                );
+                store.restore()?;
+            }
         }
         Ok(store)
     }
@@ -55,16 +66,24 @@ impl StateMachineStore {
         Ok((last, membership))
     }
 
-    /// Loads the current snapshot into the state tree, marked so that a crash midway is
-    /// redone.
-    fn load(&mut self) -> Result<(), StoreError> {
+    /// Makes the state and the audit trail those of the current snapshot — after moving
+    /// a received one into place — marked so that a crash midway is redone.
+    fn restore(&mut self) -> Result<(), StoreError> {
         self.raft_meta.insert(INSTALLING, &[])?;
         self.store().flush()?;
-        self.snapshots.load_current(self.store().state_tree())?;
+        let trail = self.machine.store().audit_trail();
+        if self.snapshots.has_received() {
+            self.snapshots.install_received(trail)?;
+        }
+        self.snapshots.load_current(self.machine.store().state_tree(), trail)?;
         self.store().flush()?;
         self.raft_meta.remove(INSTALLING)?;
         self.store().flush()?;
-        self.machine.reload()
+        self.machine.reload()?;
+        if !self.machine.trail_holds_state()? {
+            return Err(StoreError::Corrupt);
+        }
+        Ok(())
     }
 
     fn start_build(&mut self) -> Result<PendingBuild, StoreError> {
@@ -75,7 +94,8 @@ impl StateMachineStore {
             None => format!("0-0-{}", self.snapshots_built),
         };
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-        self.snapshots.start_build(self.store().state_tree(), &meta)
+        let header = Header { meta, cut: self.store().audit_trail().cut() };
+        self.snapshots.start_build(self.store().state_tree(), header)
     }
 }
 
@@ -122,31 +142,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        // Called between applies, so the first part of the build is a consistent cut.
+        // Called between applies: the tree and the trail are a consistent cut.
         SnapshotBuilder {
             pending: Some(self.start_build()),
             snapshots: Arc::clone(&self.snapshots),
-            tree: self.store().state_tree().clone(),
+            store: self.store().clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
         let file = self.snapshots.receive().map_err(snapshot_error)?;
-        Ok(Box::new(File::from_std(file)))
+        Ok(Box::new(SnapshotData::Receiving(tokio::fs::File::from_std(file))))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, mut snapshot: Box<File>) -> Result<(), StorageError> {
-        snapshot.flush().await.map_err(snapshot_error)?;
-        let file = snapshot.into_std().await;
-        self.snapshots.accept_received(file, meta).map_err(snapshot_error)?;
-        self.load().map_err(snapshot_error)?;
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
+        let SnapshotData::Receiving(mut file) = *snapshot else {
+            return Err(snapshot_error(StoreError::Corrupt));
+        };
+        file.flush().await.map_err(snapshot_error)?;
+        self.snapshots.accept_received(file.into_std().await, meta).map_err(snapshot_error)?;
+        self.restore().map_err(snapshot_error)?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let current = self.snapshots.open_current().map_err(snapshot_error)?;
-        Ok(current.map(|(meta, file)| Snapshot { meta, snapshot: Box::new(File::from_std(file)) }))
+        let current = self.snapshots.open_current(self.store().audit_trail()).map_err(snapshot_error)?;
+        Ok(current.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
     }
 }
 
@@ -154,20 +176,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub struct SnapshotBuilder {
     pending: Option<Result<PendingBuild, StoreError>>,
     snapshots: Arc<Snapshots>,
-    tree: sled::Tree,
+    store: Store,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let pending = self.pending.take().ok_or(StoreError::Corrupt).and_then(|r| r).map_err(snapshot_error)?;
-        let meta = pending.meta().clone();
-        let (snapshots, tree) = (Arc::clone(&self.snapshots), self.tree.clone());
-        let file = tokio::task::spawn_blocking(move || pending.finish(&tree, &snapshots))
+        let header = pending.header().clone();
+        let (snapshots, store) = (Arc::clone(&self.snapshots), self.store.clone());
+        let data = tokio::task::spawn_blocking(move || pending.finish(&snapshots, store.audit_trail()))
             .await
             .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
             .map_err(snapshot_error)?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or_default();
-        tracing::info!(snapshot = %meta.snapshot_id, bytes, "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(File::from_std(file)) })
+        tracing::info!(snapshot = %header.meta.snapshot_id, audit_events = header.cut.events, "built snapshot");
+        Ok(Snapshot { meta: header.meta, snapshot: Box::new(data) })
     }
 }

@@ -17,7 +17,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = super::snapshot_stream::SnapshotData,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

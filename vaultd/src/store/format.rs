@@ -16,7 +16,9 @@ use super::StoreError;
 /// 4: audit events link to their subject's previous event; one audit head per subject
 /// replaces the index entry per event.
 /// 5: snapshot files end with a trailer (`SRSNAP02`) and are streamed, not held in memory.
-pub const CURRENT: u32 = 5;
+/// 6: audit events live in the audit trail's files (`audit/`), not in sled; snapshots name
+/// their cut of the trail (`SRSNAP03`).
+pub const CURRENT: u32 = 6;
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";

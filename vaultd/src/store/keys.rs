@@ -1,5 +1,6 @@
-//! Where everything lives in the vault's state tree. All replicated state is one sled tree
-//! (what a snapshot dumps); each kind of record has its own one-byte key prefix.
+//! Where everything lives in the vault's state tree. All replicated state but the audit
+//! trail's events is one sled tree (what a snapshot dumps, followed by the trail); each
+//! kind of record has its own one-byte key prefix.
 
 use uuid::Uuid;
 
@@ -11,8 +12,6 @@ const INDEX: u8 = b'i';
 const APP: u8 = b'a';
 /// App names in use: `n` + app name.
 pub const APP_NAME: u8 = b'n';
-/// Audit blocks: `e` + sequence number of the block's first event (big-endian).
-pub const AUDIT_BLOCK: u8 = b'e';
 /// Each subject's audit head: `b` + subject token → `SubjectAuditHead` (its newest
 /// event; older ones are linked from there by `subject_prev`).
 const SUBJECT_AUDIT_HEAD: u8 = b'b';
@@ -78,10 +77,6 @@ pub fn app(subject: &Uuid, app: &str) -> Vec<u8> {
 
 pub fn app_name(app: &str) -> Vec<u8> {
     key(APP_NAME, &[app.as_bytes()])
-}
-
-pub fn audit_block(first_seq: u64) -> Vec<u8> {
-    key(AUDIT_BLOCK, &[&first_seq.to_be_bytes()])
 }
 
 pub fn subject_audit_head(subject: &Uuid) -> Vec<u8> {

@@ -1,7 +1,9 @@
-//! Durable vault state in sled: the replicated state tree and the reads request handlers
-//! make from it, and the `StateMachine` that applies `Command`s to it. The Raft log that
-//! orders the commands lives beside it in the same database (`crate::cluster`).
+//! Durable vault state: the replicated state tree in sled, the audit trail in its own
+//! append-only files (`audit_trail`), the reads request handlers make from both, and the
+//! `StateMachine` that applies `Command`s to them. The Raft log that orders the commands
+//! is `crate::cluster`'s.
 
+mod audit_trail;
 mod command;
 mod format;
 pub(crate) mod keys;
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
+pub use audit_trail::TrailCut;
 pub use command::{
     Applied, Batch, Change, Command, ConsentChange, ForgetCondition, Receipt, Rejection, Target, WrappedKey,
 };
@@ -27,6 +30,8 @@ pub use records::{
     SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
+
+pub(crate) use audit_trail::AuditTrail;
 
 use strongroom_admin_api::retention::RunReport;
 
@@ -55,6 +60,7 @@ pub struct Store {
     db: sled::Db,
     state: sled::Tree,
     durability: Arc<Durability>,
+    audit: Arc<AuditTrail>,
 }
 
 impl Store {
@@ -65,7 +71,8 @@ impl Store {
         let db = sled::Config::new().path(&path).cache_capacity(cache_bytes).mode(sled::Mode::HighThroughput).open()?;
         let state = db.open_tree("state")?;
         let durability = Arc::new(Durability::open(&path)?);
-        Ok(Store { db, state, durability })
+        let audit = Arc::new(AuditTrail::open(&dir.join("audit"))?);
+        Ok(Store { db, state, durability, audit })
     }
 
     /// The database, for the Raft log's own trees.
@@ -78,8 +85,10 @@ impl Store {
         &self.state
     }
 
-    /// Makes everything written so far durable: on the disk, not in a cache.
+    /// Makes everything written so far durable: on the disk, not in a cache. The audit
+    /// trail first, so that the state stored never names events the trail lacks.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.audit.sync()?;
         self.db.flush()?;
         Ok(self.durability.sync()?)
     }
@@ -249,23 +258,16 @@ impl Store {
         Ok(event.filter(|event| event.id == *id))
     }
 
-    /// The event with this sequence number.
+    /// The event with this sequence number, once its transaction is stored.
     pub fn audit_event_at(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
-        let mut events = self.audit_block_holding(seq)?;
-        Ok(position_in_block(&events, seq).map(|i| events.swap_remove(i)))
-    }
-
-    /// The events of the block that starts at or before `seq` (empty before the first).
-    fn audit_block_holding(&self, seq: u64) -> Result<Vec<AuditEvent>, StoreError> {
-        match self.state.range(keys::audit_block(0)..=keys::audit_block(seq)).next_back().transpose()? {
-            Some((_, block)) => decode_block(&block),
-            None => Ok(Vec::new()),
+        if seq > self.audit_head()?.seq {
+            return Ok(None);
         }
+        self.audit.get(seq)
     }
 
     /// Events about one subject, newest first, with the total count: a walk from the
-    /// subject's newest event along `subject_prev`, reading each block once per run of
-    /// its events.
+    /// subject's newest event along `subject_prev`.
     pub fn audit_for_subject(
         &self,
         subject: &Uuid,
@@ -277,20 +279,14 @@ impl Store {
         };
         let total = usize::try_from(head.count).map_err(|_| StoreError::Corrupt)?;
         let mut events = Vec::with_capacity(limit.min(total));
-        let mut block: Vec<AuditEvent> = Vec::new();
         let mut next = Some(head.newest);
         for position in 0..offset.saturating_add(limit).min(total) {
             let seq = next.ok_or(StoreError::Corrupt)?;
-            if position_in_block(&block, seq).is_none() {
-                block = self.audit_block_holding(seq)?;
-            }
-            let event = position_in_block(&block, seq)
-                .map(|i| &block[i])
-                .filter(|event| event.seq == seq && event.subject == Some(*subject))
-                .ok_or(StoreError::Corrupt)?;
+            let event =
+                self.audit.get(seq)?.filter(|event| event.subject == Some(*subject)).ok_or(StoreError::Corrupt)?;
             next = event.subject_prev;
             if position >= offset {
-                events.push(event.clone());
+                events.push(event);
             }
         }
         Ok((total, events))
@@ -298,54 +294,46 @@ impl Store {
 
     /// All events, newest first, with the total count.
     pub fn audit_all(&self, offset: usize, limit: usize) -> Result<(usize, Vec<AuditEvent>), StoreError> {
-        let total = usize::try_from(self.audit_head()?.seq).map_err(|_| StoreError::Corrupt)?;
-        let mut events = Vec::with_capacity(limit);
-        let mut skip = offset;
-        for block in self.state.scan_prefix([keys::AUDIT_BLOCK]).values().rev() {
-            if events.len() == limit {
-                break;
-            }
-            let block = decode_block(&block?)?;
-            if skip >= block.len() {
-                skip -= block.len();
-                continue;
-            }
-            events.extend(block.into_iter().rev().skip(skip).take(limit - events.len()));
-            skip = 0;
-        }
-        Ok((total, events))
+        let total = self.audit_head()?.seq;
+        let newest = total.saturating_sub(offset as u64);
+        let oldest = newest.saturating_sub(limit as u64);
+        let mut events = self.audit.read(oldest + 1..newest + 1)?;
+        events.reverse();
+        Ok((usize::try_from(total).map_err(|_| StoreError::Corrupt)?, events))
     }
 
-    /// Walks the whole audit chain from genesis and checks every link.
+    /// Walks the whole audit chain from genesis and checks every link, reading the trail
+    /// a chunk at a time.
     pub fn verify_audit(&self) -> Result<Verification, StoreError> {
         let head = self.audit_head()?;
-        let events = self.state.scan_prefix([keys::AUDIT_BLOCK]).flat_map(|item| -> Vec<Result<AuditEvent, u64>> {
-            match item {
-                Ok((key, block)) => match decode_block(&block) {
-                    Ok(events) => events.into_iter().map(Ok).collect(),
-                    Err(_) => vec![Err(keys::trailing_seq(&key))],
-                },
-                Err(_) => vec![Err(0)],
-            }
-        });
-        Ok(audit::verify(events, &head.hash))
+        let mut chain = audit::ChainCheck::default();
+        self.audit.walk(1..head.seq + 1, |position, event| chain.push(event.ok_or(position)))?;
+        Ok(chain.finish(&head.hash))
     }
 
     pub(crate) fn audit_head(&self) -> Result<AuditHead, StoreError> {
         Ok(self.get(&keys::meta(keys::AUDIT_HEAD))?.unwrap_or_else(AuditHead::genesis))
     }
 
-    /// Test and forensics access to the raw audit blocks (e.g. to prove tampering is
-    /// seen): `(key, JSON array of events)`, keyed by the first event's sequence number.
-    #[doc(hidden)]
-    pub fn raw_audit_blocks(&self) -> Vec<(sled::IVec, sled::IVec)> {
-        self.state.scan_prefix([keys::AUDIT_BLOCK]).filter_map(Result::ok).collect()
+    /// The audit trail's files, which hold the events the state's head names.
+    pub(crate) fn audit_trail(&self) -> &AuditTrail {
+        &self.audit
     }
 
+    /// Test and forensics access to the stored audit events, in the order they are stored
+    /// (e.g. to prove tampering is seen).
     #[doc(hidden)]
-    pub fn raw_put(&self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-        self.state.insert(key, value)?;
-        self.flush()
+    pub fn raw_audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut events = Vec::new();
+        self.audit.walk(1..u64::MAX, |_, event| events.push(event.ok_or(StoreError::Corrupt)))?;
+        events.into_iter().collect()
+    }
+
+    /// Replaces the stored audit events with `events`, checksums and all, as someone with
+    /// the disk could; the test of tamper evidence.
+    #[doc(hidden)]
+    pub fn raw_rewrite_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.audit.rewrite(events)
     }
 }
 
@@ -418,14 +406,4 @@ impl Durability {
         *synced = present;
         Ok(())
     }
-}
-
-/// Where event `seq` is in a block of consecutive events, if the block holds it.
-fn position_in_block(block: &[AuditEvent], seq: u64) -> Option<usize> {
-    let offset = seq.checked_sub(block.first()?.seq)?;
-    usize::try_from(offset).ok().filter(|&i| i < block.len())
-}
-
-fn decode_block(bytes: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
-    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt)
 }

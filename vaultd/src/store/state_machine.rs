@@ -44,6 +44,25 @@ impl StateMachine {
         Ok(StateMachine { store, redo, head, dek_cache })
     }
 
+    /// Brings the audit trail in step with the state: removes the events of a transaction
+    /// that a crash kept from being stored, and says whether the trail holds every event
+    /// the state names. It may not after a power loss, when sled (written back in the
+    /// background) reached the disk further than the trail (synced at snapshots and
+    /// flushes); the state must then be rolled back to a snapshot and the log applied
+    /// again.
+    pub fn trail_holds_state(&self) -> Result<bool, StoreError> {
+        let trail = self.store.audit_trail();
+        match trail.keep_through(self.head.seq)? {
+            Some(event) if event.hash != self.head.hash => {
+                // Someone changed the stored trail; verification reports where.
+                tracing::error!(seq = event.seq, "the audit trail's newest event is not the one the state names");
+                Ok(true)
+            }
+            Some(_) => Ok(true),
+            None => Ok(self.head.seq == 0),
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -120,13 +139,11 @@ impl Transaction<'_> {
         self.staged.insert(keys::meta(name), value);
     }
 
-    /// Stores everything atomically.
+    /// Stores everything atomically: the events go to the audit trail first, then the
+    /// state that names the newest of them as its head.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        for block in self.events.chunks(AUDIT_BLOCK_EVENTS) {
-            let json = serde_json::to_vec(block).map_err(|_| StoreError::Encoding)?;
-            self.staged.insert(keys::audit_block(block[0].seq), json);
-        }
         if !self.events.is_empty() {
+            self.machine.store.audit_trail().append(&self.events)?;
             self.staged.insert(keys::meta(keys::AUDIT_HEAD), encode(&self.head)?);
         }
         self.staged.commit(&self.machine.redo)?;
@@ -137,9 +154,6 @@ impl Transaction<'_> {
         Ok(())
     }
 }
-
-/// Events per stored audit block: small enough that a block stays inline in sled's log.
-const AUDIT_BLOCK_EVENTS: usize = 64;
 
 /// Retention runs kept per policy; older ones are dropped as new ones are recorded.
 pub const MAX_RUNS_PER_POLICY: usize = 100;
@@ -750,7 +764,7 @@ mod tests {
     }
 
     #[test]
-    fn audit_reads_span_blocks() {
+    fn audit_reads_find_events_anywhere_in_the_trail() {
         let (_dir, mut machine) = machine();
         let subject = Uuid::new_v4();
         let mut reads: Vec<Command> = (0..150).map(|_| command(Change::Access { found: true })).collect();
@@ -759,7 +773,7 @@ mod tests {
         }
         apply(&mut machine, &reads);
         let store = machine.store();
-        assert_eq!(store.raw_audit_blocks().len(), 3, "150 events make blocks of 64, 64 and 22");
+        assert_eq!(store.raw_audit_events().unwrap().len(), 150);
         let (total, newest) = store.audit_all(60, 10).unwrap();
         assert_eq!(total, 150);
         assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), (81..=90).rev().collect::<Vec<_>>());
@@ -771,6 +785,27 @@ mod tests {
         forged[15] ^= 1;
         assert_eq!(store.audit_event(&Uuid::from_bytes(forged)).unwrap(), None, "ids cannot be guessed from seq");
         assert!(store.verify_audit().unwrap().intact);
+    }
+
+    #[test]
+    fn the_trail_is_brought_in_step_with_the_state_at_open() {
+        let (_dir, mut machine) = machine();
+        let reads: Vec<Command> = (0..5).map(|_| command(Change::Access { found: true })).collect();
+        apply(&mut machine, &reads);
+        let store = machine.store().clone();
+        // A crash after the trail got a transaction's events but before the state did.
+        let events = store.raw_audit_events().unwrap();
+        let mut next = events[4].clone();
+        next.seq = 6;
+        store.audit_trail().append(&[next]).unwrap();
+        let machine = StateMachine::new(store.clone(), Arc::new(DekCache::new(8))).unwrap();
+        assert!(machine.trail_holds_state().unwrap());
+        assert_eq!(store.raw_audit_events().unwrap(), events, "the unstored event is gone");
+        assert!(store.verify_audit().unwrap().intact);
+
+        // A power loss that kept the state's last transaction but not its events.
+        store.audit_trail().keep_through(3).unwrap();
+        assert!(!machine.trail_holds_state().unwrap());
     }
 
     #[test]
