@@ -388,7 +388,8 @@ impl Cluster {
                 tracing::warn!(%error, "Raft did not shut down cleanly");
             }
         }
-        if let Err(error) = self.store.flush() {
+        let flushed = self.store.audit_trail().sync().map_err(StoreError::from).and_then(|()| self.store.flush());
+        if let Err(error) = flushed {
             tracing::error!(%error, "cannot flush the store at shutdown");
         }
     }

@@ -20,7 +20,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::StoreError;
 use crate::audit::AuditEvent;
@@ -48,8 +48,8 @@ pub struct AuditTrail {
 }
 
 struct Files {
-    data: File,
-    index: File,
+    data: Arc<File>,
+    index: Arc<File>,
     /// Records held. Record `n` holds event `n` unless the files were tampered with.
     records: u64,
     /// The sequence number of the last record's event (0: none).
@@ -76,8 +76,8 @@ impl AuditTrail {
         if !dir.join(INDEX).exists() {
             rebuild_index(dir)?;
         }
-        let data = OpenOptions::new().read(true).write(true).open(dir.join(DATA))?;
-        let index = OpenOptions::new().read(true).write(true).open(dir.join(INDEX))?;
+        let data = Arc::new(OpenOptions::new().read(true).write(true).open(dir.join(DATA))?);
+        let index = Arc::new(OpenOptions::new().read(true).write(true).open(dir.join(INDEX))?);
         let mut files = Files { data, index, records: 0, last_seq: 0, end: 0 };
         // The last indexed record that is whole; entries after it point at records that
         // never reached the disk.
@@ -141,11 +141,14 @@ impl AuditTrail {
         Ok(())
     }
 
-    /// Makes every append so far durable.
+    /// Makes every append so far durable. Appends go on meanwhile.
     pub fn sync(&self) -> std::io::Result<()> {
-        let files = self.read_lock();
-        files.data.sync_data()?;
-        files.index.sync_data()
+        let (data, index) = {
+            let files = self.read_lock();
+            (Arc::clone(&files.data), Arc::clone(&files.index))
+        };
+        data.sync_data()?;
+        index.sync_data()
     }
 
     /// Removes, durably, the events after event `seq` (appended by a transaction that a
@@ -277,8 +280,8 @@ impl AuditTrail {
         fs::rename(&temporary, self.dir.join(DATA))?;
         sync_dir(&self.dir)?;
         let (cut, last_seq) = rebuild_index(&self.dir)?;
-        let data = OpenOptions::new().read(true).write(true).open(self.dir.join(DATA))?;
-        let index = OpenOptions::new().read(true).write(true).open(self.dir.join(INDEX))?;
+        let data = Arc::new(OpenOptions::new().read(true).write(true).open(self.dir.join(DATA))?);
+        let index = Arc::new(OpenOptions::new().read(true).write(true).open(self.dir.join(INDEX))?);
         *files = Files { data, index, records: cut.events, last_seq, end: cut.bytes };
         if cut.bytes != bytes {
             return Err(StoreError::Corrupt);
