@@ -184,15 +184,6 @@ pub struct Verification {
     pub head: String,
 }
 
-/// Checks a chain given in sequence order, from genesis.
-pub fn verify(events: impl IntoIterator<Item = Result<AuditEvent, u64>>, head: &str) -> Verification {
-    let mut chain = ChainCheck::default();
-    for event in events {
-        chain.push(event);
-    }
-    chain.finish(head)
-}
-
 /// A walk along the chain from genesis, fed one stored event at a time, so that checking
 /// a long history needs no more memory than one event.
 pub struct ChainCheck {
@@ -276,6 +267,15 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks a whole chain given in sequence order.
+    fn verify(events: impl IntoIterator<Item = Result<AuditEvent, u64>>, head: &str) -> Verification {
+        let mut chain = ChainCheck::default();
+        for event in events {
+            chain.push(event);
+        }
+        chain.finish(head)
+    }
 
     fn draft(n: u64) -> AuditDraft {
         AuditDraft {

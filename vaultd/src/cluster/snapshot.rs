@@ -69,10 +69,12 @@ impl Snapshots {
         };
         for entry in fs::read_dir(data_dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "building" || e == "incoming" || e == "tmp") {
+            if path.extension().is_some_and(|e| e == "building") {
                 remove_if_present(&path)?;
             }
         }
+        remove_if_present(&snapshots.incoming)?;
+        remove_if_present(&snapshots.current.with_extension("tmp"))?;
         let header = match open_if_present(&snapshots.current)? {
             Some(file) => Some(Records::new(BufReader::new(file))?.header()?),
             None => None,

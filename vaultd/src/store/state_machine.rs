@@ -47,8 +47,8 @@ impl StateMachine {
     /// Brings the audit trail in step with the state: removes the events of a transaction
     /// that a crash kept from being stored, and says whether the trail holds every event
     /// the state names. It may not after a power loss, when sled (written back in the
-    /// background) reached the disk further than the trail (synced at snapshots and
-    /// flushes); the state must then be rolled back to a snapshot and the log applied
+    /// background) reached the disk further than the trail (synced at snapshots and at
+    /// shutdown); the state must then be rolled back to a snapshot and the log applied
     /// again.
     pub fn trail_holds_state(&self) -> Result<bool, StoreError> {
         let trail = self.store.audit_trail();
