@@ -264,6 +264,26 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// Events with sequence numbers in `range`, of varied sizes, each chained to genesis:
+/// stored and read back by the storage tests.
+#[cfg(test)]
+pub(crate) fn sample_events(range: std::ops::Range<u64>) -> Vec<AuditEvent> {
+    range
+        .map(|seq| {
+            let draft = AuditDraft {
+                time: seq,
+                actor: "root".into(),
+                operation: Operation::UserRead,
+                subject: None,
+                app: None,
+                mode: Some("login".into()),
+                purpose: (seq % 3 == 0).then(|| "x".repeat(seq as usize % 700)),
+            };
+            AuditEvent::chain(draft, seq, "ok".into(), GENESIS, None)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,7 @@
 //! (a crash loses at most entries the log still holds, and openraft applies them again).
 //!
 //! A segment is named by the index of its first entry (`00000000000000000042.seg`); only
-//! the last one grows. A record is `u32` length of the payload, `u32` CRC-32 of index and
-//! payload, `u64` index (all little-endian), then the payload (the encoded entry). On
+//! the last one grows. Each record (`store::framing`) holds one encoded entry. On
 //! open, a record cut short or failing its checksum at the end of the last segment is a
 //! write a crash interrupted — never acknowledged — and is cut off; anywhere else it is
 //! corruption and the log refuses to open.
@@ -20,11 +19,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::store::framing::{push_record, split_record, HEADER};
 use crate::store::StoreError;
 
 /// A segment that has grown past this is closed and a new one started.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-const HEADER: usize = 16;
 const SUFFIX: &str = ".seg";
 const TEMPORARY: &str = ".tmp";
 
@@ -281,35 +280,6 @@ fn scan(dir: &Path, first: u64, last: bool) -> Result<Segment, StoreError> {
 
 fn segment_name(first: u64) -> String {
     format!("{first:020}{SUFFIX}")
-}
-
-fn push_record(out: &mut Vec<u8>, index: u64, payload: &[u8]) -> Result<(), StoreError> {
-    let len = u32::try_from(payload.len()).map_err(|_| StoreError::Encoding)?;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&index.to_le_bytes());
-    crc.update(payload);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&index.to_le_bytes());
-    out.extend_from_slice(payload);
-    Ok(())
-}
-
-/// One whole record at the start of `bytes` whose checksum matches: its index, its
-/// payload and what follows it.
-fn split_record(bytes: &[u8]) -> Option<(u64, &[u8], &[u8])> {
-    let (header, rest) = bytes.split_first_chunk::<HEADER>()?;
-    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
-    let index = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    if rest.len() < len {
-        return None;
-    }
-    let (payload, after) = rest.split_at(len);
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[8..16]);
-    hasher.update(payload);
-    (hasher.finalize() == crc).then_some((index, payload, after))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

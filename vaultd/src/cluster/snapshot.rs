@@ -379,7 +379,7 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::*;
-    use crate::audit::{AuditDraft, AuditEvent, Operation, GENESIS};
+    use crate::audit::sample_events as events;
 
     /// A node's state: a sled tree and an audit trail in `dir`.
     struct Node {
@@ -394,23 +394,6 @@ mod tests {
         let tree = db.open_tree("state").unwrap();
         let trail = AuditTrail::open(&dir.join("audit")).unwrap();
         Node { _db: db, tree, trail, snapshots: Snapshots::open(dir).unwrap() }
-    }
-
-    fn events(range: std::ops::Range<u64>) -> Vec<AuditEvent> {
-        range
-            .map(|seq| {
-                let draft = AuditDraft {
-                    time: seq,
-                    actor: "root".into(),
-                    operation: Operation::UserRead,
-                    subject: None,
-                    app: None,
-                    mode: None,
-                    purpose: None,
-                };
-                AuditEvent::chain(draft, seq, "ok".into(), GENESIS, None)
-            })
-            .collect()
     }
 
     fn header(node: &Node, index: u64) -> Header {

@@ -7,9 +7,8 @@
 //! snapshot files: a snapshot records how much of the trail it covers (its cut), and
 //! sending it streams that prefix of this file after the rest of the state.
 //!
-//! A record is `u32` payload length, `u32` CRC-32 of sequence number and payload, `u64`
-//! sequence number (all little-endian), then the event as JSON. The index holds the
-//! offset of event `n` at byte `8 * (n - 1)`.
+//! Each record (`store::framing`) holds one event as JSON under its sequence number. The
+//! index holds the offset of record `n` at byte `8 * (n - 1)`.
 //!
 //! Appends are not synced here. The state machine keeps the trail in step with the state
 //! that names its head (`StateMachine::new`), and a snapshot syncs the trail up to its cut
@@ -22,13 +21,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::framing::{checksum, push_record, split_header, split_record, HEADER};
 use super::StoreError;
 use crate::audit::AuditEvent;
 
 const DATA: &str = "events.log";
 const INDEX: &str = "events.idx";
 const TEMPORARY: &str = ".tmp";
-const HEADER: usize = 16;
 /// Records read at a time when the trail is walked.
 const CHUNK_RECORDS: u64 = 2048;
 /// Read buffer when the index is rebuilt.
@@ -401,35 +400,10 @@ fn read_header_at(data: &File, offset: u64, data_len: u64) -> Result<Option<(u64
 
 /// The event in a whole record, if the record is intact.
 fn decode_record(record: &[u8]) -> Option<AuditEvent> {
-    let (header, payload) = record.split_first_chunk::<HEADER>()?;
-    let (length, crc, seq) = split_header(header);
-    if payload.len() != length as usize || crc != checksum(seq, payload) {
-        return None;
+    match split_record(record)? {
+        (seq, payload, []) => serde_json::from_slice::<AuditEvent>(payload).ok().filter(|event| event.seq == seq),
+        _ => None,
     }
-    serde_json::from_slice::<AuditEvent>(payload).ok().filter(|event| event.seq == seq)
-}
-
-fn split_header(header: &[u8; HEADER]) -> (u32, u32, u64) {
-    let word = |at: usize| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&header[8..16]);
-    (word(0), word(4), u64::from_le_bytes(seq))
-}
-
-fn checksum(seq: u64, payload: &[u8]) -> u32 {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&seq.to_le_bytes());
-    crc.update(payload);
-    crc.finalize()
-}
-
-fn push_record(out: &mut Vec<u8>, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
-    let length = u32::try_from(payload.len()).map_err(|_| StoreError::Encoding)?;
-    out.extend_from_slice(&length.to_le_bytes());
-    out.extend_from_slice(&checksum(seq, payload).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(payload);
-    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -440,24 +414,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditDraft, Operation, GENESIS};
-
-    fn events(range: Range<u64>) -> Vec<AuditEvent> {
-        range
-            .map(|seq| {
-                let draft = AuditDraft {
-                    time: seq,
-                    actor: "root".into(),
-                    operation: Operation::UserRead,
-                    subject: None,
-                    app: None,
-                    mode: Some("login".into()),
-                    purpose: (seq % 3 == 0).then(|| "x".repeat(seq as usize % 700)),
-                };
-                AuditEvent::chain(draft, seq, "ok".into(), GENESIS, None)
-            })
-            .collect()
-    }
+    use crate::audit::sample_events as events;
 
     fn read_all(trail: &AuditTrail) -> Vec<AuditEvent> {
         trail.read(1..u64::MAX).unwrap()

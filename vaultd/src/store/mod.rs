@@ -6,6 +6,7 @@
 mod audit_trail;
 mod command;
 mod format;
+pub(crate) mod framing;
 pub(crate) mod keys;
 mod records;
 mod redo;
