@@ -5,9 +5,9 @@
 //! On disk a snapshot is `snapshot.bin`: the state tree and the trail's cut (how many
 //! events, how many bytes of the trail belong to it). The trail itself is not copied: it
 //! only grows, so the cut stays valid, and it is synced up to the cut before the snapshot
-//! counts. A build therefore costs the size of the state, never of the audit history. It
-//! writes the tree while the state machine holds its applies (a consistent cut) and syncs
-//! and publishes the file once applies go on.
+//! counts. A build therefore costs the size of the state, never of the audit history, and
+//! applies go on while it is written: it reads the tree through a cut (`store::Cut`),
+//! which sees the tree as it was when the build started.
 //!
 //! Sent to another node, a snapshot is one stream: `snapshot.bin`, then the trail's bytes
 //! up to the cut. The receiving node writes the stream to `snapshot.incoming`, checks it
@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::snapshot_stream::{Parts, SnapshotData};
 use super::types::SnapshotMeta;
-use crate::store::{decode, encode, AuditTrail, StoreError, TrailCut};
+use crate::store::{decode, encode, AuditTrail, Cut, StoreError, TrailCut};
 
 const MAGIC: &[u8; 8] = b"SRSNAP03";
 /// The length that marks the trailer instead of a record.
@@ -102,15 +102,11 @@ impl Snapshots {
         Ok(Some((header.meta.clone(), data)))
     }
 
-    /// Writes a snapshot of `tree` that goes with the trail up to `cut`. The caller makes
-    /// sure nothing applies meanwhile; `PendingBuild::finish` makes it current.
-    pub fn start_build(&self, tree: &sled::Tree, header: Header) -> Result<PendingBuild, StoreError> {
+    /// Starts a snapshot of the tree as `cut` holds it, which goes with the trail up to
+    /// `header.cut`; `PendingBuild::finish` writes it while applies go on.
+    pub fn start_build(&self, header: Header, cut: Cut) -> PendingBuild {
         let path = self.dir.join(format!("snapshot-{}.building", header.meta.snapshot_id));
-        let written = write_snapshot(&path, tree, &header);
-        if written.is_err() {
-            remove_if_present(&path)?;
-        }
-        Ok(PendingBuild { path, file: written?, header })
+        PendingBuild { path, header, cut }
     }
 
     /// A fresh file to receive a snapshot from the leader into.
@@ -209,37 +205,54 @@ impl Snapshots {
     }
 }
 
-/// A snapshot whose file is written but not yet durable and current.
+/// A snapshot started at a cut of the tree, not yet written.
 pub struct PendingBuild {
     path: PathBuf,
-    file: BufWriter<File>,
     header: Header,
+    cut: Cut,
 }
 
 impl PendingBuild {
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    /// Syncs the trail up to the cut and the file, makes the snapshot current and returns
-    /// it as a stream to send. A build that fails leaves no file behind.
-    pub fn finish(self, snapshots: &Snapshots, trail: &AuditTrail) -> Result<SnapshotData, StoreError> {
+    /// Writes the snapshot, syncs the trail up to the cut and the file, makes the
+    /// snapshot current and returns it as a stream to send. If a snapshot was installed
+    /// since the cut, that one is returned instead. A build that fails leaves no file.
+    pub fn finish(
+        self,
+        tree: &sled::Tree,
+        snapshots: &Snapshots,
+        trail: &AuditTrail,
+    ) -> Result<(SnapshotMeta, SnapshotData), StoreError> {
         let path = self.path.clone();
-        let finished = self.publish(snapshots, trail);
-        if finished.is_err() {
+        let finished = self.write(tree, snapshots, trail);
+        if !matches!(finished, Ok(Some(_))) {
             remove_if_present(&path)?;
         }
-        finished
+        match finished? {
+            Some(built) => Ok(built),
+            None => {
+                tracing::info!("a snapshot was installed while this one was being built; this one is not kept");
+                snapshots.open_current(trail)?.ok_or(StoreError::Corrupt)
+            }
+        }
     }
 
-    fn publish(self, snapshots: &Snapshots, trail: &AuditTrail) -> Result<SnapshotData, StoreError> {
+    /// The snapshot, or `None` if the tree was replaced since the cut.
+    fn write(
+        self,
+        tree: &sled::Tree,
+        snapshots: &Snapshots,
+        trail: &AuditTrail,
+    ) -> Result<Option<(SnapshotMeta, SnapshotData)>, StoreError> {
+        let Some(file) = write_snapshot(&self.path, tree, &self.header, &self.cut)? else {
+            return Ok(None);
+        };
+        drop(self.cut);
         trail.sync()?;
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         if !snapshots.publish(&self.path, &self.header)? {
-            tracing::info!(snapshot = %self.header.meta.snapshot_id, "a newer snapshot was installed meanwhile; this one is not kept");
+            return Ok(None);
         }
-        stream(file, trail, self.header.cut)
+        Ok(Some((self.header.meta, stream(file, trail, self.header.cut)?)))
     }
 }
 
@@ -249,23 +262,27 @@ fn stream(state: File, trail: &AuditTrail, cut: TrailCut) -> Result<SnapshotData
     Ok(SnapshotData::Sending(Parts::new(vec![(state, state_bytes), (trail.open_data()?, cut.bytes)])))
 }
 
-fn write_snapshot(path: &Path, tree: &sled::Tree, header: &Header) -> Result<BufWriter<File>, StoreError> {
+/// Writes a snapshot file of the tree as `cut` holds it; `None` if the tree was replaced
+/// since the cut.
+fn write_snapshot(path: &Path, tree: &sled::Tree, header: &Header, cut: &Cut) -> Result<Option<File>, StoreError> {
     let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
     let mut out = BufWriter::with_capacity(BUFFER, file);
     out.write_all(MAGIC)?;
     write_record(&mut out, &encode(&header.meta)?)?;
     write_record(&mut out, &encode(&header.cut)?)?;
     let mut pairs = 0u64;
-    for item in tree.iter() {
-        let (key, value) = item?;
-        write_record(&mut out, &key)?;
-        write_record(&mut out, &value)?;
+    let whole = cut.walk(tree, |key, value| {
+        write_record(&mut out, key)?;
+        write_record(&mut out, value)?;
         pairs += 1;
+        Ok(())
+    })?;
+    if !whole {
+        return Ok(None);
     }
     out.write_all(&TRAILER.to_be_bytes())?;
     out.write_all(&pairs.to_be_bytes())?;
-    out.flush()?;
-    Ok(out)
+    Ok(Some(out.into_inner().map_err(|e| e.into_error())?))
 }
 
 fn write_record(out: &mut impl Write, bytes: &[u8]) -> Result<(), StoreError> {
@@ -378,8 +395,11 @@ mod tests {
     use openraft::{CommittedLeaderId, LogId};
     use tokio::io::AsyncReadExt;
 
+    use std::sync::Arc;
+
     use super::*;
     use crate::audit::sample_events as events;
+    use crate::store::TreeCuts;
 
     /// A node's state: a sled tree and an audit trail in `dir`.
     struct Node {
@@ -387,13 +407,31 @@ mod tests {
         tree: sled::Tree,
         trail: AuditTrail,
         snapshots: Snapshots,
+        cuts: Arc<TreeCuts>,
+    }
+
+    impl Node {
+        /// Builds a snapshot of the tree as it is now, at log index `index`.
+        fn build(&self, index: u64) -> PendingBuild {
+            self.snapshots.start_build(header(self, index), self.cuts.take())
+        }
+
+        fn finish(&self, pending: PendingBuild) -> (SnapshotMeta, SnapshotData) {
+            pending.finish(&self.tree, &self.snapshots, &self.trail).unwrap()
+        }
+
+        /// A write as the state machine makes it.
+        fn insert(&self, key: &[u8], value: &[u8]) {
+            self.cuts.before_writes(&self.tree, [key].into_iter()).unwrap();
+            self.tree.insert(key, value).unwrap();
+        }
     }
 
     fn node(dir: &Path) -> Node {
         let db = sled::open(dir.join("db")).unwrap();
         let tree = db.open_tree("state").unwrap();
         let trail = AuditTrail::open(&dir.join("audit")).unwrap();
-        Node { _db: db, tree, trail, snapshots: Snapshots::open(dir).unwrap() }
+        Node { _db: db, tree, trail, snapshots: Snapshots::open(dir).unwrap(), cuts: Arc::default() }
     }
 
     fn header(node: &Node, index: u64) -> Header {
@@ -428,9 +466,9 @@ mod tests {
         }
         leader.trail.append(&events(1..301)).unwrap();
         let header = header(&leader, 10);
-        let pending = leader.snapshots.start_build(&leader.tree, header.clone()).unwrap();
-        let bytes = bytes_of(pending.finish(&leader.snapshots, &leader.trail).unwrap()).await;
-        (leader, header, bytes)
+        let (meta, data) = leader.finish(leader.build(10));
+        assert_eq!(meta, header.meta);
+        (leader, header, bytes_of(data).await)
     }
 
     #[tokio::test]
@@ -439,7 +477,7 @@ mod tests {
         let (leader, header, built) = leader_with_snapshot(leader_dir.path()).await;
         let at_cut = contents(&leader.tree);
         // Applies go on after the cut; the snapshot does not change.
-        leader.tree.insert(b"after the cut", b"".to_vec()).unwrap();
+        leader.insert(b"after the cut", b"");
         leader.trail.append(&events(301..302)).unwrap();
         let (meta, current) = leader.snapshots.open_current(&leader.trail).unwrap().unwrap();
         assert_eq!(meta, header.meta);
@@ -508,14 +546,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_build_holds_the_tree_as_it_was_when_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        for i in 0..5_000u32 {
+            node.insert(&i.to_be_bytes(), &[1; 40]);
+        }
+        node.trail.append(&events(1..11)).unwrap();
+        let at_start = contents(&node.tree);
+        let pending = node.build(7);
+        // Applies go on while the build waits to be written.
+        for i in (0..10_000u32).step_by(7) {
+            node.insert(&i.to_be_bytes(), b"changed after the start");
+            node.cuts.before_writes(&node.tree, [&(i + 1).to_be_bytes()[..]].into_iter()).unwrap();
+            node.tree.remove((i + 1).to_be_bytes()).unwrap();
+        }
+        node.trail.append(&events(11..20)).unwrap();
+        node.finish(pending);
+        let copy_dir = tempfile::tempdir().unwrap();
+        let copy = super::tests::node(copy_dir.path());
+        node.snapshots.load_current(&copy.tree, &node.trail).unwrap();
+        assert_eq!(contents(&copy.tree), at_start);
+        assert_eq!(node.trail.read(1..100).unwrap(), events(1..11), "the trail is cut back to the snapshot's cut");
+    }
+
+    #[tokio::test]
     async fn loading_a_snapshot_cuts_the_trail_back_to_it() {
         let dir = tempfile::tempdir().unwrap();
         let node = node(dir.path());
-        node.tree.insert(b"k", b"at the snapshot").unwrap();
+        node.insert(b"k", b"at the snapshot");
         node.trail.append(&events(1..11)).unwrap();
         let header = header(&node, 3);
-        node.snapshots.start_build(&node.tree, header.clone()).unwrap().finish(&node.snapshots, &node.trail).unwrap();
-        node.tree.insert(b"k", b"after").unwrap();
+        node.finish(node.build(3));
+        node.insert(b"k", b"after");
         node.trail.append(&events(11..20)).unwrap();
         node.snapshots.load_current(&node.tree, &node.trail).unwrap();
         assert_eq!(node.tree.get(b"k").unwrap().as_deref(), Some(&b"at the snapshot"[..]));
@@ -530,17 +593,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_build_finished_after_a_newer_install_is_not_kept() {
+    async fn a_build_finished_after_a_newer_install_gives_way_to_it() {
         let leader_dir = tempfile::tempdir().unwrap();
         let (_leader, newer, whole) = leader_with_snapshot(leader_dir.path()).await;
         let dir = tempfile::tempdir().unwrap();
         let node = node(dir.path());
-        node.tree.insert(b"k", b"v").unwrap();
-        let older = node.snapshots.start_build(&node.tree, header(&node, 3)).unwrap();
-        receive(&node, &whole, &newer.meta).unwrap();
-        node.snapshots.install_received(&node.trail).unwrap();
-        older.finish(&node.snapshots, &node.trail).unwrap();
-        assert_eq!(node.snapshots.current(), Some(newer.clone()));
-        assert_eq!(Snapshots::open(dir.path()).unwrap().current(), Some(newer));
+        node.insert(b"k", b"v");
+        // Installed before the older build is written, and after it is written.
+        for replace_tree in [true, false] {
+            let older = node.build(3);
+            receive(&node, &whole, &newer.meta).unwrap();
+            node.snapshots.install_received(&node.trail).unwrap();
+            if replace_tree {
+                let _rewriting = node.cuts.rewriting();
+                node.snapshots.load_current(&node.tree, &node.trail).unwrap();
+            }
+            let (meta, data) = node.finish(older);
+            assert_eq!(meta, newer.meta, "the installed snapshot is the current one");
+            assert_eq!(bytes_of(data).await, whole);
+            assert_eq!(Snapshots::open(dir.path()).unwrap().current(), Some(newer.clone()));
+            assert!(!dir.path().join("snapshot-1-3-1.building").exists(), "the older build leaves no file");
+        }
     }
 }

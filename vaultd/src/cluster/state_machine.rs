@@ -75,7 +75,9 @@ impl StateMachineStore {
         if self.snapshots.has_received() {
             self.snapshots.install_received(trail)?;
         }
+        let rewriting = self.machine.tree_cuts().rewriting();
         self.snapshots.load_current(self.machine.store().state_tree(), trail)?;
+        drop(rewriting);
         self.store().flush()?;
         self.raft_meta.remove(INSTALLING)?;
         self.store().flush()?;
@@ -95,7 +97,7 @@ impl StateMachineStore {
         };
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
         let header = Header { meta, cut: self.store().audit_trail().cut() };
-        self.snapshots.start_build(self.store().state_tree(), header)
+        Ok(self.snapshots.start_build(header, self.machine.tree_cuts().take()))
     }
 }
 
@@ -142,7 +144,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        // Called between applies: the tree and the trail are a consistent cut.
+        // Called between applies: the cut of the tree and the trail's cut match.
         SnapshotBuilder {
             pending: Some(self.start_build()),
             snapshots: Arc::clone(&self.snapshots),
@@ -182,13 +184,13 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let pending = self.pending.take().ok_or(StoreError::Corrupt).and_then(|r| r).map_err(snapshot_error)?;
-        let header = pending.header().clone();
         let (snapshots, store) = (Arc::clone(&self.snapshots), self.store.clone());
-        let data = tokio::task::spawn_blocking(move || pending.finish(&snapshots, store.audit_trail()))
-            .await
-            .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
-            .map_err(snapshot_error)?;
-        tracing::info!(snapshot = %header.meta.snapshot_id, audit_events = header.cut.events, "built snapshot");
-        Ok(Snapshot { meta: header.meta, snapshot: Box::new(data) })
+        let (meta, data) =
+            tokio::task::spawn_blocking(move || pending.finish(store.state_tree(), &snapshots, store.audit_trail()))
+                .await
+                .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
+                .map_err(snapshot_error)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(data) })
     }
 }

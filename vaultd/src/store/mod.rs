@@ -12,6 +12,7 @@ mod records;
 mod redo;
 mod staged;
 mod state_machine;
+mod tree_cut;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -31,6 +32,7 @@ pub use records::{
     SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
+pub use tree_cut::{Cut, TreeCuts};
 
 pub(crate) use audit_trail::AuditTrail;
 

@@ -8,6 +8,7 @@ use sled::IVec;
 
 use super::keys;
 use super::redo::RedoLog;
+use super::tree_cut::TreeCuts;
 use super::StoreError;
 
 pub struct Staged {
@@ -59,10 +60,12 @@ impl Staged {
 
     /// Applies every pending write, atomically with respect to crashes. Metadata (the
     /// audit head, the last applied log id) is written last, so a reader that sees it
-    /// sees everything it covers.
-    pub fn commit(self, redo: &RedoLog) -> Result<(), StoreError> {
+    /// sees everything it covers. A cut being taken of the tree first gets the values the
+    /// writes replace.
+    pub fn commit(self, redo: &RedoLog, cuts: &TreeCuts) -> Result<(), StoreError> {
         let mut writes: Vec<_> = self.writes.into_iter().collect();
         writes.sort_by_key(|(key, _)| keys::is_meta(key));
+        cuts.before_writes(&self.tree, writes.iter().map(|(key, _)| key.as_slice()))?;
         redo.commit(&self.tree, writes)
     }
 }

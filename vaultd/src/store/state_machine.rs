@@ -18,6 +18,7 @@ use super::records::{
 };
 use super::redo::RedoLog;
 use super::staged::Staged;
+use super::tree_cut::TreeCuts;
 use super::{keys, AuditHead, Store, StoreError, SubjectAuditHead};
 use crate::audit::AuditEvent;
 use crate::crypto::DekCache;
@@ -31,6 +32,8 @@ pub struct StateMachine {
     head: AuditHead,
     /// Forgetting a subject must also drop its unwrapped DEK from memory.
     dek_cache: Arc<DekCache>,
+    /// Cuts of the state tree for snapshots, kept consistent by every commit.
+    cuts: Arc<TreeCuts>,
 }
 
 impl StateMachine {
@@ -41,7 +44,12 @@ impl StateMachine {
             tracing::info!("finished the writes of a transaction a crash interrupted");
         }
         let head = store.audit_head()?;
-        Ok(StateMachine { store, redo, head, dek_cache })
+        Ok(StateMachine { store, redo, head, dek_cache, cuts: Arc::default() })
+    }
+
+    /// Cuts of the state tree, consistent while applies go on.
+    pub fn tree_cuts(&self) -> &Arc<TreeCuts> {
+        &self.cuts
     }
 
     /// Brings the audit trail in step with the state: removes the events of a transaction
@@ -146,7 +154,7 @@ impl Transaction<'_> {
             self.machine.store.audit_trail().append(&self.events)?;
             self.staged.insert(keys::meta(keys::AUDIT_HEAD), encode(&self.head)?);
         }
-        self.staged.commit(&self.machine.redo)?;
+        self.staged.commit(&self.machine.redo, &self.machine.cuts)?;
         self.machine.head = self.head;
         for subject in &self.forgotten {
             self.machine.dek_cache.remove(subject);
