@@ -11,8 +11,8 @@
 //! index holds the offset of record `n` at byte `8 * (n - 1)`.
 //!
 //! Appends are not synced here. The state machine keeps the trail in step with the state
-//! that names its head (`StateMachine::new`), and a snapshot syncs the trail up to its cut
-//! before it counts.
+//! that names its head (`StateMachine::trail_holds_state`), and a snapshot syncs the trail
+//! up to its cut before it counts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -120,18 +120,22 @@ impl AuditTrail {
 
     /// Appends events that follow the last one held. Not durable until `sync`.
     pub fn append(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let mut files = self.write_lock();
+        let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(()) };
+        if events.windows(2).any(|pair| pair[1].seq != pair[0].seq + 1) {
+            return Err(StoreError::Corrupt);
+        }
         let mut data = Vec::with_capacity(events.len() * 512);
-        let mut index = Vec::with_capacity(events.len() * 8);
-        for (expected, event) in (files.last_seq + 1..).zip(events) {
-            if event.seq != expected {
-                return Err(StoreError::Corrupt);
-            }
-            index.extend_from_slice(&(files.end + data.len() as u64).to_le_bytes());
+        let mut starts = Vec::with_capacity(events.len());
+        for event in events {
+            starts.push(data.len() as u64);
             let payload = serde_json::to_vec(event).map_err(|_| StoreError::Encoding)?;
             push_record(&mut data, event.seq, &payload)?;
         }
-        let Some(last) = events.last() else { return Ok(()) };
+        let mut files = self.write_lock();
+        if first.seq != files.last_seq + 1 {
+            return Err(StoreError::Corrupt);
+        }
+        let index: Vec<u8> = starts.iter().flat_map(|start| (files.end + start).to_le_bytes()).collect();
         files.data.write_all_at(&data, files.end)?;
         files.index.write_all_at(&index, files.records * 8)?;
         files.records += events.len() as u64;
@@ -156,14 +160,14 @@ impl AuditTrail {
     pub fn keep_through(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
         let mut files = self.write_lock();
         let mut records = files.records;
-        let mut found = None;
+        let mut kept = None;
         while records > 0 {
             let (at, next) = (files.index_entry(records)?, files.record_end(records)?);
             let mut record = vec![0u8; usize::try_from(next - at).map_err(|_| StoreError::Corrupt)?];
             files.data.read_exact_at(&mut record, at)?;
             let event = decode_record(&record).ok_or(StoreError::Corrupt)?;
             if event.seq <= seq {
-                found = (event.seq == seq).then_some(event);
+                kept = Some(event);
                 break;
             }
             records -= 1;
@@ -171,10 +175,10 @@ impl AuditTrail {
         if records < files.records {
             files.end = files.index_entry(records + 1)?;
             files.records = records;
-            files.last_seq = seq.min(files.last_seq);
+            files.last_seq = kept.as_ref().map_or(0, |event| event.seq);
             files.cut()?;
         }
-        Ok(found)
+        Ok(kept.filter(|event| event.seq == seq))
     }
 
     /// Keeps the first `records` records (a snapshot's cut) and removes the rest, durably.
@@ -259,8 +263,8 @@ impl AuditTrail {
     }
 
     /// Replaces the whole trail with the first `bytes` bytes `source` yields (a snapshot's
-    /// trail from the leader), durably; refuses a trail that is cut short or whose events
-    /// do not follow each other.
+    /// trail from the leader), durably; refuses a trail that is cut short or whose records
+    /// are out of order.
     pub fn replace(&self, source: impl Read, bytes: u64) -> Result<TrailCut, StoreError> {
         let mut files = self.write_lock();
         let temporary = self.dir.join(format!("{DATA}{TEMPORARY}"));
@@ -287,9 +291,7 @@ impl AuditTrail {
         }
         Ok(cut)
     }
-}
 
-impl AuditTrail {
     /// Replaces the trail with records of exactly `events`, whatever they hold.
     pub fn rewrite(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         let mut bytes = Vec::new();
