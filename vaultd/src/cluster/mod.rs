@@ -130,8 +130,9 @@ impl Cluster {
             cluster_name: "strongroom".into(),
             heartbeat_interval: 150,
             // openraft has a follower wait out the leader's lease (the maximum) before its
-            // own timeout, so a dead leader is replaced 1.2–1.6 s after its last heartbeat;
-            // with 600–1,200 ms it took 1.8–2.4 s, and 3 s and more when a vote was lost.
+            // own timeout, so an election starts 1.2–1.6 s after a dead leader's last
+            // heartbeat; with 600–1,200 ms it was 1.8–2.4 s, and failover took over 3 s
+            // when a vote was lost.
             election_timeout_min: 400,
             election_timeout_max: 800,
             install_snapshot_timeout: 10_000,
