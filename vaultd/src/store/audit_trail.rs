@@ -93,7 +93,7 @@ impl AuditTrail {
         files.records = records;
         if files.index.metadata()?.len() != records * 8 || data_len != files.end {
             tracing::warn!(records, "cutting off unfinished writes at the end of the audit trail");
-            files.cut()?;
+            files.shorten()?;
         }
         Ok(AuditTrail { dir: dir.to_path_buf(), files: RwLock::new(files) })
     }
@@ -176,7 +176,7 @@ impl AuditTrail {
             files.end = files.index_entry(records + 1)?;
             files.records = records;
             files.last_seq = kept.as_ref().map_or(0, |event| event.seq);
-            files.cut()?;
+            files.shorten()?;
         }
         Ok(kept.filter(|event| event.seq == seq))
     }
@@ -194,7 +194,7 @@ impl AuditTrail {
                 n => read_header_at(&files.data, files.index_entry(n)?, cut.bytes)?.ok_or(StoreError::Corrupt)?.0,
             };
             (files.records, files.end) = (cut.events, cut.bytes);
-            files.cut()?;
+            files.shorten()?;
         }
         Ok(())
     }
@@ -321,7 +321,7 @@ impl Files {
     }
 
     /// Shortens both files to what `records` and `end` say, durably.
-    fn cut(&mut self) -> Result<(), StoreError> {
+    fn shorten(&mut self) -> Result<(), StoreError> {
         self.index.set_len(self.records * 8)?;
         self.data.set_len(self.end)?;
         self.index.sync_all()?;
