@@ -17,7 +17,10 @@ mod system;
 mod tokens;
 mod users;
 
-use actix_web::{middleware::from_fn, web, HttpResponse};
+use actix_web::{
+    middleware::{from_fn, NormalizePath},
+    web, HttpResponse,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,6 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.app_data(BodyLimit(max_body)).service(
         web::scope("")
             .wrap(from_fn(middleware::observe))
+            // Databunker's router answers `/v1/user/` like `/v1/user` (its published
+            // client posts to the former); so do we, for every route.
+            .wrap(NormalizePath::trim())
             .service(web::resource("/v1/user").post(users::create))
             .service(web::resource("/v1/user/{mode}/{id}").get(users::get).put(users::update).delete(users::forget))
             .service(web::resource("/v1/users").post(users::list))
