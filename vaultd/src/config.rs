@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub max_session_ttl: Option<String>,
     /// The longest a shared record lasts, e.g. `7d`.
     pub max_share_ttl: Option<String>,
+    /// The longest expiration countdown, e.g. `90d`.
+    pub max_user_retention_period: Option<String>,
     #[serde(default)]
     pub hsm: FileHsmConfig,
 }

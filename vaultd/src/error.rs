@@ -25,6 +25,10 @@ pub enum VaultError {
     NeedsRequest,
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Databunker's words exactly: its published express-session store takes a 4xx
+    /// saying "not found" to mean "no session yet", and any other answer as a failure.
+    #[error("not found")]
+    SessionNotFound,
     #[error("duplicate {0}")]
     Duplicate(&'static str),
     #[error("{0}")]
@@ -60,7 +64,7 @@ impl ResponseError for VaultError {
             | VaultError::NotOwnSubject
             | VaultError::NeedsRequest
             | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
-            VaultError::NotFound(_) => StatusCode::NOT_FOUND,
+            VaultError::NotFound(_) | VaultError::SessionNotFound => StatusCode::NOT_FOUND,
             VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
             VaultError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             VaultError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -167,6 +167,10 @@ struct ServeArgs {
     /// The longest a shared record lasts, e.g. `7d` or `30d` (the default).
     #[arg(long, env = "VAULTD_MAX_SHARE_TTL")]
     max_share_ttl: Option<String>,
+    /// The longest expiration countdown, and the one started when a request names none,
+    /// e.g. `90d` (default `186d`: Databunker's six months of 31 days).
+    #[arg(long, env = "VAULTD_MAX_USER_RETENTION_PERIOD")]
+    max_user_retention_period: Option<String>,
 }
 
 /// Where the KEK lives: shared by `serve` and `hsm-import-key`.
@@ -342,6 +346,11 @@ fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
             .unwrap_or(defaults.max_session_ttl),
         max_share_ttl: ttl_setting("--max-share-ttl", args.max_share_ttl.or(file.max_share_ttl))?
             .unwrap_or(defaults.max_share_ttl),
+        max_user_retention: ttl_setting(
+            "--max-user-retention-period",
+            args.max_user_retention_period.or(file.max_user_retention_period),
+        )?
+        .unwrap_or(defaults.max_user_retention),
     };
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(config::DEFAULT_MAX_BODY),

@@ -137,13 +137,18 @@ fn create_read_replace_and_delete_an_unlinked_session() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, json!({"status": "ok"}));
     client.get(&session_path(&session)).assert_error(404);
-    client.delete(&session_path(&session)).assert_error(404);
+    // Deleting it again succeeds, as in Databunker (express-session destroys ids it
+    // never saved).
+    client.delete(&session_path(&session)).assert_ok();
     // The other session is untouched.
     assert_eq!(read_ok(&client, &other)["data"]["ip"], "192.0.2.1");
-    // Never-created ids are 404 too.
+    // Never-created ids read as 404 too, with Databunker's message, which its
+    // express-session store relies on.
     let unknown = new_session();
-    client.get(&session_path(&unknown)).assert_error(404);
-    client.delete(&session_path(&unknown)).assert_error(404);
+    let reply = client.get(&session_path(&unknown));
+    reply.assert_error(404);
+    assert_eq!(reply.body["message"], "not found");
+    client.delete(&session_path(&unknown)).assert_ok();
 }
 
 #[test]
@@ -168,8 +173,6 @@ fn bad_session_ids_and_bodies_are_400_and_write_nothing() {
         json!("ip"),
         json!(42),
         json!(null),
-        json!({"ip": "1.2.3.4", "expiration": ""}),
-        json!({"ip": "1.2.3.4", "expiration": "30"}),
         json!({"ip": "1.2.3.4", "expiration": "d"}),
         json!({"ip": "1.2.3.4", "expiration": "30w"}),
         json!({"ip": "1.2.3.4", "expiration": "-1h"}),
@@ -177,7 +180,6 @@ fn bad_session_ids_and_bodies_are_400_and_write_nothing() {
         json!({"ip": "1.2.3.4", "expiration": "1H"}),
         json!({"ip": "1.2.3.4", "expiration": " 1h"}),
         json!({"ip": "1.2.3.4", "expiration": "1 hour"}),
-        json!({"ip": "1.2.3.4", "expiration": 3600}),
         json!({"ip": "1.2.3.4", "expiration": true}),
         json!({"ip": "1.2.3.4", "expiration": ["1h"]}),
         json!({"ip": "1.2.3.4", "expiration": {"h": 1}}),
@@ -360,7 +362,6 @@ fn forget_me_removes_linked_sessions_and_leaves_unlinked_ones() {
     client.delete(&format!("/v1/user/token/{token}")).assert_ok();
     for session in &linked {
         client.get(&session_path(session)).assert_error(404);
-        client.delete(&session_path(session)).assert_error(404);
     }
     let (total, rows) = list(&client, "token", &token, "");
     assert_eq!((total, rows.len()), (0, 0), "a forgotten subject has no sessions");
@@ -431,10 +432,8 @@ fn the_sweeper_removes_ended_sessions_with_a_system_event() {
     assert_eq!(swept[0]["subject"], token.as_str());
     assert_eq!(swept[0]["actor"], "system");
 
-    // Removed, not merely hidden: DELETE finds nothing either.
     for session in [&linked, &unlinked] {
         client.get(&session_path(session)).assert_error(404);
-        client.delete(&session_path(session)).assert_error(404);
     }
     let (total, rows) = list(&client, "login", "ada", "");
     assert_eq!(total, 1);

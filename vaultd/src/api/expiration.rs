@@ -11,7 +11,8 @@ use crate::auth::{Caller, Scope};
 use crate::error::{VaultError, VaultResult};
 use crate::vault::Vault;
 
-/// `POST /v1/exp/start/{mode}/{id}` with `{"expiration":"30d"}` (JSON or form).
+/// `POST /v1/exp/start/{mode}/{id}` with `{"expiration":"30d"}` (JSON or form). No body,
+/// or no `expiration`, starts the vault's maximum retention period.
 pub async fn start(
     vault: web::Data<Vault>,
     caller: Caller,
@@ -23,16 +24,13 @@ pub async fn start(
     caller.require_staff()?;
     let (mode, id) = path.into_inner();
     let mode = parse_mode(&mode)?;
-    let request = body.object()?;
-    let Some(Value::String(expiration)) = request.get("expiration") else {
-        return Err(VaultError::bad_request("expiration is required, e.g. {\"expiration\":\"30d\"}"));
-    };
+    let request = body.optional_object()?;
     match request.get("status") {
         None | Some(Value::Null) => {}
         Some(Value::String(status)) if status == "wait" => {}
         Some(_) => return Err(VaultError::bad_request("status may only be \"wait\"")),
     }
-    let exptoken = vault.start_expiration(&caller, mode, &id, expiration).await?;
+    let exptoken = vault.start_expiration(&caller, mode, &id, request.get("expiration")).await?;
     Ok(ok(json!({"exptoken": exptoken})))
 }
 

@@ -25,8 +25,9 @@ pub async fn create(
 
 pub async fn get(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
     let shared = vault.get_shared(&path).await?;
-    Ok(match shared.app {
-        Some(app) => ok(json!({"app": app, "data": shared.data})),
-        None => ok(json!({"data": shared.data})),
+    Ok(match (shared.app, shared.session) {
+        (Some(app), _) => ok(json!({"app": app, "data": shared.data})),
+        (None, Some(session)) => ok(json!({"session": session, "data": shared.data})),
+        (None, None) => ok(json!({"data": shared.data})),
     })
 }

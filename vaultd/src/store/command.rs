@@ -306,11 +306,13 @@ pub enum Applied {
         record: SessionRecord,
         owner: Option<ActiveSubject>,
     },
-    /// A shared record, the subject (for its DEK), and the app record it shares from.
+    /// A shared record, the subject (for its DEK), and the app record or session it
+    /// shares from.
     Shared {
         record: SharedRecord,
         owner: ActiveSubject,
         app: Option<AppRecord>,
+        session: Option<SessionRecord>,
     },
     /// A request, and its subject (for its DEK; `None` once forgotten).
     Request {

@@ -18,7 +18,8 @@ use super::StoreError;
 /// 5: snapshot files end with a trailer (`SRSNAP02`) and are streamed, not held in memory.
 /// 6: audit events live in the audit trail's files (`audit/`), not in sled; snapshots name
 /// their cut of the trail (`SRSNAP03`).
-pub const CURRENT: u32 = 6;
+/// 7: a shared record may share fields of one of its subject's sessions.
+pub const CURRENT: u32 = 7;
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";

@@ -100,8 +100,9 @@ pub struct SessionRecord {
     pub sealed: Vec<u8>,
 }
 
-/// A shared record: some fields of a subject's profile (or of one app record), readable
-/// by whoever holds the record id until it ends. Only the id's SHA-256 is stored.
+/// A shared record: some fields of a subject's profile (or of one app record, or of one
+/// of its sessions), readable by whoever holds the record id until it ends. Only the
+/// id's SHA-256 is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedRecord {
     pub subject: uuid::Uuid,
@@ -114,6 +115,8 @@ pub struct SharedRecord {
     /// Milliseconds since the Unix epoch.
     pub created: u64,
     pub expires_at: u64,
+    /// Share from this session of the subject's instead of the profile.
+    pub session: Option<uuid::Uuid>,
 }
 
 /// A legal basis for processing (Databunker's `lbasis`): what a subject agrees to, or

@@ -200,6 +200,17 @@ fn remove_session(staged: &mut Staged, session: &Uuid) -> Result<(), StoreError>
     Ok(())
 }
 
+/// A session of `subject`'s that has not ended at `now`.
+fn live_session_of(
+    staged: &Staged,
+    session: &Uuid,
+    subject: &Uuid,
+    now: u64,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let record = read::<SessionRecord>(staged, &keys::session(session))?;
+    Ok(record.filter(|r| r.subject.as_ref() == Some(subject) && r.expires_at > now))
+}
+
 /// Removes a shared record and its index entries, if it exists.
 fn remove_share(staged: &mut Staged, hash: &[u8; 32]) -> Result<(), StoreError> {
     if let Some(record) = read::<SharedRecord>(staged, &keys::shared(hash))? {
@@ -571,6 +582,11 @@ fn apply_change(
                     return Ok((Err(Rejection::AppNotFound), subject));
                 }
             }
+            if let Some(session) = &record.session {
+                if live_session_of(staged, session, &record.subject, now)?.is_none() {
+                    return Ok((Err(Rejection::SessionNotFound), subject));
+                }
+            }
             if staged.contains(&keys::shared(hash))? {
                 return Ok((Err(Rejection::Exists), subject));
             }
@@ -593,7 +609,15 @@ fn apply_change(
                 },
                 None => None,
             };
-            return Ok((Ok(Applied::Shared { record, owner, app }), subject));
+            // A session that ended or was deleted takes what was shared from it along.
+            let session = match &record.session {
+                Some(session) => match live_session_of(staged, session, &record.subject, now)? {
+                    Some(found) => Some(found),
+                    None => return Ok((Err(Rejection::ShareNotFound), subject)),
+                },
+                None => None,
+            };
+            return Ok((Ok(Applied::Shared { record, owner, app, session }), subject));
         }
 
         (Change::DeleteEndedShare { hash }, _) => {

@@ -4,7 +4,7 @@
 //! the subject. The exptoken is stored only as a SHA-256 (to find the subject) and sealed
 //! under the subject's DEK (so an admin can read it back from the status).
 
-use strongroom_admin_api::retention::parse_duration;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::*;
@@ -22,12 +22,17 @@ pub struct ExpirationView {
 }
 
 impl Vault {
-    /// Starts (or restarts, with a new exptoken) a subject's expiration `expiration`
-    /// (e.g. `30d`) from now. Returns the exptoken.
-    pub async fn start_expiration(&self, caller: &Caller, mode: Mode, id: &str, expiration: &str) -> VaultResult<Uuid> {
-        let seconds = parse_duration(expiration).ok_or_else(|| {
-            VaultError::bad_request("expiration must be a duration like 30d, 12h, 6m (months) or 30s")
-        })?;
+    /// Starts (or restarts, with a new exptoken) a subject's expiration from now, as long
+    /// as `expiration` asks (see `lifetime`; none asks for the maximum retention period).
+    /// Returns the exptoken.
+    pub async fn start_expiration(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        id: &str,
+        expiration: Option<&Value>,
+    ) -> VaultResult<Uuid> {
+        let seconds = lifetime::requested(expiration, self.settings.max_user_retention, now_ms() / 1000)?.as_secs();
         let op = Operation::ExpirationStart;
         let (subject, _, active) = match self.find_audited(caller, op, mode, None, id).await? {
             Found::Active(subject, version, active) => (subject, version, active),

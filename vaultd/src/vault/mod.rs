@@ -5,6 +5,7 @@
 mod apps;
 mod consent;
 mod expiration;
+mod lifetime;
 mod requests;
 mod retention;
 mod sessions;
@@ -58,6 +59,9 @@ pub struct VaultSettings {
     pub max_session_ttl: std::time::Duration,
     /// The longest a shared record lasts.
     pub max_share_ttl: std::time::Duration,
+    /// The longest expiration countdown (Databunker's `max_user_retention_period`), and
+    /// the one `POST /v1/exp/start` starts when it names none.
+    pub max_user_retention: std::time::Duration,
 }
 
 impl Default for VaultSettings {
@@ -72,6 +76,8 @@ impl Default for VaultSettings {
             expiration_sweep: std::time::Duration::from_secs(10),
             max_session_ttl: std::time::Duration::from_secs(30 * 86_400),
             max_share_ttl: std::time::Duration::from_secs(30 * 86_400),
+            // Databunker's default, `6m`: six months of 31 days.
+            max_user_retention: std::time::Duration::from_secs(6 * 31 * 86_400),
         }
     }
 }
@@ -392,7 +398,7 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::SubjectNotFound | Rejection::Forgotten => VaultError::NotFound("record"),
         Rejection::AppNotFound => VaultError::NotFound("app record"),
         Rejection::TokenNotFound => VaultError::NotFound("access token"),
-        Rejection::SessionNotFound => VaultError::NotFound("session"),
+        Rejection::SessionNotFound => VaultError::SessionNotFound,
         Rejection::ShareNotFound => VaultError::NotFound("shared record"),
         Rejection::UnknownBrief => VaultError::NotFound("legal basis or agreement"),
         Rejection::UnknownActivity => VaultError::NotFound("processing activity"),
@@ -406,6 +412,7 @@ fn rejected(rejection: Rejection) -> VaultError {
 /// Applies a PUT body to a JSON object: an object is an RFC 7396 merge, an array an
 /// RFC 6902 patch. The result must still be an object.
 pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<()> {
+    check_update(update)?;
     match update {
         Value::Object(_) => json_patch::merge(current, update),
         Value::Array(_) => {
@@ -422,9 +429,12 @@ pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<(
 }
 
 /// Checks that a PUT body can be applied to a JSON object at all (a merge object, or a
-/// patch array that parses), without applying it.
+/// patch array that parses), without applying it. An empty one (`{}`, `[]`) changes
+/// nothing and is refused, as Databunker refuses it.
 pub(crate) fn check_update(update: &Value) -> VaultResult<()> {
     match update {
+        Value::Object(map) if map.is_empty() => Err(VaultError::bad_request("the change is empty")),
+        Value::Array(ops) if ops.is_empty() => Err(VaultError::bad_request("the change is empty")),
         Value::Object(_) => Ok(()),
         Value::Array(_) => serde_json::from_value::<json_patch::Patch>(update.clone())
             .map(drop)

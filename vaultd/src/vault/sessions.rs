@@ -37,7 +37,7 @@ impl Vault {
         if data.is_empty() {
             return Err(VaultError::bad_request("session data must not be empty"));
         }
-        let ttl = shares::capped_ttl(data.get("expiration"), self.settings.max_session_ttl)?;
+        let ttl = lifetime::requested(data.get("expiration"), self.settings.max_session_ttl, now_ms() / 1000)?;
         let owner = match LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id))) {
             Some((mode, id)) => match self.find_audited(caller, Operation::SessionCreate, mode, None, &id).await? {
                 Found::Active(subject, _, active) => Some((subject, active)),
@@ -85,10 +85,16 @@ impl Vault {
         }
     }
 
+    /// Deletes a session. Deleting one that does not exist (or has ended, or is not the
+    /// subject token's own) succeeds, as in Databunker: afterwards the caller has no
+    /// session of that id either way (express-session destroys sessions it never saved).
     pub async fn delete_session(&self, caller: &Caller, session: Uuid) -> VaultResult<()> {
         let audit = draft(caller, Operation::SessionDelete, None, None, None);
         let change = Change::DeleteSession { session, only_if_ended: false, owner: caller.subject };
-        self.commit(audit, change).await?.outcome.map_err(rejected).map(drop)
+        match self.commit(audit, change).await?.outcome {
+            Ok(_) | Err(Rejection::SessionNotFound) => Ok(()),
+            Err(other) => Err(rejected(other)),
+        }
     }
 
     /// A page of a subject's sessions that have not ended, and how many there are.
@@ -122,19 +128,27 @@ impl Vault {
         record: &SessionRecord,
         owner: Option<&ActiveSubject>,
     ) -> VaultResult<SessionView> {
-        let plaintext = match (&record.subject, owner, &record.key) {
+        let data = match (&record.subject, owner, &record.key) {
             (Some(subject), Some(owner), _) => {
-                self.dek(subject, owner).await?.open(&record.sealed, &session_aad(Some(subject), &session))?
+                open_linked(&self.dek(subject, owner).await?, subject, &session, record)?
             }
             (None, _, Some(key)) => {
                 let key = self.kek.unwrap_key(&key.wrapped, &crypto::dek_aad(&session)).await?;
-                key.open(&record.sealed, &session_aad(None, &session))?
+                document(&key.open(&record.sealed, &session_aad(None, &session))?)?
             }
             _ => return Err(VaultError::Storage(StoreError::Corrupt)),
         };
-        let data = serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))?;
         Ok(SessionView { session, when: record.created / 1000, data })
     }
+}
+
+/// The document of a session linked to `subject`, opened with the subject's DEK.
+pub(super) fn open_linked(dek: &DataKey, subject: &Uuid, session: &Uuid, record: &SessionRecord) -> VaultResult<Value> {
+    document(&dek.open(&record.sealed, &session_aad(Some(subject), session))?)
+}
+
+fn document(plaintext: &[u8]) -> VaultResult<Value> {
+    serde_json::from_slice(plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))
 }
 
 /// A non-empty identifier in a session body.

@@ -1,10 +1,9 @@
 //! Shared records (Databunker's `sharedrecord`): a capability a partner can use to read
-//! chosen fields of one subject's profile (or of one app record) until it ends, without
-//! an access token. The record id is the credential; the vault stores only its SHA-256,
+//! chosen fields of one subject's profile (or of one app record, or of one of its
+//! sessions) until it ends, without an access token. The record id is the credential; the vault stores only its SHA-256,
 //! and the share disappears when the subject is forgotten or the share ends.
 
 use serde_json::{Map, Value};
-use strongroom_admin_api::retention::parse_duration;
 use uuid::Uuid;
 
 use super::*;
@@ -15,13 +14,15 @@ const MAX_PARTNER_LEN: usize = 128;
 /// What `GET /v1/get/{record}` shows.
 pub struct SharedView {
     pub app: Option<String>,
+    pub session: Option<Uuid>,
     pub data: Value,
 }
 
 impl Vault {
     /// Shares `fields` (a comma-separated string or an array; `token` is the subject's
-    /// token) of a subject's profile — or of its `app` record — with `partner` until
-    /// `expiration` (capped by `max_share_ttl`). Returns the record id.
+    /// token) of a subject's profile — or of its `app` record, or of one of its sessions
+    /// (`session`) — with `partner` until `expiration` (capped by `max_share_ttl`).
+    /// Returns the record id.
     pub async fn share_record(
         &self,
         caller: &Caller,
@@ -35,6 +36,17 @@ impl Vault {
             Some(Value::String(app)) if valid_app_name(&app.to_lowercase()) => Some(app.to_lowercase()),
             Some(_) => return Err(VaultError::bad_request("app must be a valid app name")),
         };
+        let session = match request.get("session") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => {
+                Some(Uuid::parse_str(s).map_err(|_| VaultError::bad_request("session must be a UUID"))?)
+            }
+            Some(_) => return Err(VaultError::bad_request("session must be a UUID")),
+        };
+        if app.is_some() && session.is_some() {
+            return Err(VaultError::bad_request("share from an app record or from a session, not both"));
+        }
         if let Some(app) = &app {
             caller.require(&Scope::app(app, "read"))?;
         }
@@ -47,7 +59,7 @@ impl Vault {
                 return Err(VaultError::bad_request(format!("partner must be at most {MAX_PARTNER_LEN} characters")))
             }
         };
-        let ttl = capped_ttl(request.get("expiration"), self.settings.max_share_ttl)?;
+        let ttl = lifetime::requested(request.get("expiration"), self.settings.max_share_ttl, now_ms() / 1000)?;
         let op = Operation::ShareCreate;
         let subject = match self.find_audited(caller, op, mode, app.as_deref(), id).await? {
             Found::Active(subject, _, _) => subject,
@@ -63,6 +75,7 @@ impl Vault {
             partner,
             created: audit.time,
             expires_at: audit.time.saturating_add(ttl.as_millis() as u64),
+            session,
         };
         let change = Change::ShareRecord { hash: auth::capability_hash(&record_id), record };
         self.commit(audit, change).await?.outcome.map_err(rejected)?;
@@ -82,12 +95,13 @@ impl Vault {
             purpose: None,
         };
         let receipt = self.commit(audit, Change::ReadShared { hash: auth::capability_hash(&record_id) }).await?;
-        let Applied::Shared { record, owner, app } = receipt.outcome.map_err(rejected)? else {
+        let Applied::Shared { record, owner, app, session } = receipt.outcome.map_err(rejected)? else {
             return Err(VaultError::Storage(StoreError::Corrupt));
         };
         let dek = self.dek(&record.subject, &owner).await?;
-        let document = match (&record.app, &app) {
-            (Some(name), Some(app)) => apps::open_app(&dek, &record.subject, name, &app.sealed)?,
+        let document = match (&record.app, &app, &record.session, &session) {
+            (Some(name), Some(app), _, _) => apps::open_app(&dek, &record.subject, name, &app.sealed)?,
+            (_, _, Some(id), Some(session)) => sessions::open_linked(&dek, &record.subject, id, session)?,
             _ => self.open_profile(&record.subject, &owner).await?,
         };
         let mut shown = Map::new();
@@ -98,7 +112,7 @@ impl Vault {
             };
             shown.insert(field.clone(), value);
         }
-        Ok(SharedView { app: record.app, data: Value::Object(shown) })
+        Ok(SharedView { app: record.app, session: record.session, data: Value::Object(shown) })
     }
 }
 
@@ -117,15 +131,4 @@ fn share_fields(value: Option<&Value>) -> VaultResult<Vec<String>> {
         return Err(VaultError::bad_request("fields must name 1-64 fields of 1-128 characters"));
     }
     Ok(names)
-}
-
-/// A lifetime from an optional `expiration` duration, at most `max`.
-pub(super) fn capped_ttl(expiration: Option<&Value>, max: std::time::Duration) -> VaultResult<std::time::Duration> {
-    match expiration {
-        None | Some(Value::Null) => Ok(max),
-        Some(Value::String(text)) => parse_duration(text)
-            .map(|secs| max.min(std::time::Duration::from_secs(secs)))
-            .ok_or_else(|| VaultError::bad_request("expiration must be a duration like 1h, 30d, 6m (months) or 30s")),
-        Some(_) => Err(VaultError::bad_request("expiration must be a string such as \"1h\"")),
-    }
 }

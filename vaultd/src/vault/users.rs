@@ -11,6 +11,7 @@ impl Vault {
             return Err(VaultError::bad_request("profile must not be empty"));
         }
         let index = self.index_entries(&profile).await?;
+        require_lookup_field(&index)?;
         let subject = Uuid::new_v4();
         let dek = DataKey::generate();
         let wrapped_dek = self.kek.wrap_key(&dek, &crypto::dek_aad(&subject)).await?;
@@ -134,7 +135,11 @@ impl Vault {
         let Value::Object(map) = profile else {
             return Err(VaultError::bad_request("the record must remain a JSON object"));
         };
-        self.profile_change(subject, version, active, &map).await
+        let change = self.profile_change(subject, version, active, &map).await?;
+        if let Change::UpdateSubject { index, .. } = &change {
+            require_lookup_field(index)?;
+        }
+        Ok(change)
     }
 
     /// The command that stores `profile` as the subject's profile, replacing the one at
@@ -159,4 +164,16 @@ impl Vault {
         let plaintext = dek.open(&active.profile, &crypto::record_aad(subject, "profile"))?;
         serde_json::from_slice(&plaintext).map_err(|_| VaultError::Crypto(CryptoError::Malformed))
     }
+}
+
+/// A subject is found by its login, email, phone or custom id, so a profile must keep at
+/// least one of them (Databunker's rule). Retention may still drop them all: minimising
+/// data outranks findability, and the token still reaches the subject.
+fn require_lookup_field(index: &[Vec<u8>]) -> VaultResult<()> {
+    if index.is_empty() {
+        return Err(VaultError::bad_request(
+            "a subject needs at least one lookup field: a non-empty login, email, phone or custom",
+        ));
+    }
+    Ok(())
 }
