@@ -1662,3 +1662,60 @@ fn a_stop_right_after_start_is_graceful() {
         assert!(log.contains("vaultd stopped"), "{log}");
     }
 }
+
+#[test]
+fn a_subject_needs_a_lookup_field_at_creation_and_keeps_one_through_changes() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let (events, _) = audit_head(&client);
+    for body in [
+        json!({"first": "Ann"}),
+        json!({"first": "Ann", "login": "", "email": "  ", "phone": null, "custom": ""}),
+        json!({"address": {"email": "nested@example.com"}}),
+    ] {
+        assert_error_naming(&client.post("/v1/user", body.clone()), 400, "lookup field");
+    }
+    let reply = client.send(
+        client
+            .request("POST", "/v1/user")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("first=Ann"),
+    );
+    assert_error_naming(&reply, 400, "lookup field");
+    assert_eq!(audit_head(&client).0, events, "a refused creation wrote an audit event");
+
+    let ann = client.create_user(json!({"first": "Ann", "login": "ann"}));
+    let path = format!("/v1/user/token/{ann}");
+    for change in [
+        json!({"login": null}),
+        json!({"login": ""}),
+        json!([{"op": "remove", "path": "/login"}]),
+        json!([{"op": "replace", "path": "", "value": {"first": "Ann"}}]),
+    ] {
+        assert_error_naming(&client.put(&path, change.clone()), 400, "lookup field");
+    }
+    assert_eq!(client.get(&path).assert_ok()["data"], json!({"first": "Ann", "login": "ann"}));
+    // Swapping one lookup field for another keeps the subject findable.
+    client.put(&path, json!({"login": null, "email": "ann@example.com"})).assert_ok();
+    assert_eq!(client.get("/v1/user/email/ann@example.com").assert_ok()["token"], ann.as_str());
+    client.get("/v1/user/login/ann").assert_error(404);
+}
+
+#[test]
+fn an_empty_change_is_refused_and_writes_nothing() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let ann = client.create_user(json!({"login": "ann"}));
+    client.post(&format!("/v1/userapp/token/{ann}/shop"), json!({"cart": 1})).assert_ok();
+    let (events, _) = audit_head(&client);
+    for path in [format!("/v1/user/token/{ann}"), format!("/v1/userapp/token/{ann}/shop")] {
+        for body in ["", "  ", "{}", "[]", " { } "] {
+            let request = client.request("PUT", &path).header("Content-Type", "application/json").body(body);
+            let reply = client.send(request);
+            assert_eq!(reply.status, 400, "{path} {body:?}: {}", reply.body);
+            reply.assert_error(400);
+        }
+    }
+    assert_eq!(audit_head(&client).0, events, "a refused change wrote an audit event");
+    assert_eq!(client.get(&format!("/v1/userapp/token/{ann}/shop")).assert_ok()["data"], json!({"cart": 1}));
+}

@@ -238,9 +238,12 @@ fn bad_durations_and_statuses_are_400_and_write_nothing() {
     let events = audit_total(&client);
 
     let bad_bodies = [
-        json!({"expiration": ""}),
-        json!({"expiration": "30"}),
         json!({"expiration": "d"}),
+        json!({"expiration": 1.5}),
+        json!({"expiration": -5}),
+        json!({"expiration": true}),
+        json!({"expiration": ["30d"]}),
+        json!({"expiration": "99999999999999999999"}),
         json!({"expiration": "30w"}),
         json!({"expiration": "-1d"}),
         json!({"expiration": "1.5d"}),
@@ -413,4 +416,89 @@ fn the_sweeper_forgets_due_subjects_but_not_retained_cancelled_or_later_ones() {
         assert_eq!(count(&audit_rows(&client, token), "expiration-delete"), 0, "{login}");
     }
     assert_eq!(client.get("/v1/user/login/retained").assert_ok()["data"]["phone"], "07700900001");
+}
+
+#[test]
+fn an_expiration_without_a_length_runs_the_maximum_and_a_longer_one_is_capped_to_it() {
+    const MAXIMUM: u64 = 186 * DAY; // Databunker's `6m`: six months of 31 days
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    client.create_user(json!({"login": "ann"}));
+    let requests: [(&str, Option<&str>, &str); 7] = [
+        ("no body", None, ""),
+        ("an empty object", Some("application/json"), "{}"),
+        ("a null expiration", Some("application/json"), r#"{"expiration":null}"#),
+        ("an empty expiration", Some("application/json"), r#"{"expiration":""}"#),
+        ("a zero expiration", Some("application/json"), r#"{"expiration":0}"#),
+        ("twelve months", Some("application/json"), r#"{"expiration":"12m"}"#),
+        ("a form with a year in days", Some("application/x-www-form-urlencoded"), "expiration=365d"),
+    ];
+    for (what, content_type, body) in requests {
+        let before = now_secs();
+        let mut request = client.request("POST", "/v1/exp/start/login/ann");
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let reply = client.send(request.body(body));
+        assert_uuid(&reply.assert_ok()["exptoken"]);
+        assert_exptime(&status(&client, "login", "ann"), before, MAXIMUM);
+        assert_eq!(status(&client, "login", "ann")["expstatus"], "wait", "{what}");
+    }
+}
+
+#[test]
+fn a_bare_number_is_seconds_and_a_number_past_now_is_a_unix_time() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    client.create_user(json!({"login": "ann"}));
+    for (body, seconds) in [
+        (json!({"expiration": "90"}), 90),
+        (json!({"expiration": 7200}), 7200),
+        (json!({"expiration": "2h"}), 7200),
+        (json!({"expiration": "2m"}), 62 * DAY),
+    ] {
+        let before = now_secs();
+        start(&client, "login", "ann", body.clone()).assert_ok();
+        assert_exptime(&status(&client, "login", "ann"), before, seconds);
+    }
+    // A Unix time is kept as it is, as a string or a number.
+    let moment = now_secs() + 3 * DAY;
+    for body in [json!({"expiration": moment}), json!({"expiration": moment.to_string()})] {
+        start(&client, "login", "ann", body.clone()).assert_ok();
+        assert_eq!(status(&client, "login", "ann")["exptime"], moment, "{body}");
+    }
+}
+
+#[test]
+fn databunkers_data_minimisation_example_forgets_the_subject_a_second_later() {
+    // https://databunker.org/doc/data-minimization/ sends exactly this body.
+    let vault = Vault::demo_with(&["--expiration-sweep-secs", "1"]);
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "brief", "email": "brief@example.com"}));
+    let before = now_secs();
+    start(&client, "email", "brief@example.com", json!({"expiration": "1"})).assert_ok();
+    assert_exptime(&status(&client, "token", &token), before, 1);
+    poll("the sweeper to forget the subject", Duration::from_secs(30), || {
+        let reply = client.get(&format!("/v1/user/token/{token}"));
+        (reply.assert_ok()["data"] == json!({})).then_some(())
+    });
+    client.get("/v1/user/email/brief@example.com").assert_error(404);
+}
+
+#[test]
+fn the_maximum_retention_period_is_a_setting() {
+    let hsm = support::SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let vault =
+        Vault::hsm(&hsm, &scratch.path().join("vault"), &["--hsm-create-key", "--max-user-retention-period", "2d"]);
+    let client = vault.client();
+    client.create_user(json!({"login": "ann"}));
+    for body in [json!({}), json!({"expiration": "30d"})] {
+        let before = now_secs();
+        start(&client, "login", "ann", body).assert_ok();
+        assert_exptime(&status(&client, "login", "ann"), before, 2 * DAY);
+    }
+    let before = now_secs();
+    start(&client, "login", "ann", json!({"expiration": "1h"})).assert_ok();
+    assert_exptime(&status(&client, "login", "ann"), before, 3600);
 }

@@ -1,5 +1,5 @@
 //! Shared records over HTTP against real `vaultd` processes: sharing chosen fields of a
-//! profile or of an app record, reading them with nothing but the record id, the
+//! profile, of an app record or of a session, reading them with nothing but the record id, the
 //! current data on every read, bad requests that write nothing, shares that end (at
 //! once for readers, then removed by the leader's sweeper), forget-me, audit events,
 //! scopes, and the `--max-share-ttl` cap on `vaultd serve`.
@@ -178,6 +178,55 @@ fn an_app_record_is_shared_with_its_name_and_only_while_it_exists() {
 // ---------------------------------------------------------------------------------------
 // Bad requests
 // ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_session_of_the_subject_is_shared_with_its_id_and_only_while_it_lasts() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let ada = client.create_user(json!({"login": "ada", "first": "Ada"}));
+    client.create_user(json!({"login": "bob"}));
+    let session = Uuid::new_v4().to_string();
+    let data = json!({"login": "ada", "ip": "203.0.113.7", "agent": "Firefox", "cart": {"items": 3}});
+    client.post(&format!("/v1/session/{session}"), data).assert_ok();
+
+    let record = share_ok(&client, "login", "ada", json!({"session": session, "fields": "ip,cart,token,missing"}));
+    let reply = read(&vault, &record);
+    let body = reply.assert_ok();
+    assert_eq!(keys(body), ["data", "session", "status"], "{body}");
+    assert_eq!(body["session"], session.as_str());
+    assert_eq!(
+        body["data"],
+        json!({"ip": "203.0.113.7", "cart": {"items": 3}, "token": ada, "missing": null}),
+        "only the chosen fields of the session, never the profile's"
+    );
+    // The current session on every read.
+    client.post(&format!("/v1/session/{session}"), json!({"login": "ada", "ip": "198.51.100.1"})).assert_ok();
+    assert_eq!(read(&vault, &record).assert_ok()["data"]["ip"], "198.51.100.1");
+
+    // Only the subject's own, live sessions can be shared: another subject's, an
+    // unlinked one and an unknown id are not found, and nothing is stored.
+    let unlinked = Uuid::new_v4().to_string();
+    client.post(&format!("/v1/session/{unlinked}"), json!({"ip": "192.0.2.1"})).assert_ok();
+    for other in [&session, &unlinked, &Uuid::new_v4().to_string()] {
+        let mode_id = if other == &session { ("login", "bob") } else { ("login", "ada") };
+        share(&client, mode_id.0, mode_id.1, json!({"session": other, "fields": "ip"})).assert_error(404);
+    }
+    // Bad input: not a UUID, and a session and an app at once.
+    let events = audit_total(&client);
+    for body in [
+        json!({"session": "not-a-uuid", "fields": "ip"}),
+        json!({"session": 7, "fields": "ip"}),
+        json!({"session": session, "app": "shop", "fields": "ip"}),
+        json!({"session": session}),
+    ] {
+        share(&client, "login", "ada", body.clone()).assert_error(400);
+    }
+    assert_eq!(audit_total(&client), events, "a refused share wrote an audit event");
+
+    // Deleting the session ends what was shared from it.
+    client.delete(&format!("/v1/session/{session}")).assert_ok();
+    read(&vault, &record).assert_error(404);
+}
 
 #[test]
 fn bad_share_requests_are_400_and_write_nothing() {
