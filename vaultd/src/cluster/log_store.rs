@@ -96,6 +96,15 @@ impl LogStore {
         Ok(())
     }
 
+    /// The index of the log's last entry (or of the last purged one, when it holds none).
+    pub fn last_index(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.last_log_id(self.get(PURGED)?)?.map(|id| id.index))
+    }
+
+    fn last_log_id(&self, last_purged: Option<LogId>) -> Result<Option<LogId>, StorageError> {
+        Ok(self.last_entry_id()?.or(last_purged))
+    }
+
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
         let files = &self.reader.files;
         let indexes = files.indexes();
@@ -135,7 +144,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.get(PURGED)?;
-        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        let last_log_id = self.last_log_id(last_purged_log_id)?;
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 

@@ -96,7 +96,7 @@ impl Cluster {
             return Err(Refusal::AlreadyMember);
         }
         self.claim_node_id(id)?;
-        self.start(id).await.map_err(|e| Refusal::Failed(e.to_string()))
+        self.start(id).await.map(drop).map_err(|e| Refusal::Failed(e.to_string()))
     }
 
     /// Runs a membership request on the leader, forwarding it when this node is not.

@@ -182,9 +182,9 @@ impl Cluster {
         tokio::spawn(proposer::run(Arc::clone(&cluster), queue));
         match cluster.stored_node_id()? {
             Some(id) => {
-                cluster.start(id).await?;
+                let log_end = cluster.start(id).await?;
                 if standalone {
-                    cluster.apply_own_log().await?;
+                    cluster.apply_own_log(log_end).await?;
                 }
             }
             None if standalone => {
@@ -213,14 +213,16 @@ impl Cluster {
         self.store.flush().map_err(fail)
     }
 
-    /// Starts Raft under `id`, on the main runtime.
-    async fn start(self: &Arc<Self>, id: NodeId) -> Result<(), ClusterError> {
+    /// Starts Raft under `id`, on the main runtime. Returns the index of the last entry
+    /// its log held then.
+    async fn start(self: &Arc<Self>, id: NodeId) -> Result<Option<u64>, ClusterError> {
         let (log_store, machine) = self
             .parts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
             .ok_or_else(|| ClusterError::Raft("Raft is already running".into()))?;
+        let log_end = log_store.last_index().map_err(|e| ClusterError::Raft(e.to_string()))?;
         let network = Network { client: self.peers.clone(), health: Arc::clone(&self.health) };
         let config = Arc::clone(&self.raft_config);
         let raft = self
@@ -232,16 +234,16 @@ impl Cluster {
         self.raft.set(raft).map_err(|_| ClusterError::Raft("Raft is already running".into()))?;
         self.runtime.spawn(compaction::run(Arc::clone(self)));
         tracing::info!(node = id, "Raft started");
-        Ok(())
+        Ok(log_end)
     }
 
     /// After a restart, applies what the log holds beyond the state sled kept before the
     /// vault serves anything: a standalone vault is its own quorum, so its whole log is
     /// committed, and local reads (access tokens above all) must not see an older state.
-    async fn apply_own_log(&self) -> Result<(), ClusterError> {
-        let raft = self.raft().map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let last = raft.metrics().borrow().last_log_index;
-        if let Some(index) = last {
+    /// `log_end` comes from the log itself: Raft's metrics may not have been published
+    /// yet right after its start, and would then name no entry at all.
+    async fn apply_own_log(&self, log_end: Option<u64>) -> Result<(), ClusterError> {
+        if let Some(index) = log_end {
             self.wait_applied(index)
                 .await
                 .map_err(|_| ClusterError::Raft(format!("the log up to entry {index} was not applied in time")))?;
