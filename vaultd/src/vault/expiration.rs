@@ -32,7 +32,7 @@ impl Vault {
         id: &str,
         expiration: Option<&Value>,
     ) -> VaultResult<Uuid> {
-        let seconds = lifetime::requested(expiration, self.settings.max_user_retention, now_ms() / 1000)?.as_secs();
+        let lifetime = lifetime::parse(expiration, now_ms() / 1000)?;
         let op = Operation::ExpirationStart;
         let (subject, _, active) = match self.find_audited(caller, op, mode, None, id).await? {
             Found::Active(subject, version, active) => (subject, version, active),
@@ -42,19 +42,21 @@ impl Vault {
             }
         };
         let audit = draft(caller, op, Some(subject), None, Some(mode));
-        let (token, expiration) = self.new_expiration(&subject, &active, audit.time, seconds).await?;
+        let ends_at = lifetime.end_ms(self.settings.max_user_retention, audit.time);
+        let (token, expiration) = self.new_expiration(&subject, &active, audit.time, ends_at).await?;
         let change = Change::StartExpiration { subject, expected_version: None, replace: true, expiration };
         self.commit(audit, change).await?.outcome.map_err(rejected)?;
         Ok(token)
     }
 
-    /// A fresh expiration of `seconds` from `now` (ms) and its exptoken.
+    /// A fresh expiration started at `now` that ends at `ends_at` (both milliseconds since
+    /// the Unix epoch), and its exptoken.
     pub(super) async fn new_expiration(
         &self,
         subject: &Uuid,
         active: &ActiveSubject,
         now: u64,
-        seconds: u64,
+        ends_at: u64,
     ) -> VaultResult<(Uuid, Expiration)> {
         let token = Uuid::new_v4();
         let dek = self.dek(subject, active).await?;
@@ -62,7 +64,7 @@ impl Vault {
         let expiration = Expiration {
             status: ExpirationStatus::Wait,
             started: now,
-            ends_at: now.saturating_add(seconds.saturating_mul(1000)),
+            ends_at,
             token_hash: auth::capability_hash(&token),
             sealed_token,
         };

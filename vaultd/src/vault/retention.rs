@@ -220,7 +220,8 @@ impl Vault {
                     return Ok(Outcome::Changed(0));
                 }
                 let seconds = rule.expiration.as_deref().and_then(parse_duration).unwrap_or(0);
-                let (_, expiration) = self.new_expiration(&subject, active, now, seconds).await?;
+                let ends_at = now.saturating_add(seconds.saturating_mul(1000));
+                let (_, expiration) = self.new_expiration(&subject, active, now, ends_at).await?;
                 let change = Change::StartExpiration {
                     subject,
                     expected_version: Some(record.version),

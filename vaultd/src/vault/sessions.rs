@@ -37,7 +37,7 @@ impl Vault {
         if data.is_empty() {
             return Err(VaultError::bad_request("session data must not be empty"));
         }
-        let ttl = lifetime::requested(data.get("expiration"), self.settings.max_session_ttl, now_ms() / 1000)?;
+        let lifetime = lifetime::parse(data.get("expiration"), now_ms() / 1000)?;
         let owner = match LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id))) {
             Some((mode, id)) => match self.find_audited(caller, Operation::SessionCreate, mode, None, &id).await? {
                 Found::Active(subject, _, active) => Some((subject, active)),
@@ -66,7 +66,7 @@ impl Vault {
         let record = SessionRecord {
             subject: owner.map(|(subject, _)| subject),
             created: audit.time,
-            expires_at: audit.time.saturating_add(ttl.as_millis() as u64),
+            expires_at: lifetime.end_ms(self.settings.max_session_ttl, audit.time),
             key,
             sealed,
         };

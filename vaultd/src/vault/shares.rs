@@ -59,7 +59,7 @@ impl Vault {
                 return Err(VaultError::bad_request(format!("partner must be at most {MAX_PARTNER_LEN} characters")))
             }
         };
-        let ttl = lifetime::requested(request.get("expiration"), self.settings.max_share_ttl, now_ms() / 1000)?;
+        let lifetime = lifetime::parse(request.get("expiration"), now_ms() / 1000)?;
         let op = Operation::ShareCreate;
         let subject = match self.find_audited(caller, op, mode, app.as_deref(), id).await? {
             Found::Active(subject, _, _) => subject,
@@ -74,7 +74,7 @@ impl Vault {
             app,
             partner,
             created: audit.time,
-            expires_at: audit.time.saturating_add(ttl.as_millis() as u64),
+            expires_at: lifetime.end_ms(self.settings.max_share_ttl, audit.time),
             session,
         };
         let change = Change::ShareRecord { hash: auth::capability_hash(&record_id), record };
