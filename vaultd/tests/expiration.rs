@@ -239,7 +239,7 @@ fn bad_durations_and_statuses_are_400_and_write_nothing() {
 
     let bad_bodies = [
         json!({"expiration": "d"}),
-        json!({"expiration": 1.5}),
+        json!({"expiration": -1.5}),
         json!({"expiration": -5}),
         json!({"expiration": true}),
         json!({"expiration": ["30d"]}),
