@@ -1699,6 +1699,22 @@ fn a_subject_needs_a_lookup_field_at_creation_and_keeps_one_through_changes() {
     client.put(&path, json!({"login": null, "email": "ann@example.com"})).assert_ok();
     assert_eq!(client.get("/v1/user/email/ann@example.com").assert_ok()["token"], ann.as_str());
     client.get("/v1/user/login/ann").assert_error(404);
+
+    // The subject's own change that would remove it is refused when filed, not left for
+    // a DPO to find unapprovable.
+    let created = client.post("/v1/sys/tokens", json!({"name": "ann-self", "subject": ann}));
+    let own = client.with_token(created.assert_ok()["token"].as_str());
+    assert_error_naming(&own.put(&path, json!({"email": null})), 400, "lookup field");
+    assert_eq!(client.get("/v1/requests").assert_ok()["total"], 0);
+    let filed = own.put(&path, json!({"first": "Annie"})).assert_ok().clone();
+    assert_eq!(filed["result"], "request-created", "{filed}");
+
+    // Retention may drop every lookup field; such a subject can still be changed.
+    let spec = json!({"rules": [{"name": "drop", "match": {}, "action": "dropFields", "fields": ["email"]}]});
+    client.post("/v1/sys/retention/run", json!({"policy": "crm/drop-email", "spec": spec})).assert_ok();
+    assert_eq!(client.get(&path).assert_ok()["data"], json!({"first": "Ann"}));
+    client.put(&path, json!({"first": "Anne"})).assert_ok();
+    assert_eq!(client.get(&path).assert_ok()["data"], json!({"first": "Anne"}));
 }
 
 #[test]

@@ -220,9 +220,19 @@ fn a_change_that_cannot_apply_is_refused_and_the_request_stays_open() {
     let own = subject_client(&root, &ann);
     let dpo = dpo(&root);
 
-    // A patch whose test fails, and one removing a missing member.
-    let failing = filed(own.put("/v1/user/login/ann", json!([{"op": "test", "path": "/first", "value": "Zed"}])));
-    let missing = filed(own.put("/v1/userapp/login/ann/shop", json!([{"op": "remove", "path": "/nope"}])));
+    // Patches that do not apply to her records as they are now are refused when filed.
+    let events = || root.get("/v1/audit/admin?limit=1").assert_ok()["total"].clone();
+    let before = events();
+    own.put("/v1/user/login/ann", json!([{"op": "test", "path": "/first", "value": "Zed"}])).assert_error(400);
+    own.put("/v1/userapp/login/ann/shop", json!([{"op": "remove", "path": "/nope"}])).assert_error(400);
+    assert_eq!(events(), before, "a refused filing wrote an audit event");
+    assert_eq!(own.get("/v1/requests/login/ann").assert_ok()["total"], 0);
+
+    // Patches that apply when filed but not once her records have changed.
+    let failing = filed(own.put("/v1/user/login/ann", json!([{"op": "test", "path": "/first", "value": "Ann"}])));
+    let missing = filed(own.put("/v1/userapp/login/ann/shop", json!([{"op": "remove", "path": "/city"}])));
+    root.put("/v1/user/login/ann", json!({"first": "Annie"})).assert_ok();
+    root.put("/v1/userapp/login/ann/shop", json!([{"op": "remove", "path": "/city"}])).assert_ok();
     // Taking bob's login.
     let duplicate = filed(own.put("/v1/user/login/ann", json!({"login": "bob"})));
     // Taking a login nobody has, but changing identifiers.
@@ -234,7 +244,7 @@ fn a_change_that_cannot_apply_is_refused_and_the_request_stays_open() {
     for rtoken in [&failing, &missing, &duplicate] {
         assert_eq!(request(&dpo, rtoken)["status"], "open", "{rtoken}");
     }
-    assert_eq!(profile(&root, &ann), json!({"login": "ann", "first": "Ann"}));
+    assert_eq!(profile(&root, &ann), json!({"login": "ann", "first": "Annie"}));
     assert_eq!(root.get("/v1/user/login/bob").assert_ok()["data"], json!({"login": "bob"}));
 
     // An approved identifier change moves the identifier.

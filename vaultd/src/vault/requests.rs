@@ -56,8 +56,8 @@ impl Vault {
         change: Option<&Value>,
     ) -> VaultResult<Uuid> {
         let op = Operation::RequestCreate;
-        let (subject, active) = match self.find_audited(caller, op, mode, app, id).await? {
-            Found::Active(subject, _, active) => (subject, active),
+        let (subject, version, active) = match self.find_audited(caller, op, mode, app, id).await? {
+            Found::Active(subject, version, active) => (subject, version, active),
             Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
         };
         if let Some(app) = app {
@@ -65,8 +65,20 @@ impl Vault {
                 return Err(VaultError::NotFound("app record"));
             }
         }
-        if let Some(change) = change {
-            check_update(change)?;
+        // A change that does not apply to the record as it is now (a failing patch, one
+        // removing the last lookup field) is refused when filed, not left for a DPO.
+        match (change, action, app) {
+            (Some(change), RequestAction::ChangeProfile, _) => {
+                drop(self.updated_profile(subject, version, &active, change).await?)
+            }
+            (Some(change), RequestAction::ChangeAppData, Some(app)) => {
+                let Some(current) = self.store.app(&subject, app)? else {
+                    return Err(VaultError::NotFound("app record"));
+                };
+                drop(updated_app(&self.dek(&subject, &active).await?, subject, app, &current, change)?)
+            }
+            (Some(change), ..) => check_update(change)?,
+            (None, ..) => {}
         }
         let rtoken = Uuid::new_v4();
         let sealed = match change {

@@ -31,21 +31,37 @@ const LINKS: [(&str, Mode); 5] = [
 
 impl Vault {
     /// Creates or replaces session `session` with `data`. A `token`, `login`, `email`,
-    /// `phone` or `custom` field links it to that subject (404 when none has it); an
-    /// `expiration` field (e.g. `1h`) shortens its life below the configured maximum.
+    /// `phone` or `custom` field links it to that subject; an `expiration` field (e.g.
+    /// `1h`) shortens its life below the configured maximum.
+    ///
+    /// As in Databunker, a field naming no active subject leaves the session unlinked
+    /// rather than refusing it (express-session stores whatever the application keeps in
+    /// its session, a visitor's email before sign-up included). A subject token keeps
+    /// sessions linked to its own subject only.
     pub async fn put_session(&self, caller: &Caller, session: Uuid, data: Map<String, Value>) -> VaultResult<()> {
         if data.is_empty() {
             return Err(VaultError::bad_request("session data must not be empty"));
         }
         let lifetime = lifetime::parse(data.get("expiration"), now_ms() / 1000)?;
-        let owner = match LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id))) {
-            Some((mode, id)) => match self.find_audited(caller, Operation::SessionCreate, mode, None, &id).await? {
-                Found::Active(subject, _, active) => Some((subject, active)),
-                Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
+        let named = LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id)));
+        let owner = match (named, caller.subject) {
+            (Some((mode, id)), Some(_)) => {
+                match self.find_audited(caller, Operation::SessionCreate, mode, None, &id).await? {
+                    Found::Active(subject, _, active) => Some((subject, active)),
+                    Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
+                }
+            }
+            (None, Some(_)) => return Err(VaultError::NotOwnSubject),
+            (Some((mode, id)), None) => match self.identify(mode, &id).await {
+                Ok(target) => match self.find(&target).await? {
+                    Some(Found::Active(subject, _, active)) => Some((subject, active)),
+                    _ => None,
+                },
+                // Not a well-formed token or identifier: it names nobody.
+                Err(VaultError::BadRequest(_)) => None,
+                Err(other) => return Err(other),
             },
-            // A subject token keeps sessions of its own subject only.
-            None if caller.subject.is_some() => return Err(VaultError::NotOwnSubject),
-            None => None,
+            (None, None) => None,
         };
         let plaintext = Zeroizing::new(
             serde_json::to_vec(&data).map_err(|_| VaultError::bad_request("session is not valid JSON"))?,

@@ -136,8 +136,12 @@ impl Vault {
             return Err(VaultError::bad_request("the record must remain a JSON object"));
         };
         let change = self.profile_change(subject, version, active, &map).await?;
+        // A change may not remove the last lookup field; a profile that retention already
+        // minimised to none may still change.
         if let Change::UpdateSubject { index, .. } = &change {
-            require_lookup_field(index)?;
+            if !active.index.is_empty() {
+                require_lookup_field(index)?;
+            }
         }
         Ok(change)
     }
@@ -167,7 +171,8 @@ impl Vault {
 }
 
 /// A subject is found by its login, email, phone or custom id, so a profile must keep at
-/// least one of them (Databunker's rule). Retention may still drop them all: minimising
+/// least one of them (Databunker's rule): creating a subject without one, or a change
+/// that removes the last one, is refused. Retention may still drop them all: minimising
 /// data outranks findability, and the token still reaches the subject.
 fn require_lookup_field(index: &[Vec<u8>]) -> VaultResult<()> {
     if index.is_empty() {
