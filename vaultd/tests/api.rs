@@ -640,8 +640,8 @@ fn malformed_put_bodies_are_400_and_change_nothing() {
         reply.assert_error(400);
         assert_eq!(client.get(&path).assert_ok()["data"], profile, "after {body:?}");
     }
-    // A form body is not a valid PUT body either.
-    form(&client, "PUT", &path, "n=3").assert_error(400);
+    // Nor is a malformed form.
+    form(&client, "PUT", &path, "=3").assert_error(400);
     assert_eq!(client.get("/v1/user/login/ivy").assert_ok()["data"], profile);
     // No update was ever recorded for the subject.
     let rows = audit_rows(&client, &token);
@@ -1725,13 +1725,43 @@ fn an_empty_change_is_refused_and_writes_nothing() {
     client.post(&format!("/v1/userapp/token/{ann}/shop"), json!({"cart": 1})).assert_ok();
     let (events, _) = audit_head(&client);
     for path in [format!("/v1/user/token/{ann}"), format!("/v1/userapp/token/{ann}/shop")] {
-        for body in ["", "  ", "{}", "[]", " { } "] {
-            let request = client.request("PUT", &path).header("Content-Type", "application/json").body(body);
+        for (content_type, body) in [
+            ("application/json", ""),
+            ("application/json", "  "),
+            ("application/json", "{}"),
+            ("application/json", "[]"),
+            ("application/json", " { } "),
+            ("application/x-www-form-urlencoded", ""),
+            ("application/x-www-form-urlencoded", "{}"),
+            ("application/x-www-form-urlencoded", "=x"),
+        ] {
+            let request = client.request("PUT", &path).header("Content-Type", content_type).body(body);
             let reply = client.send(request);
-            assert_eq!(reply.status, 400, "{path} {body:?}: {}", reply.body);
+            assert_eq!(reply.status, 400, "{path} {content_type} {body:?}: {}", reply.body);
             reply.assert_error(400);
         }
     }
     assert_eq!(audit_head(&client).0, events, "a refused change wrote an audit event");
     assert_eq!(client.get(&format!("/v1/userapp/token/{ann}/shop")).assert_ok()["data"], json!({"cart": 1}));
+}
+
+#[test]
+fn a_change_may_be_a_form_as_databunker_takes_it() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let ann = client.create_user(json!({"login": "ann", "first": "Ann"}));
+    client.post(&format!("/v1/userapp/token/{ann}/shop"), json!({"cart": 1})).assert_ok();
+    let form = |path: &str, body: &str| {
+        let request = client.request("PUT", path).header("Content-Type", "application/x-www-form-urlencoded");
+        client.send(request.body(body.to_string()))
+    };
+    form(&format!("/v1/user/token/{ann}"), "first=Annie&city=Leeds%20North").assert_ok();
+    let profile = json!({"login": "ann", "first": "Annie", "city": "Leeds North"});
+    assert_eq!(client.get(&format!("/v1/user/token/{ann}")).assert_ok()["data"], profile);
+    form(&format!("/v1/userapp/token/{ann}/shop"), "cart=2").assert_ok();
+    assert_eq!(client.get(&format!("/v1/userapp/token/{ann}/shop")).assert_ok()["data"], json!({"cart": "2"}));
+    // JSON labelled as a form (`curl -d`) is still JSON, a patch included.
+    form(&format!("/v1/user/token/{ann}"), r#"[{"op": "remove", "path": "/city"}]"#).assert_ok();
+    let profile = json!({"login": "ann", "first": "Annie"});
+    assert_eq!(client.get(&format!("/v1/user/token/{ann}")).assert_ok()["data"], profile);
 }

@@ -160,7 +160,7 @@ fn an_app_record_is_shared_with_its_name_and_only_while_it_exists() {
 
     // An app the subject has no record in is 404; an invalid app name is 400.
     share(&client, "login", "ada", json!({"app": "crm", "fields": "x"})).assert_error(404);
-    for bad in [json!("bad name!"), json!(""), json!("a/b"), json!(42), json!(["shop"])] {
+    for bad in [json!("bad name!"), json!("a/b"), json!(42), json!(["shop"])] {
         let reply = share(&client, "login", "ada", json!({"app": bad, "fields": "x"}));
         assert_eq!(reply.status, 400, "app {bad}: {}", reply.body);
         reply.assert_error(400);
@@ -438,24 +438,33 @@ fn shares_and_reads_are_audited_and_record_ids_are_kept_secret() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn sharing_needs_users_write_and_the_apps_read_scope() {
+fn sharing_needs_users_write_and_the_scope_that_reads_what_is_shared() {
     let vault = Vault::demo();
     let root = vault.demo_client();
     let token = root.create_user(json!({"login": "ada", "first": "Ada"}));
     root.post(&format!("/v1/userapp/token/{token}/shop"), json!({"basket": 3})).assert_ok();
-    let reader = root.with_token(Some(&scoped_token(&root, "reader", &["users:read"])));
-    let writer = root.with_token(Some(&scoped_token(&root, "writer", &["users:write"])));
-    let shop_writer = root.with_token(Some(&scoped_token(&root, "shop", &["users:write", "apps:shop:read"])));
-    let shop_only = root.with_token(Some(&scoped_token(&root, "shop-only", &["apps:shop:*"])));
+    let session = Uuid::new_v4().to_string();
+    root.post(&format!("/v1/session/{session}"), json!({"login": "ada", "ip": "203.0.113.9"})).assert_ok();
+    let client = |name: &str, scopes: &[&str]| root.with_token(Some(&scoped_token(&root, name, scopes)));
+    let reader = client("reader", &["users:read"]);
+    let writer = client("writer", &["users:write"]);
+    let sharer = client("sharer", &["users:write", "users:read"]);
+    let shop_writer = client("shop", &["users:write", "apps:shop:read"]);
+    let shop_only = client("shop-only", &["apps:shop:*"]);
     let events = audit_total(&root);
 
     for (label, client, body, code) in [
         ("missing", root.with_token(None), json!({"fields": "first"}), 401),
         ("wrong", root.with_token(Some("WRONG")), json!({"fields": "first"}), 401),
         ("users:read", reader.clone(), json!({"fields": "first"}), 403),
+        // Writing alone must not read: the writer could read every share it makes.
+        ("users:write", writer.clone(), json!({"fields": "first"}), 403),
+        ("users:write, session", writer.clone(), json!({"fields": "ip", "session": session}), 403),
+        ("users:write + apps:shop:read", shop_writer.clone(), json!({"fields": "first"}), 403),
         ("apps:shop:*", shop_only.clone(), json!({"fields": "basket", "app": "shop"}), 403),
         ("users:write, app", writer.clone(), json!({"fields": "basket", "app": "shop"}), 403),
         ("users:write, App", writer.clone(), json!({"fields": "basket", "app": "SHOP"}), 403),
+        ("users:write + users:read, app", sharer.clone(), json!({"fields": "basket", "app": "shop"}), 403),
     ] {
         let reply = share(&client, "login", "ada", body);
         assert_eq!(reply.status, code, "{label}: {}", reply.body);
@@ -464,9 +473,12 @@ fn sharing_needs_users_write_and_the_apps_read_scope() {
     // Refused for the caller's scopes before anything was looked up or written.
     assert_eq!(audit_total(&root), events, "a refused share left an audit event");
 
-    // users:write shares the profile; with apps:shop:read also the shop record.
-    let profile = share_ok(&writer, "login", "ada", json!({"fields": "first"}));
+    // users:write with users:read shares the profile and sessions; with apps:shop:read
+    // the shop record. An empty app names none, as an empty session does.
+    let profile = share_ok(&sharer, "login", "ada", json!({"fields": "first", "app": ""}));
     assert_eq!(read_with(&writer, &profile).assert_ok()["data"], json!({"first": "Ada"}));
+    let shared_session = share_ok(&sharer, "login", "ada", json!({"fields": "ip", "session": session}));
+    assert_eq!(read_with(&writer, &shared_session).assert_ok()["data"], json!({"ip": "203.0.113.9"}));
     let app = share_ok(&shop_writer, "login", "ada", json!({"fields": "basket", "app": "shop"}));
     assert_eq!(read_with(&reader, &app).body, json!({"status": "ok", "app": "shop", "data": {"basket": 3}}));
 }

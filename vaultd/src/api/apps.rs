@@ -28,7 +28,7 @@ pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     let app = app.to_lowercase();
     caller.require(&Scope::app(&app, "write"))?;
     let mode = parse_mode(&mode)?;
-    let update = body.json()?;
+    let update = body.change()?;
     if vault.files_requests(&caller) {
         let action = RequestAction::ChangeAppData;
         let rtoken = vault.file_request(&caller, mode, &id, action, Some(&app), Some(&update)).await?;

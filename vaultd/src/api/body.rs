@@ -1,5 +1,6 @@
 //! Request bodies: read up to the configured limit (413 beyond it), then parsed as a
-//! JSON object, a form, or any JSON value, with a JSON error for each failure.
+//! JSON object, a form, a change (either) or any JSON value, with a JSON error for each
+//! failure.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -55,7 +56,7 @@ impl FromRequest for Body {
 }
 
 impl Body {
-    /// Any JSON value (PUT bodies are objects or JSON-patch arrays).
+    /// Any JSON value.
     pub fn json(&self) -> Result<Value, VaultError> {
         if self.bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(VaultError::bad_request("request body is empty"));
@@ -83,6 +84,15 @@ impl Body {
             Value::Object(map) => Ok(map),
             _ => Err(VaultError::bad_request("request body must be a JSON object")),
         }
+    }
+
+    /// A change (`PUT`): a JSON merge object or JSON-patch array, or a form read as an
+    /// object of strings (Databunker takes both). JSON labelled as a form is JSON.
+    pub fn change(&self) -> Result<Value, VaultError> {
+        if self.form && serde_json::from_slice::<Value>(&self.bytes).is_err() {
+            return self.object().map(Value::Object);
+        }
+        self.json()
     }
 
     /// Like `object`, but an empty body is an empty object (routes whose fields are all

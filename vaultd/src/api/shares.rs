@@ -1,5 +1,6 @@
-//! `POST /v1/sharedrecord/{mode}/{id}` (scope `users:write`, and `apps:<app>:read` to
-//! share from an app record) and `GET /v1/get/{record}` (no token: the record id is the
+//! `POST /v1/sharedrecord/{mode}/{id}` (scope `users:write`, and the scope that reads
+//! what is shared: `users:read` for profile and session fields, `apps:<app>:read` for an
+//! app record's) and `GET /v1/get/{record}` (no token: the record id is the
 //! partner's credential).
 
 use actix_web::{web, HttpResponse};

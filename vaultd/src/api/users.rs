@@ -50,7 +50,7 @@ pub async fn update(
     caller.require(&Scope::users("write"))?;
     let (mode, id) = path.into_inner();
     let mode = parse_mode(&mode)?;
-    let update = body.json()?;
+    let update = body.change()?;
     if vault.files_requests(&caller) {
         let rtoken = vault.file_request(&caller, mode, &id, RequestAction::ChangeProfile, None, Some(&update)).await?;
         return Ok(super::requests::filed(rtoken));

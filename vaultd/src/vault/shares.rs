@@ -1,7 +1,8 @@
 //! Shared records (Databunker's `sharedrecord`): a capability a partner can use to read
 //! chosen fields of one subject's profile (or of one app record, or of one of its
-//! sessions) until it ends, without an access token. The record id is the credential; the vault stores only its SHA-256,
-//! and the share disappears when the subject is forgotten or the share ends.
+//! sessions) until it ends, without an access token. The record id is the credential;
+//! the vault stores only its SHA-256, and the share disappears when the subject is
+//! forgotten or the share ends.
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -33,6 +34,7 @@ impl Vault {
         let fields = share_fields(request.get("fields"))?;
         let app = match request.get("app") {
             None | Some(Value::Null) => None,
+            Some(Value::String(app)) if app.is_empty() => None,
             Some(Value::String(app)) if valid_app_name(&app.to_lowercase()) => Some(app.to_lowercase()),
             Some(_) => return Err(VaultError::bad_request("app must be a valid app name")),
         };
@@ -47,8 +49,10 @@ impl Vault {
         if app.is_some() && session.is_some() {
             return Err(VaultError::bad_request("share from an app record or from a session, not both"));
         }
-        if let Some(app) = &app {
-            caller.require(&Scope::app(app, "read"))?;
+        // A share lets its holder read what it names, so it takes the scope that reads it.
+        match &app {
+            Some(app) => caller.require(&Scope::app(app, "read"))?,
+            None => caller.require(&Scope::users("read"))?,
         }
         let partner = match request.get("partner") {
             None | Some(Value::Null) => None,
@@ -102,7 +106,9 @@ impl Vault {
         let document = match (&record.app, &app, &record.session, &session) {
             (Some(name), Some(app), _, _) => apps::open_app(&dek, &record.subject, name, &app.sealed)?,
             (_, _, Some(id), Some(session)) => sessions::open_linked(&dek, &record.subject, id, session)?,
-            _ => self.open_profile(&record.subject, &owner).await?,
+            (None, _, None, _) => self.open_profile(&record.subject, &owner).await?,
+            // The state machine answers with the app record or session a share names.
+            _ => return Err(VaultError::Storage(StoreError::Corrupt)),
         };
         let mut shown = Map::new();
         for field in &record.fields {
