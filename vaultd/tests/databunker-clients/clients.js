@@ -69,6 +69,7 @@ async function storeClient() {
   assert.equal(appData.status, 'ok', JSON.stringify(appData));
   assert.deepEqual(appData.data, { country: 'US', tier: 2 });
   assert.equal((await databunker.collection('other').get('token', created.token)).status, 'error');
+  return email;
 }
 
 // The session store's callbacks as promises.
@@ -76,7 +77,7 @@ function call(store, method, ...args) {
   return new Promise((resolve) => store[method](...args, (error, value) => resolve({ error, value })));
 }
 
-async function sessionStore() {
+async function sessionStore(subjectEmail) {
   const store = new DataBunkerSessionStore({ url: `${url}/`, token });
   const sid = uuidv4();
   assert.deepEqual(await call(store, 'get', sid), { error: null, value: null }, 'a session not saved yet');
@@ -97,14 +98,17 @@ async function sessionStore() {
     saveUninitialized: true,
     store,
   });
+  let app;
   const server = http.createServer((req, res) => {
     middleware(req, res, () => {
+      const email = new URL(req.url, app).searchParams.get('email');
+      if (email) req.session.email = email;
       req.session.count = (req.session.count || 0) + 1;
       res.end(String(req.session.count));
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const app = `http://127.0.0.1:${server.address().port}/`;
+  app = `http://127.0.0.1:${server.address().port}/`;
   try {
     const first = await axios.get(app);
     assert.equal(first.data, 1);
@@ -112,15 +116,32 @@ async function sessionStore() {
     assert.equal((await axios.get(app, { headers: { Cookie: cookie } })).data, 2);
     assert.equal((await axios.get(app, { headers: { Cookie: cookie } })).data, 3);
     assert.equal((await axios.get(app)).data, 1, 'a visitor without the cookie starts afresh');
+
+    // An application keeps a visitor's email in the session before sign-up: the session
+    // is kept (unlinked). A subject's email links the session to that subject.
+    const visitorEmail = `visitor-${run}@example.com`;
+    for (const email of [visitorEmail, subjectEmail]) {
+      const visit = await axios.get(`${app}?email=${encodeURIComponent(email)}`);
+      assert.equal(visit.data, 1, email);
+      const visitCookie = visit.headers['set-cookie'][0].split(';')[0];
+      assert.equal((await axios.get(app, { headers: { Cookie: visitCookie } })).data, 2, email);
+    }
+    const headers = { 'X-Bunker-Token': token };
+    const listed = (await axios.get(`${url}/v1/sessions/email/${subjectEmail}`, { headers })).data;
+    assert.equal(listed.total, 1, JSON.stringify(listed));
+    assert.equal(listed.rows[0].data.email, subjectEmail);
+    assert.equal(listed.rows[0].data.count, 2);
+    const visitor = await axios.get(`${url}/v1/sessions/email/${visitorEmail}`, { headers, validateStatus: null });
+    assert.equal(visitor.status, 404, 'a visitor who is not a subject has no sessions listed');
   } finally {
     server.close();
   }
 }
 
 (async () => {
-  await storeClient();
+  const subjectEmail = await storeClient();
   console.log('@databunker/store: ok');
-  await sessionStore();
+  await sessionStore(subjectEmail);
   console.log('@databunker/session-store: ok');
 })().catch((error) => {
   console.error(error);
