@@ -439,6 +439,14 @@ fn the_sweeper_removes_ended_sessions_with_a_system_event() {
     for session in [&linked, &unlinked] {
         client.get(&session_path(session)).assert_error(404);
     }
+    // Removed, not just hidden: deleting them finds nothing to delete (the answer is ok
+    // either way, as in Databunker; the audit result tells).
+    for session in [&linked, &unlinked] {
+        client.delete(&session_path(session)).assert_ok();
+        let deleted = admin_rows(&client);
+        let delete = with_operation(&deleted, "session-delete")[0];
+        assert_ne!(delete["result"], "ok", "{session} was still stored: {delete}");
+    }
     let (total, rows) = list(&client, "login", "ada", "");
     assert_eq!(total, 1);
     assert_eq!(listed_sessions(&rows), BTreeSet::from([lasting.clone()]));
