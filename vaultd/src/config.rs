@@ -1,66 +1,262 @@
-//! How `vaultd serve` is configured: a TOML file, overridden by flags and environment.
-//! The HSM PIN and the root token come from files or the environment, never from flags
-//! (flags are visible to every user of the machine in the process list).
+//! How `vaultd serve` is configured: one set of settings, each readable from a flag, the
+//! environment or a TOML file, layered in that order of precedence. The HSM PIN, the root
+//! token and the peer secret come from files or the environment, never from flags (flags
+//! are visible to every user of the machine in the process list).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
-use serde::Deserialize;
+use clap::builder::BoolishValueParser;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::identity::PhoneRegion;
+use crate::vault::{SubjectChanges, VaultSettings};
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_KEK_LABEL: &str = "strongroom-kek-1";
 
-/// The configuration file's shape. Every field can also be given as a flag.
-#[derive(Debug, Default, Deserialize)]
+/// Every setting of `vaultd serve`, declared once: each field is a flag (`--max-body-bytes`),
+/// an environment variable (`VAULTD_MAX_BODY_BYTES`) and a key of the TOML file
+/// (`max_body_bytes`; the `--hsm-*` settings are the file's `[hsm]` table). A flag wins
+/// over the environment (clap reads both), and either over the file ([`ServeSettings::load`]).
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub struct ServeSettings {
+    /// TOML configuration file; flags and environment override it.
+    #[arg(long, env = "VAULTD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Where the API listens (default 127.0.0.1:3000).
+    #[arg(long, env = "VAULTD_LISTEN")]
     pub listen: Option<SocketAddr>,
+    #[arg(long, env = "VAULTD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// File holding the root token (or set VAULTD_ROOT_TOKEN).
+    #[arg(long, env = "VAULTD_ROOT_TOKEN_FILE")]
     pub root_token_file: Option<PathBuf>,
+    /// Largest accepted request body in bytes (default 1 MiB).
+    #[arg(long, env = "VAULTD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Country for phone numbers written without a country code (ISO 3166, default GB).
+    #[arg(long, env = "VAULTD_DEFAULT_COUNTRY")]
     pub default_country: Option<String>,
-    pub bulk_list_enabled: Option<bool>,
-    pub anonymous_create: Option<bool>,
-    /// `direct` or `request`.
-    pub subject_changes: Option<String>,
+    /// Allow `POST /v1/users` (bulk listing); `--enable-bulk-list=false` turns off a
+    /// file's `true`.
+    #[arg(long, env = "VAULTD_ENABLE_BULK_LIST", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    #[serde(alias = "bulk_list_enabled")]
+    pub enable_bulk_list: Option<bool>,
+    /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
+    #[arg(long, env = "VAULTD_ENABLE_ANONYMOUS_CREATE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    #[serde(alias = "anonymous_create")]
+    pub enable_anonymous_create: Option<bool>,
+    /// Whether a subject token's changes apply directly (`direct`) or become requests for
+    /// a DPO (`request`, the default).
+    #[arg(long, env = "VAULTD_SUBJECT_CHANGES")]
+    pub subject_changes: Option<SubjectChanges>,
+    /// Unwrapped data keys kept in memory (default 100000).
+    #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
     pub dek_cache_capacity: Option<usize>,
+    /// MiB of storage page cache (default 96).
+    #[arg(long, env = "VAULTD_STORAGE_CACHE_MB")]
     pub storage_cache_mb: Option<u64>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "VAULTD_WORKERS")]
     pub workers: Option<usize>,
-    /// Cluster nodes only: where the peer (Raft) port listens.
-    pub peer_listen: Option<SocketAddr>,
-    /// `host:port` other members use for this node's peer port.
-    pub advertise_peer: Option<String>,
-    /// Base URL other members and clients use for this node's API.
-    pub advertise_api: Option<String>,
-    pub peer_secret_file: Option<PathBuf>,
-    /// PEM files for mutual TLS on the peer port (all three, or none).
-    pub peer_tls_cert: Option<PathBuf>,
-    pub peer_tls_key: Option<PathBuf>,
-    pub peer_tls_ca: Option<PathBuf>,
-    pub snapshot_every: Option<u64>,
-    pub erasure_compaction_secs: Option<u64>,
-    pub expiration_sweep_secs: Option<u64>,
-    /// The longest a session lives, e.g. `30d`.
-    pub max_session_ttl: Option<String>,
-    /// The longest a shared record lasts, e.g. `7d`.
-    pub max_share_ttl: Option<String>,
-    /// The longest expiration countdown, e.g. `90d`.
-    pub max_user_retention_period: Option<String>,
+    #[command(flatten)]
     #[serde(default)]
-    pub hsm: FileHsmConfig,
+    pub hsm: HsmSettings,
+    /// Create the KEK when the token does not hold it yet.
+    #[arg(long)]
+    #[serde(skip)]
+    pub hsm_create_key: bool,
+    /// Make this node clusterable: the peer (Raft) port listens here. Without it the vault
+    /// is a standalone one-member cluster.
+    #[arg(long, env = "VAULTD_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// host:port other members use to reach this node's peer port (default: the bound
+    /// peer address).
+    #[arg(long, env = "VAULTD_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
+    /// Base URL of this node's API as others see it (default: http:// + the bound address).
+    #[arg(long, env = "VAULTD_ADVERTISE_API")]
+    pub advertise_api: Option<String>,
+    /// File holding the secret every member shares (or set VAULTD_PEER_SECRET).
+    #[arg(long, env = "VAULTD_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
+    /// This node's peer certificate (PEM); with --peer-tls-key and --peer-tls-ca the peer
+    /// port speaks mutual TLS.
+    #[arg(long, env = "VAULTD_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "VAULTD_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The cluster CA that signed every member's peer certificate (PEM).
+    #[arg(long, env = "VAULTD_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
+    /// Raft log entries between snapshots (default 20000).
+    #[arg(long, env = "VAULTD_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Longest an erasure waits before it is compacted out of the Raft log (default 60 s;
+    /// each compaction snapshots the whole state, so a shorter deadline costs more under a
+    /// steady stream of erasures such as a retention run).
+    #[arg(long, env = "VAULTD_ERASURE_COMPACTION_SECS")]
+    pub erasure_compaction_secs: Option<u64>,
+    /// How often the leader forgets subjects whose expiration has ended and deletes ended
+    /// sessions (default 10 s).
+    #[arg(long, env = "VAULTD_EXPIRATION_SWEEP_SECS")]
+    pub expiration_sweep_secs: Option<u64>,
+    /// The longest a session lives, e.g. `12h` or `30days` (the default).
+    #[arg(long, env = "VAULTD_MAX_SESSION_TTL")]
+    pub max_session_ttl: Option<Span>,
+    /// The longest a shared record lasts, e.g. `7days` or `30days` (the default).
+    #[arg(long, env = "VAULTD_MAX_SHARE_TTL")]
+    pub max_share_ttl: Option<Span>,
+    /// The longest expiration countdown, and the one started when a request names none,
+    /// e.g. `90days` (default `186days`: Databunker's six months of 31 days).
+    #[arg(long, env = "VAULTD_MAX_USER_RETENTION_PERIOD")]
+    pub max_user_retention_period: Option<Span>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Where the KEK lives: `--hsm-*` flags, `VAULTD_HSM_*` variables, the file's `[hsm]`
+/// table. Shared by `serve` and `hsm-import-key`.
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileHsmConfig {
+pub struct HsmSettings {
+    /// Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long = "hsm-module", env = "VAULTD_HSM_MODULE")]
     pub module: Option<PathBuf>,
+    /// Label of the HSM token (tokens are chosen by label, never by slot).
+    #[arg(long = "hsm-token-label", env = "VAULTD_HSM_TOKEN_LABEL")]
     pub token_label: Option<String>,
+    /// File holding the user PIN (or set VAULTD_HSM_PIN). There is no PIN flag.
+    #[arg(long = "hsm-pin-file", env = "VAULTD_HSM_PIN_FILE")]
     pub pin_file: Option<PathBuf>,
+    /// Label of the KEK inside the token (default strongroom-kek-1).
+    #[arg(long = "hsm-key-label", env = "VAULTD_HSM_KEY_LABEL")]
     pub key_label: Option<String>,
+    /// PKCS#11 sessions, one worker thread each (default 4; `serve` only).
+    #[arg(long = "hsm-sessions", env = "VAULTD_HSM_SESSIONS")]
     pub sessions: Option<usize>,
+}
+
+/// A duration setting in the standard form `humantime` reads (`90s`, `30m` = minutes,
+/// `12h`, `30days`); the Databunker API's own `m` = month applies to API values only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match humantime::parse_duration(text) {
+            Ok(duration) if !duration.is_zero() => Ok(Span(duration)),
+            Ok(_) => Err("must be longer than zero".into()),
+            Err(error) => Err(format!("{error} (a duration like 90s, 30m, 12h or 30days)")),
+        }
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|message| serde::de::Error::custom(format!("{text:?}: {message}")))
+    }
+}
+
+impl ServeSettings {
+    /// These settings (flags and environment) over those of the `--config` file.
+    pub fn load(self) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let parse = |message: String| ConfigError::Parse { path: path.clone(), message };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let file: Value = toml::from_str(&text).map_err(|e: toml::de::Error| parse(e.message().to_string()))?;
+        // The file alone first, so that its mistakes are reported as the file's, and its
+        // keys come out under their current names.
+        let file = Self::deserialize(&file).map_err(|e| parse(e.to_string()))?;
+        let as_value =
+            |settings: &Self| serde_json::to_value(settings).map_err(|e| ConfigError::Invalid(e.to_string()));
+        let mut merged = as_value(&file)?;
+        overlay(&mut merged, as_value(&self)?);
+        let merged = Self::deserialize(&merged).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(ServeSettings { config: self.config, hsm_create_key: self.hsm_create_key, ..merged })
+    }
+
+    /// The settings the vault's behaviour depends on, defaults filled in.
+    pub fn vault_settings(&self) -> Result<VaultSettings, ConfigError> {
+        let defaults = VaultSettings::default();
+        let span = |setting: Option<Span>, default: Duration| setting.map_or(default, |span| span.0);
+        Ok(VaultSettings {
+            phone_region: parse_region(self.default_country.as_deref())?,
+            bulk_list_enabled: self.enable_bulk_list.unwrap_or(false),
+            anonymous_create: self.enable_anonymous_create.unwrap_or(false),
+            subject_changes: self.subject_changes.unwrap_or_default(),
+            dek_cache_capacity: self.dek_cache_capacity.unwrap_or(defaults.dek_cache_capacity),
+            storage_cache_bytes: self
+                .storage_cache_mb
+                .map_or(defaults.storage_cache_bytes, |mb| mb.saturating_mul(1024 * 1024)),
+            expiration_sweep: self
+                .expiration_sweep_secs
+                .map_or(defaults.expiration_sweep, |secs| Duration::from_secs(secs.max(1))),
+            max_session_ttl: span(self.max_session_ttl, defaults.max_session_ttl),
+            max_share_ttl: span(self.max_share_ttl, defaults.max_share_ttl),
+            max_user_retention: span(self.max_user_retention_period, defaults.max_user_retention),
+        })
+    }
+}
+
+impl HsmSettings {
+    /// Where the KEK is, with the PIN read from its file or `VAULTD_HSM_PIN`.
+    pub fn location(&self) -> Result<HsmLocation, ConfigError> {
+        let pin = match &self.pin_file {
+            Some(path) => read_secret_file(path)?,
+            None => Zeroizing::new(
+                std::env::var("VAULTD_HSM_PIN")
+                    .map_err(|_| ConfigError::Missing("--hsm-pin-file or VAULTD_HSM_PIN"))?,
+            ),
+        };
+        Ok(HsmLocation {
+            module: self.module.clone().ok_or(ConfigError::Missing("--hsm-module"))?,
+            token_label: self.token_label.clone().ok_or(ConfigError::Missing("--hsm-token-label"))?,
+            pin,
+            key_label: self.key_label.clone().unwrap_or_else(|| DEFAULT_KEK_LABEL.into()),
+        })
+    }
+}
+
+/// The HSM token and key to use, and the PIN that opens the token.
+pub struct HsmLocation {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: Zeroizing<String>,
+    pub key_label: String,
+}
+
+/// Writes `top`'s settings over `base`'s; absent (null) ones leave `base`'s in place.
+fn overlay(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(base), Value::Object(top)) => {
+            for (key, value) in top {
+                match base.get_mut(&key) {
+                    Some(existing) => overlay(existing, value),
+                    None if !value.is_null() => drop(base.insert(key, value)),
+                    None => {}
+                }
+            }
+        }
+        (_, Value::Null) => {}
+        (base, top) => *base = top,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +269,6 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{0}")]
     Invalid(String),
-}
-
-impl FileConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.message().to_string() })
-    }
 }
 
 /// Reads a secret from a file, trimming the trailing newline editors add.
@@ -96,4 +285,127 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
 
 pub fn parse_region(code: Option<&str>) -> Result<PhoneRegion, ConfigError> {
     code.map(str::parse).transpose().map_err(ConfigError::Invalid).map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: ServeSettings,
+    }
+
+    /// `vaultd serve` with `flags`, over a configuration file holding `file`.
+    fn load(file: &str, flags: &[&str]) -> Result<ServeSettings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vaultd.toml");
+        std::fs::write(&path, file).unwrap();
+        let args = ["serve", "--config", path.to_str().unwrap()].into_iter().chain(flags.iter().copied());
+        Cli::try_parse_from(args).unwrap().settings.load()
+    }
+
+    #[test]
+    fn a_flag_turns_off_what_the_file_turns_on() {
+        for key in ["enable_bulk_list", "bulk_list_enabled"] {
+            let file = format!("{key} = true\nenable_anonymous_create = true\n");
+            let on = load(&file, &[]).unwrap().vault_settings().unwrap();
+            assert!(on.bulk_list_enabled && on.anonymous_create, "{key}");
+            let off = load(&file, &["--enable-bulk-list=false", "--enable-anonymous-create=no"]).unwrap();
+            let off = off.vault_settings().unwrap();
+            assert!(!off.bulk_list_enabled && !off.anonymous_create, "{key}");
+        }
+        let bare = load("", &["--enable-bulk-list"]).unwrap().vault_settings().unwrap();
+        assert!(bare.bulk_list_enabled && !bare.anonymous_create);
+    }
+
+    #[test]
+    fn durations_read_m_as_minutes() {
+        let flags = load("", &["--max-session-ttl", "30m", "--max-share-ttl=2h", "--max-user-retention-period=90days"]);
+        let settings = flags.unwrap().vault_settings().unwrap();
+        assert_eq!(settings.max_session_ttl, Duration::from_secs(30 * 60));
+        assert_eq!(settings.max_share_ttl, Duration::from_secs(2 * 3600));
+        assert_eq!(settings.max_user_retention, Duration::from_secs(90 * 86_400));
+        let file = load("max_session_ttl = \"30m\"\n", &[]).unwrap().vault_settings().unwrap();
+        assert_eq!(file.max_session_ttl, Duration::from_secs(30 * 60));
+        let defaults = load("", &[]).unwrap().vault_settings().unwrap();
+        assert_eq!(defaults.max_user_retention, Duration::from_secs(186 * 86_400));
+        for bad in ["0s", "30", "30x", "-1d", ""] {
+            let flag = format!("--max-session-ttl={bad}");
+            assert!(Cli::try_parse_from(["serve", flag.as_str()]).is_err(), "{bad:?}");
+            let file = format!("max_session_ttl = {bad:?}\n");
+            assert!(matches!(load(&file, &[]), Err(ConfigError::Parse { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_setting_by_setting_and_in_the_hsm_table() {
+        let file = "listen = \"127.0.0.1:4000\"\nworkers = 3\nsubject_changes = \"direct\"\n\n\
+                    [hsm]\nmodule = \"/lib/from-file.so\"\nsessions = 2\n";
+        let settings = load(file, &["--workers", "5", "--hsm-sessions", "7"]).unwrap();
+        assert_eq!(settings.listen, Some(SocketAddr::from(([127, 0, 0, 1], 4000))));
+        assert_eq!(settings.workers, Some(5));
+        assert_eq!(settings.hsm.sessions, Some(7));
+        assert_eq!(settings.hsm.module.as_deref(), Some(Path::new("/lib/from-file.so")));
+        assert_eq!(settings.vault_settings().unwrap().subject_changes, SubjectChanges::Direct);
+    }
+
+    #[test]
+    fn mistakes_in_the_file_are_named_as_the_files() {
+        for (file, named) in [
+            ("unknown_setting = 1\n", "unknown field `unknown_setting`"),
+            ("[hsm]\npin = \"1234\"\n", "unknown field `pin`"),
+            ("workers = \"many\"\n", "invalid type"),
+            ("listen = \n", ""),
+        ] {
+            match load(file, &[]) {
+                Err(ConfigError::Parse { message, .. }) => assert!(message.contains(named), "{file:?}: {message}"),
+                other => panic!("{file:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// The README's configuration table lists every setting, each under its flag, its
+    /// environment variable and its file key, and nothing else.
+    #[test]
+    fn the_readme_table_lists_every_setting() {
+        let readme = include_str!("../../README.md");
+        let section = readme.split("\n\n").find(|block| block.starts_with("| flag | environment")).unwrap();
+        let first_code = |cell: &str| cell.split('`').nth(1).unwrap_or("").to_string();
+        let listed: Vec<[String; 3]> = section
+            .lines()
+            .skip(2)
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                [first_code(cells[1]), first_code(cells[2]), first_code(cells[3])]
+            })
+            .collect();
+        let hsm_ids: Vec<String> = HsmSettings::augment_args(clap::Command::new("hsm"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let mut expected = Vec::new();
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().to_string();
+            if id == "config" {
+                continue;
+            }
+            let flag = format!("--{}", arg.get_long().unwrap());
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+            let key = match id.as_str() {
+                "hsm_create_key" => String::new(),
+                _ if hsm_ids.contains(&id) => format!("hsm.{id}"),
+                _ => id.clone(),
+            };
+            // One mechanism, one spelling: --a-b, VAULTD_A_B, a_b.
+            if !env.is_empty() {
+                assert_eq!(env, format!("VAULTD_{}", flag[2..].replace('-', "_").to_uppercase()), "{flag}");
+            }
+            expected.push([flag, env, key]);
+        }
+        assert_eq!(listed, expected);
+    }
 }

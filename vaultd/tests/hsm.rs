@@ -312,6 +312,9 @@ fn serve_reads_its_settings_from_a_config_file() {
     // max_body_bytes = 2048.
     client.post("/v1/user", json!({"note": "x".repeat(4096)})).assert_error(413);
 
+    // No bulk listing: it is off unless turned on.
+    client.post("/v1/users", json!({})).assert_error(403);
+
     let bad = scratch.path().join("bad.toml");
     std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nunknown_setting = 1\n").unwrap();
     let mut command = support::vaultd();
@@ -319,6 +322,27 @@ fn serve_reads_its_settings_from_a_config_file() {
     let (status, stderr) = run_to_exit(command);
     assert!(!status.success());
     assert!(stderr.contains("unknown field `unknown_setting`"), "{stderr}");
+}
+
+#[test]
+fn the_environment_turns_off_what_the_config_file_turns_on() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("vaultd.toml");
+    // The file uses the older key, which is still read.
+    std::fs::write(&config, "bulk_list_enabled = true\nenable_anonymous_create = true\n").unwrap();
+    let data_dir = scratch.path().join("vault");
+    let on = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--config", config.to_str().unwrap()]);
+    on.client().post("/v1/users", json!({})).assert_ok();
+    on.client().with_token(None).post("/v1/user", json!({"login": "anon"})).assert_ok();
+    drop(on);
+
+    let mut command = serve_command(&hsm, &data_dir, &["--config".to_string(), config.display().to_string()]);
+    command.env("VAULTD_ENABLE_BULK_LIST", "false").env("VAULTD_ENABLE_ANONYMOUS_CREATE", "false");
+    let off = Vault::spawn_command(command);
+    let client = support::Client::new(&off.url, support::ROOT_TOKEN);
+    client.post("/v1/users", json!({})).assert_error(403);
+    client.with_token(None).post("/v1/user", json!({"login": "anon2"})).assert_error(401);
 }
 
 #[test]

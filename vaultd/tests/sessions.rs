@@ -587,7 +587,7 @@ fn serve_refuses_a_max_session_ttl_that_is_not_a_positive_duration() {
     let hsm = SoftHsm::new();
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("vault");
-    for bad in ["0s", "30", "30w", "-1d", ""] {
+    for bad in ["0s", "30", "30x", "-1d", ""] {
         let extra = ["--hsm-create-key".to_string(), format!("--max-session-ttl={bad}")];
         let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &extra));
         assert!(!status.success(), "serve started with --max-session-ttl={bad:?}");

@@ -538,7 +538,7 @@ fn serve_refuses_a_max_share_ttl_that_is_not_a_positive_duration() {
     let hsm = SoftHsm::new();
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("vault");
-    for bad in ["0d", "7", "7w", "-7d", ""] {
+    for bad in ["0d", "7", "7x", "-7d", ""] {
         let extra = ["--hsm-create-key".to_string(), format!("--max-share-ttl={bad}")];
         let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &extra));
         assert!(!status.success(), "serve started with --max-share-ttl={bad:?}");

@@ -11,7 +11,8 @@ use super::*;
 use crate::store::{RequestAction, RequestRecord, RequestStatus};
 
 /// Whether a subject's own token changes its data directly or files requests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SubjectChanges {
     Direct,
     #[default]
