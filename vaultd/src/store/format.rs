@@ -19,7 +19,10 @@ use super::StoreError;
 /// 6: audit events live in the audit trail's files (`audit/`), not in sled; snapshots name
 /// their cut of the trail (`SRSNAP03`).
 /// 7: a shared record may share fields of one of its subject's sessions.
-pub const CURRENT: u32 = 7;
+/// 8: agreements to an email or phone that names no subject yet, with the identifier
+/// sealed beside them (new state-tree records and consent commands; a build of format 7
+/// would fail on them in the log and in snapshots).
+pub const CURRENT: u32 = 8;
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";
