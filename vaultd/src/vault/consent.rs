@@ -160,7 +160,10 @@ impl Vault {
         let change = match self.consent_target(caller, mode, id).await? {
             ConsentTarget::Subject(target) => ConsentChange::PutAgreement { target, agreement },
             ConsentTarget::Identifier { entry, unknown } => {
-                let identity = self.pending_identity(&entry, unknown.as_deref().map(String::as_str)).await?;
+                // Only agreeing keeps the identifier: a withdrawal after forget-me must
+                // not bring it back.
+                let unknown = unknown.as_deref().map(String::as_str).filter(|_| agreement.status == "yes");
+                let identity = self.pending_identity(&entry, unknown).await?;
                 ConsentChange::PutByIdentifier { entry, agreement, identity }
             }
         };

@@ -43,8 +43,8 @@ impl Vault {
         Ok(ConsentTarget::Identifier { entry, unknown: Some(normalised) })
     }
 
-    /// The sealed identifier to keep beside an agreement under `entry`: none when no
-    /// agreement is kept there yet for want of a subject, or one is kept already.
+    /// The sealed identifier to keep beside an agreement under `entry`: none when the
+    /// entry names a subject (`unknown` is `None`), or one is kept already.
     pub(super) async fn pending_identity(
         &self,
         entry: &[u8],

@@ -72,7 +72,8 @@ pub(super) fn forget(staged: &mut Staged, entry: &[u8]) -> Result<Outcome, Store
 
 /// Hands the agreements kept under `entries` to `subject`, and removes their sealed
 /// identifiers. Where the subject has an agreement to the same basis, the one changed
-/// last wins (the subject's own on a tie); the earliest creation time is kept.
+/// last wins (the subject's own on a tie) as if given again after the other: a method
+/// or reference code it lacks is kept from the other, and the earliest creation time.
 pub(super) fn attach<'a>(
     staged: &mut Staged,
     subject: &Uuid,
@@ -85,10 +86,11 @@ pub(super) fn attach<'a>(
             staged.remove(keys::pending_of_brief(&pending.brief, entry))?;
             let own_key = keys::agreement(subject, &pending.brief);
             let attached = match read::<Agreement>(staged, &own_key)? {
-                Some(own) if own.when >= pending.when => {
-                    Agreement { creationtime: own.creationtime.min(pending.creationtime), ..own }
+                Some(own) => {
+                    let creationtime = own.creationtime.min(pending.creationtime);
+                    let (older, newer) = if own.when >= pending.when { (pending, own) } else { (own, pending) };
+                    Agreement { creationtime, ..merge_agreement(Some(older), &newer) }
                 }
-                Some(own) => Agreement { creationtime: own.creationtime.min(pending.creationtime), ..pending },
                 None => pending,
             };
             staged.insert(keys::agreement_by_brief(&attached.brief, subject), &[]);
