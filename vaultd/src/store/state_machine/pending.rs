@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::consent::merge_agreement;
 use super::{read, write, Outcome};
+use crate::identity::IndexKind;
 use crate::store::command::{Applied, Rejection};
 use crate::store::keys;
 use crate::store::records::{Agreement, PendingIdentity};
@@ -79,7 +80,11 @@ pub(super) fn attach<'a>(
     subject: &Uuid,
     entries: impl IntoIterator<Item = &'a Vec<u8>>,
 ) -> Result<(), StoreError> {
-    for entry in entries {
+    // Only emails and phones are kept for; other kinds skip the scan (creates are hot).
+    let kept_for = |entry: &&Vec<u8>| {
+        matches!(entry.first().copied().and_then(IndexKind::from_byte), Some(IndexKind::Email | IndexKind::Phone))
+    };
+    for entry in entries.into_iter().filter(kept_for) {
         for key in staged.keys_with_prefix(&keys::pending_agreements_of(entry))? {
             let Some(pending) = read::<Agreement>(staged, &key)? else { continue };
             staged.remove(key)?;
