@@ -38,7 +38,7 @@ impl Vault {
             return Ok(ConsentTarget::Identifier { entry, unknown: None });
         }
         if !identity::is_well_formed(kind, id) {
-            return Err(VaultError::bad_request(format!("{} is not a well-formed {}", kind.field(), kind.field())));
+            return Err(VaultError::bad_request(format!("{} is malformed", kind.field())));
         }
         Ok(ConsentTarget::Identifier { entry, unknown: Some(normalised) })
     }
@@ -59,20 +59,16 @@ impl Vault {
 }
 
 /// Seals an identifier under a new key, wrapped by the KEK; both bound to `entry`.
-pub(crate) async fn seal_identifier(kek: &Kek, entry: &[u8], normalised: &str) -> VaultResult<PendingIdentity> {
+async fn seal_identifier(kek: &Kek, entry: &[u8], normalised: &str) -> VaultResult<PendingIdentity> {
     let key = DataKey::generate();
     let wrapped_key = kek.wrap_key(&key, &crypto::pending_key_aad(entry)).await?;
     let sealed = key.seal(normalised.as_bytes(), &crypto::pending_aad(entry))?;
     Ok(PendingIdentity { kek: kek.label().to_string(), wrapped_key, sealed })
 }
 
-/// Opens a sealed identifier (for the DPO's tools to come; the API never shows it).
+/// Opens a sealed identifier, as a DPO's tool would; the API never shows it.
 #[cfg(test)]
-pub(crate) async fn open_identifier(
-    kek: &Kek,
-    entry: &[u8],
-    identity: &PendingIdentity,
-) -> VaultResult<Zeroizing<Vec<u8>>> {
+async fn open_identifier(kek: &Kek, entry: &[u8], identity: &PendingIdentity) -> VaultResult<Zeroizing<Vec<u8>>> {
     let key = kek.unwrap_key(&identity.wrapped_key, &crypto::pending_key_aad(entry)).await?;
     Ok(key.open(&identity.sealed, &crypto::pending_aad(entry))?)
 }
