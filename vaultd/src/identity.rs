@@ -111,6 +111,38 @@ pub fn normalise(kind: IndexKind, raw: &str, region: PhoneRegion) -> Option<Stri
     })
 }
 
+/// Whether an email or phone number is shaped like one: an email has one `@` with text
+/// on both sides and no spaces; a phone number has at least one digit and otherwise only
+/// `+`, spaces, `-`, `.`, `(` and `)`. Subjects' own identifiers are taken as given
+/// (Databunker does), but agreements by an identifier that names no subject yet are
+/// kept under it, so a typo or garbage there is refused instead of stored. Other kinds
+/// are always well-formed.
+pub fn is_well_formed(kind: IndexKind, raw: &str) -> bool {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.len() > MAX_IDENTIFIER_LEN {
+        return false;
+    }
+    match kind {
+        IndexKind::Email => match trimmed.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
+            }
+            None => false,
+        },
+        IndexKind::Phone => {
+            trimmed.chars().any(|c| c.is_ascii_digit())
+                && trimmed.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'))
+        }
+        IndexKind::Login | IndexKind::Custom => true,
+    }
+}
+
+/// The longest email address (RFC 5321's path limit) or phone number taken.
+const MAX_IDENTIFIER_LEN: usize = 254;
+
 /// E.164 when the number parses for the region; otherwise its digits, keeping a
 /// leading `+`. Short or unusual numbers are normalised, never rejected.
 fn normalise_phone(raw: &str, region: PhoneRegion) -> String {
@@ -154,6 +186,24 @@ mod tests {
         assert_eq!(normalise(IndexKind::Phone, "020 7946 0018", gb).as_deref(), Some("+442079460018"));
         assert_eq!(normalise(IndexKind::Phone, "(415) 555-2671", us).as_deref(), Some("+14155552671"));
         assert_eq!(normalise(IndexKind::Phone, "+44 20 7946 0018", us).as_deref(), Some("+442079460018"));
+    }
+
+    #[test]
+    fn emails_and_phones_are_checked_for_their_shape() {
+        for good in ["a@b", " Ann@Example.com ", "x.y+tag@sub.example.org"] {
+            assert!(is_well_formed(IndexKind::Email, good), "{good:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        for bad in ["", "  ", "ann", "@example.com", "ann@", "a@b@c", "a b@c", "a@b\tc", "a@b\u{0}", long.as_str()] {
+            assert!(!is_well_formed(IndexKind::Email, bad), "{bad:?}");
+        }
+        for good in ["4444", "+44 20 7946 0018", "(415) 555-2671", "020.7946.0018"] {
+            assert!(is_well_formed(IndexKind::Phone, good), "{good:?}");
+        }
+        for bad in ["", "call me", "+", "12a34", "--", "0800;1"] {
+            assert!(!is_well_formed(IndexKind::Phone, bad), "{bad:?}");
+        }
+        assert!(is_well_formed(IndexKind::Login, "anything at all"));
     }
 
     #[test]

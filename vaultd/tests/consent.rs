@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use support::cluster::TestCluster;
 use support::{Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
+use vaultd::store::Store;
 
 const DAY: u64 = 86_400;
 
@@ -630,16 +631,24 @@ fn unknown_briefs_and_subjects_and_withdrawing_what_was_never_agreed_are_404() {
     withdraw(&client, "analytics", "login", "cid").assert_error(404);
     accept(&client, "analytics", "login", "cid", json!({"status": "no"})).assert_error(404);
     client.get("/v1/agreement/analytics/login/cid").assert_error(404);
-    // Unknown subject, by every mode.
+    // Unknown subject, by every mode (an email or phone that names nobody may be agreed
+    // to, see the consent-before-sign-up tests, but there is nothing to read or withdraw).
     let stranger = Uuid::new_v4().to_string();
-    for (mode, id) in [("login", "nobody"), ("email", "nobody@example.com"), ("token", stranger.as_str())] {
+    for (mode, id) in [("login", "nobody"), ("custom", "nobody"), ("token", stranger.as_str())] {
         let reply = accept(&client, "newsletter", mode, id, json!({}));
         assert_eq!(reply.status, 404, "accept by {mode}: {}", reply.body);
         reply.assert_error(404);
-        withdraw(&client, "newsletter", mode, id).assert_error(404);
-        client.get(&format!("/v1/agreement/newsletter/{mode}/{id}")).assert_error(404);
     }
-    for (mode, id) in [("login", "nobody"), ("email", "nobody@example.com")] {
+    for (mode, id) in [
+        ("login", "nobody"),
+        ("custom", "nobody"),
+        ("email", "nobody@example.com"),
+        ("phone", "+447700900999"),
+        ("token", stranger.as_str()),
+    ] {
+        withdraw(&client, "newsletter", mode, id).assert_error(404);
+        accept(&client, "newsletter", mode, id, json!({"status": "no"})).assert_error(404);
+        client.get(&format!("/v1/agreement/newsletter/{mode}/{id}")).assert_error(404);
         client.get(&format!("/v1/agreements/{mode}/{id}")).assert_error(404);
     }
     // None of that touched cid.
@@ -1175,5 +1184,317 @@ fn consent_written_on_any_node_is_read_at_once_on_every_node() {
         assert_eq!(agreement(&cluster.client(slot), "newsletter", "login", "pia")["status"], "revoked", "node {slot}");
     }
     let verify = cluster.client(follower).get("/v1/sys/audit/verify");
+    assert_eq!(verify.assert_ok()["verification"]["intact"], true);
+}
+
+// Consent before sign-up: a cookie banner records an agreement by an email or phone
+// number that is no subject yet.
+
+/// The only row of an agreement listing, or of a single agreement's `data`.
+fn pending_rows(client: &Client, mode: &str, id: &str) -> Vec<Value> {
+    let rows = agreements(client, mode, id);
+    assert!(rows.iter().all(|row| row["token"].is_null()), "kept agreements name no subject: {rows:#?}");
+    rows
+}
+
+/// Successful audit rows of an operation that name no subject.
+fn subjectless_rows<'a>(rows: &'a [Value], operation: &str) -> Vec<&'a Value> {
+    rows.iter()
+        .filter(|row| row["operation"] == operation && row["result"] == "ok")
+        .filter(|row| row.get("subject").is_none_or(Value::is_null))
+        .collect()
+}
+
+#[test]
+fn consent_before_sign_up_is_kept_by_email_or_phone_and_taken_over_at_sign_up() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    for brief in ["cookies", "newsletter", "analytics"] {
+        put_basis(&client, brief, json!({})).assert_ok();
+    }
+
+    // The banner records a visitor's choices by email and by phone.
+    let before = now_secs();
+    let reply = accept(&client, "cookies", "email", "Visitor@Example.com", json!({"agreementmethod": "banner"}));
+    assert_eq!(reply.body, json!({"status": "ok"}));
+    accept(&client, "newsletter", "email", "visitor@example.com", json!({"referencecode": "r-1", "expiration": "30d"}))
+        .assert_ok();
+    accept(&client, "analytics", "phone", "020%207946%200018", json!({})).assert_ok();
+
+    // Listed and read by the identifier, in any spelling, with Databunker's shape and no token.
+    let rows = pending_rows(&client, "email", "%20VISITOR@example.COM%20");
+    assert_eq!(briefs_and_statuses(&rows), [("cookies".into(), "yes".into()), ("newsletter".into(), "yes".into())]);
+    let row = agreement(&client, "cookies", "email", "visitor@example.com");
+    let created = row["creationtime"].as_u64().unwrap();
+    assert!(created >= before && created <= now_secs(), "{row}");
+    assert_eq!(
+        row,
+        json!({
+            "token": null,
+            "brief": "cookies",
+            "status": "yes",
+            "creationtime": created,
+            "when": created,
+            "starttime": 0,
+            "endtime": 0,
+            "mode": "email",
+            "agreementmethod": "banner",
+            "referencecode": "",
+            "lastmodifiedby": "",
+        })
+    );
+    let end = agreement(&client, "newsletter", "email", "visitor@example.com")["endtime"].as_u64().unwrap();
+    assert!(end >= before + 30 * DAY, "{end}");
+    assert_eq!(
+        briefs_and_statuses(&pending_rows(&client, "phone", "+442079460018")),
+        [("analytics".into(), "yes".into())]
+    );
+    client.get("/v1/agreement/analytics/email/visitor@example.com").assert_error(404);
+
+    // Withdrawn with DELETE or POST status no; what was never agreed is 404.
+    withdraw(&client, "analytics", "phone", "02079460018").assert_ok();
+    accept(&client, "newsletter", "email", "visitor@example.com", json!({"status": "no"})).assert_ok();
+    let row = agreement(&client, "newsletter", "email", "visitor@example.com");
+    assert_eq!((&row["status"], &row["referencecode"]), (&json!("no"), &json!("r-1")), "{row}");
+    assert_eq!(agreement(&client, "analytics", "phone", "+442079460018")["status"], "no");
+    withdraw(&client, "analytics", "email", "visitor@example.com").assert_error(404);
+    accept(&client, "no-such-basis", "email", "visitor@example.com", json!({})).assert_error(404);
+    // Other modes still need a subject, as in Databunker.
+    accept(&client, "cookies", "login", "visitor", json!({})).assert_error(404);
+    accept(&client, "cookies", "custom", "visitor", json!({})).assert_error(404);
+
+    // Sign-up with the email: its agreements are the new subject's, at once.
+    let token = client.create_user(json!({"login": "vis", "email": "VISITOR@example.com"}));
+    let expected: Vec<(String, String)> = vec![("cookies".into(), "yes".into()), ("newsletter".into(), "no".into())];
+    for (mode, id) in [("token", token.as_str()), ("login", "vis"), ("email", "visitor@example.com")] {
+        let rows = agreements(&client, mode, id);
+        assert_eq!(briefs_and_statuses(&rows), expected, "by {mode}");
+        assert!(rows.iter().all(|row| row["token"] == token.as_str()), "by {mode}: {rows:#?}");
+    }
+    assert_eq!(agreement(&client, "cookies", "token", &token)["creationtime"], created, "its history stays");
+    // The phone is not the subject's yet: its agreement is still kept apart.
+    assert_eq!(
+        briefs_and_statuses(&pending_rows(&client, "phone", "+442079460018")),
+        [("analytics".into(), "no".into())]
+    );
+    // Until a change gives the subject the phone.
+    client.put(&format!("/v1/user/token/{token}"), json!({"phone": "020 7946 0018"})).assert_ok();
+    let rows = agreements(&client, "phone", "+442079460018");
+    assert_eq!(
+        briefs_and_statuses(&rows),
+        [("analytics".into(), "no".into()), ("cookies".into(), "yes".into()), ("newsletter".into(), "no".into())]
+    );
+    assert!(rows.iter().all(|row| row["token"] == token.as_str()), "{rows:#?}");
+    // From now on the subject's own agreements change.
+    accept(&client, "analytics", "email", "visitor@example.com", json!({})).assert_ok();
+    assert_eq!(agreement(&client, "analytics", "token", &token)["status"], "yes");
+
+    // Revoking a basis reaches agreements kept for visitors too.
+    accept(&client, "cookies", "email", "other@example.com", json!({})).assert_ok();
+    client.delete("/v1/agreement/cookies").assert_ok();
+    assert_eq!(agreement(&client, "cookies", "email", "other@example.com")["status"], "revoked");
+    assert_eq!(agreement(&client, "cookies", "token", &token)["status"], "revoked");
+
+    // Every access is audited; the kept ones name no subject, and no identifier appears.
+    let rows = admin_rows(&client);
+    assert_eq!(subjectless_rows(&rows, "consent-accept").len(), 4, "{rows:#?}");
+    assert_eq!(subjectless_rows(&rows, "consent-withdraw").len(), 2, "{rows:#?}");
+    assert!(subjectless_rows(&rows, "consent-read").len() >= 8, "{rows:#?}");
+    for row in subjectless_rows(&rows, "consent-accept") {
+        assert!(row["mode"] == "email" || row["mode"] == "phone", "{row}");
+    }
+    let text = serde_json::to_string(&rows).unwrap().to_lowercase();
+    for identifier in ["visitor@example.com", "other@example.com", "2079460018", "\"vis\""] {
+        assert!(!text.contains(identifier), "{identifier} is in the audit trail");
+    }
+    assert_eq!(client.get("/v1/sys/audit/verify").assert_ok()["verification"]["intact"], true);
+    let log = vault.log().to_lowercase();
+    assert!(!log.contains("visitor@example.com") && !log.contains("2079460018"), "an identifier reached the log");
+}
+
+#[test]
+fn forget_me_of_an_identifier_with_only_kept_agreements_drops_the_identifier_and_keeps_the_evidence() {
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let client = vault.client();
+    put_basis(&client, "cookies", json!({})).assert_ok();
+    put_basis(&client, "newsletter", json!({})).assert_ok();
+    accept(&client, "cookies", "email", "kim.visitor@example.com", json!({"referencecode": "banner-7"})).assert_ok();
+    accept(&client, "newsletter", "email", "kim.visitor@example.com", json!({})).assert_ok();
+    accept(&client, "cookies", "phone", "+14155552671", json!({})).assert_ok();
+    let evidence = pending_rows(&client, "email", "kim.visitor@example.com");
+
+    let reply = client.delete("/v1/user/email/Kim.Visitor@example.com");
+    assert_eq!(reply.body, json!({"status": "ok", "result": "done", "token": null}));
+    let reply = client.delete("/v1/user/email/kim.visitor@example.com");
+    assert_eq!(reply.body, json!({"status": "ok", "result": "done", "token": null}), "forgetting twice is fine");
+    client.delete("/v1/user/email/nobody@example.com").assert_error(404);
+    client.delete("/v1/user/phone/+14155550000").assert_error(404);
+    client.delete("/v1/user/login/kim").assert_error(404);
+
+    // The evidence stays, keyed by the blind index; withdrawing still works.
+    assert_eq!(pending_rows(&client, "email", "kim.visitor@example.com"), evidence);
+    withdraw(&client, "newsletter", "email", "kim.visitor@example.com").assert_ok();
+    let rows = admin_rows(&client);
+    let forgets = subjectless_rows(&rows, "user-forget");
+    assert_eq!(forgets.len(), 2, "{rows:#?}");
+    assert_eq!(forgets[0]["mode"], "email");
+    vault.stop(); // SIGTERM: sled is flushed, so the store can be read below
+
+    // On disk: agreements under blind-index entries, the phone's sealed identifier, and
+    // no plaintext identifier anywhere (state, Raft log, audit trail).
+    for secret in ["kim.visitor@example.com", "kim.visitor", "4155552671"] {
+        assert_eq!(support::occurs_in_files(&data_dir, secret), None, "{secret} in the clear");
+    }
+    let store = Store::open(&data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();
+    let count = |prefix: u8| store.state_tree().scan_prefix([prefix]).count();
+    assert_eq!(count(b'e'), 3, "three kept agreements");
+    assert_eq!(count(b'v'), 1, "only the phone's sealed identifier is left");
+    drop(store);
+
+    // A later sign-up with the identifier takes the kept agreements over (the decision:
+    // the agreements are the consent evidence of whoever holds the address).
+    let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    let client = vault.client();
+    let token = client.create_user(json!({"email": "kim.visitor@example.com", "phone": "+1 415 555 2671"}));
+    let rows = agreements(&client, "token", &token);
+    assert_eq!(briefs_and_statuses(&rows), [("cookies".into(), "yes".into()), ("newsletter".into(), "no".into())]);
+    assert_eq!(rows[0]["referencecode"], "banner-7");
+    // A subject's forget-me answers its token as ever.
+    let reply = client.delete("/v1/user/email/kim.visitor@example.com");
+    assert_eq!(reply.body, json!({"status": "ok", "result": "done", "token": token}));
+    assert_eq!(agreements(&client, "token", &token).len(), 2);
+    vault.stop();
+    let store = Store::open(&data_dir, vaultd::store::DEFAULT_CACHE_BYTES).unwrap();
+    assert_eq!(store.state_tree().scan_prefix([b'v']).count(), 0, "sign-up took the sealed identifiers away");
+    assert_eq!(store.state_tree().scan_prefix([b'e']).count(), 0, "and the kept agreements");
+}
+
+#[test]
+fn agreements_by_a_malformed_identifier_or_the_wrong_caller_are_refused_and_write_nothing() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    put_basis(&client, "cookies", json!({})).assert_ok();
+    accept(&client, "cookies", "email", "kept@example.com", json!({})).assert_ok();
+    // A subject whose email is not shaped like one still reaches its agreements by it.
+    let odd = client.create_user(json!({"login": "odd", "email": "odd-at-example"}));
+    accept(&client, "cookies", "email", "odd-at-example", json!({})).assert_ok();
+    assert_eq!(agreement(&client, "cookies", "token", &odd)["status"], "yes");
+    let reader = client.with_token(Some(&scoped_token(&client, "reader", &["users:read"])));
+    let self_token = client.post("/v1/sys/tokens", json!({"name": "odd-self", "subject": odd}));
+    let own = client.with_token(Some(self_token.assert_ok()["token"].as_str().unwrap()));
+    let state = consent_state(&client, &[&odd]);
+    let kept = pending_rows(&client, "email", "kept@example.com");
+    let events = audit_total(&client);
+
+    let long = format!("{}@example.com", "a".repeat(250));
+    for (mode, id) in [
+        ("email", "not-an-email"),
+        ("email", "a@b@example.com"),
+        ("email", "@example.com"),
+        ("email", "ann@"),
+        ("email", "ann%20smith@example.com"),
+        ("email", "%20%20"),
+        ("email", long.as_str()),
+        ("phone", "call-me"),
+        ("phone", "12a34"),
+        ("phone", "%2B"),
+        ("phone", "%20"),
+    ] {
+        for (method, path) in [
+            ("POST", format!("/v1/agreement/cookies/{mode}/{id}")),
+            ("DELETE", format!("/v1/agreement/cookies/{mode}/{id}")),
+            ("GET", format!("/v1/agreement/cookies/{mode}/{id}")),
+            ("GET", format!("/v1/agreements/{mode}/{id}")),
+        ] {
+            let reply = bare(&client, method, &path);
+            assert_eq!(reply.status, 400, "{method} {path}: {}", reply.body);
+            reply.assert_error(400);
+        }
+    }
+    // Bad bodies and briefs are refused before anything is kept.
+    for body in [json!({"status": "maybe"}), json!({"expiration": "soon"}), json!({"referencecode": 5})] {
+        accept(&client, "cookies", "email", "new@example.com", body).assert_error(400);
+    }
+    accept(&client, "bad_brief", "email", "new@example.com", json!({})).assert_error(400);
+    raw(&client, "POST", "/v1/agreement/cookies/email/new@example.com", "application/json", "{\"status\":")
+        .assert_error(400);
+    // A reader cannot record consent; a subject token reaches only its own subject.
+    accept(&reader, "cookies", "email", "new@example.com", json!({})).assert_error(403);
+    accept(&own, "cookies", "email", "new@example.com", json!({})).assert_error(403);
+    own.get("/v1/agreements/email/kept@example.com").assert_error(403);
+    withdraw(&own, "cookies", "email", "kept@example.com").assert_error(403);
+    own.delete("/v1/user/email/kept@example.com").assert_error(403);
+
+    assert_eq!(consent_state(&client, &[&odd]), state, "a refused request changed an agreement");
+    assert_eq!(pending_rows(&client, "email", "kept@example.com"), kept);
+    client.get("/v1/agreements/email/new@example.com").assert_error(404);
+    let reads = 3; // consent_state's listing, the two listings by email
+    assert_eq!(audit_total(&client), events + reads, "a refused request wrote an audit event");
+    // Unknown brief, basis deleted: an agreement is not kept for it.
+    accept(&client, "no-such-basis", "email", "new@example.com", json!({})).assert_error(404);
+    client.get("/v1/agreements/email/new@example.com").assert_error(404);
+}
+
+#[test]
+fn consent_before_sign_up_is_consistent_across_a_three_node_cluster() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let (first, second) = ((leader + 1) % 3, (leader + 2) % 3);
+    put_basis(&cluster.client(first), "cookies", json!({})).assert_ok();
+    put_basis(&cluster.client(second), "newsletter", json!({})).assert_ok();
+
+    // Kept on one follower, read at once on every node.
+    accept(&cluster.client(first), "cookies", "email", "eve@example.com", json!({"referencecode": "c-1"})).assert_ok();
+    accept(&cluster.client(second), "newsletter", "phone", "+447700900555", json!({})).assert_ok();
+    for slot in 0..3 {
+        let client = cluster.client(slot);
+        let row = agreement(&client, "cookies", "email", "EVE@example.com");
+        assert_eq!(
+            (&row["status"], &row["token"], &row["referencecode"]),
+            (&json!("yes"), &json!(null), &json!("c-1"))
+        );
+        assert_eq!(pending_rows(&client, "phone", "07700900555").len(), 1, "node {slot}");
+    }
+    // Each change is seen by the next read, whichever nodes take the two.
+    for round in 0..6 {
+        let (writer, reader) = (cluster.client(round % 3), cluster.client((round + 1) % 3));
+        let expected = if round % 2 == 0 {
+            withdraw(&writer, "cookies", "email", "eve@example.com").assert_ok();
+            "no"
+        } else {
+            accept(&writer, "cookies", "email", "eve@example.com", json!({})).assert_ok();
+            "yes"
+        };
+        assert_eq!(agreement(&reader, "cookies", "email", "eve@example.com")["status"], expected, "round {round}");
+    }
+
+    // Sign-up through one node: every node shows the agreements as the subject's.
+    let token = cluster.client(second).create_user(json!({"email": "eve@example.com", "phone": "07700900555"}));
+    for slot in 0..3 {
+        let rows = agreements(&cluster.client(slot), "email", "eve@example.com");
+        assert_eq!(
+            briefs_and_statuses(&rows),
+            [("cookies".into(), "yes".into()), ("newsletter".into(), "yes".into())],
+            "node {slot}"
+        );
+        assert!(rows.iter().all(|row| row["token"] == token.as_str()), "node {slot}: {rows:#?}");
+    }
+
+    // Forget-me of another visitor through a follower; the evidence stays on every node.
+    accept(&cluster.client(leader), "cookies", "phone", "+447700900666", json!({})).assert_ok();
+    let reply = cluster.client(first).delete("/v1/user/phone/+447700900666");
+    assert_eq!(reply.body, json!({"status": "ok", "result": "done", "token": null}));
+    for slot in 0..3 {
+        let rows = pending_rows(&cluster.client(slot), "phone", "+447700900666");
+        assert_eq!(briefs_and_statuses(&rows), [("cookies".into(), "yes".into())], "node {slot}");
+    }
+    cluster.client(second).delete("/v1/agreement/cookies").assert_ok();
+    for slot in 0..3 {
+        assert_eq!(agreement(&cluster.client(slot), "cookies", "phone", "+447700900666")["status"], "revoked");
+    }
+    let verify = cluster.client(first).get("/v1/sys/audit/verify");
     assert_eq!(verify.assert_ok()["verification"]["intact"], true);
 }

@@ -1,7 +1,9 @@
 //! Consent and legal basis: `/v1/lbasis`, `/v1/agreement`, `/v1/agreements` and
 //! `/v1/pactivity`, with Databunker's request and response shapes. Managing legal bases
 //! and activities (and revoking a basis for everyone) needs `consent:admin`; recording a
-//! subject's agreement needs `users:write`, reading it `users:read`.
+//! subject's agreement needs `users:write`, reading it `users:read`. By an email or
+//! phone that names no subject yet, agreements are kept for the subject to come
+//! (`vault::pending`).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;

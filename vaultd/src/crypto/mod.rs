@@ -56,5 +56,21 @@ pub fn record_aad(subject: &uuid::Uuid, field: &str) -> Vec<u8> {
     aad
 }
 
+/// AAD of the key that seals the identifier behind a blind-index entry with agreements
+/// but no subject (consent before sign-up), as wrapped by the KEK.
+pub fn pending_key_aad(entry: &[u8]) -> Vec<u8> {
+    let mut aad = b"strongroom/v1/pending-key/".to_vec();
+    aad.extend_from_slice(entry);
+    aad
+}
+
+/// AAD of such a sealed identifier: binds it to its entry, so it cannot be moved to
+/// another.
+pub fn pending_aad(entry: &[u8]) -> Vec<u8> {
+    let mut aad = b"strongroom/v1/pending/".to_vec();
+    aad.extend_from_slice(entry);
+    aad
+}
+
 /// AAD of the wrapped blind-index key.
 pub const INDEX_KEY_AAD: &[u8] = b"strongroom/v1/index-key";

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use strongroom_admin_api::retention::RunReport;
 
 use super::records::{
-    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, LegalBasis, ProcessingActivity, RequestRecord,
-    RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
+    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, LegalBasis, PendingIdentity,
+    ProcessingActivity, RequestRecord, RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
 };
 use crate::audit::AuditDraft;
 use crate::identity::IndexKind;
@@ -71,6 +71,8 @@ pub enum Change {
     InitIndexKey {
         key: WrappedKey,
     },
+    /// Creates a subject. Agreements pending under one of its email or phone entries
+    /// (consent before sign-up) become its own in the same step.
     CreateSubject {
         subject: Uuid,
         kek: String,
@@ -78,6 +80,8 @@ pub enum Change {
         profile: Vec<u8>,
         index: Vec<Vec<u8>>,
     },
+    /// Replaces a subject's profile and entries; agreements pending under an entry it
+    /// gains become the subject's in the same step.
     UpdateSubject {
         subject: Uuid,
         expected_version: u64,
@@ -86,7 +90,9 @@ pub enum Change {
     },
     /// Forget-me: removes the subject's profile, key, index entries, app records,
     /// sessions, shares and subject tokens, cancels its open requests (dropping their
-    /// sealed changes), and leaves a tombstone; its agreements stay as evidence.
+    /// sealed changes), and leaves a tombstone; its agreements stay as evidence. An
+    /// index target that names no subject but has pending agreements (consent before
+    /// sign-up) forgets the sealed identifier instead, keeping the agreements.
     ForgetSubject {
         target: Target,
         condition: ForgetCondition,
@@ -251,6 +257,20 @@ pub enum ConsentChange {
         brief: String,
         link: bool,
     },
+    /// `PutAgreement` by an email or phone entry: for the subject holding the entry when
+    /// applied, or else kept under the entry (consent before sign-up), together with the
+    /// sealed identifier unless one is kept already.
+    PutByIdentifier {
+        entry: Vec<u8>,
+        agreement: Agreement,
+        identity: Option<PendingIdentity>,
+    },
+    /// `ReadAgreements` by an email or phone entry: the subject's (`Applied::Agreements`)
+    /// or else those kept under the entry (`Applied::PendingAgreements`).
+    ReadByIdentifier {
+        entry: Vec<u8>,
+        brief: Option<String>,
+    },
 }
 
 impl ConsentChange {
@@ -258,6 +278,15 @@ impl ConsentChange {
     pub fn target(&self) -> Option<&Target> {
         match self {
             ConsentChange::PutAgreement { target, .. } | ConsentChange::ReadAgreements { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The blind-index entry of a change that falls back to pending agreements when the
+    /// entry names no subject.
+    pub fn pending_entry(&self) -> Option<&[u8]> {
+        match self {
+            ConsentChange::PutByIdentifier { entry, .. } | ConsentChange::ReadByIdentifier { entry, .. } => Some(entry),
             _ => None,
         }
     }
@@ -338,6 +367,10 @@ pub enum Applied {
         page: Vec<(Uuid, SessionRecord)>,
     },
     NodeId(u64),
+    /// Agreements kept under an email or phone that names no subject, in brief order.
+    PendingAgreements {
+        agreements: Vec<Agreement>,
+    },
 }
 
 /// Why a command was refused. A refused command changes nothing but its audit event.

@@ -18,7 +18,9 @@ use super::StoreError;
 /// 5: snapshot files end with a trailer (`SRSNAP02`) and are streamed, not held in memory.
 /// 6: audit events live in the audit trail's files (`audit/`), not in sled; snapshots name
 /// their cut of the trail (`SRSNAP03`).
-/// 7: a shared record may share fields of one of its subject's sessions.
+/// 7: a shared record may share fields of one of its subject's sessions; agreements to an
+/// email or phone that names no subject yet are kept, with the identifier sealed beside
+/// them (new state-tree records and consent commands).
 pub const CURRENT: u32 = 7;
 
 const FILE: &str = "FORMAT";

@@ -45,6 +45,15 @@ pub const LEGAL_BASIS: u8 = b'g';
 const AGREEMENT: u8 = b'c';
 /// Agreements by brief: `f` + brief + `0` + subject token.
 const AGREEMENT_BY_BRIEF: u8 = b'f';
+/// Agreements to an email or phone that names no subject yet (a cookie banner's
+/// visitor): `e` + blind-index entry + brief → `Agreement`. They move to the subject
+/// created (or changed) with that identifier.
+const PENDING_AGREEMENT: u8 = b'e';
+/// Such agreements by brief: `z` + brief + `0` + blind-index entry.
+const PENDING_BY_BRIEF: u8 = b'z';
+/// The identifier behind a blind-index entry with pending agreements, sealed under a
+/// key of its own: `v` + entry → `PendingIdentity`. Forget-me removes it.
+const PENDING_IDENTITY: u8 = b'v';
 /// Processing activities: `p` + activity → `ProcessingActivity`.
 pub const ACTIVITY: u8 = b'p';
 /// Requests awaiting a DPO: `o` + rtoken → `RequestRecord`.
@@ -160,6 +169,36 @@ pub fn agreements_by_brief(brief: &str) -> Vec<u8> {
 
 pub fn agreement_by_brief(brief: &str, subject: &Uuid) -> Vec<u8> {
     key(AGREEMENT_BY_BRIEF, &[brief.as_bytes(), &[0], subject.as_bytes()])
+}
+
+/// A blind-index entry has a fixed length (kind byte + 32-byte MAC), so no entry's
+/// prefix is a prefix of another's.
+pub fn pending_agreements_of(entry: &[u8]) -> Vec<u8> {
+    key(PENDING_AGREEMENT, &[entry])
+}
+
+pub fn pending_agreement(entry: &[u8], brief: &str) -> Vec<u8> {
+    key(PENDING_AGREEMENT, &[entry, brief.as_bytes()])
+}
+
+pub fn pending_by_brief(brief: &str) -> Vec<u8> {
+    key(PENDING_BY_BRIEF, &[brief.as_bytes(), &[0]])
+}
+
+pub fn pending_of_brief(brief: &str, entry: &[u8]) -> Vec<u8> {
+    key(PENDING_BY_BRIEF, &[brief.as_bytes(), &[0], entry])
+}
+
+/// The blind-index entry at the end of a `pending_of_brief` key.
+pub fn trailing_entry(key: &[u8]) -> Option<&[u8]> {
+    key.len().checked_sub(ENTRY_LEN).map(|start| &key[start..])
+}
+
+/// Bytes in a blind-index entry: its kind byte and an HMAC-SHA256.
+pub const ENTRY_LEN: usize = 33;
+
+pub fn pending_identity(entry: &[u8]) -> Vec<u8> {
+    key(PENDING_IDENTITY, &[entry])
 }
 
 pub fn activity(activity: &str) -> Vec<u8> {

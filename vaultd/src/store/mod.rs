@@ -28,8 +28,8 @@ pub use command::{
 };
 pub use records::{
     decode, encode, AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, ExpirationStatus, LegalBasis,
-    ProcessingActivity, RequestAction, RequestRecord, RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
-    SubjectState,
+    PendingIdentity, ProcessingActivity, RequestAction, RequestRecord, RequestStatus, SessionRecord, SharedRecord,
+    SubjectRecord, SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
 pub use tree_cut::{Cut, TreeCuts};
@@ -107,6 +107,12 @@ impl Store {
     /// The subject that holds a blind-index entry.
     pub fn lookup(&self, entry: &[u8]) -> Result<Option<Uuid>, StoreError> {
         self.uuid_at(&keys::index(entry))
+    }
+
+    /// The sealed identifier behind a blind-index entry that has agreements but no
+    /// subject (consent before sign-up), until it is forgotten or the subject is created.
+    pub fn pending_identity(&self, entry: &[u8]) -> Result<Option<PendingIdentity>, StoreError> {
+        self.get(&keys::pending_identity(entry))
     }
 
     fn uuid_at(&self, key: &[u8]) -> Result<Option<Uuid>, StoreError> {

@@ -158,6 +158,19 @@ pub struct Agreement {
     pub lastmodifiedby: String,
 }
 
+/// The email or phone number behind a blind-index entry that has agreements but no
+/// subject (consent before sign-up): sealed under a key of its own, which is stored only
+/// wrapped by the KEK; both are bound to the entry by their AAD. Forget-me of the
+/// identifier removes this record (and so the key), leaving the agreements as evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIdentity {
+    /// Label of the KEK version that wrapped `wrapped_key`.
+    pub kek: String,
+    pub wrapped_key: Vec<u8>,
+    /// The normalised identifier, sealed.
+    pub sealed: Vec<u8>,
+}
+
 /// A processing activity (Databunker's `pactivity`) and the legal bases it relies on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessingActivity {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod consent;
+mod pending;
 mod requests;
 
 use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
@@ -262,6 +263,13 @@ fn apply_change(
     now: u64,
     audit_seq: u64,
 ) -> Result<(Outcome, Option<Uuid>), StoreError> {
+    if let Change::ForgetSubject { target: Target::Index(entry), condition: ForgetCondition::Always } = change {
+        if uuid_at(staged, &keys::index(entry))?.is_none() {
+            // No subject holds the entry: an identifier with agreements kept from before
+            // sign-up, or nobody.
+            return Ok((pending::forget(staged, entry)?, None));
+        }
+    }
     let resolved = match change {
         Change::ReadSubject { target }
         | Change::ReadApp { target, .. }
@@ -273,12 +281,14 @@ fn apply_change(
             Some(subject) => Some(subject),
             None => return Ok((Err(Rejection::SubjectNotFound), None)),
         },
-        Change::Consent(consent) => match consent.target() {
-            Some(target) => match resolve(staged, target)? {
+        Change::Consent(consent) => match (consent.target(), consent.pending_entry()) {
+            (Some(target), _) => match resolve(staged, target)? {
                 Some(subject) => Some(subject),
                 None => return Ok((Err(Rejection::SubjectNotFound), None)),
             },
-            None => None,
+            // `None`: the entry's pending agreements.
+            (None, Some(entry)) => uuid_at(staged, &keys::index(entry))?,
+            (None, None) => None,
         },
         Change::CreateSubject { subject, .. }
         | Change::UpdateSubject { subject, .. }
@@ -324,6 +334,7 @@ fn apply_change(
             for entry in index {
                 staged.insert(keys::index(entry), subject.as_bytes());
             }
+            pending::attach(staged, subject, index)?;
             let record = SubjectRecord {
                 created: now,
                 updated: now,
@@ -355,6 +366,7 @@ fn apply_change(
             for entry in index {
                 staged.insert(keys::index(entry), subject.as_bytes());
             }
+            pending::attach(staged, subject, index.iter().filter(|entry| !state.index.contains(entry)))?;
             state.profile = profile.clone();
             state.index = index.clone();
             record.updated = now;
@@ -1103,5 +1115,200 @@ mod tests {
         assert_eq!(receipts[0].outcome, Ok(Applied::Resolved(a)));
         assert_eq!(receipts[1].outcome, Ok(Applied::Resolved(a)), "forgetting twice is idempotent");
         assert_eq!(receipts[2].outcome, Err(Rejection::Forgotten));
+    }
+
+    fn consent(change: crate::store::ConsentChange) -> Command {
+        command(Change::Consent(change))
+    }
+
+    fn agreement(brief: &str, status: &str, when: u64) -> crate::store::Agreement {
+        crate::store::Agreement {
+            brief: brief.into(),
+            status: status.into(),
+            creationtime: when,
+            when,
+            starttime: 0,
+            endtime: 0,
+            mode: "email".into(),
+            agreementmethod: "banner".into(),
+            referencecode: String::new(),
+            lastmodifiedby: String::new(),
+        }
+    }
+
+    fn basis(brief: &str) -> Command {
+        consent(crate::store::ConsentChange::PutLegalBasis {
+            brief: brief.into(),
+            basis: crate::store::LegalBasis {
+                brief: brief.into(),
+                status: "active".into(),
+                module: String::new(),
+                shortdesc: String::new(),
+                fulldesc: String::new(),
+                basistype: String::new(),
+                requiredmsg: String::new(),
+                usercontrol: false,
+                requiredflag: false,
+                creationtime: 0,
+            },
+        })
+    }
+
+    fn entry(kind: IndexKind, byte: u8) -> Vec<u8> {
+        let mut entry = vec![kind as u8];
+        entry.extend_from_slice(&[byte; 32]);
+        entry
+    }
+
+    fn sealed_identity(byte: u8) -> crate::store::PendingIdentity {
+        crate::store::PendingIdentity { kek: "k".into(), wrapped_key: vec![byte], sealed: vec![byte, byte] }
+    }
+
+    fn put_pending(entry: &[u8], agreement: crate::store::Agreement, identity: u8) -> Command {
+        consent(crate::store::ConsentChange::PutByIdentifier {
+            entry: entry.to_vec(),
+            agreement,
+            identity: Some(sealed_identity(identity)),
+        })
+    }
+
+    fn read_pending(entry: &[u8], brief: Option<&str>) -> Command {
+        consent(crate::store::ConsentChange::ReadByIdentifier { entry: entry.to_vec(), brief: brief.map(String::from) })
+    }
+
+    fn statuses(outcome: &Outcome) -> Vec<(String, String)> {
+        match outcome {
+            Ok(Applied::PendingAgreements { agreements } | Applied::Agreements { agreements, .. }) => {
+                agreements.iter().map(|a| (a.brief.clone(), a.status.clone())).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(b, s)| (b.to_string(), s.to_string())).collect()
+    }
+
+    #[test]
+    fn agreements_by_an_unknown_identifier_are_kept_and_taken_over_by_its_subject() {
+        let (_dir, mut machine) = machine();
+        let (email, phone, other) =
+            (entry(IndexKind::Email, 1), entry(IndexKind::Phone, 2), entry(IndexKind::Email, 3));
+        apply(&mut machine, &[basis("news"), basis("ads"), basis("stats")]);
+        let receipts = apply(
+            &mut machine,
+            &[
+                read_pending(&email, None),
+                put_pending(&email, agreement("nope", "yes", 10), 1),
+                put_pending(&email, agreement("ads", "no", 10), 1),
+                put_pending(&email, agreement("news", "yes", 10), 1),
+                put_pending(&email, agreement("ads", "yes", 11), 9),
+                put_pending(&phone, agreement("ads", "yes", 8), 2),
+                put_pending(&phone, agreement("ads", "no", 9), 2),
+                put_pending(&phone, agreement("stats", "yes", 12), 2),
+                put_pending(&other, agreement("news", "yes", 13), 3),
+                read_pending(&email, Some("stats")),
+            ],
+        );
+        assert_eq!(receipts[0].outcome, Err(Rejection::SubjectNotFound), "nothing kept yet");
+        assert_eq!(receipts[1].outcome, Err(Rejection::UnknownBrief));
+        assert_eq!(receipts[2].outcome, Err(Rejection::UnknownBrief), "nothing to withdraw");
+        assert_eq!(receipts[6].outcome, Ok(Applied::Done), "withdrawing what this batch agreed to");
+        assert_eq!(receipts[9].outcome, Err(Rejection::UnknownBrief));
+        let store = machine.store().clone();
+        assert_eq!(store.pending_identity(&email).unwrap(), Some(sealed_identity(1)), "the first identity stays");
+        let receipts = apply(&mut machine, &[read_pending(&email, None), read_pending(&phone, Some("stats"))]);
+        assert_eq!(statuses(&receipts[0].outcome), pairs(&[("ads", "yes"), ("news", "yes")]));
+        assert_eq!(statuses(&receipts[1].outcome), pairs(&[("stats", "yes")]));
+        let (_, events) = store.audit_all(0, 1).unwrap();
+        assert_eq!((events[0].subject, events[0].result.as_str()), (None, "ok"));
+
+        // Revoking and renaming a basis reach kept agreements too.
+        let rename = consent(crate::store::ConsentChange::PutLegalBasis {
+            brief: "ads".into(),
+            basis: crate::store::LegalBasis { brief: "adverts".into(), ..basis_record("adverts") },
+        });
+        let revoke = consent(crate::store::ConsentChange::RevokeBasis { brief: "news".into() });
+        apply(&mut machine, &[rename, revoke]);
+        let receipts = apply(&mut machine, &[read_pending(&email, None), read_pending(&phone, None)]);
+        assert_eq!(statuses(&receipts[0].outcome), pairs(&[("adverts", "yes"), ("news", "revoked")]));
+        assert_eq!(statuses(&receipts[1].outcome), pairs(&[("adverts", "no"), ("stats", "yes")]));
+
+        // A subject created with both identifiers takes over both sets in the same step;
+        // of two agreements to one basis the one changed last wins.
+        let a = Uuid::new_v4();
+        let receipts = apply(
+            &mut machine,
+            &[
+                create(a, vec![email.clone(), phone.clone()]),
+                read_pending(&email, None),
+                consent(crate::store::ConsentChange::ReadAgreements { target: Target::Token(a), brief: None }),
+            ],
+        );
+        assert_eq!(receipts[0].outcome, Ok(Applied::Done));
+        assert!(matches!(&receipts[1].outcome, Ok(Applied::Agreements { subject, .. }) if *subject == a));
+        assert_eq!(statuses(&receipts[2].outcome), pairs(&[("adverts", "yes"), ("news", "revoked"), ("stats", "yes")]));
+        assert_eq!(store.pending_identity(&email).unwrap(), None, "the sealed identifiers went");
+        assert_eq!(store.pending_identity(&phone).unwrap(), None);
+        assert_eq!(store.pending_identity(&other).unwrap(), Some(sealed_identity(3)), "another's stays");
+        let leftover = |prefix: u8| store.state_tree().scan_prefix([prefix]).count();
+        assert_eq!((leftover(b'e'), leftover(b'z')), (1, 1), "only the other identifier's agreement is kept");
+        // Revoking still reaches the moved agreements, through the subject's index.
+        apply(&mut machine, &[consent(crate::store::ConsentChange::RevokeBasis { brief: "stats".into() })]);
+        let receipts = apply(&mut machine, &[read_pending(&phone, Some("stats"))]);
+        assert_eq!(statuses(&receipts[0].outcome), pairs(&[("stats", "revoked")]));
+    }
+
+    fn basis_record(brief: &str) -> crate::store::LegalBasis {
+        match basis(brief).change {
+            Change::Consent(crate::store::ConsentChange::PutLegalBasis { basis, .. }) => basis,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn an_identifier_gained_by_an_update_brings_its_kept_agreements_and_forget_keeps_them() {
+        let (_dir, mut machine) = machine();
+        let (login, email, forgotten) =
+            (entry(IndexKind::Login, 1), entry(IndexKind::Email, 2), entry(IndexKind::Email, 3));
+        let a = Uuid::new_v4();
+        apply(&mut machine, &[basis("news"), create(a, vec![login.clone()])]);
+        let own = consent(crate::store::ConsentChange::PutAgreement {
+            target: Target::Token(a),
+            agreement: agreement("news", "yes", 20),
+        });
+        apply(&mut machine, &[own, put_pending(&email, agreement("news", "no", 15), 1)]);
+        apply(&mut machine, &[put_pending(&email, agreement("news", "yes", 10), 1)]);
+        let update = command(Change::UpdateSubject {
+            subject: a,
+            expected_version: 1,
+            profile: vec![3],
+            index: vec![login.clone(), email.clone()],
+        });
+        apply(&mut machine, &[update]);
+        let receipts = apply(&mut machine, &[read_pending(&email, None)]);
+        assert_eq!(statuses(&receipts[0].outcome), pairs(&[("news", "yes")]), "the subject's own was newer");
+        assert_eq!(machine.store().pending_identity(&email).unwrap(), None);
+
+        // Forget-me of an identifier with kept agreements drops its sealed identifier only.
+        apply(&mut machine, &[put_pending(&forgotten, agreement("news", "yes", 30), 4)]);
+        let forget = |entry: &[u8]| {
+            let mut command = command(Change::ForgetSubject {
+                target: Target::Index(entry.to_vec()),
+                condition: ForgetCondition::Always,
+            });
+            command.audit.operation = Operation::UserForget;
+            command
+        };
+        let nobody = entry(IndexKind::Phone, 9);
+        let receipts = apply(&mut machine, &[forget(&forgotten), forget(&forgotten), forget(&nobody)]);
+        assert_eq!(receipts[0].outcome, Ok(Applied::Done));
+        assert_eq!(receipts[1].outcome, Ok(Applied::Done), "forgetting twice is idempotent");
+        assert_eq!(receipts[2].outcome, Err(Rejection::SubjectNotFound));
+        let store = machine.store();
+        assert_eq!(store.pending_identity(&forgotten).unwrap(), None);
+        assert!(store.erasures_after(0).unwrap().0 > 0, "an erasure, to be compacted out of the log");
+        let receipts = apply(&mut machine, &[read_pending(&forgotten, None)]);
+        assert_eq!(statuses(&receipts[0].outcome), pairs(&[("news", "yes")]), "the evidence stays");
     }
 }

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 use strongroom_admin_api::retention::parse_duration;
 
+use super::pending::ConsentTarget;
 use super::*;
 use crate::store::{Agreement, ConsentChange, LegalBasis, ProcessingActivity};
 
@@ -25,8 +26,9 @@ pub fn normalise_brief(text: &str) -> VaultResult<String> {
     }
 }
 
-/// An agreement as the API shows it: `expired` once its end has passed.
-pub fn agreement_view(subject: &Uuid, agreement: &Agreement) -> Value {
+/// An agreement as the API shows it: `expired` once its end has passed; `token` is
+/// `null` for an agreement kept under an identifier that names no subject yet.
+pub fn agreement_view(subject: Option<&Uuid>, agreement: &Agreement) -> Value {
     let ended = agreement.status == "yes" && agreement.endtime > 0 && agreement.endtime <= now_ms() / 1000;
     serde_json::json!({
         "token": subject,
@@ -155,12 +157,23 @@ impl Vault {
         id: &str,
         agreement: Agreement,
     ) -> VaultResult<()> {
-        let target = self.target(caller, mode, id).await?;
+        let change = match self.consent_target(caller, mode, id).await? {
+            ConsentTarget::Subject(target) => ConsentChange::PutAgreement { target, agreement },
+            ConsentTarget::Identifier { entry, unknown } => {
+                // Only agreeing keeps the identifier: a withdrawal after forget-me must
+                // not bring it back.
+                let unknown = unknown.as_deref().map(String::as_str).filter(|_| agreement.status == "yes");
+                let identity = self.pending_identity(&entry, unknown).await?;
+                ConsentChange::PutByIdentifier { entry, agreement, identity }
+            }
+        };
         let audit = draft(caller, op, None, None, Some(mode));
-        self.consent(audit, ConsentChange::PutAgreement { target, agreement }).await.map(drop)
+        self.consent(audit, change).await.map(drop)
     }
 
-    /// A subject's agreements (to one basis, or all), read through the log and audited.
+    /// A subject's agreements (to one basis, or all), read through the log and audited;
+    /// by an email or phone that names no subject, those kept under it (with a `null`
+    /// token).
     pub async fn agreements(
         &self,
         caller: &Caller,
@@ -169,11 +182,17 @@ impl Vault {
         brief: Option<&str>,
     ) -> VaultResult<Vec<Value>> {
         let brief = brief.map(normalise_brief).transpose()?;
-        let target = self.target(caller, mode, id).await?;
+        let change = match self.consent_target(caller, mode, id).await? {
+            ConsentTarget::Subject(target) => ConsentChange::ReadAgreements { target, brief },
+            ConsentTarget::Identifier { entry, .. } => ConsentChange::ReadByIdentifier { entry, brief },
+        };
         let audit = draft(caller, Operation::ConsentRead, None, None, Some(mode));
-        match self.consent(audit, ConsentChange::ReadAgreements { target, brief }).await? {
+        match self.consent(audit, change).await? {
             Applied::Agreements { subject, agreements } => {
-                Ok(agreements.iter().map(|agreement| agreement_view(&subject, agreement)).collect())
+                Ok(agreements.iter().map(|agreement| agreement_view(Some(&subject), agreement)).collect())
+            }
+            Applied::PendingAgreements { agreements } => {
+                Ok(agreements.iter().map(|agreement| agreement_view(None, agreement)).collect())
             }
             _ => Err(VaultError::Storage(StoreError::Corrupt)),
         }

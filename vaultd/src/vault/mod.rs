@@ -6,6 +6,7 @@ mod apps;
 mod consent;
 mod expiration;
 mod lifetime;
+mod pending;
 mod requests;
 mod retention;
 mod sessions;

@@ -81,7 +81,9 @@ impl Vault {
 
     /// Forget-me: removes the profile, index entries and app records, and destroys the
     /// DEK. The token keeps resolving to an empty record as evidence of the erasure.
-    pub async fn forget_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Uuid> {
+    /// An email or phone that names no subject but has agreements kept from before
+    /// sign-up loses its sealed identifier (the agreements stay): no token then.
+    pub async fn forget_user(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Option<Uuid>> {
         let target = self.target(caller, mode, id).await?;
         let receipt = self
             .commit(
@@ -90,7 +92,8 @@ impl Vault {
             )
             .await?;
         match receipt.outcome.map_err(rejected)? {
-            Applied::Resolved(subject) => Ok(subject),
+            Applied::Resolved(subject) => Ok(Some(subject)),
+            Applied::Done => Ok(None),
             _ => Err(VaultError::Storage(StoreError::Corrupt)),
         }
     }

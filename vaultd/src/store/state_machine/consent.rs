@@ -1,9 +1,11 @@
 //! Applies the consent commands: legal bases, agreements and processing activities.
 //! None of these hold profile data; agreements outlive the subject as evidence.
+//! Agreements by an email or phone that names no subject yet are kept apart
+//! (`pending`) until a subject takes them over.
 
 use uuid::Uuid;
 
-use super::{read, write, Outcome};
+use super::{pending, read, write, Outcome};
 use crate::store::command::{Applied, ConsentChange as Change, Rejection};
 use crate::store::keys;
 use crate::store::records::{Agreement, LegalBasis, ProcessingActivity, SubjectRecord, SubjectState};
@@ -45,55 +47,19 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
             Ok(Applied::Done)
         }
 
-        (Change::PutAgreement { agreement, .. }, Some(subject)) => {
-            // Agreeing needs the basis; withdrawing only the agreement (so consent to a
-            // basis deleted since can still be withdrawn).
-            if agreement.status == "yes" && !staged.contains(&keys::legal_basis(&agreement.brief))? {
-                return Ok(Err(Rejection::UnknownBrief));
-            }
-            let Some(record) = read::<SubjectRecord>(staged, &keys::subject(&subject))? else {
-                return Ok(Err(Rejection::SubjectNotFound));
-            };
-            if agreement.status == "yes" && matches!(record.state, SubjectState::Forgotten { .. }) {
-                return Ok(Err(Rejection::Forgotten));
-            }
-            let key = keys::agreement(&subject, &agreement.brief);
-            let existing = read::<Agreement>(staged, &key)?;
-            if existing.is_none() && agreement.status != "yes" {
-                // Withdrawing what was never agreed to changes nothing.
-                return Ok(Err(Rejection::UnknownBrief));
-            }
-            let merged = match existing {
-                Some(old) => Agreement {
-                    creationtime: old.creationtime,
-                    agreementmethod: keep_if_empty(&agreement.agreementmethod, old.agreementmethod),
-                    referencecode: keep_if_empty(&agreement.referencecode, old.referencecode),
-                    ..agreement.clone()
-                },
-                None => agreement.clone(),
-            };
-            write(staged, key, &merged)?;
-            staged.insert(keys::agreement_by_brief(&agreement.brief, &subject), &[]);
-            Ok(Applied::Resolved(subject))
+        (Change::PutAgreement { agreement, .. } | Change::PutByIdentifier { agreement, .. }, Some(subject)) => {
+            return put_agreement(staged, subject, agreement)
         }
 
-        (Change::ReadAgreements { brief, .. }, Some(subject)) => {
-            if !staged.contains(&keys::subject(&subject))? {
-                return Ok(Err(Rejection::SubjectNotFound));
-            }
-            let agreements = match brief {
-                Some(brief) => match read::<Agreement>(staged, &keys::agreement(&subject, brief))? {
-                    Some(agreement) => vec![agreement],
-                    None => return Ok(Err(Rejection::UnknownBrief)),
-                },
-                None => staged
-                    .keys_with_prefix(&keys::agreements_of(&subject))?
-                    .iter()
-                    .filter_map(|key| read::<Agreement>(staged, key).transpose())
-                    .collect::<Result<_, _>>()?,
-            };
-            Ok(Applied::Agreements { subject, agreements })
+        (Change::PutByIdentifier { entry, agreement, identity }, None) => {
+            return pending::put(staged, entry, agreement, identity.as_ref())
         }
+
+        (Change::ReadAgreements { brief, .. } | Change::ReadByIdentifier { brief, .. }, Some(subject)) => {
+            return read_agreements(staged, subject, brief.as_deref())
+        }
+
+        (Change::ReadByIdentifier { entry, brief }, None) => return pending::read_all(staged, entry, brief.as_deref()),
 
         (Change::RevokeBasis { brief }, _) => {
             if !staged.contains(&keys::legal_basis(brief))? {
@@ -107,6 +73,7 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
                     write(staged, key, &agreement)?;
                 }
             }
+            pending::revoke(staged, brief)?;
             Ok(Applied::Done)
         }
 
@@ -152,8 +119,65 @@ pub(super) fn apply(staged: &mut Staged, change: &Change, subject: Option<Uuid>)
     })
 }
 
+/// Records a subject's agreement to an existing basis, or the withdrawal of one. An
+/// active subject may do either, a forgotten one only withdraw.
+fn put_agreement(staged: &mut Staged, subject: Uuid, agreement: &Agreement) -> Result<Outcome, StoreError> {
+    // Agreeing needs the basis; withdrawing only the agreement (so consent to a basis
+    // deleted since can still be withdrawn).
+    if agreement.status == "yes" && !staged.contains(&keys::legal_basis(&agreement.brief))? {
+        return Ok(Err(Rejection::UnknownBrief));
+    }
+    let Some(record) = read::<SubjectRecord>(staged, &keys::subject(&subject))? else {
+        return Ok(Err(Rejection::SubjectNotFound));
+    };
+    if agreement.status == "yes" && matches!(record.state, SubjectState::Forgotten { .. }) {
+        return Ok(Err(Rejection::Forgotten));
+    }
+    let key = keys::agreement(&subject, &agreement.brief);
+    let existing = read::<Agreement>(staged, &key)?;
+    if existing.is_none() && agreement.status != "yes" {
+        // Withdrawing what was never agreed to changes nothing.
+        return Ok(Err(Rejection::UnknownBrief));
+    }
+    write(staged, key, &merge_agreement(existing, agreement))?;
+    staged.insert(keys::agreement_by_brief(&agreement.brief, &subject), &[]);
+    Ok(Ok(Applied::Resolved(subject)))
+}
+
+fn read_agreements(staged: &Staged, subject: Uuid, brief: Option<&str>) -> Result<Outcome, StoreError> {
+    if !staged.contains(&keys::subject(&subject))? {
+        return Ok(Err(Rejection::SubjectNotFound));
+    }
+    let agreements = match brief {
+        Some(brief) => match read::<Agreement>(staged, &keys::agreement(&subject, brief))? {
+            Some(agreement) => vec![agreement],
+            None => return Ok(Err(Rejection::UnknownBrief)),
+        },
+        None => staged
+            .keys_with_prefix(&keys::agreements_of(&subject))?
+            .iter()
+            .filter_map(|key| read::<Agreement>(staged, key).transpose())
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Ok(Applied::Agreements { subject, agreements }))
+}
+
+/// An agreement given again: what was first agreed, and how, stays unless given anew.
+pub(super) fn merge_agreement(existing: Option<Agreement>, agreement: &Agreement) -> Agreement {
+    match existing {
+        Some(old) => Agreement {
+            creationtime: old.creationtime,
+            agreementmethod: keep_if_empty(&agreement.agreementmethod, old.agreementmethod),
+            referencecode: keep_if_empty(&agreement.referencecode, old.referencecode),
+            ..agreement.clone()
+        },
+        None => agreement.clone(),
+    }
+}
+
 /// Carries a basis's agreements and activity links over to its new brief.
 fn rename_basis(staged: &mut Staged, old: &str, new: &str) -> Result<(), StoreError> {
+    pending::rename(staged, old, new)?;
     for key in staged.keys_with_prefix(&keys::agreements_by_brief(old))? {
         let Some(subject) = keys::trailing_uuid(&key) else { continue };
         if let Some(mut agreement) = read::<Agreement>(staged, &keys::agreement(&subject, old))? {
