@@ -1,6 +1,6 @@
 //! The operator's error type. Messages name objects and nodes, never secret values.
 
-use crate::vault::VaultError;
+use crate::vaultd_client::VaultError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -14,16 +14,18 @@
 //! Each custom resource has its own module in `crd` and its own controller module (like
 //! `piivault` and `retention`), all started from `main` under one leader election.
 
-pub mod controller;
+pub mod controller_kit;
 pub mod crd;
 mod error;
+#[cfg(test)]
+pub(crate) mod fake_api_server;
 pub mod leader_election;
 pub mod metrics;
 pub mod piivault;
 pub mod retention;
 pub mod server;
 pub mod telemetry;
-pub mod vault;
+pub mod vaultd_client;
 
 pub use error::Error;
 

@@ -20,7 +20,7 @@ use strongroom_operator::leader_election::{self, LeaderGate, Leadership, LeaseCo
 use strongroom_operator::metrics::Metrics;
 use strongroom_operator::piivault::VaultDefaults;
 use strongroom_operator::server::{self, ServerState};
-use strongroom_operator::vault::HttpVaultAdmin;
+use strongroom_operator::vaultd_client::HttpVaultAdmin;
 use strongroom_operator::{piivault, retention, telemetry, FIELD_MANAGER};
 use tracing::{error, info};
 

@@ -16,7 +16,7 @@ pub mod reconciler;
 pub mod secret_material;
 pub mod status;
 #[cfg(test)]
-pub(crate) mod test_harness;
+mod test_harness;
 
 pub use defaults::VaultDefaults;
 pub use reconciler::{run, Context};

@@ -49,11 +49,11 @@ use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
 use super::secret_material::{Decision, GeneratedSecret};
 use super::status::{self, Explanation, Outcome};
-use crate::controller::{api, key, Control};
+use crate::controller_kit::{api, key, Control};
 use crate::crd::{PiiVault, PiiVaultStatus};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::vault::{RootToken, StatusBody, VaultAdmin, VaultError};
+use crate::vaultd_client::{RootToken, StatusBody, VaultAdmin, VaultError};
 use crate::{Error, FIELD_MANAGER};
 
 /// The controller's name in metrics and events.

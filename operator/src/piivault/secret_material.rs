@@ -21,7 +21,7 @@ use rcgen::{
 
 use super::names::VaultNames;
 use crate::crd::PiiVault;
-use crate::vault::RootToken;
+use crate::vaultd_client::RootToken;
 use crate::Error;
 
 /// The largest vault (spec.replicas is 1, 3 or 5): generated certificates name every pod

@@ -14,7 +14,7 @@ use strongroom_admin_api::cluster::Member;
 
 use super::membership::{ordinal_of_member, Observation, Removal, Step, Wait};
 use super::names::VaultNames;
-use crate::controller;
+use crate::controller_kit;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::crd::{PiiVault, PiiVaultStatus};
 
@@ -206,7 +206,7 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
 
     let earlier = previous.map_or(&[][..], |previous| &previous.conditions[..]);
     let condition = |type_: &str, status: bool, why: &Explanation| {
-        controller::condition(earlier, generation, now, type_, status, why.reason, why.message.clone())
+        controller_kit::condition(earlier, generation, now, type_, status, why.reason, why.message.clone())
     };
     PiiVaultStatus {
         observed_generation: generation,

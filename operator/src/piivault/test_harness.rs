@@ -1,137 +1,20 @@
-//! Test doubles for the reconciler: a fake API server behind kube-rs's mock service, and a
-//! scripted vault. Both record what they were asked, for the tests to assert on.
+//! The `PiiVault` reconciler's test double for vaultd: a scripted vault that records what
+//! it was asked, and the test context wiring it to the fake API server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
 use kube::runtime::events::Reporter;
-use kube::Client;
-use serde_json::{json, Value};
+use serde_json::Value;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, NodeState, NodeSummary};
 use tokio::task::JoinHandle;
 
 use super::defaults::VaultDefaults;
 use super::reconciler::Context;
+use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::vault::{RootToken, StatusBody, VaultAdmin, VaultError};
-
-/// One request the operator sent to the API server.
-#[derive(Clone, Debug)]
-pub struct ApiRequest {
-    pub method: Method,
-    /// Path without the query string.
-    pub path: String,
-    pub query: String,
-    pub body: Value,
-}
-
-impl ApiRequest {
-    pub fn is(&self, method: Method, path: &str) -> bool {
-        self.method == method && self.path == path
-    }
-}
-
-/// The Events the operator published.
-pub fn events(requests: &[ApiRequest]) -> Vec<&Value> {
-    requests.iter().filter(|r| r.method == Method::POST && r.path.ends_with("/events")).map(|r| &r.body).collect()
-}
-
-/// The reasons of the Events the operator published, in order.
-pub fn event_reasons(requests: &[ApiRequest]) -> Vec<String> {
-    events(requests).iter().map(|event| event["reason"].as_str().unwrap_or_default().to_string()).collect()
-}
-
-/// Paths of every write (anything but GET) except Events.
-pub fn writes(requests: &[ApiRequest]) -> Vec<&str> {
-    requests
-        .iter()
-        .filter(|r| r.method != Method::GET && !r.path.ends_with("/events"))
-        .map(|r| r.path.as_str())
-        .collect()
-}
-
-/// How the fake API server misbehaves.
-#[derive(Clone, Debug, Default)]
-pub struct FakeApiOptions {
-    /// Server-side applies (PATCH) of these paths are refused with 422 Invalid.
-    pub refuse_patch: Vec<String>,
-    /// This gate is revoked when a request for this path arrives (before it is answered):
-    /// leadership lost in the middle of a reconcile.
-    pub revoke_on: Option<(String, LeaderGate)>,
-}
-
-/// Answers the operator's Kubernetes requests from a map of existing objects (by path):
-/// GET returns the object or 404, server-side apply answers with the applied object (a
-/// status apply with the stored object carrying the new status), POST echoes.
-pub fn fake_api_server(
-    objects: HashMap<String, Value>,
-    options: FakeApiOptions,
-) -> (Client, JoinHandle<Vec<ApiRequest>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some((request, respond)) = handle.next_request().await {
-            let method = request.method().clone();
-            let path = request.uri().path().to_string();
-            let query = request.uri().query().unwrap_or_default().to_string();
-            let bytes = request.into_body().collect_bytes().await.expect("request body");
-            let body: Value =
-                if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON") };
-            if let Some((_, gate)) = options.revoke_on.as_ref().filter(|(on, _)| *on == path) {
-                gate.revoke();
-            }
-            let (status, answer) = match method {
-                Method::PATCH if options.refuse_patch.contains(&path) => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, invalid(&path))
-                }
-                Method::GET => match objects.get(&path) {
-                    Some(object) => (StatusCode::OK, object.clone()),
-                    None => (StatusCode::NOT_FOUND, not_found(&path)),
-                },
-                Method::PATCH => {
-                    match (path.strip_suffix("/status").and_then(|o| objects.get(o)), objects.get(&path)) {
-                        (Some(object), _) => {
-                            let mut object = object.clone();
-                            object["status"] = body["status"].clone();
-                            (StatusCode::OK, object)
-                        }
-                        // A JSON patch (the finalizer) or an apply to an existing object.
-                        (None, Some(object)) => (StatusCode::OK, object.clone()),
-                        (None, None) => (StatusCode::OK, body.clone()),
-                    }
-                }
-                Method::POST => (StatusCode::CREATED, body.clone()),
-                Method::DELETE => {
-                    (StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}))
-                }
-                _ => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
-            };
-            seen.push(ApiRequest { method, path, query, body });
-            let response = Response::builder().status(status).body(Body::from(serde_json::to_vec(&answer).unwrap()));
-            respond.send_response(response.unwrap());
-        }
-        seen
-    });
-    (Client::new(service, "default"), server)
-}
-
-/// A refusal whose message quotes a value, as API server validation messages can.
-fn invalid(path: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
-        "message": format!("{path} is invalid: data[token]: Invalid value: \"c2VjcmV0LXZhbHVl\""),
-    })
-}
-
-fn not_found(path: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
-        "message": format!("{path} not found"),
-    })
-}
+use crate::vaultd_client::{RootToken, StatusBody, VaultAdmin, VaultError};
 
 /// A call the operator made to the vault.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,14 +52,14 @@ use super::builders;
 use super::names::{PolicyNames, TOKEN_ID_ANNOTATION, TOKEN_KEY, VAULT_UID_ANNOTATION};
 use super::schedule;
 use super::status::{self, Outcome, Runs};
-use crate::controller::{api, key, Control};
+use crate::controller_kit::{api, key, Control};
 use crate::crd::retention_policy::IssuedToken;
 use crate::crd::{PiiVault, RetentionPolicy, RetentionPolicyStatus};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
 use crate::piivault::secret_material::{root_token_location, root_token_of};
 use crate::piivault::status::Explanation;
-use crate::vault::{NewToken, RetentionAdmin, RootToken};
+use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken};
 use crate::{Error, FIELD_MANAGER};
 
 /// The controller's name in metrics and events.

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::retention::RunReport;
 
-use crate::controller::condition;
+use crate::controller_kit::condition;
 use crate::crd::retention_policy::{IssuedToken, LastRun};
 use crate::crd::{RetentionPolicy, RetentionPolicyStatus};
 use crate::piivault::status::Explanation;

@@ -11,10 +11,10 @@ use strongroom_admin_api::tokens::{CreateToken, TokenInfo};
 use tokio::task::JoinHandle;
 
 use super::reconciler::Context;
+use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::piivault::test_harness::{fake_api_server, ApiRequest, FakeApiOptions};
-use crate::vault::{NewToken, RetentionAdmin, RootToken, VaultError};
+use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken, VaultError};
 
 /// A call the operator made to the vault, with the token it carried.
 #[derive(Clone, Debug, PartialEq, Eq)]

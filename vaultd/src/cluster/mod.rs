@@ -4,7 +4,7 @@
 //! trust.
 //!
 //! - [`types`]: the Raft type configuration and member addresses;
-//! - [`log_store`] (with [`log_file`]) and [`state_machine`] (with [`snapshot`]):
+//! - [`log_store`] (with [`log_file`]) and [`raft_state_machine`] (with [`snapshot`]):
 //!   openraft's storage — the log in segment files, the state in sled;
 //! - [`network`] and [`peer`]: the peer port, client and server side, and [`rpc`], what
 //!   travels over it besides Raft's own messages;
@@ -20,10 +20,10 @@ mod membership;
 mod network;
 mod peer;
 mod proposer;
+mod raft_state_machine;
 mod rpc;
 mod snapshot;
 mod snapshot_stream;
-mod state_machine;
 mod tls;
 mod types;
 
@@ -47,8 +47,8 @@ pub use types::{NodeId, NodeInfo};
 use log_store::LogStore;
 use network::{Network, PeerError, PeerHealth};
 use proposer::Pending;
+use raft_state_machine::StateMachineStore;
 use snapshot::Snapshots;
-use state_machine::StateMachineStore;
 use types::Raft;
 
 use crate::crypto::DekCache;

@@ -20,7 +20,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::names::{labels, VaultNames};
-use crate::controller;
+use crate::controller_kit;
 use crate::crd::PiiVault;
 use crate::Error;
 
@@ -64,7 +64,7 @@ pub fn children(vault: &PiiVault, replicas: i32) -> Result<Children, Error> {
 /// Metadata of a child: its name, the vault's namespace and labels, and the vault as its
 /// controlling owner (so Kubernetes deletes it with the vault).
 fn child_meta(vault: &PiiVault, name: String) -> Result<ObjectMeta, Error> {
-    controller::child_meta(vault, name, labels(&VaultNames::of(vault)), "PiiVault metadata.uid")
+    controller_kit::child_meta(vault, name, labels(&VaultNames::of(vault)), "PiiVault metadata.uid")
 }
 
 #[cfg(test)]

@@ -13,12 +13,10 @@ use tokio::time::Instant;
 use super::*;
 use crate::crd::piivault::SecretKeyRef;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
+use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;
 use crate::piivault::secret_material::GeneratedSecret;
-use crate::piivault::test_harness::{
-    event_reasons, events, test_context, test_context_with, writes, ApiRequest, FakeApiOptions, ScriptedVault,
-    VaultCall,
-};
+use crate::piivault::test_harness::{test_context, test_context_with, ScriptedVault, VaultCall};
 
 const VAULT_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault";
 const SET_PATH: &str = "/apis/apps/v1/namespaces/pii/statefulsets/vault";

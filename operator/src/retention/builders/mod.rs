@@ -12,7 +12,7 @@ mod secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::names::{labels, PolicyNames};
-use crate::controller;
+use crate::controller_kit;
 use crate::crd::RetentionPolicy;
 use crate::Error;
 
@@ -23,7 +23,7 @@ pub use secret::token_secret;
 /// Metadata of a child: its name, the policy's namespace and labels, and the policy as its
 /// controlling owner.
 fn child_meta(policy: &RetentionPolicy, name: String) -> Result<ObjectMeta, Error> {
-    controller::child_meta(policy, name, labels(&PolicyNames::of(policy)), "RetentionPolicy metadata.uid")
+    controller_kit::child_meta(policy, name, labels(&PolicyNames::of(policy)), "RetentionPolicy metadata.uid")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use k8s_openapi::ByteString;
 use super::child_meta;
 use crate::crd::RetentionPolicy;
 use crate::retention::names::{PolicyNames, TOKEN_ID_ANNOTATION, TOKEN_KEY, VAULT_UID_ANNOTATION};
-use crate::vault::NewToken;
+use crate::vaultd_client::NewToken;
 use crate::Error;
 
 pub fn token_secret(policy: &RetentionPolicy, token: &NewToken, vault_uid: &str) -> Result<Secret, Error> {
@@ -33,7 +33,7 @@ mod tests {
     use super::super::test_support::assert_owned_by_policy;
     use super::*;
     use crate::retention::test_support::issue_example;
-    use crate::vault::RootToken;
+    use crate::vaultd_client::RootToken;
 
     #[test]
     fn the_token_secret_holds_the_secret_and_names_token_and_vault() {

@@ -10,8 +10,8 @@ use k8s_openapi::ByteString;
 use serde_json::Value;
 
 use super::*;
+use crate::fake_api_server::{event_reasons, events, writes, ApiRequest};
 use crate::piivault::builders::generated_secret;
-use crate::piivault::test_harness::{event_reasons, events, writes, ApiRequest};
 use crate::retention::test_harness::{test_context, Call, ScriptedVault, ROOT_TOKEN};
 use crate::retention::test_support::{customers_vault, issue_example, run_report, VAULT_UID};
 
