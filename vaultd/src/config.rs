@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::identity::PhoneRegion;
+use crate::identifiers::PhoneRegion;
 use crate::vault::{SubjectChanges, VaultSettings};
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;

@@ -19,7 +19,7 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod error;
-pub mod identity;
+pub mod identifiers;
 pub mod metrics;
 pub mod minimize;
 pub mod retention;

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 pub use body::BodyLimit;
 
 use crate::error::{VaultError, VaultResult};
-use crate::identity::Mode;
+use crate::identifiers::Mode;
 
 /// Registers every route. `max_body` is the request-body limit in bytes.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {

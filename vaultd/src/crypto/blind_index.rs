@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::DataKey;
-use crate::identity::IndexKind;
+use crate::identifiers::IndexKind;
 
 pub struct BlindIndex {
     key: DataKey,

@@ -19,7 +19,7 @@ use super::records::{
     ProcessingActivity, RequestRecord, RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
 };
 use crate::audit::AuditDraft;
-use crate::identity::IndexKind;
+use crate::identifiers::IndexKind;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Command {

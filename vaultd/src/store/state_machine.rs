@@ -32,7 +32,7 @@ use super::tree_cut::TreeCuts;
 use super::{keys, AuditHead, Store, StoreError, SubjectAuditHead};
 use crate::audit::AuditEvent;
 use crate::crypto::DekCache;
-use crate::identity::IndexKind;
+use crate::identifiers::IndexKind;
 
 type Outcome = Result<Applied, Rejection>;
 /// An outcome and the subject the command resolved to, for its audit event.

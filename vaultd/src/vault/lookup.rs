@@ -21,7 +21,7 @@ impl Vault {
     pub(super) async fn identify(&self, mode: Mode, id: &str) -> VaultResult<Target> {
         match mode.index_kind() {
             None => Uuid::parse_str(id).map(Target::Token).map_err(|_| VaultError::bad_request("token must be a UUID")),
-            Some(kind) => match identity::normalise(kind, id, self.settings.phone_region) {
+            Some(kind) => match identifiers::normalise(kind, id, self.settings.phone_region) {
                 None => Err(VaultError::bad_request(format!("{} must not be empty", kind.field()))),
                 Some(normalised) => Ok(Target::Index(self.index().await?.entry(kind, &normalised))),
             },
@@ -38,7 +38,7 @@ impl Vault {
                 Some(Value::Number(n)) => n.to_string(),
                 Some(_) => return Err(VaultError::bad_request(format!("{} must be a string", kind.field()))),
             };
-            if let Some(normalised) = identity::normalise(kind, &raw, self.settings.phone_region) {
+            if let Some(normalised) = identifiers::normalise(kind, &raw, self.settings.phone_region) {
                 entries.push(self.index().await?.entry(kind, &normalised));
             }
         }

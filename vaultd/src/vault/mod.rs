@@ -47,7 +47,7 @@ use crate::auth::{self, Caller, Scope, ROOT_ACTOR};
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
 use crate::error::{VaultError, VaultResult};
-use crate::identity::{self, IndexKind, Mode};
+use crate::identifiers::{self, IndexKind, Mode};
 use crate::store::{
     ActiveSubject, Applied, Change, Command, ForgetCondition, Receipt, Rejection, Store, StoreError, SubjectRecord,
     SubjectState, Target, WrappedKey,

@@ -30,14 +30,14 @@ impl Vault {
             Some(kind @ (IndexKind::Email | IndexKind::Phone)) if caller.subject.is_none() => kind,
             _ => return Ok(ConsentTarget::Subject(self.target(caller, mode, id).await?)),
         };
-        let Some(normalised) = identity::normalise(kind, id, self.settings.phone_region).map(Zeroizing::new) else {
+        let Some(normalised) = identifiers::normalise(kind, id, self.settings.phone_region).map(Zeroizing::new) else {
             return Err(VaultError::bad_request(format!("{} must not be empty", kind.field())));
         };
         let entry = self.index().await?.entry(kind, &normalised);
         if self.find(&Target::Index(entry.clone())).await?.is_some() {
             return Ok(ConsentTarget::Identifier { entry, unknown: None });
         }
-        if !identity::is_well_formed(kind, id) {
+        if !identifiers::is_well_formed(kind, id) {
             return Err(VaultError::bad_request(format!("{} is malformed", kind.field())));
         }
         Ok(ConsentTarget::Identifier { entry, unknown: Some(normalised) })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::SubjectChanges;
-use crate::identity::PhoneRegion;
+use crate::identifiers::PhoneRegion;
 
 /// Settings of a vault instance that the API's behaviour depends on.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::consent::merge_agreement;
 use super::{read, write, Outcome};
-use crate::identity::IndexKind;
+use crate::identifiers::IndexKind;
 use crate::store::command::{Applied, Rejection};
 use crate::store::keys;
 use crate::store::records::{Agreement, PendingIdentity};
