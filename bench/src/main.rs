@@ -4,9 +4,10 @@
 //!
 //! `strongroom-bench run` starts each server itself on 127.0.0.1, drives it with N
 //! keep-alive clients for a fixed time, and prints throughput, latency percentiles,
-//! errors and server memory. `hack/bench.sh` runs the standard suite. `--mode cluster`
-//! measures a local 3-node vaultd cluster, and `failover` its recovery from a leader
-//! `kill -9`.
+//! errors and server memory. Every throughput is also printed as a ratio to the trivial
+//! handler's in the same run, which is measured even when `--targets` leaves it out.
+//! `hack/bench.sh` runs the standard suite. `--mode cluster` measures a local 3-node
+//! vaultd cluster, and `failover` its recovery from a leader `kill -9`.
 //!
 //! `--workloads minimize` measures a retention run (`POST /v1/sys/retention/run`, see
 //! `minimize.rs`): the vault is filled to `--subjects` subjects (default 100,000), the
@@ -94,10 +95,21 @@ enum Choice {
 enum Target {
     /// vaultd, in each `--mode`.
     Vaultd,
-    /// The trivial actix-web handler.
+    /// The trivial actix-web handler (measured last when not listed: every figure's ratio
+    /// needs it).
     Trivial,
     /// PostgreSQL + pgcrypto (skipped when PostgreSQL is not installed).
     Postgres,
+}
+
+/// The PostgreSQL comparison's variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PgAudit {
+    /// Each create or get is its one statement; no audit record.
+    Unaudited,
+    /// Each create or get, and an audit row of it, in one synchronously committed
+    /// transaction.
+    Audited,
 }
 
 #[derive(Args)]
@@ -154,6 +166,9 @@ struct RunArgs {
     /// "s2k-mode=1" derives the key without iterations. Repeat the flag for several.
     #[arg(long, default_values = [""])]
     pgp_options: Vec<String>,
+    /// PostgreSQL variants, in this order, one cluster each (per --pgp-options).
+    #[arg(long, value_delimiter = ',', default_values = ["unaudited", "audited"])]
+    pg_audit: Vec<PgAudit>,
     /// The script that makes a SoftHSM2 token and prints its environment.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/softhsm-token.sh"))]
     softhsm_script: PathBuf,
@@ -233,16 +248,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         args.client_threads.max(1),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let mut targets = args.targets;
+    if !targets.contains(&Target::Trivial) {
+        println!("(the trivial handler runs last: every figure's ratio needs it)");
+        targets.push(Target::Trivial);
+    }
+    let audited: Vec<bool> = args.pg_audit.iter().map(|variant| *variant == PgAudit::Audited).collect();
     let mut report = Report::default();
-    for target in args.targets {
+    for target in targets {
         match target {
             Target::Vaultd => {
                 for &mode in &args.mode {
                     suite::vaultd(&runtime, &settings, mode, &mut report)?;
                 }
             }
-            Target::Trivial => suite::trivial(&runtime, &settings, &mut report)?,
-            Target::Postgres => suite::postgres(&runtime, &settings, &args.pgp_options, &mut report)?,
+            Target::Trivial => suite::trivial(&runtime, &settings, &suite::trivial_workloads(&settings), &mut report)?,
+            Target::Postgres => suite::postgres(&runtime, &settings, &args.pgp_options, &audited, &mut report)?,
         }
     }
     println!("\n{}", report.tables());

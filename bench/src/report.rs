@@ -1,8 +1,9 @@
 //! Collects the figures of a suite and prints them: one line per run as it finishes, and
-//! at the end Markdown tables with each vaultd figure beside the spec §9 target and the
-//! trivial handler's figure for the same workload.
+//! at the end Markdown tables with each vaultd figure beside the spec §9 target. Every
+//! throughput figure is also given as a ratio to the trivial handler's for the same
+//! kind of request in the same run: the machine's speed drifts between runs, so the
+//! ratios are what compare across runs.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::failover::{self, FailoverResult};
@@ -21,8 +22,12 @@ pub enum System {
     /// A cluster of this many vaultd nodes; the clients are spread over every node.
     VaultdCluster(usize),
     Trivial,
-    /// With these pgcrypto options (empty: pgcrypto's defaults).
-    Postgres(String),
+    /// With these pgcrypto options (empty: pgcrypto's defaults); `audited`: every operation
+    /// writes an audit row in its own transaction (`postgres.rs`).
+    Postgres {
+        options: String,
+        audited: bool,
+    },
 }
 
 impl System {
@@ -31,8 +36,11 @@ impl System {
             System::Vaultd(mode) => format!("vaultd ({mode})"),
             System::VaultdCluster(nodes) => format!("vaultd ({nodes}-node cluster)"),
             System::Trivial => "trivial actix handler".into(),
-            System::Postgres(options) if options.is_empty() => "PostgreSQL + pgcrypto".into(),
-            System::Postgres(options) => format!("PostgreSQL + pgcrypto ({options})"),
+            System::Postgres { options, audited } => {
+                let options = if options.is_empty() { String::new() } else { format!(" ({options})") };
+                let audit = if *audited { "audited" } else { "unaudited" };
+                format!("PostgreSQL + pgcrypto{options}, {audit}")
+            }
         }
     }
 
@@ -40,11 +48,13 @@ impl System {
         match (self, workload) {
             (System::Trivial, Workload::Create) => "POST /echo (same JSON)",
             (System::Trivial, Workload::Get) => "GET /",
-            (System::Postgres(_), Workload::Create) => "INSERT encrypted row",
-            (System::Postgres(_), Workload::Get) => "SELECT by HMAC + decrypt",
-            (System::Vaultd(_), Workload::Create) => "create user",
+            (System::Postgres { audited: false, .. }, Workload::Create) => "INSERT encrypted row",
+            (System::Postgres { audited: false, .. }, Workload::Get) => "SELECT by HMAC + decrypt, no audit",
+            (System::Postgres { audited: true, .. }, Workload::Create) => "INSERT row + audit row, one tx",
+            (System::Postgres { audited: true, .. }, Workload::Get) => "SELECT + decrypt + audit row, one tx",
+            (System::Vaultd(_), Workload::Create) => "create user (audited)",
             (System::Vaultd(_), Workload::Get) => "get user by login (audited)",
-            (System::VaultdCluster(_), Workload::Create) => "create user (replicated)",
+            (System::VaultdCluster(_), Workload::Create) => "create user (replicated, audited)",
             (System::VaultdCluster(_), Workload::Get) => "get user by login (linearizable, audited)",
         }
     }
@@ -97,7 +107,8 @@ pub struct Report {
 
 impl Report {
     pub fn add(&mut self, run: Run) {
-        println!("{}", run_line(&run));
+        let ratio = self.ratio(run.workload, run.result.throughput());
+        println!("{}", run_line(&run, ratio));
         for (message, count) in &run.result.errors {
             println!("      {count} × {message}");
         }
@@ -126,10 +137,11 @@ impl Report {
     pub fn add_failover(&mut self, system: System, failover: FailoverResult) {
         let figures = &failover.figures;
         println!(
-            "  {:<34} failover: {} clients, {:.0} creates/s before the kill; first create acknowledged {} after it, ≥ 50% of the rate after {}; {} errors and {} creates in the {:.1} s after the kill; new leader {}",
+            "  {:<34} failover: {} clients, {:.0} creates/s{} before the kill; first create acknowledged {} after it, ≥ 50% of the rate after {}; {} errors and {} creates in the {:.1} s after the kill; new leader {}",
             system.label(),
             failover.clients,
             figures.rate_before,
+            times_trivial(self.ratio(Workload::Create, figures.rate_before)),
             seconds(figures.first_write),
             seconds(figures.half_rate),
             figures.errors_after,
@@ -149,7 +161,7 @@ impl Report {
     pub fn add_minimize(&mut self, system: System, result: MinimizeResult) {
         let report = &result.report;
         println!(
-            "  {:<34} minimize: {} subjects, {} changed ({} matched, {} skipped) in {:.1} s ({:.1} s at the client): {:.0} changed/s; gets {:.0}/s → {:.0}/s, p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, {} errors during the run; rerun changed {}",
+            "  {:<34} minimize: {} subjects, {} changed ({} matched, {} skipped) in {:.1} s ({:.1} s at the client): {:.0} changed/s{}; gets {:.0}/s → {:.0}/s{}, p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, {} errors during the run; rerun changed {}",
             system.label(),
             result.subjects,
             report.changed,
@@ -158,8 +170,16 @@ impl Report {
             result.vault_time().as_secs_f64(),
             result.client_time.as_secs_f64(),
             result.changed_per_second(),
+            times_trivial(self.ratio(Workload::Create, result.changed_per_second())),
             result.baseline.throughput(),
             result.during.throughput(),
+            match (
+                self.ratio(Workload::Get, result.baseline.throughput()),
+                self.ratio(Workload::Get, result.during.throughput())
+            ) {
+                (Some(baseline), Some(during)) => format!(" ({baseline:.2} → {during:.2}× trivial)"),
+                _ => String::new(),
+            },
             result.baseline.percentile_ms(50.0),
             result.during.percentile_ms(50.0),
             result.baseline.percentile_ms(99.0),
@@ -193,6 +213,21 @@ impl Report {
         self.minimizations.push((system, result));
     }
 
+    /// The trivial handler's throughput for `workload` in this run, if it was measured.
+    fn trivial_rate(&self, workload: Workload) -> Option<f64> {
+        self.runs
+            .iter()
+            .find(|run| run.system == System::Trivial && run.workload == workload)
+            .map(|run| run.result.throughput())
+            .filter(|rate| *rate > 0.0)
+    }
+
+    /// `rate` divided by the trivial handler's rate for the same kind of request (creates
+    /// and other writes: `POST /echo`; gets: `GET /`) in this run.
+    fn ratio(&self, workload: Workload, rate: f64) -> Option<f64> {
+        self.trivial_rate(workload).map(|top| rate / top)
+    }
+
     pub fn skip(&mut self, message: String) {
         println!("  skipped: {message}");
         self.skipped.push(message);
@@ -208,19 +243,9 @@ impl Report {
                  |---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n",
             );
         }
-        let ceiling: BTreeMap<Workload, f64> = self
-            .runs
-            .iter()
-            .filter(|run| run.system == System::Trivial)
-            .map(|run| (run.workload, run.result.throughput()))
-            .collect();
         for run in &self.runs {
             let result = &run.result;
-            let ratio = match (&run.system, ceiling.get(&run.workload)) {
-                (System::Trivial, _) => "1.00".to_string(),
-                (_, Some(top)) if *top > 0.0 => format!("{:.2}", result.throughput() / top),
-                _ => "–".to_string(),
-            };
+            let ratio = ratio_cell(self.ratio(run.workload, result.throughput()));
             out.push_str(&format!(
                 "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.0} / {:.0} | {:.2} | {} |\n",
                 run.system.label(),
@@ -265,84 +290,117 @@ impl Report {
             ));
         }
         if !self.failovers.is_empty() {
-            out.push_str(&failover_table(&self.failovers));
+            out.push_str(&self.failover_table());
         }
         if !self.minimizations.is_empty() {
-            out.push_str(&minimize_table(&self.minimizations));
+            out.push_str(&self.minimize_table());
+        }
+        if !(self.runs.is_empty() && self.failovers.is_empty() && self.minimizations.is_empty()) {
+            out.push_str(&self.ratio_note());
         }
         for message in &self.skipped {
             out.push_str(&format!("\nSkipped: {message}\n"));
         }
         out
     }
+
+    fn failover_table(&self) -> String {
+        let mut out = String::from(
+            "\n| system | clients | creates/s before kill | vs trivial | leader killed → new leader | first successful create after kill (target ≤ 3 s) | back to ≥ 50% of creates/s | errors after kill | creates after kill | window after kill s |\n\
+             |---|--:|--:|--:|---|--:|--:|--:|--:|--:|\n",
+        );
+        for (system, failover) in &self.failovers {
+            let figures = &failover.figures;
+            out.push_str(&format!(
+                "| {} | {} | {:.0} | {} | id {} → {} | {} | {} | {} | {} | {:.1} |\n",
+                system.label(),
+                failover.clients,
+                figures.rate_before,
+                ratio_cell(self.ratio(Workload::Create, figures.rate_before)),
+                failover.killed,
+                failover.new_leader.map_or("none found".to_string(), |id| format!("id {id}")),
+                seconds(figures.first_write),
+                seconds(figures.half_rate),
+                figures.errors_after,
+                figures.ok_after,
+                figures.after.as_secs_f64(),
+            ));
+        }
+        out.push_str(&format!(
+            "\nFailover: creates from clients spread over the nodes; a client whose request fails pauses {} ms and tries the next node, with a new login. The leader gets SIGKILL after the load has run for `--duration`. \"First successful create\" is the first 200 to a request sent after the kill; \"back to ≥ 50%\" is the end of the first {} ms window in which such requests succeeded at half the earlier rate or more. Every failed attempt (refused connection, non-200 answer, timeout) counts as an error.\n",
+            failover::RETRY_PAUSE.as_millis(),
+            failover::RATE_WINDOW.as_millis(),
+        ));
+        out
+    }
+
+    fn minimize_table(&self) -> String {
+        let mut out = String::from(
+            "\n| system | subjects | changed | skipped | run s (vault / client) | changed/s | vs trivial | get clients | gets/s baseline → during | vs trivial | get p50 ms baseline → during | get p99 ms baseline → during | get errors during | rerun changed | largest node RSS MiB before → after (peak) | other load (cores) baseline / during |\n\
+             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        );
+        for (system, result) in &self.minimizations {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {:.1} / {:.1} | {:.0} | {} | {} | {:.0} → {:.0} | {} → {} | {:.2} → {:.2} | {:.2} → {:.2} | {} | {} | {:.1} → {:.1} ({:.1}) | {:.2} / {:.2} |\n",
+                system.label(),
+                result.subjects,
+                result.report.changed,
+                minimize::skipped(&result.report),
+                result.vault_time().as_secs_f64(),
+                result.client_time.as_secs_f64(),
+                result.changed_per_second(),
+                ratio_cell(self.ratio(Workload::Create, result.changed_per_second())),
+                result.clients,
+                result.baseline.throughput(),
+                result.during.throughput(),
+                ratio_cell(self.ratio(Workload::Get, result.baseline.throughput())),
+                ratio_cell(self.ratio(Workload::Get, result.during.throughput())),
+                result.baseline.percentile_ms(50.0),
+                result.during.percentile_ms(50.0),
+                result.baseline.percentile_ms(99.0),
+                result.during.percentile_ms(99.0),
+                result.during.errors(),
+                result.rerun.changed,
+                mib(result.memory_before.rss_kib),
+                mib(result.memory_after.rss_kib),
+                mib(result.memory_after.peak_kib),
+                result.baseline_cpu.elsewhere_cores,
+                result.during_cpu.elsewhere_cores,
+            ));
+        }
+        out.push_str(&format!(
+            "\nMinimize: one `POST /v1/sys/retention/run` (policy `{}`, dropping `{}` from every profile that has one) to the leader, with the get-by-login load going on meanwhile over every node and stopped when the run answers. The baseline is the same get load for `--duration` just before. Run time \"vault\" is the report's `finishedAt - startedAt`, \"client\" from sending the request to reading its answer; changed/s uses the vault's. The rerun (same policy, no load) must change 0.\n",
+            minimize::POLICY,
+            minimize::FIELD,
+        ));
+        out
+    }
+
+    /// What the "vs trivial" figures are, and which are missing.
+    fn ratio_note(&self) -> String {
+        let mut out = String::from(
+            "\nvs trivial: every throughput divided by the trivial actix handler's, measured in this same run with `--clients` clients — creates, failover creates and retention's records changed/s by its `POST /echo` rate, gets by its `GET /` rate. The machine's speed drifts between runs and other work may share it, so compare these ratios across runs, not the absolute figures.\n",
+        );
+        for workload in [Workload::Create, Workload::Get] {
+            if self.trivial_rate(workload).is_none() {
+                out.push_str(&format!(
+                    "No trivial-handler {} figure in this run: the ratios that need it are shown as –.\n",
+                    workload.name()
+                ));
+            }
+        }
+        out
+    }
 }
 
-fn failover_table(failovers: &[(System, FailoverResult)]) -> String {
-    let mut out = String::from(
-        "\n| system | clients | creates/s before kill | leader killed → new leader | first successful create after kill (target ≤ 3 s) | back to ≥ 50% of creates/s | errors after kill | creates after kill | window after kill s |\n\
-         |---|--:|--:|---|--:|--:|--:|--:|--:|\n",
-    );
-    for (system, failover) in failovers {
-        let figures = &failover.figures;
-        out.push_str(&format!(
-            "| {} | {} | {:.0} | id {} → {} | {} | {} | {} | {} | {:.1} |\n",
-            system.label(),
-            failover.clients,
-            figures.rate_before,
-            failover.killed,
-            failover.new_leader.map_or("none found".to_string(), |id| format!("id {id}")),
-            seconds(figures.first_write),
-            seconds(figures.half_rate),
-            figures.errors_after,
-            figures.ok_after,
-            figures.after.as_secs_f64(),
-        ));
-    }
-    out.push_str(&format!(
-        "\nFailover: creates from clients spread over the nodes; a client whose request fails pauses {} ms and tries the next node, with a new login. The leader gets SIGKILL after the load has run for `--duration`. \"First successful create\" is the first 200 to a request sent after the kill; \"back to ≥ 50%\" is the end of the first {} ms window in which such requests succeeded at half the earlier rate or more. Every failed attempt (refused connection, non-200 answer, timeout) counts as an error.\n",
-        failover::RETRY_PAUSE.as_millis(),
-        failover::RATE_WINDOW.as_millis(),
-    ));
-    out
+/// A ratio for a table cell, "–" when the trivial figure is missing.
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or("–".to_string(), |ratio| format!("{ratio:.2}"))
 }
 
-fn minimize_table(minimizations: &[(System, MinimizeResult)]) -> String {
-    let mut out = String::from(
-        "\n| system | subjects | changed | skipped | run s (vault / client) | changed/s | get clients | gets/s baseline → during | get p50 ms baseline → during | get p99 ms baseline → during | get errors during | rerun changed | largest node RSS MiB before → after (peak) | other load (cores) baseline / during |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
-    );
-    for (system, result) in minimizations {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} / {:.1} | {:.0} | {} | {:.0} → {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {} | {} | {:.1} → {:.1} ({:.1}) | {:.2} / {:.2} |\n",
-            system.label(),
-            result.subjects,
-            result.report.changed,
-            minimize::skipped(&result.report),
-            result.vault_time().as_secs_f64(),
-            result.client_time.as_secs_f64(),
-            result.changed_per_second(),
-            result.clients,
-            result.baseline.throughput(),
-            result.during.throughput(),
-            result.baseline.percentile_ms(50.0),
-            result.during.percentile_ms(50.0),
-            result.baseline.percentile_ms(99.0),
-            result.during.percentile_ms(99.0),
-            result.during.errors(),
-            result.rerun.changed,
-            mib(result.memory_before.rss_kib),
-            mib(result.memory_after.rss_kib),
-            mib(result.memory_after.peak_kib),
-            result.baseline_cpu.elsewhere_cores,
-            result.during_cpu.elsewhere_cores,
-        ));
-    }
-    out.push_str(&format!(
-        "\nMinimize: one `POST /v1/sys/retention/run` (policy `{}`, dropping `{}` from every profile that has one) to the leader, with the get-by-login load going on meanwhile over every node and stopped when the run answers. The baseline is the same get load for `--duration` just before. Run time \"vault\" is the report's `finishedAt - startedAt`, \"client\" from sending the request to reading its answer; changed/s uses the vault's. The rerun (same policy, no load) must change 0.\n",
-        minimize::POLICY,
-        minimize::FIELD,
-    ));
-    out
+/// " (0.25× trivial)" for a progress line, nothing when the trivial figure is not known yet.
+fn times_trivial(ratio: Option<f64>) -> String {
+    ratio.map_or(String::new(), |ratio| format!(" ({ratio:.2}× trivial)"))
 }
 
 /// `1.23 s`, or "not within the run" when it never happened.
@@ -350,10 +408,10 @@ fn seconds(time: Option<Duration>) -> String {
     time.map_or("not within the run".to_string(), |time| format!("{:.2} s", time.as_secs_f64()))
 }
 
-fn run_line(run: &Run) -> String {
+fn run_line(run: &Run, ratio: Option<f64>) -> String {
     let result = &run.result;
     format!(
-        "  {:<34} {:<28} {:>3} clients {:>5.1} s  ok {:>8}  errors {:>5}  {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms  CPU/req {:.0}+{:.0} µs  mem {} MiB",
+        "  {:<34} {:<28} {:>3} clients {:>5.1} s  ok {:>8}  errors {:>5}  {:>9.0} req/s{}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms  CPU/req {:.0}+{:.0} µs  mem {} MiB",
         run.system.label(),
         run.system.workload_label(run.workload),
         run.clients,
@@ -361,6 +419,7 @@ fn run_line(run: &Run) -> String {
         result.ok,
         result.errors(),
         result.throughput(),
+        times_trivial(ratio),
         result.percentile_ms(50.0),
         result.percentile_ms(99.0),
         result.max_ms(),
@@ -382,9 +441,90 @@ fn spec_target(system: &System, workload: Workload) -> &'static str {
         (System::Vaultd(_), Workload::Get) => "≥ 20,000/s, p99 ≤ 10 ms",
         (System::VaultdCluster(_), Workload::Create) => "≥ 5,000/s",
         (System::VaultdCluster(_), Workload::Get) => "≥ 10,000/s",
-        (System::Postgres(_), Workload::Create) => "(spec saw ~3,700/s)",
-        (System::Postgres(_), Workload::Get) => "(spec saw ~5,000/s)",
+        (System::Postgres { .. }, Workload::Create) => "(spec saw ~3,700/s)",
+        (System::Postgres { .. }, Workload::Get) => "(spec saw ~5,000/s)",
         (System::Trivial, Workload::Get) => "(spec saw ~130,000/s)",
         (System::Trivial, Workload::Create) => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use hdrhistogram::Histogram;
+
+    use super::*;
+    use crate::failover::Figures;
+
+    fn run(system: System, workload: Workload, ok: u64) -> Run {
+        let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+        latency.record(1_000).unwrap();
+        Run {
+            system,
+            workload,
+            clients: 64,
+            result: LoadResult {
+                ok,
+                rejected: 0,
+                failed: 0,
+                elapsed: Duration::from_secs(1),
+                latency,
+                errors: BTreeMap::new(),
+            },
+            cpu: CpuUse { server_micros: 1.0, client_micros: 1.0, elsewhere_cores: 0.0 },
+            idle_kib: None,
+            peak_kib: None,
+        }
+    }
+
+    fn audited(audited: bool) -> System {
+        System::Postgres { options: "s2k-mode=1".into(), audited }
+    }
+
+    #[test]
+    fn postgres_variants_say_whether_they_audit() {
+        assert_eq!(audited(false).label(), "PostgreSQL + pgcrypto (s2k-mode=1), unaudited");
+        assert_eq!(audited(true).label(), "PostgreSQL + pgcrypto (s2k-mode=1), audited");
+        let default = System::Postgres { options: String::new(), audited: true };
+        assert_eq!(default.label(), "PostgreSQL + pgcrypto, audited");
+    }
+
+    #[test]
+    fn every_throughput_has_its_ratio_to_the_trivial_handler_of_the_run() {
+        let mut report = Report::default();
+        report.add(run(audited(true), Workload::Get, 20_000));
+        report.add(run(System::Trivial, Workload::Get, 80_000));
+        report.add(run(System::Trivial, Workload::Create, 50_000));
+        report.add(run(System::VaultdCluster(3), Workload::Create, 5_000));
+        let figures = Figures {
+            before: Duration::from_secs(5),
+            after: Duration::from_secs(5),
+            rate_before: 4_000.0,
+            errors_before: 0,
+            first_write: Some(Duration::from_secs(2)),
+            half_rate: None,
+            ok_after: 1,
+            errors_after: 0,
+        };
+        let failover = FailoverResult { clients: 16, killed: 1, new_leader: Some(2), figures, errors: BTreeMap::new() };
+        report.add_failover(System::VaultdCluster(3), failover);
+        let tables = report.tables();
+        assert!(tables.contains("| SELECT + decrypt + audit row, one tx | 64 | 20000 |"), "{tables}");
+        assert!(tables.contains("| 0 | 0.25 |"), "PostgreSQL get ÷ trivial GET: {tables}");
+        assert!(tables.contains("| 0 | 1.00 |"), "trivial rows: {tables}");
+        assert!(tables.contains("| 0 | 0.10 |"), "cluster create ÷ trivial POST: {tables}");
+        assert!(tables.contains("| 16 | 4000 | 0.08 |"), "failover creates ÷ trivial POST: {tables}");
+        assert!(tables.contains("vs trivial: every throughput divided by"), "{tables}");
+        assert!(!tables.contains("No trivial-handler"), "{tables}");
+    }
+
+    #[test]
+    fn a_missing_trivial_figure_is_said() {
+        let mut report = Report::default();
+        report.add(run(System::Vaultd("demo"), Workload::Get, 20_000));
+        let tables = report.tables();
+        assert!(tables.contains("| 0 | – |"), "{tables}");
+        assert!(tables.contains("No trivial-handler get figure in this run"), "{tables}");
     }
 }

@@ -131,6 +131,25 @@ pub fn http_load_until<U: Future>(
     Ok((result, cpu, output))
 }
 
+/// What the trivial handler runs so that every throughput figure has its ratio: the load
+/// workloads, creates for the failover run's rate and for retention's records changed/s,
+/// and gets for the gets beside a retention run.
+pub fn trivial_workloads(settings: &Settings) -> Vec<Workload> {
+    let mut workloads = settings.workloads.clone();
+    let mut need = |workload| {
+        if !workloads.contains(&workload) {
+            workloads.push(workload);
+        }
+    };
+    if settings.failover.is_some() || settings.minimize.is_some() {
+        need(Workload::Create);
+    }
+    if settings.minimize.is_some() {
+        need(Workload::Get);
+    }
+    workloads
+}
+
 pub fn tickets(result: &LoadResult) -> u64 {
     result.ok + result.rejected + result.failed
 }
@@ -314,12 +333,18 @@ fn vaultd_runs(
     Ok(Keyspace { next: next_key, created })
 }
 
-pub fn trivial(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
+/// The trivial handler under `workloads` (`trivial_workloads`).
+pub fn trivial(
+    runtime: &Runtime,
+    settings: &Settings,
+    workloads: &[Workload],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     println!("{}: starting", System::Trivial.label());
     skip_failover(settings, &System::Trivial, report);
     let server = servers::start_trivial()?;
     let idle = server.memory()?.rss_kib;
-    for &workload in &settings.workloads {
+    for &workload in workloads {
         let keys = Keys::Sequential { start: 0 };
         let (result, cpu) =
             http_load(runtime, settings, &[&server], &HttpTarget::Trivial, workload, keys, settings.limits)?;
@@ -338,11 +363,13 @@ pub fn trivial(runtime: &Runtime, settings: &Settings, report: &mut Report) -> a
 }
 
 /// One throwaway cluster per entry of `pgp_options` (pgcrypto's options string for
-/// `pgp_sym_encrypt`; the options are stored in each message, so decryption follows).
+/// `pgp_sym_encrypt`; the options are stored in each message, so decryption follows) and
+/// per entry of `audited` (without and with an audit row per operation).
 pub fn postgres(
     runtime: &Runtime,
     settings: &Settings,
     pgp_options: &[String],
+    audited: &[bool],
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let Some(bin) = postgres::find_binaries() else {
@@ -350,8 +377,10 @@ pub fn postgres(
         return Ok(());
     };
     for options in pgp_options {
-        postgres_runs(runtime, settings, &bin, options, report)?;
-        skip_failover(settings, &System::Postgres(options.clone()), report);
+        for &audited in audited {
+            postgres_runs(runtime, settings, &bin, options, audited, report)?;
+            skip_failover(settings, &System::Postgres { options: options.clone(), audited }, report);
+        }
     }
     Ok(())
 }
@@ -361,9 +390,10 @@ fn postgres_runs(
     settings: &Settings,
     bin: &std::path::Path,
     options: &str,
+    audited: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let system = System::Postgres(options.to_string());
+    let system = System::Postgres { options: options.to_string(), audited };
     println!("{}: starting a throwaway cluster with {}", system.label(), bin.display());
     let cluster = postgres::Cluster::start(bin)?;
     runtime.block_on(cluster.create_schema())?;
@@ -373,7 +403,7 @@ fn postgres_runs(
     // The postmaster, its live processes and the backends it has reaped.
     let server_cpu = || procfs::tree_cpu_micros(postmaster);
     let load = |workload: Workload, keys: Keys, limits: Limits| -> anyhow::Result<(LoadResult, CpuUse, u64)> {
-        let connect = |_| PgClient::connect(config.clone(), options.to_string(), workload);
+        let connect = |_| PgClient::connect(config.clone(), options.to_string(), workload, audited);
         let before = cpu_now(&server_cpu)?;
         let (result, clients) = runtime.block_on(load::run(settings.clients, keys, limits, connect))?;
         // Measured while every backend is still connected.
@@ -413,6 +443,9 @@ fn postgres_runs(
             idle_kib: Some(idle),
             peak_kib: Some(memory),
         });
+    }
+    if audited {
+        println!("  {} audit rows written", runtime.block_on(cluster.audit_rows())?);
     }
     Ok(())
 }
