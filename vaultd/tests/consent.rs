@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::cluster::TestCluster;
-use support::{Client, Reply, SoftHsm, Vault};
+use support::{admin_rows, audit_rows, audit_total, keys, scoped_token, Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 use vaultd::store::Store;
 
@@ -46,20 +46,8 @@ const AGREEMENT_KEYS: [&str; 11] = [
 const ACTIVITY_KEYS: [&str; 7] =
     ["activity", "applicableto", "creationtime", "fulldesc", "legalbasis", "script", "title"];
 
-fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> =
-        value.as_object().unwrap_or_else(|| panic!("not an object: {value}")).keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    keys
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> String {
-    let reply = client.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
-    reply.assert_ok()["token"].as_str().unwrap().to_string()
 }
 
 /// Sends a raw body with a content type.
@@ -144,21 +132,6 @@ fn activities(client: &Client) -> Vec<Value> {
 
 fn activity(client: &Client, name: &str) -> Option<Value> {
     activities(client).into_iter().find(|row| row["activity"] == name)
-}
-
-/// A subject's audit rows.
-fn audit_rows(client: &Client, token: &str) -> Vec<Value> {
-    let reply = client.get(&format!("/v1/audit/list/{token}?limit=1000"));
-    reply.assert_ok()["rows"].as_array().unwrap().clone()
-}
-
-fn admin_rows(client: &Client) -> Vec<Value> {
-    let reply = client.get("/v1/audit/admin?limit=1000");
-    reply.assert_ok()["rows"].as_array().unwrap().clone()
-}
-
-fn audit_total(client: &Client) -> u64 {
-    client.get("/v1/audit/admin?limit=1").assert_ok()["total"].as_u64().unwrap()
 }
 
 fn ok_count(rows: &[Value], operation: &str) -> usize {

@@ -10,15 +10,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{run_to_exit, serve_command, Client, Reply, SoftHsm, Vault};
+use support::{
+    admin_rows, audit_rows, audit_total, keys, run_to_exit, scoped_token, serve_command, with_operation, Client, Reply,
+    SoftHsm, Vault,
+};
 use uuid::Uuid;
-
-fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> =
-        value.as_object().unwrap_or_else(|| panic!("not an object: {value}")).keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    keys
-}
 
 fn share(client: &Client, mode: &str, id: &str, body: Value) -> Reply {
     client.post(&format!("/v1/sharedrecord/{mode}/{id}"), body)
@@ -46,29 +42,6 @@ fn read_with(client: &Client, record: &str) -> Reply {
 /// Sends `body` as is with a Content-Type.
 fn raw(client: &Client, path: &str, content_type: &str, body: &str) -> Reply {
     client.send(client.request("POST", path).header("Content-Type", content_type).body(body.to_string()))
-}
-
-/// A subject's audit rows, newest first.
-fn audit_rows(client: &Client, token: &str) -> Vec<Value> {
-    let reply = client.get(&format!("/v1/audit/list/{token}?limit=1000"));
-    reply.assert_ok()["rows"].as_array().unwrap().clone()
-}
-
-fn admin_rows(client: &Client) -> Vec<Value> {
-    client.get("/v1/audit/admin?limit=1000").assert_ok()["rows"].as_array().unwrap().clone()
-}
-
-fn audit_total(client: &Client) -> u64 {
-    client.get("/v1/audit/admin?limit=1").assert_ok()["total"].as_u64().unwrap()
-}
-
-fn with_operation<'a>(rows: &'a [Value], operation: &str) -> Vec<&'a Value> {
-    rows.iter().filter(|row| row["operation"] == operation).collect()
-}
-
-fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> String {
-    let reply = client.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
-    reply.assert_ok()["token"].as_str().unwrap().to_string()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 pub const ROOT_TOKEN: &str = "test-root-token-0123456789";
@@ -299,4 +299,54 @@ pub fn occurs_in_files(dir: &Path, needle: &str) -> Option<PathBuf> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------
+// Answers and the audit trail, as the tests read them
+// ---------------------------------------------------------------------------------------
+
+/// An object's keys, sorted.
+pub fn keys(value: &Value) -> Vec<&str> {
+    let object = value.as_object().unwrap_or_else(|| panic!("not an object: {value}"));
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// A subject's audit events, newest first.
+pub fn audit_rows(client: &Client, token: &str) -> Vec<Value> {
+    let reply = client.get(&format!("/v1/audit/list/{token}?limit=1000"));
+    reply.assert_ok()["rows"].as_array().unwrap().clone()
+}
+
+/// The newest 1,000 audit events of all, newest first.
+pub fn admin_rows(client: &Client) -> Vec<Value> {
+    client.get("/v1/audit/admin?limit=1000").assert_ok()["rows"].as_array().unwrap().clone()
+}
+
+/// How many audit events there are.
+pub fn audit_total(client: &Client) -> u64 {
+    client.get("/v1/audit/admin?limit=1").assert_ok()["total"].as_u64().unwrap()
+}
+
+/// The events of one operation.
+pub fn with_operation<'a>(rows: &'a [Value], operation: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|row| row["operation"] == operation).collect()
+}
+
+/// Each event's operation, in order.
+pub fn operations(rows: &[Value]) -> Vec<&str> {
+    rows.iter().map(|row| row["operation"].as_str().unwrap()).collect()
+}
+
+/// A new access token with `scopes`: its id and its secret.
+pub fn access_token(client: &Client, name: &str, scopes: &[&str]) -> (String, String) {
+    let reply = client.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
+    let body = reply.assert_ok();
+    (body["id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
+}
+
+/// The secret of a new access token with `scopes`.
+pub fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> String {
+    access_token(client, name, scopes).1
 }
