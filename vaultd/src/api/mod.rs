@@ -14,6 +14,7 @@ mod retention;
 mod sessions;
 mod shares;
 mod system;
+mod table;
 mod tokens;
 mod users;
 
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use body::BodyLimit;
+pub use table::ROUTES;
 
 use crate::error::{VaultError, VaultResult};
 use crate::identity::Mode;
@@ -37,72 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             // Databunker's router answers `/v1/user/` like `/v1/user` (its published
             // client posts to the former); so do we, for every route.
             .wrap(NormalizePath::trim())
-            .service(web::resource("/v1/user").post(users::create))
-            .service(web::resource("/v1/user/{mode}/{id}").get(users::get).put(users::update).delete(users::forget))
-            .service(web::resource("/v1/users").post(users::list))
-            .service(
-                web::resource("/v1/userapp/{mode}/{id}/{app}")
-                    .post(apps::create)
-                    .put(apps::update)
-                    .get(apps::get)
-                    .delete(apps::delete),
-            )
-            .service(web::resource("/v1/userapp/{mode}/{id}").get(apps::list_for_user))
-            .service(web::resource("/v1/userapps").get(apps::names))
-            .service(
-                web::resource("/v1/session/{session}")
-                    .post(sessions::create)
-                    .get(sessions::get)
-                    .delete(sessions::delete),
-            )
-            .service(web::resource("/v1/sessions/{mode}/{id}").get(sessions::for_user))
-            .service(web::resource("/v1/lbasis").get(consent::list_bases))
-            .service(web::resource("/v1/lbasis/{brief}").post(consent::put_basis).delete(consent::delete_basis))
-            .service(
-                web::resource("/v1/agreement/{brief}/{mode}/{id}")
-                    .post(consent::accept)
-                    .delete(consent::withdraw)
-                    .get(consent::get_agreement),
-            )
-            .service(web::resource("/v1/agreement/{brief}").delete(consent::revoke_all))
-            .service(web::resource("/v1/agreements/{mode}/{id}").get(consent::list_agreements))
-            .service(web::resource("/v1/pactivity").get(consent::list_activities))
-            .service(
-                web::resource("/v1/pactivity/{activity}").post(consent::put_activity).delete(consent::delete_activity),
-            )
-            .service(web::resource("/v1/pactivity/{activity}/{brief}").post(consent::link).delete(consent::unlink))
-            .service(web::resource("/v1/requests").get(requests::list))
-            .service(web::resource("/v1/requests/{mode}/{id}").get(requests::for_user))
-            .service(
-                web::resource("/v1/request/{rtoken}")
-                    .get(requests::get)
-                    .post(requests::approve)
-                    .delete(requests::cancel),
-            )
-            .service(web::resource("/v1/sharedrecord/{mode}/{id}").post(shares::create))
-            .service(web::resource("/v1/get/{record}").get(shares::get))
-            .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))
-            .service(web::resource("/v1/exp/status/{mode}/{id}").get(expiration::status))
-            .service(web::resource("/v1/exp/cancel/{mode}/{id}").delete(expiration::cancel))
-            .service(web::resource("/v1/exp/retain/{exptoken}").get(expiration::retain))
-            .service(web::resource("/v1/exp/delete/{exptoken}").get(expiration::delete))
-            .service(web::resource("/v1/audit/admin").get(audit::all))
-            .service(web::resource("/v1/audit/list/{token}").get(audit::for_subject))
-            .service(web::resource("/v1/audit/get/{atoken}").get(audit::event))
-            .service(web::resource("/v1/sys/audit/verify").get(audit::verify))
-            .service(web::resource("/v1/sys/tokens").post(tokens::create).get(tokens::list))
-            .service(web::resource("/v1/sys/tokens/{id}").delete(tokens::revoke))
-            .service(web::resource("/v1/sys/retention/run").post(retention::run))
-            .service(web::resource("/v1/sys/retention/runs").get(retention::runs))
-            .service(web::resource("/v1/sys/cluster").get(cluster::status))
-            .service(web::resource("/v1/sys/cluster/init").post(cluster::init))
-            .service(web::resource("/v1/sys/cluster/learners").post(cluster::add_learner))
-            .service(web::resource("/v1/sys/cluster/members/{id}/promote").post(cluster::promote))
-            .service(web::resource("/v1/sys/cluster/members/{id}").delete(cluster::remove))
-            .service(web::resource("/v1/status").get(system::status))
-            .service(web::resource("/v1/metrics").get(system::metrics))
-            .service(web::resource("/metrics").get(system::metrics))
-            .service(web::resource("/v1/openapi.json").get(system::openapi))
+            .configure(table::register)
             .default_service(web::to(not_found)),
     );
 }
