@@ -7,6 +7,7 @@ mod audit;
 mod body;
 mod cluster;
 mod consent;
+pub mod doc;
 mod expiration;
 mod middleware;
 mod requests;
@@ -68,11 +69,16 @@ pub(crate) fn parse_mode(mode: &str) -> VaultResult<Mode> {
 }
 
 /// `?offset=&limit=` paging, as Databunker's list routes take it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Paging {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// Rows to skip
     #[serde(default)]
+    #[param(minimum = 0, default = 0)]
     offset: usize,
+    /// Rows to return, 1-1000
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 10)]
     limit: usize,
 }
 

@@ -75,7 +75,7 @@ route_table! {
     "/v1/sys/cluster/members/{id}/promote" => [post cluster::promote],
     "/v1/sys/cluster/members/{id}" => [delete cluster::remove],
     "/v1/status" => [get system::status],
-    "/v1/metrics" => [get system::metrics],
+    "/v1/metrics" => [get system::metrics_v1],
     "/metrics" => [get system::metrics],
     "/v1/openapi.json" => [get system::openapi],
 }
