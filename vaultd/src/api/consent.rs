@@ -45,7 +45,7 @@ pub async fn list_bases(vault: web::Data<Vault>, caller: Caller) -> VaultResult<
     description = r#"Requires scope `consent:admin`. Audited as `legal-basis-change`."#,
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::BriefPath, doc::Purpose),
-    request_body(content((Option<doc::LegalBasisBody> = "application/json"), (Option<doc::LegalBasisBody> = "application/x-www-form-urlencoded"))),
+    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::LegalBasisBody> = "application/json"))),
     responses(
         (status = 200, description = r#"Done"#, links(("AcceptAgreement" = (operation_id = "acceptAgreement", parameters(("brief" = "$request.path.brief")), description = "A subject agrees to this legal basis")), ("DeleteLegalBasis" = (operation_id = "deleteLegalBasis", parameters(("brief" = "$request.path.brief")), description = "Delete the legal basis")), ("RevokeLegalBasis" = (operation_id = "revokeLegalBasis", parameters(("brief" = "$request.path.brief")), description = "Revoke it for everyone"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
         (status = 400, response = doc::BadRequest),
@@ -105,7 +105,7 @@ pub async fn delete_basis(
     description = r#"Requires scope `users:write`. With `status: no`, records a withdrawal instead. Audited as `consent-accept` / `consent-withdraw`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::AgreementPath, doc::Purpose),
-    request_body(content((Option<doc::AgreementBody> = "application/json"), (Option<doc::AgreementBody> = "application/x-www-form-urlencoded"))),
+    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::AgreementBody> = "application/json"))),
     responses(
         (status = 200, description = r#"Done"#, links(("GetAgreement" = (operation_id = "getAgreement", parameters(("brief" = "$request.path.brief"), ("mode" = "$request.path.mode"), ("id" = "$request.path.id")), description = "Read the agreement")), ("WithdrawAgreement" = (operation_id = "withdrawAgreement", parameters(("brief" = "$request.path.brief"), ("mode" = "$request.path.mode"), ("id" = "$request.path.id")), description = "Withdraw it"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
         (status = 400, response = doc::BadRequest),
@@ -137,7 +137,7 @@ pub async fn accept(
     description = r#"Requires scope `users:write`. Audited as `consent-withdraw`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::AgreementPath, doc::Purpose),
-    request_body(content((Option<doc::AgreementBody> = "application/json"), (Option<doc::AgreementBody> = "application/x-www-form-urlencoded"))),
+    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::AgreementBody> = "application/json"))),
     responses(
         (status = 200, description = r#"Done"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
         (status = 400, response = doc::BadRequest),
@@ -292,7 +292,7 @@ pub async fn list_activities(vault: web::Data<Vault>, caller: Caller) -> VaultRe
     description = r#"Requires scope `consent:admin`. Keeps its links. Audited as `activity-change`."#,
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::ActivityPath, doc::Purpose),
-    request_body(content((Option<doc::ActivityBody> = "application/json"), (Option<doc::ActivityBody> = "application/x-www-form-urlencoded"))),
+    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::ActivityBody> = "application/json"))),
     responses(
         (status = 200, description = r#"Done"#, links(("DeleteActivity" = (operation_id = "deleteActivity", parameters(("activity" = "$request.path.activity")), description = "Delete the activity")), ("LinkActivity" = (operation_id = "linkActivity", parameters(("activity" = "$request.path.activity")), description = "Link a legal basis to it"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
         (status = 400, response = doc::BadRequest),

@@ -31,7 +31,9 @@ pub fn value() -> Value {
         for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
             if let Some(body) = operation.get_mut("requestBody") {
                 optional_body(body);
+                named_form_fields(body);
             }
+            bad_purpose(operation);
             let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
             for response in responses.into_iter().flat_map(|r| r.values_mut()) {
                 let links = response.get_mut("links").and_then(Value::as_object_mut);
@@ -43,7 +45,115 @@ pub fn value() -> Value {
             }
         }
     }
+    amend(&mut document);
     document
+}
+
+/// What `str::trim` removes (Unicode White_Space), as the body of a regex class.
+const WS: &str = r"\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// What the derives cannot say: constraints across fields, and two utoipa 5 slips
+/// (`min_properties` written as `maxProperties`; no `propertyNames`). Each is a JSON merge
+/// patch (RFC 7396) onto a component schema.
+fn amend(document: &mut Value) {
+    // Text that `str::trim` does not empty; ECMA's `\S` differs from Unicode White_Space.
+    let not_blank = format!("[^{WS}]");
+    let lookup = |field: &str| json!({"required": [field], "properties": {field: {"anyOf": [{"type": "string", "pattern": not_blank}, {"type": "number"}]}}});
+    let form_lookup = |field: &str| json!({"required": [field], "properties": {field: {"pattern": not_blank}}});
+    let part = format!("[{WS}]*[^,{WS}](?:[^,]{{0,126}}[^,{WS}])?[{WS}]*");
+    let field_list = format!("^{part}(?:,{part}){{0,63}}$");
+    let lookup_field = json!({"type": ["string", "number", "null"]});
+    let pointer = "^(/([^~/]|~[01])*)*$";
+    let no_control = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+    let field_name = json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": no_control});
+    let patches = [
+        // A subject needs a non-empty login, email, phone or custom (a string or a number).
+        (
+            "Profile",
+            json!({
+                "maxProperties": null, "minProperties": 1,
+                "properties": {"login": lookup_field, "email": lookup_field, "phone": lookup_field, "custom": lookup_field},
+                "anyOf": [lookup("login"), lookup("email"), lookup("phone"), lookup("custom")],
+            }),
+        ),
+        ("SessionBody", json!({"maxProperties": null, "minProperties": 1})),
+        // RFC 6902: `path` and `from` are JSON pointers; each op takes what it needs.
+        (
+            "PatchOperation",
+            json!({
+                "properties": {"path": {"pattern": pointer}, "from": {"pattern": pointer}},
+                "allOf": [
+                    {"if": {"properties": {"op": {"enum": ["add", "replace", "test"]}}}, "then": {"required": ["value"]}},
+                    {"if": {"properties": {"op": {"enum": ["move", "copy"]}}}, "then": {"required": ["from"]}},
+                ],
+            }),
+        ),
+        ("FormRecord", json!({"minProperties": 1, "propertyNames": {"minLength": 1}})),
+        (
+            "ProfileForm",
+            json!({
+                "minProperties": 1,
+                "propertyNames": {"minLength": 1},
+                "anyOf": [form_lookup("login"), form_lookup("email"), form_lookup("phone"), form_lookup("custom")],
+            }),
+        ),
+        // Scopes, or a subject (then no scopes).
+        (
+            "TokenRequest",
+            json!({"anyOf": [
+                {"required": ["scopes"], "properties": {"scopes": {"minItems": 1}, "subject": {"type": "null"}}},
+                {"required": ["subject"], "properties": {"subject": {"type": "string"}, "scopes": {"maxItems": 0}}},
+            ]}),
+        ),
+        // 1-64 field names of 1-128 characters (trimmed), comma-separated or a list.
+        (
+            "FieldList",
+            json!({"oneOf": [
+                {"type": "string", "pattern": field_list},
+                {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "string", "maxLength": 128, "pattern": not_blank}},
+            ]}),
+        ),
+        // An app record or a session, not both.
+        (
+            "ShareRequest",
+            json!({
+                "not": {"required": ["app", "session"]},
+                "properties": {
+                    "app": {"pattern": "^[A-Za-z][A-Za-z0-9_-]{0,63}$"},
+                    "partner": {"pattern": no_control},
+                },
+            }),
+        ),
+        // Each action takes what it needs and nothing else.
+        (
+            "RetentionRule",
+            json!({
+                "properties": {
+                    "fields": {"maxItems": 64, "items": field_name},
+                    "match": {"properties": {
+                        "hasFields": {"maxItems": 64, "items": field_name},
+                        "app": {"pattern": "^[a-z][a-z0-9_-]{0,63}$"},
+                    }},
+                },
+                "allOf": [
+                    {"if": {"properties": {"action": {"enum": ["dropFields", "pseudonymize"]}}},
+                     "then": {"required": ["fields"], "properties": {"fields": {"minItems": 1}}},
+                     "else": {"properties": {"fields": {"maxItems": 0}}}},
+                    {"if": {"properties": {"action": {"const": "deleteApp"}}},
+                     "then": {"properties": {"match": {"required": ["app"]}}}},
+                    {"if": {"properties": {"action": {"const": "startExpiration"}}},
+                     "then": {"required": ["expiration"]},
+                     "else": {"not": {"required": ["expiration"]}}},
+                ],
+            }),
+        ),
+    ];
+    let Some(schemas) = document.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return };
+    for (name, patch) in patches {
+        if let Some(schema) = schemas.get_mut(name) {
+            json_patch::merge(schema, &patch);
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -158,6 +268,24 @@ fn optional_body(body: &mut Value) {
     }
 }
 
+/// A form's fields must have names (`Body::object`).
+fn named_form_fields(body: &mut Value) {
+    if let Some(schema) = body.pointer_mut("/content/application~1x-www-form-urlencoded/schema") {
+        *schema = json!({"allOf": [schema.take()], "propertyNames": {"minLength": 1}});
+    }
+}
+
+/// A malformed `X-Purpose` is 400 wherever it is read.
+fn bad_purpose(operation: &mut Value) {
+    let parameters = operation.get("parameters").and_then(Value::as_array);
+    let reads_purpose = parameters.is_some_and(|p| p.iter().any(|p| p["name"] == "X-Purpose"));
+    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        if reads_purpose && !responses.contains_key("400") {
+            responses.insert("400".into(), json!({"$ref": "#/components/responses/BadRequest"}));
+        }
+    }
+}
+
 /// The `X-Bunker-Token` security scheme.
 struct BunkerToken;
 
@@ -226,7 +354,10 @@ pub struct SubjectPath {
     #[param(inline)]
     pub mode: Mode,
     /// The subject's token (a UUID) for mode `token`; otherwise the login, email, phone or custom identifier. Emails are compared trimmed and lowercased, phones in E.164.
-    #[param(min_length = 1)]
+    #[param(
+        min_length = 1,
+        pattern = r"[^\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub id: String,
 }
 
@@ -237,7 +368,10 @@ pub struct AppRecordPath {
     #[param(inline)]
     pub mode: Mode,
     /// The subject's token (a UUID) for mode `token`; otherwise the login, email, phone or custom identifier.
-    #[param(min_length = 1)]
+    #[param(
+        min_length = 1,
+        pattern = r"[^\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub id: String,
     /// App name: 1-64 letters, digits, `-` or `_`, starting with a letter; lower-cased first
     #[param(pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
@@ -254,7 +388,10 @@ pub struct AgreementPath {
     #[param(inline)]
     pub mode: Mode,
     /// The subject's token (a UUID) for mode `token`; otherwise the login, email, phone or custom identifier. An email or phone that is no subject yet may agree (consent before sign-up).
-    #[param(min_length = 1)]
+    #[param(
+        min_length = 1,
+        pattern = r"[^\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub id: String,
 }
 
@@ -314,7 +451,10 @@ uuid_path! {
 #[into_params(parameter_in = Path)]
 pub struct TokenIdPath {
     /// The access token's id (`tok-...`), not its secret
-    #[param(min_length = 1)]
+    #[param(
+        min_length = 1,
+        pattern = r"[^\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub id: String,
 }
 
@@ -436,29 +576,58 @@ pub struct ExpirationText(pub String);
 #[derive(Serialize)]
 pub struct ExpirationSeconds(pub f64);
 
-impl utoipa::PartialSchema for ExpirationSeconds {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Number)
-            .minimum(Some(0))
-            .description(Some("Seconds, or a Unix time; 0: the maximum"))
-            .into()
-    }
+/// A number of seconds (at least 0; fractions are cut off): derives cannot give a
+/// newtype a `minimum`.
+macro_rules! seconds_schema {
+    ($($name:ident: $description:literal;)*) => {$(
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Number)
+                    .minimum(Some(0))
+                    .description(Some($description))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+        }
+    )*};
 }
 
-impl ToSchema for ExpirationSeconds {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ExpirationSeconds".into()
-    }
+seconds_schema! {
+    ExpirationSeconds: "Seconds, or a Unix time; 0: the maximum. Fractions are cut off.";
 }
 
-/// A string or an integer.
+/// A point in time: a duration from now (`30d`; a count of at most six digits and `s`, `h`, `d` or `m`), or Unix seconds (a string or a number); empty: none.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum StringOrInteger {
-    String(String),
-    Integer(i64),
+pub enum Moment {
+    Text(MomentText),
+    Seconds(u64),
 }
+
+/// `30d` or Unix seconds; empty: none
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = r"^([0-9]{1,6}[smhd]|[0-9]{1,19})?$")]
+pub struct MomentText(pub String);
+
+/// A flag: `true`/`false`, a number (above 0: true), or the text `true`, `yes`, `false`, `no`, empty or a number.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Flag {
+    Bool(bool),
+    Number(f64),
+    Text(FlagText),
+}
+
+/// `true`, `yes`, `false`, `no`, empty, or a number (above 0: true)
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = r"^(true|yes|false|no|[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)?$")]
+pub struct FlagText(pub String);
 
 /// Comma-separated field names, or a list of them.
 #[derive(Serialize, ToSchema)]
@@ -467,6 +636,10 @@ pub enum FieldList {
     Csv(String),
     List(Vec<String>),
 }
+
+/// A profile as form fields (every value a string).
+#[derive(Serialize, ToSchema)]
+pub struct ProfileForm(pub HashMap<String, String>);
 
 /// Any JSON document (this one).
 #[derive(Serialize, ToSchema)]
@@ -582,8 +755,8 @@ pub struct AuditEvent {
     pub time: i64,
     /// `root`, `system` or an access token id (`tok-...`)
     pub actor: String,
-    #[schema(inline)]
-    pub operation: AuditEventOperation,
+    /// What happened, e.g. `user-read`, `app-update`, `consent-accept`, `activity-change`, `retention-drop-fields`
+    pub operation: String,
     /// The subject's token; absent when none was resolved
     #[schema(required = false)]
     pub subject: Uuid,
@@ -593,9 +766,9 @@ pub struct AuditEvent {
     /// The app, for app-record operations
     #[schema(required = false)]
     pub app: String,
-    /// How the subject was looked up
-    #[schema(inline, required = false)]
-    pub mode: AuditEventMode,
+    /// How the subject was looked up: `token`, `login`, `email`, `phone`, `custom`, or `record` (a shared record's id)
+    #[schema(required = false)]
+    pub mode: String,
     /// From the caller's `X-Purpose` header
     #[schema(required = false)]
     pub purpose: String,
@@ -652,14 +825,18 @@ pub struct VerifyReply {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// 1-64 printable characters (trimmed)
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Each must be held by the caller itself (403 otherwise). Required unless `subject` is given; must then be absent or empty.
     #[schema(required = false)]
     pub scopes: Vec<Scope>,
-    /// Makes a subject token (self-service): it reaches only this subject's own data (profile, app records, sessions, agreements, shares, expiration), with `users:*` and `apps:*:*` limited to that subject; any other subject is 403.
+    /// Makes a subject token (self-service): it reaches only this subject's own data (profile, app records, sessions, agreements, shares, expiration), with `users:*` and `apps:*:*` limited to that subject; any other subject is 403 (an unknown subject 404).
     #[schema(required = false)]
-    pub subject: Uuid,
+    pub subject: Option<Uuid>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -881,8 +1058,9 @@ pub struct ExpirationStatusReply {
     pub status: OkStatus,
     /// End of the countdown, seconds since the Unix epoch; 0 when no expiration was started
     pub exptime: i64,
-    #[schema(inline)]
-    pub expstatus: ExpirationStatusReplyExpstatus,
+    /// `wait`, `retain`, `expired`, or empty when no expiration was started
+    #[schema(pattern = r"^(|wait|retain|expired)$")]
+    pub expstatus: String,
     /// Empty when there is none (no expiration, or the subject was forgotten)
     pub exptoken: String,
 }
@@ -896,6 +1074,7 @@ pub struct ResultReply {
 
 #[derive(Serialize, ToSchema)]
 pub struct RetentionRule {
+    /// Unique within the policy
     #[schema(pattern = r#"^[A-Za-z0-9_-]{1,63}$"#)]
     pub name: String,
     #[schema(inline)]
@@ -907,7 +1086,7 @@ pub struct RetentionRule {
     pub fields: Vec<String>,
     /// startExpiration: the countdown
     #[schema(pattern = r#"^[0-9]{1,6}[smhd]$"#, required = false)]
-    pub expiration: String,
+    pub expiration: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -915,10 +1094,10 @@ pub struct RetentionPolicySpec {
     /// Ignored by the vault
     #[serde(rename = "vaultRef")]
     #[schema(inline, required = false)]
-    pub vault_ref: RetentionPolicySpecVaultRef,
+    pub vault_ref: Option<RetentionPolicySpecVaultRef>,
     /// Ignored by the vault
     #[schema(required = false)]
-    pub schedule: String,
+    pub schedule: Option<String>,
     /// Ignored by the vault
     #[schema(required = false)]
     pub suspend: bool,
@@ -1071,25 +1250,30 @@ pub struct LegalBasis {
 /// All optional; `brief` renames the basis
 #[derive(Serialize, ToSchema)]
 pub struct LegalBasisBody {
-    #[schema(required = false)]
-    pub brief: String,
-    #[schema(inline, required = false)]
-    pub status: LegalBasisBodyStatus,
-    #[schema(required = false)]
-    pub module: String,
-    #[schema(required = false)]
-    pub shortdesc: String,
-    #[schema(required = false)]
-    pub fulldesc: String,
+    /// Renames the basis
+    #[schema(
+        required = false,
+        pattern = r"^([\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?$"
+    )]
+    pub brief: Option<String>,
+    /// `disabled`; anything else is `active`
+    #[schema(required = false, max_length = 4096)]
+    pub status: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub module: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub shortdesc: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub fulldesc: Option<String>,
     /// e.g. consent, contract, legal-requirement
+    #[schema(required = false, max_length = 4096)]
+    pub basistype: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub requiredmsg: Option<String>,
     #[schema(required = false)]
-    pub basistype: String,
+    pub usercontrol: Option<Flag>,
     #[schema(required = false)]
-    pub requiredmsg: String,
-    #[schema(required = false)]
-    pub usercontrol: bool,
-    #[schema(required = false)]
-    pub requiredflag: bool,
+    pub requiredflag: Option<Flag>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1131,21 +1315,24 @@ pub struct Agreement {
 /// All optional
 #[derive(Serialize, ToSchema)]
 pub struct AgreementBody {
-    /// yes (default) or no
+    /// `yes` (the default; also `accept`, `agree`, `allow`, `true`) or `no` (also `withdraw`, `disagree`, `deny`, `false`), in any case
+    #[schema(
+        required = false,
+        pattern = r"^(|[yY][eE][sS]|[aA][cC][cC][eE][pP][tT]|[aA][gG][rR][eE][eE]|[aA][lL][lL][oO][wW]|[tT][rR][uU][eE]|[nN][oO]|[wW][iI][tT][hH][dD][rR][aA][wW]|[dD][iI][sS][aA][gG][rR][eE][eE]|[dD][eE][nN][yY]|[fF][aA][lL][sS][eE])$"
+    )]
+    pub status: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub agreementmethod: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub referencecode: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub lastmodifiedby: Option<String>,
+    /// When the agreement starts: a duration from now (`1d`) or Unix seconds; none: now
     #[schema(required = false)]
-    pub status: String,
+    pub starttime: Option<Moment>,
+    /// When the agreement ends: a duration from now (`365d`) or Unix seconds; none: never
     #[schema(required = false)]
-    pub agreementmethod: String,
-    #[schema(required = false)]
-    pub referencecode: String,
-    #[schema(required = false)]
-    pub lastmodifiedby: String,
-    /// A duration from now (`1d`) or Unix seconds
-    #[schema(required = false)]
-    pub starttime: StringOrInteger,
-    /// A duration from now (`365d`) or Unix seconds
-    #[schema(required = false)]
-    pub expiration: StringOrInteger,
+    pub expiration: Option<Moment>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1186,16 +1373,20 @@ pub struct Activity {
 /// All optional; `activity` renames it
 #[derive(Serialize, ToSchema)]
 pub struct ActivityBody {
-    #[schema(required = false)]
-    pub activity: String,
-    #[schema(required = false)]
-    pub title: String,
-    #[schema(required = false)]
-    pub script: String,
-    #[schema(required = false)]
-    pub fulldesc: String,
-    #[schema(required = false)]
-    pub applicableto: String,
+    /// Renames the activity
+    #[schema(
+        required = false,
+        pattern = r"^([\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?$"
+    )]
+    pub activity: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub title: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub script: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub fulldesc: Option<String>,
+    #[schema(required = false, max_length = 4096)]
+    pub applicableto: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1302,67 +1493,9 @@ pub struct UserListReplyRowsItem {
 }
 
 #[derive(Serialize, ToSchema)]
-pub enum AuditEventOperation {
-    #[serde(rename = "user-create")]
-    UserCreate,
-    #[serde(rename = "user-read")]
-    UserRead,
-    #[serde(rename = "user-update")]
-    UserUpdate,
-    #[serde(rename = "user-forget")]
-    UserForget,
-    #[serde(rename = "user-list")]
-    UserList,
-    #[serde(rename = "app-create")]
-    AppCreate,
-    #[serde(rename = "app-read")]
-    AppRead,
-    #[serde(rename = "app-update")]
-    AppUpdate,
-    #[serde(rename = "app-delete")]
-    AppDelete,
-    #[serde(rename = "app-list")]
-    AppList,
-    #[serde(rename = "token-create")]
-    TokenCreate,
-    #[serde(rename = "token-revoke")]
-    TokenRevoke,
-    #[serde(rename = "keys-init")]
-    KeysInit,
-    #[serde(rename = "node-id-allocate")]
-    NodeIdAllocate,
-}
-
-#[derive(Serialize, ToSchema)]
-pub enum AuditEventMode {
-    #[serde(rename = "token")]
-    Token,
-    #[serde(rename = "login")]
-    Login,
-    #[serde(rename = "email")]
-    Email,
-    #[serde(rename = "phone")]
-    Phone,
-    #[serde(rename = "custom")]
-    Custom,
-}
-
-#[derive(Serialize, ToSchema)]
 pub enum ExpirationStartStatus {
     #[serde(rename = "wait")]
     Wait,
-}
-
-#[derive(Serialize, ToSchema)]
-pub enum ExpirationStatusReplyExpstatus {
-    #[serde(rename = "")]
-    Empty,
-    #[serde(rename = "wait")]
-    Wait,
-    #[serde(rename = "retain")]
-    Retain,
-    #[serde(rename = "expired")]
-    Expired,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1379,12 +1512,12 @@ pub enum RetentionRuleMatchSince {
 pub struct RetentionRuleMatch {
     #[serde(rename = "olderThan")]
     #[schema(pattern = r#"^[0-9]{1,6}[smhd]$"#, required = false)]
-    pub older_than: String,
+    pub older_than: Option<String>,
     #[schema(inline, required = false, default = json!("created"))]
     pub since: RetentionRuleMatchSince,
     /// Only subjects with a record of this app; the age is then that record's
     #[schema(required = false)]
-    pub app: String,
+    pub app: Option<String>,
     #[serde(rename = "hasFields")]
     #[schema(required = false)]
     pub has_fields: Vec<String>,
@@ -1407,7 +1540,6 @@ pub enum RetentionRuleAction {
 /// Ignored by the vault
 #[derive(Serialize, ToSchema)]
 pub struct RetentionPolicySpecVaultRef {
-    #[schema(required = false)]
     pub name: String,
 }
 
@@ -1428,14 +1560,6 @@ pub struct RetentionRunRulesItem {
 
 #[derive(Serialize, ToSchema)]
 pub enum LegalBasisStatus {
-    #[serde(rename = "active")]
-    Active,
-    #[serde(rename = "disabled")]
-    Disabled,
-}
-
-#[derive(Serialize, ToSchema)]
-pub enum LegalBasisBodyStatus {
     #[serde(rename = "active")]
     Active,
     #[serde(rename = "disabled")]

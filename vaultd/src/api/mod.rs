@@ -72,8 +72,8 @@ pub(crate) fn parse_mode(mode: &str) -> VaultResult<Mode> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Paging {
-    /// Rows to skip
-    #[serde(default)]
+    /// Rows to skip; any count past the last row is an empty page
+    #[serde(default, deserialize_with = "saturating_count")]
     #[param(minimum = 0, default = 0)]
     offset: usize,
     /// Rows to return, 1-1000
@@ -84,6 +84,15 @@ pub struct Paging {
 
 fn default_limit() -> usize {
     10
+}
+
+/// A count of decimal digits, however long (past `usize::MAX` it is `usize::MAX`).
+fn saturating_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(serde::de::Error::custom("not a non-negative integer"));
+    }
+    Ok(text.parse().unwrap_or(usize::MAX))
 }
 
 impl Paging {

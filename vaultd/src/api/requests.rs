@@ -127,8 +127,8 @@ pub async fn get(vault: web::Data<Vault>, caller: Caller, path: web::Path<String
 fn reason(body: &Body) -> VaultResult<String> {
     match body.optional_object()?.get("reason") {
         None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(reason)) if reason.len() <= 1024 => Ok(reason.clone()),
-        Some(_) => Err(VaultError::bad_request("reason must be a string of at most 1024 bytes")),
+        Some(Value::String(reason)) if reason.chars().count() <= 1024 => Ok(reason.clone()),
+        Some(_) => Err(VaultError::bad_request("reason must be a string of at most 1024 characters")),
     }
 }
 

@@ -42,8 +42,8 @@ pub async fn run(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultRe
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
-    /// Only runs of this policy (`namespace/name`)
-    #[param(pattern = r"^[a-z0-9./-]{1,253}$")]
+    /// Only runs of this policy (`namespace/name`); none or empty: every policy's
+    #[param(pattern = r"^[a-z0-9./-]{0,253}$")]
     policy: Option<String>,
     /// Runs to return, newest first
     #[serde(default = "default_limit")]
@@ -82,6 +82,10 @@ pub async fn runs(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> 
     if query.limit == 0 || query.limit > MAX_LIMIT {
         return Err(VaultError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let runs = vault.retention_runs(query.policy.as_deref().filter(|p| !p.is_empty()), query.limit).await?;
+    let policy = query.policy.as_deref().filter(|p| !p.is_empty());
+    if policy.is_some_and(|p| !strongroom_admin_api::retention::valid_policy_name(p)) {
+        return Err(VaultError::bad_request("policy must be 1-253 characters of [a-z0-9-./]"));
+    }
+    let runs = vault.retention_runs(policy, query.limit).await?;
     ok_body(&RunList { runs })
 }

@@ -29,7 +29,7 @@ fn row(view: SessionView) -> serde_json::Value {
     description = r#"Requires scope `users:write`. Sealed under the linked subject's key (and removed when the subject is forgotten), or under a key of its own. Audited as `session-create`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SessionPath, doc::Purpose),
-    request_body(content((doc::SessionBody = "application/json"), (doc::SessionBody = "application/x-www-form-urlencoded"))),
+    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((doc::SessionBody = "application/json"))),
     responses(
         (status = 200, description = r#"Stored"#, links(("GetSession" = (operation_id = "getSession", parameters(("session" = "$response.body#/session")), description = "Read the session")), ("DeleteSession" = (operation_id = "deleteSession", parameters(("session" = "$response.body#/session")), description = "Delete the session"))), body = doc::SessionCreated, content_type = "application/json", example = json!({"status": "ok", "session": "2b0e1c35-3c1c-4b52-9d6a-0f4c2a8e9b11"})),
         (status = 400, response = doc::BadRequest),

@@ -21,7 +21,7 @@ use crate::vault::Vault;
     description = r#"Requires scope `users:write` (and `apps:<app>:read` with `app`). The vault keeps only the SHA-256 of the record id; the share ends at its expiration and goes when the subject is forgotten. Audited as `share-create` (purpose `shared with <partner>`)."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
-    request_body(content((doc::ShareRequest = "application/json"), (doc::ShareRequest = "application/x-www-form-urlencoded"))),
+    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((doc::ShareRequest = "application/json"))),
     responses(
         (status = 200, description = r#"The record id to hand to the partner"#, links(("GetSharedRecord" = (operation_id = "getSharedRecord", parameters(("record" = "$response.body#/record")), description = "Read the shared fields"))), body = doc::ShareCreated, content_type = "application/json", example = json!({"status": "ok", "record": "9d3e5f0a-6b1c-4e2d-8f7a-1c2b3d4e5f60"})),
         (status = 400, response = doc::BadRequest),

@@ -26,6 +26,7 @@ use crate::vault::Vault;
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
         (status = 413, response = doc::PayloadTooLarge),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable),
