@@ -56,7 +56,7 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     params(doc::AppRecordPath, doc::Purpose),
     request_body(description = r#"A JSON object, merged into the app record as an RFC 7396 merge patch (a `null` value removes a field), or an array of RFC 6902 JSON Patch operations applied in order. The app record must remain a JSON object. The body is read as JSON whatever its Content-Type."#, content((doc::UpdateBody = "application/json", examples(("merge" = (summary = "RFC 7396 merge patch", value = json!({"last": "Smith", "phone": null}))), ("patch" = (summary = "RFC 6902 JSON Patch", value = json!([{"op": "replace", "path": "/last", "value": "Smith"}, {"op": "remove", "path": "/phone"}]))))))),
     responses(
-        (status = 200, description = r#"The subject's token"#, body = doc::TokenReply, content_type = "application/json", example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})),
+        (status = 200, description = r#"The subject's token"#, body = doc::ChangeReply, content_type = "application/json", example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),

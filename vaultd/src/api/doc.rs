@@ -1445,10 +1445,26 @@ pub struct RequestReply {
 #[derive(Serialize, ToSchema)]
 pub struct RequestFiled {
     pub status: OkStatus,
-    #[schema(inline, required = false)]
+    #[schema(inline)]
     pub result: RequestFiledResult,
-    #[schema(required = false)]
+    /// The request, for the DPO to approve or cancel
     pub rtoken: Uuid,
+}
+
+/// A change made, or (a subject token's, under `--subject-changes request`) filed for a DPO.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ChangeReply {
+    Done(TokenReply),
+    Filed(RequestFiled),
+}
+
+/// A subject forgotten, or (a subject token's, under `--subject-changes request`) its request filed for a DPO.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ForgetReply {
+    Done(DoneTokenReply),
+    Filed(RequestFiled),
 }
 
 #[derive(Serialize, ToSchema)]

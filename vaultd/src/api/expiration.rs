@@ -20,7 +20,7 @@ use crate::vault::Vault;
     operation_id = "startExpiration",
     tag = "expiration",
     summary = "Start a subject's expiration",
-    description = r#"Requires scope `users:write`. Starts (or restarts, with a new exptoken) a countdown; when it ends the leader forgets the subject unless the subject retained its data. Audited as `expiration-start`."#,
+    description = r#"Requires scope `users:write`. Starts (or restarts, with a new exptoken) a countdown; when it ends the leader forgets the subject unless the subject retained its data. Audited as `expiration-start`. No body, or no `expiration`, starts the vault's maximum (`--max-user-retention-period`, six months of 31 days by default), and a longer one is cut to it."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
     request_body(description = "Optional: no body, or no `expiration`, starts the vault's maximum retention period. Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::ExpirationStart> = "application/json"))),

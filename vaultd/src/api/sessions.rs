@@ -26,7 +26,7 @@ fn row(view: SessionView) -> serde_json::Value {
     operation_id = "putSession",
     tag = "sessions",
     summary = "Create or replace a session",
-    description = r#"Requires scope `users:write`. Sealed under the linked subject's key (and removed when the subject is forgotten), or under a key of its own. Audited as `session-create`."#,
+    description = r#"Requires scope `users:write`. Sealed under the linked subject's key (and removed when the subject is forgotten), or under a key of its own. Audited as `session-create`. A `token`, `login`, `email`, `phone` or `custom` field links the session to that subject (404 when none has it); `expiration` (`30s`, `12h`, `30d`, `6m`, seconds or a Unix time) ends it, at most `--max-session-ttl` after now."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SessionPath, doc::Purpose),
     request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((doc::SessionBody = "application/json"))),
@@ -58,7 +58,7 @@ pub async fn create(
     operation_id = "getSession",
     tag = "sessions",
     summary = "Read a session that has not ended",
-    description = r#"Requires scope `users:read`. Audited as `session-read`."#,
+    description = r#"Requires scope `users:read`. Audited as `session-read`. A missing or ended session is 404 with the message `not found`, as in Databunker (its session store reads that as "no session yet")."#,
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::SessionPath, doc::Purpose),
     responses(
@@ -83,7 +83,7 @@ pub async fn get(vault: web::Data<Vault>, caller: Caller, path: web::Path<String
     operation_id = "deleteSession",
     tag = "sessions",
     summary = "Delete a session",
-    description = r#"Requires scope `users:write`. Audited as `session-delete`."#,
+    description = r#"Requires scope `users:write`. Audited as `session-delete`. Deleting a session that does not exist succeeds, as in Databunker."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SessionPath, doc::Purpose),
     responses(

@@ -18,7 +18,7 @@ use crate::vault::Vault;
     operation_id = "shareRecord",
     tag = "sharing",
     summary = "Share chosen fields of a subject",
-    description = r#"Requires scope `users:write` (and `apps:<app>:read` with `app`). The vault keeps only the SHA-256 of the record id; the share ends at its expiration and goes when the subject is forgotten. Audited as `share-create` (purpose `shared with <partner>`)."#,
+    description = r#"Requires scope `users:write` (and `apps:<app>:read` with `app`). The vault keeps only the SHA-256 of the record id; the share ends at its expiration and goes when the subject is forgotten. Audited as `share-create` (purpose `shared with <partner>`). `fields` is required; `app` shares from an app record, `session` from one of the subject's sessions (not both)."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
     request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((doc::ShareRequest = "application/json"))),
@@ -50,7 +50,7 @@ pub async fn create(
     operation_id = "getSharedRecord",
     tag = "sharing",
     summary = "Read a shared record",
-    description = r#"No access token: the record id is the credential. Only the shared fields, until the share ends (then 404). Audited as `share-read`."#,
+    description = r#"No access token: the record id is the credential. Only the shared fields, until the share ends (then 404). Audited as `share-read`. A share of an app record also answers `app`, a share of a session `session`."#,
     security(()),
     params(doc::RecordPath),
     responses(
