@@ -24,17 +24,52 @@ type AppPath = web::Path<(String, String, String)>;
     description = r#"Requires scope `apps:{app}:write` (the path's app, e.g. `apps:shop:write`). Stores the record sealed under the subject's data key, kept apart from the profile. An existing record of the app is replaced. 404 when the subject is unknown or forgotten; 400 for an invalid app name."#,
     extensions(("x-required-scope" = json!("apps:{app}:write"))),
     params(doc::AppRecordPath, doc::Purpose),
-    request_body(description = r#"The app record: a JSON object, or a form whose fields become string values. Replaces any existing record of the app."#, content((doc::Record = "application/json", example = json!({"street": "221B Baker Street", "city": "London"})), (doc::FormRecord = "application/x-www-form-urlencoded"))),
+    request_body(
+        description = r#"The app record: a JSON object, or a form whose fields become string values. Replaces any existing record of the app."#,
+        content(
+            (doc::Record = "application/json", example = json!({"street": "221B Baker Street", "city": "London"})),
+            (doc::FormRecord = "application/x-www-form-urlencoded")
+        )
+    ),
     responses(
-        (status = 200, description = r#"The subject's token"#, links(("GetAppRecord" = (operation_id = "getAppRecord", parameters(("mode" = "token"), ("id" = "$response.body#/token"), ("app" = "$request.path.app")), description = "Read the app record")), ("UpdateAppRecord" = (operation_id = "updateAppRecord", parameters(("mode" = "token"), ("id" = "$response.body#/token"), ("app" = "$request.path.app")), description = "Change the app record")), ("DeleteAppRecord" = (operation_id = "deleteAppRecord", parameters(("mode" = "token"), ("id" = "$response.body#/token"), ("app" = "$request.path.app")), description = "Delete the app record"))), body = doc::TokenReply, content_type = "application/json", example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})),
+        (
+            status = 200,
+            description = r#"The subject's token"#,
+            links(
+                (
+                    "GetAppRecord" = (
+                        operation_id = "getAppRecord",
+                        parameters(("mode" = "token"), ("id" = "$response.body#/token"), ("app" = "$request.path.app")),
+                        description = "Read the app record"
+                    )
+                ),
+                (
+                    "UpdateAppRecord" = (
+                        operation_id = "updateAppRecord",
+                        parameters(("mode" = "token"), ("id" = "$response.body#/token"), ("app" = "$request.path.app")),
+                        description = "Change the app record"
+                    )
+                ),
+                (
+                    "DeleteAppRecord" = (
+                        operation_id = "deleteAppRecord",
+                        parameters(("mode" = "token"), ("id" = "$response.body#/token"), ("app" = "$request.path.app")),
+                        description = "Delete the app record"
+                    )
+                )
+            ),
+            body = doc::TokenReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 413, response = doc::PayloadTooLarge),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body: Body) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
@@ -54,9 +89,36 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     description = r#"Requires scope `apps:{app}:write` (the path's app, e.g. `apps:shop:write`). Applies an RFC 7396 merge object or an RFC 6902 patch array to an existing app record. 404 when the subject or the record does not exist; 409 when concurrent writers keep winning the race. With a subject token and `--subject-changes request` (the default), the change is filed for a DPO instead: the answer is `RequestFiled`."#,
     extensions(("x-required-scope" = json!("apps:{app}:write"))),
     params(doc::AppRecordPath, doc::Purpose),
-    request_body(description = r#"A JSON object, merged into the app record as an RFC 7396 merge patch (a `null` value removes a field), or an array of RFC 6902 JSON Patch operations applied in order. The app record must remain a JSON object. The body is read as JSON whatever its Content-Type."#, content((doc::UpdateBody = "application/json", examples(("merge" = (summary = "RFC 7396 merge patch", value = json!({"last": "Smith", "phone": null}))), ("patch" = (summary = "RFC 6902 JSON Patch", value = json!([{"op": "replace", "path": "/last", "value": "Smith"}, {"op": "remove", "path": "/phone"}]))))))),
+    request_body(
+        description = r#"A JSON object, merged into the app record as an RFC 7396 merge patch (a `null` value removes a field), or an array of RFC 6902 JSON Patch operations applied in order. The app record must remain a JSON object. The body is read as JSON whatever its Content-Type."#,
+        content(
+            (
+                doc::UpdateBody = "application/json",
+                examples(
+                    ("merge" = (summary = "RFC 7396 merge patch", value = json!({"last": "Smith", "phone": null}))),
+                    (
+                        "patch" = (
+                            summary = "RFC 6902 JSON Patch",
+                            value = json!(
+                                [
+                                    {"op": "replace", "path": "/last", "value": "Smith"},
+                                    {"op": "remove", "path": "/phone"}
+                                ]
+                            )
+                        )
+                    )
+                )
+            )
+        )
+    ),
     responses(
-        (status = 200, description = r#"The subject's token"#, body = doc::ChangeReply, content_type = "application/json", example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})),
+        (
+            status = 200,
+            description = r#"The subject's token"#,
+            body = doc::ChangeReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
@@ -64,8 +126,8 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
         (status = 409, response = doc::Conflict),
         (status = 413, response = doc::PayloadTooLarge),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body: Body) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
@@ -92,14 +154,27 @@ pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     extensions(("x-required-scope" = json!("apps:{app}:read"))),
     params(doc::AppRecordPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The app record"#, body = doc::AppReply, content_type = "application/json", example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21", "app": "shop", "data": {"city": "London"}})),
+        (
+            status = 200,
+            description = r#"The app record"#,
+            body = doc::AppReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21",
+                    "app": "shop",
+                    "data": {"city": "London"}
+                }
+            )
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn get(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
@@ -119,14 +194,20 @@ pub async fn get(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> Vaul
     extensions(("x-required-scope" = json!("apps:{app}:write"))),
     params(doc::AppRecordPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The record was deleted"#, body = doc::DoneTokenReply, content_type = "application/json", example = json!({"status": "ok", "result": "done", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})),
+        (
+            status = 200,
+            description = r#"The record was deleted"#,
+            body = doc::DoneTokenReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "done", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn delete(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> VaultResult<HttpResponse> {
     let (mode, id, app) = path.into_inner();
@@ -147,14 +228,20 @@ pub async fn delete(vault: web::Data<Vault>, caller: Caller, path: AppPath) -> V
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::SubjectPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The subject's token and app names"#, body = doc::UserAppsReply, content_type = "application/json", example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21", "apps": ["shop"]})),
+        (
+            status = 200,
+            description = r#"The subject's token and app names"#,
+            body = doc::UserAppsReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21", "apps": ["shop"]})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn list_for_user(
     vault: web::Data<Vault>,
@@ -177,13 +264,19 @@ pub async fn list_for_user(
     extensions(("x-required-scope" = json!("apps:*:read"))),
     params(doc::Purpose),
     responses(
-        (status = 200, description = r#"App names"#, body = doc::AppNamesReply, content_type = "application/json", example = json!({"status": "ok", "apps": ["crm", "shop"]})),
+        (
+            status = 200,
+            description = r#"App names"#,
+            body = doc::AppNamesReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "apps": ["crm", "shop"]})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn names(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::app("*", "read"))?;

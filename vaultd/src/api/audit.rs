@@ -20,13 +20,18 @@ use crate::vault::Vault;
     extensions(("x-required-scope" = json!("audit:read"))),
     params(super::Paging, doc::Purpose),
     responses(
-        (status = 200, description = r#"A page of audit events"#, body = doc::AuditListReply, content_type = "application/json"),
+        (
+            status = 200,
+            description = r#"A page of audit events"#,
+            body = doc::AuditListReply,
+            content_type = "application/json"
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn all(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
@@ -46,13 +51,18 @@ pub async fn all(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> V
     extensions(("x-required-scope" = json!("audit:read"))),
     params(doc::SubjectTokenPath, super::Paging, doc::Purpose),
     responses(
-        (status = 200, description = r#"A page of the subject's audit events"#, body = doc::AuditListReply, content_type = "application/json"),
+        (
+            status = 200,
+            description = r#"A page of the subject's audit events"#,
+            body = doc::AuditListReply,
+            content_type = "application/json"
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn for_subject(
     vault: web::Data<Vault>,
@@ -78,14 +88,19 @@ pub async fn for_subject(
     extensions(("x-required-scope" = json!("audit:read"))),
     params(doc::AuditEventPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The audit event"#, body = doc::AuditEventReply, content_type = "application/json"),
+        (
+            status = 200,
+            description = r#"The audit event"#,
+            body = doc::AuditEventReply,
+            content_type = "application/json"
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn event(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;
@@ -106,14 +121,38 @@ pub async fn event(vault: web::Data<Vault>, caller: Caller, path: web::Path<Stri
     extensions(("x-required-scope" = json!("audit:read"))),
     params(doc::Purpose),
     responses(
-        (status = 200, description = r#"The chain is intact"#, body = doc::VerifyReply, content_type = "application/json", example = json!({"status": "ok", "verification": {"intact": true, "events": 42, "head": "9f2c…"}})),
+        (
+            status = 200,
+            description = r#"The chain is intact"#,
+            body = doc::VerifyReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "verification": {"intact": true, "events": 42, "head": "9f2c…"}})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
-        (status = 409, description = r#"The chain is broken"#, body = doc::VerifyFailure, content_type = "application/json", example = json!({"status": "error", "message": "audit chain is broken at event 7: event content does not match its hash", "verification": {"intact": false, "events": 6, "broken_at": 7, "reason": "event content does not match its hash", "head": "9f2c…"}})),
+        (
+            status = 409,
+            description = r#"The chain is broken"#,
+            body = doc::VerifyFailure,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "error",
+                    "message": "audit chain is broken at event 7: event content does not match its hash",
+                    "verification": {
+                        "intact": false,
+                        "events": 6,
+                        "broken_at": 7,
+                        "reason": "event content does not match its hash",
+                        "head": "9f2c…"
+                    }
+                }
+            )
+        ),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn verify(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::audit_read())?;

@@ -34,13 +34,61 @@ pub struct StatusQuery {
     extensions(("x-required-scope" = json!("cluster:admin"))),
     params(StatusQuery, doc::Purpose),
     responses(
-        (status = 200, description = r#"The cluster's state"#, body = doc::ClusterStatusReply, content_type = "application/json", example = json!({"status": "ok", "nodeId": 1, "state": "leader", "leader": 1, "term": 3, "lastLogIndex": 1042, "appliedIndex": 1042, "snapshotIndex": 1000, "purgedIndex": 990, "members": [{"id": 1, "raftAddress": "vault-0.vault-headless:3001", "apiAddress": "http://vault-0.vault-headless:3000", "voter": true, "matchedIndex": 1042, "lag": 0, "healthy": true}, {"id": 2, "raftAddress": "vault-1.vault-headless:3001", "apiAddress": "http://vault-1.vault-headless:3000", "voter": true, "matchedIndex": 1042, "lag": 0, "healthy": true}, {"id": 4, "raftAddress": "vault-2.vault-headless:3001", "apiAddress": "http://vault-2.vault-headless:3000", "voter": false, "matchedIndex": 1017, "lag": 25, "healthy": true}], "erasures": {"pending": 1, "oldestPendingSince": 1718000000000_i64, "compactionDeadlineMs": 3600000}})),
+        (
+            status = 200,
+            description = r#"The cluster's state"#,
+            body = doc::ClusterStatusReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "nodeId": 1,
+                    "state": "leader",
+                    "leader": 1,
+                    "term": 3,
+                    "lastLogIndex": 1042,
+                    "appliedIndex": 1042,
+                    "snapshotIndex": 1000,
+                    "purgedIndex": 990,
+                    "members": [
+                        {
+                            "id": 1,
+                            "raftAddress": "vault-0.vault-headless:3001",
+                            "apiAddress": "http://vault-0.vault-headless:3000",
+                            "voter": true,
+                            "matchedIndex": 1042,
+                            "lag": 0,
+                            "healthy": true
+                        },
+                        {
+                            "id": 2,
+                            "raftAddress": "vault-1.vault-headless:3001",
+                            "apiAddress": "http://vault-1.vault-headless:3000",
+                            "voter": true,
+                            "matchedIndex": 1042,
+                            "lag": 0,
+                            "healthy": true
+                        },
+                        {
+                            "id": 4,
+                            "raftAddress": "vault-2.vault-headless:3001",
+                            "apiAddress": "http://vault-2.vault-headless:3000",
+                            "voter": false,
+                            "matchedIndex": 1017,
+                            "lag": 25,
+                            "healthy": true
+                        }
+                    ],
+                    "erasures": {"pending": 1, "oldestPendingSince": 1718000000000_i64, "compactionDeadlineMs": 3600000}
+                }
+            )
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn status(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;
@@ -68,14 +116,26 @@ pub async fn status(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -
     extensions(("x-required-scope" = json!("cluster:admin"))),
     params(doc::Purpose),
     responses(
-        (status = 200, description = r#"The cluster was bootstrapped; this node's id"#, body = doc::MemberAddedReply, content_type = "application/json", example = json!({"status": "ok", "id": 1})),
+        (
+            status = 200,
+            description = r#"The cluster was bootstrapped; this node's id"#,
+            body = doc::MemberAddedReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "id": 1})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
-        (status = 409, description = r#"This node already belongs to a cluster"#, body = doc::ErrorReply, content_type = "application/json", example = json!({"status": "error", "message": "this node already belongs to a cluster"})),
+        (
+            status = 409,
+            description = r#"This node already belongs to a cluster"#,
+            body = doc::ErrorReply,
+            content_type = "application/json",
+            example = json!({"status": "error", "message": "this node already belongs to a cluster"})
+        ),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn init(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;
@@ -92,17 +152,60 @@ pub async fn init(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpRe
     description = r#"Requires scope `cluster:admin`. Allocates a node id that was never used before (audited as `node-id-allocate`), hands it to the uninitialised node listening at `raftAddress`, and adds that node as a learner: it replicates the log but does not vote until promoted. Any member accepts the request and forwards it to the leader. 400 for a malformed body or addresses; 409 when another member already has `raftAddress` (unless `replace` is set), or when the node cannot be reached or already belongs to a cluster."#,
     extensions(("x-required-scope" = json!("cluster:admin"))),
     params(doc::Purpose),
-    request_body(content((doc::AddLearner = "application/json", example = json!({"raftAddress": "vault-2.vault-headless:3001", "apiAddress": "http://vault-2.vault-headless:3000", "replace": false})))),
+    request_body(
+        content(
+            (
+                doc::AddLearner = "application/json",
+                example = json!(
+                    {
+                        "raftAddress": "vault-2.vault-headless:3001",
+                        "apiAddress": "http://vault-2.vault-headless:3000",
+                        "replace": false
+                    }
+                )
+            )
+        )
+    ),
     responses(
-        (status = 200, description = r#"The node was added as a learner; its new id"#, links(("PromoteMember" = (operation_id = "promoteMember", parameters(("id" = "$response.body#/id")), description = "Make the learner a voter")), ("RemoveMember" = (operation_id = "removeMember", parameters(("id" = "$response.body#/id")), description = "Remove it again"))), body = doc::MemberAddedReply, content_type = "application/json", example = json!({"status": "ok", "id": 4})),
+        (
+            status = 200,
+            description = r#"The node was added as a learner; its new id"#,
+            links(
+                (
+                    "PromoteMember" = (
+                        operation_id = "promoteMember",
+                        parameters(("id" = "$response.body#/id")),
+                        description = "Make the learner a voter"
+                    )
+                ),
+                (
+                    "RemoveMember" = (
+                        operation_id = "removeMember",
+                        parameters(("id" = "$response.body#/id")),
+                        description = "Remove it again"
+                    )
+                )
+            ),
+            body = doc::MemberAddedReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "id": 4})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
-        (status = 409, description = r#"Another member has `raftAddress` (and `replace` is not set), or the node at `raftAddress` cannot be reached or already belongs to a cluster"#, body = doc::ErrorReply, content_type = "application/json", example = json!({"status": "error", "message": "raftAddress belongs to member 3; remove it first or set replace"})),
+        (
+            status = 409,
+            description = r#"Another member has `raftAddress` (and `replace` is not set), or the node at `raftAddress` cannot be reached or already belongs to a cluster"#,
+            body = doc::ErrorReply,
+            content_type = "application/json",
+            example = json!(
+                {"status": "error", "message": "raftAddress belongs to member 3; remove it first or set replace"}
+            )
+        ),
         (status = 413, response = doc::PayloadTooLarge),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn add_learner(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;
@@ -123,15 +226,29 @@ pub async fn add_learner(vault: web::Data<Vault>, caller: Caller, body: Body) ->
     extensions(("x-required-scope" = json!("cluster:admin"))),
     params(doc::NodePath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The member is now a voter"#, body = doc::PromotedReply, content_type = "application/json", example = json!({"status": "ok", "id": 4, "voter": true})),
+        (
+            status = 200,
+            description = r#"The member is now a voter"#,
+            body = doc::PromotedReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "id": 4, "voter": true})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
-        (status = 409, description = r#"The member is already a voter, or is still lagging behind the leader"#, body = doc::ErrorReply, content_type = "application/json", example = json!({"status": "error", "message": "learner 4 is 312 entries behind; promote it once it has caught up"})),
+        (
+            status = 409,
+            description = r#"The member is already a voter, or is still lagging behind the leader"#,
+            body = doc::ErrorReply,
+            content_type = "application/json",
+            example = json!(
+                {"status": "error", "message": "learner 4 is 312 entries behind; promote it once it has caught up"}
+            )
+        ),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn promote(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;
@@ -150,15 +267,27 @@ pub async fn promote(vault: web::Data<Vault>, caller: Caller, path: web::Path<St
     extensions(("x-required-scope" = json!("cluster:admin"))),
     params(doc::NodePath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The member was removed"#, body = doc::RemovedReply, content_type = "application/json", example = json!({"status": "ok", "id": 4, "removed": true})),
+        (
+            status = 200,
+            description = r#"The member was removed"#,
+            body = doc::RemovedReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "id": 4, "removed": true})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
-        (status = 409, description = r#"The member is the cluster's last voter"#, body = doc::ErrorReply, content_type = "application/json", example = json!({"status": "error", "message": "cannot remove the last voter"})),
+        (
+            status = 409,
+            description = r#"The member is the cluster's last voter"#,
+            body = doc::ErrorReply,
+            content_type = "application/json",
+            example = json!({"status": "error", "message": "cannot remove the last voter"})
+        ),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn remove(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::cluster_admin())?;

@@ -23,12 +23,37 @@ use crate::vault::Vault;
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::Purpose),
     responses(
-        (status = 200, description = r#"Legal bases"#, body = doc::LegalBasisListReply, content_type = "application/json", example = json!({"status": "ok", "total": 1, "rows": [{"brief": "marketing", "status": "active", "module": "", "shortdesc": "Marketing emails", "fulldesc": "", "basistype": "consent", "requiredmsg": "", "usercontrol": true, "requiredflag": false, "creationtime": 1767225600}]})),
+        (
+            status = 200,
+            description = r#"Legal bases"#,
+            body = doc::LegalBasisListReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "total": 1,
+                    "rows": [
+                        {
+                            "brief": "marketing",
+                            "status": "active",
+                            "module": "",
+                            "shortdesc": "Marketing emails",
+                            "fulldesc": "",
+                            "basistype": "consent",
+                            "requiredmsg": "",
+                            "usercontrol": true,
+                            "requiredflag": false,
+                            "creationtime": 1767225600
+                        }
+                    ]
+                }
+            )
+        ),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn list_bases(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("read"))?;
@@ -45,16 +70,48 @@ pub async fn list_bases(vault: web::Data<Vault>, caller: Caller) -> VaultResult<
     description = r#"Requires scope `consent:admin`. Audited as `legal-basis-change`."#,
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::BriefPath, doc::Purpose),
-    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::LegalBasisBody> = "application/json"))),
+    request_body(
+        description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.",
+        content((Option<doc::LegalBasisBody> = "application/json"))
+    ),
     responses(
-        (status = 200, description = r#"Done"#, links(("AcceptAgreement" = (operation_id = "acceptAgreement", parameters(("brief" = "$request.path.brief")), description = "A subject agrees to this legal basis")), ("DeleteLegalBasis" = (operation_id = "deleteLegalBasis", parameters(("brief" = "$request.path.brief")), description = "Delete the legal basis")), ("RevokeLegalBasis" = (operation_id = "revokeLegalBasis", parameters(("brief" = "$request.path.brief")), description = "Revoke it for everyone"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            links(
+                (
+                    "AcceptAgreement" = (
+                        operation_id = "acceptAgreement",
+                        parameters(("brief" = "$request.path.brief")),
+                        description = "A subject agrees to this legal basis"
+                    )
+                ),
+                (
+                    "DeleteLegalBasis" = (
+                        operation_id = "deleteLegalBasis",
+                        parameters(("brief" = "$request.path.brief")),
+                        description = "Delete the legal basis"
+                    )
+                ),
+                (
+                    "RevokeLegalBasis" = (
+                        operation_id = "revokeLegalBasis",
+                        parameters(("brief" = "$request.path.brief")),
+                        description = "Revoke it for everyone"
+                    )
+                )
+            ),
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn put_basis(
     vault: web::Data<Vault>,
@@ -77,14 +134,20 @@ pub async fn put_basis(
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::BriefPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn delete_basis(
     vault: web::Data<Vault>,
@@ -105,16 +168,49 @@ pub async fn delete_basis(
     description = r#"Requires scope `users:write`. With `status: no`, records a withdrawal instead. Audited as `consent-accept` / `consent-withdraw`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::AgreementPath, doc::Purpose),
-    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::AgreementBody> = "application/json"))),
+    request_body(
+        description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.",
+        content((Option<doc::AgreementBody> = "application/json"))
+    ),
     responses(
-        (status = 200, description = r#"Done"#, links(("GetAgreement" = (operation_id = "getAgreement", parameters(("brief" = "$request.path.brief"), ("mode" = "$request.path.mode"), ("id" = "$request.path.id")), description = "Read the agreement")), ("WithdrawAgreement" = (operation_id = "withdrawAgreement", parameters(("brief" = "$request.path.brief"), ("mode" = "$request.path.mode"), ("id" = "$request.path.id")), description = "Withdraw it"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            links(
+                (
+                    "GetAgreement" = (
+                        operation_id = "getAgreement",
+                        parameters(
+                            ("brief" = "$request.path.brief"),
+                            ("mode" = "$request.path.mode"),
+                            ("id" = "$request.path.id")
+                        ),
+                        description = "Read the agreement"
+                    )
+                ),
+                (
+                    "WithdrawAgreement" = (
+                        operation_id = "withdrawAgreement",
+                        parameters(
+                            ("brief" = "$request.path.brief"),
+                            ("mode" = "$request.path.mode"),
+                            ("id" = "$request.path.id")
+                        ),
+                        description = "Withdraw it"
+                    )
+                )
+            ),
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn accept(
     vault: web::Data<Vault>,
@@ -137,16 +233,25 @@ pub async fn accept(
     description = r#"Requires scope `users:write`. Audited as `consent-withdraw`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::AgreementPath, doc::Purpose),
-    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::AgreementBody> = "application/json"))),
+    request_body(
+        description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.",
+        content((Option<doc::AgreementBody> = "application/json"))
+    ),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn withdraw(
     vault: web::Data<Vault>,
@@ -170,14 +275,37 @@ pub async fn withdraw(
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::AgreementPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The agreement"#, body = doc::AgreementReply, content_type = "application/json", example = json!({"status": "ok", "data": {"token": "861be8ba-4644-49a7-8a41-44e9fe86b57f", "brief": "marketing", "status": "yes", "creationtime": 1767225600, "when": 1767225600, "starttime": 0, "endtime": 0, "mode": "login", "agreementmethod": "api", "referencecode": "web-form", "lastmodifiedby": ""}})),
+        (
+            status = 200,
+            description = r#"The agreement"#,
+            body = doc::AgreementReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "data": {
+                        "token": "861be8ba-4644-49a7-8a41-44e9fe86b57f",
+                        "brief": "marketing",
+                        "status": "yes",
+                        "creationtime": 1767225600,
+                        "when": 1767225600,
+                        "starttime": 0,
+                        "endtime": 0,
+                        "mode": "login",
+                        "agreementmethod": "api",
+                        "referencecode": "web-form",
+                        "lastmodifiedby": ""
+                    }
+                }
+            )
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn get_agreement(
     vault: web::Data<Vault>,
@@ -200,14 +328,20 @@ pub async fn get_agreement(
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::BriefPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn revoke_all(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::consent_admin())?;
@@ -225,14 +359,20 @@ pub async fn revoke_all(vault: web::Data<Vault>, caller: Caller, path: web::Path
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::SubjectPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Agreements"#, body = doc::AgreementListReply, content_type = "application/json", example = json!({"status": "ok", "total": 0, "rows": []})),
+        (
+            status = 200,
+            description = r#"Agreements"#,
+            body = doc::AgreementListReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "total": 0, "rows": []})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn list_agreements(
     vault: web::Data<Vault>,
@@ -255,12 +395,34 @@ pub async fn list_agreements(
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::Purpose),
     responses(
-        (status = 200, description = r#"Activities"#, body = doc::ActivityListReply, content_type = "application/json", example = json!({"status": "ok", "total": 1, "rows": [{"activity": "newsletter", "title": "Newsletter", "script": "", "fulldesc": "", "applicableto": "", "legalbasis": "marketing", "creationtime": 1767225600}]})),
+        (
+            status = 200,
+            description = r#"Activities"#,
+            body = doc::ActivityListReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "total": 1,
+                    "rows": [
+                        {
+                            "activity": "newsletter",
+                            "title": "Newsletter",
+                            "script": "",
+                            "fulldesc": "",
+                            "applicableto": "",
+                            "legalbasis": "marketing",
+                            "creationtime": 1767225600
+                        }
+                    ]
+                }
+            )
+        ),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn list_activities(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::users("read"))?;
@@ -292,16 +454,41 @@ pub async fn list_activities(vault: web::Data<Vault>, caller: Caller) -> VaultRe
     description = r#"Requires scope `consent:admin`. Keeps its links. Audited as `activity-change`."#,
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::ActivityPath, doc::Purpose),
-    request_body(description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::ActivityBody> = "application/json"))),
+    request_body(
+        description = "Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.",
+        content((Option<doc::ActivityBody> = "application/json"))
+    ),
     responses(
-        (status = 200, description = r#"Done"#, links(("DeleteActivity" = (operation_id = "deleteActivity", parameters(("activity" = "$request.path.activity")), description = "Delete the activity")), ("LinkActivity" = (operation_id = "linkActivity", parameters(("activity" = "$request.path.activity")), description = "Link a legal basis to it"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            links(
+                (
+                    "DeleteActivity" = (
+                        operation_id = "deleteActivity",
+                        parameters(("activity" = "$request.path.activity")),
+                        description = "Delete the activity"
+                    )
+                ),
+                (
+                    "LinkActivity" = (
+                        operation_id = "linkActivity",
+                        parameters(("activity" = "$request.path.activity")),
+                        description = "Link a legal basis to it"
+                    )
+                )
+            ),
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn put_activity(
     vault: web::Data<Vault>,
@@ -324,14 +511,20 @@ pub async fn put_activity(
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::ActivityPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn delete_activity(
     vault: web::Data<Vault>,
@@ -353,14 +546,29 @@ pub async fn delete_activity(
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::ActivityBriefPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Done"#, links(("UnlinkActivity" = (operation_id = "unlinkActivity", parameters(("activity" = "$request.path.activity"), ("brief" = "$request.path.brief")), description = "Unlink it again"))), body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            links(
+                (
+                    "UnlinkActivity" = (
+                        operation_id = "unlinkActivity",
+                        parameters(("activity" = "$request.path.activity"), ("brief" = "$request.path.brief")),
+                        description = "Unlink it again"
+                    )
+                )
+            ),
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn link(
     vault: web::Data<Vault>,
@@ -383,14 +591,20 @@ pub async fn link(
     extensions(("x-required-scope" = json!("consent:admin"))),
     params(doc::ActivityBriefPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn unlink(
     vault: web::Data<Vault>,

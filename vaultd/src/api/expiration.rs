@@ -23,16 +23,55 @@ use crate::vault::Vault;
     description = r#"Requires scope `users:write`. Starts (or restarts, with a new exptoken) a countdown; when it ends the leader forgets the subject unless the subject retained its data. Audited as `expiration-start`. No body, or no `expiration`, starts the vault's maximum (`--max-user-retention-period`, six months of 31 days by default), and a longer one is cut to it."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
-    request_body(description = "Optional: no body, or no `expiration`, starts the vault's maximum retention period. Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.", content((Option<doc::ExpirationStart> = "application/json"))),
+    request_body(
+        description = "Optional: no body, or no `expiration`, starts the vault's maximum retention period. Also taken as a form (`application/x-www-form-urlencoded`) of the same fields, their values as text.",
+        content((Option<doc::ExpirationStart> = "application/json"))
+    ),
     responses(
-        (status = 200, description = r#"The exptoken to hand to the subject"#, links(("RetainData" = (operation_id = "retainData", parameters(("exptoken" = "$response.body#/exptoken")), description = "The subject keeps its data")), ("DeleteByExptoken" = (operation_id = "deleteByExptoken", parameters(("exptoken" = "$response.body#/exptoken")), description = "The subject has its data forgotten")), ("ExpirationStatus" = (operation_id = "expirationStatus", parameters(("mode" = "$request.path.mode"), ("id" = "$request.path.id")), description = "The countdown just started")), ("CancelExpiration" = (operation_id = "cancelExpiration", parameters(("mode" = "$request.path.mode"), ("id" = "$request.path.id")), description = "Stop the countdown"))), body = doc::ExpirationStarted, content_type = "application/json", example = json!({"status": "ok", "exptoken": "6f1c1a4e-2d0b-4a6e-9b7e-0d3c9f1e2a10"})),
+        (
+            status = 200,
+            description = r#"The exptoken to hand to the subject"#,
+            links(
+                (
+                    "RetainData" = (
+                        operation_id = "retainData",
+                        parameters(("exptoken" = "$response.body#/exptoken")),
+                        description = "The subject keeps its data"
+                    )
+                ),
+                (
+                    "DeleteByExptoken" = (
+                        operation_id = "deleteByExptoken",
+                        parameters(("exptoken" = "$response.body#/exptoken")),
+                        description = "The subject has its data forgotten"
+                    )
+                ),
+                (
+                    "ExpirationStatus" = (
+                        operation_id = "expirationStatus",
+                        parameters(("mode" = "$request.path.mode"), ("id" = "$request.path.id")),
+                        description = "The countdown just started"
+                    )
+                ),
+                (
+                    "CancelExpiration" = (
+                        operation_id = "cancelExpiration",
+                        parameters(("mode" = "$request.path.mode"), ("id" = "$request.path.id")),
+                        description = "Stop the countdown"
+                    )
+                )
+            ),
+            body = doc::ExpirationStarted,
+            content_type = "application/json",
+            example = json!({"status": "ok", "exptoken": "6f1c1a4e-2d0b-4a6e-9b7e-0d3c9f1e2a10"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn start(
     vault: web::Data<Vault>,
@@ -65,14 +104,27 @@ pub async fn start(
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::SubjectPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The expiration"#, body = doc::ExpirationStatusReply, content_type = "application/json", example = json!({"status": "ok", "exptime": 1767225600, "expstatus": "wait", "exptoken": "6f1c1a4e-2d0b-4a6e-9b7e-0d3c9f1e2a10"})),
+        (
+            status = 200,
+            description = r#"The expiration"#,
+            body = doc::ExpirationStatusReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "exptime": 1767225600,
+                    "expstatus": "wait",
+                    "exptoken": "6f1c1a4e-2d0b-4a6e-9b7e-0d3c9f1e2a10"
+                }
+            )
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn status(
     vault: web::Data<Vault>,
@@ -94,14 +146,20 @@ pub async fn status(
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"Cancelled"#, body = doc::OkReply, content_type = "application/json", example = json!({"status": "ok"})),
+        (
+            status = 200,
+            description = r#"Cancelled"#,
+            body = doc::OkReply,
+            content_type = "application/json",
+            example = json!({"status": "ok"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn cancel(
     vault: web::Data<Vault>,
@@ -126,12 +184,18 @@ pub async fn cancel(
     security(()),
     params(doc::ExptokenPath),
     responses(
-        (status = 200, description = r#"Retained"#, body = doc::ResultReply, content_type = "application/json", example = json!({"status": "ok", "result": "retained"})),
+        (
+            status = 200,
+            description = r#"Retained"#,
+            body = doc::ResultReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "retained"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn retain(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
     vault.retain_data(&path).await?;
@@ -149,12 +213,18 @@ pub async fn retain(vault: web::Data<Vault>, path: web::Path<String>) -> VaultRe
     security(()),
     params(doc::ExptokenPath),
     responses(
-        (status = 200, description = r#"Forgotten"#, body = doc::ResultReply, content_type = "application/json", example = json!({"status": "ok", "result": "deleted"})),
+        (
+            status = 200,
+            description = r#"Forgotten"#,
+            body = doc::ResultReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "deleted"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn delete(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
     vault.delete_by_exptoken(&path).await?;

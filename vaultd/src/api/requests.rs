@@ -35,13 +35,19 @@ struct StatusQuery {
     extensions(("x-required-scope" = json!("requests:admin"))),
     params(doc::RequestStatusQuery, super::Paging, doc::Purpose),
     responses(
-        (status = 200, description = r#"Requests"#, body = doc::RequestListReply, content_type = "application/json", example = json!({"status": "ok", "total": 0, "rows": []})),
+        (
+            status = 200,
+            description = r#"Requests"#,
+            body = doc::RequestListReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "total": 0, "rows": []})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn list(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::requests_admin())?;
@@ -69,14 +75,20 @@ pub async fn list(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> 
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::SubjectPath, super::Paging, doc::Purpose),
     responses(
-        (status = 200, description = r#"Requests"#, body = doc::RequestListReply, content_type = "application/json", example = json!({"status": "ok", "total": 0, "rows": []})),
+        (
+            status = 200,
+            description = r#"Requests"#,
+            body = doc::RequestListReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "total": 0, "rows": []})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn for_user(
     vault: web::Data<Vault>,
@@ -109,14 +121,35 @@ fn may_see(caller: &Caller) -> VaultResult<()> {
     extensions(("x-required-scope" = json!("requests:admin"))),
     params(doc::RequestPath, doc::Purpose),
     responses(
-        (status = 200, description = r#"The request"#, body = doc::RequestReply, content_type = "application/json", example = json!({"status": "ok", "request": {"rtoken": "c663c265-2aeb-48c9-9de8-99fd72b79418", "token": "62575d06-ee35-406c-a70d-b23e232c0006", "action": "change-profile", "status": "open", "reason": "", "creationtime": 1767225600, "when": 1767225600, "original": {"first": "Ann"}, "change": {"first": "Annie"}}})),
+        (
+            status = 200,
+            description = r#"The request"#,
+            body = doc::RequestReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "request": {
+                        "rtoken": "c663c265-2aeb-48c9-9de8-99fd72b79418",
+                        "token": "62575d06-ee35-406c-a70d-b23e232c0006",
+                        "action": "change-profile",
+                        "status": "open",
+                        "reason": "",
+                        "creationtime": 1767225600,
+                        "when": 1767225600,
+                        "original": {"first": "Ann"},
+                        "change": {"first": "Annie"}
+                    }
+                }
+            )
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn get(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     may_see(&caller)?;
@@ -143,15 +176,21 @@ fn reason(body: &Body) -> VaultResult<String> {
     params(doc::RequestPath, doc::Purpose),
     request_body(content((Option<doc::ReasonBody> = "application/json"))),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::ResultReply, content_type = "application/json", example = json!({"status": "ok", "result": "done"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::ResultReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "done"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn approve(
     vault: web::Data<Vault>,
@@ -176,15 +215,21 @@ pub async fn approve(
     params(doc::RequestPath, doc::Purpose),
     request_body(content((Option<doc::ReasonBody> = "application/json"))),
     responses(
-        (status = 200, description = r#"Done"#, body = doc::ResultReply, content_type = "application/json", example = json!({"status": "ok", "result": "done"})),
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::ResultReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "done"})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn cancel(
     vault: web::Data<Vault>,

@@ -23,13 +23,48 @@ use crate::vault::Vault;
     params(doc::Purpose),
     request_body(content((doc::RetentionRunRequest = "application/json"))),
     responses(
-        (status = 200, description = r#"The run report"#, links(("GetAuditEvent" = (operation_id = "getAuditEvent", parameters(("atoken" = "$response.body#/auditEventId")), description = "The audit event recording the run"))), body = doc::RetentionRunReply, content_type = "application/json", example = json!({"status": "ok", "policy": "shop/drop-phone", "dryRun": false, "startedAt": 1767225600000_i64, "finishedAt": 1767225601000_i64, "matched": 120, "changed": 118, "rules": [{"name": "drop-phone-after-90d", "action": "dropFields", "matched": 120, "changed": 118, "skipped": 0}], "auditEventId": "00000000-0a1b-8c7b-be05-dfcc4ab873c9"})),
+        (
+            status = 200,
+            description = r#"The run report"#,
+            links(
+                (
+                    "GetAuditEvent" = (
+                        operation_id = "getAuditEvent",
+                        parameters(("atoken" = "$response.body#/auditEventId")),
+                        description = "The audit event recording the run"
+                    )
+                )
+            ),
+            body = doc::RetentionRunReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "policy": "shop/drop-phone",
+                    "dryRun": false,
+                    "startedAt": 1767225600000_i64,
+                    "finishedAt": 1767225601000_i64,
+                    "matched": 120,
+                    "changed": 118,
+                    "rules": [
+                        {
+                            "name": "drop-phone-after-90d",
+                            "action": "dropFields",
+                            "matched": 120,
+                            "changed": 118,
+                            "skipped": 0
+                        }
+                    ],
+                    "auditEventId": "00000000-0a1b-8c7b-be05-dfcc4ab873c9"
+                }
+            )
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn run(vault: web::Data<Vault>, caller: Caller, body: Body) -> VaultResult<HttpResponse> {
     caller.require(&Scope::retention_run())?;
@@ -67,13 +102,19 @@ const MAX_LIMIT: usize = 100;
     extensions(("x-required-scope" = json!("retention:run"))),
     params(RunsQuery),
     responses(
-        (status = 200, description = r#"Runs"#, body = doc::RetentionRunsReply, content_type = "application/json", example = json!({"status": "ok", "runs": []})),
+        (
+            status = 200,
+            description = r#"Runs"#,
+            body = doc::RetentionRunsReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "runs": []})
+        ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 500, response = doc::InternalError),
-        (status = 503, response = doc::Unavailable),
-    )
+        (status = 503, response = doc::Unavailable)
+    ),
 )]
 pub async fn runs(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::retention_run())?;

@@ -23,8 +23,22 @@ use crate::vault::Vault;
     description = r#"No token needed. Version, the label of the key encryption key in use, whether bulk listing is enabled, and this node's place in the cluster. Reveals no personal data."#,
     security(()),
     responses(
-        (status = 200, description = r#"The vault is serving"#, body = doc::StatusReply, content_type = "application/json", example = json!({"status": "ok", "version": "0.1.0", "kek": "strongroom-kek-1", "bulkListEnabled": false, "node": {"id": 1, "state": "leader", "leader": 1}})),
-    )
+        (
+            status = 200,
+            description = r#"The vault is serving"#,
+            body = doc::StatusReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "version": "0.1.0",
+                    "kek": "strongroom-kek-1",
+                    "bulkListEnabled": false,
+                    "node": {"id": 1, "state": "leader", "leader": 1}
+                }
+            )
+        )
+    ),
 )]
 pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     let node = vault.cluster().summary();
@@ -56,8 +70,16 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     description = r#"No token needed. The same as `/v1/metrics`, at the path Prometheus scrapes by default."#,
     security(()),
     responses(
-        (status = 200, description = r#"Metrics in OpenMetrics text format"#, body = String, content_type = "application/openmetrics-text", example = json!("# TYPE vaultd_http_requests_total counter\nvaultd_http_requests_total{method=\"GET\",route=\"/v1/user/{mode}/{id}\",status=\"200\"} 1\n# EOF\n")),
-    )
+        (
+            status = 200,
+            description = r#"Metrics in OpenMetrics text format"#,
+            body = String,
+            content_type = "application/openmetrics-text",
+            example = json!(
+                "# TYPE vaultd_http_requests_total counter\nvaultd_http_requests_total{method=\"GET\",route=\"/v1/user/{mode}/{id}\",status=\"200\"} 1\n# EOF\n"
+            )
+        )
+    ),
 )]
 pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {
     let mut text = metrics.encode();
@@ -79,8 +101,16 @@ pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> Ht
     description = r#"No token needed. OpenMetrics text (`application/openmetrics-text; version=1.0.0`): request counts by method, route pattern and status, latencies, and point-in-time gauges. Labels carry route patterns, never identifiers. Same as `/metrics`."#,
     security(()),
     responses(
-        (status = 200, description = r#"Metrics in OpenMetrics text format"#, body = String, content_type = "application/openmetrics-text", example = json!("# TYPE vaultd_http_requests_total counter\nvaultd_http_requests_total{method=\"GET\",route=\"/v1/user/{mode}/{id}\",status=\"200\"} 1\n# EOF\n")),
-    )
+        (
+            status = 200,
+            description = r#"Metrics in OpenMetrics text format"#,
+            body = String,
+            content_type = "application/openmetrics-text",
+            example = json!(
+                "# TYPE vaultd_http_requests_total counter\nvaultd_http_requests_total{method=\"GET\",route=\"/v1/user/{mode}/{id}\",status=\"200\"} 1\n# EOF\n"
+            )
+        )
+    ),
 )]
 pub async fn metrics_v1(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {
     self::metrics(metrics, vault).await
@@ -95,8 +125,8 @@ pub async fn metrics_v1(metrics: web::Data<Metrics>, vault: web::Data<Vault>) ->
     description = r#"No token needed. The OpenAPI 3 description of the API."#,
     security(()),
     responses(
-        (status = 200, description = r#"The OpenAPI document"#, body = doc::Document, content_type = "application/json"),
-    )
+        (status = 200, description = r#"The OpenAPI document"#, body = doc::Document, content_type = "application/json")
+    ),
 )]
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(doc::document())
