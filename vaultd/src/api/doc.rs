@@ -23,10 +23,10 @@ pub fn document() -> &'static str {
     DOCUMENT.get_or_init(|| serde_json::to_string_pretty(&value()).unwrap_or_else(|_| "{}".into()))
 }
 
-/// The document as a JSON value.
+/// The document as a JSON value: utoipa's, mended where utoipa 5 cannot say what the
+/// handlers do (optional bodies, forms, `X-Purpose`, [`amend`]) or says it wrongly.
 pub fn value() -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    // utoipa 5 writes a link's `operationId` as `operation_id`.
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
             if let Some(body) = operation.get_mut("requestBody") {
@@ -38,6 +38,7 @@ pub fn value() -> Value {
             for response in responses.into_iter().flat_map(|r| r.values_mut()) {
                 let links = response.get_mut("links").and_then(Value::as_object_mut);
                 for link in links.into_iter().flat_map(|l| l.values_mut()).filter_map(Value::as_object_mut) {
+                    // utoipa 5 writes a link's `operationId` as `operation_id`.
                     if let Some(id) = link.remove("operation_id") {
                         link.insert("operationId".into(), id);
                     }
