@@ -115,6 +115,22 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
         (
             status = 200,
             description = r#"The subject's token"#,
+            links(
+                (
+                    "GetRequest" = (
+                        operation_id = "getRequest",
+                        parameters(("rtoken" = "$response.body#/rtoken")),
+                        description = "Read the filed request (a subject token's change under `--subject-changes request`)"
+                    )
+                ),
+                (
+                    "CancelRequest" = (
+                        operation_id = "cancelRequest",
+                        parameters(("rtoken" = "$response.body#/rtoken")),
+                        description = "Cancel the filed request (a subject token's change under `--subject-changes request`)"
+                    )
+                )
+            ),
             body = doc::ChangeReply,
             content_type = "application/json",
             example = json!({"status": "ok", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})

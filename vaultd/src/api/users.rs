@@ -252,6 +252,20 @@ pub async fn get(
             description = r#"The subject's token"#,
             links(
                 (
+                    "GetRequest" = (
+                        operation_id = "getRequest",
+                        parameters(("rtoken" = "$response.body#/rtoken")),
+                        description = "Read the filed request (a subject token's change under `--subject-changes request`)"
+                    )
+                ),
+                (
+                    "CancelRequest" = (
+                        operation_id = "cancelRequest",
+                        parameters(("rtoken" = "$response.body#/rtoken")),
+                        description = "Cancel the filed request (a subject token's change under `--subject-changes request`)"
+                    )
+                ),
+                (
                     "GetUser" = (
                         operation_id = "getUser",
                         parameters(("mode" = "token"), ("id" = "$response.body#/token")),
@@ -304,6 +318,22 @@ pub async fn update(
         (
             status = 200,
             description = r#"The subject was forgotten"#,
+            links(
+                (
+                    "GetRequest" = (
+                        operation_id = "getRequest",
+                        parameters(("rtoken" = "$response.body#/rtoken")),
+                        description = "Read the filed request (a subject token's change under `--subject-changes request`)"
+                    )
+                ),
+                (
+                    "CancelRequest" = (
+                        operation_id = "cancelRequest",
+                        parameters(("rtoken" = "$response.body#/rtoken")),
+                        description = "Cancel the filed request (a subject token's change under `--subject-changes request`)"
+                    )
+                )
+            ),
             body = doc::ForgetReply,
             content_type = "application/json",
             example = json!({"status": "ok", "result": "done", "token": "b9bbd4cd-0a28-4a04-a2f5-2d8f2f0e7c21"})
