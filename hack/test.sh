@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite, runnable on a fresh machine: installs what the tests need
 # (SoftHSM2 for the PKCS#11 tests; iproute2 and curl for the cluster test that cuts a
-# node off in a network namespace, which needs root), then runs every test of the
-# workspace.
+# node off in a network namespace, which needs root; Python for Schemathesis), then runs
+# every test of the workspace, Schemathesis against a demo vault (hack/schemathesis.sh)
+# and the deployment checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ missing=()
 command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""
@@ -18,4 +21,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --locked "$@"
+bash hack/schemathesis.sh
 bash hack/deploy-check.sh

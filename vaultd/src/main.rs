@@ -39,6 +39,8 @@ enum Command {
     /// Run a retention policy once against a vault and print the report (JSON); exits
     /// non-zero when the run fails. What a RetentionPolicy's CronJob runs.
     Minimize(MinimizeArgs),
+    /// Print the API's OpenAPI document (JSON), as `GET /v1/openapi.json` serves it.
+    Openapi,
 }
 
 #[derive(Args)]
@@ -108,6 +110,10 @@ fn main() -> ExitCode {
                 Command::Serve(args) => serve(*args, &runtime),
                 Command::HsmImportKey(args) => import_key(args),
                 Command::Minimize(args) => minimize(args),
+                Command::Openapi => {
+                    println!("{}", vaultd::api::doc::document());
+                    Ok(())
+                }
             },
         );
     match result {

@@ -1155,6 +1155,13 @@ fn token_creation_is_validated_and_cannot_escalate() {
     assert_error_naming(&root.post("/v1/sys/tokens", json!({"name": "x", "scopes": ["users:delete"]})), 400, "scope");
     assert_eq!(root.get("/v1/sys/tokens").assert_ok()["tokens"], json!([]), "no token was half-created");
 
+    // A name is 1-64 characters, not bytes: 64 two-byte characters are a good name.
+    root.post("/v1/sys/tokens", json!({"name": "é".repeat(65), "scopes": ["users:read"]})).assert_error(400);
+    let reply = root.post("/v1/sys/tokens", json!({"name": "é".repeat(64), "scopes": ["users:read"]}));
+    assert_eq!(reply.assert_ok()["name"], "é".repeat(64));
+    let created = reply.body["id"].as_str().unwrap().to_string();
+    root.delete(&format!("/v1/sys/tokens/{created}")).assert_ok();
+
     // A users:read token cannot create tokens at all.
     let (_, reader) = scoped_token(&root, "reader", &["users:read"]);
     let reader = root.with_token(Some(&reader));
@@ -1325,7 +1332,11 @@ fn audit_admin_pages_all_events_and_records_failed_lookups() {
     }
     assert_eq!(client.get("/v1/audit/admin").assert_ok()["rows"].as_array().unwrap().len(), 10);
     assert_eq!(client.get("/v1/audit/admin?offset=1000").assert_ok()["rows"], json!([]));
-    for bad in ["?limit=0", "?limit=1001", "?limit=x", "?offset=-1"] {
+    // An offset past any integer type is still past the end, not malformed.
+    let huge = "36554690095555482155483136";
+    assert_eq!(client.get(&format!("/v1/audit/admin?offset={huge}")).assert_ok()["rows"], json!([]));
+    assert_eq!(client.get(&format!("/v1/sessions/login/xena?offset={huge}")).assert_ok()["rows"], json!([]));
+    for bad in ["?limit=0", "?limit=1001", "?limit=x", "?offset=-1", "?offset=", "?offset=1.5"] {
         client.get(&format!("/v1/audit/admin{bad}")).assert_error(400);
     }
 }
@@ -1423,33 +1434,121 @@ fn openapi_document_is_served_as_json_without_a_token() {
     assert!(document.is_object(), "{document}");
 }
 
-#[test]
-fn every_documented_operation_is_served() {
-    let vault = Vault::demo();
-    let client = vault.demo_client();
+/// (method, path) of every operation in the served API document.
+fn documented_operations(client: &Client) -> BTreeSet<(String, String)> {
     let reply = client.with_token(None).get("/v1/openapi.json");
     assert_eq!(reply.status, 200);
     assert!(reply.body["openapi"].as_str().is_some_and(|v| v.starts_with('3')), "{}", reply.body);
-    let paths = reply.body["paths"].as_object().expect("paths");
-    // One per resource registered in `api::configure`.
-    assert_eq!(paths.len(), 43, "documented paths: {:?}", paths.keys().collect::<Vec<_>>());
-    for (template, operations) in paths {
+    let mut operations = BTreeSet::new();
+    for (path, item) in reply.body["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "put", "post", "delete", "options", "head", "patch", "trace"].contains(&method.as_str()) {
+                operations.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+#[test]
+fn the_api_document_describes_exactly_the_routes_served() {
+    let vault = Vault::demo();
+    let documented = documented_operations(&vault.demo_client());
+    let served: BTreeSet<(String, String)> = vaultd::api::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| methods.iter().map(|m| (m.to_string(), path.to_string())))
+        .collect();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "routes served but not documented: {undocumented:?}");
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(unserved.is_empty(), "operations documented but not served: {unserved:?}");
+}
+
+#[test]
+fn the_api_document_states_the_handlers_constraints_and_links_operations() {
+    let vault = Vault::demo();
+    let document = vault.demo_client().with_token(None).get("/v1/openapi.json").body;
+    let operation = |method: &str, path: &str| document["paths"][path][method].clone();
+    let parameter = |method: &str, path: &str, name: &str| {
+        let parameters = operation(method, path)["parameters"].as_array().cloned().unwrap_or_default();
+        parameters.into_iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{method} {path}: no {name}"))
+    };
+    assert_eq!(document["openapi"], "3.1.0");
+    // X-Purpose: at most 128 printable ASCII characters, and 400 otherwise.
+    let purpose = parameter("get", "/v1/user/{mode}/{id}", "X-Purpose");
+    assert_eq!(purpose["schema"]["maxLength"], 128);
+    assert_eq!(purpose["schema"]["pattern"], "^[ -~]*$");
+    assert!(operation("get", "/v1/lbasis")["responses"]["400"].is_object(), "a bad X-Purpose is 400 everywhere");
+    // Enums, UUIDs, paging bounds.
+    let mode = parameter("get", "/v1/user/{mode}/{id}", "mode");
+    assert_eq!(mode["schema"]["enum"], json!(["token", "login", "email", "phone", "custom"]));
+    for (path, name) in
+        [("/v1/session/{session}", "session"), ("/v1/get/{record}", "record"), ("/v1/audit/get/{atoken}", "atoken")]
+    {
+        assert_eq!(parameter("get", path, name)["schema"]["format"], "uuid", "{path}");
+    }
+    let limit = parameter("get", "/v1/audit/admin", "limit");
+    assert_eq!((limit["schema"]["minimum"].clone(), limit["schema"]["maximum"].clone()), (json!(1), json!(1000)));
+    assert_eq!(parameter("get", "/v1/sys/retention/runs", "limit")["schema"]["maximum"], 100);
+    // Required fields and optional bodies.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["ShareRequest"]["required"], json!(["fields"]));
+    assert_eq!(schemas["TokenRequest"]["required"], json!(["name"]));
+    assert_eq!(operation("post", "/v1/exp/start/{mode}/{id}")["requestBody"]["required"], false);
+    assert!(schemas["DoneTokenReply"]["properties"]["token"]["type"]
+        .as_array()
+        .is_some_and(|t| t.contains(&json!("null"))));
+    // What creates something links to what reads, changes and deletes it.
+    let links = &operation("post", "/v1/user")["responses"]["200"]["links"];
+    for (link, target) in [("GetUser", "getUser"), ("UpdateUser", "updateUser"), ("ForgetUser", "forgetUser")] {
+        assert_eq!(links[link]["operationId"], target);
+        assert_eq!(links[link]["parameters"], json!({"mode": "token", "id": "$response.body#/token"}));
+    }
+    let links = &operation("post", "/v1/session/{session}")["responses"]["200"]["links"];
+    assert_eq!(links["GetSession"]["parameters"]["session"], "$response.body#/session");
+    assert_eq!(links["DeleteSession"]["operationId"], "deleteSession");
+    let mut operation_ids = BTreeSet::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            assert!(operation_ids.insert(operation["operationId"].as_str().unwrap().to_string()), "{operation}");
+        }
+    }
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            for response in operation["responses"].as_object().unwrap().values() {
+                for link in response["links"].as_object().into_iter().flat_map(|l| l.values()) {
+                    let target = link["operationId"].as_str().unwrap();
+                    assert!(operation_ids.contains(target), "a link to unknown operation {target}");
+                }
+            }
+        }
+    }
+    // `vaultd openapi` prints the same document.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_vaultd")).arg("openapi").output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&printed.stdout).unwrap(), document);
+}
+
+#[test]
+fn every_route_in_the_table_is_routed() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    for (template, methods) in vaultd::api::ROUTES {
         let path = template
-            .replace("{mode}", "token")
-            .replace("{id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{token}", "00000000-0000-4000-8000-000000000000")
-            .replace("{atoken}", "00000000-0000-4000-8000-000000000000")
-            .replace("{exptoken}", "00000000-0000-4000-8000-000000000000")
-            .replace("{session}", "00000000-0000-4000-8000-000000000000")
-            .replace("{record}", "00000000-0000-4000-8000-000000000000")
-            .replace("{brief}", "marketing")
-            .replace("{activity}", "newsletter")
-            .replace("{rtoken}", "00000000-0000-4000-8000-000000000000")
-            .replace("{app}", "shop");
-        for method in operations.as_object().unwrap().keys() {
-            let reply = client.send(client.request(&method.to_uppercase(), &path).json(&json!({"probe": 1})));
+            .split('/')
+            .map(|part| match part {
+                "{mode}" => "token",
+                "{brief}" => "marketing",
+                "{activity}" => "newsletter",
+                "{app}" => "shop",
+                part if part.starts_with('{') => "00000000-0000-4000-8000-000000000000",
+                part => part,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in *methods {
+            let reply = client.send(client.request(method, &path).json(&json!({"probe": 1})));
             let unrouted = reply.body["message"] == "route not found" || reply.status == 405;
-            assert!(!unrouted, "{method} {template} is documented but not served: {} {}", reply.status, reply.body);
+            assert!(!unrouted, "{method} {template} is in the table but not routed: {} {}", reply.status, reply.body);
         }
     }
 }
@@ -1458,32 +1557,43 @@ fn every_documented_operation_is_served() {
 fn unknown_routes_are_404_and_wrong_methods_405_with_json_envelopes() {
     let vault = Vault::demo();
     let client = vault.demo_client();
-    for path in ["/", "/v1", "/v1/nope", "/v1/user/token", "/v1/user/a/b/c", "/v2/user", "/v1/userapp/token"] {
+    for path in
+        ["/", "/v1", "/v1/nope", "/v1/user/token", "/v1/user/a/b/c", "/v2/user", "/v1/userapp/token", "/v1/nope/"]
+    {
         let reply = client.get(path);
         assert_eq!(reply.status, 404, "{path}: {}", reply.body);
         reply.assert_error(404);
+        assert_eq!(reply.body["message"], "route not found", "{path}");
     }
     // Without a token, too: the route is unknown before anyone is authenticated.
     client.with_token(None).get("/v1/nope").assert_error(404);
 
     let token = client.create_user(json!({"login": "zoe"}));
-    let wrong: Vec<(&str, String)> = vec![
-        ("PATCH", "/v1/user".into()),
-        ("GET", "/v1/user".into()),
-        ("DELETE", "/v1/user".into()),
-        ("POST", user_path("token", &token)),
-        ("PATCH", user_path("token", &token)),
-        ("GET", "/v1/users".into()),
-        ("PATCH", format!("/v1/userapp/token/{token}/shop")),
-        ("POST", "/v1/userapps".into()),
-        ("POST", "/v1/status".into()),
-        ("DELETE", "/v1/sys/tokens".into()),
-        ("POST", "/v1/audit/admin".into()),
+    let wrong: Vec<(&str, String, &str)> = vec![
+        ("PATCH", "/v1/user".into(), "POST"),
+        ("GET", "/v1/user".into(), "POST"),
+        ("DELETE", "/v1/user/".into(), "POST"),
+        ("POST", user_path("token", &token), "GET, PUT, DELETE"),
+        ("PATCH", user_path("token", &token), "GET, PUT, DELETE"),
+        ("GET", "/v1/users".into(), "POST"),
+        ("PATCH", format!("/v1/userapp/token/{token}/shop"), "POST, PUT, GET, DELETE"),
+        ("POST", "/v1/userapps".into(), "GET"),
+        ("POST", "/v1/status".into(), "GET"),
+        ("HEAD", "/v1/status".into(), "GET"),
+        ("OPTIONS", "/v1/status".into(), "GET"),
+        ("DELETE", "/v1/sys/tokens".into(), "POST, GET"),
+        ("POST", "/v1/audit/admin".into(), "GET"),
+        ("PUT", "/v1/openapi.json".into(), "GET"),
     ];
-    for (method, path) in &wrong {
-        let reply = client.send(client.request(method, path).json(&json!({"login": "zoe2"})));
-        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
-        reply.assert_error(405);
+    for (method, path, allow) in &wrong {
+        let response = client.request(method, path).json(&json!({"login": "zoe2"})).send().unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        let header = response.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(header.as_deref(), Some(*allow), "{method} {path}");
+        if *method != "HEAD" {
+            let body: Value = response.json().unwrap();
+            assert_eq!(body, json!({"status": "error", "message": "method not allowed"}), "{method} {path}");
+        }
     }
     assert_eq!(client.get(&user_path("token", &token)).assert_ok()["data"], json!({"login": "zoe"}));
     client.get("/v1/user/login/zoe2").assert_error(404);

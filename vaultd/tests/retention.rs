@@ -455,7 +455,15 @@ fn runs_are_audited_and_listed_newest_first_per_policy() {
     assert_eq!(runs("?policy=shop")["runs"], json!([]));
     assert_eq!(runs("")["runs"], json!([listed(&other), listed(&second), listed(&first)]));
     assert_eq!(runs("?limit=2")["runs"], json!([listed(&other), listed(&second)]));
-    for bad in ["?limit=0", "?limit=101", "?limit=x", "?limit=-1", "?policy=shop/drop-phone&limit=1000"] {
+    for bad in [
+        "?limit=0",
+        "?limit=101",
+        "?limit=x",
+        "?limit=-1",
+        "?policy=shop/drop-phone&limit=1000",
+        "?policy=Shop/x",
+        "?policy=%C2%84",
+    ] {
         let reply = client.get(&format!("/v1/sys/retention/runs{bad}"));
         assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
         reply.assert_error(400);

@@ -7,6 +7,7 @@ mod audit;
 mod body;
 mod cluster;
 mod consent;
+pub mod doc;
 mod expiration;
 mod middleware;
 mod requests;
@@ -14,6 +15,7 @@ mod retention;
 mod sessions;
 mod shares;
 mod system;
+mod table;
 mod tokens;
 mod users;
 
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use body::BodyLimit;
+pub use table::ROUTES;
 
 use crate::error::{VaultError, VaultResult};
 use crate::identifiers::Mode;
@@ -37,72 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             // Databunker's router answers `/v1/user/` like `/v1/user` (its published
             // client posts to the former); so do we, for every route.
             .wrap(NormalizePath::trim())
-            .service(web::resource("/v1/user").post(users::create))
-            .service(web::resource("/v1/user/{mode}/{id}").get(users::get).put(users::update).delete(users::forget))
-            .service(web::resource("/v1/users").post(users::list))
-            .service(
-                web::resource("/v1/userapp/{mode}/{id}/{app}")
-                    .post(apps::create)
-                    .put(apps::update)
-                    .get(apps::get)
-                    .delete(apps::delete),
-            )
-            .service(web::resource("/v1/userapp/{mode}/{id}").get(apps::list_for_user))
-            .service(web::resource("/v1/userapps").get(apps::names))
-            .service(
-                web::resource("/v1/session/{session}")
-                    .post(sessions::create)
-                    .get(sessions::get)
-                    .delete(sessions::delete),
-            )
-            .service(web::resource("/v1/sessions/{mode}/{id}").get(sessions::for_user))
-            .service(web::resource("/v1/lbasis").get(consent::list_bases))
-            .service(web::resource("/v1/lbasis/{brief}").post(consent::put_basis).delete(consent::delete_basis))
-            .service(
-                web::resource("/v1/agreement/{brief}/{mode}/{id}")
-                    .post(consent::accept)
-                    .delete(consent::withdraw)
-                    .get(consent::get_agreement),
-            )
-            .service(web::resource("/v1/agreement/{brief}").delete(consent::revoke_all))
-            .service(web::resource("/v1/agreements/{mode}/{id}").get(consent::list_agreements))
-            .service(web::resource("/v1/pactivity").get(consent::list_activities))
-            .service(
-                web::resource("/v1/pactivity/{activity}").post(consent::put_activity).delete(consent::delete_activity),
-            )
-            .service(web::resource("/v1/pactivity/{activity}/{brief}").post(consent::link).delete(consent::unlink))
-            .service(web::resource("/v1/requests").get(requests::list))
-            .service(web::resource("/v1/requests/{mode}/{id}").get(requests::for_user))
-            .service(
-                web::resource("/v1/request/{rtoken}")
-                    .get(requests::get)
-                    .post(requests::approve)
-                    .delete(requests::cancel),
-            )
-            .service(web::resource("/v1/sharedrecord/{mode}/{id}").post(shares::create))
-            .service(web::resource("/v1/get/{record}").get(shares::get))
-            .service(web::resource("/v1/exp/start/{mode}/{id}").post(expiration::start))
-            .service(web::resource("/v1/exp/status/{mode}/{id}").get(expiration::status))
-            .service(web::resource("/v1/exp/cancel/{mode}/{id}").delete(expiration::cancel))
-            .service(web::resource("/v1/exp/retain/{exptoken}").get(expiration::retain))
-            .service(web::resource("/v1/exp/delete/{exptoken}").get(expiration::delete))
-            .service(web::resource("/v1/audit/admin").get(audit::all))
-            .service(web::resource("/v1/audit/list/{token}").get(audit::for_subject))
-            .service(web::resource("/v1/audit/get/{atoken}").get(audit::event))
-            .service(web::resource("/v1/sys/audit/verify").get(audit::verify))
-            .service(web::resource("/v1/sys/tokens").post(tokens::create).get(tokens::list))
-            .service(web::resource("/v1/sys/tokens/{id}").delete(tokens::revoke))
-            .service(web::resource("/v1/sys/retention/run").post(retention::run))
-            .service(web::resource("/v1/sys/retention/runs").get(retention::runs))
-            .service(web::resource("/v1/sys/cluster").get(cluster::status))
-            .service(web::resource("/v1/sys/cluster/init").post(cluster::init))
-            .service(web::resource("/v1/sys/cluster/learners").post(cluster::add_learner))
-            .service(web::resource("/v1/sys/cluster/members/{id}/promote").post(cluster::promote))
-            .service(web::resource("/v1/sys/cluster/members/{id}").delete(cluster::remove))
-            .service(web::resource("/v1/status").get(system::status))
-            .service(web::resource("/v1/metrics").get(system::metrics))
-            .service(web::resource("/metrics").get(system::metrics))
-            .service(web::resource("/v1/openapi.json").get(system::openapi))
+            .configure(table::register)
             .default_service(web::to(not_found)),
     );
 }
@@ -131,16 +69,30 @@ pub(crate) fn parse_mode(mode: &str) -> VaultResult<Mode> {
 }
 
 /// `?offset=&limit=` paging, as Databunker's list routes take it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Paging {
-    #[serde(default)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// Rows to skip; any count past the last row is an empty page
+    #[serde(default, deserialize_with = "saturating_count")]
+    #[param(minimum = 0, default = 0)]
     offset: usize,
+    /// Rows to return, 1-1000
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 10)]
     limit: usize,
 }
 
 fn default_limit() -> usize {
     10
+}
+
+/// A count of decimal digits, however long (past `usize::MAX` it is `usize::MAX`).
+fn saturating_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(serde::de::Error::custom("not a non-negative integer"));
+    }
+    Ok(text.parse().unwrap_or(usize::MAX))
 }
 
 impl Paging {

@@ -2,6 +2,7 @@
 //! (`requests:admin`), who approves (applies) or cancels them. A subject token sees and
 //! may cancel its own requests.
 
+use super::doc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,6 +25,30 @@ struct StatusQuery {
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/requests",
+    operation_id = "listRequests",
+    tag = "requests",
+    summary = "The DPO's queue",
+    description = r#"Requires scope `requests:admin`. Audited as `request-list`. Newest first."#,
+    extensions(("x-required-scope" = json!("requests:admin"))),
+    params(doc::RequestStatusQuery, super::Paging, doc::Purpose),
+    responses(
+        (
+            status = 200,
+            description = r#"Requests"#,
+            body = doc::RequestListReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "total": 0, "rows": []})
+        ),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable)
+    ),
+)]
 pub async fn list(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> VaultResult<HttpResponse> {
     caller.require(&Scope::requests_admin())?;
     let query: StatusQuery = serde_urlencoded::from_str(req.query_string())
@@ -40,6 +65,31 @@ pub async fn list(vault: web::Data<Vault>, caller: Caller, req: HttpRequest) -> 
     Ok(ok(json!({"total": total, "rows": rows})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/requests/{mode}/{id}",
+    operation_id = "listUserRequests",
+    tag = "requests",
+    summary = "A subject's requests",
+    description = r#"Requires scope `users:read` (a subject token: its own). Newest first."#,
+    extensions(("x-required-scope" = json!("users:read"))),
+    params(doc::SubjectPath, super::Paging, doc::Purpose),
+    responses(
+        (
+            status = 200,
+            description = r#"Requests"#,
+            body = doc::RequestListReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "total": 0, "rows": []})
+        ),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable)
+    ),
+)]
 pub async fn for_user(
     vault: web::Data<Vault>,
     caller: Caller,
@@ -61,6 +111,46 @@ fn may_see(caller: &Caller) -> VaultResult<()> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/request/{rtoken}",
+    operation_id = "getRequest",
+    tag = "requests",
+    summary = "A request with the data it would change",
+    description = r#"Requires scope `requests:admin`, or the subject's own token. Audited as `request-read`."#,
+    extensions(("x-required-scope" = json!("requests:admin"))),
+    params(doc::RequestPath, doc::Purpose),
+    responses(
+        (
+            status = 200,
+            description = r#"The request"#,
+            body = doc::RequestReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "request": {
+                        "rtoken": "c663c265-2aeb-48c9-9de8-99fd72b79418",
+                        "token": "62575d06-ee35-406c-a70d-b23e232c0006",
+                        "action": "change-profile",
+                        "status": "open",
+                        "reason": "",
+                        "creationtime": 1767225600,
+                        "when": 1767225600,
+                        "original": {"first": "Ann"},
+                        "change": {"first": "Annie"}
+                    }
+                }
+            )
+        ),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable)
+    ),
+)]
 pub async fn get(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     may_see(&caller)?;
     let view = vault.request(&caller, &path).await?;
@@ -70,11 +160,38 @@ pub async fn get(vault: web::Data<Vault>, caller: Caller, path: web::Path<String
 fn reason(body: &Body) -> VaultResult<String> {
     match body.optional_object()?.get("reason") {
         None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(reason)) if reason.len() <= 1024 => Ok(reason.clone()),
-        Some(_) => Err(VaultError::bad_request("reason must be a string of at most 1024 bytes")),
+        Some(Value::String(reason)) if reason.chars().count() <= 1024 => Ok(reason.clone()),
+        Some(_) => Err(VaultError::bad_request("reason must be a string of at most 1024 characters")),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/request/{rtoken}",
+    operation_id = "approveRequest",
+    tag = "requests",
+    summary = "Approve a request",
+    description = r#"Requires scope `requests:admin`. Applies the change (or forget-me) and marks the request approved in one step; audited as the change itself with purpose `request <rtoken> approved`. 409 when it is no longer open."#,
+    extensions(("x-required-scope" = json!("requests:admin"))),
+    params(doc::RequestPath, doc::Purpose),
+    request_body(content((Option<doc::ReasonBody> = "application/json"))),
+    responses(
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::ResultReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "done"})
+        ),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable)
+    ),
+)]
 pub async fn approve(
     vault: web::Data<Vault>,
     caller: Caller,
@@ -87,6 +204,33 @@ pub async fn approve(
     Ok(ok(json!({"result": "done"})))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/request/{rtoken}",
+    operation_id = "cancelRequest",
+    tag = "requests",
+    summary = "Cancel a request",
+    description = r#"Requires scope `requests:admin`, or the subject's own token. Audited as `request-cancel`. 409 when it is no longer open."#,
+    extensions(("x-required-scope" = json!("requests:admin"))),
+    params(doc::RequestPath, doc::Purpose),
+    request_body(content((Option<doc::ReasonBody> = "application/json"))),
+    responses(
+        (
+            status = 200,
+            description = r#"Done"#,
+            body = doc::ResultReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "done"})
+        ),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable)
+    ),
+)]
 pub async fn cancel(
     vault: web::Data<Vault>,
     caller: Caller,

@@ -1,6 +1,7 @@
 //! `/v1/status`, `/metrics` (and `/v1/metrics`) and `/v1/openapi.json`. No token needed:
 //! none of them reveals personal data.
 
+use super::doc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use strongroom_admin_api::cluster::{NodeState, StatusBody};
@@ -9,13 +10,36 @@ use super::ok;
 use crate::metrics::Metrics;
 use crate::vault::Vault;
 
-/// The OpenAPI 3 description of this API, kept beside the routes it describes.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
 /// `GET /v1/status`: always 200 while the process serves (a liveness signal), with the
 /// node's Raft role. `?ready=member` makes it a readiness signal: 503 until the node is a
 /// member of a cluster that has a leader, so a Service sends no traffic to a node that
 /// has not joined.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    operation_id = "status",
+    tag = "system",
+    summary = "Vault status",
+    description = r#"No token needed. Version, the label of the key encryption key in use, whether bulk listing is enabled, and this node's place in the cluster. Reveals no personal data."#,
+    security(()),
+    responses(
+        (
+            status = 200,
+            description = r#"The vault is serving"#,
+            body = doc::StatusReply,
+            content_type = "application/json",
+            example = json!(
+                {
+                    "status": "ok",
+                    "version": "0.1.0",
+                    "kek": "strongroom-kek-1",
+                    "bulkListEnabled": false,
+                    "node": {"id": 1, "state": "leader", "leader": 1}
+                }
+            )
+        )
+    ),
+)]
 pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     let node = vault.cluster().summary();
     let body = StatusBody {
@@ -37,6 +61,26 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     ok(body)
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    summary = "Prometheus metrics",
+    description = r#"No token needed. The same as `/v1/metrics`, at the path Prometheus scrapes by default."#,
+    security(()),
+    responses(
+        (
+            status = 200,
+            description = r#"Metrics in OpenMetrics text format"#,
+            body = String,
+            content_type = "application/openmetrics-text",
+            example = json!(
+                "# TYPE vaultd_http_requests_total counter\nvaultd_http_requests_total{method=\"GET\",route=\"/v1/user/{mode}/{id}\",status=\"200\"} 1\n# EOF\n"
+            )
+        )
+    ),
+)]
 pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {
     let mut text = metrics.encode();
     // Point-in-time gauges read at scrape time.
@@ -47,6 +91,43 @@ pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> Ht
     HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
 }
 
+/// `GET /v1/metrics`: the same as `/metrics`.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics",
+    operation_id = "metricsV1",
+    tag = "system",
+    summary = "Prometheus metrics",
+    description = r#"No token needed. OpenMetrics text (`application/openmetrics-text; version=1.0.0`): request counts by method, route pattern and status, latencies, and point-in-time gauges. Labels carry route patterns, never identifiers. Same as `/metrics`."#,
+    security(()),
+    responses(
+        (
+            status = 200,
+            description = r#"Metrics in OpenMetrics text format"#,
+            body = String,
+            content_type = "application/openmetrics-text",
+            example = json!(
+                "# TYPE vaultd_http_requests_total counter\nvaultd_http_requests_total{method=\"GET\",route=\"/v1/user/{mode}/{id}\",status=\"200\"} 1\n# EOF\n"
+            )
+        )
+    ),
+)]
+pub async fn metrics_v1(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {
+    self::metrics(metrics, vault).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "system",
+    summary = "This OpenAPI document",
+    description = r#"No token needed. The OpenAPI 3 description of the API."#,
+    security(()),
+    responses(
+        (status = 200, description = r#"The OpenAPI document"#, body = doc::Document, content_type = "application/json")
+    ),
+)]
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+    HttpResponse::Ok().content_type("application/json").body(doc::document())
 }

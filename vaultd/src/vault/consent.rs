@@ -249,16 +249,17 @@ fn mode_name(mode: Mode) -> String {
     format!("{mode:?}").to_lowercase()
 }
 
-/// An optional text field of at most `MAX_TEXT` bytes; empty when absent.
+/// An optional text field of at most `MAX_TEXT` characters; empty when absent.
 fn text(body: &Map<String, Value>, field: &str) -> VaultResult<String> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) if s.len() <= MAX_TEXT => Ok(s.clone()),
-        Some(_) => Err(VaultError::bad_request(format!("{field} must be a string of at most {MAX_TEXT} bytes"))),
+        Some(Value::String(s)) if s.chars().count() <= MAX_TEXT => Ok(s.clone()),
+        Some(_) => Err(VaultError::bad_request(format!("{field} must be a string of at most {MAX_TEXT} characters"))),
     }
 }
 
-/// An optional boolean (or 0/1, or a form's "true"/"false").
+/// An optional boolean (or a number, above 0 being true; or a form's "true"/"false" or
+/// number).
 fn flag(body: &Map<String, Value>, field: &str) -> VaultResult<bool> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(false),
@@ -266,6 +267,8 @@ fn flag(body: &Map<String, Value>, field: &str) -> VaultResult<bool> {
         Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|n| n > 0.0)),
         Some(Value::String(s)) if matches!(s.as_str(), "true" | "1" | "yes") => Ok(true),
         Some(Value::String(s)) if matches!(s.as_str(), "false" | "0" | "no" | "") => Ok(false),
+        // A form carries numbers as text: read them as JSON numbers are read.
+        Some(Value::String(s)) if s.parse::<f64>().is_ok() => Ok(s.parse::<f64>().is_ok_and(|n| n > 0.0)),
         Some(_) => Err(VaultError::bad_request(format!("{field} must be true or false"))),
     }
 }
@@ -275,7 +278,12 @@ fn flag(body: &Map<String, Value>, field: &str) -> VaultResult<bool> {
 fn moment(value: Option<&Value>, now: u64) -> VaultResult<u64> {
     match value {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| VaultError::bad_request("times are Unix seconds")),
+        // A whole number, also when written as one (`1.0`, an integer to JSON Schema).
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(seconds), _) => Ok(seconds),
+            (None, Some(float)) if float.is_finite() && float >= 0.0 && float.fract() == 0.0 => Ok(float as u64),
+            _ => Err(VaultError::bad_request("times are Unix seconds")),
+        },
         Some(Value::String(s)) if s.is_empty() => Ok(0),
         Some(Value::String(s)) => match (parse_duration(s), s.parse::<u64>()) {
             (Some(seconds), _) => Ok(now.saturating_add(seconds)),
@@ -291,10 +299,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn texts_are_limited_in_characters_not_bytes() {
+        let body = |value: String| Map::from_iter([("module".to_string(), Value::String(value))]);
+        assert_eq!(text(&body("é".repeat(MAX_TEXT)), "module").unwrap(), "é".repeat(MAX_TEXT));
+        assert!(text(&body("é".repeat(MAX_TEXT + 1)), "module").is_err());
+    }
+
+    #[test]
+    fn flags_read_numbers_in_text_as_numbers() {
+        let body = |value: Value| Map::from_iter([("usercontrol".to_string(), value)]);
+        for (value, expected) in
+            [("2", true), ("0.5", true), ("7.3e+172", true), ("0", false), ("-1", false), ("0.0", false)]
+        {
+            assert_eq!(flag(&body(Value::from(value)), "usercontrol").unwrap(), expected, "{value}");
+        }
+        for bad in ["maybe", "1x", " "] {
+            assert!(flag(&body(Value::from(bad)), "usercontrol").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn briefs_are_normalised_and_checked() {
         assert_eq!(normalise_brief(" Marketing-Email ").unwrap(), "marketing-email");
         for bad in ["", "a b", "a_b", "ü", &"a".repeat(65)] {
             assert!(normalise_brief(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn moments_in_seconds_are_whole_numbers_however_written() {
+        assert_eq!(moment(Some(&serde_json::json!(1.0)), 100).unwrap(), 1);
+        assert_eq!(moment(Some(&serde_json::json!(17583.0)), 100).unwrap(), 17_583);
+        for bad in [serde_json::json!(17583.9), serde_json::json!(-1.0), serde_json::json!(-1)] {
+            assert!(moment(Some(&bad), 100).is_err(), "{bad}");
         }
     }
 

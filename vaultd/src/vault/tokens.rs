@@ -42,7 +42,7 @@ impl Vault {
 
     pub async fn create_token(&self, caller: &Caller, request: CreateToken) -> VaultResult<TokenCreated> {
         let name = request.name.trim();
-        if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
             return Err(VaultError::bad_request(format!("name must be 1-{MAX_NAME_LEN} printable characters")));
         }
         let subject = match &request.subject {
