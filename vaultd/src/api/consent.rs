@@ -167,7 +167,7 @@ pub async fn delete_basis(
     operation_id = "acceptAgreement",
     tag = "consent",
     summary = "A subject agrees to a legal basis",
-    description = r#"Requires scope `users:write`. With `status: no`, records a withdrawal instead. Audited as `consent-accept` / `consent-withdraw`."#,
+    description = r#"Requires scope `users:write`. With `status: no`, records a withdrawal instead. By an `email` or `phone` that names no subject yet (consent before sign-up), the agreement is kept for that identifier (sealed, never in plaintext) and taken over by the subject later created with it. Audited as `consent-accept` / `consent-withdraw`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::AgreementPath, doc::Purpose),
     request_body(

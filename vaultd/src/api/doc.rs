@@ -114,13 +114,13 @@ fn amend(document: &mut Value) {
                 {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "string", "maxLength": 128, "pattern": not_blank}},
             ]}),
         ),
-        // An app record or a session, not both.
+        // An app record or a session, not both (an empty app names none).
         (
             "ShareRequest",
             json!({
-                "not": {"required": ["app", "session"]},
+                "not": {"required": ["app", "session"], "properties": {"app": {"minLength": 1}}},
                 "properties": {
-                    "app": {"pattern": "^[A-Za-z][A-Za-z0-9_-]{0,63}$"},
+                    "app": {"pattern": "^([A-Za-z][A-Za-z0-9_-]{0,63})?$"},
                     "partner": {"pattern": no_control},
                 },
             }),
@@ -477,22 +477,14 @@ pub struct Purpose {
     pub purpose: String,
 }
 
-/// A request's state, as `?status=` filters it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestStatusFilter {
-    Open,
-    Approved,
-    Cancelled,
-}
-
 /// `?status=` of `GET /v1/requests`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RequestStatusQuery {
-    /// Only requests in this state
-    #[param(inline)]
-    pub status: Option<RequestStatusFilter>,
+    /// Only requests in this state: `open`, `approved` or `cancelled` (also spelt
+    /// `canceled`); empty or absent, every state
+    #[param(pattern = "^(open|approved|cancelled|canceled)?$")]
+    pub status: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1288,8 +1280,10 @@ pub struct LegalBasisListReply {
 
 #[derive(Serialize, ToSchema)]
 pub struct Agreement {
+    /// The subject's token; null for an agreement kept by an email or phone that is no
+    /// subject yet (consent before sign-up).
     #[schema(required = false)]
-    pub token: Uuid,
+    pub token: Option<Uuid>,
     #[schema(required = false)]
     pub brief: String,
     #[schema(inline, required = false)]

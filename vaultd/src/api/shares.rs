@@ -19,7 +19,7 @@ use crate::vault::Vault;
     operation_id = "shareRecord",
     tag = "sharing",
     summary = "Share chosen fields of a subject",
-    description = r#"Requires scope `users:write` (and `apps:<app>:read` with `app`). The vault keeps only the SHA-256 of the record id; the share ends at its expiration and goes when the subject is forgotten. Audited as `share-create` (purpose `shared with <partner>`). `fields` is required; `app` shares from an app record, `session` from one of the subject's sessions (not both)."#,
+    description = r#"Requires scope `users:write` and the scope that reads what is shared: `users:read` for profile or session fields, `apps:<app>:read` (instead) with `app`. The vault keeps only the SHA-256 of the record id; the share ends at its expiration and goes when the subject is forgotten. Audited as `share-create` (purpose `shared with <partner>`). `fields` is required; `app` shares from an app record, `session` from one of the subject's sessions (not both)."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
     request_body(
