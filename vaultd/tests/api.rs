@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Barrier;
 
 use serde_json::{json, Value};
-use support::{Client, Reply, Vault};
+use support::{access_token, audit_rows, keys, operations, Client, Reply, Vault};
 use uuid::Uuid;
 
 const MIB: usize = 1024 * 1024;
@@ -35,14 +35,6 @@ fn json_body(client: &Client, method: &str, path: &str, body: &str) -> Reply {
     raw(client, method, path, Some("application/json"), body)
 }
 
-/// The keys of a JSON object, sorted.
-fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> =
-        value.as_object().unwrap_or_else(|| panic!("not an object: {value}")).keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    keys
-}
-
 fn assert_uuid(value: &Value) -> Uuid {
     Uuid::parse_str(value.as_str().unwrap_or_else(|| panic!("not a string: {value}"))).unwrap()
 }
@@ -59,23 +51,6 @@ fn audit_head(client: &Client) -> (u64, Value) {
     let reply = client.get("/v1/audit/admin?limit=1");
     let body = reply.assert_ok();
     (body["total"].as_u64().unwrap(), body["rows"][0].clone())
-}
-
-/// A subject's audit rows, newest first.
-fn audit_rows(client: &Client, token: &str) -> Vec<Value> {
-    let reply = client.get(&format!("/v1/audit/list/{token}?limit=1000"));
-    reply.assert_ok()["rows"].as_array().unwrap().clone()
-}
-
-fn operations(rows: &[Value]) -> Vec<&str> {
-    rows.iter().map(|row| row["operation"].as_str().unwrap()).collect()
-}
-
-/// Creates a scoped token with the root client and returns (id, secret).
-fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> (String, String) {
-    let reply = client.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
-    let body = reply.assert_ok();
-    (body["id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
 }
 
 fn user_path(mode: &str, id: &str) -> String {
@@ -121,7 +96,7 @@ fn anonymous_creation_is_off_unless_enabled_and_grants_nothing_else() {
     // Only creation: reading, and a wrong token, are refused as before.
     anonymous.get("/v1/user/login/ann").assert_error(401);
     root.with_token(Some("wrong")).post("/v1/user", json!({"login": "bob"})).assert_error(401);
-    let (_, reader) = scoped_token(&root, "reader", &["users:read"]);
+    let (_, reader) = access_token(&root, "reader", &["users:read"]);
     root.with_token(Some(&reader)).post("/v1/user", json!({"login": "bob"})).assert_error(403);
     root.get("/v1/user/login/bob").assert_error(404);
 }
@@ -204,7 +179,7 @@ fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
     // The subject sees its own requests; a DPO sees the queue with the change.
     let mine = own.get("/v1/requests/login/ann").assert_ok().clone();
     assert_eq!(mine["total"], 2);
-    let (_, dpo) = scoped_token(&root, "dpo", &["requests:admin"]);
+    let (_, dpo) = access_token(&root, "dpo", &["requests:admin"]);
     let dpo = root.with_token(Some(&dpo));
     let queue = dpo.get("/v1/requests?status=open").assert_ok().clone();
     assert_eq!(queue["total"], 2);
@@ -241,7 +216,7 @@ fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
     let bob = subject_client(&root, "bob");
     bob.get(&format!("/v1/request/{moved}")).assert_error(404);
     bob.delete(&format!("/v1/request/{moved}")).assert_error(404);
-    let (_, writer) = scoped_token(&root, "writer", &["users:write"]);
+    let (_, writer) = access_token(&root, "writer", &["users:write"]);
     root.with_token(Some(&writer)).get("/v1/requests").assert_error(403);
 }
 
@@ -755,7 +730,7 @@ fn bulk_list_pages_through_active_users_when_enabled() {
     }
     list("?limit=1000").assert_ok();
     // Listing needs users:read.
-    let (_, writer) = scoped_token(&client, "writer", &["users:write"]);
+    let (_, writer) = access_token(&client, "writer", &["users:write"]);
     let writer_client = client.with_token(Some(&writer));
     writer_client.send(writer_client.request("POST", "/v1/users")).assert_error(403);
 }
@@ -1042,7 +1017,7 @@ fn an_app_scoped_token_reaches_its_app_only() {
     let vault = Vault::demo();
     let root = vault.demo_client();
     let token = root.create_user(json!({"login": "uma"}));
-    let (id, secret) = scoped_token(&root, "shop-backend", &["apps:shop:*"]);
+    let (id, secret) = access_token(&root, "shop-backend", &["apps:shop:*"]);
     let shop = root.with_token(Some(&secret));
     let shop_path = format!("/v1/userapp/token/{token}/shop");
     let crm_path = format!("/v1/userapp/token/{token}/crm");
@@ -1085,8 +1060,8 @@ fn tokens_are_listed_without_secrets_and_revoked() {
     let vault = Vault::demo();
     let root = vault.demo_client();
     assert_eq!(root.get("/v1/sys/tokens").body, json!({"status": "ok", "tokens": []}));
-    let (reader_id, reader_secret) = scoped_token(&root, "reader", &["users:read"]);
-    let (admin_id, admin_secret) = scoped_token(&root, "admin", &["tokens:admin", "users:*"]);
+    let (reader_id, reader_secret) = access_token(&root, "reader", &["users:read"]);
+    let (admin_id, admin_secret) = access_token(&root, "admin", &["tokens:admin", "users:*"]);
 
     let reply = root.get("/v1/sys/tokens");
     let tokens = reply.assert_ok()["tokens"].as_array().unwrap().clone();
@@ -1163,12 +1138,12 @@ fn token_creation_is_validated_and_cannot_escalate() {
     root.delete(&format!("/v1/sys/tokens/{created}")).assert_ok();
 
     // A users:read token cannot create tokens at all.
-    let (_, reader) = scoped_token(&root, "reader", &["users:read"]);
+    let (_, reader) = access_token(&root, "reader", &["users:read"]);
     let reader = root.with_token(Some(&reader));
     reader.post("/v1/sys/tokens", json!({"name": "r2", "scopes": ["users:read"]})).assert_error(403);
 
     // A tokens:admin token can only hand out what it holds.
-    let (_, admin) = scoped_token(&root, "delegator", &["tokens:admin", "users:read", "apps:shop:*"]);
+    let (_, admin) = access_token(&root, "delegator", &["tokens:admin", "users:read", "apps:shop:*"]);
     let admin = root.with_token(Some(&admin));
     for scopes in [
         json!(["users:write"]),
@@ -1752,7 +1727,7 @@ fn personal_data_never_reaches_the_logs() {
     client.send(client.request("POST", "/v1/users")).assert_ok();
     client.get(&format!("/v1/audit/list/{token}")).assert_ok();
     client.post("/v1/sys/tokens", json!({"name": "n", "scopes": [pii[2]]})).assert_error(400);
-    let (_, secret) = scoped_token(&client, "log-check", &["users:read"]);
+    let (_, secret) = access_token(&client, "log-check", &["users:read"]);
     client.with_token(Some(&secret)).get("/v1/user/login/login-xqb").assert_ok();
     client.delete("/v1/user/email/xanthippe.qb@example.net").assert_ok();
 

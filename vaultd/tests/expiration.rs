@@ -9,17 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{Client, Reply, Vault};
+use support::{audit_rows, audit_total, keys, scoped_token, Client, Reply, Vault};
 use uuid::Uuid;
 
 const DAY: u64 = 86_400;
-
-fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> =
-        value.as_object().unwrap_or_else(|| panic!("not an object: {value}")).keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    keys
-}
 
 fn assert_uuid(value: &Value) -> String {
     let text = value.as_str().unwrap_or_else(|| panic!("not a string: {value}"));
@@ -62,23 +55,8 @@ fn cancel(client: &Client, mode: &str, id: &str) -> Reply {
     client.delete(&format!("/v1/exp/cancel/{mode}/{id}"))
 }
 
-/// A subject's audit rows, newest first.
-fn audit_rows(client: &Client, token: &str) -> Vec<Value> {
-    let reply = client.get(&format!("/v1/audit/list/{token}?limit=1000"));
-    reply.assert_ok()["rows"].as_array().unwrap().clone()
-}
-
 fn count(rows: &[Value], operation: &str) -> usize {
     rows.iter().filter(|row| row["operation"] == operation).count()
-}
-
-fn audit_total(client: &Client) -> u64 {
-    client.get("/v1/audit/admin?limit=1").assert_ok()["total"].as_u64().unwrap()
-}
-
-fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> String {
-    let reply = client.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
-    reply.assert_ok()["token"].as_str().unwrap().to_string()
 }
 
 /// `exptime` is `seconds` after a moment between `before` and now.

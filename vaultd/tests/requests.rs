@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::cluster::TestCluster;
-use support::{occurs_in_files, Client, Reply, SoftHsm, Vault};
+use support::{audit_rows, keys, occurs_in_files, operations, Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 
 /// Creates a scoped token with the root client and returns its secret.
@@ -36,12 +36,6 @@ fn filed(reply: Reply) -> String {
     rtoken.to_string()
 }
 
-fn keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
 fn request(client: &Client, rtoken: &str) -> Value {
     client.get(&format!("/v1/request/{rtoken}")).assert_ok()["request"].clone()
 }
@@ -50,24 +44,14 @@ fn profile(root: &Client, subject: &str) -> Value {
     root.get(&format!("/v1/user/token/{subject}")).assert_ok()["data"].clone()
 }
 
-/// A subject's audit rows, newest first.
-fn audit_rows(root: &Client, subject: &str) -> Vec<Value> {
-    root.get(&format!("/v1/audit/list/{subject}?limit=1000")).assert_ok()["rows"].as_array().unwrap().clone()
-}
-
-fn operations(rows: &[Value]) -> Vec<String> {
-    rows.iter().map(|row| row["operation"].as_str().unwrap().to_string()).collect()
-}
-
 fn assert_row(row: &Value, rtoken: &str, subject: &str, action: &str, status: &str, app: Option<&str>) {
     let mut expected = vec!["action", "creationtime", "reason", "rtoken", "status", "token", "when"];
     if app.is_some() {
         expected.push("app");
         expected.sort();
     }
-    let expected: Vec<String> = expected.into_iter().map(String::from).collect();
     let mut got = keys(row);
-    got.retain(|k| k != "original" && k != "change");
+    got.retain(|k| *k != "original" && *k != "change");
     assert_eq!(got, expected, "{row}");
     assert_eq!(row["rtoken"], rtoken, "{row}");
     assert_eq!(row["token"], subject, "{row}");
@@ -201,8 +185,8 @@ fn approval_applies_a_merge_or_a_patch_once_and_is_audited_as_the_change_itself(
     let app_update = rows.iter().find(|r| r["operation"] == "app-update").unwrap();
     assert_eq!(app_update["purpose"], format!("request {by_merge} approved"), "{app_update}");
     let ops = operations(&rows);
-    assert_eq!(ops.iter().filter(|o| *o == "user-update").count(), 1, "{ops:?}");
-    assert_eq!(ops.iter().filter(|o| *o == "request-create").count(), 2, "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| **o == "user-update").count(), 1, "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| **o == "request-create").count(), 2, "{ops:?}");
 
     // Status filters.
     assert_eq!(dpo.get("/v1/requests?status=approved").assert_ok()["total"], 2);
@@ -622,7 +606,7 @@ fn requested_values_stay_out_of_audit_events_and_data_files() {
     let rows = audit_rows(&root, &ann);
     let ops = operations(&rows);
     for op in ["request-create", "request-read", "request-list", "request-cancel", "user-update", "app-update"] {
-        assert!(ops.iter().any(|o| o == op), "{op} missing from {ops:?}");
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
     let admin = root.get("/v1/audit/admin?limit=1000").assert_ok().clone();
     let admin_ops: Vec<&str> =

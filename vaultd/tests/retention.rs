@@ -9,15 +9,8 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 
 use serde_json::{json, Value};
-use support::{Client, Reply, Vault};
+use support::{audit_rows, audit_total, keys, scoped_token, Client, Reply, Vault};
 use uuid::Uuid;
-
-fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> =
-        value.as_object().unwrap_or_else(|| panic!("not an object: {value}")).keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    keys
-}
 
 fn run(client: &Client, policy: &str, spec: Value) -> Reply {
     client.post("/v1/sys/retention/run", json!({"policy": policy, "spec": spec}))
@@ -65,22 +58,8 @@ fn profile(client: &Client, token: &str) -> Value {
     client.get(&format!("/v1/user/token/{token}")).assert_ok()["data"].clone()
 }
 
-fn audit_rows(client: &Client, token: &str) -> Vec<Value> {
-    let reply = client.get(&format!("/v1/audit/list/{token}?limit=1000"));
-    reply.assert_ok()["rows"].as_array().unwrap().clone()
-}
-
 fn events(client: &Client, token: &str, operation: &str) -> Vec<Value> {
     audit_rows(client, token).into_iter().filter(|row| row["operation"] == operation).collect()
-}
-
-fn audit_total(client: &Client) -> u64 {
-    client.get("/v1/audit/admin?limit=1").assert_ok()["total"].as_u64().unwrap()
-}
-
-fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> String {
-    let reply = client.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
-    reply.assert_ok()["token"].as_str().unwrap().to_string()
 }
 
 fn is_pseudonym(value: &Value) -> bool {
