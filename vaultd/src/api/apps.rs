@@ -154,7 +154,7 @@ pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     if vault.files_requests(&caller) {
         let action = RequestAction::ChangeAppData;
         let rtoken = vault.file_request(&caller, mode, &id, action, Some(&app), Some(&update)).await?;
-        return Ok(super::requests::filed(rtoken));
+        return Ok(super::subject_requests::filed(rtoken));
     }
     let token = vault.update_app(&caller, mode, &id, &app, &update).await?;
     Ok(ok(json!({"token": token})))

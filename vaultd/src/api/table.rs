@@ -8,7 +8,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::{apps, audit, cluster, consent, expiration, requests, retention, sessions, shares, system, tokens, users};
+use super::{
+    apps, audit, cluster, consent, expiration, retention, sessions, shares, subject_requests, system, tokens, users,
+};
 
 macro_rules! route_table {
     ($($path:literal => [$($method:ident $handler:path),+ $(,)?]),* $(,)?) => {
@@ -51,9 +53,9 @@ route_table! {
     "/v1/pactivity" => [get consent::list_activities],
     "/v1/pactivity/{activity}" => [post consent::put_activity, delete consent::delete_activity],
     "/v1/pactivity/{activity}/{brief}" => [post consent::link, delete consent::unlink],
-    "/v1/requests" => [get requests::list],
-    "/v1/requests/{mode}/{id}" => [get requests::for_user],
-    "/v1/request/{rtoken}" => [get requests::get, post requests::approve, delete requests::cancel],
+    "/v1/requests" => [get subject_requests::list],
+    "/v1/requests/{mode}/{id}" => [get subject_requests::for_user],
+    "/v1/request/{rtoken}" => [get subject_requests::get, post subject_requests::approve, delete subject_requests::cancel],
     "/v1/sharedrecord/{mode}/{id}" => [post shares::create],
     "/v1/get/{record}" => [get shares::get],
     "/v1/exp/start/{mode}/{id}" => [post expiration::start],

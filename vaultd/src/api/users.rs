@@ -299,7 +299,7 @@ pub async fn update(
     let update = body.change()?;
     if vault.files_requests(&caller) {
         let rtoken = vault.file_request(&caller, mode, &id, RequestAction::ChangeProfile, None, Some(&update)).await?;
-        return Ok(super::requests::filed(rtoken));
+        return Ok(super::subject_requests::filed(rtoken));
     }
     let token = vault.update_user(&caller, mode, &id, &update).await?;
     Ok(ok(json!({"token": token})))
@@ -356,7 +356,7 @@ pub async fn forget(
     let mode = parse_mode(&mode)?;
     if vault.files_requests(&caller) {
         let rtoken = vault.file_request(&caller, mode, &id, RequestAction::ForgetMe, None, None).await?;
-        return Ok(super::requests::filed(rtoken));
+        return Ok(super::subject_requests::filed(rtoken));
     }
     let token = vault.forget_user(&caller, mode, &id).await?;
     Ok(ok(json!({"result": "done", "token": token})))

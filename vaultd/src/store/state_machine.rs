@@ -17,10 +17,10 @@ mod cluster;
 mod consent;
 mod expiration;
 mod pending;
-mod requests;
 mod retention;
 mod sessions;
 mod shares;
+mod subject_requests;
 mod tokens;
 mod users;
 
@@ -304,14 +304,23 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64, audit_seq: u64) 
         (Change::Consent(consent), _) => consent::apply(staged, consent, resolved)?,
 
         (Change::FileRequest { rtoken, record }, _) => {
-            return Ok((requests::file(staged, rtoken, record)?, Some(record.subject)))
+            return Ok((subject_requests::file(staged, rtoken, record)?, Some(record.subject)))
         }
-        (Change::ReadRequest { rtoken, owner }, _) => return requests::read_one(staged, rtoken, *owner),
+        (Change::ReadRequest { rtoken, owner }, _) => return subject_requests::read_one(staged, rtoken, *owner),
         (Change::ReadRequests { target, status, offset, limit }, _) => {
-            return requests::read_page(staged, target.as_ref(), *status, *offset, *limit)
+            return subject_requests::read_page(staged, target.as_ref(), *status, *offset, *limit)
         }
         (Change::ResolveRequest { rtoken, approve, reason, owner, then }, _) => {
-            return requests::resolve_request(staged, rtoken, *approve, reason, *owner, then.as_deref(), now, audit_seq)
+            return subject_requests::resolve_request(
+                staged,
+                rtoken,
+                *approve,
+                reason,
+                *owner,
+                then.as_deref(),
+                now,
+                audit_seq,
+            )
         }
 
         (Change::RecordRetentionRun { report }, _) => retention::record_run(staged, report, audit_seq)?,

@@ -4,7 +4,9 @@
 
 use uuid::Uuid;
 
-use super::{active, first_duplicate, pending, read, requests, sessions, shares, tokens, write, Applies, Outcome};
+use super::{
+    active, first_duplicate, pending, read, sessions, shares, subject_requests, tokens, write, Applies, Outcome,
+};
 use crate::store::command::{Applied, ForgetCondition, Rejection, WrappedKey};
 use crate::store::keys;
 use crate::store::records::{ActiveSubject, ExpirationStatus, SubjectRecord, SubjectState};
@@ -134,7 +136,7 @@ pub(super) fn forget(staged: &mut Staged, subject: Uuid, condition: ForgetCondit
         staged.remove(keys::app(&subject, app))?;
     }
     sessions::remove_all_of(staged, &subject)?;
-    requests::close_for_forgotten(staged, &subject, now)?;
+    subject_requests::close_for_forgotten(staged, &subject, now)?;
     tokens::remove_all_of(staged, &subject)?;
     shares::remove_all_of(staged, &subject)?;
     if let Some(expiration) = &mut record.expiration {
