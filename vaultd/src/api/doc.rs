@@ -1142,7 +1142,7 @@ pub struct RetentionRunsReply {
     pub runs: Vec<RetentionRun>,
 }
 
-/// Any JSON object (or form). A `token`, `login`, `email`, `phone` or `custom` field links the session to that subject (404 when there is none); `expiration` (e.g. `1h`) shortens its life below the configured maximum (`--max-session-ttl`, default 30d).
+/// Any JSON object (or form). A `login`, `email`, `phone`, `custom` or `token` field (in that order) links the session to that subject (none when it names nobody); `expiration` (e.g. `1h`) shortens its life below the configured maximum (`--max-session-ttl`, default 30d); one the vault cannot read asks for the maximum.
 #[derive(Serialize, ToSchema)]
 #[schema(min_properties = 1, example = json!({"login": "john", "ip": "203.0.113.7", "user-agent": "Mozilla/5.0", "expiration": "1h"}))]
 pub struct SessionBody {}

@@ -26,7 +26,7 @@ fn row(view: SessionView) -> serde_json::Value {
     operation_id = "putSession",
     tag = "sessions",
     summary = "Create or replace a session",
-    description = r#"Requires scope `users:write`. Sealed under the linked subject's key (and removed when the subject is forgotten), or under a key of its own. Audited as `session-create`. A `token`, `login`, `email`, `phone` or `custom` field links the session to that subject (one naming no active subject leaves it unlinked, as in Databunker; a subject token may only link its own subject); `expiration` (`30s`, `12h`, `30d`, `6m`, seconds or a Unix time) ends it, at most `--max-session-ttl` after now."#,
+    description = r#"Requires scope `users:write`. Sealed under the linked subject's key (and removed when the subject is forgotten), or under a key of its own. Audited as `session-create`. A `login`, `email`, `phone`, `custom` or `token` field (tried in that order, as Databunker does) links the session to that subject (one naming no active subject leaves it unlinked, as in Databunker; a subject token may only link its own subject); `expiration` (`30s`, `12h`, `30d`, `6m`, seconds or a Unix time; one the vault cannot read asks for the maximum, as in Databunker) ends it, at most `--max-session-ttl` after now."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SessionPath, doc::Purpose),
     request_body(

@@ -19,19 +19,20 @@ pub struct SessionView {
     pub data: Value,
 }
 
-/// The identifiers in a session body that link it to a subject, in the order they are
-/// tried (Databunker's).
+/// The identifiers in a session body that link it to a subject, in the order Databunker
+/// tries them: the token last (applications keep other tokens, CSRF or OAuth ones, in
+/// their sessions too).
 const LINKS: [(&str, Mode); 5] = [
-    ("token", Mode::Token),
     ("login", Mode::Login),
     ("email", Mode::Email),
     ("phone", Mode::Phone),
     ("custom", Mode::Custom),
+    ("token", Mode::Token),
 ];
 
 impl Vault {
-    /// Creates or replaces session `session` with `data`. A `token`, `login`, `email`,
-    /// `phone` or `custom` field links it to that subject; an `expiration` field (e.g.
+    /// Creates or replaces session `session` with `data`. A `login`, `email`, `phone`,
+    /// `custom` or `token` field links it to that subject; an `expiration` field (e.g.
     /// `1h`) shortens its life below the configured maximum.
     ///
     /// As in Databunker, a field naming no active subject leaves the session unlinked
@@ -42,7 +43,10 @@ impl Vault {
         if data.is_empty() {
             return Err(VaultError::bad_request("session data must not be empty"));
         }
-        let lifetime = lifetime::parse(data.get("expiration"), now_ms() / 1000)?;
+        // A session's `expiration` is the application's own field as much as ours: one we
+        // cannot read asks for the maximum, as Databunker reads it (express-session's store
+        // crashes the application on a refusal).
+        let lifetime = lifetime::parse(data.get("expiration"), now_ms() / 1000).unwrap_or(lifetime::Requested::Maximum);
         let named = LINKS.iter().find_map(|(field, mode)| link(&data, field).map(|id| (*mode, id)));
         let owner = match (named, caller.subject) {
             (Some((mode, id)), Some(_)) => {

@@ -89,6 +89,12 @@ async function sessionStore(subjectEmail) {
   assert.equal((await call(store, 'destroy', sid)).error, undefined);
   assert.deepEqual(await call(store, 'get', sid), { error: null, value: null }, 'a destroyed session');
   assert.equal((await call(store, 'destroy', uuidv4())).error, undefined, 'destroying a session never saved');
+  // An application's own `expiration` field (a Date here) is kept, not refused: a refusal
+  // would crash the application inside the store's error handler.
+  const dated = { ...saved, expiration: new Date().toISOString() };
+  const datedSid = uuidv4();
+  assert.deepEqual(await call(store, 'set', datedSid, dated), { error: null, value: null });
+  assert.deepEqual(await call(store, 'get', datedSid), { error: null, value: dated });
 
   // express-session as an application mounts it: a visit counter kept across requests.
   const middleware = session({
