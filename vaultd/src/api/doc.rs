@@ -383,8 +383,10 @@ pub struct AppRecordPath {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct AgreementPath {
-    /// A legal basis's short name (lower-cased; 1-64 of a-z, 0-9, '-')
-    #[param(pattern = r"^[A-Za-z0-9-]{1,64}$")]
+    /// A legal basis's short name (trimmed and lower-cased; 1-64 of a-z, 0-9, '-')
+    #[param(
+        pattern = r"^[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub brief: String,
     #[param(inline)]
     pub mode: Mode,
@@ -400,8 +402,10 @@ pub struct AgreementPath {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct BriefPath {
-    /// A legal basis's short name (lower-cased; 1-64 of a-z, 0-9, '-')
-    #[param(pattern = r"^[A-Za-z0-9-]{1,64}$")]
+    /// A legal basis's short name (trimmed and lower-cased; 1-64 of a-z, 0-9, '-')
+    #[param(
+        pattern = r"^[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub brief: String,
 }
 
@@ -409,8 +413,10 @@ pub struct BriefPath {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct ActivityPath {
-    /// A processing activity's short name (lower-cased; 1-64 of a-z, 0-9, '-')
-    #[param(pattern = r"^[A-Za-z0-9-]{1,64}$")]
+    /// A processing activity's short name (trimmed and lower-cased; 1-64 of a-z, 0-9, '-')
+    #[param(
+        pattern = r"^[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub activity: String,
 }
 
@@ -418,11 +424,15 @@ pub struct ActivityPath {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct ActivityBriefPath {
-    /// A processing activity's short name (lower-cased; 1-64 of a-z, 0-9, '-')
-    #[param(pattern = r"^[A-Za-z0-9-]{1,64}$")]
+    /// A processing activity's short name (trimmed and lower-cased; 1-64 of a-z, 0-9, '-')
+    #[param(
+        pattern = r"^[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub activity: String,
-    /// A legal basis's short name (lower-cased; 1-64 of a-z, 0-9, '-')
-    #[param(pattern = r"^[A-Za-z0-9-]{1,64}$")]
+    /// A legal basis's short name (trimmed and lower-cased; 1-64 of a-z, 0-9, '-')
+    #[param(
+        pattern = r"^[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9-]{1,64}[\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub brief: String,
 }
 

@@ -15,10 +15,12 @@ const MAX_TEXT: usize = 4096;
 /// A brief (a legal basis's or an activity's name), as Databunker normalises it:
 /// trimmed, lower-cased, then 1–64 of `[a-z0-9-]`.
 pub fn normalise_brief(text: &str) -> VaultResult<String> {
-    let brief = text.trim().to_lowercase();
-    let valid = !brief.is_empty()
-        && brief.len() <= 64
-        && brief.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    // Checked before lower-casing, which turns some non-ASCII letters (the Kelvin sign)
+    // into ASCII ones.
+    let trimmed = text.trim();
+    let valid =
+        !trimmed.is_empty() && trimmed.len() <= 64 && trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let brief = trimmed.to_ascii_lowercase();
     if valid {
         Ok(brief)
     } else {
@@ -321,7 +323,7 @@ mod tests {
     #[test]
     fn briefs_are_normalised_and_checked() {
         assert_eq!(normalise_brief(" Marketing-Email ").unwrap(), "marketing-email");
-        for bad in ["", "a b", "a_b", "ü", &"a".repeat(65)] {
+        for bad in ["", "a b", "a_b", "ü", "\u{212A}", &"a".repeat(65)] {
             assert!(normalise_brief(bad).is_err(), "{bad:?}");
         }
     }
