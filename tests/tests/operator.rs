@@ -1,0 +1,440 @@
+//! The operator binary under the Helm chart's ServiceAccount and RBAC, against a real API
+//! server: it takes its Lease, renders every child of the example PiiVault with owner
+//! references, reports what it sees honestly (no pods ever run here: no kubelet), follows
+//! spec changes, runs its finalizers, and gives a RetentionPolicy its status.
+//!
+//! Each test has an operator and namespaces of its own, so they run in parallel.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use strongroom_operator::crd::{PiiVault, RetentionPolicy};
+use strongroom_operator::FIELD_MANAGER;
+use strongroom_system_tests::operator::{Deployed, Operator, RELEASE};
+use strongroom_system_tests::wait::{check, until};
+use strongroom_system_tests::Env;
+
+const VAULT_FINALIZER: &str = "strongroom.dev/piivault-cleanup";
+const POLICY_FINALIZER: &str = "strongroom.dev/retention-cleanup";
+
+/// `kubectl apply -n namespace -f examples/file`, as the README tells users to.
+fn apply_example(env: &Env, namespace: &str, file: &str) {
+    let path = env.path("charts/strongroom-operator/examples").join(file);
+    env.kubectl(&["apply", "-n", namespace, "-f", &path.to_string_lossy()], None)
+        .unwrap_or_else(|error| panic!("cannot apply {file}: {error:#}"));
+}
+
+fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|condition| condition.type_ == type_)
+}
+
+/// `type=status/reason` of every condition, for assertions and messages.
+fn summary(conditions: &[Condition]) -> BTreeMap<String, String> {
+    conditions.iter().map(|c| (c.type_.clone(), format!("{}/{}", c.status, c.reason))).collect()
+}
+
+fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(type_, value)| (type_.to_string(), value.to_string())).collect()
+}
+
+/// The vault once the operator has written a status for its current generation with
+/// conditions as `wanted` (`type` → `status/reason`).
+async fn vault_reported(vaults: &Api<PiiVault>, name: &str, wanted: &[(&str, &str)]) -> PiiVault {
+    let wanted = expected(wanted);
+    until(&format!("PiiVault {name} to report {wanted:?}"), || async {
+        let vault = vaults.get(name).await.map_err(|error| error.to_string())?;
+        let status = vault.status.clone().ok_or("no status yet")?;
+        let seen = summary(&status.conditions);
+        check(status.observed_generation == vault.metadata.generation && seen == wanted, || {
+            format!("generation {:?}, status {status:?}", vault.metadata.generation)
+        })?;
+        Ok(vault)
+    })
+    .await
+}
+
+/// Asserts that `meta` is a child the operator applied for `owner`: the owner as its
+/// controller, the operator's labels and field manager.
+fn assert_child_of<K: Resource<DynamicType = ()>>(meta: &ObjectMeta, owner: &K, what: &str) {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{what}: owner references {owners:?}");
+    let reference = &owners[0];
+    assert_eq!(reference.kind, K::kind(&()), "{what}");
+    assert_eq!(Some(&reference.name), owner.meta().name.as_ref(), "{what}");
+    assert_eq!(Some(&reference.uid), owner.meta().uid.as_ref(), "{what}");
+    assert_eq!(reference.controller, Some(true), "{what}");
+    let labels = meta.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some(FIELD_MANAGER), "{what}");
+    let managers: Vec<_> = meta.managed_fields.iter().flatten().filter_map(|entry| entry.manager.clone()).collect();
+    assert!(managers.iter().any(|manager| manager == FIELD_MANAGER), "{what}: managed by {managers:?}");
+}
+
+async fn get<K>(client: &Client, namespace: &str, name: &str) -> K
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    until(&format!("{} {name}", K::kind(&())), || async {
+        api.get_opt(name).await.map_err(|error| error.to_string())?.ok_or_else(|| "absent".to_string())
+    })
+    .await
+}
+
+/// The Events the operator recorded about `object`: `(type, reason)`.
+async fn events_about(client: &Client, namespace: &str, object: &str) -> Vec<(String, String)> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default()).await.expect("events");
+    list.items
+        .into_iter()
+        .filter(|event| event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object))
+        .map(|event| (event.type_.unwrap_or_default(), event.reason.unwrap_or_default()))
+        .collect()
+}
+
+async fn lease_holder(client: &Client, namespace: &str) -> Result<String, String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let lease = leases.get_opt(RELEASE).await.map_err(|error| error.to_string())?.ok_or("no Lease")?;
+    lease.spec.and_then(|spec| spec.holder_identity).ok_or_else(|| "no holder".to_string())
+}
+
+#[tokio::test]
+async fn the_operator_takes_its_lease_and_hands_it_over_on_sigterm() {
+    let Some(env) = Env::get("the_operator_takes_its_lease_and_hands_it_over_on_sigterm") else { return };
+    let mut deployed = Deployed::new(env, "lease").await;
+    let client = deployed.client.clone();
+    let namespace = deployed.install.namespace.clone();
+    let first = deployed.operator.identity.clone();
+    until("the first operator to hold the Lease", || async {
+        let holder = lease_holder(&client, &namespace).await?;
+        check(holder == first, || format!("held by {holder}"))
+    })
+    .await;
+    // A second replica waits behind it...
+    let mut standby = Operator::start(env, &deployed.install, &format!("{RELEASE}-1"));
+    until("the standby to wait for the Lease", || async {
+        check(standby.log().contains("waiting to become leader"), || standby.log())
+    })
+    .await;
+    assert_eq!(lease_holder(&client, &namespace).await.as_deref(), Ok(first.as_str()));
+    // ...and takes over as soon as the leader, asked to stop, releases the Lease (well
+    // before the 15 s it would otherwise wait for the Lease to expire).
+    let stopped = std::time::Instant::now();
+    let status = deployed.operator.stop().await;
+    assert!(status.success(), "the leader exits cleanly on SIGTERM: {status}");
+    until("the standby to take the Lease", || async {
+        let holder = lease_holder(&client, &namespace).await?;
+        check(holder == standby.identity, || format!("held by {holder}"))
+    })
+    .await;
+    assert!(stopped.elapsed().as_secs() < 15, "handed over after {:?}", stopped.elapsed());
+    until("the standby to act as leader", || async {
+        check(standby.log().contains("became leader"), || standby.log())
+    })
+    .await;
+    assert!(standby.running());
+}
+
+#[tokio::test]
+async fn the_example_vault_gets_every_child_and_honest_conditions() {
+    let Some(env) = Env::get("the_example_vault_gets_every_child_and_honest_conditions") else { return };
+    let deployed = Deployed::new(env, "children").await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    apply_example(env, namespace, "piivault-softhsm.yaml");
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+
+    // No kubelet runs, so no pod ever answers: the vault waits for its first pod, and says so.
+    let vault = vault_reported(
+        &vaults,
+        "vault",
+        &[
+            ("Ready", "False/WaitingForPod"),
+            ("Available", "False/NotInitialized"),
+            ("Progressing", "True/WaitingForPod"),
+            ("Degraded", "False/AsExpected"),
+        ],
+    )
+    .await;
+    let status = vault.status.clone().unwrap();
+    assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Pending"));
+    assert_eq!((status.ready_replicas, status.members.len(), status.leader.clone()), (0, 0, None));
+    let progressing = condition(&status.conditions, "Progressing").unwrap();
+    assert_eq!(progressing.message, "waiting for vault-0 to answer");
+    assert!(status.conditions.iter().all(|c| c.observed_generation == vault.metadata.generation), "{status:?}");
+    assert!(vault.finalizers().iter().any(|f| f == VAULT_FINALIZER), "{:?}", vault.finalizers());
+
+    // Every child, applied server-side with the vault as controlling owner.
+    let set: StatefulSet = get(client, namespace, "vault").await;
+    assert_child_of(&set.metadata, &vault, "StatefulSet vault");
+    let spec = set.spec.clone().unwrap();
+    assert_eq!(spec.replicas, Some(3), "created at the desired size");
+    assert_eq!(spec.service_name.as_deref(), Some("vault-headless"));
+    let claims = spec.volume_claim_templates.unwrap_or_default();
+    assert_eq!(claims.len(), 1, "one data volume per node");
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("vault"));
+    assert!(!pod.init_containers.unwrap_or_default().is_empty(), "SoftHSM token set-up");
+    assert_eq!(pod.containers[0].image.as_deref(), Some("ghcr.io/strongroom/vaultd:0.1.0"));
+
+    let headless: Service = get(client, namespace, "vault-headless").await;
+    assert_child_of(&headless.metadata, &vault, "Service vault-headless");
+    assert_eq!(headless.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), Some("None"));
+    assert_eq!(headless.spec.as_ref().and_then(|s| s.publish_not_ready_addresses), Some(true));
+    let service: Service = get(client, namespace, "vault").await;
+    assert_child_of(&service.metadata, &vault, "Service vault");
+    let ports: Vec<i32> = service.spec.unwrap().ports.unwrap_or_default().iter().map(|p| p.port).collect();
+    assert_eq!(ports, [3000]);
+    let config: ConfigMap = get(client, namespace, "vault-config").await;
+    assert_child_of(&config.metadata, &vault, "ConfigMap vault-config");
+    let account: ServiceAccount = get(client, namespace, "vault").await;
+    assert_child_of(&account.metadata, &vault, "ServiceAccount vault");
+    let budget: PodDisruptionBudget = get(client, namespace, "vault").await;
+    assert_child_of(&budget.metadata, &vault, "PodDisruptionBudget vault");
+    let policy: NetworkPolicy = get(client, namespace, "vault").await;
+    assert_child_of(&policy.metadata, &vault, "NetworkPolicy vault");
+    for (secret, keys) in [
+        ("vault-root-token", &["token"][..]),
+        ("vault-peer-auth", &["secret"][..]),
+        ("vault-peer-tls", &["ca.crt", "tls.crt", "tls.key"][..]),
+        ("vault-softhsm", &["kek", "so.pin", "user.pin"][..]),
+    ] {
+        let secret: Secret = get(client, namespace, secret).await;
+        let name = secret.name_any();
+        assert_child_of(&secret.metadata, &vault, &format!("Secret {name}"));
+        let data = secret.data.unwrap_or_default();
+        let mut present: Vec<&str> = data.keys().map(String::as_str).collect();
+        present.sort_unstable();
+        assert_eq!(present, keys, "Secret {name}");
+        assert!(data.values().all(|value| !value.0.is_empty()), "Secret {name} has an empty key");
+    }
+
+    // What `kubectl get piivaults` shows.
+    let table = env.kubectl(&["get", "piivaults", "-n", namespace], None).expect("kubectl get");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row.get(..3), Some(&["vault", "3", "0"][..]), "{table}");
+    assert!(row.contains(&"Pending"), "{table}");
+}
+
+#[tokio::test]
+async fn replicas_and_paused_changes_are_followed() {
+    let Some(env) = Env::get("replicas_and_paused_changes_are_followed") else { return };
+    let deployed = Deployed::new(env, "changes").await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    apply_example(env, namespace, "piivault-softhsm.yaml");
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let waiting = [
+        ("Ready", "False/WaitingForPod"),
+        ("Available", "False/NotInitialized"),
+        ("Progressing", "True/WaitingForPod"),
+        ("Degraded", "False/AsExpected"),
+    ];
+    vault_reported(&vaults, "vault", &waiting).await;
+    let patch = |spec: serde_json::Value| {
+        let vaults = vaults.clone();
+        async move {
+            vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({ "spec": spec }))).await.expect("patch")
+        }
+    };
+    let replicas = |set: StatefulSet| set.spec.and_then(|spec| spec.replicas);
+
+    // 3 → 5: the new generation is observed, but the StatefulSet grows only once its pods
+    // have joined the cluster, which none can here.
+    let scaled = patch(json!({"replicas": 5})).await;
+    let vault = vault_reported(&vaults, "vault", &waiting).await;
+    assert_eq!(vault.status.unwrap().observed_generation, scaled.metadata.generation);
+    assert_eq!(replicas(sets.get("vault").await.unwrap()), Some(3));
+
+    // Paused: reported, and nothing is changed — a deleted child stays deleted...
+    patch(json!({"paused": true})).await;
+    let paused = [
+        ("Ready", "False/Paused"),
+        ("Available", "False/NotInitialized"),
+        ("Progressing", "False/Paused"),
+        ("Degraded", "False/AsExpected"),
+    ];
+    let vault = vault_reported(&vaults, "vault", &paused).await;
+    assert_eq!(serde_json::to_value(vault.status.unwrap().phase).unwrap(), json!("Paused"));
+    configs.delete("vault-config", &DeleteParams::default()).await.expect("delete the ConfigMap");
+    // (a later generation observed while paused proves a reconcile ran after the deletion)
+    patch(json!({"replicas": 3})).await;
+    vault_reported(&vaults, "vault", &paused).await;
+    assert!(configs.get_opt("vault-config").await.unwrap().is_none(), "a paused vault's child was re-created");
+
+    // ...until the vault is resumed.
+    patch(json!({"paused": false})).await;
+    let vault = vault_reported(&vaults, "vault", &waiting).await;
+    let config: ConfigMap = get(client, namespace, "vault-config").await;
+    assert_child_of(&config.metadata, &vault, "re-created ConfigMap");
+    assert_eq!(serde_json::to_value(vault.status.unwrap().phase).unwrap(), json!("Pending"));
+}
+
+#[tokio::test]
+async fn deleting_a_vault_runs_its_finalizer() {
+    let Some(env) = Env::get("deleting_a_vault_runs_its_finalizer") else { return };
+    let deployed = Deployed::new(env, "delete").await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    apply_example(env, namespace, "piivault-softhsm.yaml");
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    let vault = until("the finalizer and the StatefulSet", || async {
+        let vault = vaults.get("vault").await.map_err(|error| error.to_string())?;
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+        let has_set = sets.get_opt("vault").await.map_err(|error| error.to_string())?.is_some();
+        check(vault.finalizers().iter().any(|f| f == VAULT_FINALIZER) && has_set, || format!("{vault:?}"))?;
+        Ok(vault)
+    })
+    .await;
+
+    // The volumes a StatefulSet would have made for the vault's pods, and one of another app.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let set: StatefulSet = get(client, namespace, "vault").await;
+    let selector = set.spec.unwrap().selector.match_labels.unwrap_or_default();
+    for (name, labels) in [
+        ("data-vault-0", selector.clone()),
+        ("data-other-0", BTreeMap::from([("app.kubernetes.io/name".to_string(), "other".to_string())])),
+    ] {
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }))
+        .unwrap();
+        claims.create(&PostParams::default(), &claim).await.expect("create a claim");
+    }
+
+    vaults.delete("vault", &DeleteParams::default()).await.expect("delete the vault");
+    until("the vault to be gone", || async {
+        let left = vaults.get_opt("vault").await.map_err(|error| error.to_string())?;
+        check(left.is_none(), || format!("still there: {left:?}"))
+    })
+    .await;
+    // Its SoftHSM volumes were deleted (they wait for the PVC protection controller, which
+    // does not run here, to let them go); other volumes were not.
+    let ours = claims.get("data-vault-0").await.expect("claim");
+    assert!(ours.metadata.deletion_timestamp.is_some(), "the vault's volume was not deleted: {ours:?}");
+    let other = claims.get("data-other-0").await.expect("claim");
+    assert!(other.metadata.deletion_timestamp.is_none(), "another app's volume was deleted");
+    let events = events_about(client, namespace, "vault").await;
+    assert!(events.contains(&("Normal".to_string(), "VolumesDeleted".to_string())), "{events:?}");
+    // No garbage collector runs on this server: the children stay, owned by a vault that is
+    // gone (a cluster's garbage collector deletes them through these references).
+    let set: StatefulSet = get(client, namespace, "vault").await;
+    assert_eq!(set.owner_references()[0].uid, vault.uid().unwrap());
+}
+
+#[tokio::test]
+async fn a_vault_missing_its_root_token_secret_is_degraded_until_it_appears() {
+    let Some(env) = Env::get("a_vault_missing_its_root_token_secret_is_degraded_until_it_appears") else { return };
+    let deployed = Deployed::new(env, "secret").await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    let mut vault: serde_json::Value =
+        strongroom_system_tests::read_yaml(&env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"));
+    vault["spec"]["rootTokenSecretRef"] = json!({"name": "vault-root", "key": "token"});
+    vaults.create(&PostParams::default(), &serde_json::from_value(vault).unwrap()).await.expect("create");
+
+    let vault = vault_reported(
+        &vaults,
+        "vault",
+        &[
+            ("Ready", "False/SecretMissing"),
+            ("Available", "False/NotInitialized"),
+            ("Progressing", "False/WaitingForPod"),
+            ("Degraded", "True/SecretMissing"),
+        ],
+    )
+    .await;
+    assert_eq!(serde_json::to_value(vault.status.unwrap().phase).unwrap(), json!("Degraded"));
+    until("a Warning Event", || async {
+        let events = events_about(client, namespace, "vault").await;
+        check(events.contains(&("Warning".to_string(), "SecretMissing".to_string())), || format!("{events:?}"))
+    })
+    .await;
+    // Nothing was applied.
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    assert!(sets.get_opt("vault").await.unwrap().is_none());
+
+    // Once the Secret exists the retry (with backoff) goes on.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "vault-root"},
+        "stringData": {"token": "an-e2e-root-token-of-32-characters"},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.expect("create the Secret");
+    vault_reported(
+        &vaults,
+        "vault",
+        &[
+            ("Ready", "False/WaitingForPod"),
+            ("Available", "False/NotInitialized"),
+            ("Progressing", "True/WaitingForPod"),
+            ("Degraded", "False/AsExpected"),
+        ],
+    )
+    .await;
+    get::<StatefulSet>(client, namespace, "vault").await;
+    assert!(secrets.get_opt("vault-root-token").await.unwrap().is_none(), "a root token was generated anyway");
+}
+
+#[tokio::test]
+async fn a_retention_policy_gets_its_status() {
+    let Some(env) = Env::get("a_retention_policy_gets_its_status") else { return };
+    let deployed = Deployed::new(env, "retention").await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let policies: Api<RetentionPolicy> = Api::namespaced(client.clone(), namespace);
+    let reported = |wanted: &'static [(&'static str, &'static str)]| {
+        let policies = policies.clone();
+        async move {
+            let wanted = expected(wanted);
+            until(&format!("RetentionPolicy drop-phone to report {wanted:?}"), || async {
+                let policy = policies.get("drop-phone").await.map_err(|error| error.to_string())?;
+                let status = policy.status.clone().ok_or("no status yet")?;
+                let seen = summary(&status.conditions);
+                check(status.observed_generation == policy.metadata.generation && seen == wanted, || {
+                    format!("{status:?}")
+                })?;
+                Ok(policy)
+            })
+            .await
+        }
+    };
+
+    // Before its vault exists: waiting for it, nothing applied.
+    apply_example(env, namespace, "retention-drop-phone.yaml");
+    let policy = reported(&[("Ready", "False/VaultNotFound"), ("Degraded", "True/VaultNotFound")]).await;
+    assert!(policy.finalizers().iter().any(|f| f == POLICY_FINALIZER), "{:?}", policy.finalizers());
+    let status = policy.status.unwrap();
+    assert!(status.cron_job.is_none() && status.token.is_none() && status.next_run.is_none(), "{status:?}");
+
+    // With the vault: the policy needs a token from it, and no vault pod answers here.
+    apply_example(env, namespace, "piivault-softhsm.yaml");
+    let policy = reported(&[("Ready", "False/VaultUnreachable"), ("Degraded", "True/VaultUnreachable")]).await;
+    let degraded = condition(&policy.status.as_ref().unwrap().conditions, "Degraded").unwrap().message.clone();
+    assert!(degraded.contains("vault.") && degraded.contains(".svc:3000"), "{degraded}");
+    until("a Warning Event", || async {
+        let events = events_about(client, namespace, "drop-phone").await;
+        check(events.contains(&("Warning".to_string(), "VaultUnreachable".to_string())), || format!("{events:?}"))
+    })
+    .await;
+
+    // Deleting it finishes: no token was issued, so there is none to revoke.
+    policies.delete("drop-phone", &DeleteParams::default()).await.expect("delete");
+    until("the policy to be gone", || async {
+        let left = policies.get_opt("drop-phone").await.map_err(|error| error.to_string())?;
+        check(left.is_none(), || format!("{left:?}"))
+    })
+    .await;
+}
