@@ -419,8 +419,32 @@ async fn a_retention_policy_gets_its_status() {
     let status = policy.status.unwrap();
     assert!(status.cron_job.is_none() && status.token.is_none() && status.next_run.is_none(), "{status:?}");
 
-    // With the vault: the policy needs a token from it, and no vault pod answers here.
-    apply_example(env, namespace, "piivault-softhsm.yaml");
+    // Any change to the policy makes the operator look again (rather than in 30 s).
+    let kick = |n: u32| {
+        let policies = policies.clone();
+        async move {
+            let patch = Patch::Merge(json!({"metadata": {"annotations": {"e2e/kick": n.to_string()}}}));
+            policies.patch("drop-phone", &PatchParams::default(), &patch).await.expect("annotate");
+        }
+    };
+
+    // A new vault that has not generated its root token yet (paused: it generates nothing)
+    // is waited for — not reported as a lost Secret to restore from a backup.
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    let mut vault: serde_json::Value =
+        strongroom_system_tests::read_yaml(&env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"));
+    vault["spec"]["paused"] = json!(true);
+    vaults.create(&PostParams::default(), &serde_json::from_value(vault).unwrap()).await.expect("create");
+    kick(1).await;
+    let policy = reported(&[("Ready", "False/VaultNotReady"), ("Degraded", "True/VaultNotReady")]).await;
+    let ready = condition(&policy.status.as_ref().unwrap().conditions, "Ready").unwrap().message.clone();
+    assert!(ready.contains("has not generated its root token"), "{ready}");
+
+    // Resumed, the vault generates its Secrets; the policy needs a token from the vault, and
+    // no vault pod answers here.
+    vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    get::<Secret>(client, namespace, "vault-root-token").await;
+    kick(2).await;
     let policy = reported(&[("Ready", "False/VaultUnreachable"), ("Degraded", "True/VaultUnreachable")]).await;
     let degraded = condition(&policy.status.as_ref().unwrap().conditions, "Degraded").unwrap().message.clone();
     assert!(degraded.contains("vault.") && degraded.contains(".svc:3000"), "{degraded}");
