@@ -15,6 +15,7 @@
 //! A test starts with `let Some(env) = Env::get("name") else { return };`.
 
 pub mod operator;
+pub mod resources;
 pub mod wait;
 
 use std::io::Write as _;

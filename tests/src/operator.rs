@@ -210,11 +210,22 @@ pub struct Deployed {
 
 impl Deployed {
     pub async fn new(env: &Env, prefix: &str) -> Self {
+        Self::deploy(env, prefix, true).await
+    }
+
+    /// As the chart installs by default: no `watchNamespaces`, a ClusterRole, every
+    /// namespace watched. Only for a test binary of its own: it manages every test's vaults.
+    pub async fn cluster_wide(env: &Env, prefix: &str) -> Self {
+        Self::deploy(env, prefix, false).await
+    }
+
+    async fn deploy(env: &Env, prefix: &str, confined: bool) -> Self {
         let client = env.admin().await;
         env.apply_crds(&client).await;
         let operator_namespace = env.namespace(&client, &format!("{prefix}-op")).await;
         let namespace = env.namespace(&client, prefix).await;
-        let install = Install::apply(env, &operator_namespace, &[&namespace]);
+        let watched: &[&str] = if confined { &[&namespace] } else { &[] };
+        let install = Install::apply(env, &operator_namespace, watched);
         let operator = Operator::start(env, &install, &format!("{RELEASE}-0"));
         Self { client, install, namespace, operator }
     }

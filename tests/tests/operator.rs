@@ -8,107 +8,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
 use serde_json::json;
 use strongroom_operator::crd::{PiiVault, RetentionPolicy};
-use strongroom_operator::FIELD_MANAGER;
 use strongroom_system_tests::operator::{Deployed, Operator, RELEASE};
+use strongroom_system_tests::resources::*;
 use strongroom_system_tests::wait::{check, until};
 use strongroom_system_tests::Env;
-
-const VAULT_FINALIZER: &str = "strongroom.dev/piivault-cleanup";
-const POLICY_FINALIZER: &str = "strongroom.dev/retention-cleanup";
-
-/// `kubectl apply -n namespace -f examples/file`, as the README tells users to.
-fn apply_example(env: &Env, namespace: &str, file: &str) {
-    let path = env.path("charts/strongroom-operator/examples").join(file);
-    env.kubectl(&["apply", "-n", namespace, "-f", &path.to_string_lossy()], None)
-        .unwrap_or_else(|error| panic!("cannot apply {file}: {error:#}"));
-}
-
-fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|condition| condition.type_ == type_)
-}
-
-/// `type=status/reason` of every condition, for assertions and messages.
-fn summary(conditions: &[Condition]) -> BTreeMap<String, String> {
-    conditions.iter().map(|c| (c.type_.clone(), format!("{}/{}", c.status, c.reason))).collect()
-}
-
-fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(type_, value)| (type_.to_string(), value.to_string())).collect()
-}
-
-/// The vault once the operator has written a status for its current generation with
-/// conditions as `wanted` (`type` → `status/reason`).
-async fn vault_reported(vaults: &Api<PiiVault>, name: &str, wanted: &[(&str, &str)]) -> PiiVault {
-    let wanted = expected(wanted);
-    until(&format!("PiiVault {name} to report {wanted:?}"), || async {
-        let vault = vaults.get(name).await.map_err(|error| error.to_string())?;
-        let status = vault.status.clone().ok_or("no status yet")?;
-        let seen = summary(&status.conditions);
-        check(status.observed_generation == vault.metadata.generation && seen == wanted, || {
-            format!("generation {:?}, status {status:?}", vault.metadata.generation)
-        })?;
-        Ok(vault)
-    })
-    .await
-}
-
-/// Asserts that `meta` is a child the operator applied for `owner`: the owner as its
-/// controller, the operator's labels and field manager.
-fn assert_child_of<K: Resource<DynamicType = ()>>(meta: &ObjectMeta, owner: &K, what: &str) {
-    let owners = meta.owner_references.as_deref().unwrap_or_default();
-    assert_eq!(owners.len(), 1, "{what}: owner references {owners:?}");
-    let reference = &owners[0];
-    assert_eq!(reference.kind, K::kind(&()), "{what}");
-    assert_eq!(Some(&reference.name), owner.meta().name.as_ref(), "{what}");
-    assert_eq!(Some(&reference.uid), owner.meta().uid.as_ref(), "{what}");
-    assert_eq!(reference.controller, Some(true), "{what}");
-    let labels = meta.labels.clone().unwrap_or_default();
-    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some(FIELD_MANAGER), "{what}");
-    let managers: Vec<_> = meta.managed_fields.iter().flatten().filter_map(|entry| entry.manager.clone()).collect();
-    assert!(managers.iter().any(|manager| manager == FIELD_MANAGER), "{what}: managed by {managers:?}");
-}
-
-async fn get<K>(client: &Client, namespace: &str, name: &str) -> K
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    until(&format!("{} {name}", K::kind(&())), || async {
-        api.get_opt(name).await.map_err(|error| error.to_string())?.ok_or_else(|| "absent".to_string())
-    })
-    .await
-}
-
-/// The Events the operator recorded about `object`: `(type, reason)`.
-async fn events_about(client: &Client, namespace: &str, object: &str) -> Vec<(String, String)> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    let list = events.list(&ListParams::default()).await.expect("events");
-    list.items
-        .into_iter()
-        .filter(|event| event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object))
-        .map(|event| (event.type_.unwrap_or_default(), event.reason.unwrap_or_default()))
-        .collect()
-}
-
-async fn lease_holder(client: &Client, namespace: &str) -> Result<String, String> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let lease = leases.get_opt(RELEASE).await.map_err(|error| error.to_string())?.ok_or("no Lease")?;
-    lease.spec.and_then(|spec| spec.holder_identity).ok_or_else(|| "no holder".to_string())
-}
 
 #[tokio::test]
 async fn the_operator_takes_its_lease_and_hands_it_over_on_sigterm() {
@@ -156,17 +66,7 @@ async fn the_example_vault_gets_every_child_and_honest_conditions() {
     let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
 
     // No kubelet runs, so no pod ever answers: the vault waits for its first pod, and says so.
-    let vault = vault_reported(
-        &vaults,
-        "vault",
-        &[
-            ("Ready", "False/WaitingForPod"),
-            ("Available", "False/NotInitialized"),
-            ("Progressing", "True/WaitingForPod"),
-            ("Degraded", "False/AsExpected"),
-        ],
-    )
-    .await;
+    let vault = vault_reported(&vaults, "vault", &WAITING_FOR_POD).await;
     let status = vault.status.clone().unwrap();
     assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Pending"));
     assert_eq!((status.ready_replicas, status.members.len(), status.leader.clone()), (0, 0, None));
@@ -236,13 +136,7 @@ async fn replicas_and_paused_changes_are_followed() {
     let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let configs: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let waiting = [
-        ("Ready", "False/WaitingForPod"),
-        ("Available", "False/NotInitialized"),
-        ("Progressing", "True/WaitingForPod"),
-        ("Degraded", "False/AsExpected"),
-    ];
-    vault_reported(&vaults, "vault", &waiting).await;
+    vault_reported(&vaults, "vault", &WAITING_FOR_POD).await;
     let patch = |spec: serde_json::Value| {
         let vaults = vaults.clone();
         async move {
@@ -254,7 +148,7 @@ async fn replicas_and_paused_changes_are_followed() {
     // 3 → 5: the new generation is observed, but the StatefulSet grows only once its pods
     // have joined the cluster, which none can here.
     let scaled = patch(json!({"replicas": 5})).await;
-    let vault = vault_reported(&vaults, "vault", &waiting).await;
+    let vault = vault_reported(&vaults, "vault", &WAITING_FOR_POD).await;
     assert_eq!(vault.status.unwrap().observed_generation, scaled.metadata.generation);
     assert_eq!(replicas(sets.get("vault").await.unwrap()), Some(3));
 
@@ -276,7 +170,7 @@ async fn replicas_and_paused_changes_are_followed() {
 
     // ...until the vault is resumed.
     patch(json!({"paused": false})).await;
-    let vault = vault_reported(&vaults, "vault", &waiting).await;
+    let vault = vault_reported(&vaults, "vault", &WAITING_FOR_POD).await;
     let config: ConfigMap = get(client, namespace, "vault-config").await;
     assert_child_of(&config.metadata, &vault, "re-created ConfigMap");
     assert_eq!(serde_json::to_value(vault.status.unwrap().phase).unwrap(), json!("Pending"));
@@ -374,17 +268,7 @@ async fn a_vault_missing_its_root_token_secret_is_degraded_until_it_appears() {
     }))
     .unwrap();
     secrets.create(&PostParams::default(), &secret).await.expect("create the Secret");
-    vault_reported(
-        &vaults,
-        "vault",
-        &[
-            ("Ready", "False/WaitingForPod"),
-            ("Available", "False/NotInitialized"),
-            ("Progressing", "True/WaitingForPod"),
-            ("Degraded", "False/AsExpected"),
-        ],
-    )
-    .await;
+    vault_reported(&vaults, "vault", &WAITING_FOR_POD).await;
     get::<StatefulSet>(client, namespace, "vault").await;
     assert!(secrets.get_opt("vault-root-token").await.unwrap().is_none(), "a root token was generated anyway");
 }
