@@ -16,6 +16,7 @@
 
 pub mod operator;
 pub mod resources;
+pub mod vaultd;
 pub mod wait;
 
 use std::io::Write as _;

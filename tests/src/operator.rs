@@ -93,6 +93,11 @@ impl Operator {
     /// Starts the operator as `identity` (its pod name) under a fresh token of the chart's
     /// ServiceAccount.
     pub fn start(env: &Env, install: &Install, identity: &str) -> Self {
+        Self::start_with(env, install, identity, &[])
+    }
+
+    /// [`Operator::start`] with more environment (`HTTP_PROXY`, say).
+    pub fn start_with(env: &Env, install: &Install, identity: &str, more: &[(String, String)]) -> Self {
         let account = install.service_account();
         let token = env
             .kubectl(&["create", "token", &account, "-n", &install.namespace, "--duration", "2h"], None)
@@ -105,7 +110,7 @@ impl Operator {
         command.env_clear().envs(install.environment(identity));
         // The metrics port of a pod of its own: any free one here, as several run at once.
         command.env("STRONGROOM_LISTEN", "127.0.0.1:0").env("KUBECONFIG", &kubeconfig);
-        command.env("RUST_LOG", "info,strongroom_operator=debug");
+        command.env("RUST_LOG", "info,strongroom_operator=debug").envs(more.iter().cloned());
         command.stdin(Stdio::null()).stdout(log_file.try_clone().expect("log")).stderr(log_file);
         let child = command.spawn().expect("cannot start the operator");
         Self { identity: identity.to_string(), child: Some(child), log }
@@ -210,23 +215,28 @@ pub struct Deployed {
 
 impl Deployed {
     pub async fn new(env: &Env, prefix: &str) -> Self {
-        Self::deploy(env, prefix, true).await
+        Self::deploy(env, prefix, true, &[]).await
+    }
+
+    /// [`Deployed::new`], the operator with more environment.
+    pub async fn with_env(env: &Env, prefix: &str, more: &[(String, String)]) -> Self {
+        Self::deploy(env, prefix, true, more).await
     }
 
     /// As the chart installs by default: no `watchNamespaces`, a ClusterRole, every
     /// namespace watched. Only for a test binary of its own: it manages every test's vaults.
     pub async fn cluster_wide(env: &Env, prefix: &str) -> Self {
-        Self::deploy(env, prefix, false).await
+        Self::deploy(env, prefix, false, &[]).await
     }
 
-    async fn deploy(env: &Env, prefix: &str, confined: bool) -> Self {
+    async fn deploy(env: &Env, prefix: &str, confined: bool, more: &[(String, String)]) -> Self {
         let client = env.admin().await;
         env.apply_crds(&client).await;
         let operator_namespace = env.namespace(&client, &format!("{prefix}-op")).await;
         let namespace = env.namespace(&client, prefix).await;
         let watched: &[&str] = if confined { &[&namespace] } else { &[] };
         let install = Install::apply(env, &operator_namespace, watched);
-        let operator = Operator::start(env, &install, &format!("{RELEASE}-0"));
+        let operator = Operator::start_with(env, &install, &format!("{RELEASE}-0"), more);
         Self { client, install, namespace, operator }
     }
 }

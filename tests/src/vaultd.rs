@@ -1,0 +1,197 @@
+//! A real vaultd for the operator to talk to, although no pod runs: the vaultd binary on
+//! loopback with a SoftHSM token, and an HTTP proxy that the operator (and `vaultd
+//! minimize`) reach the vault's cluster DNS names through (`HTTP_PROXY`). The proxy sends a
+//! name it was given a route for to that address, and answers 502 for any other — as an
+//! unresolvable name would fail.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::run;
+
+/// Why a real vaultd cannot run here, if it cannot: no vaultd binary or no SoftHSM.
+pub fn unavailable() -> Option<String> {
+    if !binary().exists() {
+        return Some(format!("{} is absent (cargo build -p vaultd)", binary().display()));
+    }
+    if Command::new("softhsm2-util").arg("--version").output().is_err() {
+        return Some("softhsm2-util is absent (apt-get install softhsm2)".to_string());
+    }
+    None
+}
+
+/// `vaultd` of this build (`target/<profile>/vaultd`, beside the test binaries' directory).
+pub fn binary() -> PathBuf {
+    let test = std::env::current_exe().expect("the test's path");
+    test.parent().and_then(|deps| deps.parent()).expect("target directory").join("vaultd")
+}
+
+/// A free loopback port (released for the process that binds it next).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port()
+}
+
+/// The HTTP proxy: `host:port` → where it really is.
+pub struct Proxy {
+    pub address: SocketAddr,
+    routes: Arc<Mutex<HashMap<String, SocketAddr>>>,
+}
+
+impl Proxy {
+    /// Starts the proxy on a thread (and runtime) of its own, so that it serves whatever the
+    /// test's own runtime is blocked on.
+    pub fn start() -> Self {
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind the proxy");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let address = listener.local_addr().expect("address");
+        let routes: Arc<Mutex<HashMap<String, SocketAddr>>> = Arc::default();
+        let table = routes.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("listener");
+                while let Ok((client, _)) = listener.accept().await {
+                    tokio::spawn(forward(client, table.clone()));
+                }
+            });
+        });
+        Self { address, routes }
+    }
+
+    /// `http://` + its address, for `HTTP_PROXY`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sends requests for `authority` (`host:port`) to `to`.
+    pub fn route(&self, authority: &str, to: SocketAddr) {
+        self.routes.lock().unwrap().insert(authority.to_string(), to);
+    }
+}
+
+/// One request (absolute-form, as clients send it to a proxy) to its route, with
+/// `Connection: close`; the answer back; then the connection closes.
+async fn forward(mut client: TcpStream, routes: Arc<Mutex<HashMap<String, SocketAddr>>>) -> std::io::Result<()> {
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if client.read_buf(&mut buffer).await? == 0 {
+            return Ok(());
+        }
+        if let Some(at) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.splitn(3, ' ');
+    let (method, target, version) =
+        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (authority, path) = match target.strip_prefix("http://").and_then(|rest| rest.split_once('/')) {
+        Some((authority, path)) => (authority.to_string(), format!("/{path}")),
+        None => (target.strip_prefix("http://").unwrap_or(target).to_string(), "/".to_string()),
+    };
+    let headers: Vec<&str> = lines
+        .filter(|line| !line.is_empty())
+        .filter(|line| {
+            let name = line.split(':').next().unwrap_or_default().trim().to_ascii_lowercase();
+            name != "connection" && name != "proxy-connection"
+        })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok()).flatten()
+        })
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        if client.read_buf(&mut buffer).await? == 0 {
+            return Ok(());
+        }
+    }
+    let route = routes.lock().unwrap().get(&authority).copied();
+    let Some(to) = route else {
+        let body = format!("no route to {authority}");
+        let answer =
+            format!("HTTP/1.1 502 Bad Gateway\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        client.write_all(answer.as_bytes()).await?;
+        return client.shutdown().await;
+    };
+    let mut upstream = TcpStream::connect(to).await?;
+    let mut request = format!("{method} {path} {version}\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("connection: close\r\n\r\n");
+    upstream.write_all(request.as_bytes()).await?;
+    upstream.write_all(&buffer[head_end..head_end + length]).await?;
+    tokio::io::copy(&mut upstream, &mut client).await?;
+    client.shutdown().await
+}
+
+/// A vaultd process (`vaultd serve`, uninitialised: it waits to be bootstrapped).
+pub struct Vaultd {
+    child: Child,
+    /// Its API on loopback.
+    pub api: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Vaultd {
+    /// Starts a vaultd in `dir` with its own SoftHSM token, the given root token and peer
+    /// secret, advertising the addresses of pod `pod_host` (`vault-0.vault-headless.<ns>.svc`).
+    pub fn start(repo: &Path, dir: &Path, pod_host: &str, root_token: &str, peer_secret: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("vaultd dir");
+        let hsm = run(Command::new(repo.join("hack/softhsm-token.sh")).arg(dir.join("hsm")), None)
+            .unwrap_or_else(|error| panic!("cannot make a SoftHSM token: {error:#}"));
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.join("vaultd.log");
+        let log_file = std::fs::File::create(&log).expect("log");
+        let mut command = Command::new(binary());
+        for line in hsm.lines() {
+            if let Some((name, value)) = line.strip_prefix("export ").and_then(|line| line.split_once('=')) {
+                command.env(name, value);
+            }
+        }
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--listen", &api.to_string(), "--peer-listen", &peer.to_string()])
+            .args(["--advertise-peer", &format!("{pod_host}:3001")])
+            .args(["--advertise-api", &format!("http://{pod_host}:3000")])
+            .arg("--hsm-create-key")
+            .env("VAULTD_ROOT_TOKEN", root_token)
+            .env("VAULTD_PEER_SECRET", peer_secret)
+            .env_remove("HTTP_PROXY")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file);
+        let child = command.spawn().expect("cannot start vaultd");
+        Self { child, api, log }
+    }
+}
+
+impl Drop for Vaultd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- vaultd log ({}), last lines:", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The operator and a real vaultd together: the vault process stands in for pod vault-0 of a
+//! one-node PiiVault (reached through an HTTP proxy under its cluster DNS names, since no
+//! pod runs here). The operator bootstraps it with the root token it generated and reports
+//! it Ready; a RetentionPolicy gets its token, CronJob and schedule, a run as its Job would
+//! make it shows up in its status, and deleting the policy revokes its token.
+
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+use strongroom_operator::crd::{PiiVault, RetentionPolicy};
+use strongroom_system_tests::operator::Deployed;
+use strongroom_system_tests::resources::*;
+use strongroom_system_tests::vaultd::{self, Proxy, Vaultd};
+use strongroom_system_tests::wait::{check, until};
+use strongroom_system_tests::{run, Env};
+
+/// A key of a Secret the operator wrote, as text.
+async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> String {
+    let secret: Secret = get(client, namespace, name).await;
+    let value = secret.data.unwrap_or_default().remove(key).unwrap_or_else(|| panic!("{name} has no {key}"));
+    String::from_utf8(value.0).expect("text").trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
+    let test = "the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy";
+    let Some(env) = Env::get(test) else { return };
+    if let Some(why) = vaultd::unavailable() {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
+        return;
+    }
+    let proxy = Proxy::start();
+    let deployed = Deployed::with_env(env, "vaultd", &[("HTTP_PROXY".into(), proxy.url())]).await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    let mut vault: Value =
+        strongroom_system_tests::read_yaml(&env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"));
+    vault["spec"]["replicas"] = json!(1);
+    vault["spec"]["tls"] = json!({"enabled": false});
+    vaults.create(&PostParams::default(), &serde_json::from_value(vault).unwrap()).await.expect("create");
+
+    // Pod vault-0: a vaultd with the Secrets the operator generated for the vault.
+    let root = secret_value(client, namespace, "vault-root-token", "token").await;
+    let peer = secret_value(client, namespace, "vault-peer-auth", "secret").await;
+    let pod_host = format!("vault-0.vault-headless.{namespace}.svc");
+    let node = Vaultd::start(&env.repo, &env.work_dir.join(namespace), &pod_host, &root, &peer);
+    proxy.route(&format!("{pod_host}:3000"), node.api);
+    proxy.route(&format!("vault.{namespace}.svc:3000"), node.api);
+
+    let vault = vault_reported(
+        &vaults,
+        "vault",
+        &[
+            ("Ready", "True/ClusterReady"),
+            ("Available", "True/QuorumAvailable"),
+            ("Progressing", "False/Converged"),
+            ("Degraded", "False/AsExpected"),
+        ],
+    )
+    .await;
+    let status = vault.status.clone().unwrap();
+    assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Running"));
+    assert_eq!((status.ready_replicas, status.leader.as_deref()), (1, Some("vault-0")));
+    assert_eq!(status.members.len(), 1, "{status:?}");
+    assert_eq!(status.members[0].pod.as_deref(), Some("vault-0"));
+    assert!(status.members[0].healthy);
+    assert_eq!(status.kek_version.as_deref(), Some("strongroom-kek-1"));
+    let events = events_about(client, namespace, "vault").await;
+    assert!(events.contains(&("Normal".into(), "Bootstrapped".into())), "{events:?}");
+
+    // A RetentionPolicy of that vault: a token scoped to retention:run, the CronJob, the
+    // next run — and no run yet.
+    apply_example(env, namespace, "retention-drop-phone.yaml");
+    let policies: Api<RetentionPolicy> = Api::namespaced(client.clone(), namespace);
+    let scheduled = || async {
+        until("RetentionPolicy drop-phone to be scheduled", || async {
+            let policy = policies.get("drop-phone").await.map_err(|error| error.to_string())?;
+            let status = policy.status.clone().ok_or("no status yet")?;
+            let ready = condition(&status.conditions, "Ready").map(|c| c.reason.clone());
+            check(ready.as_deref() == Some("Scheduled"), || format!("{status:?}"))?;
+            Ok(policy)
+        })
+        .await
+    };
+    let policy = scheduled().await;
+    let status = policy.status.clone().unwrap();
+    assert_eq!(status.cron_job.as_deref(), Some("retention-drop-phone"));
+    assert!(status.next_run.is_some() && status.last_run.is_none(), "{status:?}");
+    let token = status.token.clone().expect("the token's id");
+    assert_eq!(Some(&token.vault_uid), vault.metadata.uid.as_ref());
+    let cron_job: CronJob = get(client, namespace, "retention-drop-phone").await;
+    assert_child_of(&cron_job.metadata, &policy, "CronJob retention-drop-phone");
+    assert_eq!(cron_job.spec.as_ref().unwrap().schedule, "0 3 * * *");
+    let config: ConfigMap = get(client, namespace, "retention-drop-phone-policy").await;
+    assert_child_of(&config.metadata, &policy, "ConfigMap retention-drop-phone-policy");
+    let token_secret: Secret = get(client, namespace, "retention-drop-phone-token").await;
+    assert_child_of(&token_secret.metadata, &policy, "Secret retention-drop-phone-token");
+
+    // Run it as the CronJob's Job would: its command, its token and policy files.
+    let job = cron_job.spec.unwrap().job_template.spec.unwrap().template.spec.unwrap();
+    let container = &job.containers[0];
+    let files = env.work_dir.join(namespace).join("job");
+    std::fs::create_dir_all(&files).unwrap();
+    let mut args = container.args.clone().unwrap_or_default();
+    let token_data = token_secret.data.clone().unwrap_or_default();
+    let config_data = config.data.clone().unwrap_or_default();
+    for arg in args.iter_mut() {
+        // The mounted files: /var/run/strongroom/<dir>/<key> → the test's copies.
+        let Some(key) = arg.rsplit('/').next().filter(|_| arg.starts_with('/')).map(str::to_string) else { continue };
+        let content = match (token_data.get(&key), config_data.get(&key)) {
+            (Some(value), _) => value.0.clone(),
+            (None, Some(text)) => text.clone().into_bytes(),
+            (None, None) => panic!("{arg} is neither in the token Secret nor in the ConfigMap"),
+        };
+        let path = files.join(&key);
+        std::fs::write(&path, content).unwrap();
+        *arg = path.to_string_lossy().into_owned();
+    }
+    assert_eq!(container.command.as_deref(), Some(&["vaultd".to_string()][..]));
+    let report = run(std::process::Command::new(vaultd::binary()).args(&args).env("HTTP_PROXY", proxy.url()), None)
+        .unwrap_or_else(|error| panic!("vaultd {args:?}: {error:#}"));
+    let report: Value = serde_json::from_str(&report).unwrap_or_else(|_| panic!("a JSON report: {report}"));
+
+    // The vault's record of the run reaches the status (looked at again on any change).
+    policies
+        .patch(
+            "drop-phone",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"e2e/ran": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let last_run = until("the run in status.lastRun", || async {
+        let policy = policies.get("drop-phone").await.map_err(|error| error.to_string())?;
+        policy.status.and_then(|status| status.last_run).ok_or_else(|| "no lastRun".to_string())
+    })
+    .await;
+    assert_eq!(json!(last_run.audit_event_id), report["auditEventId"], "{report}");
+    assert_eq!((last_run.matched, last_run.changed, last_run.dry_run), (0, 0, false));
+
+    // Deleting the policy revokes its token in the vault.
+    policies.delete("drop-phone", &DeleteParams::default()).await.expect("delete");
+    until("the policy to be gone", || async {
+        let left = policies.get_opt("drop-phone").await.map_err(|error| error.to_string())?;
+        check(left.is_none(), || format!("{left:?}"))
+    })
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let tokens: Value = http
+        .get(format!("http://{}/v1/sys/tokens", node.api))
+        .header("X-Bunker-Token", &root)
+        .send()
+        .await
+        .expect("list tokens")
+        .json()
+        .await
+        .expect("JSON");
+    let ids: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
+    assert!(!ids.contains(&token.id.as_str()), "token {} still valid: {tokens}", token.id);
+    let events = events_about(client, namespace, "drop-phone").await;
+    assert!(events.contains(&("Normal".into(), "TokenRevoked".into())), "{events:?}");
+
+    // And the vault goes too, through its finalizer.
+    vaults.delete("vault", &DeleteParams::default()).await.expect("delete the vault");
+    until("the vault to be gone", || async {
+        let left = vaults.get_opt("vault").await.map_err(|error| error.to_string())?;
+        check(left.is_none(), || left.map(|v| v.name_any()).unwrap_or_default())
+    })
+    .await;
+}
