@@ -191,7 +191,12 @@ fn skip_reason() -> String {
 /// `Ok(None)`: nothing to test against (skip).
 fn set_up() -> anyhow::Result<Option<Env>> {
     let repo = repo();
-    let work_dir = repo.join("target/system-tests");
+    // One directory per test binary, emptied first: logs, kubeconfigs (with tokens), vaultd
+    // data of the last run only.
+    let binary = std::env::current_exe()?;
+    let stem = binary.file_stem().and_then(|stem| stem.to_str()).unwrap_or("tests");
+    let work_dir = repo.join("target/system-tests").join(stem.rsplit_once('-').map_or(stem, |(name, _)| name));
+    let _ = std::fs::remove_dir_all(&work_dir);
     std::fs::create_dir_all(&work_dir)?;
     let bin = kapi_dir().join("bin");
     let tool = |name: &str| -> PathBuf {

@@ -141,6 +141,11 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     assert_eq!(json!(last_run.audit_event_id), report["auditEventId"], "{report}");
     assert_eq!((last_run.matched, last_run.changed, last_run.dry_run), (0, 0, false));
 
+    let table = env.kubectl(&["get", "retpol", "drop-phone", "-n", namespace], None).expect("kubectl get retpol");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("LAST RUN") && lines[0].contains("NEXT RUN"), "{table}");
+    assert!(lines[1].starts_with("drop-phone") && !lines[1].contains("<none>"), "every column filled: {table}");
+
     // Deleting the policy revokes its token in the vault.
     policies.delete("drop-phone", &DeleteParams::default()).await.expect("delete");
     until("the policy to be gone", || async {
