@@ -85,6 +85,8 @@ impl Install {
 /// A running operator process.
 pub struct Operator {
     pub identity: String,
+    /// Its kubeconfig: the ServiceAccount's token only.
+    pub kubeconfig: PathBuf,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -113,7 +115,31 @@ impl Operator {
         command.env("RUST_LOG", "info,strongroom_operator=debug").envs(more.iter().cloned());
         command.stdin(Stdio::null()).stdout(log_file.try_clone().expect("log")).stderr(log_file);
         let child = command.spawn().expect("cannot start the operator");
-        Self { identity: identity.to_string(), child: Some(child), log }
+        Self { identity: identity.to_string(), kubeconfig, child: Some(child), log }
+    }
+
+    /// Whether the operator's ServiceAccount may `verb` `resource` (`kind.group`, or
+    /// `kind.group/subresource`) in `namespace` (all namespaces when `None`): `kubectl auth
+    /// can-i` with its own kubeconfig.
+    pub fn may(&self, env: &Env, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
+        let mut command = Command::new(&env.kubectl);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(["auth", "can-i", verb]);
+        match resource.split_once('/') {
+            Some((resource, subresource)) => command.args([resource, "--subresource", subresource]),
+            None => command.arg(resource),
+        };
+        match namespace {
+            Some(namespace) => command.args(["-n", namespace]),
+            None => command.arg("--all-namespaces"),
+        };
+        let output = command.output().expect("kubectl auth can-i");
+        match String::from_utf8_lossy(&output.stdout).trim() {
+            "yes" => true,
+            "no" => false,
+            other => {
+                panic!("kubectl auth can-i {verb} {resource}: {other} {}", String::from_utf8_lossy(&output.stderr))
+            }
+        }
     }
 
     /// What the operator logged so far.

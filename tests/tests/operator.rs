@@ -62,6 +62,51 @@ async fn the_operator_takes_its_lease_and_hands_it_over_on_sigterm() {
 }
 
 #[tokio::test]
+async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
+    let Some(env) = Env::get("the_charts_rbac_confines_the_operator_to_what_it_needs") else { return };
+    let deployed = Deployed::new(env, "rbac").await;
+    let operator = &deployed.operator;
+    let (vaults, own) = (Some(deployed.namespace.as_str()), Some(deployed.install.namespace.as_str()));
+    let elsewhere = env.namespace(&deployed.client, "rbac-other").await;
+    let may = |verb, resource, namespace| operator.may(env, verb, resource, namespace);
+    // In the watched namespace: what the reconcilers do.
+    for (verb, resource) in [
+        ("patch", "piivaults.strongroom.dev"),
+        ("patch", "piivaults.strongroom.dev/status"),
+        ("update", "piivaults.strongroom.dev/finalizers"),
+        ("watch", "retentionpolicies.strongroom.dev"),
+        ("create", "statefulsets.apps"),
+        ("patch", "cronjobs.batch"),
+        ("get", "secrets"),
+        ("create", "secrets"),
+        ("deletecollection", "persistentvolumeclaims"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(may(verb, resource, vaults), "may not {verb} {resource} in the watched namespace");
+    }
+    // Never every Secret at once, nothing it does not do.
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("delete", "secrets"),
+        ("update", "piivaults.strongroom.dev"),
+        ("update", "piivaults.strongroom.dev/status"),
+        ("delete", "statefulsets.apps"),
+        ("create", "pods"),
+        ("create", "jobs.batch"),
+    ] {
+        assert!(!may(verb, resource, vaults), "may {verb} {resource} in the watched namespace");
+    }
+    // Elsewhere nothing, but its own Lease.
+    assert!(!may("get", "secrets", Some(&elsewhere)));
+    assert!(!may("list", "piivaults.strongroom.dev", Some(&elsewhere)));
+    assert!(!may("list", "piivaults.strongroom.dev", None), "cluster-wide list with watchNamespaces set");
+    assert!(!may("get", "secrets", own));
+    assert!(may("update", "leases.coordination.k8s.io", own));
+    assert!(!may("update", "leases.coordination.k8s.io", vaults));
+}
+
+#[tokio::test]
 async fn the_example_vault_gets_every_child_and_honest_conditions() {
     let Some(env) = Env::get("the_example_vault_gets_every_child_and_honest_conditions") else { return };
     let deployed = Deployed::new(env, "children").await;
