@@ -104,18 +104,6 @@ async fn forward(mut client: TcpStream, routes: Arc<Mutex<HashMap<String, Socket
             name != "connection" && name != "proxy-connection"
         })
         .collect();
-    let length: usize = headers
-        .iter()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok()).flatten()
-        })
-        .unwrap_or(0);
-    while buffer.len() < head_end + length {
-        if client.read_buf(&mut buffer).await? == 0 {
-            return Ok(());
-        }
-    }
     let route = routes.lock().unwrap().get(&authority).copied();
     let Some(to) = route else {
         let body = format!("no route to {authority}");
@@ -132,52 +120,73 @@ async fn forward(mut client: TcpStream, routes: Arc<Mutex<HashMap<String, Socket
     }
     request.push_str("connection: close\r\n\r\n");
     upstream.write_all(request.as_bytes()).await?;
-    upstream.write_all(&buffer[head_end..head_end + length]).await?;
-    tokio::io::copy(&mut upstream, &mut client).await?;
-    client.shutdown().await
+    // The body (whatever came with the head, then the rest, however it is framed) and the
+    // answer, until the upstream closes after answering.
+    upstream.write_all(&buffer[head_end..]).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
 }
 
-/// A vaultd process (`vaultd serve`, uninitialised: it waits to be bootstrapped).
+/// What every node of a vault shares, from the Secrets the operator generated.
+#[derive(Clone, Debug)]
+pub struct NodeSecrets {
+    pub root_token: String,
+    pub peer_secret: String,
+    /// The SoftHSM KEK (32 bytes).
+    pub kek: Vec<u8>,
+}
+
+/// A vaultd process (`vaultd serve`, uninitialised: it waits to be bootstrapped or added).
 pub struct Vaultd {
     child: Child,
     /// Its API on loopback.
     pub api: SocketAddr,
+    /// Its peer (Raft) port on loopback.
+    pub peer: SocketAddr,
     pub log: PathBuf,
 }
 
 impl Vaultd {
-    /// Starts a vaultd in `dir` with its own SoftHSM token, the given root token and peer
-    /// secret, advertising the addresses of pod `pod_host` (`vault-0.vault-headless.<ns>.svc`).
-    pub fn start(repo: &Path, dir: &Path, pod_host: &str, root_token: &str, peer_secret: &str) -> Self {
+    /// Starts a vaultd in `dir` as the pod at `pod_host` (`vault-<n>.vault-headless.<ns>.svc`,
+    /// which it advertises) would run: a SoftHSM token of its own holding the vault's `kek`
+    /// (as the pod's init container imports it), the vault's root token and peer secret, and
+    /// its calls to other nodes through `proxy`.
+    pub fn start(repo: &Path, dir: &Path, pod_host: &str, secrets: &NodeSecrets, proxy: &str) -> Self {
         std::fs::create_dir_all(dir).expect("vaultd dir");
         let hsm = run(Command::new(repo.join("hack/softhsm-token.sh")).arg(dir.join("hsm")), None)
             .unwrap_or_else(|error| panic!("cannot make a SoftHSM token: {error:#}"));
+        let hsm_env: Vec<(String, String)> = hsm
+            .lines()
+            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let kek = dir.join("kek");
+        std::fs::write(&kek, &secrets.kek).expect("kek file");
+        run(Command::new(binary()).arg("hsm-import-key").arg("--key-file").arg(&kek).envs(hsm_env.clone()), None)
+            .unwrap_or_else(|error| panic!("cannot import the KEK: {error:#}"));
+        std::fs::remove_file(&kek).expect("remove the kek file");
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.join("vaultd.log");
         let log_file = std::fs::File::create(&log).expect("log");
         let mut command = Command::new(binary());
-        for line in hsm.lines() {
-            if let Some((name, value)) = line.strip_prefix("export ").and_then(|line| line.split_once('=')) {
-                command.env(name, value);
-            }
-        }
         command
+            .envs(hsm_env)
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--listen", &api.to_string(), "--peer-listen", &peer.to_string()])
             .args(["--advertise-peer", &format!("{pod_host}:3001")])
             .args(["--advertise-api", &format!("http://{pod_host}:3000")])
-            .arg("--hsm-create-key")
-            .env("VAULTD_ROOT_TOKEN", root_token)
-            .env("VAULTD_PEER_SECRET", peer_secret)
-            .env_remove("HTTP_PROXY")
+            .env("VAULTD_ROOT_TOKEN", &secrets.root_token)
+            .env("VAULTD_PEER_SECRET", &secrets.peer_secret)
+            .env("HTTP_PROXY", proxy)
+            .env("NO_PROXY", "127.0.0.1,localhost")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);
         let child = command.spawn().expect("cannot start vaultd");
-        Self { child, api, log }
+        Self { child, api, peer, log }
     }
 }
 

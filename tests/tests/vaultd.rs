@@ -4,6 +4,7 @@
 //! it Ready; a RetentionPolicy gets its token, CronJob and schedule, a run as its Job would
 //! make it shows up in its status, and deleting the policy revokes its token.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -12,16 +13,55 @@ use serde_json::{json, Value};
 use strongroom_operator::crd::{PiiVault, RetentionPolicy};
 use strongroom_system_tests::operator::Deployed;
 use strongroom_system_tests::resources::*;
-use strongroom_system_tests::vaultd::{self, Proxy, Vaultd};
+use strongroom_system_tests::vaultd::{self, NodeSecrets, Proxy, Vaultd};
 use strongroom_system_tests::wait::{check, until};
 use strongroom_system_tests::{run, Env};
 
-/// A key of a Secret the operator wrote, as text.
-async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> String {
+/// A key of a Secret the operator wrote.
+async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Vec<u8> {
     let secret: Secret = get(client, namespace, name).await;
-    let value = secret.data.unwrap_or_default().remove(key).unwrap_or_else(|| panic!("{name} has no {key}"));
-    String::from_utf8(value.0).expect("text").trim().to_string()
+    secret.data.unwrap_or_default().remove(key).unwrap_or_else(|| panic!("{name} has no {key}")).0
 }
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("text").trim().to_string()
+}
+
+/// What the nodes of the vault `vault` share, once the operator has generated it.
+async fn node_secrets(client: &Client, namespace: &str) -> NodeSecrets {
+    NodeSecrets {
+        root_token: text(secret_value(client, namespace, "vault-root-token", "token").await),
+        peer_secret: text(secret_value(client, namespace, "vault-peer-auth", "secret").await),
+        kek: secret_value(client, namespace, "vault-softhsm", "kek").await,
+    }
+}
+
+/// Pod `vault-<ordinal>`: a vaultd, and the proxy's routes to its API and peer ports.
+fn start_node(env: &Env, proxy: &Proxy, namespace: &str, ordinal: u32, secrets: &NodeSecrets) -> Vaultd {
+    let pod_host = format!("vault-{ordinal}.vault-headless.{namespace}.svc");
+    let dir = env.work_dir.join(namespace).join(format!("vault-{ordinal}"));
+    let node = Vaultd::start(&env.repo, &dir, &pod_host, secrets, &proxy.url());
+    proxy.route(&format!("{pod_host}:3000"), node.api);
+    proxy.route(&format!("{pod_host}:3001"), node.peer);
+    node
+}
+
+/// A one-node vault (no peer TLS: the stand-in pods are not given certificates) of the
+/// SoftHSM example.
+fn one_node_vault(env: &Env) -> PiiVault {
+    let mut vault: Value =
+        strongroom_system_tests::read_yaml(&env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"));
+    vault["spec"]["replicas"] = json!(1);
+    vault["spec"]["tls"] = json!({"enabled": false});
+    serde_json::from_value(vault).unwrap()
+}
+
+const READY: [(&str, &str); 4] = [
+    ("Ready", "True/ClusterReady"),
+    ("Available", "True/QuorumAvailable"),
+    ("Progressing", "False/Converged"),
+    ("Degraded", "False/AsExpected"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
@@ -36,31 +76,15 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     let deployed = Deployed::with_env(env, "vaultd", &[("HTTP_PROXY".into(), proxy.url())]).await;
     let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
     let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
-    let mut vault: Value =
-        strongroom_system_tests::read_yaml(&env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"));
-    vault["spec"]["replicas"] = json!(1);
-    vault["spec"]["tls"] = json!({"enabled": false});
-    vaults.create(&PostParams::default(), &serde_json::from_value(vault).unwrap()).await.expect("create");
+    vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
 
     // Pod vault-0: a vaultd with the Secrets the operator generated for the vault.
-    let root = secret_value(client, namespace, "vault-root-token", "token").await;
-    let peer = secret_value(client, namespace, "vault-peer-auth", "secret").await;
-    let pod_host = format!("vault-0.vault-headless.{namespace}.svc");
-    let node = Vaultd::start(&env.repo, &env.work_dir.join(namespace), &pod_host, &root, &peer);
-    proxy.route(&format!("{pod_host}:3000"), node.api);
+    let secrets = node_secrets(client, namespace).await;
+    let root = secrets.root_token.clone();
+    let node = start_node(env, &proxy, namespace, 0, &secrets);
     proxy.route(&format!("vault.{namespace}.svc:3000"), node.api);
 
-    let vault = vault_reported(
-        &vaults,
-        "vault",
-        &[
-            ("Ready", "True/ClusterReady"),
-            ("Available", "True/QuorumAvailable"),
-            ("Progressing", "False/Converged"),
-            ("Degraded", "False/AsExpected"),
-        ],
-    )
-    .await;
+    let vault = vault_reported(&vaults, "vault", &READY).await;
     let status = vault.status.clone().unwrap();
     assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Running"));
     assert_eq!((status.ready_replicas, status.leader.as_deref()), (1, Some("vault-0")));
@@ -175,4 +199,62 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
         check(left.is_none(), || left.map(|v| v.name_any()).unwrap_or_default())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
+    let test = "the_operator_grows_a_real_vault_from_one_node_to_three_and_back";
+    let Some(env) = Env::get(test) else { return };
+    if let Some(why) = vaultd::unavailable() {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
+        return;
+    }
+    let proxy = Proxy::start();
+    let deployed = Deployed::with_env(env, "scale", &[("HTTP_PROXY".into(), proxy.url())]).await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
+    let secrets = node_secrets(client, namespace).await;
+    // Every pod a StatefulSet of 3 would have, ready before they are asked for.
+    let _nodes: Vec<Vaultd> = (0..3).map(|ordinal| start_node(env, &proxy, namespace, ordinal, &secrets)).collect();
+    vault_reported(&vaults, "vault", &READY).await;
+
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let members = |vault: &PiiVault| {
+        let status = vault.status.clone().unwrap();
+        status
+            .members
+            .iter()
+            .map(|m| (m.pod.clone().unwrap_or_default(), format!("{:?}", m.role), m.healthy))
+            .collect::<Vec<_>>()
+    };
+    let resize = |replicas: i32| {
+        let vaults = vaults.clone();
+        async move {
+            let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+            vaults.patch("vault", &PatchParams::default(), &patch).await.expect("patch replicas");
+        }
+    };
+
+    // 1 → 3: the StatefulSet grows, each new node joins as a learner and is promoted.
+    resize(3).await;
+    let vault = vault_reported(&vaults, "vault", &READY).await;
+    let voter = |pod: &str| (pod.to_string(), "Voter".to_string(), true);
+    assert_eq!(members(&vault), [voter("vault-0"), voter("vault-1"), voter("vault-2")]);
+    let status = vault.status.clone().unwrap();
+    assert_eq!((status.ready_replicas, status.failure_tolerance), (3, 1));
+    assert_eq!(sets.get("vault").await.unwrap().spec.unwrap().replicas, Some(3));
+    let events = events_about(client, namespace, "vault").await;
+    for reason in ["Bootstrapped", "StatefulSetResized", "LearnerAdded", "LearnerPromoted"] {
+        assert!(events.contains(&("Normal".into(), reason.into())), "no {reason} in {events:?}");
+    }
+
+    // 3 → 1: the highest node leaves the cluster before its pod goes, one at a time.
+    resize(1).await;
+    let vault = vault_reported(&vaults, "vault", &READY).await;
+    assert_eq!(members(&vault), [voter("vault-0")]);
+    assert_eq!(sets.get("vault").await.unwrap().spec.unwrap().replicas, Some(1));
+    let events = events_about(client, namespace, "vault").await;
+    assert!(events.contains(&("Normal".into(), "MemberRemoved".into())), "{events:?}");
 }
