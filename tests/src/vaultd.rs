@@ -138,12 +138,15 @@ pub struct NodeSecrets {
 
 /// A vaultd process (`vaultd serve`, uninitialised: it waits to be bootstrapped or added).
 pub struct Vaultd {
-    child: Child,
+    child: Option<Child>,
     /// Its API on loopback.
     pub api: SocketAddr,
     /// Its peer (Raft) port on loopback.
     pub peer: SocketAddr,
     pub log: PathBuf,
+    /// `vaultd serve`'s arguments and environment, to start it again.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Vaultd {
@@ -155,45 +158,65 @@ impl Vaultd {
         std::fs::create_dir_all(dir).expect("vaultd dir");
         let hsm = run(Command::new(repo.join("hack/softhsm-token.sh")).arg(dir.join("hsm")), None)
             .unwrap_or_else(|error| panic!("cannot make a SoftHSM token: {error:#}"));
-        let hsm_env: Vec<(String, String)> = hsm
+        let mut env: Vec<(String, String)> = hsm
             .lines()
             .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         let kek = dir.join("kek");
         std::fs::write(&kek, &secrets.kek).expect("kek file");
-        run(Command::new(binary()).arg("hsm-import-key").arg("--key-file").arg(&kek).envs(hsm_env.clone()), None)
+        run(Command::new(binary()).arg("hsm-import-key").arg("--key-file").arg(&kek).envs(env.clone()), None)
             .unwrap_or_else(|error| panic!("cannot import the KEK: {error:#}"));
         std::fs::remove_file(&kek).expect("remove the kek file");
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.join("vaultd.log");
-        let log_file = std::fs::File::create(&log).expect("log");
-        let mut command = Command::new(binary());
-        command
-            .envs(hsm_env)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--listen", &api.to_string(), "--peer-listen", &peer.to_string()])
-            .args(["--advertise-peer", &format!("{pod_host}:3001")])
-            .args(["--advertise-api", &format!("http://{pod_host}:3000")])
-            .env("VAULTD_ROOT_TOKEN", &secrets.root_token)
-            .env("VAULTD_PEER_SECRET", &secrets.peer_secret)
-            .env("HTTP_PROXY", proxy)
-            .env("NO_PROXY", "127.0.0.1,localhost")
+        let args = vec![
+            "serve".to_string(),
+            "--data-dir".to_string(),
+            dir.join("data").to_string_lossy().into_owned(),
+            format!("--listen={api}"),
+            format!("--peer-listen={peer}"),
+            format!("--advertise-peer={pod_host}:3001"),
+            format!("--advertise-api=http://{pod_host}:3000"),
+        ];
+        env.extend([
+            ("VAULTD_ROOT_TOKEN".to_string(), secrets.root_token.clone()),
+            ("VAULTD_PEER_SECRET".to_string(), secrets.peer_secret.clone()),
+            ("HTTP_PROXY".to_string(), proxy.to_string()),
+            ("NO_PROXY".to_string(), "127.0.0.1,localhost".to_string()),
+        ]);
+        let mut node = Self { child: None, api, peer, log: dir.join("vaultd.log"), args, env };
+        node.restart();
+        node
+    }
+
+    /// Kills it (as a crashed pod's container dies), unless it is dead already.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again with the same data, token and ports (as a restarted container).
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
+        let child = Command::new(binary())
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file);
-        let child = command.spawn().expect("cannot start vaultd");
-        Self { child, api, peer, log }
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("cannot start vaultd");
+        self.child = Some(child);
     }
 }
 
 impl Drop for Vaultd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();

@@ -217,7 +217,7 @@ async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
     vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
     let secrets = node_secrets(client, namespace).await;
     // Every pod a StatefulSet of 3 would have, ready before they are asked for.
-    let _nodes: Vec<Vaultd> = (0..3).map(|ordinal| start_node(env, &proxy, namespace, ordinal, &secrets)).collect();
+    let mut nodes: Vec<Vaultd> = (0..3).map(|ordinal| start_node(env, &proxy, namespace, ordinal, &secrets)).collect();
     vault_reported(&vaults, "vault", &READY).await;
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
@@ -249,6 +249,49 @@ async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
     for reason in ["Bootstrapped", "StatefulSetResized", "LearnerAdded", "LearnerPromoted"] {
         assert!(events.contains(&("Normal".into(), reason.into())), "no {reason} in {events:?}");
     }
+
+    // A node dies: the vault still serves (a quorum of 2), but is degraded and says which
+    // node it waits for; nothing is changed meanwhile. Back, it is ready again. (A change
+    // of the vault's metadata makes the operator look at once instead of in a minute.)
+    let kick = |n: u32| {
+        let vaults = vaults.clone();
+        async move {
+            let patch = Patch::Merge(json!({"metadata": {"annotations": {"e2e/kick": n.to_string()}}}));
+            vaults.patch("vault", &PatchParams::default(), &patch).await.expect("annotate");
+        }
+    };
+    nodes[2].kill();
+    let degraded = [
+        ("Ready", "False/MembersUnhealthy"),
+        ("Available", "True/QuorumAvailable"),
+        ("Progressing", "False/MembersUnhealthy"),
+        ("Degraded", "True/MembersUnhealthy"),
+    ];
+    let mut kicks = 0;
+    let vault = until("the vault to report vault-2 down", || {
+        // Every 2 s (the operator waits for a second without changes before it looks).
+        kicks += 1;
+        let kicked = (kicks % 10 == 1).then(|| kick(kicks));
+        let vaults = vaults.clone();
+        async move {
+            if let Some(kicked) = kicked {
+                kicked.await;
+            }
+            let vault = vaults.get("vault").await.map_err(|error| error.to_string())?;
+            let status = vault.status.clone().ok_or("no status")?;
+            check(summary(&status.conditions) == expected(&degraded), || format!("{status:?}"))?;
+            Ok(vault)
+        }
+    })
+    .await;
+    let status = vault.status.clone().unwrap();
+    assert_eq!((status.ready_replicas, status.failure_tolerance), (2, 0), "{status:?}");
+    assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Degraded"));
+    let message = &condition(&status.conditions, "Degraded").unwrap().message;
+    assert!(message.contains("[3]"), "names node 3: {message}");
+    nodes[2].restart();
+    kick(1000).await;
+    vault_reported(&vaults, "vault", &READY).await;
 
     // 3 → 1: the highest node leaves the cluster before its pod goes, one at a time.
     resize(1).await;
