@@ -198,6 +198,15 @@ impl Vaultd {
         }
     }
 
+    /// Kills it, deletes its data and starts it again (a pod whose volume was lost): it
+    /// comes back uninitialised.
+    pub fn wipe(&mut self) {
+        self.kill();
+        let data = PathBuf::from(&self.args[2]);
+        std::fs::remove_dir_all(&data).unwrap_or_else(|error| panic!("cannot delete {}: {error}", data.display()));
+        self.restart();
+    }
+
     /// Starts it again with the same data, token and ports (as a restarted container).
     pub fn restart(&mut self) {
         self.kill();
