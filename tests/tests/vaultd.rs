@@ -1,8 +1,9 @@
-//! The operator and a real vaultd together: the vault process stands in for pod vault-0 of a
-//! one-node PiiVault (reached through an HTTP proxy under its cluster DNS names, since no
-//! pod runs here). The operator bootstraps it with the root token it generated and reports
+//! The operator and real vaultd processes together: each stands in for a pod of the vault
+//! (reached through an HTTP proxy under its cluster DNS names, since no pod runs here), with
+//! the Secrets the operator generated. The operator bootstraps a one-node vault and reports
 //! it Ready; a RetentionPolicy gets its token, CronJob and schedule, a run as its Job would
-//! make it shows up in its status, and deleting the policy revokes its token.
+//! make it shows up in its status, and deleting the policy revokes its token. A vault grows
+//! from one node to three and back, with a node killed and one wiped on the way.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
