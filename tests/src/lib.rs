@@ -215,8 +215,17 @@ fn set_up() -> anyhow::Result<Option<Env>> {
                 return Ok(None);
             }
             let started = std::time::Instant::now();
-            let out = run(Command::new(tools.join("start.sh")).env("KAPI_DIR", kapi_dir()), None)
-                .context("start.sh failed (is another API server using port 6443? stop it with stop.sh)")?;
+            let mut start = Command::new(tools.join("start.sh"));
+            start.env("KAPI_DIR", kapi_dir());
+            // start.sh waits 60 s for /readyz; on a machine busy with builds, etcd's fsyncs
+            // can take longer than that.
+            if std::env::var_os("KAPI_READY_TIMEOUT").is_none() {
+                start.env("KAPI_READY_TIMEOUT", "180");
+            }
+            let out = run(&mut start, None).context(format!(
+                "start.sh failed (is another API server using port 6443? stop it with stop.sh; logs in {})",
+                kapi_dir().display()
+            ))?;
             *STOP.lock().unwrap() = Some((tools.join("stop.sh"), kapi_dir()));
             // SAFETY: registers a plain function, called once at process exit.
             unsafe { libc::atexit(stop_at_exit) };
