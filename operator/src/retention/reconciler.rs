@@ -9,7 +9,8 @@
 //! 3. keeps the token Secret when it holds a token of this vault (by uid), or else issues a
 //!    token named [`PolicyNames::token_name`] with scope `retention:run` through the vault's
 //!    admin API with the root token — first revoking any earlier token of that name (a
-//!    token whose Secret was lost) — and stores it in a Secret the policy owns,
+//!    token whose Secret was lost) — and stores it in a Secret the policy owns; a new vault
+//!    that has not generated its root token yet is waited for (`VaultNotReady`),
 //! 4. server-side applies the policy ConfigMap and the CronJob (`spec.suspend` is the
 //!    CronJob's; `spec.dryRun` travels in the policy file),
 //! 5. reads the newest run of `namespace/name` from the vault with the policy's own token
@@ -218,7 +219,13 @@ async fn converge<V: RetentionAdmin>(
     let existing = secrets.get_opt(&names.token_secret()).await?;
     let (mut token, fresh) = match held_token(policy, existing.as_ref(), &vault_uid)? {
         Some(held) => (held, false),
-        None => (issue_token(ctx, policy, &vault, &vault_uid, &secrets).await?, true),
+        None => {
+            if let Some(wait) = root_token_not_generated_yet(&vault, &secrets).await? {
+                outcome.failure = Some(wait);
+                return Ok(Converged::WaitingForVault);
+            }
+            (issue_token(ctx, policy, &vault, &vault_uid, &secrets).await?, true)
+        }
     };
     outcome.token = Some(issued(&names, &token.id, &vault_uid));
 
@@ -319,6 +326,26 @@ async fn issue_token<V: RetentionAdmin>(
     info!(policy = %key(policy), "{note}");
     publish(ctx, policy, EventType::Normal, "TokenIssued", "IssueToken", note).await;
     Ok(created)
+}
+
+/// Why no token can be issued yet, when the vault is new: it generates its root token on
+/// its first reconcile (not at all while paused), so a policy applied with it — or before
+/// it — finds no root token Secret for a while. That is waited for, not reported as a lost
+/// Secret (which it is only once the vault has had members).
+async fn root_token_not_generated_yet(vault: &PiiVault, secrets: &Api<Secret>) -> Result<Option<Explanation>, Error> {
+    let had_members = vault.status.as_ref().is_some_and(|status| !status.members.is_empty());
+    if vault.spec.root_token_secret_ref.is_some() || had_members {
+        return Ok(None);
+    }
+    let (name, _) = root_token_location(vault);
+    if secrets.get_opt(&name).await?.is_some() {
+        return Ok(None);
+    }
+    let message = format!(
+        "PiiVault {} has not generated its root token (Secret {name}) yet; the policy is scheduled once it has",
+        vault.name_any()
+    );
+    Ok(Some(Explanation { reason: "VaultNotReady", message }))
 }
 
 /// The vault's root token, from the Secret its spec names or the one generated for it.

@@ -245,6 +245,49 @@ async fn a_missing_vault_is_explained_and_looked_at_again() {
 }
 
 #[tokio::test]
+async fn a_new_vault_without_its_root_token_yet_is_waited_for_not_reported_lost() {
+    // Applied together (or the vault paused): the policy may reconcile before the vault has
+    // generated its Secrets. Seen against a real API server (tests/), where the policy said
+    // the root token Secret was lost and had to be restored from a backup.
+    let policy = policy();
+    let mut objects = existing(&policy);
+    objects.remove(ROOT_SECRET_PATH);
+    let vault = ScriptedVault::default();
+    let (result, requests) = reconcile_once(&policy, objects, &vault).await;
+    assert_eq!(result.unwrap(), Action::requeue(WAIT_FOR_VAULT));
+    assert_eq!(vault.calls(), vec![], "no token to call the vault with");
+    assert_eq!(writes(&requests), vec![STATUS_PATH], "nothing but the status is written");
+    let status = written_status(&requests);
+    let ready = condition(&status, "Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "VaultNotReady"));
+    assert_eq!(
+        ready.message,
+        "PiiVault customers has not generated its root token (Secret customers-root-token) yet; the policy is \
+         scheduled once it has"
+    );
+    assert_eq!(status.cron_job, None);
+
+    // Once the vault has had members, a missing root token is lost, and said so.
+    let mut objects = existing(&policy);
+    objects.remove(ROOT_SECRET_PATH);
+    let mut initialised = customers_vault();
+    initialised.status = Some(crate::crd::PiiVaultStatus {
+        members: vec![crate::crd::piivault::MemberStatus {
+            pod: Some("customers-0".into()),
+            node_id: 1,
+            role: crate::crd::piivault::MemberRole::Voter,
+            lag: None,
+            healthy: true,
+        }],
+        ..Default::default()
+    });
+    objects.insert(VAULT_PATH.to_string(), serde_json::to_value(&initialised).unwrap());
+    let (result, requests) = reconcile_once(&policy, objects, &vault).await;
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(condition(&written_status(&requests), "Ready").reason, "SecretMissing");
+}
+
+#[tokio::test]
 async fn a_rejected_token_is_replaced_once() {
     let policy = policy();
     let vault = ScriptedVault::default();

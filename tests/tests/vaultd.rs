@@ -1,0 +1,324 @@
+//! The operator and real vaultd processes together: each stands in for a pod of the vault
+//! (reached through an HTTP proxy under its cluster DNS names, since no pod runs here), with
+//! the Secrets the operator generated. The operator bootstraps a one-node vault and reports
+//! it Ready; a RetentionPolicy gets its token, CronJob and schedule, a run as its Job would
+//! make it shows up in its status, and deleting the policy revokes its token. A vault grows
+//! from one node to three and back, with a node killed and one wiped on the way.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+use strongroom_operator::crd::{PiiVault, PiiVaultStatus, RetentionPolicy};
+use strongroom_system_tests::operator::Deployed;
+use strongroom_system_tests::resources::*;
+use strongroom_system_tests::vaultd::{self, NodeSecrets, Proxy, Vaultd};
+use strongroom_system_tests::wait::{check, until};
+use strongroom_system_tests::{run, Env};
+
+/// A key of a Secret the operator wrote.
+async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Vec<u8> {
+    let secret: Secret = get(client, namespace, name).await;
+    secret.data.unwrap_or_default().remove(key).unwrap_or_else(|| panic!("{name} has no {key}")).0
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("text").trim().to_string()
+}
+
+/// What the nodes of the vault `vault` share, once the operator has generated it.
+async fn node_secrets(client: &Client, namespace: &str) -> NodeSecrets {
+    NodeSecrets {
+        root_token: text(secret_value(client, namespace, "vault-root-token", "token").await),
+        peer_secret: text(secret_value(client, namespace, "vault-peer-auth", "secret").await),
+        kek: secret_value(client, namespace, "vault-softhsm", "kek").await,
+    }
+}
+
+/// Pod `vault-<ordinal>`: a vaultd, and the proxy's routes to its API and peer ports.
+fn start_node(env: &Env, proxy: &Proxy, namespace: &str, ordinal: u32, secrets: &NodeSecrets) -> Vaultd {
+    let pod_host = format!("vault-{ordinal}.vault-headless.{namespace}.svc");
+    let dir = env.work_dir.join(namespace).join(format!("vault-{ordinal}"));
+    let node = Vaultd::start(&env.repo, &dir, &pod_host, secrets, &proxy.url());
+    proxy.route(&format!("{pod_host}:3000"), node.api);
+    proxy.route(&format!("{pod_host}:3001"), node.peer);
+    node
+}
+
+/// A one-node vault (no peer TLS: the stand-in pods are not given certificates) of the
+/// SoftHSM example.
+fn one_node_vault(env: &Env) -> PiiVault {
+    let mut vault: Value =
+        strongroom_system_tests::read_yaml(&env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"));
+    vault["spec"]["replicas"] = json!(1);
+    vault["spec"]["tls"] = json!({"enabled": false});
+    serde_json::from_value(vault).unwrap()
+}
+
+/// The vault once it reports `wanted`, its metadata changed every 2 s: what happens to the
+/// vaultd processes makes no Kubernetes event, and a converged vault is otherwise looked at
+/// again only after a minute. (The operator waits for a second without changes.)
+async fn vault_reported_nudged(vaults: &Api<PiiVault>, wanted: &[(&str, &str)]) -> PiiVault {
+    vault_nudged_until(vaults, wanted, |_| true).await
+}
+
+/// [`vault_reported_nudged`], its status also passing `also`.
+async fn vault_nudged_until(
+    vaults: &Api<PiiVault>,
+    wanted: &[(&str, &str)],
+    also: impl Fn(&PiiVaultStatus) -> bool,
+) -> PiiVault {
+    let wanted = expected(wanted);
+    let also = &also;
+    let mut polls = 0u32;
+    until(&format!("PiiVault vault to report {wanted:?}"), || {
+        polls += 1;
+        let nudge = polls % 10 == 1;
+        let (vaults, wanted) = (vaults.clone(), wanted.clone());
+        async move {
+            if nudge {
+                let patch = Patch::Merge(json!({"metadata": {"annotations": {"e2e/nudge": polls.to_string()}}}));
+                vaults.patch("vault", &PatchParams::default(), &patch).await.map_err(|error| error.to_string())?;
+            }
+            let vault = vaults.get("vault").await.map_err(|error| error.to_string())?;
+            let status = vault.status.clone().ok_or("no status")?;
+            let fresh = status.observed_generation == vault.metadata.generation;
+            check(fresh && summary(&status.conditions) == wanted && also(&status), || format!("{status:?}"))?;
+            Ok(vault)
+        }
+    })
+    .await
+}
+
+const READY: [(&str, &str); 4] = [
+    ("Ready", "True/ClusterReady"),
+    ("Available", "True/QuorumAvailable"),
+    ("Progressing", "False/Converged"),
+    ("Degraded", "False/AsExpected"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
+    let test = "the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy";
+    let Some(env) = Env::get(test) else { return };
+    if let Some(why) = vaultd::unavailable() {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
+        return;
+    }
+    let proxy = Proxy::start();
+    let deployed = Deployed::with_env(env, "vaultd", &[("HTTP_PROXY".into(), proxy.url())]).await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
+
+    // Pod vault-0: a vaultd with the Secrets the operator generated for the vault.
+    let secrets = node_secrets(client, namespace).await;
+    let root = secrets.root_token.clone();
+    let node = start_node(env, &proxy, namespace, 0, &secrets);
+    proxy.route(&format!("vault.{namespace}.svc:3000"), node.api);
+
+    let vault = vault_reported(&vaults, "vault", &READY).await;
+    let status = vault.status.clone().unwrap();
+    assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Running"));
+    assert_eq!((status.ready_replicas, status.leader.as_deref()), (1, Some("vault-0")));
+    assert_eq!(status.members.len(), 1, "{status:?}");
+    assert_eq!(status.members[0].pod.as_deref(), Some("vault-0"));
+    assert!(status.members[0].healthy);
+    assert_eq!(status.kek_version.as_deref(), Some("strongroom-kek-1"));
+    let events = events_about(client, namespace, "vault").await;
+    assert!(events.contains(&("Normal".into(), "Bootstrapped".into())), "{events:?}");
+
+    // A RetentionPolicy of that vault: a token scoped to retention:run, the CronJob, the
+    // next run — and no run yet.
+    apply_example(env, namespace, "retention-drop-phone.yaml");
+    let policies: Api<RetentionPolicy> = Api::namespaced(client.clone(), namespace);
+    let scheduled = || async {
+        until("RetentionPolicy drop-phone to be scheduled", || async {
+            let policy = policies.get("drop-phone").await.map_err(|error| error.to_string())?;
+            let status = policy.status.clone().ok_or("no status yet")?;
+            let ready = condition(&status.conditions, "Ready").map(|c| c.reason.clone());
+            check(ready.as_deref() == Some("Scheduled"), || format!("{status:?}"))?;
+            Ok(policy)
+        })
+        .await
+    };
+    let policy = scheduled().await;
+    let status = policy.status.clone().unwrap();
+    assert_eq!(status.cron_job.as_deref(), Some("retention-drop-phone"));
+    assert!(status.next_run.is_some() && status.last_run.is_none(), "{status:?}");
+    let token = status.token.clone().expect("the token's id");
+    assert_eq!(Some(&token.vault_uid), vault.metadata.uid.as_ref());
+    let cron_job: CronJob = get(client, namespace, "retention-drop-phone").await;
+    assert_child_of(&cron_job.metadata, &policy, "CronJob retention-drop-phone");
+    assert_eq!(cron_job.spec.as_ref().unwrap().schedule, "0 3 * * *");
+    let config: ConfigMap = get(client, namespace, "retention-drop-phone-policy").await;
+    assert_child_of(&config.metadata, &policy, "ConfigMap retention-drop-phone-policy");
+    let token_secret: Secret = get(client, namespace, "retention-drop-phone-token").await;
+    assert_child_of(&token_secret.metadata, &policy, "Secret retention-drop-phone-token");
+
+    // Run it as the CronJob's Job would: its command, its token and policy files.
+    let job = cron_job.spec.unwrap().job_template.spec.unwrap().template.spec.unwrap();
+    let container = &job.containers[0];
+    let files = env.work_dir.join(namespace).join("job");
+    std::fs::create_dir_all(&files).unwrap();
+    let mut args = container.args.clone().unwrap_or_default();
+    let token_data = token_secret.data.clone().unwrap_or_default();
+    let config_data = config.data.clone().unwrap_or_default();
+    for arg in args.iter_mut() {
+        // The mounted files: /var/run/strongroom/<dir>/<key> → the test's copies.
+        let Some(key) = arg.rsplit('/').next().filter(|_| arg.starts_with('/')).map(str::to_string) else { continue };
+        let content = match (token_data.get(&key), config_data.get(&key)) {
+            (Some(value), _) => value.0.clone(),
+            (None, Some(text)) => text.clone().into_bytes(),
+            (None, None) => panic!("{arg} is neither in the token Secret nor in the ConfigMap"),
+        };
+        let path = files.join(&key);
+        std::fs::write(&path, content).unwrap();
+        *arg = path.to_string_lossy().into_owned();
+    }
+    assert_eq!(container.command.as_deref(), Some(&["vaultd".to_string()][..]));
+    let report = run(std::process::Command::new(vaultd::binary()).args(&args).env("HTTP_PROXY", proxy.url()), None)
+        .unwrap_or_else(|error| panic!("vaultd {args:?}: {error:#}"));
+    let report: Value = serde_json::from_str(&report).unwrap_or_else(|_| panic!("a JSON report: {report}"));
+
+    // The vault's record of the run reaches the status (looked at again on any change).
+    policies
+        .patch(
+            "drop-phone",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"e2e/ran": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let last_run = until("the run in status.lastRun", || async {
+        let policy = policies.get("drop-phone").await.map_err(|error| error.to_string())?;
+        policy.status.and_then(|status| status.last_run).ok_or_else(|| "no lastRun".to_string())
+    })
+    .await;
+    assert_eq!(json!(last_run.audit_event_id), report["auditEventId"], "{report}");
+    assert_eq!((last_run.matched, last_run.changed, last_run.dry_run), (0, 0, false));
+
+    let table = env.kubectl(&["get", "retpol", "drop-phone", "-n", namespace], None).expect("kubectl get retpol");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("LAST RUN") && lines[0].contains("NEXT RUN"), "{table}");
+    assert!(lines[1].starts_with("drop-phone") && !lines[1].contains("<none>"), "every column filled: {table}");
+
+    // Deleting the policy revokes its token in the vault.
+    policies.delete("drop-phone", &DeleteParams::default()).await.expect("delete");
+    until("the policy to be gone", || async {
+        let left = policies.get_opt("drop-phone").await.map_err(|error| error.to_string())?;
+        check(left.is_none(), || format!("{left:?}"))
+    })
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let tokens: Value = http
+        .get(format!("http://{}/v1/sys/tokens", node.api))
+        .header("X-Bunker-Token", &root)
+        .send()
+        .await
+        .expect("list tokens")
+        .json()
+        .await
+        .expect("JSON");
+    let ids: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
+    assert!(!ids.contains(&token.id.as_str()), "token {} still valid: {tokens}", token.id);
+    let events = events_about(client, namespace, "drop-phone").await;
+    assert!(events.contains(&("Normal".into(), "TokenRevoked".into())), "{events:?}");
+
+    // And the vault goes too, through its finalizer.
+    vaults.delete("vault", &DeleteParams::default()).await.expect("delete the vault");
+    until("the vault to be gone", || async {
+        let left = vaults.get_opt("vault").await.map_err(|error| error.to_string())?;
+        check(left.is_none(), || left.map(|v| v.name_any()).unwrap_or_default())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
+    let test = "the_operator_grows_a_real_vault_from_one_node_to_three_and_back";
+    let Some(env) = Env::get(test) else { return };
+    if let Some(why) = vaultd::unavailable() {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
+        return;
+    }
+    let proxy = Proxy::start();
+    let deployed = Deployed::with_env(env, "scale", &[("HTTP_PROXY".into(), proxy.url())]).await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
+    let secrets = node_secrets(client, namespace).await;
+    // Every pod a StatefulSet of 3 would have, ready before they are asked for.
+    let mut nodes: Vec<Vaultd> = (0..3).map(|ordinal| start_node(env, &proxy, namespace, ordinal, &secrets)).collect();
+    vault_reported(&vaults, "vault", &READY).await;
+
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let members = |vault: &PiiVault| {
+        let status = vault.status.clone().unwrap();
+        status
+            .members
+            .iter()
+            .map(|m| (m.pod.clone().unwrap_or_default(), format!("{:?}", m.role), m.healthy))
+            .collect::<Vec<_>>()
+    };
+    let resize = |replicas: i32| {
+        let vaults = vaults.clone();
+        async move {
+            let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+            vaults.patch("vault", &PatchParams::default(), &patch).await.expect("patch replicas");
+        }
+    };
+
+    // 1 → 3: the StatefulSet grows, each new node joins as a learner and is promoted.
+    resize(3).await;
+    let vault = vault_reported(&vaults, "vault", &READY).await;
+    let voter = |pod: &str| (pod.to_string(), "Voter".to_string(), true);
+    assert_eq!(members(&vault), [voter("vault-0"), voter("vault-1"), voter("vault-2")]);
+    let status = vault.status.clone().unwrap();
+    assert_eq!((status.ready_replicas, status.failure_tolerance), (3, 1));
+    assert_eq!(sets.get("vault").await.unwrap().spec.unwrap().replicas, Some(3));
+    let events = events_about(client, namespace, "vault").await;
+    for reason in ["Bootstrapped", "StatefulSetResized", "LearnerAdded", "LearnerPromoted"] {
+        assert!(events.contains(&("Normal".into(), reason.into())), "no {reason} in {events:?}");
+    }
+
+    // A node dies: the vault still serves (a quorum of 2), but is degraded and says which
+    // node it waits for; nothing is changed meanwhile. Back, it is ready again. (A change
+    // of the vault's metadata makes the operator look at once instead of in a minute.)
+    nodes[2].kill();
+    let degraded = [
+        ("Ready", "False/MembersUnhealthy"),
+        ("Available", "True/QuorumAvailable"),
+        ("Progressing", "False/MembersUnhealthy"),
+        ("Degraded", "True/MembersUnhealthy"),
+    ];
+    let vault = vault_reported_nudged(&vaults, &degraded).await;
+    let status = vault.status.clone().unwrap();
+    assert_eq!((status.ready_replicas, status.failure_tolerance), (2, 0), "{status:?}");
+    assert_eq!(serde_json::to_value(status.phase).unwrap(), json!("Degraded"));
+    let message = &condition(&status.conditions, "Degraded").unwrap().message;
+    assert!(message.contains("[3]"), "names node 3: {message}");
+    nodes[2].restart();
+    vault_reported_nudged(&vaults, &READY).await;
+
+    // A node loses its volume: its old member is removed and the pod, uninitialised again,
+    // rejoins under a new node id.
+    nodes[1].wipe();
+    let vault = vault_nudged_until(&vaults, &READY, |status| {
+        status.members.iter().any(|m| m.pod.as_deref() == Some("vault-1") && m.node_id == 4)
+    })
+    .await;
+    assert_eq!(members(&vault), [voter("vault-0"), voter("vault-1"), voter("vault-2")]);
+
+    // 3 → 1: the highest node leaves the cluster before its pod goes, one at a time.
+    resize(1).await;
+    let vault = vault_reported(&vaults, "vault", &READY).await;
+    assert_eq!(members(&vault), [voter("vault-0")]);
+    assert_eq!(sets.get("vault").await.unwrap().spec.unwrap().replicas, Some(1));
+    let events = events_about(client, namespace, "vault").await;
+    assert!(events.contains(&("Normal".into(), "MemberRemoved".into())), "{events:?}");
+}
