@@ -1,13 +1,15 @@
 //! Multi-process clusters on 127.0.0.1: every node is a real `vaultd serve` with its own
 //! data directory and fixed ports (so a killed node can come back at the same address),
-//! all sharing one SoftHSM token, as spec §3 has it.
+//! all sharing one SoftHSM token, as spec §3 has it. The ports, command lines and the
+//! forming of the cluster are strongroom-testkit's.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
+
+use strongroom_testkit::{cluster, NodeAddress};
 
 use super::{serve_command, Client, SoftHsm, Vault, ROOT_TOKEN};
 
@@ -25,28 +27,22 @@ pub fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Where a node lives: its address, ports and data directory survive restarts.
 pub struct Slot {
-    pub host: String,
+    pub address: NodeAddress,
     /// The network namespace the node runs in, if not the test's own.
     pub netns: Option<String>,
-    pub api_port: u16,
-    pub peer_port: u16,
     pub data_dir: PathBuf,
     pub vault: Option<Vault>,
 }
 
 impl Slot {
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.api_port)
+        self.address.url()
     }
 
     pub fn raft_address(&self) -> String {
-        format!("{}:{}", self.host, self.peer_port)
+        self.address.raft_address()
     }
 }
 
@@ -77,7 +73,7 @@ impl TestCluster {
         for (host, netns) in places {
             cluster.add_slot(host, netns.clone());
         }
-        cluster.client(0).post("/v1/sys/cluster/init", json!({})).assert_ok();
+        cluster::init(&cluster.slots[0].url(), ROOT_TOKEN).unwrap();
         for slot in 1..places.len() {
             cluster.join(slot, false);
         }
@@ -88,8 +84,7 @@ impl TestCluster {
     pub fn add_slot(&mut self, host: &str, netns: Option<String>) -> usize {
         let index = self.slots.len();
         let data_dir = self.scratch.path().join(format!("node{index}"));
-        let (api_port, peer_port) = (free_port(), free_port());
-        self.slots.push(Slot { host: host.to_string(), netns, api_port, peer_port, data_dir, vault: None });
+        self.slots.push(Slot { address: NodeAddress::on(host), netns, data_dir, vault: None });
         self.restart(index);
         index
     }
@@ -98,12 +93,7 @@ impl TestCluster {
         assert!(self.slots[slot].vault.is_none(), "node {slot} is running");
         let secret_file = self.scratch.path().join("peer-secret");
         std::fs::write(&secret_file, PEER_SECRET).unwrap();
-        let place = &self.slots[slot];
-        let mut extra = vec![
-            format!("--listen={}:{}", place.host, place.api_port),
-            format!("--peer-listen={}:{}", place.host, place.peer_port),
-            format!("--peer-secret-file={}", secret_file.display()),
-        ];
+        let mut extra = self.slots[slot].address.flags(&secret_file);
         if !self.key_created {
             extra.push("--hsm-create-key".into());
             self.key_created = true;
@@ -163,22 +153,7 @@ impl TestCluster {
     /// caught up, and promotes it. Returns its new node id.
     pub fn join(&self, slot: usize, replace: bool) -> u64 {
         let via = self.running().into_iter().find(|&s| s != slot && self.local_status(s)["nodeId"].is_u64()).unwrap();
-        let body = json!({
-            "raftAddress": self.slots[slot].raft_address(),
-            "apiAddress": self.slots[slot].url(),
-            "replace": replace,
-        });
-        let reply = self.client(via).post("/v1/sys/cluster/learners", body);
-        let id = reply.assert_ok()["id"].as_u64().unwrap();
-        poll("the learner to catch up and be promoted", Duration::from_secs(30), || {
-            let reply = self.client(via).post(&format!("/v1/sys/cluster/members/{id}/promote"), json!({}));
-            match reply.status {
-                200 => Some(()),
-                409 | 503 => None,
-                other => panic!("promote answered {other}: {}", reply.body),
-            }
-        });
-        id
+        cluster::join(&self.slots[via].url(), ROOT_TOKEN, &self.slots[slot].address, replace).unwrap()
     }
 
     /// The leader's member list: (id, voter).

@@ -1,10 +1,9 @@
 //! Test support: real `vaultd` processes on 127.0.0.1 ports, throwaway SoftHSM tokens
-//! made by `hack/softhsm-token.sh`, and a small HTTP client.
+//! (strongroom-testkit's, made by `hack/softhsm-token.sh`), and a small HTTP client.
 #![allow(dead_code)]
 
 pub mod cluster;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -13,34 +12,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+pub use strongroom_testkit::SoftHsm;
+
 pub const ROOT_TOKEN: &str = "test-root-token-0123456789";
-
-/// A SoftHSM token in its own directory, initialised by the project's script.
-pub struct SoftHsm {
-    pub dir: TempDir,
-    pub env: HashMap<String, String>,
-}
-
-impl SoftHsm {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/softhsm-token.sh");
-        let output = Command::new("bash").arg(&script).arg(dir.path()).output().unwrap();
-        assert!(output.status.success(), "softhsm-token.sh failed: {}", String::from_utf8_lossy(&output.stderr));
-        let env = String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|line| line.strip_prefix("export "))
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        SoftHsm { dir, env }
-    }
-
-    pub fn pin(&self) -> String {
-        std::fs::read_to_string(&self.env["VAULTD_HSM_PIN_FILE"]).unwrap()
-    }
-}
 
 /// How to start a vault.
 pub enum Mode<'a> {
@@ -67,19 +41,14 @@ pub fn vaultd() -> Command {
 pub fn serve_command(hsm: &SoftHsm, data_dir: &Path, extra: &[String]) -> Command {
     let token_file = data_dir.with_extension("root-token");
     std::fs::write(&token_file, ROOT_TOKEN).unwrap();
-    let mut command = vaultd();
-    command.arg("serve");
-    if !extra.iter().any(|arg| arg.starts_with("--listen")) {
-        command.arg("--listen=127.0.0.1:0");
-    }
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--root-token-file")
-        .arg(&token_file)
-        .args(extra)
-        .envs(&hsm.env)
-        .env("RUST_LOG", "debug");
+    let mut command = strongroom_testkit::serve_command(
+        Path::new(env!("CARGO_BIN_EXE_vaultd")),
+        &hsm.env,
+        data_dir,
+        &token_file,
+        extra,
+    );
+    command.env("RUST_LOG", "debug");
     command
 }
 
