@@ -1,15 +1,17 @@
 //! One home for setting up vaultd under test, used by vaultd's integration tests, the
 //! system tests (`tests/`) and the bench: a throwaway SoftHSM token made by
 //! `hack/softhsm-token.sh` ([`softhsm`]), the command line of a `vaultd serve` node whose
-//! ports are chosen before it starts ([`node`]), and forming such nodes into a cluster
-//! ([`cluster`]).
+//! ports are chosen before it starts ([`node`]), starting a server process and waiting for
+//! its listening line ([`process`]), and forming such nodes into a cluster ([`cluster`]).
 //!
 //! Blocking throughout (std threads, reqwest's blocking client); async callers use it at
 //! set-up time, outside their runtime's tasks.
 
 pub mod cluster;
 pub mod node;
+pub mod process;
 pub mod softhsm;
 
 pub use node::{free_port, free_ports, serve_command, NodeAddress};
+pub use process::{spawn, vaultd_binary, Log, Started};
 pub use softhsm::SoftHsm;

@@ -4,13 +4,14 @@
 
 pub mod cluster;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
+
+use strongroom_testkit::{process, Log};
 
 pub use strongroom_testkit::SoftHsm;
 
@@ -77,41 +78,17 @@ impl Vault {
         Self::spawn(command, PathBuf::new())
     }
 
-    fn spawn(mut command: Command, data_dir: PathBuf) -> Self {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    fn spawn(command: Command, data_dir: PathBuf) -> Self {
         let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        // Wait for the line that says the socket is bound (or for the process to end).
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut url = None;
-        let mut peer = None;
-        let mut line = String::new();
-        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some(rest) = line.trim().strip_prefix("vaultd peer port on ") {
-                peer = Some(rest.to_string());
-            }
-            if let Some(rest) = line.trim().strip_prefix("vaultd listening on ") {
-                url = Some(rest.to_string());
-                break;
-            }
-            line.clear();
-        }
-        let Some(url) = url else {
-            let status = child.wait().unwrap();
-            panic!("vaultd exited ({status}) before listening:\n{}", log.lock().unwrap());
-        };
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Vault { child, url, peer, data_dir, log, _owned_dir: None }
+        let started = strongroom_testkit::spawn(
+            command,
+            process::VAULTD_LISTENING,
+            &Log::Memory(Arc::clone(&log)),
+            process::STARTUP_TIMEOUT,
+        )
+        .unwrap_or_else(|error| panic!("vaultd did not start: {error:#}"));
+        let peer = started.vaultd_peer();
+        Vault { child: started.child, url: started.address, peer, data_dir, log, _owned_dir: None }
     }
 
     pub fn client(&self) -> Client {
