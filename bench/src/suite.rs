@@ -217,7 +217,7 @@ pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut R
 fn vaultd_cluster(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let system = System::VaultdCluster(cluster::NODES);
     println!("{}: starting {} nodes of {}", system.label(), cluster::NODES, settings.vaultd.display());
-    let mut cluster = Cluster::start(runtime, &settings.vaultd, &settings.softhsm_script)?;
+    let mut cluster = Cluster::start(&settings.vaultd, &settings.softhsm_script)?;
     let outcome = cluster_runs(runtime, settings, &mut cluster, system, report);
     if outcome.is_err() {
         eprintln!("{}", cluster.log_tails());
