@@ -2,7 +2,7 @@
 //! loopback with a SoftHSM token, and an HTTP proxy that the operator (and `vaultd
 //! minimize`) reach the vault's cluster DNS names through (`HTTP_PROXY`). The proxy sends a
 //! name it was given a route for to that address, and answers 502 for any other — as an
-//! unresolvable name would fail.
+//! unresolvable name would fail. The SoftHSM token and the ports are strongroom-testkit's.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use strongroom_testkit::{softhsm, NodeAddress};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -28,13 +29,7 @@ pub fn unavailable() -> Option<String> {
 
 /// `vaultd` of this build (`target/<profile>/vaultd`, beside the test binaries' directory).
 pub fn binary() -> PathBuf {
-    let test = std::env::current_exe().expect("the test's path");
-    test.parent().and_then(|deps| deps.parent()).expect("target directory").join("vaultd")
-}
-
-/// A free loopback port (released for the process that binds it next).
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port()
+    strongroom_testkit::vaultd_binary()
 }
 
 /// The HTTP proxy: `host:port` → where it really is.
@@ -156,20 +151,16 @@ impl Vaultd {
     /// its calls to other nodes through `proxy`.
     pub fn start(repo: &Path, dir: &Path, pod_host: &str, secrets: &NodeSecrets, proxy: &str) -> Self {
         std::fs::create_dir_all(dir).expect("vaultd dir");
-        let hsm = run(Command::new(repo.join("hack/softhsm-token.sh")).arg(dir.join("hsm")), None)
+        let mut env = softhsm::token_environment(&repo.join("hack/softhsm-token.sh"), &dir.join("hsm"))
             .unwrap_or_else(|error| panic!("cannot make a SoftHSM token: {error:#}"));
-        let mut env: Vec<(String, String)> = hsm
-            .lines()
-            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
         let kek = dir.join("kek");
         std::fs::write(&kek, &secrets.kek).expect("kek file");
         run(Command::new(binary()).arg("hsm-import-key").arg("--key-file").arg(&kek).envs(env.clone()), None)
             .unwrap_or_else(|error| panic!("cannot import the KEK: {error:#}"));
         std::fs::remove_file(&kek).expect("remove the kek file");
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let address = NodeAddress::local();
+        let api: SocketAddr = address.api().parse().unwrap();
+        let peer: SocketAddr = address.raft_address().parse().unwrap();
         let args = vec![
             "serve".to_string(),
             "--data-dir".to_string(),
