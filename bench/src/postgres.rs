@@ -13,7 +13,6 @@
 //! iterated S2K on every call; `--pgp-options s2k-mode=1` measures it without.
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,7 +116,7 @@ impl Cluster {
             None
         };
         let data = dir.path().join("data");
-        let port = free_port()?;
+        let port = strongroom_testkit::free_ports(1)?[0].port();
         let cluster = Cluster { bin: bin.to_path_buf(), data, port, run_as, dir };
         cluster
             .tool("initdb")
@@ -241,11 +240,6 @@ fn system_user(name: &str) -> Option<(u32, u32)> {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() > 3 && fields[0] == name).then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
     })
-}
-
-/// A port nobody listens on right now (the kernel's choice; released before use).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One database connection running one workload.
