@@ -6,9 +6,9 @@
 //!   decisions, status, and the reconciler that ties them together.
 //! - [`retention`]: the `RetentionPolicy` controller — a CronJob per policy running
 //!   `vaultd minimize` with a scoped token, and the runs read back into the status.
-//! - [`controller`]: what both controllers share — the leader gate, the per-object error
+//! - [`controller_kit`]: what both controllers share — the leader gate, the per-object error
 //!   backoff, status conditions and the metadata of owned children.
-//! - [`vault`]: the client for vaultd's status, cluster, token and retention-run APIs.
+//! - [`vaultd_client`]: the client for vaultd's status, cluster, token and retention-run APIs.
 //! - [`leader_election`], [`metrics`], [`telemetry`], [`server`]: running the operator.
 //!
 //! Each custom resource has its own module in `crd` and its own controller module (like

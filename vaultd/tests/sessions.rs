@@ -537,6 +537,21 @@ fn session_routes_need_a_token_with_the_right_scope() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn max_session_ttl_reads_1m_as_one_minute() {
+    // Duration settings are humantime's: `1m` is a minute (it was once read as a month of
+    // 31 days, Databunker's `m`, which only the API's own values keep).
+    let hsm = SoftHsm::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let vault = Vault::hsm(&hsm, &scratch.path().join("vault"), &["--hsm-create-key", "--max-session-ttl", "1m"]);
+    let client = vault.client();
+    let session = new_session();
+    create_ok(&client, &session, json!({"ip": "192.0.2.11", "expiration": "1h"}));
+    poll("a session to end at the 1m cap", Duration::from_secs(120), || {
+        (client.get(&session_path(&session)).status == 404).then_some(())
+    });
+}
+
+#[test]
 fn max_session_ttl_caps_every_session_on_serve() {
     let hsm = SoftHsm::new();
     let scratch = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
-//! Test doubles for the retention reconciler: the `PiiVault` tests' fake API server, and a
-//! scripted vault token and run API that records what it was asked.
+//! Test doubles for the retention reconciler: a scripted vault token and run API that
+//! records what it was asked, wired to the fake API server (`crate::fake_api_server`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

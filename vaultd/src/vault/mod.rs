@@ -3,8 +3,8 @@
 //! the command log, so handlers never touch storage and every change is audited.
 //!
 //! One file per feature, named as in `api/` and the state machine; beside them
-//! `settings`, `startup` (opening, the blind-index key), `lookup` (finding subjects) and
-//! `updates` (read-modify-write). This file holds the `Vault` and what every feature uses.
+//! `settings`, `startup` (opening, the blind-index key), `lookup` (finding subjects),
+//! `updates` (read-modify-write) and `lifetime` (Databunker's expiration values). This file holds the `Vault` and what every feature uses.
 
 mod apps;
 mod consent;
