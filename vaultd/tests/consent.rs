@@ -6,11 +6,9 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{json, Value};
 use support::cluster::TestCluster;
-use support::{admin_rows, audit_rows, audit_total, keys, scoped_token, Client, Reply, SoftHsm, Vault};
+use support::{admin_rows, audit_rows, audit_total, keys, now_secs, raw, scoped_token, Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 use vaultd::store::Store;
 
@@ -46,15 +44,7 @@ const AGREEMENT_KEYS: [&str; 11] = [
 const ACTIVITY_KEYS: [&str; 7] =
     ["activity", "applicableto", "creationtime", "fulldesc", "legalbasis", "script", "title"];
 
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
 /// Sends a raw body with a content type.
-fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
-    client.send(client.request(method, path).header("Content-Type", content_type).body(body.to_string()))
-}
-
 /// Sends a request without a body.
 fn bare(client: &Client, method: &str, path: &str) -> Reply {
     client.send(client.request(method, path))

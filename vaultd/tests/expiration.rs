@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{audit_rows, audit_total, keys, scoped_token, Client, Reply, Vault};
+use support::{audit_rows, audit_total, keys, now_secs, scoped_token, Client, Reply, Vault};
 use uuid::Uuid;
 
 const DAY: u64 = 86_400;
@@ -18,10 +18,6 @@ fn assert_uuid(value: &Value) -> String {
     let text = value.as_str().unwrap_or_else(|| panic!("not a string: {value}"));
     Uuid::parse_str(text).unwrap_or_else(|_| panic!("not a UUID: {value}"));
     text.to_string()
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn start(client: &Client, mode: &str, id: &str, body: Value) -> Reply {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 
 use serde_json::{json, Value};
-use support::{audit_rows, audit_total, keys, scoped_token, Client, Reply, Vault};
+use support::{audit_rows, audit_total, keys, profile, scoped_token, Client, Reply, Vault};
 use uuid::Uuid;
 
 fn run(client: &Client, policy: &str, spec: Value) -> Reply {
@@ -52,10 +52,6 @@ fn counts(report: &Value) -> Vec<(u64, u64, u64)> {
         .iter()
         .map(|r| (r["matched"].as_u64().unwrap(), r["changed"].as_u64().unwrap(), r["skipped"].as_u64().unwrap()))
         .collect()
-}
-
-fn profile(client: &Client, token: &str) -> Value {
-    client.get(&format!("/v1/user/token/{token}")).assert_ok()["data"].clone()
 }
 
 fn events(client: &Client, token: &str, operation: &str) -> Vec<Value> {

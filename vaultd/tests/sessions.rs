@@ -7,29 +7,21 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
 use support::{
-    admin_rows, audit_rows, audit_total, keys, run_to_exit, scoped_token, serve_command, with_operation, Client, Reply,
-    SoftHsm, Vault,
+    admin_rows, audit_rows, audit_total, keys, now_secs, raw, run_to_exit, scoped_token, serve_command, with_operation,
+    Client, SoftHsm, Vault,
 };
 use uuid::Uuid;
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
 
 fn session_path(session: &str) -> String {
     format!("/v1/session/{session}")
 }
 
 /// Sends `body` as is with a Content-Type.
-fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
-    client.send(client.request(method, path).header("Content-Type", content_type).body(body.to_string()))
-}
-
 /// Creates (or replaces) a session and checks the reply's exact shape.
 fn create_ok(client: &Client, session: &str, body: Value) {
     let reply = client.post(&session_path(session), body.clone());

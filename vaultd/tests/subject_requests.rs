@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::cluster::TestCluster;
-use support::{audit_rows, keys, occurs_in_files, operations, Client, Reply, SoftHsm, Vault};
+use support::{audit_rows, keys, occurs_in_files, operations, profile, Client, Reply, SoftHsm, Vault};
 use uuid::Uuid;
 
 /// Creates a scoped token with the root client and returns its secret.
@@ -38,10 +38,6 @@ fn filed(reply: Reply) -> String {
 
 fn request(client: &Client, rtoken: &str) -> Value {
     client.get(&format!("/v1/request/{rtoken}")).assert_ok()["request"].clone()
-}
-
-fn profile(root: &Client, subject: &str) -> Value {
-    root.get(&format!("/v1/user/token/{subject}")).assert_ok()["data"].clone()
 }
 
 fn assert_row(row: &Value, rtoken: &str, subject: &str, action: &str, status: &str, app: Option<&str>) {

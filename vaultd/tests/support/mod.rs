@@ -296,3 +296,18 @@ pub fn access_token(client: &Client, name: &str, scopes: &[&str]) -> (String, St
 pub fn scoped_token(client: &Client, name: &str, scopes: &[&str]) -> String {
     access_token(client, name, scopes).1
 }
+
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Sends a raw body with a content type.
+pub fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
+    client.send(client.request(method, path).header("Content-Type", content_type).body(body.to_string()))
+}
+
+/// A subject's profile, read by its token.
+pub fn profile(client: &Client, token: &str) -> Value {
+    client.get(&format!("/v1/user/token/{token}")).assert_ok()["data"].clone()
+}
