@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use strongroom_admin_api::retention::parse_duration;
 
 use crate::error::{VaultError, VaultResult};
 
@@ -63,14 +62,25 @@ impl Requested {
     }
 }
 
-/// The count in `30d`, `12h`, `6m`, `30s` or `3600`, in seconds; 0 for an empty text. The
-/// units are the retention rules' (`parse_duration`); a bare count is seconds.
+/// The count in `30d`, `12h`, `6m`, `30s` or `3600`, in seconds; 0 for an empty text.
 fn parse_text(text: &str) -> Option<u64> {
-    match text {
-        "" => Some(0),
-        seconds if seconds.bytes().all(|b| b.is_ascii_digit()) => seconds.parse().ok(),
-        with_unit => parse_duration(with_unit),
+    if text.is_empty() {
+        return Some(0);
     }
+    let (count, unit) = match text.as_bytes()[text.len() - 1] {
+        unit @ (b's' | b'h' | b'd' | b'm') => (&text[..text.len() - 1], unit),
+        _ => (text, b's'),
+    };
+    if count.is_empty() || count.len() > 19 || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let per_unit: u64 = match unit {
+        b'h' => 3_600,
+        b'd' => 86_400,
+        b'm' => 31 * 86_400,
+        _ => 1,
+    };
+    Some(count.parse::<u64>().ok()?.saturating_mul(per_unit))
 }
 
 #[cfg(test)]
