@@ -20,6 +20,9 @@ if [ "${1:-}" = up ] && [ -z "${VAULTD:-}" ]; then
   cargo build --release --locked -p vaultd >&2
   export VAULTD=$PWD/target/release/vaultd
 fi
-cargo build --release --locked -q -p strongroom-testkit --bin local-cluster >&2
+# status and down use the binary `up` built.
+if [ "${1:-}" = up ] || [ ! -x target/release/local-cluster ]; then
+  cargo build --release --locked -q -p strongroom-testkit --bin local-cluster >&2
+fi
 umask 077
 exec target/release/local-cluster "$@"

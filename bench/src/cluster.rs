@@ -4,14 +4,13 @@
 //! one peer secret, ports chosen before the nodes start, then `init` on the first node and
 //! every other node added as a learner and promoted.
 
-use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use strongroom_testkit::{softhsm, NodeAddress};
+use strongroom_testkit::cluster::{self, SharedFiles};
+use strongroom_testkit::NodeAddress;
 use tempfile::TempDir;
 
 use crate::http;
@@ -23,8 +22,6 @@ pub const NODES: usize = 3;
 /// worker it would get under a CPU limit of one core (actix sizes its workers by the CPU
 /// quota a container is given); with the default, six workers compete for two cores.
 const WORKERS: usize = 1;
-/// An admin request not answered within this fails (vaultd gives up on a proposal after 5 s).
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One vaultd process of the cluster.
 struct Node {
@@ -51,12 +48,7 @@ impl Cluster {
     pub fn start(binary: &Path, softhsm_script: &Path) -> anyhow::Result<Cluster> {
         servers::check_vaultd(binary)?;
         let dir = tempfile::Builder::new().prefix("strongroom-bench-cluster-").tempdir()?;
-        let environment = softhsm::token_environment(softhsm_script, &dir.path().join("hsm"))?;
-        let token = servers::random_hex(16)?;
-        let token_file = dir.path().join("root-token");
-        fs::write(&token_file, &token)?;
-        let secret_file = dir.path().join("peer-secret");
-        fs::write(&secret_file, servers::random_hex(16)?)?;
+        let shared = SharedFiles::create(dir.path(), softhsm_script, None)?;
         let ports = strongroom_testkit::free_ports(2 * NODES)?;
         let addresses: Vec<NodeAddress> = ports
             .chunks_exact(2)
@@ -69,19 +61,9 @@ impl Cluster {
         let mut nodes = Vec::with_capacity(NODES);
         for (index, address) in addresses.iter().enumerate() {
             let node_dir = tempfile::Builder::new().prefix(&format!("node{}-", index + 1)).tempdir_in(dir.path())?;
-            let mut extra = address.flags(&secret_file);
-            extra.extend(["--workers".to_string(), WORKERS.to_string()]);
-            if index == 0 {
-                extra.push("--hsm-create-key".to_string());
-            }
-            let command = strongroom_testkit::serve_command(
-                binary,
-                environment.iter().map(|(name, value)| (name, value)),
-                &node_dir.path().join("data"),
-                &token_file,
-                &extra,
-            );
-            let server = servers::spawn(command, servers::VAULTD_LISTENING, node_dir, token.clone())
+            let workers = ["--workers".to_string(), WORKERS.to_string()];
+            let command = shared.serve_command(binary, address, &node_dir.path().join("data"), index == 0, &workers);
+            let server = servers::spawn(command, servers::VAULTD_LISTENING, node_dir, shared.token.clone())
                 .with_context(|| format!("node {} did not start", index + 1))?;
             let api: SocketAddr = address.api().parse()?;
             if server.addr != api {
@@ -90,8 +72,8 @@ impl Cluster {
             let peer = address.raft_address().parse()?;
             nodes.push(Node { server, peer, id: 0, alive: true });
         }
-        let mut cluster = Cluster { nodes, token, _dir: dir };
-        match strongroom_testkit::cluster::form(&cluster.token, &addresses) {
+        let mut cluster = Cluster { nodes, token: shared.token, _dir: dir };
+        match cluster::form(&cluster.token, &addresses) {
             Ok(ids) => {
                 for (node, id) in cluster.nodes.iter_mut().zip(ids) {
                     node.id = id;
@@ -212,5 +194,5 @@ async fn admin(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    http::exchange(addr, token, method, path, body, ADMIN_TIMEOUT).await
+    http::exchange(addr, token, method, path, body, cluster::ADMIN_TIMEOUT).await
 }

@@ -213,13 +213,25 @@ impl Report {
         self.minimizations.push((system, result));
     }
 
+    /// The trivial handler's run of `workload` in this run, if it was measured.
+    fn trivial_run(&self, workload: Workload) -> Option<&Run> {
+        self.runs.iter().find(|run| run.system == System::Trivial && run.workload == workload)
+    }
+
     /// The trivial handler's throughput for `workload` in this run, if it was measured.
     fn trivial_rate(&self, workload: Workload) -> Option<f64> {
-        self.runs
-            .iter()
-            .find(|run| run.system == System::Trivial && run.workload == workload)
-            .map(|run| run.result.throughput())
-            .filter(|rate| *rate > 0.0)
+        self.trivial_run(workload).map(|run| run.result.throughput()).filter(|rate| *rate > 0.0)
+    }
+
+    /// A run's p99 latency and server CPU per request as multiples of the trivial
+    /// handler's for the same kind of request (higher is slower).
+    fn cost_ratios(&self, run: &Run) -> (Option<f64>, Option<f64>) {
+        let Some(trivial) = self.trivial_run(run.workload) else { return (None, None) };
+        let divide = |value: f64, by: f64| (by > 0.0).then(|| value / by);
+        (
+            divide(run.result.percentile_ms(99.0), trivial.result.percentile_ms(99.0)),
+            divide(run.cpu.server_micros, trivial.cpu.server_micros),
+        )
     }
 
     /// `rate` divided by the trivial handler's rate for the same kind of request (creates
@@ -239,15 +251,16 @@ impl Report {
         // Only the failover or minimize run selected: no per-request table.
         if !self.runs.is_empty() {
             out.push_str(
-                "| system | workload | clients | req/s | p50 ms | p99 ms | max ms | errors | vs trivial | spec target | CPU µs/req server / client | other load (cores) | server memory idle / peak MiB |\n\
-                 |---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n",
+                "| system | workload | clients | req/s | p50 ms | p99 ms | max ms | errors | vs trivial | p99 / server CPU × trivial | spec target | CPU µs/req server / client | other load (cores) | server memory idle / peak MiB |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n",
             );
         }
         for run in &self.runs {
             let result = &run.result;
             let ratio = ratio_cell(self.ratio(run.workload, result.throughput()));
+            let (p99, cpu) = self.cost_ratios(run);
             out.push_str(&format!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.0} / {:.0} | {:.2} | {} |\n",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} / {} | {} | {:.0} / {:.0} | {:.2} | {} |\n",
                 run.system.label(),
                 run.system.workload_label(run.workload),
                 run.clients,
@@ -257,6 +270,8 @@ impl Report {
                 result.max_ms(),
                 result.errors(),
                 ratio,
+                ratio_cell(p99),
+                ratio_cell(cpu),
                 spec_target(&run.system, run.workload),
                 run.cpu.server_micros,
                 run.cpu.client_micros,
@@ -379,7 +394,7 @@ impl Report {
     /// What the "vs trivial" figures are, and which are missing.
     fn ratio_note(&self) -> String {
         let mut out = String::from(
-            "\nvs trivial: every throughput divided by the trivial actix handler's, measured in this same run with `--clients` clients — creates, failover creates and retention's records changed/s by its `POST /echo` rate, gets by its `GET /` rate. The machine's speed drifts between runs and other work may share it, so compare these ratios across runs, not the absolute figures.\n",
+            "\nvs trivial: every throughput divided by the trivial actix handler's, measured in this same run with `--clients` clients — creates, failover creates and retention's records changed/s by its `POST /echo` rate, gets by its `GET /` rate; \"p99 / server CPU × trivial\" divides a run's p99 latency and server CPU per request by the trivial handler's for the same kind of request (higher is costlier). The machine's speed drifts between runs and other work may share it, so compare these ratios across runs, not the absolute figures.\n",
         );
         for workload in [Workload::Create, Workload::Get] {
             if self.trivial_rate(workload).is_none() {

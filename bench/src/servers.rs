@@ -6,8 +6,7 @@
 //! bound; strongroom-testkit's `spawn` waits for that line (with a timeout) instead of
 //! sleeping.
 
-use std::fs::{self, File};
-use std::io::Read;
+use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -106,7 +105,7 @@ pub fn start_vaultd(binary: &Path, mode: Mode, softhsm_script: &Path) -> anyhow:
         }
         Mode::Softhsm => {
             let environment = softhsm::token_environment(softhsm_script, &dir.path().join("hsm"))?;
-            let token = random_hex(16)?;
+            let token = strongroom_testkit::cluster::random_hex(16)?;
             let token_file = dir.path().join("root-token");
             fs::write(&token_file, &token)?;
             // On 127.0.0.1:0, the kit's default.
@@ -132,13 +131,6 @@ pub fn start_trivial() -> anyhow::Result<Server> {
     spawn(command, crate::trivial::LISTENING, dir, String::new())
 }
 
-/// `bytes` random bytes from the kernel, hex-encoded.
-pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut buf = vec![0u8; bytes];
-    File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Spawns `command` with stderr to a log file in `dir` (strongroom-testkit's `spawn`), then
 /// waits for the line starting with `marker` followed by the address.
 pub fn spawn(command: Command, marker: &str, dir: TempDir, token: String) -> anyhow::Result<Server> {
@@ -154,16 +146,4 @@ pub fn spawn(command: Command, marker: &str, dir: TempDir, token: String) -> any
         }
     };
     Ok(Server { child, addr, token, log, _dir: dir })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_tokens_are_long_enough_for_vaultd() {
-        let token = random_hex(16).unwrap();
-        assert_eq!(token.len(), 32);
-        assert_ne!(token, random_hex(16).unwrap());
-    }
 }

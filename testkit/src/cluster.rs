@@ -1,20 +1,93 @@
-//! Forming running, uninitialised `vaultd serve` nodes into a cluster, as `hack/cluster.sh`
-//! documents it: `POST /v1/sys/cluster/init` on the first node, then every other node added
-//! through it as a learner and promoted once it has caught up, one at a time.
+//! Local clusters: the files every node shares ([`SharedFiles`]: one SoftHSM token, the
+//! root token, the peer secret), each node's `vaultd serve` command, and forming running,
+//! uninitialised nodes into a cluster as `hack/cluster.sh` documents it:
+//! `POST /v1/sys/cluster/init` on the first node, then every other node added through it as
+//! a learner and promoted once it has caught up, one at a time.
 
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::node::NodeAddress;
+use crate::node::{serve_command, NodeAddress};
+use crate::softhsm;
 
 /// How long a learner may take to catch up before promoting it gives up.
 pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between promote attempts while the learner is not caught up.
 const PROMOTE_RETRY: Duration = Duration::from_millis(50);
 /// An admin request not answered within this fails (vaultd gives up on a proposal after 5 s).
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the nodes of a local cluster share, as files in one directory: a throwaway SoftHSM
+/// token (every node uses the one KEK, as the pods of a real cluster share one HSM
+/// partition), the root token and the peer secret (readable by their owner only).
+pub struct SharedFiles {
+    /// `SOFTHSM2_CONF` and the `VAULTD_HSM_*` variables.
+    pub hsm_env: Vec<(String, String)>,
+    pub token: String,
+    pub token_file: PathBuf,
+    pub secret_file: PathBuf,
+}
+
+impl SharedFiles {
+    /// Makes them in `dir`: the HSM token in `dir/hsm` by `softhsm_script` (the project's
+    /// [`softhsm::script`]), and `token` as the root token, or a random one.
+    pub fn create(dir: &Path, softhsm_script: &Path, token: Option<&str>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let hsm_env = softhsm::token_environment(softhsm_script, &dir.join("hsm"))?;
+        let token = match token {
+            Some(token) => token.to_string(),
+            None => random_hex(24)?,
+        };
+        let token_file = dir.join("root-token");
+        private_file(&token_file)?.write_all(token.as_bytes())?;
+        let secret_file = dir.join("peer-secret");
+        private_file(&secret_file)?.write_all(random_hex(24)?.as_bytes())?;
+        Ok(SharedFiles { hsm_env, token, token_file, secret_file })
+    }
+
+    /// The `vaultd serve` command of the node at `address` with its data in `data_dir`;
+    /// the first node to start (`creates_key`) creates the KEK in the token.
+    pub fn serve_command(
+        &self,
+        binary: &Path,
+        address: &NodeAddress,
+        data_dir: &Path,
+        creates_key: bool,
+        extra: &[String],
+    ) -> Command {
+        let mut flags = address.flags(&self.secret_file);
+        if creates_key {
+            flags.push("--hsm-create-key".to_string());
+        }
+        flags.extend(extra.iter().cloned());
+        serve_command(binary, self.hsm_env.iter().cloned(), data_dir, &self.token_file, &flags)
+    }
+}
+
+/// `bytes` random bytes from the kernel, hex-encoded: tokens and secrets for test vaults.
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    File::open("/dev/urandom")?.read_exact(&mut buffer)?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A new file only its owner may read or write.
+pub fn private_file(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
 
 /// One admin request with the root token: the status and the body (JSON, or null).
 pub fn admin(url: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
@@ -84,6 +157,13 @@ pub fn form(token: &str, nodes: &[NodeAddress]) -> anyhow::Result<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_tokens_are_long_enough_for_vaultd() {
+        let token = random_hex(16).unwrap();
+        assert_eq!(token.len(), 32);
+        assert_ne!(token, random_hex(16).unwrap());
+    }
 
     #[test]
     fn reads_member_ids() {

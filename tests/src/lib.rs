@@ -53,6 +53,12 @@ static ENV: OnceLock<Result<Option<Env>, String>> = OnceLock::new();
 /// The `stop.sh` to run when the test binary exits, when this binary started the server.
 static STOP: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
 
+/// Prints `SKIPPED: test: why` on the real standard error, which the test harness does not
+/// capture, in one write so that the lines of parallel tests do not interleave.
+pub fn skipped(test: &str, why: &str) {
+    let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
+}
+
 impl Env {
     /// The cluster, started on first use. `None` (after printing `SKIPPED: test: why` on
     /// the real standard error, which the test harness does not capture) when there is
@@ -61,12 +67,23 @@ impl Env {
         match ENV.get_or_init(|| set_up().map_err(|error| format!("{error:#}"))) {
             Ok(Some(env)) => Some(env),
             Ok(None) => {
-                // One write, so that the lines of parallel tests do not interleave.
-                let line = format!("SKIPPED: {test}: {}\n", skip_reason());
-                let _ = std::io::stderr().write_all(line.as_bytes());
+                skipped(test, &skip_reason());
                 None
             }
             Err(error) => panic!("cannot set up the Kubernetes API server for {test}: {error}"),
+        }
+    }
+
+    /// The cluster, as [`Env::get`], for a test that also runs a real vaultd: `None`
+    /// (after printing why) when the vaultd binary or SoftHSM is missing too.
+    pub fn with_vaultd(test: &str) -> Option<&'static Env> {
+        let env = Self::get(test)?;
+        match vaultd::unavailable() {
+            Some(why) => {
+                skipped(test, &why);
+                None
+            }
+            None => Some(env),
         }
     }
 

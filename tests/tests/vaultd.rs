@@ -102,12 +102,7 @@ const READY: [(&str, &str); 4] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     let test = "the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy";
-    let Some(env) = Env::get(test) else { return };
-    if let Some(why) = vaultd::unavailable() {
-        use std::io::Write as _;
-        let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
-        return;
-    }
+    let Some(env) = Env::with_vaultd(test) else { return };
     let proxy = Proxy::start();
     let deployed = Deployed::with_env(env, "vaultd", &[("HTTP_PROXY".into(), proxy.url())]).await;
     let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
@@ -240,12 +235,7 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
     let test = "the_operator_grows_a_real_vault_from_one_node_to_three_and_back";
-    let Some(env) = Env::get(test) else { return };
-    if let Some(why) = vaultd::unavailable() {
-        use std::io::Write as _;
-        let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
-        return;
-    }
+    let Some(env) = Env::with_vaultd(test) else { return };
     let proxy = Proxy::start();
     let deployed = Deployed::with_env(env, "scale", &[("HTTP_PROXY".into(), proxy.url())]).await;
     let (client, namespace) = (&deployed.client, deployed.namespace.as_str());

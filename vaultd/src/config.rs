@@ -14,18 +14,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::cluster::{ClusterOptions, PeerOptions, PeerTls};
+use crate::crypto::HsmConfig;
 use crate::identifiers::PhoneRegion;
+use crate::server::ServerOptions;
 use crate::vault::{SubjectChanges, VaultSettings};
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_KEK_LABEL: &str = "strongroom-kek-1";
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3000);
+const DEFAULT_HSM_SESSIONS: usize = 4;
 
 /// Every setting of `vaultd serve`, declared once: each field is a flag (`--max-body-bytes`),
 /// an environment variable (`VAULTD_MAX_BODY_BYTES`) and a key of the TOML file
 /// (`max_body_bytes`; the `--hsm-*` settings are the file's `[hsm]` table). A flag wins
 /// over the environment (clap reads both), and either over the file ([`ServeSettings::load`]).
 #[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServeSettings {
     /// TOML configuration file; flags and environment override it.
     #[arg(long, env = "VAULTD_CONFIG")]
@@ -39,39 +43,12 @@ pub struct ServeSettings {
     /// File holding the root token (or set VAULTD_ROOT_TOKEN).
     #[arg(long, env = "VAULTD_ROOT_TOKEN_FILE")]
     pub root_token_file: Option<PathBuf>,
-    /// Largest accepted request body in bytes (default 1 MiB).
-    #[arg(long, env = "VAULTD_MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Country for phone numbers written without a country code (ISO 3166, default GB).
-    #[arg(long, env = "VAULTD_DEFAULT_COUNTRY")]
-    pub default_country: Option<String>,
-    /// Allow `POST /v1/users` (bulk listing); `--enable-bulk-list=false` turns off a
-    /// file's `true`.
-    #[arg(long, env = "VAULTD_ENABLE_BULK_LIST", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    #[serde(alias = "bulk_list_enabled")]
-    pub enable_bulk_list: Option<bool>,
-    /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
-    #[arg(long, env = "VAULTD_ENABLE_ANONYMOUS_CREATE", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    #[serde(alias = "anonymous_create")]
-    pub enable_anonymous_create: Option<bool>,
-    /// Whether a subject token's changes apply directly (`direct`) or become requests for
-    /// a DPO (`request`, the default).
-    #[arg(long, env = "VAULTD_SUBJECT_CHANGES")]
-    pub subject_changes: Option<SubjectChanges>,
-    /// Unwrapped data keys kept in memory (default 100000).
-    #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
-    pub dek_cache_capacity: Option<usize>,
-    /// MiB of storage page cache (default 96).
-    #[arg(long, env = "VAULTD_STORAGE_CACHE_MB")]
-    pub storage_cache_mb: Option<u64>,
-    /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "VAULTD_WORKERS")]
-    pub workers: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub behaviour: BehaviourSettings,
     #[command(flatten)]
     #[serde(default)]
-    pub hsm: HsmSettings,
+    pub hsm: ServeHsmSettings,
     /// Create the KEK when the token does not hold it yet.
     #[arg(long)]
     #[serde(skip)]
@@ -107,6 +84,40 @@ pub struct ServeSettings {
     /// steady stream of erasures such as a retention run).
     #[arg(long, env = "VAULTD_ERASURE_COMPACTION_SECS")]
     pub erasure_compaction_secs: Option<u64>,
+}
+
+/// How the vault treats its callers and its data: the settings `vaultd demo` takes too
+/// (with the same flags and environment variables).
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
+pub struct BehaviourSettings {
+    /// Largest accepted request body in bytes (default 1 MiB).
+    #[arg(long, env = "VAULTD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Country for phone numbers written without a country code (ISO 3166, default GB).
+    #[arg(long, env = "VAULTD_DEFAULT_COUNTRY")]
+    pub default_country: Option<String>,
+    /// Allow `POST /v1/users` (bulk listing); `--enable-bulk-list=false` turns off a
+    /// file's `true`.
+    #[arg(long, env = "VAULTD_ENABLE_BULK_LIST", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub enable_bulk_list: Option<bool>,
+    /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
+    #[arg(long, env = "VAULTD_ENABLE_ANONYMOUS_CREATE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub enable_anonymous_create: Option<bool>,
+    /// Whether a subject token's changes apply directly (`direct`) or become requests for
+    /// a DPO (`request`, the default).
+    #[arg(long, env = "VAULTD_SUBJECT_CHANGES")]
+    pub subject_changes: Option<SubjectChanges>,
+    /// Unwrapped data keys kept in memory (default 100000).
+    #[arg(long, env = "VAULTD_DEK_CACHE_CAPACITY")]
+    pub dek_cache_capacity: Option<usize>,
+    /// MiB of storage page cache (default 96).
+    #[arg(long, env = "VAULTD_STORAGE_CACHE_MB")]
+    pub storage_cache_mb: Option<u64>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "VAULTD_WORKERS")]
+    pub workers: Option<usize>,
     /// How often the leader forgets subjects whose expiration has ended and deletes ended
     /// sessions (default 10 s).
     #[arg(long, env = "VAULTD_EXPIRATION_SWEEP_SECS")]
@@ -126,7 +137,6 @@ pub struct ServeSettings {
 /// Where the KEK lives: `--hsm-*` flags, `VAULTD_HSM_*` variables, the file's `[hsm]`
 /// table. Shared by `serve` and `hsm-import-key`.
 #[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HsmSettings {
     /// Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
     #[arg(long = "hsm-module", env = "VAULTD_HSM_MODULE")]
@@ -140,7 +150,15 @@ pub struct HsmSettings {
     /// Label of the KEK inside the token (default strongroom-kek-1).
     #[arg(long = "hsm-key-label", env = "VAULTD_HSM_KEY_LABEL")]
     pub key_label: Option<String>,
-    /// PKCS#11 sessions, one worker thread each (default 4; `serve` only).
+}
+
+/// `serve`'s `[hsm]` table: where the KEK lives, and how many sessions to use it through.
+#[derive(Clone, Debug, Default, Args, Serialize, Deserialize)]
+pub struct ServeHsmSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub location: HsmSettings,
+    /// PKCS#11 sessions, one worker thread each (default 4).
     #[arg(long = "hsm-sessions", env = "VAULTD_HSM_SESSIONS")]
     pub sessions: Option<usize>,
 }
@@ -174,24 +192,109 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+/// Keys an older configuration file may use, and their current names.
+const RENAMED_KEYS: [(&str, &str); 2] =
+    [("bulk_list_enabled", "enable_bulk_list"), ("anonymous_create", "enable_anonymous_create")];
+
 impl ServeSettings {
     /// These settings (flags and environment) over those of the `--config` file.
     pub fn load(self) -> Result<Self, ConfigError> {
         let Some(path) = self.config.clone() else { return Ok(self) };
         let parse = |message: String| ConfigError::Parse { path: path.clone(), message };
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let file: Value = toml::from_str(&text).map_err(|e: toml::de::Error| parse(e.message().to_string()))?;
-        // The file alone first, so that its mistakes are reported as the file's, and its
-        // keys come out under their current names.
-        let file = Self::deserialize(&file).map_err(|e| parse(e.to_string()))?;
+        let mut file: Value = toml::from_str(&text).map_err(|e: toml::de::Error| parse(e.message().to_string()))?;
+        if let Value::Object(keys) = &mut file {
+            for (old, new) in RENAMED_KEYS {
+                if let Some(value) = keys.remove(old) {
+                    keys.entry(new).or_insert(value);
+                }
+            }
+        }
         let as_value =
             |settings: &Self| serde_json::to_value(settings).map_err(|e| ConfigError::Invalid(e.to_string()));
+        // The file alone first, so that its mistakes are reported as the file's.
+        refuse_unknown_keys(&file, &as_value(&Self::default())?, "").map_err(parse)?;
+        let file = Self::deserialize(&file).map_err(|e| parse(e.to_string()))?;
         let mut merged = as_value(&file)?;
         overlay(&mut merged, as_value(&self)?);
         let merged = Self::deserialize(&merged).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(ServeSettings { config: self.config, hsm_create_key: self.hsm_create_key, ..merged })
     }
 
+    /// Where the API listens.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        self.data_dir.clone().ok_or(ConfigError::Missing("--data-dir"))
+    }
+
+    /// The root token, from its file or `VAULTD_ROOT_TOKEN`; at least 16 characters.
+    pub fn root_token(&self) -> Result<Zeroizing<String>, ConfigError> {
+        secret(
+            self.root_token_file.as_deref(),
+            "VAULTD_ROOT_TOKEN",
+            "--root-token-file or VAULTD_ROOT_TOKEN",
+            "root token",
+        )
+    }
+
+    /// The HSM to open: its location, the PIN read, the session count and whether to
+    /// create the KEK.
+    pub fn hsm_config(&self) -> Result<HsmConfig, ConfigError> {
+        let location = self.hsm.location.location()?;
+        Ok(HsmConfig {
+            module: location.module,
+            token_label: location.token_label,
+            pin: location.pin,
+            key_label: location.key_label,
+            create_key: self.hsm_create_key,
+            sessions: self.hsm.sessions.unwrap_or(DEFAULT_HSM_SESSIONS),
+        })
+    }
+
+    /// Mutual TLS for the peer port: all three files, or none (plain HTTP).
+    pub fn peer_tls(&self) -> Result<Option<PeerTls>, ConfigError> {
+        match (&self.peer_tls_cert, &self.peer_tls_key, &self.peer_tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                Ok(Some(PeerTls { cert: cert.clone(), key: key.clone(), ca: ca.clone() }))
+            }
+            (None, None, None) => Ok(None),
+            _ => Err(ConfigError::Invalid(
+                "peer TLS needs all of --peer-tls-cert, --peer-tls-key and --peer-tls-ca".into(),
+            )),
+        }
+    }
+
+    /// How this node takes part in a cluster, given where its API and (when it is
+    /// clusterable) its peer port are bound; the advertised addresses default to those.
+    pub fn cluster_options(&self, api: SocketAddr, peer: Option<SocketAddr>) -> Result<ClusterOptions, ConfigError> {
+        let defaults = ClusterOptions::default();
+        let tls = self.peer_tls()?;
+        let peer = match peer {
+            None => None,
+            Some(peer) => Some(PeerOptions {
+                advertise_peer: self.advertise_peer.clone().unwrap_or_else(|| peer.to_string()),
+                advertise_api: self.advertise_api.clone().unwrap_or_else(|| format!("http://{api}")),
+                secret: secret(
+                    self.peer_secret_file.as_deref(),
+                    "VAULTD_PEER_SECRET",
+                    "--peer-secret-file or VAULTD_PEER_SECRET (with --peer-listen)",
+                    "peer secret",
+                )?,
+                tls,
+            }),
+        };
+        Ok(ClusterOptions {
+            peer,
+            snapshot_every: self.snapshot_every.map_or(defaults.snapshot_every, |every| every.max(1)),
+            erasure_compaction: self.erasure_compaction_secs.map_or(defaults.erasure_compaction, Duration::from_secs),
+        })
+    }
+}
+
+impl BehaviourSettings {
     /// The settings the vault's behaviour depends on, defaults filled in.
     pub fn vault_settings(&self) -> Result<VaultSettings, ConfigError> {
         let defaults = VaultSettings::default();
@@ -212,6 +315,11 @@ impl ServeSettings {
             max_share_ttl: span(self.max_share_ttl, defaults.max_share_ttl),
             max_user_retention: span(self.max_user_retention_period, defaults.max_user_retention),
         })
+    }
+
+    /// The HTTP server's settings, defaults filled in.
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions { max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY), workers: self.workers }
     }
 }
 
@@ -257,6 +365,38 @@ fn overlay(base: &mut Value, top: Value) {
         (_, Value::Null) => {}
         (base, top) => *base = top,
     }
+}
+
+/// Names the first key of `file` that `known` (every setting, as serialised) lacks; serde's
+/// own check does not combine with the flattened groups of settings.
+fn refuse_unknown_keys(file: &Value, known: &Value, table: &str) -> Result<(), String> {
+    let (Value::Object(file), Value::Object(known)) = (file, known) else { return Ok(()) };
+    for (key, value) in file {
+        match known.get(key) {
+            None => return Err(format!("unknown field `{table}{key}`")),
+            Some(inner @ Value::Object(_)) => refuse_unknown_keys(value, inner, &format!("{table}{key}."))?,
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A secret from its file, or else from the environment variable `variable`; at least 16
+/// characters.
+fn secret(
+    file: Option<&Path>,
+    variable: &str,
+    missing: &'static str,
+    what: &str,
+) -> Result<Zeroizing<String>, ConfigError> {
+    let secret = match file {
+        Some(path) => read_secret_file(path)?,
+        None => Zeroizing::new(std::env::var(variable).map_err(|_| ConfigError::Missing(missing))?),
+    };
+    if secret.len() < 16 {
+        return Err(ConfigError::Invalid(format!("the {what} must be at least 16 characters")));
+    }
+    Ok(secret)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -312,26 +452,26 @@ mod tests {
     fn a_flag_turns_off_what_the_file_turns_on() {
         for key in ["enable_bulk_list", "bulk_list_enabled"] {
             let file = format!("{key} = true\nenable_anonymous_create = true\n");
-            let on = load(&file, &[]).unwrap().vault_settings().unwrap();
+            let on = load(&file, &[]).unwrap().behaviour.vault_settings().unwrap();
             assert!(on.bulk_list_enabled && on.anonymous_create, "{key}");
             let off = load(&file, &["--enable-bulk-list=false", "--enable-anonymous-create=no"]).unwrap();
-            let off = off.vault_settings().unwrap();
+            let off = off.behaviour.vault_settings().unwrap();
             assert!(!off.bulk_list_enabled && !off.anonymous_create, "{key}");
         }
-        let bare = load("", &["--enable-bulk-list"]).unwrap().vault_settings().unwrap();
+        let bare = load("", &["--enable-bulk-list"]).unwrap().behaviour.vault_settings().unwrap();
         assert!(bare.bulk_list_enabled && !bare.anonymous_create);
     }
 
     #[test]
     fn durations_read_m_as_minutes() {
         let flags = load("", &["--max-session-ttl", "30m", "--max-share-ttl=2h", "--max-user-retention-period=90days"]);
-        let settings = flags.unwrap().vault_settings().unwrap();
+        let settings = flags.unwrap().behaviour.vault_settings().unwrap();
         assert_eq!(settings.max_session_ttl, Duration::from_secs(30 * 60));
         assert_eq!(settings.max_share_ttl, Duration::from_secs(2 * 3600));
         assert_eq!(settings.max_user_retention, Duration::from_secs(90 * 86_400));
-        let file = load("max_session_ttl = \"30m\"\n", &[]).unwrap().vault_settings().unwrap();
+        let file = load("max_session_ttl = \"30m\"\n", &[]).unwrap().behaviour.vault_settings().unwrap();
         assert_eq!(file.max_session_ttl, Duration::from_secs(30 * 60));
-        let defaults = load("", &[]).unwrap().vault_settings().unwrap();
+        let defaults = load("", &[]).unwrap().behaviour.vault_settings().unwrap();
         assert_eq!(defaults.max_user_retention, Duration::from_secs(186 * 86_400));
         for bad in ["0s", "30", "30x", "-1d", ""] {
             let flag = format!("--max-session-ttl={bad}");
@@ -347,17 +487,17 @@ mod tests {
                     [hsm]\nmodule = \"/lib/from-file.so\"\nsessions = 2\n";
         let settings = load(file, &["--workers", "5", "--hsm-sessions", "7"]).unwrap();
         assert_eq!(settings.listen, Some(SocketAddr::from(([127, 0, 0, 1], 4000))));
-        assert_eq!(settings.workers, Some(5));
+        assert_eq!(settings.behaviour.workers, Some(5));
         assert_eq!(settings.hsm.sessions, Some(7));
-        assert_eq!(settings.hsm.module.as_deref(), Some(Path::new("/lib/from-file.so")));
-        assert_eq!(settings.vault_settings().unwrap().subject_changes, SubjectChanges::Direct);
+        assert_eq!(settings.hsm.location.module.as_deref(), Some(Path::new("/lib/from-file.so")));
+        assert_eq!(settings.behaviour.vault_settings().unwrap().subject_changes, SubjectChanges::Direct);
     }
 
     #[test]
     fn mistakes_in_the_file_are_named_as_the_files() {
         for (file, named) in [
             ("unknown_setting = 1\n", "unknown field `unknown_setting`"),
-            ("[hsm]\npin = \"1234\"\n", "unknown field `pin`"),
+            ("[hsm]\npin = \"1234\"\n", "unknown field `hsm.pin`"),
             ("workers = \"many\"\n", "invalid type"),
             ("listen = \n", ""),
         ] {
@@ -383,7 +523,7 @@ mod tests {
                 [first_code(cells[1]), first_code(cells[2]), first_code(cells[3])]
             })
             .collect();
-        let hsm_ids: Vec<String> = HsmSettings::augment_args(clap::Command::new("hsm"))
+        let hsm_ids: Vec<String> = ServeHsmSettings::augment_args(clap::Command::new("hsm"))
             .get_arguments()
             .map(|a| a.get_id().to_string())
             .collect();

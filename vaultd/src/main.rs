@@ -1,6 +1,6 @@
 //! `vaultd`: `demo` starts a throwaway vault with no HSM; `serve` runs a real one.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,12 +8,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use zeroize::Zeroizing;
 
-use vaultd::cluster::{ClusterOptions, PeerOptions, PeerTls};
-use vaultd::config::{self, HsmSettings, ServeSettings};
-use vaultd::crypto::{import_key as import_key_into, HsmConfig, HsmKek, Imported, Kek, SoftwareKek};
+use vaultd::cluster::ClusterOptions;
+use vaultd::config::{BehaviourSettings, HsmSettings, ServeSettings};
+use vaultd::crypto::{import_key as import_key_into, HsmKek, Imported, Kek, SoftwareKek};
 use vaultd::minimize::MinimizeOptions;
-use vaultd::server::{self, ServerOptions};
-use vaultd::vault::{SubjectChanges, Vault, VaultSettings};
+use vaultd::server;
+use vaultd::vault::Vault;
 
 /// mimalloc: the request path allocates many small buffers across worker threads; with it,
 /// `wrk` at 64 connections measured ~7.7k → ~10.3k creates/s against glibc malloc.
@@ -71,18 +71,8 @@ struct DemoArgs {
     /// Where to keep data (a temporary directory, removed at exit, when not given).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Allow `POST /v1/users` (bulk listing).
-    #[arg(long)]
-    enable_bulk_list: bool,
-    /// Allow `POST /v1/user` without a token (e.g. a public sign-up form).
-    #[arg(long)]
-    enable_anonymous_create: bool,
-    /// Whether a subject token's changes apply directly or become requests for a DPO.
-    #[arg(long, default_value = "request")]
-    subject_changes: SubjectChanges,
-    /// How often subjects whose expiration has ended are forgotten (default 10 s).
-    #[arg(long)]
-    expiration_sweep_secs: Option<u64>,
+    #[command(flatten)]
+    behaviour: BehaviourSettings,
 }
 
 #[derive(Args)]
@@ -142,99 +132,40 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             temporary.path().to_path_buf()
         }
     };
-    let defaults = VaultSettings::default();
-    let settings = VaultSettings {
-        bulk_list_enabled: args.enable_bulk_list,
-        anonymous_create: args.enable_anonymous_create,
-        subject_changes: args.subject_changes,
-        expiration_sweep: args
-            .expiration_sweep_secs
-            .map_or(defaults.expiration_sweep, |secs| std::time::Duration::from_secs(secs.max(1))),
-        ..defaults
-    };
+    let settings = args.behaviour.vault_settings()?;
     let kek = Kek::Software(SoftwareKek::generate());
     let listener = server::bind(SocketAddr::new(args.bind, args.port))?;
     let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings, ClusterOptions::default())
         .await
         .with_context(|| format!("cannot open demo vault in {}", data_dir.display()))?;
-    let options = ServerOptions { max_body_bytes: config::DEFAULT_MAX_BODY, workers: None };
-    server::serve(vault, listener, None, options).await?;
+    server::serve(vault, listener, None, args.behaviour.server_options()).await?;
     Ok(())
 }
 
 fn serve(given: ServeSettings, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let settings = given.load()?;
-    let data_dir = settings.data_dir.clone().ok_or(config::ConfigError::Missing("--data-dir"))?;
-    let root_token = match &settings.root_token_file {
-        Some(path) => config::read_secret_file(path)?,
-        None => Zeroizing::new(
-            std::env::var("VAULTD_ROOT_TOKEN")
-                .map_err(|_| config::ConfigError::Missing("--root-token-file or VAULTD_ROOT_TOKEN"))?,
-        ),
-    };
-    if root_token.len() < 16 {
-        anyhow::bail!("the root token must be at least 16 characters");
-    }
-    let location = settings.hsm.location()?;
-    let hsm = HsmConfig {
-        module: location.module,
-        token_label: location.token_label,
-        pin: location.pin,
-        key_label: location.key_label,
-        create_key: settings.hsm_create_key,
-        sessions: settings.hsm.sessions.unwrap_or(4),
-    };
-    let vault_settings = settings.vault_settings()?;
-    let options = ServerOptions {
-        max_body_bytes: settings.max_body_bytes.unwrap_or(config::DEFAULT_MAX_BODY),
-        workers: settings.workers,
-    };
-    let listen = settings.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+    let data_dir = settings.data_dir()?;
+    let root_token = settings.root_token()?;
+    let hsm = settings.hsm_config()?;
+    let vault_settings = settings.behaviour.vault_settings()?;
+    let listen = settings.listen();
     let api_listener = server::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let peer_listener = settings
         .peer_listen
         .map(|address| server::bind(address).with_context(|| format!("cannot listen on {address}")))
         .transpose()?;
-    let mut cluster = ClusterOptions::default();
-    if let Some(every) = settings.snapshot_every {
-        cluster.snapshot_every = every.max(1);
-    }
-    if let Some(secs) = settings.erasure_compaction_secs {
-        cluster.erasure_compaction = std::time::Duration::from_secs(secs);
-    }
-    let peer_tls = match (settings.peer_tls_cert, settings.peer_tls_key, settings.peer_tls_ca) {
-        (Some(cert), Some(key), Some(ca)) => Some(PeerTls { cert, key, ca }),
-        (None, None, None) => None,
-        _ => anyhow::bail!("peer TLS needs all of --peer-tls-cert, --peer-tls-key and --peer-tls-ca"),
-    };
-    if let Some(listener) = &peer_listener {
-        let secret = match &settings.peer_secret_file {
-            Some(path) => config::read_secret_file(path)?,
-            None => Zeroizing::new(std::env::var("VAULTD_PEER_SECRET").map_err(|_| {
-                config::ConfigError::Missing("--peer-secret-file or VAULTD_PEER_SECRET (with --peer-listen)")
-            })?),
-        };
-        if secret.len() < 16 {
-            anyhow::bail!("the peer secret must be at least 16 characters");
-        }
-        cluster.peer = Some(PeerOptions {
-            advertise_peer: settings
-                .advertise_peer
-                .unwrap_or_else(|| listener.local_addr().map(|a| a.to_string()).unwrap_or_default()),
-            advertise_api: settings
-                .advertise_api
-                .unwrap_or_else(|| api_listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default()),
-            secret,
-            tls: peer_tls.clone(),
-        });
-    }
-    let peer_listener = peer_listener.map(|listener| (listener, peer_tls));
+    let cluster = settings.cluster_options(
+        api_listener.local_addr()?,
+        peer_listener.as_ref().map(TcpListener::local_addr).transpose()?,
+    )?;
+    let peer_listener =
+        peer_listener.map(|listener| (listener, cluster.peer.as_ref().and_then(|peer| peer.tls.clone())));
     let kek = Kek::Hsm(HsmKek::open(&hsm).context("cannot open the HSM")?);
     runtime.block_on(async {
         let vault = Vault::open(&data_dir, kek, root_token, vault_settings, cluster)
             .await
             .with_context(|| format!("cannot open vault in {}", data_dir.display()))?;
-        server::serve(vault, api_listener, peer_listener, options).await?;
+        server::serve(vault, api_listener, peer_listener, settings.behaviour.server_options()).await?;
         anyhow::Ok(())
     })
 }

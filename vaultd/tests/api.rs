@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Barrier;
 
 use serde_json::{json, Value};
-use support::{access_token, audit_rows, keys, operations, Client, Reply, Vault};
+use support::{access_token, audit_rows, keys, operations, subject_client, Client, Reply, Vault};
 use uuid::Uuid;
 
 const MIB: usize = 1024 * 1024;
@@ -157,10 +157,9 @@ fn a_subject_token_reaches_its_own_subject_and_nothing_else() {
 }
 
 /// A subject token for `login`, made with the root client.
-fn subject_client(root: &Client, login: &str) -> Client {
+fn client_of(root: &Client, login: &str) -> Client {
     let subject = root.get(&format!("/v1/user/login/{login}")).assert_ok()["token"].clone();
-    let created = root.post("/v1/sys/tokens", json!({"name": format!("{login}-self"), "subject": subject}));
-    root.with_token(created.assert_ok()["token"].as_str())
+    subject_client(root, subject.as_str().unwrap())
 }
 
 #[test]
@@ -169,7 +168,7 @@ fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
     let root = vault.demo_client();
     let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
     root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
-    let own = subject_client(&root, "ann");
+    let own = client_of(&root, "ann");
 
     let filed = |reply: Reply| reply.assert_ok()["rtoken"].as_str().unwrap().to_string();
     let rename = filed(own.put("/v1/user/login/ann", json!({"first": "Annie"})));
@@ -213,7 +212,7 @@ fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
     dpo.get(&format!("/v1/request/{}", Uuid::new_v4())).assert_error(404);
     dpo.get("/v1/requests?status=maybe").assert_error(400);
     root.create_user(json!({"login": "bob"}));
-    let bob = subject_client(&root, "bob");
+    let bob = client_of(&root, "bob");
     bob.get(&format!("/v1/request/{moved}")).assert_error(404);
     bob.delete(&format!("/v1/request/{moved}")).assert_error(404);
     let (_, writer) = access_token(&root, "writer", &["users:write"]);
@@ -225,7 +224,7 @@ fn with_direct_subject_changes_a_subject_token_changes_its_own_data() {
     let vault = Vault::demo_with(&["--subject-changes", "direct"]);
     let root = vault.demo_client();
     root.create_user(json!({"login": "ann"}));
-    let own = subject_client(&root, "ann");
+    let own = client_of(&root, "ann");
     own.put("/v1/user/login/ann", json!({"first": "Ann"})).assert_ok();
     assert_eq!(root.get("/v1/user/login/ann").assert_ok()["data"]["first"], "Ann");
     own.delete("/v1/user/login/ann").assert_ok();

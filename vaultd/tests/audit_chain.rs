@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{SoftHsm, Vault};
+use support::{serve_scratch, Vault};
 use vaultd::audit::AuditEvent;
 use vaultd::store::Store;
 
@@ -37,9 +37,7 @@ fn event_mut(events: &mut [AuditEvent], seq: u64) -> &mut AuditEvent {
 
 #[test]
 fn an_edited_event_breaks_verification_at_that_event() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let events = write_history(&vault);
     assert!(events >= 5, "init, create, read, update, failed lookup: {events}");
@@ -62,9 +60,7 @@ fn an_edited_event_breaks_verification_at_that_event() {
 
 #[test]
 fn a_deleted_event_or_a_rehashed_edit_is_detected() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     write_history(&vault);
     vault.stop();

@@ -8,7 +8,9 @@ mod support;
 
 use serde_json::{json, Value};
 use support::cluster::TestCluster;
-use support::{admin_rows, audit_rows, audit_total, keys, now_secs, raw, scoped_token, Client, Reply, SoftHsm, Vault};
+use support::{
+    admin_rows, audit_rows, audit_total, keys, now_secs, raw, scoped_token, serve_scratch, Client, Reply, Vault,
+};
 use uuid::Uuid;
 use vaultd::store::Store;
 
@@ -1002,9 +1004,7 @@ fn consent_routes_need_a_token_with_the_right_scope() {
 
 #[test]
 fn consent_records_survive_a_crash_and_restart() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let client = vault.client();
     let kept = client.create_user(json!({"login": "kim", "email": "kim@example.com"}));
@@ -1277,9 +1277,7 @@ fn consent_before_sign_up_is_kept_by_email_or_phone_and_taken_over_at_sign_up() 
 
 #[test]
 fn forget_me_of_an_identifier_with_only_kept_agreements_drops_the_identifier_and_keeps_the_evidence() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let client = vault.client();
     put_basis(&client, "cookies", json!({})).assert_ok();

@@ -9,7 +9,7 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use serde_json::json;
-use support::{run_to_exit, serve_command, SoftHsm, Vault};
+use support::{run_to_exit, serve_command, serve_scratch, SoftHsm, Vault};
 use vaultd::store::{Store, SubjectState};
 
 fn key_attributes(hsm: &SoftHsm, label: &str) -> Vec<Attribute> {
@@ -54,9 +54,7 @@ fn kek_is_created_in_the_token_sensitive_and_not_extractable() {
 
 #[test]
 fn records_survive_restart_and_no_plaintext_reaches_disk_or_logs() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let client = vault.client();
     let profile = json!({
@@ -100,9 +98,7 @@ fn records_survive_restart_and_no_plaintext_reaches_disk_or_logs() {
 fn a_killed_vault_applies_its_log_again_before_it_serves() {
     // sled writes the state in the background: right after SIGKILL the Raft log holds
     // acknowledged writes that the state on disk does not.
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let root = vault.client();
     let created = root.post("/v1/sys/tokens", json!({"name": "reader", "scopes": ["users:read"]}));
@@ -144,9 +140,7 @@ fn intact_events(client: &support::Client) -> u64 {
 
 #[test]
 fn a_trail_that_lost_writes_is_rebuilt_by_applying_the_log_again() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let root = vault.client();
     let tokens: Vec<String> = (0..20).map(|n| root.create_user(json!({"login": format!("u{n}")}))).collect();
@@ -168,9 +162,7 @@ fn a_trail_that_lost_writes_is_rebuilt_by_applying_the_log_again() {
 
 #[test]
 fn a_trail_that_lost_writes_after_a_snapshot_is_rebuilt_from_it() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--snapshot-every", "40"]);
     let root = vault.client();
     let tokens: Vec<String> = (0..45).map(|n| root.create_user(json!({"login": format!("u{n}")}))).collect();
@@ -196,9 +188,7 @@ fn a_trail_that_lost_writes_after_a_snapshot_is_rebuilt_from_it() {
 
 #[test]
 fn wrong_pin_and_missing_key_refuse_to_start() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, scratch, data_dir) = serve_scratch();
 
     let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &[]));
     assert!(!status.success());
@@ -222,9 +212,7 @@ fn wrong_pin_and_missing_key_refuse_to_start() {
 
 #[test]
 fn a_data_dir_written_under_another_kek_refuses_to_start() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     vault.client().create_user(json!({"login": "a"}));
     vault.kill();
@@ -240,9 +228,7 @@ fn a_data_dir_written_under_another_kek_refuses_to_start() {
 
 #[test]
 fn forget_me_destroys_the_dek_and_leaves_a_tombstone() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let client = vault.client();
     let token = client.create_user(json!({"login": "gone", "email": "gone@example.com", "name": "Gone Person"}));
@@ -322,6 +308,19 @@ fn serve_reads_its_settings_from_a_config_file() {
     let (status, stderr) = run_to_exit(command);
     assert!(!status.success());
     assert!(stderr.contains("unknown field `unknown_setting`"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_duration_setting_that_is_not_a_positive_duration() {
+    let (hsm, _scratch, data_dir) = serve_scratch();
+    for flag in ["max-session-ttl", "max-share-ttl", "max-user-retention-period"] {
+        for bad in ["0s", "30", "30x", "-1d", ""] {
+            let extra = ["--hsm-create-key".to_string(), format!("--{flag}={bad}")];
+            let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &extra));
+            assert!(!status.success(), "serve started with --{flag}={bad:?}");
+            assert!(stderr.contains(flag), "the error names the flag: {stderr}");
+        }
+    }
 }
 
 #[test]

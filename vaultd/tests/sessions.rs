@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::cluster::poll;
 use support::{
-    admin_rows, audit_rows, audit_total, keys, now_secs, raw, run_to_exit, scoped_token, serve_command, with_operation,
-    Client, SoftHsm, Vault,
+    admin_rows, audit_rows, audit_total, keys, now_secs, raw, scoped_token, serve_scratch, with_operation, Client,
+    SoftHsm, Vault,
 };
 use uuid::Uuid;
 
@@ -576,23 +576,8 @@ fn max_session_ttl_caps_every_session_on_serve() {
 }
 
 #[test]
-fn serve_refuses_a_max_session_ttl_that_is_not_a_positive_duration() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
-    for bad in ["0s", "30", "30x", "-1d", ""] {
-        let extra = ["--hsm-create-key".to_string(), format!("--max-session-ttl={bad}")];
-        let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &extra));
-        assert!(!status.success(), "serve started with --max-session-ttl={bad:?}");
-        assert!(stderr.contains("max-session-ttl"), "the error names the flag: {stderr}");
-    }
-}
-
-#[test]
 fn sessions_survive_a_restart_of_serve_and_stay_sealed_on_disk() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let client = vault.client();
     let token = client.create_user(json!({"login": "ada"}));

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::cluster::poll;
 use support::{
-    admin_rows, audit_rows, audit_total, keys, run_to_exit, scoped_token, serve_command, with_operation, Client, Reply,
-    SoftHsm, Vault,
+    admin_rows, audit_rows, audit_total, keys, scoped_token, serve_scratch, with_operation, Client, Reply, SoftHsm,
+    Vault,
 };
 use uuid::Uuid;
 
@@ -507,23 +507,8 @@ fn max_share_ttl_caps_every_share_on_serve() {
 }
 
 #[test]
-fn serve_refuses_a_max_share_ttl_that_is_not_a_positive_duration() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
-    for bad in ["0d", "7", "7x", "-7d", ""] {
-        let extra = ["--hsm-create-key".to_string(), format!("--max-share-ttl={bad}")];
-        let (status, stderr) = run_to_exit(serve_command(&hsm, &data_dir, &extra));
-        assert!(!status.success(), "serve started with --max-share-ttl={bad:?}");
-        assert!(stderr.contains("max-share-ttl"), "the error names the flag: {stderr}");
-    }
-}
-
-#[test]
 fn shares_survive_a_restart_of_serve() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let client = vault.client();
     let token = client.create_user(json!({"login": "ada", "first": "Ada"}));

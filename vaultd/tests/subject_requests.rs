@@ -7,18 +7,14 @@ mod support;
 
 use serde_json::{json, Value};
 use support::cluster::TestCluster;
-use support::{audit_rows, keys, occurs_in_files, operations, profile, Client, Reply, SoftHsm, Vault};
+use support::{
+    audit_rows, keys, occurs_in_files, operations, profile, serve_scratch, subject_client, Client, Reply, Vault,
+};
 use uuid::Uuid;
 
 /// Creates a scoped token with the root client and returns its secret.
 fn scoped(root: &Client, name: &str, scopes: &[&str]) -> Client {
     let reply = root.post("/v1/sys/tokens", json!({"name": name, "scopes": scopes}));
-    root.with_token(reply.assert_ok()["token"].as_str())
-}
-
-/// A subject token for the subject `subject` (its token).
-fn subject_client(root: &Client, subject: &str) -> Client {
-    let reply = root.post("/v1/sys/tokens", json!({"name": "self", "subject": subject}));
     root.with_token(reply.assert_ok()["token"].as_str())
 }
 
@@ -764,9 +760,7 @@ fn concurrent_approvals_apply_a_request_exactly_once() {
 
 #[test]
 fn open_requests_and_subject_tokens_survive_a_restart_and_are_approved_after_it() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("vault");
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     let root = vault.client();
     let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));

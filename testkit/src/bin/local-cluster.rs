@@ -9,18 +9,16 @@
 //! 127.0.0.1:BASE_PORT+100+i-1. Environment: CLUSTER_DIR (default /tmp/strongroom-cluster),
 //! BASE_PORT (default 3000), VAULTD (default: target/release/vaultd beside this binary).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use strongroom_testkit::{cluster, process, serve_command, softhsm, NodeAddress};
-
-/// How long a node may take to print its listening line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+use strongroom_testkit::cluster::{self, private_file, SharedFiles};
+use strongroom_testkit::process::{self, STARTUP_TIMEOUT};
+use strongroom_testkit::{softhsm, NodeAddress};
 
 fn main() {
     if let Err(error) = run() {
@@ -58,17 +56,6 @@ fn address(base: u16, i: usize) -> NodeAddress {
     NodeAddress { host: "127.0.0.1".to_string(), api_port: base + i, peer_port: base + 100 + i }
 }
 
-/// A file only its owner reads, as under `umask 077`.
-fn private_file(path: &Path) -> anyhow::Result<File> {
-    Ok(OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?)
-}
-
-fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 24];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn up(dir: &Path, base: u16, n: usize) -> anyhow::Result<()> {
     if dir.join("pids").exists() {
         bail!("a cluster is already up in {} (cluster.sh down first)", dir.display());
@@ -77,23 +64,14 @@ fn up(dir: &Path, base: u16, n: usize) -> anyhow::Result<()> {
     if !vaultd.is_file() {
         bail!("{} not found (cargo build --release -p vaultd, or set VAULTD)", vaultd.display());
     }
-    fs::create_dir_all(dir)?;
-    let hsm = softhsm::token_environment(&softhsm::script(), &dir.join("hsm"))?;
-    let token = random_secret()?;
-    let token_file = dir.join("root-token");
-    private_file(&token_file)?.write_all(token.as_bytes())?;
-    let secret_file = dir.join("peer-secret");
-    private_file(&secret_file)?.write_all(random_secret()?.as_bytes())?;
+    let shared = SharedFiles::create(dir, &softhsm::script(), None)?;
     let nodes: Vec<NodeAddress> = (1..=n).map(|i| address(base, i)).collect();
     let mut pids = OpenOptions::new().create(true).append(true).open(dir.join("pids"))?;
     for (index, node) in nodes.iter().enumerate() {
         let i = index + 1;
-        let mut extra = node.flags(&secret_file);
-        if i == 1 {
-            extra.push("--hsm-create-key".to_string());
-        }
         let out = dir.join(format!("node{i}.out"));
-        let mut child = serve_command(&vaultd, hsm.iter().cloned(), &dir.join(format!("node{i}")), &token_file, &extra)
+        let mut child = shared
+            .serve_command(&vaultd, node, &dir.join(format!("node{i}")), i == 1, &[])
             .stdin(Stdio::null())
             .stdout(private_file(&out)?)
             .stderr(private_file(&dir.join(format!("node{i}.log")))?)
@@ -113,12 +91,12 @@ fn up(dir: &Path, base: u16, n: usize) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    cluster::form(&token, &nodes)?;
+    cluster::form(&shared.token, &nodes)?;
     println!("Strongroom cluster of {n} nodes (logs in {}):", dir.display());
     for (index, node) in nodes.iter().enumerate() {
         println!("  node {}: {}", index + 1, node.url());
     }
-    println!("root token: {token}");
+    println!("root token: {}", shared.token);
     Ok(())
 }
 

@@ -1,19 +1,18 @@
 //! Multi-process clusters on 127.0.0.1: every node is a real `vaultd serve` with its own
 //! data directory and fixed ports (so a killed node can come back at the same address),
-//! all sharing one SoftHSM token, as spec §3 has it. The ports, command lines and the
-//! forming of the cluster are strongroom-testkit's.
+//! all sharing one SoftHSM token, as spec §3 has it. The shared files, ports, command lines
+//! and the forming of the cluster are strongroom-testkit's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use strongroom_testkit::{cluster, NodeAddress};
+use strongroom_testkit::cluster::{self, SharedFiles};
+use strongroom_testkit::{softhsm, NodeAddress};
 
-use super::{serve_command, Client, SoftHsm, Vault, ROOT_TOKEN};
-
-pub const PEER_SECRET: &str = "test-peer-secret-0123456789";
+use super::{Client, Vault, ROOT_TOKEN};
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
 pub fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -47,7 +46,7 @@ impl Slot {
 }
 
 pub struct TestCluster {
-    pub hsm: SoftHsm,
+    shared: SharedFiles,
     scratch: TempDir,
     pub slots: Vec<Slot>,
     extra: Vec<String>,
@@ -63,9 +62,12 @@ impl TestCluster {
 
     /// One node per `(host, network namespace)`, formed into a cluster.
     pub fn start_at(places: &[(String, Option<String>)], extra: &[&str]) -> Self {
+        let scratch = tempfile::tempdir().unwrap();
+        let shared = SharedFiles::create(&scratch.path().join("shared"), &softhsm::script(), Some(ROOT_TOKEN))
+            .unwrap_or_else(|error| panic!("cannot make the cluster's files: {error:#}"));
         let mut cluster = TestCluster {
-            hsm: SoftHsm::new(),
-            scratch: tempfile::tempdir().unwrap(),
+            shared,
+            scratch,
             slots: Vec::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             key_created: false,
@@ -91,15 +93,11 @@ impl TestCluster {
 
     pub fn restart(&mut self, slot: usize) {
         assert!(self.slots[slot].vault.is_none(), "node {slot} is running");
-        let secret_file = self.scratch.path().join("peer-secret");
-        std::fs::write(&secret_file, PEER_SECRET).unwrap();
-        let mut extra = self.slots[slot].address.flags(&secret_file);
-        if !self.key_created {
-            extra.push("--hsm-create-key".into());
-            self.key_created = true;
-        }
-        extra.extend(self.extra.iter().cloned());
-        let mut command = serve_command(&self.hsm, &self.slots[slot].data_dir, &extra);
+        let binary = Path::new(env!("CARGO_BIN_EXE_vaultd"));
+        let node = &self.slots[slot];
+        let mut command =
+            self.shared.serve_command(binary, &node.address, &node.data_dir, !self.key_created, &self.extra);
+        self.key_created = true;
         command.env("RUST_LOG", "info,openraft=warn");
         if let Some(netns) = &self.slots[slot].netns {
             command = in_netns(netns, &command);

@@ -127,6 +127,14 @@ impl Drop for Vault {
     }
 }
 
+/// What a test of one `serve` vault needs: a throwaway SoftHSM token, a scratch directory
+/// (removed when dropped) and the path of the vault's data directory in it.
+pub fn serve_scratch() -> (SoftHsm, TempDir, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("vault");
+    (SoftHsm::new(), scratch, data_dir)
+}
+
 /// Runs a command that is expected to fail at startup; returns its status and stderr.
 pub fn run_to_exit(mut command: Command) -> (ExitStatus, String) {
     let output = command.stdout(Stdio::null()).output().unwrap();
@@ -310,4 +318,11 @@ pub fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: 
 /// A subject's profile, read by its token.
 pub fn profile(client: &Client, token: &str) -> Value {
     client.get(&format!("/v1/user/token/{token}")).assert_ok()["data"].clone()
+}
+
+/// A client holding a subject token for the subject whose token is `subject`, made with
+/// the root client.
+pub fn subject_client(root: &Client, subject: &str) -> Client {
+    let reply = root.post("/v1/sys/tokens", json!({"name": "self", "subject": subject}));
+    root.with_token(reply.assert_ok()["token"].as_str())
 }
