@@ -169,6 +169,9 @@ fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
     let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
     root.post("/v1/userapp/login/ann/shop", json!({"city": "Leeds"})).assert_ok();
     let own = client_of(&root, "ann");
+    // The app names of every subject are not the subject's own data.
+    own.get("/v1/userapps").assert_error(403);
+    assert_eq!(own.get("/v1/userapp/login/ann").assert_ok()["apps"], json!(["shop"]));
 
     let filed = |reply: Reply| reply.assert_ok()["rtoken"].as_str().unwrap().to_string();
     let rename = filed(own.put("/v1/user/login/ann", json!({"first": "Annie"})));
@@ -1082,6 +1085,13 @@ fn tokens_are_listed_without_secrets_and_revoked() {
     assert_eq!(admin.get("/v1/sys/tokens").assert_ok()["tokens"].as_array().unwrap().len(), 2);
     let reader = root.with_token(Some(&reader_secret));
     reader.get("/v1/user/login/anyone").assert_error(404);
+
+    // It cannot revoke a token holding a scope it lacks itself.
+    let (auditor_id, _) = access_token(&root, "auditor", &["audit:read"]);
+    let reply = admin.delete(&format!("/v1/sys/tokens/{auditor_id}"));
+    reply.assert_error(403);
+    assert!(reply.body["message"].as_str().unwrap().contains("audit:read"), "{}", reply.body);
+    root.delete(&format!("/v1/sys/tokens/{auditor_id}")).assert_ok();
 
     let reply = admin.delete(&format!("/v1/sys/tokens/{reader_id}"));
     assert_eq!(reply.body, json!({"status": "ok", "result": "done"}));

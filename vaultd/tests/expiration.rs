@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{audit_rows, audit_total, keys, now_secs, scoped_token, Client, Reply, Vault};
+use support::{audit_rows, audit_total, keys, now_secs, scoped_token, subject_client, Client, Reply, Vault};
 use uuid::Uuid;
 
 const DAY: u64 = 86_400;
@@ -296,10 +296,17 @@ fn start_status_and_cancel_need_a_token_with_the_right_scope() {
         assert_eq!(reply.status, code, "{label} status: {}", reply.body);
         reply.assert_error(code);
     }
-    // A reader may read the status; it shows the same expiration, untouched.
+    // A reader may read the status; it shows the same expiration, untouched, but not the
+    // exptoken, which would let it erase the subject.
     let reply = reader.get("/v1/exp/status/login/dee");
-    assert_eq!(reply.assert_ok()["exptoken"], exptoken.as_str());
+    assert_eq!(reply.assert_ok()["expstatus"], before["expstatus"]);
+    assert_eq!(reply.body["exptoken"], "");
     assert_eq!(status(&root, "login", "dee"), before);
+    let editor = root.with_token(Some(&scoped_token(&root, "editor", &["users:read", "users:write"])));
+    assert_eq!(editor.get("/v1/exp/status/login/dee").assert_ok()["exptoken"], exptoken.as_str());
+    // Nor does the subject's own token while its erasure goes through a DPO.
+    let own = subject_client(&root, &token);
+    assert_eq!(own.get("/v1/exp/status/login/dee").assert_ok()["exptoken"], "");
     let writer = root.with_token(Some(&scoped_token(&root, "writer", &["users:write"])));
     let replaced = start(&writer, "login", "dee", json!({"expiration": "2d"}));
     assert_ne!(assert_uuid(&replaced.assert_ok()["exptoken"]), exptoken);

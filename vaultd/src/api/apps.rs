@@ -276,7 +276,7 @@ pub async fn list_for_user(
     operation_id = "listAppNames",
     tag = "apps",
     summary = "List all app names in use",
-    description = r#"Requires scope `apps:*:read`. The names of the apps any subject has records for; no personal data. A token scoped to a single app (`apps:shop:read`) does not suffice."#,
+    description = r#"Requires scope `apps:*:read`, and not a subject token. The names of the apps any subject has records for; no personal data. A token scoped to a single app (`apps:shop:read`) does not suffice."#,
     extensions(("x-required-scope" = json!("apps:*:read"))),
     params(doc::Purpose),
     responses(
@@ -296,5 +296,7 @@ pub async fn list_for_user(
 )]
 pub async fn names(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
     caller.require(&Scope::app("*", "read"))?;
+    // Every subject's apps, not one subject's data: not for subject tokens.
+    caller.require_staff()?;
     Ok(ok(json!({"apps": vault.app_names().await?})))
 }

@@ -100,7 +100,7 @@ pub async fn start(
     operation_id = "expirationStatus",
     tag = "expiration",
     summary = "A subject's expiration",
-    description = r#"Requires scope `users:read`. Audited as `expiration-status`."#,
+    description = r#"Requires scope `users:read`. Audited as `expiration-status`. The exptoken (which erases the subject) is answered only to a caller that may erase the subject: one holding `users:write` whose changes are not filed as requests; others get it empty."#,
     extensions(("x-required-scope" = json!("users:read"))),
     params(doc::SubjectPath, doc::Purpose),
     responses(

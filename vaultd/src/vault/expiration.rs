@@ -77,8 +77,10 @@ impl Vault {
         let Some(expiration) = record.expiration else {
             return Ok(ExpirationView { exptime: 0, expstatus: "", exptoken: String::new() });
         };
+        // The exptoken erases the subject: only a caller that may erase it sees it.
+        let may_erase = caller.require(&Scope::users("write")).is_ok() && !self.files_requests(caller);
         let exptoken = match (&record.state, expiration.sealed_token.is_empty()) {
-            (SubjectState::Active(active), false) => {
+            (SubjectState::Active(active), false) if may_erase => {
                 let dek = self.dek(&subject, active).await?;
                 let plaintext = dek.open(&expiration.sealed_token, &crypto::record_aad(&subject, "exptoken"))?;
                 String::from_utf8(plaintext.to_vec()).map_err(|_| VaultError::Crypto(CryptoError::Malformed))?

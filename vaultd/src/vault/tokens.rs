@@ -108,6 +108,10 @@ impl Vault {
         let Some(token) = self.tokens().await?.into_iter().find(|t| t.id == id) else {
             return Err(VaultError::NotFound("access token"));
         };
+        // No caller can take away more than it could hand out.
+        for scope in token.scopes.iter().filter_map(|s| s.parse::<Scope>().ok()) {
+            caller.require(&scope)?;
+        }
         let receipt =
             self.commit(audit, Change::RevokeAccessToken { id: token.id, secret_hash: token.secret_hash }).await?;
         receipt.outcome.map_err(rejected).map(drop)
