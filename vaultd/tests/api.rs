@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Barrier;
 
 use serde_json::{json, Value};
-use support::{access_token, audit_rows, keys, operations, subject_client, Client, Reply, Vault};
+use support::{
+    access_token, admin_rows, audit_rows, keys, operations, subject_client, with_operation, Client, Reply, Vault,
+};
 use uuid::Uuid;
 
 const MIB: usize = 1024 * 1024;
@@ -1055,6 +1057,42 @@ fn an_app_scoped_token_reaches_its_app_only() {
     assert!(reply.body["message"].as_str().unwrap().contains("apps:crm:read"), "{}", reply.body);
     let rows = audit_rows(&root, &token);
     assert!(rows.iter().any(|r| r["actor"] == id.as_str() && r["app"] == "shop"), "{rows:?}");
+}
+
+#[test]
+fn the_root_token_retires_once_another_admin_token_exists() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let retire = |client: &Client| client.post("/v1/sys/root-token/retire", json!({}));
+    let reply = retire(&root);
+    reply.assert_error(409);
+    assert!(reply.body["message"].as_str().unwrap().contains("tokens:admin"), "{}", reply.body);
+    // A subject token holding everything of its subject does not count, nor does a
+    // token without tokens:admin.
+    let ann = root.create_user(json!({"login": "ann"}));
+    subject_client(&root, &ann);
+    access_token(&root, "reader", &["users:read"]);
+    retire(&root).assert_error(409);
+
+    let (admin_id, admin) = access_token(&root, "admin", &["tokens:admin", "users:*", "audit:read"]);
+    let admin = root.with_token(Some(&admin));
+    retire(&admin).assert_error(403);
+    assert_eq!(retire(&root).body, json!({"status": "ok", "result": "done"}));
+    root.get("/v1/sys/tokens").assert_error(401);
+    root.get("/v1/user/login/ann").assert_error(401);
+    assert_eq!(admin.get("/v1/user/login/ann").assert_ok()["token"], ann.as_str());
+    let (_, auditor) = {
+        let reply = admin.post("/v1/sys/tokens", json!({"name": "auditor", "scopes": ["users:read"]}));
+        (reply.assert_ok()["id"].clone(), reply.body["token"].as_str().unwrap().to_string())
+    };
+    root.with_token(Some(&auditor)).get("/v1/user/login/ann").assert_ok();
+    let rows = admin_rows(&admin);
+    let results: Vec<&Value> = with_operation(&rows, "root-token-retire").iter().map(|row| &row["result"]).collect();
+    let refused = json!("rejected: no other token holds tokens:admin");
+    assert_eq!(results, [&json!("ok"), &refused, &refused], "the refused tries are audited too");
+    // The admin token is the vault's administrator now; it may not revoke what it lacks.
+    admin.delete(&format!("/v1/sys/tokens/{admin_id}")).assert_ok();
+    admin.get("/v1/sys/tokens").assert_error(401);
 }
 
 #[test]

@@ -320,3 +320,23 @@ fn the_cluster_admin_api_checks_scope_and_input() {
     assert_eq!(status.assert_ok()["node"]["id"], id);
     assert_eq!(cluster.members(), vec![(1, true), (id, true)]);
 }
+
+#[test]
+fn a_retired_root_token_is_refused_by_every_node_and_after_a_restart() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let leader = cluster.leader();
+    let follower = (0..3).find(|&slot| slot != leader).unwrap();
+    let root = cluster.client(follower);
+    let admin = root.post("/v1/sys/tokens", json!({"name": "admin", "scopes": ["tokens:admin", "users:*"]}));
+    let admin = root.with_token(admin.assert_ok()["token"].as_str());
+    root.post("/v1/sys/root-token/retire", json!({})).assert_ok();
+    for slot in 0..3 {
+        poll(&format!("node {slot} to refuse the root token"), Duration::from_secs(15), || {
+            (cluster.client(slot).get("/v1/sys/tokens").status == 401).then_some(())
+        });
+    }
+    cluster.kill(leader);
+    cluster.restart(leader);
+    cluster.client(leader).get("/v1/sys/tokens").assert_error(401);
+    admin.get("/v1/sys/tokens").assert_ok();
+}

@@ -232,6 +232,7 @@ Every response is a JSON envelope: `{"status":"ok", ...}` with the payload field
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,
+        super::tokens::retire_root,
         super::retention::run,
         super::retention::runs,
         super::cluster::status,

@@ -69,6 +69,7 @@ route_table! {
     "/v1/sys/audit/verify" => [get audit::verify],
     "/v1/sys/tokens" => [post tokens::create, get tokens::list],
     "/v1/sys/tokens/{id}" => [delete tokens::revoke],
+    "/v1/sys/root-token/retire" => [post tokens::retire_root],
     "/v1/sys/retention/run" => [post retention::run],
     "/v1/sys/retention/runs" => [get retention::runs],
     "/v1/sys/cluster" => [get cluster::status],

@@ -114,7 +114,7 @@ pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpRe
     operation_id = "revokeAccessToken",
     tag = "tokens",
     summary = "Revoke an access token",
-    description = r#"Requires scope `tokens:admin`. The token stops authenticating at once. 404 when no token has that id."#,
+    description = r#"Requires scope `tokens:admin` and every scope the token holds (no caller takes away more than it could hand out). The token stops authenticating at once. 404 when no token has that id."#,
     extensions(("x-required-scope" = json!("tokens:admin"))),
     params(doc::TokenIdPath, doc::Purpose),
     responses(
@@ -136,5 +136,35 @@ pub async fn list(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpRe
 pub async fn revoke(vault: web::Data<Vault>, caller: Caller, path: web::Path<String>) -> VaultResult<HttpResponse> {
     caller.require(&Scope::tokens_admin())?;
     vault.revoke_token(&caller, &path).await?;
+    Ok(ok(json!({"result": "done"})))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/sys/root-token/retire",
+    operation_id = "retireRootToken",
+    tag = "tokens",
+    summary = "Retire the root token",
+    description = r#"Only the root token itself, and only once another token (not a subject token) holds `tokens:admin`; otherwise 409. From then on the root token is refused on every node (401), for good; administer the vault with scoped tokens. Audited as `root-token-retire`."#,
+    extensions(("x-required-scope" = json!("*"))),
+    params(doc::Purpose),
+    responses(
+        (
+            status = 200,
+            description = r#"The root token was retired"#,
+            body = doc::DoneReply,
+            content_type = "application/json",
+            example = json!({"status": "ok", "result": "done"})
+        ),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 409, response = doc::Conflict),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable)
+    ),
+)]
+pub async fn retire_root(vault: web::Data<Vault>, caller: Caller) -> VaultResult<HttpResponse> {
+    vault.retire_root_token(&caller).await?;
     Ok(ok(json!({"result": "done"})))
 }

@@ -67,6 +67,8 @@ pub enum Operation {
     RequestRead,
     RequestList,
     RequestCancel,
+    /// The root token was retired; other admin tokens remain.
+    RootTokenRetire,
 }
 
 impl Operation {

@@ -211,6 +211,8 @@ pub enum Change {
     },
     /// Hands out a Raft node id that has never been handed out before.
     AllocateNodeId,
+    /// Retires the root token for good, as long as another token holds `tokens:admin`.
+    RetireRootToken,
 }
 
 /// Changes to consent records: legal bases, subjects' agreements, processing activities.
@@ -402,6 +404,8 @@ pub enum Rejection {
     Stale,
     #[error("already exists")]
     Exists,
+    #[error("no other token holds tokens:admin")]
+    NoOtherAdmin,
 }
 
 impl Rejection {

@@ -238,6 +238,8 @@ pub fn is_meta(key: &[u8]) -> bool {
 pub const AUDIT_HEAD: &str = "audit_head";
 pub const INDEX_KEY: &str = "index_key";
 pub const NEXT_NODE_ID: &str = "next_node_id";
+/// Present once the root token was retired: from then on it opens nothing.
+pub const ROOT_RETIRED: &str = "root_retired";
 
 /// The big-endian sequence number at the end of an audit key (0 when malformed).
 pub fn trailing_seq(key: &[u8]) -> u64 {

@@ -257,6 +257,11 @@ impl Store {
         self.get(&keys::token(hash))
     }
 
+    /// Whether the root token was retired.
+    pub fn root_retired(&self) -> Result<bool, StoreError> {
+        Ok(self.state.contains_key(keys::meta(keys::ROOT_RETIRED))?)
+    }
+
     pub fn tokens(&self) -> Result<Vec<AccessTokenRecord>, StoreError> {
         self.state.scan_prefix([keys::TOKEN]).values().map(|v| decode(&v?)).collect()
     }

@@ -327,6 +327,7 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64, audit_seq: u64) 
         (Change::CreateAccessToken { token }, _) => tokens::create(staged, token)?,
         (Change::RevokeAccessToken { id, secret_hash }, _) => tokens::revoke(staged, id, secret_hash)?,
         (Change::AllocateNodeId, _) => cluster::allocate_node_id(staged)?,
+        (Change::RetireRootToken, _) => tokens::retire_root(staged)?,
 
         // Every target-carrying change resolved above or returned.
         (Change::ReadSubject { .. } | Change::ReadApp { .. } | Change::ForgetSubject { .. }, None)

@@ -163,5 +163,8 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::RequestClosed => VaultError::Conflict("the request is no longer open"),
         Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
         Rejection::Exists => VaultError::Conflict("record already exists"),
+        Rejection::NoOtherAdmin => {
+            VaultError::Conflict("create another token holding tokens:admin before retiring the root token")
+        }
     }
 }

@@ -22,6 +22,9 @@ impl Vault {
     pub async fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>, Option<Uuid>)> {
         let hash = auth::secret_hash(secret);
         if bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &self.root_token_hash[..])) {
+            if self.store.root_retired()? {
+                return Err(VaultError::InvalidToken);
+            }
             return Ok((ROOT_ACTOR.to_string(), vec![Scope::all()], None));
         }
         let mut token = self.store.token_by_secret_hash(&hash)?;
@@ -86,6 +89,17 @@ impl Vault {
         receipt.outcome.map_err(rejected)?;
         let subject = subject.map(|s| s.to_string());
         Ok(TokenCreated { id, name: name.to_string(), scopes, token: secret, subject })
+    }
+
+    /// Retires the root token on every node, once another token holds `tokens:admin`.
+    /// Only the root token itself may do it.
+    pub async fn retire_root_token(&self, caller: &Caller) -> VaultResult<()> {
+        if caller.actor != ROOT_ACTOR {
+            return Err(VaultError::Forbidden("* (only the root token may retire itself)".into()));
+        }
+        let receipt =
+            self.commit(draft(caller, Operation::RootTokenRetire, None, None, None), Change::RetireRootToken).await?;
+        receipt.outcome.map_err(rejected).map(drop)
     }
 
     /// The active subject a subject token is requested for.

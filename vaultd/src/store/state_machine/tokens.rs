@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::{read, write, Outcome};
+use crate::auth::Scope;
 use crate::store::command::{Applied, Rejection};
 use crate::store::keys;
 use crate::store::records::AccessTokenRecord;
@@ -29,6 +30,23 @@ pub(super) fn revoke(staged: &mut Staged, id: &str, secret_hash: &[u8; 32]) -> R
         }
         _ => Err(Rejection::TokenNotFound),
     })
+}
+
+/// Retires the root token, unless no other token could administer tokens afterwards.
+pub(super) fn retire_root(staged: &mut Staged) -> Result<Outcome, StoreError> {
+    let admin = Scope::tokens_admin();
+    let mut another_admin = false;
+    for key in staged.keys_with_prefix(&[keys::TOKEN])? {
+        if let Some(token) = read::<AccessTokenRecord>(staged, &key)? {
+            another_admin |= token.subject.is_none()
+                && token.scopes.iter().filter_map(|s| s.parse::<Scope>().ok()).any(|s| s.covers(&admin));
+        }
+    }
+    if !another_admin {
+        return Ok(Err(Rejection::NoOtherAdmin));
+    }
+    write(staged, keys::meta(keys::ROOT_RETIRED), &true)?;
+    Ok(Ok(Applied::Done))
 }
 
 /// Removes the subject tokens of `subject` (it is being forgotten).
