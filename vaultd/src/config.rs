@@ -93,6 +93,10 @@ pub struct BehaviourSettings {
     /// Largest accepted request body in bytes (default 1 MiB).
     #[arg(long, env = "VAULTD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest JSON encoding of a stored profile, app record or session, in bytes (default
+    /// 262144); a change that would make one larger is refused with 413.
+    #[arg(long, env = "VAULTD_MAX_RECORD_BYTES")]
+    pub max_record_bytes: Option<usize>,
     /// Country for phone numbers written without a country code (ISO 3166, default GB).
     #[arg(long, env = "VAULTD_DEFAULT_COUNTRY")]
     pub default_country: Option<String>,
@@ -314,6 +318,7 @@ impl BehaviourSettings {
             max_session_ttl: span(self.max_session_ttl, defaults.max_session_ttl),
             max_share_ttl: span(self.max_share_ttl, defaults.max_share_ttl),
             max_user_retention: span(self.max_user_retention_period, defaults.max_user_retention),
+            max_record_bytes: self.max_record_bytes.unwrap_or(defaults.max_record_bytes),
         })
     }
 

@@ -35,6 +35,10 @@ pub enum VaultError {
     Conflict(&'static str),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("the {what} would exceed {limit} bytes, the most this vault stores")]
+    RecordTooLarge { what: &'static str, limit: usize },
     #[error("{0} is disabled on this vault")]
     Disabled(&'static str),
     #[error("the vault cannot serve this request right now: {0}")]
@@ -66,7 +70,8 @@ impl ResponseError for VaultError {
             | VaultError::Disabled(_) => StatusCode::FORBIDDEN,
             VaultError::NotFound(_) | VaultError::SessionNotFound => StatusCode::NOT_FOUND,
             VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
-            VaultError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            VaultError::PayloadTooLarge(_) | VaultError::RecordTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            VaultError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             VaultError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             VaultError::Cluster(refusal) => refusal_status(refusal),
             VaultError::Admin(AdminError::BadRequest(_)) => StatusCode::BAD_REQUEST,

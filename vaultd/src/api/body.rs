@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::error::VaultError;
 
+/// How long a client has to send its whole body once the request's head arrived.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The largest body the API accepts, in bytes.
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -42,14 +45,20 @@ impl FromRequest for Body {
             if declared.is_some_and(|n| n > limit) {
                 return Err(VaultError::PayloadTooLarge(limit));
             }
-            let mut bytes = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| VaultError::bad_request("request body could not be read"))?;
-                if bytes.len() + chunk.len() > limit {
-                    return Err(VaultError::PayloadTooLarge(limit));
+            let read = async {
+                let mut bytes = web::BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|_| VaultError::bad_request("request body could not be read"))?;
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(VaultError::PayloadTooLarge(limit));
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
-            }
+                Ok(bytes)
+            };
+            // A client that trickles its body (or stops sending it) does not hold the
+            // request open for longer than this.
+            let bytes = tokio::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| VaultError::BodyTimeout)??;
             Ok(Body { bytes, form })
         })
     }
@@ -77,6 +86,12 @@ impl Body {
             }
             if pairs.iter().any(|(name, _)| name.is_empty()) {
                 return Err(VaultError::bad_request("form fields must have names"));
+            }
+            // The form decoder replaces bytes that are not UTF-8 with U+FFFD; refuse them
+            // as JSON's parser does, instead of storing what the client did not send.
+            let replaced = |text: &str| text.contains(char::REPLACEMENT_CHARACTER);
+            if pairs.iter().any(|(name, value)| replaced(name) || replaced(value)) {
+                return Err(VaultError::bad_request("form fields must be UTF-8"));
             }
             return Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
         }

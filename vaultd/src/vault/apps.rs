@@ -39,7 +39,7 @@ impl Vault {
         check_app(app)?;
         let (subject, _, active) = self.find_active(caller, Operation::AppCreate, mode, app, id).await?;
         let dek = self.dek(&subject, &active).await?;
-        let sealed = seal_app(&dek, &subject, app, &Value::Object(document))?;
+        let sealed = seal_app(&dek, &subject, app, &Value::Object(document), self.settings.max_record_bytes)?;
         let change = Change::PutApp { subject, app: app.to_string(), sealed, expected_version: None };
         let receipt =
             self.commit(draft(caller, Operation::AppCreate, Some(subject), Some(app), Some(mode)), change).await?;
@@ -72,7 +72,7 @@ impl Vault {
                     .await?;
                 return Err(VaultError::NotFound("app record"));
             };
-            let change = updated_app(&dek, subject, app, &record, update)?;
+            let change = updated_app(&dek, subject, app, &record, update, self.settings.max_record_bytes)?;
             let receipt =
                 self.commit(draft(caller, Operation::AppUpdate, Some(subject), Some(app), Some(mode)), change).await?;
             match receipt.outcome {
@@ -148,23 +148,26 @@ impl Vault {
     }
 }
 
-/// The command that applies `update` (merge or patch) to an app record as read.
+/// The command that applies `update` (merge or patch) to an app record as read; the
+/// result may encode to at most `max_bytes`.
 pub(super) fn updated_app(
     dek: &DataKey,
     subject: Uuid,
     app: &str,
     current: &AppRecord,
     update: &Value,
+    max_bytes: usize,
 ) -> VaultResult<Change> {
     let mut document = open_app(dek, &subject, app, &current.sealed)?;
-    apply_update(&mut document, update)?;
-    let sealed = seal_app(dek, &subject, app, &document)?;
+    apply_update(&mut document, update, APP_RECORD, max_bytes)?;
+    let sealed = seal_app(dek, &subject, app, &document, max_bytes)?;
     Ok(Change::PutApp { subject, app: app.to_string(), sealed, expected_version: Some(current.version) })
 }
 
-fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value) -> VaultResult<Vec<u8>> {
-    let plaintext =
-        Zeroizing::new(serde_json::to_vec(document).map_err(|_| VaultError::bad_request("record is not valid JSON"))?);
+const APP_RECORD: &str = "app record";
+
+fn seal_app(dek: &DataKey, subject: &Uuid, app: &str, document: &Value, max_bytes: usize) -> VaultResult<Vec<u8>> {
+    let plaintext = limits::encode_record(document, APP_RECORD, max_bytes)?;
     Ok(dek.seal(&plaintext, &crypto::record_aad(subject, &format!("app:{app}")))?)
 }
 

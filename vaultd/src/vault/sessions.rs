@@ -67,9 +67,7 @@ impl Vault {
             },
             (None, None) => None,
         };
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(&data).map_err(|_| VaultError::bad_request("session is not valid JSON"))?,
-        );
+        let plaintext = limits::encode_object(&data, "session", self.settings.max_record_bytes)?;
         let audit = draft(caller, Operation::SessionCreate, owner.as_ref().map(|(s, _)| *s), None, None);
         let (sealed, key) = match &owner {
             Some((subject, active)) => {

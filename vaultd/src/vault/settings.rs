@@ -29,6 +29,8 @@ pub struct VaultSettings {
     /// The longest expiration countdown (Databunker's `max_user_retention_period`), and
     /// the one `POST /v1/exp/start` starts when it names none.
     pub max_user_retention: Duration,
+    /// The largest JSON encoding of a stored profile, app record or session.
+    pub max_record_bytes: usize,
 }
 
 impl Default for VaultSettings {
@@ -45,6 +47,7 @@ impl Default for VaultSettings {
             max_share_ttl: Duration::from_secs(30 * 86_400),
             // Databunker's default, `6m`: six months of 31 days.
             max_user_retention: Duration::from_secs(6 * 31 * 86_400),
+            max_record_bytes: 256 * 1024,
         }
     }
 }

@@ -76,7 +76,8 @@ impl Vault {
                 let Some(current) = self.store.app(&subject, app)? else {
                     return Err(VaultError::NotFound("app record"));
                 };
-                drop(updated_app(&self.dek(&subject, &active).await?, subject, app, &current, change)?)
+                let dek = self.dek(&subject, &active).await?;
+                drop(updated_app(&dek, subject, app, &current, change, self.settings.max_record_bytes)?)
             }
             (Some(change), ..) => check_update(change)?,
             (None, ..) => {}
@@ -252,7 +253,10 @@ impl Vault {
                     return Err(VaultError::NotFound("app record"));
                 };
                 let dek = self.dek(&subject, active).await?;
-                (Operation::AppUpdate, updated_app(&dek, subject, app, &current, &requested)?)
+                (
+                    Operation::AppUpdate,
+                    updated_app(&dek, subject, app, &current, &requested, self.settings.max_record_bytes)?,
+                )
             }
             (RequestAction::ChangeAppData, None) => return Err(VaultError::Storage(StoreError::Corrupt)),
         })

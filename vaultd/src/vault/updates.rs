@@ -2,23 +2,38 @@
 //! document, and retrying with a pause when a concurrent write got there first.
 
 use super::*;
+use crate::vault::limits;
 
 /// Applies a PUT body to a JSON object: an object is an RFC 7396 merge, an array an
-/// RFC 6902 patch. The result must still be an object.
-pub(crate) fn apply_update(current: &mut Value, update: &Value) -> VaultResult<()> {
+/// RFC 6902 patch, applied to a copy one operation at a time so that no operation can
+/// grow the `what` past `max_bytes` (see `limits`). The result must still be an object;
+/// on any error `current` is unchanged.
+pub(crate) fn apply_update(
+    current: &mut Value,
+    update: &Value,
+    what: &'static str,
+    max_bytes: usize,
+) -> VaultResult<()> {
     check_update(update)?;
+    let mut updated = current.clone();
     match update {
-        Value::Object(_) => json_patch::merge(current, update),
+        Value::Object(_) => json_patch::merge(&mut updated, update),
         Value::Array(_) => {
             let patch: json_patch::Patch =
                 serde_json::from_value(update.clone()).map_err(|_| VaultError::bad_request("malformed JSON patch"))?;
-            json_patch::patch(current, &patch).map_err(|_| VaultError::bad_request("JSON patch cannot be applied"))?;
+            for operation in &patch.0 {
+                json_patch::patch_unsafe(&mut updated, std::slice::from_ref(operation))
+                    .map_err(|_| VaultError::bad_request("JSON patch cannot be applied"))?;
+                limits::check_document(&updated, what, max_bytes)?;
+            }
         }
         _ => return Err(VaultError::bad_request("body must be a JSON object (merge) or array (JSON patch)")),
     }
-    if !current.is_object() {
+    if !updated.is_object() {
         return Err(VaultError::bad_request("the record must remain a JSON object"));
     }
+    limits::check_document(&updated, what, max_bytes)?;
+    *current = updated;
     Ok(())
 }
 
@@ -29,6 +44,10 @@ pub(crate) fn check_update(update: &Value) -> VaultResult<()> {
     match update {
         Value::Object(map) if map.is_empty() => Err(VaultError::bad_request("the change is empty")),
         Value::Array(ops) if ops.is_empty() => Err(VaultError::bad_request("the change is empty")),
+        Value::Array(ops) if ops.len() > limits::MAX_PATCH_OPERATIONS => Err(VaultError::bad_request(format!(
+            "a JSON patch has at most {} operations",
+            limits::MAX_PATCH_OPERATIONS
+        ))),
         Value::Object(_) => Ok(()),
         Value::Array(_) => serde_json::from_value::<json_patch::Patch>(update.clone())
             .map(drop)

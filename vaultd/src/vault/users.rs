@@ -5,6 +5,9 @@ use uuid::Uuid;
 
 use super::*;
 
+/// What a profile is called in errors.
+const PROFILE: &str = "profile";
+
 impl Vault {
     pub async fn create_user(&self, caller: &Caller, profile: Map<String, Value>) -> VaultResult<Uuid> {
         if profile.is_empty() {
@@ -15,9 +18,7 @@ impl Vault {
         let subject = Uuid::new_v4();
         let dek = DataKey::generate();
         let wrapped_dek = self.kek.wrap_key(&dek, &crypto::dek_aad(&subject)).await?;
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(&profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
-        );
+        let plaintext = limits::encode_object(&profile, PROFILE, self.settings.max_record_bytes)?;
         let sealed = dek.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
         let change =
             Change::CreateSubject { subject, kek: self.kek.label().to_string(), wrapped_dek, profile: sealed, index };
@@ -134,7 +135,7 @@ impl Vault {
         update: &Value,
     ) -> VaultResult<Change> {
         let mut profile = self.open_profile(&subject, active).await?;
-        apply_update(&mut profile, update)?;
+        apply_update(&mut profile, update, PROFILE, self.settings.max_record_bytes)?;
         let Value::Object(map) = profile else {
             return Err(VaultError::bad_request("the record must remain a JSON object"));
         };
@@ -159,9 +160,7 @@ impl Vault {
         profile: &Map<String, Value>,
     ) -> VaultResult<Change> {
         let index = self.index_entries(profile).await?;
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(profile).map_err(|_| VaultError::bad_request("profile is not valid JSON"))?,
-        );
+        let plaintext = limits::encode_object(&profile, PROFILE, self.settings.max_record_bytes)?;
         let sealed = self.dek(&subject, active).await?.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
         Ok(Change::UpdateSubject { subject, expected_version: version, profile: sealed, index })
     }
