@@ -160,7 +160,7 @@ impl Vault {
         profile: &Map<String, Value>,
     ) -> VaultResult<Change> {
         let index = self.index_entries(profile).await?;
-        let plaintext = limits::encode_object(&profile, PROFILE, self.settings.max_record_bytes)?;
+        let plaintext = limits::encode_object(profile, PROFILE, self.settings.max_record_bytes)?;
         let sealed = self.dek(&subject, active).await?.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
         Ok(Change::UpdateSubject { subject, expected_version: version, profile: sealed, index })
     }
