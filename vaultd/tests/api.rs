@@ -101,6 +101,19 @@ fn anonymous_creation_is_off_unless_enabled_and_grants_nothing_else() {
     let (_, reader) = access_token(&root, "reader", &["users:read"]);
     root.with_token(Some(&reader)).post("/v1/user", json!({"login": "bob"})).assert_error(403);
     root.get("/v1/user/login/bob").assert_error(404);
+
+    // A duplicate looks like a creation to an anonymous caller (and stays refused), so a
+    // public form cannot tell which addresses are registered; staff still get the 409.
+    root.post("/v1/user", json!({"login": "cy", "email": "cy@example.com"})).assert_ok();
+    let fresh = anonymous.post("/v1/user", json!({"login": "dee", "email": "dee@example.com"}));
+    let taken = anonymous.post("/v1/user", json!({"login": "eve", "email": "cy@example.com"}));
+    assert_eq!(keys(fresh.assert_ok()), keys(taken.assert_ok()));
+    let decoy = assert_uuid(&taken.body["token"]).to_string();
+    root.get(&format!("/v1/user/token/{decoy}")).assert_error(404);
+    root.get("/v1/user/login/eve").assert_error(404);
+    root.post("/v1/user", json!({"login": "fay", "email": "cy@example.com"})).assert_error(409);
+    let refused = admin_rows(&root).into_iter().filter(|row| row["result"] == "rejected: duplicate email").count();
+    assert_eq!(refused, 2, "both refused creations are audited");
 }
 
 #[test]

@@ -340,3 +340,26 @@ fn a_retired_root_token_is_refused_by_every_node_and_after_a_restart() {
     cluster.client(leader).get("/v1/sys/tokens").assert_error(401);
     admin.get("/v1/sys/tokens").assert_ok();
 }
+
+#[test]
+fn a_subject_token_learns_nothing_of_identifiers_it_does_not_hold() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let root = cluster.client(0);
+    let ann = root.create_user(json!({"login": "ann", "email": "ann@example.com"}));
+    root.create_user(json!({"login": "bob", "email": "bob@example.com"}));
+    let own = support::subject_client(&root, &ann);
+    let survivor = 2;
+    let own_there = own.at(&cluster.slots[survivor].url());
+    poll("node 2 to hold both subjects and the token", Duration::from_secs(15), || {
+        (cluster.client(survivor).get("/v1/user/login/bob").status == 200
+            && own_there.get("/v1/user/login/ann").status == 200)
+            .then_some(())
+    });
+    // Cut off from the others, the node cannot confirm it is up to date. Whether another
+    // subject holds an identifier, or nobody does, the subject token gets the same answer.
+    cluster.kill(0);
+    cluster.kill(1);
+    let taken = own_there.get("/v1/user/email/bob@example.com");
+    let free = own_there.get("/v1/user/email/nobody@example.com");
+    assert_eq!((taken.status, &taken.body), (free.status, &free.body));
+}

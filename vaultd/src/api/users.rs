@@ -153,7 +153,13 @@ pub async fn create(
         Err(VaultError::Unauthenticated) if vault.settings().anonymous_create => Caller::anonymous(),
         Err(error) => return Err(error),
     };
-    let token = vault.create_user(&caller, body.object()?).await?;
+    let token = match vault.create_user(&caller, body.object()?).await {
+        // A public sign-up form must not tell whether an identifier is registered: a
+        // duplicate answers as a creation would, with a token that names nobody (the
+        // refused attempt is audited as such).
+        Err(VaultError::Duplicate(_)) if caller.is_anonymous() => uuid::Uuid::new_v4(),
+        created => created?,
+    };
     Ok(ok(json!({"token": token})))
 }
 

@@ -10,6 +10,7 @@ use crate::error::VaultError;
 use crate::vault::Vault;
 
 pub const ROOT_ACTOR: &str = "root";
+const ANONYMOUS_ACTOR: &str = "anonymous";
 const TOKEN_HEADER: &str = "X-Bunker-Token";
 const PURPOSE_HEADER: &str = "X-Purpose";
 const MAX_PURPOSE_LEN: usize = 128;
@@ -29,7 +30,12 @@ impl Caller {
     /// Someone without a token, where a route allows that: holds no scope, and is audited
     /// as `anonymous`.
     pub fn anonymous() -> Self {
-        Caller { actor: "anonymous".into(), scopes: Vec::new(), purpose: None, subject: None }
+        Caller { actor: ANONYMOUS_ACTOR.into(), scopes: Vec::new(), purpose: None, subject: None }
+    }
+
+    /// Whether this is someone without a token.
+    pub fn is_anonymous(&self) -> bool {
+        self.actor == ANONYMOUS_ACTOR && self.scopes.is_empty()
     }
 
     /// Refuses subject tokens (routes that are not about one subject's own data).

@@ -8,13 +8,35 @@ impl Vault {
     /// token the pair must name the token's own subject (403 otherwise), and the target
     /// becomes that subject's token, so that an identifier moving to another subject
     /// meanwhile cannot redirect the command.
+    ///
+    /// A subject token's pair is checked against its own subject's record only, never
+    /// looked up in the index: whether the identifier belongs to someone else, or to
+    /// nobody, must not show in the answer or in how long it takes.
     pub(super) async fn target(&self, caller: &Caller, mode: Mode, id: &str) -> VaultResult<Target> {
         let target = self.identify(mode, id).await?;
         let Some(own) = caller.subject else { return Ok(target) };
-        match self.find(&target).await? {
-            Some(Found::Active(subject, ..) | Found::Forgotten(subject)) if subject == own => Ok(Target::Token(own)),
-            _ => Err(VaultError::NotOwnSubject),
+        if self.names_own(&target, own)? {
+            return Ok(Target::Token(own));
         }
+        // This node may not have applied the caller's latest change of identifiers yet.
+        self.catch_up().await?;
+        match self.names_own(&target, own)? {
+            true => Ok(Target::Token(own)),
+            false => Err(VaultError::NotOwnSubject),
+        }
+    }
+
+    /// Whether `target` names the subject `own`, by its token or by one of its own
+    /// blind-index entries, in this node's state.
+    fn names_own(&self, target: &Target, own: Uuid) -> VaultResult<bool> {
+        Ok(match target {
+            Target::Token(subject) => *subject == own,
+            Target::Index(entry) => matches!(
+                self.find_local(&Target::Token(own))?,
+                Some(Found::Active(_, _, active)) if active.index.contains(entry)
+            ),
+            Target::ExpToken(_) => false,
+        })
     }
 
     /// What a `{mode}/{id}` pair names, for the state machine to resolve.

@@ -164,6 +164,11 @@ impl Client {
         Client { token: token.map(String::from), ..self.clone() }
     }
 
+    /// The same token, sent to another node.
+    pub fn at(&self, base: &str) -> Self {
+        Client { base: base.to_string(), ..self.clone() }
+    }
+
     pub fn request(&self, method: &str, path: &str) -> reqwest::blocking::RequestBuilder {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let builder = self.http.request(method, format!("{}{}", self.base, path));
