@@ -93,6 +93,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Demo(_) | Command::Serve(_)) {
+        vaultd::crypto::protect_process_memory();
+    }
     let result =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(
             |runtime| match cli.command {

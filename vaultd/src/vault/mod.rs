@@ -108,8 +108,9 @@ impl Vault {
         if let Some(key) = self.deks.get(subject) {
             return Ok(key);
         }
+        let generation = self.deks.generation();
         let key = self.kek.unwrap_key(&active.wrapped_dek, &crypto::dek_aad(subject)).await?;
-        self.deks.insert(*subject, key.clone());
+        self.deks.insert(*subject, key.clone(), generation);
         Ok(key)
     }
 }

@@ -16,6 +16,7 @@ impl Vault {
         let index = self.index_entries(&profile).await?;
         require_lookup_field(&index)?;
         let subject = Uuid::new_v4();
+        let generation = self.deks.generation();
         let dek = DataKey::generate();
         let wrapped_dek = self.kek.wrap_key(&dek, &crypto::dek_aad(&subject)).await?;
         let plaintext = limits::encode_object(&profile, PROFILE, self.settings.max_record_bytes)?;
@@ -24,7 +25,7 @@ impl Vault {
             Change::CreateSubject { subject, kek: self.kek.label().to_string(), wrapped_dek, profile: sealed, index };
         let receipt = self.commit(draft(caller, Operation::UserCreate, Some(subject), None, None), change).await?;
         receipt.outcome.map_err(rejected)?;
-        self.deks.insert(subject, dek);
+        self.deks.insert(subject, dek, generation);
         Ok(subject)
     }
 
