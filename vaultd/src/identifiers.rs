@@ -8,6 +8,7 @@
 use std::str::FromStr;
 
 use phonenumber::country;
+use unicode_normalization::UnicodeNormalization;
 
 /// The `{mode}` path segment of the Databunker API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,10 +105,13 @@ pub fn normalise(kind: IndexKind, raw: &str, region: PhoneRegion) -> Option<Stri
     if trimmed.is_empty() {
         return None;
     }
+    // One spelling of each character (Unicode NFC), so that a composed `é` and an `e`
+    // followed by a combining accent are one identifier, not two look-alikes.
+    let composed: String = trimmed.nfc().collect();
     Some(match kind {
-        IndexKind::Email => trimmed.to_lowercase(),
-        IndexKind::Phone => normalise_phone(trimmed, region),
-        IndexKind::Login | IndexKind::Custom => trimmed.to_string(),
+        IndexKind::Email => composed.to_lowercase(),
+        IndexKind::Phone => normalise_phone(&composed, region),
+        IndexKind::Login | IndexKind::Custom => composed,
     })
 }
 
@@ -163,6 +167,18 @@ fn normalise_phone(raw: &str, region: PhoneRegion) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_spellings_are_one_identifier() {
+        let region = PhoneRegion::default();
+        let composed = normalise(IndexKind::Login, "Jos\u{e9}", region);
+        assert_eq!(normalise(IndexKind::Login, "Jose\u{301}", region), composed);
+        assert_eq!(
+            normalise(IndexKind::Email, "RE\u{301}MY@Example.COM", region).as_deref(),
+            Some("r\u{e9}my@example.com")
+        );
+        assert_eq!(normalise(IndexKind::Custom, "  n\u{303}  ", region).as_deref(), Some("\u{f1}"));
+    }
 
     #[test]
     fn modes_parse_and_unknown_is_rejected() {

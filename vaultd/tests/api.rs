@@ -1910,3 +1910,14 @@ fn a_change_may_be_a_form_as_databunker_takes_it() {
     let profile = json!({"login": "ann", "first": "Annie"});
     assert_eq!(client.get(&format!("/v1/user/token/{ann}")).assert_ok()["data"], profile);
 }
+
+#[test]
+fn look_alike_identifiers_are_one_identifier() {
+    let vault = Vault::demo();
+    let client = vault.demo_client();
+    let token = client.create_user(json!({"login": "Jos\u{e9}", "email": "r\u{e9}my@example.com"}));
+    client.post("/v1/user", json!({"login": "Jose\u{301}"})).assert_error(409);
+    client.post("/v1/user", json!({"login": "other", "email": "RE\u{301}MY@example.com"})).assert_error(409);
+    let by_email = client.get("/v1/user/email/RE%CC%81MY%40example.com");
+    assert_eq!(by_email.assert_ok()["token"], token.as_str());
+}
