@@ -94,7 +94,7 @@ pub struct BehaviourSettings {
     #[arg(long, env = "VAULTD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     /// Largest JSON encoding of a stored profile, app record or session, in bytes (default
-    /// 262144); a change that would make one larger is refused with 413.
+    /// 1048576, the default body limit); a change that would make one larger is 413.
     #[arg(long, env = "VAULTD_MAX_RECORD_BYTES")]
     pub max_record_bytes: Option<usize>,
     /// Country for phone numbers written without a country code (ISO 3166, default GB).

@@ -47,7 +47,7 @@ fn by_hand(vault: &Vault, head: &str, body: &[u8]) -> (String, String) {
 
 #[test]
 fn every_bad_input_gets_a_4xx_and_the_node_stays_small_and_serving() {
-    let vault = Vault::demo();
+    let vault = Vault::demo_with(&["--max-record-bytes=262144"]);
     let client = vault.demo_client();
     let raw = |method: &str, path: &str, body: Vec<u8>| {
         client.send(client.request(method, path).header("Content-Type", "application/json").body(body))

@@ -47,7 +47,7 @@ impl Default for VaultSettings {
             max_share_ttl: Duration::from_secs(30 * 86_400),
             // Databunker's default, `6m`: six months of 31 days.
             max_user_retention: Duration::from_secs(6 * 31 * 86_400),
-            max_record_bytes: 256 * 1024,
+            max_record_bytes: crate::config::DEFAULT_MAX_BODY,
         }
     }
 }
