@@ -59,6 +59,11 @@ pub enum Error {
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
 
+    /// The spec asks for something the operator's policy does not allow (an image, a
+    /// module image, an environment variable): nothing is rendered.
+    #[error("{0}")]
+    NotAllowed(String),
+
     /// The leader Lease is no longer confirmed: this replica must not act.
     #[error("this replica no longer holds the leader Lease")]
     NotLeader,
@@ -93,6 +98,7 @@ impl Error {
             Error::InvalidSchedule(_) => "invalid_schedule",
             Error::Tls(_) => "tls",
             Error::Vault(_) => "vault",
+            Error::NotAllowed(_) => "not_allowed",
             Error::NotLeader => "not_leader",
             Error::Finalizer(_) => "finalizer",
         }
@@ -111,6 +117,7 @@ impl Error {
             Error::InvalidSchedule(_) => "InvalidSchedule",
             Error::Tls(_) => "SecretGenerationFailed",
             Error::Vault(_) => "VaultUnreachable",
+            Error::NotAllowed(_) => "NotAllowed",
             Error::NotLeader => "NotLeader",
             Error::Finalizer(_) => "FinalizerFailed",
         }

@@ -149,7 +149,9 @@ pub struct HsmSpec {
     pub kek_label: String,
     /// Development mode: the operator generates one SoftHSM2 token (PINs and KEK in the
     /// Secret `<name>-softhsm`) and provisions the same KEK into every pod. The KEK exists
-    /// outside an HSM, so this mode is not for production data.
+    /// outside an HSM, so this mode is not for production data: it must be acknowledged
+    /// with `acknowledgeDevelopmentOnly: true`, and the status carries the condition
+    /// `InsecureKeyStorage` while it is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub softhsm: Option<SoftHsmSpec>,
     /// A vendor HSM reached through its PKCS#11 module.
@@ -165,9 +167,20 @@ fn default_kek_label() -> String {
     DEFAULT_KEK_LABEL.to_string()
 }
 
-/// SoftHSM2 development mode (no settings yet).
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
-pub struct SoftHsmSpec {}
+/// SoftHSM2 development mode. The raw KEK sits in a Kubernetes Secret, readable by anyone
+/// who may read Secrets of the namespace (and in etcd and its backups).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.acknowledgeDevelopmentOnly) && self.acknowledgeDevelopmentOnly").message(
+    "hsm.softhsm keeps the raw KEK in a Secret and is for development only: set \
+     hsm.softhsm.acknowledgeDevelopmentOnly: true to use it"
+))]
+pub struct SoftHsmSpec {
+    /// Must be `true`: states that this vault holds no production data, because its KEK is
+    /// stored outside an HSM (in the Secret `<name>-softhsm`).
+    #[serde(default)]
+    pub acknowledge_development_only: bool,
+}
 
 /// A vendor HSM: its PKCS#11 library, how that library reaches the pod, and the PIN.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -337,6 +350,15 @@ mod tests {
             let error = validate_cel(&vault).expect_err("rejected");
             assert!(format!("{error:?}").contains("exactly one of hsm.softhsm and hsm.pkcs11"), "{error:?}");
         }
+    }
+
+    #[test]
+    fn softhsm_mode_must_be_acknowledged_as_development_only() {
+        let mut vault = softhsm_vault(3);
+        assert!(validate_cel(&vault).is_ok());
+        vault.spec.hsm.softhsm = Some(SoftHsmSpec::default());
+        let error = validate_cel(&vault).expect_err("rejected");
+        assert!(format!("{error:?}").contains("acknowledgeDevelopmentOnly: true"), "{error:?}");
     }
 
     #[test]

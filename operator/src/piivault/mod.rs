@@ -3,6 +3,7 @@
 //! - [`names`]: names, labels and addresses of a vault's children.
 //! - [`builders`]: the desired children, as pure functions of the resource.
 //! - [`defaults`]: operator-wide defaults filled into a vault's spec.
+//! - [`policy`]: which images and environment a vault may ask for.
 //! - [`secret_material`]: the Secrets the operator generates.
 //! - [`membership`]: the next Raft membership step, as a pure function of observations.
 //! - [`status`]: the status written back to the resource.
@@ -12,6 +13,7 @@ pub mod builders;
 pub mod defaults;
 pub mod membership;
 pub mod names;
+pub mod policy;
 pub mod reconciler;
 pub mod secret_material;
 pub mod status;
@@ -19,4 +21,5 @@ pub mod status;
 mod test_harness;
 
 pub use defaults::VaultDefaults;
+pub use policy::VaultPolicy;
 pub use reconciler::{run, Context};

@@ -45,6 +45,7 @@ use tracing::{debug, info, warn};
 
 use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
+use super::policy::VaultPolicy;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
 use super::secret_material::{Decision, GeneratedSecret};
@@ -74,6 +75,8 @@ pub struct Context<V> {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub defaults: VaultDefaults,
+    /// What a vault may ask for; a vault that asks for more is not rendered.
+    pub policy: VaultPolicy,
     /// Acting only while leading, and the error backoff per vault.
     pub control: Control,
 }
@@ -82,12 +85,18 @@ impl<V> Context<V> {
     pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter, defaults: VaultDefaults) -> Self {
         Self {
             defaults,
+            policy: VaultPolicy::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             vault,
             metrics,
             control: Control::new(),
         }
+    }
+
+    pub fn with_policy(mut self, policy: VaultPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Acts only while `gate` holds (leader election); without it, always.
@@ -161,11 +170,13 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     let had_members = vault.status.as_ref().is_some_and(|status| !status.members.is_empty());
 
     // The first failure before the step: reported in the status, then retried with backoff.
-    let mut failure: Option<Error> = None;
+    // A vault the policy refuses is observed but nothing of it is rendered.
+    let default_module = ctx.defaults.pkcs11_module_image.as_ref().map(|module| module.image.as_str());
+    let mut failure: Option<Error> = ctx.policy.check(vault, default_module).err().map(Error::NotAllowed);
     let set_replicas = match sets.get_opt(&names.stateful_set()).await {
         Ok(set) => set.and_then(|set| set.spec).and_then(|spec| spec.replicas),
         Err(error) => {
-            failure = Some(error.into());
+            failure.get_or_insert(error.into());
             None
         }
     };
@@ -217,6 +228,10 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     }
     if let Some(error) = &seen.cluster_error {
         publish(ctx, vault, EventType::Warning, "VaultUnreachable", "Observe", error.to_string()).await;
+    }
+    if vault.spec.hsm.softhsm.is_some() && !status::warns_of_insecure_key_storage(vault.status.as_ref()) {
+        let note = status::softhsm_warning(&names);
+        publish(ctx, vault, EventType::Warning, status::SOFTHSM_DEVELOPMENT_MODE, "Reconcile", note).await;
     }
 
     let outcome = Outcome {

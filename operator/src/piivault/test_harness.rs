@@ -10,6 +10,7 @@ use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, Node
 use tokio::task::JoinHandle;
 
 use super::defaults::VaultDefaults;
+use super::policy::VaultPolicy;
 use super::reconciler::Context;
 use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
@@ -139,6 +140,11 @@ impl VaultAdmin for ScriptedVault {
     }
 }
 
+/// The policy of the tests: the test vault's image registry.
+pub fn test_policy() -> VaultPolicy {
+    VaultPolicy::from_lists(&["registry.example/strongroom/*".into()], &[], &[])
+}
+
 /// A reconciler context over the fake API server and a scripted vault.
 pub fn test_context(
     objects: HashMap<String, Value>,
@@ -156,6 +162,7 @@ pub fn test_context_with(
 ) -> (Arc<Context<ScriptedVault>>, JoinHandle<Vec<ApiRequest>>) {
     let (client, server) = fake_api_server(objects, options);
     let reporter = Reporter { controller: "strongroom-operator".into(), instance: Some("test".into()) };
-    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default());
+    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default())
+        .with_policy(test_policy());
     (Arc::new(context.with_leader_gate(gate)), server)
 }

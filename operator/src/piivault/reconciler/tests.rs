@@ -147,6 +147,12 @@ fn condition<'a>(
     status.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
 }
 
+/// The reasons of the Events, without the SoftHSM warning every test vault (SoftHSM mode,
+/// no such condition in its status yet) gets (see its own test).
+fn reasons(requests: &[ApiRequest]) -> Vec<String> {
+    event_reasons(requests).into_iter().filter(|reason| reason != status::SOFTHSM_DEVELOPMENT_MODE).collect()
+}
+
 const STATUS_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status";
 
 /// Asserts that a reconcile stopped before any change: no child was applied (existing
@@ -243,7 +249,7 @@ async fn fresh_pods_are_bootstrapped_from_pod_0() {
     let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(scripted.changes(), vec![VaultCall::Init(names().api_address(0))]);
-    assert_eq!(event_reasons(&requests), vec!["Bootstrapped"]);
+    assert_eq!(reasons(&requests), vec!["Bootstrapped"]);
     assert_eq!(written_status(&requests).phase, Some(Phase::Initializing));
     // The admin call carried the token from the generated Secret.
     assert_eq!(scripted.tokens().len(), 1);
@@ -262,7 +268,7 @@ async fn a_scale_up_adds_the_new_pod_as_learner_then_promotes_it() {
         replace: false,
     };
     assert_eq!(scripted.changes(), vec![VaultCall::AddLearner(leader.clone(), learner)]);
-    assert_eq!(event_reasons(&requests), vec!["LearnerAdded"]);
+    assert_eq!(reasons(&requests), vec!["LearnerAdded"]);
     assert_eq!(written_status(&requests).phase, Some(Phase::Scaling));
 
     // The leader has not heard from the new learner yet: progress, not a problem.
@@ -287,7 +293,7 @@ async fn a_scale_up_adds_the_new_pod_as_learner_then_promotes_it() {
     let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(5)), &next).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(scripted.changes().last(), Some(&VaultCall::Promote(leader, 4)));
-    assert_eq!(event_reasons(&requests), vec!["LearnerPromoted"]);
+    assert_eq!(reasons(&requests), vec!["LearnerPromoted"]);
     let status = written_status(&requests);
     let learner = status.members.iter().find(|m| m.node_id == 4).unwrap();
     assert_eq!(learner.pod.as_deref(), Some("vault-3"));
@@ -302,7 +308,7 @@ async fn a_scale_down_removes_the_member_before_shrinking_the_stateful_set() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(scripted.changes(), vec![VaultCall::RemoveMember(names().api_address(0), 5)]);
     assert_eq!(applied_set_replicas(&requests), Some(5), "not shrunk while vault-4 is a member");
-    assert_eq!(event_reasons(&requests), vec!["MemberRemoved"]);
+    assert_eq!(reasons(&requests), vec!["MemberRemoved"]);
 
     // Node 5 has left the cluster: now the StatefulSet shrinks.
     let next = scripted.clone();
@@ -311,7 +317,7 @@ async fn a_scale_down_removes_the_member_before_shrinking_the_stateful_set() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(applied_set_replicas(&requests), Some(4));
     assert_eq!(scripted.changes().len(), 1, "no further membership change");
-    assert_eq!(event_reasons(&requests), vec!["StatefulSetResized"]);
+    assert_eq!(reasons(&requests), vec!["StatefulSetResized"]);
 }
 
 #[tokio::test]
@@ -323,8 +329,8 @@ async fn a_paused_vault_changes_nothing_but_its_status() {
     let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
     assert!(result.is_ok(), "{result:?}");
     assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
-    let writes: Vec<&str> = requests.iter().filter(|r| r.method != Method::GET).map(|r| r.path.as_str()).collect();
-    assert_eq!(writes, vec!["/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status"]);
+    assert_eq!(writes(&requests), vec!["/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status"]);
+    assert!(reasons(&requests).is_empty());
     let status = written_status(&requests);
     assert_eq!(status.phase, Some(Phase::Paused));
     assert_eq!(condition(&status, "Progressing").reason, "Paused");
@@ -357,7 +363,7 @@ async fn an_unreachable_vault_is_degraded_and_retried_with_backoff() {
     assert!(degraded.message.contains("connection refused"), "{}", degraded.message);
     assert_eq!(degraded.observed_generation, Some(1));
     assert_eq!(status.phase, Some(Phase::Degraded));
-    assert_eq!(event_reasons(&requests), vec!["VaultUnreachable"]);
+    assert_eq!(reasons(&requests), vec!["VaultUnreachable"]);
     assert!(scripted.changes().is_empty());
 }
 
@@ -463,7 +469,7 @@ async fn a_refused_apply_is_degraded_without_the_api_message_and_retried() {
     assert_eq!(degraded.reason, "ApplyFailed");
     assert_eq!(degraded.message, "cannot apply Secret vault-peer-auth: Invalid (422)");
     assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "children are not applied after a failure");
-    assert_eq!(event_reasons(&requests), vec!["ApplyFailed"]);
+    assert_eq!(reasons(&requests), vec!["ApplyFailed"]);
     assert!(scripted.changes().is_empty());
 
     // A refused child: its message helps and holds no secret.
@@ -535,5 +541,56 @@ async fn leadership_lost_mid_reconcile_stops_the_membership_change_about_to_be_m
     assert!(matches!(result.as_ref().map_err(Error::cause), Err(Error::NotLeader)), "{result:?}");
     assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
     assert!(!writes(&requests).contains(&STATUS_PATH), "nor is the status written");
-    assert!(event_reasons(&requests).is_empty());
+    assert!(reasons(&requests).is_empty());
+}
+
+#[tokio::test]
+async fn a_vault_whose_image_the_policy_refuses_is_not_rendered() {
+    let mut vault = vault(3);
+    vault.spec.image = "docker.io/somebody/vaultd:latest".into();
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let scripted = ScriptedVault::default();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "NotAllowed");
+    assert!(message.contains("docker.io/somebody/vaultd:latest") && message.contains("policy.allowedImages"), "{message}");
+    assert!(!writes(&requests).iter().any(|path| path.contains("/secrets/")), "not even the Secrets are generated");
+    let status = written_status(&requests);
+    assert_eq!(condition(&status, "Ready").reason, "NotAllowed");
+    assert!(scripted.changes().is_empty());
+}
+
+#[tokio::test]
+async fn a_softhsm_vault_carries_an_insecure_key_storage_warning() {
+    let vault = vault(3);
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    let status = written_status(&requests);
+    let warning = condition(&status, "InsecureKeyStorage");
+    assert_eq!((warning.status.as_str(), warning.reason.as_str()), ("True", "SoftHsmDevelopmentMode"));
+    assert!(warning.message.contains("vault-softhsm"), "{}", warning.message);
+    let event = events(&requests).into_iter().find(|e| e["reason"] == "SoftHsmDevelopmentMode").expect("an Event");
+    assert_eq!(event["type"], "Warning");
+
+    // Once the status says so, the Event is not repeated on every reconcile.
+    let mut warned = vault.clone();
+    warned.status = Some(status);
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&warned).unwrap())]);
+    let (_, requests, _) = reconcile_once(&warned, objects, &ScriptedVault::default()).await;
+    assert!(!event_reasons(&requests).contains(&"SoftHsmDevelopmentMode".to_string()));
+    assert_eq!(condition(&written_status(&requests), "InsecureKeyStorage").status, "True");
+
+    // A vendor-HSM vault has no such condition.
+    let mut vendor = vault.clone();
+    vendor.spec.hsm.softhsm = None;
+    vendor.spec.hsm.pkcs11 = Some(crate::crd::piivault::Pkcs11Spec {
+        module_path: "/usr/lib/libvendor.so".into(),
+        module_image: None,
+        pin_secret_ref: SecretKeyRef { name: "pin".into(), key: "pin".into() },
+        config_secret_name: None,
+        env: vec![],
+    });
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vendor).unwrap())]);
+    let (_, requests, _) = reconcile_once(&vendor, objects, &ScriptedVault::default()).await;
+    assert!(written_status(&requests).conditions.iter().all(|c| c.type_ != "InsecureKeyStorage"));
 }
