@@ -59,6 +59,11 @@ pub enum Error {
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
 
+    /// The operator's own scoped token could not be created (after the bootstrap, with the
+    /// root token: it fails once the root token was retired before the operator made it).
+    #[error("cannot create the operator's vault token: {0}")]
+    OperatorToken(VaultError),
+
     /// The spec asks for something the operator's policy does not allow (an image, a
     /// module image, an environment variable): nothing is rendered.
     #[error("{0}")]
@@ -99,6 +104,7 @@ impl Error {
             Error::Tls(_) => "tls",
             Error::Vault(_) => "vault",
             Error::NotAllowed(_) => "not_allowed",
+            Error::OperatorToken(_) => "operator_token",
             Error::NotLeader => "not_leader",
             Error::Finalizer(_) => "finalizer",
         }
@@ -118,6 +124,7 @@ impl Error {
             Error::Tls(_) => "SecretGenerationFailed",
             Error::Vault(_) => "VaultUnreachable",
             Error::NotAllowed(_) => "NotAllowed",
+            Error::OperatorToken(_) => "OperatorTokenFailed",
             Error::NotLeader => "NotLeader",
             Error::Finalizer(_) => "FinalizerFailed",
         }

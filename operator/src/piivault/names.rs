@@ -87,6 +87,12 @@ impl VaultNames {
         format!("{}-peer-tls", self.name)
     }
 
+    /// The operator's own scoped vault token (keys `token`, `id`), created once the cluster
+    /// exists; every admin call after the bootstrap uses it instead of the root token.
+    pub fn operator_token_secret(&self) -> String {
+        format!("{}-operator-token", self.name)
+    }
+
     /// The generated SoftHSM PINs and KEK (development mode).
     pub fn softhsm_secret(&self) -> String {
         format!("{}-softhsm", self.name)

@@ -5,7 +5,9 @@
 //! 2. ensures the generated Secrets: created only while the vault has never had a member
 //!    (no members in its status, no pod answering as an initialised node), otherwise
 //!    re-applied unchanged — a missing, incomplete or foreign Secret is reported instead,
-//! 3. reads the root token and the leader's view of the cluster,
+//! 3. reads the root token, the operator's scoped token (`<name>-operator-token`, created
+//!    with the root token once the cluster exists and used for every admin call after) and
+//!    the leader's view of the cluster,
 //! 4. asks [`membership::next_step`] for at most one change,
 //! 5. server-side applies every child (the StatefulSet at the size the step allows),
 //! 6. carries out the step through the vault's admin API and records an Event,
@@ -41,6 +43,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strongroom_admin_api::cluster::{ClusterStatus, NodeState};
+use strongroom_admin_api::tokens::CreateToken;
 use tracing::{debug, info, warn};
 
 use super::builders::{self, Children};
@@ -48,7 +51,9 @@ use super::defaults::VaultDefaults;
 use super::policy::VaultPolicy;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
-use super::secret_material::{Decision, GeneratedSecret};
+use super::secret_material::{
+    operator_token_data, operator_token_of, Decision, GeneratedSecret, OPERATOR_TOKEN_NAME, OPERATOR_TOKEN_SCOPES,
+};
 use super::status::{self, Explanation, Outcome};
 use crate::controller_kit::{api, key, Control};
 use crate::crd::{PiiVault, PiiVaultStatus};
@@ -200,7 +205,26 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         }
     };
 
-    let seen = observe_cluster(&ctx.vault, &names, pods, token.as_ref()).await;
+    // After the bootstrap every admin call uses the operator's scoped token; the root token
+    // only bootstraps and creates that token once (so it may be retired afterwards).
+    let mut operator_token = match secrets.get_opt(&names.operator_token_secret()).await {
+        Ok(secret) => operator_token_of(vault, secret.as_ref()).unwrap_or_else(|error| {
+            failure.get_or_insert(error);
+            None
+        }),
+        Err(error) => {
+            failure.get_or_insert(error.into());
+            None
+        }
+    };
+    let seen = observe_cluster(&ctx.vault, &names, pods, operator_token.as_ref().or(token.as_ref())).await;
+    if operator_token.is_none() && seen.cluster.is_some() && !paused && failure.is_none() {
+        match create_operator_token(ctx, vault, &names, &secrets, &seen, token.as_ref()).await {
+            Ok(created) => operator_token = Some(created),
+            Err(error) => failure = Some(error),
+        }
+    }
+    let admin_token = operator_token.as_ref().or(token.as_ref());
     let observation = Observation {
         names: names.clone(),
         desired_replicas: vault.spec.replicas,
@@ -214,7 +238,9 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
 
     let mut step_error = None;
     if !paused && failure.is_none() {
-        match apply_and_step(ctx, vault, &observation, &seen, token.as_ref(), &step).await {
+        match apply_and_step(ctx, vault, &observation, &seen, Tokens { root: token.as_ref(), admin: admin_token }, &step)
+            .await
+        {
             Ok(result) => step_error = result.err(),
             Err(error) => failure = Some(error),
         }
@@ -259,6 +285,42 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     }
 }
 
+/// The root token (bootstrap only) and the token of every other admin call (the operator's
+/// scoped token once it exists, the root token before).
+#[derive(Clone, Copy)]
+struct Tokens<'a> {
+    root: Option<&'a RootToken>,
+    admin: Option<&'a RootToken>,
+}
+
+/// Creates the operator's scoped token with the root token, on the member that answered for
+/// the cluster, and stores it in the Secret `<name>-operator-token` (owned by the vault).
+async fn create_operator_token<V: VaultAdmin>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    names: &VaultNames,
+    secrets: &Api<Secret>,
+    seen: &VaultObservation,
+    root: Option<&RootToken>,
+) -> Result<RootToken, Error> {
+    let root = root.ok_or(Error::MissingField("the root token Secret"))?;
+    let endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));
+    let request = CreateToken {
+        name: OPERATOR_TOKEN_NAME.to_string(),
+        scopes: OPERATOR_TOKEN_SCOPES.iter().map(ToString::to_string).collect(),
+        subject: None,
+    };
+    ctx.control.ensure_leader()?;
+    let created = ctx.vault.create_scoped_token(&endpoint, root, &request).await.map_err(Error::OperatorToken)?;
+    let name = names.operator_token_secret();
+    let secret = builders::generated_secret(vault, name.clone(), operator_token_data(&created.id, &created.secret))?;
+    apply_object(secrets, &secret).await?;
+    let note = format!("created the operator's vault token {} ({}) in Secret {name}", created.id, request.scopes.join(", "));
+    info!(vault = %key(vault), "{note}");
+    publish(ctx, vault, EventType::Normal, "OperatorTokenCreated", "CreateToken", note).await;
+    Ok(created.secret)
+}
+
 /// Applies the children (the StatefulSet at the size `step` allows), then takes the step.
 /// `Ok(Err(_))`: the vault refused or missed the membership change.
 async fn apply_and_step<V: VaultAdmin>(
@@ -266,14 +328,18 @@ async fn apply_and_step<V: VaultAdmin>(
     vault: &PiiVault,
     observation: &Observation,
     seen: &VaultObservation,
-    token: Option<&RootToken>,
+    tokens: Tokens<'_>,
     step: &Step,
 ) -> Result<Result<(), VaultError>, Error> {
     let children = builders::children(vault, membership::stateful_set_replicas(observation, step))?;
     ctx.control.ensure_leader()?;
     apply_children(ctx, observation.names.namespace(), &children).await?;
     // Not paused: the generated Secrets exist, or the referenced one was read.
-    let token = token.ok_or(Error::MissingField("the root token Secret"))?;
+    let missing = || Error::MissingField("the root token Secret");
+    let token = match step {
+        Step::Bootstrap { .. } => tokens.root.ok_or_else(missing)?,
+        _ => tokens.admin.ok_or_else(missing)?,
+    };
     match take_step(ctx, vault, seen, token, step).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Vault(error)) => Ok(Err(error)),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::events::Reporter;
 use serde_json::Value;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, NodeState, NodeSummary};
+use strongroom_admin_api::tokens::CreateToken;
 use tokio::task::JoinHandle;
 
 use super::defaults::VaultDefaults;
@@ -15,7 +16,10 @@ use super::reconciler::Context;
 use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::vaultd_client::{RootToken, StatusBody, VaultAdmin, VaultError};
+use crate::vaultd_client::{NewToken, RootToken, StatusBody, VaultAdmin, VaultError};
+
+/// The secret of the scoped token the scripted vault hands out.
+pub const SCOPED_TOKEN: &str = "scoped-operator-token";
 
 /// A call the operator made to the vault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub enum VaultCall {
     AddLearner(String, AddLearner),
     Promote(String, u64),
     RemoveMember(String, u64),
+    /// `POST /v1/sys/tokens`: the node and the scopes asked for.
+    CreateToken(String, Vec<String>),
 }
 
 impl VaultCall {
@@ -42,6 +48,8 @@ struct Script {
     next_id: u64,
     calls: Vec<VaultCall>,
     tokens: Vec<RootToken>,
+    /// Token creation answers 401 (the root token was retired).
+    refuse_tokens: bool,
 }
 
 /// A vault whose answers the test sets up. Nodes not scripted are unreachable, and so is
@@ -62,6 +70,12 @@ impl ScriptedVault {
         let mut script = self.script.lock().unwrap();
         script.next_id = cluster.members.iter().map(|member| member.id).max().unwrap_or(0) + 1;
         script.cluster = Some(cluster);
+        self
+    }
+
+    /// Refuses token creation, as a vault whose root token was retired.
+    pub fn refuse_tokens(&self) -> &Self {
+        self.script.lock().unwrap().refuse_tokens = true;
         self
     }
 
@@ -137,6 +151,19 @@ impl VaultAdmin for ScriptedVault {
     async fn remove_member(&self, node: &str, token: &RootToken, id: u64) -> Result<(), VaultError> {
         self.record(VaultCall::RemoveMember(node.to_string(), id), Some(token));
         Ok(())
+    }
+
+    async fn create_scoped_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> Result<NewToken, VaultError> {
+        self.record(VaultCall::CreateToken(node.to_string(), request.scopes.clone()), Some(token));
+        if self.script.lock().unwrap().refuse_tokens {
+            return Err(VaultError::Rejected { node: node.to_string(), status: 401, message: "invalid token".into() });
+        }
+        Ok(NewToken { id: "tok-operator".into(), secret: RootToken::new(SCOPED_TOKEN) })
     }
 }
 

@@ -58,7 +58,8 @@ use crate::crd::retention_policy::IssuedToken;
 use crate::crd::{PiiVault, RetentionPolicy, RetentionPolicyStatus};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::piivault::secret_material::{root_token_location, root_token_of};
+use crate::piivault::names::VaultNames;
+use crate::piivault::secret_material::{operator_token_of, root_token_location, root_token_of};
 use crate::piivault::status::Explanation;
 use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken};
 use crate::{Error, FIELD_MANAGER};
@@ -348,8 +349,14 @@ async fn root_token_not_generated_yet(vault: &PiiVault, secrets: &Api<Secret>) -
     Ok(Some(Explanation { reason: "VaultNotReady", message }))
 }
 
-/// The vault's root token, from the Secret its spec names or the one generated for it.
+/// The token for the vault's token API: the operator's scoped token of the vault once it
+/// has one (the root token may be retired by then), otherwise the vault's root token, from
+/// the Secret its spec names or the one generated for it.
 async fn read_root_token(vault: &PiiVault, secrets: &Api<Secret>) -> Result<RootToken, Error> {
+    let operator_secret = secrets.get_opt(&VaultNames::of(vault).operator_token_secret()).await?;
+    if let Some(token) = operator_token_of(vault, operator_secret.as_ref())? {
+        return Ok(token);
+    }
     let (name, _) = root_token_location(vault);
     root_token_of(vault, secrets.get_opt(&name).await?.as_ref())
 }

@@ -127,6 +127,15 @@ impl VaultAdmin for HttpVaultAdmin {
         let path = format!("/v1/sys/cluster/members/{id}");
         self.call::<Empty>(node, self.request(Method::DELETE, node, &path, Some(token))).await.map(|_| ())
     }
+
+    async fn create_scoped_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> Result<NewToken, VaultError> {
+        RetentionAdmin::create_token(self, node, token, request).await
+    }
 }
 
 impl RetentionAdmin for HttpVaultAdmin {

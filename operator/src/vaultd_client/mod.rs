@@ -109,6 +109,15 @@ pub trait VaultAdmin: Send + Sync + 'static {
         token: &RootToken,
         id: u64,
     ) -> impl Future<Output = Result<(), VaultError>> + Send;
+
+    /// `POST /v1/sys/tokens`: the operator's own scoped token (see
+    /// [`RetentionAdmin::create_token`], the same call).
+    fn create_scoped_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> impl Future<Output = Result<NewToken, VaultError>> + Send;
 }
 
 /// A token the vault just created: its id, and the secret it shows only this once.

@@ -15,8 +15,8 @@ use crate::crd::piivault::SecretKeyRef;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;
-use crate::piivault::secret_material::GeneratedSecret;
-use crate::piivault::test_harness::{test_context, test_context_with, ScriptedVault, VaultCall};
+use crate::piivault::secret_material::{operator_token_data, GeneratedSecret};
+use crate::piivault::test_harness::{test_context, test_context_with, ScriptedVault, VaultCall, SCOPED_TOKEN};
 
 const VAULT_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault";
 const SET_PATH: &str = "/apis/apps/v1/namespaces/pii/statefulsets/vault";
@@ -52,6 +52,11 @@ fn existing(vault: &PiiVault, set_replicas: Option<i32>) -> HashMap<String, Valu
         let secret = builders::generated_secret(vault, name.clone(), kind.generate(&names()).unwrap()).unwrap();
         objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     }
+    // Steady state: the operator made its scoped token after the bootstrap.
+    let token = RootToken::new(SCOPED_TOKEN);
+    let name = names().operator_token_secret();
+    let secret = builders::generated_secret(vault, name.clone(), operator_token_data("tok-operator", &token)).unwrap();
+    objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     if let Some(replicas) = set_replicas {
         let set = builders::children(vault, replicas).unwrap().stateful_set;
         objects.insert(SET_PATH.to_string(), serde_json::to_value(set).unwrap());
@@ -504,9 +509,10 @@ async fn a_secret_of_a_generated_name_that_the_vault_does_not_own_is_not_adopted
     assert!(message.contains("vault-root-token"), "{message}");
     assert!(!requests.iter().any(|r| r.method == Method::PATCH && r.path.contains("/secrets/")), "nothing adopted");
 
-    // Swapped under a running vault: its token is not even used to read the cluster.
+    // Swapped under a running vault (before the operator made its own token): its token is
+    // not even used to read the cluster.
     let vault = with_members(self::vault(3), 3);
-    let mut objects = existing(&vault, Some(3));
+    let mut objects = without_operator_token(existing(&vault, Some(3)));
     let mut swapped: Secret = serde_json::from_value(objects[&secret_path("vault-root-token")].clone()).unwrap();
     swapped.metadata.owner_references = None;
     objects.insert(secret_path("vault-root-token"), serde_json::to_value(swapped).unwrap());
@@ -593,4 +599,64 @@ async fn a_softhsm_vault_carries_an_insecure_key_storage_warning() {
     let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vendor).unwrap())]);
     let (_, requests, _) = reconcile_once(&vendor, objects, &ScriptedVault::default()).await;
     assert!(written_status(&requests).conditions.iter().all(|c| c.type_ != "InsecureKeyStorage"));
+}
+
+/// The objects of [`existing`] without the operator's token Secret.
+fn without_operator_token(mut objects: HashMap<String, Value>) -> HashMap<String, Value> {
+    objects.remove(&secret_path(&names().operator_token_secret()));
+    objects
+}
+
+fn root_of(objects: &HashMap<String, Value>) -> RootToken {
+    let secret: Secret = serde_json::from_value(objects[&secret_path("vault-root-token")].clone()).unwrap();
+    RootToken::from_secret_value(&secret.data.unwrap()["token"].0).unwrap()
+}
+
+#[tokio::test]
+async fn once_the_cluster_exists_the_operator_makes_its_scoped_token_with_the_root_token() {
+    let vault = with_members(vault(5), 3);
+    let objects = without_operator_token(existing(&vault, Some(5)));
+    let root = root_of(&objects);
+    let scripted = scripted(3, 5);
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    let leader = names().api_address(0);
+    let scopes = vec!["cluster:admin".to_string(), "tokens:admin".into(), "retention:run".into()];
+    assert_eq!(scripted.changes()[0], VaultCall::CreateToken(leader, scopes));
+    assert!(matches!(scripted.changes()[1], VaultCall::AddLearner(..)), "{:?}", scripted.changes());
+    // Observed and the token made with the root token; the membership change with the new one.
+    assert_eq!(scripted.tokens(), vec![root.clone(), root, RootToken::new(SCOPED_TOKEN)]);
+    let stored = requests
+        .iter()
+        .find(|r| r.is(Method::PATCH, &secret_path("vault-operator-token")))
+        .expect("the token is stored");
+    assert_eq!(stored.body["metadata"]["ownerReferences"][0]["uid"], "5f0c8f5e-0000-4000-8000-000000000001");
+    let data: Secret = serde_json::from_value(stored.body.clone()).unwrap();
+    assert_eq!(data.data.unwrap()["token"].0, SCOPED_TOKEN.as_bytes());
+    assert_eq!(reasons(&requests), vec!["OperatorTokenCreated", "LearnerAdded"]);
+}
+
+#[tokio::test]
+async fn with_its_scoped_token_the_operator_never_uses_the_root_token() {
+    let vault = with_members(vault(5), 3);
+    let scripted = scripted(3, 5);
+    // The root token is retired: the vault would refuse it.
+    scripted.refuse_tokens();
+    let (result, _, _) = reconcile_once(&vault, existing(&vault, Some(5)), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(scripted.changes().iter().all(|call| !matches!(call, VaultCall::CreateToken(..))));
+    assert!(matches!(scripted.changes()[0], VaultCall::AddLearner(..)));
+    assert!(scripted.tokens().iter().all(|token| *token == RootToken::new(SCOPED_TOKEN)), "only the scoped token");
+}
+
+#[tokio::test]
+async fn a_vault_whose_root_token_was_retired_before_the_operator_token_existed_is_degraded() {
+    let vault = with_members(vault(5), 3);
+    let scripted = scripted(3, 5);
+    scripted.refuse_tokens();
+    let objects = without_operator_token(existing(&vault, Some(5)));
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "OperatorTokenFailed");
+    assert!(message.contains("operator's vault token"), "{message}");
+    assert_eq!(scripted.changes().len(), 1, "only the refused token creation: {:?}", scripted.changes());
 }
