@@ -92,7 +92,7 @@ impl ScriptedVault {
 
     fn is_root(token: &RootToken) -> Result<(), VaultError> {
         match token.expose() {
-            ROOT_TOKEN => Ok(()),
+            ROOT_TOKEN | OPERATOR_TOKEN => Ok(()),
             _ => Err(VaultError::Rejected { node: "vault".into(), status: 403, message: "missing scope".into() }),
         }
     }
@@ -100,6 +100,8 @@ impl ScriptedVault {
 
 /// The root token the tests' vaults hold in their generated Secret.
 pub const ROOT_TOKEN: &str = "root-token-of-the-customers-vault";
+/// The operator's scoped token of the tests' vault (`tokens:admin` among its scopes).
+pub const OPERATOR_TOKEN: &str = "operator-token-of-the-customers-vault";
 
 impl RetentionAdmin for ScriptedVault {
     async fn create_token(&self, node: &str, token: &RootToken, request: &CreateToken) -> Result<NewToken, VaultError> {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::*;
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest};
 use crate::piivault::builders::generated_secret;
-use crate::retention::test_harness::{test_context, Call, ScriptedVault, ROOT_TOKEN};
+use crate::retention::test_harness::{test_context, Call, ScriptedVault, OPERATOR_TOKEN, ROOT_TOKEN};
 use crate::retention::test_support::{customers_vault, issue_example, run_report, VAULT_UID};
 
 const POLICY_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/shop/retentionpolicies/drop-phone";
@@ -537,4 +537,17 @@ async fn a_schedule_that_does_not_parse_is_reported_before_anything_is_issued() 
     let degraded = condition(&degraded, "Degraded");
     assert_eq!(degraded.reason, "InvalidSchedule");
     assert!(degraded.message.contains("\"61 * * * *\" is not a valid cron schedule"), "{}", degraded.message);
+}
+
+#[tokio::test]
+async fn tokens_are_issued_with_the_operators_scoped_token_once_the_vault_has_one() {
+    let policy = policy();
+    let mut objects = existing(&policy);
+    let data = crate::piivault::secret_material::operator_token_data("tok-operator", &RootToken::new(OPERATOR_TOKEN));
+    let secret = generated_secret(&customers_vault(), "customers-operator-token".into(), data).unwrap();
+    objects.insert("/api/v1/namespaces/shop/secrets/customers-operator-token".into(), serde_json::to_value(secret).unwrap());
+    let vault = ScriptedVault::default();
+    let (result, _) = reconcile_once(&policy, objects, &vault).await;
+    assert_eq!(result.unwrap(), Action::requeue(REFRESH));
+    assert_eq!(vault.tokens_used(), vec![OPERATOR_TOKEN, OPERATOR_TOKEN, "scoped-secret-1"], "never the root token");
 }
