@@ -215,11 +215,12 @@ pub struct ModuleImage {
     pub path: String,
 }
 
-/// Mutual TLS on the peer (Raft) port.
+/// Transport security: mutual TLS on the peer (Raft) port and HTTPS on the client API.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// Use mutual TLS between the nodes (default true).
+    /// Use mutual TLS between the nodes and HTTPS on the API (default true). When false
+    /// both are plain (vaultd runs with `--tls-disable`).
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// A Secret with `tls.crt`, `tls.key` and `ca.crt` (as cert-manager writes them). The
@@ -228,6 +229,13 @@ pub struct TlsSpec {
     /// operator generates a CA and certificate in the Secret `<name>-peer-tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// A Secret with `tls.crt`, `tls.key` and `ca.crt` (as cert-manager writes them) for the
+    /// client API, valid for `<name>.<namespace>.svc` and every node's name as above; it
+    /// is renewed by whoever issued it. When absent the operator issues the certificate
+    /// from a CA of its own (`<name>-api-ca`) into `<name>-api-tls` and renews it. The
+    /// operator and the retention Jobs trust only this `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret_name: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -236,7 +244,7 @@ fn default_true() -> bool {
 
 impl Default for TlsSpec {
     fn default() -> Self {
-        Self { enabled: true, secret_name: None }
+        Self { enabled: true, secret_name: None, api_secret_name: None }
     }
 }
 

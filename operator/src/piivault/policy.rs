@@ -59,7 +59,11 @@ impl VaultPolicy {
         let patterns = |list: &[String]| {
             list.iter().map(|item| item.trim()).filter(|item| !item.is_empty()).map(Pattern::new).collect()
         };
-        Self { allowed_images: patterns(images), allowed_module_images: patterns(module_images), allowed_env: patterns(env) }
+        Self {
+            allowed_images: patterns(images),
+            allowed_module_images: patterns(module_images),
+            allowed_env: patterns(env),
+        }
     }
 
     /// Why `vault` (with the operator's defaults filled in) may not be rendered, if it may

@@ -46,11 +46,12 @@ use strongroom_admin_api::cluster::{ClusterStatus, NodeState};
 use strongroom_admin_api::tokens::CreateToken;
 use tracing::{debug, info, warn};
 
+use super::api_tls;
 use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
-use super::policy::VaultPolicy;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
+use super::policy::VaultPolicy;
 use super::secret_material::{
     operator_token_data, operator_token_of, Decision, GeneratedSecret, OPERATOR_TOKEN_NAME, OPERATOR_TOKEN_SCOPES,
 };
@@ -185,7 +186,17 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             None
         }
     };
-    let pods = observe_pods(&ctx.vault, &names, set_replicas).await;
+    // Every call to the vault trusts only its API CA (issuing a fresh certificate first).
+    let may_write = !paused && failure.is_none();
+    let ca = api_ca(ctx, vault, &names, &secrets, may_write).await.unwrap_or_else(|error| {
+        failure.get_or_insert(error);
+        None
+    });
+    let admin = ctx.vault.trusting(ca.as_deref()).or_else(|error| {
+        failure.get_or_insert(Error::Tls(format!("the vault's API CA: {error}")));
+        ctx.vault.trusting(None)
+    })?;
+    let pods = observe_pods(&admin, &names, set_replicas).await;
     let pod_states: BTreeMap<i32, PodState> =
         pods.iter().map(|(ordinal, status)| (*ordinal, pod_state(status.as_ref()))).collect();
 
@@ -217,9 +228,9 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             None
         }
     };
-    let seen = observe_cluster(&ctx.vault, &names, pods, operator_token.as_ref().or(token.as_ref())).await;
+    let seen = observe_cluster(&admin, &names, pods, operator_token.as_ref().or(token.as_ref())).await;
     if operator_token.is_none() && seen.cluster.is_some() && !paused && failure.is_none() {
-        match create_operator_token(ctx, vault, &names, &secrets, &seen, token.as_ref()).await {
+        match create_operator_token(ctx, &admin, vault, &names, &secrets, &seen, token.as_ref()).await {
             Ok(created) => operator_token = Some(created),
             Err(error) => failure = Some(error),
         }
@@ -238,9 +249,8 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
 
     let mut step_error = None;
     if !paused && failure.is_none() {
-        match apply_and_step(ctx, vault, &observation, &seen, Tokens { root: token.as_ref(), admin: admin_token }, &step)
-            .await
-        {
+        let tokens = Tokens { root: token.as_ref(), admin: admin_token };
+        match apply_and_step(ctx, &admin, vault, &observation, &seen, tokens, &step).await {
             Ok(result) => step_error = result.err(),
             Err(error) => failure = Some(error),
         }
@@ -297,6 +307,7 @@ struct Tokens<'a> {
 /// the cluster, and stores it in the Secret `<name>-operator-token` (owned by the vault).
 async fn create_operator_token<V: VaultAdmin>(
     ctx: &Context<V>,
+    admin: &V,
     vault: &PiiVault,
     names: &VaultNames,
     secrets: &Api<Secret>,
@@ -311,11 +322,12 @@ async fn create_operator_token<V: VaultAdmin>(
         subject: None,
     };
     ctx.control.ensure_leader()?;
-    let created = ctx.vault.create_scoped_token(&endpoint, root, &request).await.map_err(Error::OperatorToken)?;
+    let created = admin.create_scoped_token(&endpoint, root, &request).await.map_err(Error::OperatorToken)?;
     let name = names.operator_token_secret();
     let secret = builders::generated_secret(vault, name.clone(), operator_token_data(&created.id, &created.secret))?;
     apply_object(secrets, &secret).await?;
-    let note = format!("created the operator's vault token {} ({}) in Secret {name}", created.id, request.scopes.join(", "));
+    let note =
+        format!("created the operator's vault token {} ({}) in Secret {name}", created.id, request.scopes.join(", "));
     info!(vault = %key(vault), "{note}");
     publish(ctx, vault, EventType::Normal, "OperatorTokenCreated", "CreateToken", note).await;
     Ok(created.secret)
@@ -325,6 +337,7 @@ async fn create_operator_token<V: VaultAdmin>(
 /// `Ok(Err(_))`: the vault refused or missed the membership change.
 async fn apply_and_step<V: VaultAdmin>(
     ctx: &Context<V>,
+    admin: &V,
     vault: &PiiVault,
     observation: &Observation,
     seen: &VaultObservation,
@@ -340,7 +353,7 @@ async fn apply_and_step<V: VaultAdmin>(
         Step::Bootstrap { .. } => tokens.root.ok_or_else(missing)?,
         _ => tokens.admin.ok_or_else(missing)?,
     };
-    match take_step(ctx, vault, seen, token, step).await {
+    match take_step(ctx, admin, vault, seen, token, step).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Vault(error)) => Ok(Err(error)),
         Err(error) => Err(error),
@@ -379,6 +392,79 @@ async fn ensure_generated_secrets<V>(
         ensured.insert(name, data);
     }
     Ok(ensured)
+}
+
+/// The CA the operator trusts for the vault's API; `None` when TLS is off. With
+/// `may_write`, first makes sure the operator's CA and the certificate it issues exist and
+/// are fresh (see [`api_tls`]); a cert-manager Secret named in the spec is only read.
+async fn api_ca<V>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    names: &VaultNames,
+    secrets: &Api<Secret>,
+    may_write: bool,
+) -> Result<Option<Vec<u8>>, Error> {
+    let Some(secret_name) = api_tls::api_tls_secret(vault) else { return Ok(None) };
+    if vault.spec.tls.api_secret_name.is_some() {
+        return api_tls::read_trusted_ca(vault, secrets).await;
+    }
+    if !may_write {
+        // Paused or refused: the issued certificate as it is; none yet, nothing to trust.
+        return match api_tls::read_trusted_ca(vault, secrets).await {
+            Err(Error::SecretMissing { .. }) => Ok(None),
+            other => other,
+        };
+    }
+    let uid = vault.metadata.uid.as_deref().ok_or(Error::MissingField("PiiVault metadata.uid"))?;
+    let controlled = |secret: &Secret, name: &str| {
+        let owned =
+            secret.metadata.owner_references.iter().flatten().any(|o| o.uid == uid && o.controller == Some(true));
+        if owned {
+            Ok(())
+        } else {
+            Err(Error::SecretConflict { secret: name.to_string() })
+        }
+    };
+    let today = api_tls::today();
+
+    let ca_name = names.api_ca_secret();
+    let existing_ca = secrets.get_opt(&ca_name).await?;
+    let complete = |data: &BTreeMap<String, ByteString>| ["ca.crt", "ca.key"].iter().all(|key| data.contains_key(*key));
+    let ca = match existing_ca {
+        Some(secret) => {
+            controlled(&secret, &ca_name)?;
+            secret.data.filter(complete)
+        }
+        None => None,
+    };
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            let ca = api_tls::generate_ca(names, today)?;
+            ctx.control.ensure_leader()?;
+            apply_object(secrets, &builders::generated_secret(vault, ca_name.clone(), ca.clone())?).await?;
+            info!(vault = %key(vault), secret = %ca_name, "generated the API CA");
+            ca
+        }
+    };
+    let ca_pem = ca.get("ca.crt").map(|value| value.0.clone()).unwrap_or_default();
+
+    let existing = secrets.get_opt(&secret_name).await?;
+    if let Some(secret) = &existing {
+        controlled(secret, &secret_name)?;
+    }
+    if api_tls::needs_issuing(existing.as_ref(), &ca_pem, today) {
+        let (data, not_after) = api_tls::issue(names, &ca, today)?;
+        let mut secret = builders::generated_secret(vault, secret_name.clone(), data)?;
+        secret.metadata.annotations =
+            Some(BTreeMap::from([(api_tls::NOT_AFTER_ANNOTATION.to_string(), not_after.to_string())]));
+        ctx.control.ensure_leader()?;
+        apply_object(secrets, &secret).await?;
+        let note = format!("issued the API certificate in Secret {secret_name}, valid until {not_after}");
+        info!(vault = %key(vault), "{note}");
+        publish(ctx, vault, EventType::Normal, "CertificateIssued", "IssueCertificate", note).await;
+    }
+    Ok(Some(ca_pem))
 }
 
 /// The root token: from the referenced Secret, or from the generated one (as just ensured,
@@ -526,13 +612,13 @@ where
 /// Fails with [`Error::NotLeader`], calling nothing, unless this replica may act right now.
 async fn take_step<V: VaultAdmin>(
     ctx: &Context<V>,
+    admin: &V,
     vault: &PiiVault,
     seen: &VaultObservation,
     token: &RootToken,
     step: &Step,
 ) -> Result<(), Error> {
     let names = VaultNames::of(vault);
-    let admin = &ctx.vault;
     // Cluster-wide calls go to the member that answered for the cluster (the leader when
     // one said so); vaultd forwards them to the leader otherwise.
     let member_endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));

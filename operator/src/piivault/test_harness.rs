@@ -16,7 +16,7 @@ use super::reconciler::Context;
 use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::vaultd_client::{NewToken, RootToken, StatusBody, VaultAdmin, VaultError};
+use crate::vaultd_client::{NewToken, RootToken, StatusBody, TrustVault, VaultAdmin, VaultError};
 
 /// The secret of the scoped token the scripted vault hands out.
 pub const SCOPED_TOKEN: &str = "scoped-operator-token";
@@ -50,6 +50,8 @@ struct Script {
     tokens: Vec<RootToken>,
     /// Token creation answers 401 (the root token was retired).
     refuse_tokens: bool,
+    /// The CAs the reconciler asked the client to trust.
+    trusted: Vec<Option<Vec<u8>>>,
 }
 
 /// A vault whose answers the test sets up. Nodes not scripted are unreachable, and so is
@@ -77,6 +79,11 @@ impl ScriptedVault {
     pub fn refuse_tokens(&self) -> &Self {
         self.script.lock().unwrap().refuse_tokens = true;
         self
+    }
+
+    /// The CAs (PEM) the reconciler's clients trusted, in order.
+    pub fn trusted(&self) -> Vec<Option<Vec<u8>>> {
+        self.script.lock().unwrap().trusted.clone()
     }
 
     pub fn calls(&self) -> Vec<VaultCall> {
@@ -108,6 +115,13 @@ impl ScriptedVault {
         let id = script.next_id.max(1);
         script.next_id = id + 1;
         MemberAdded { id }
+    }
+}
+
+impl TrustVault for ScriptedVault {
+    fn trusting(&self, ca_pem: Option<&[u8]>) -> Result<Self, VaultError> {
+        self.script.lock().unwrap().trusted.push(ca_pem.map(<[u8]>::to_vec));
+        Ok(self.clone())
     }
 }
 

@@ -1,5 +1,7 @@
 //! [`VaultAdmin`] over HTTP with reqwest, speaking vaultd's JSON envelope.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -9,26 +11,40 @@ use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded};
 use strongroom_admin_api::retention::{RunList, RunReport};
 use strongroom_admin_api::tokens::{CreateToken, TokenCreated, TokenInfo, TokenList};
 
-use super::{NewToken, RetentionAdmin, RootToken, StatusBody, VaultAdmin, VaultError};
+use super::{NewToken, RetentionAdmin, RootToken, StatusBody, TrustVault, VaultAdmin, VaultError};
 
 /// The header vaultd reads the token from (Databunker's name).
 const TOKEN_HEADER: &str = "X-Bunker-Token";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The real vault client. Cheap to clone.
+/// Clients per trusted CA kept at most (renewed CAs replace old ones rarely).
+const MAX_CACHED_CLIENTS: usize = 64;
+
+/// The real vault client. Cheap to clone. Built without any trusted root: HTTPS works only
+/// through [`TrustVault::trusting`], with the vault's own CA.
 #[derive(Clone, Debug)]
 pub struct HttpVaultAdmin {
     http: reqwest::Client,
+    /// One client per CA (PEM), shared by every clone.
+    by_ca: Arc<Mutex<HashMap<Vec<u8>, reqwest::Client>>>,
+}
+
+fn setup_error(error: impl std::fmt::Display) -> VaultError {
+    VaultError::Unreachable { node: "(client setup)".into(), reason: error.to_string() }
 }
 
 impl HttpVaultAdmin {
     pub fn new() -> Result<Self, VaultError> {
-        let http =
-            reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).build().map_err(
-                |error| VaultError::Unreachable { node: "(client setup)".into(), reason: error.to_string() },
-            )?;
-        Ok(Self { http })
+        let http = Self::builder().build().map_err(setup_error)?;
+        Ok(Self { http, by_ca: Arc::default() })
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .tls_built_in_root_certs(false)
     }
 
     fn request(&self, method: Method, node: &str, path: &str, token: Option<&RootToken>) -> RequestBuilder {
@@ -90,6 +106,26 @@ async fn decode<T: DeserializeOwned>(node: &str, response: Response) -> Result<T
         });
     }
     Ok(envelope.body)
+}
+
+impl TrustVault for HttpVaultAdmin {
+    fn trusting(&self, ca_pem: Option<&[u8]>) -> Result<Self, VaultError> {
+        let Some(ca_pem) = ca_pem else { return Ok(Self { http: self.http.clone(), by_ca: self.by_ca.clone() }) };
+        let mut by_ca = self.by_ca.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let http = match by_ca.get(ca_pem) {
+            Some(http) => http.clone(),
+            None => {
+                let ca = reqwest::Certificate::from_pem(ca_pem).map_err(setup_error)?;
+                let http = Self::builder().add_root_certificate(ca).build().map_err(setup_error)?;
+                if by_ca.len() >= MAX_CACHED_CLIENTS {
+                    by_ca.clear();
+                }
+                by_ca.insert(ca_pem.to_vec(), http.clone());
+                http
+            }
+        };
+        Ok(Self { http, by_ca: self.by_ca.clone() })
+    }
 }
 
 impl VaultAdmin for HttpVaultAdmin {

@@ -30,6 +30,12 @@ pub fn config_map(vault: &PiiVault) -> Result<ConfigMap, Error> {
         env.insert("VAULTD_PEER_TLS_CERT", format!("{}/tls.crt", layout::PEER_TLS_DIR));
         env.insert("VAULTD_PEER_TLS_KEY", format!("{}/tls.key", layout::PEER_TLS_DIR));
         env.insert("VAULTD_PEER_TLS_CA", format!("{}/ca.crt", layout::PEER_TLS_DIR));
+        // vaultd re-reads these when the mounted Secret changes (a renewed certificate).
+        env.insert("VAULTD_TLS_CERT", format!("{}/tls.crt", layout::API_TLS_DIR));
+        env.insert("VAULTD_TLS_KEY", format!("{}/tls.key", layout::API_TLS_DIR));
+    } else {
+        // A listener on 0.0.0.0 without a certificate must be chosen explicitly.
+        env.insert("VAULTD_TLS_DISABLE", "true".to_string());
     }
     match &spec.hsm.pkcs11 {
         Some(pkcs11) => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::Method;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::ToSpan;
 use kube::api::ObjectMeta;
 use serde_json::Value;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, ErasureCompaction, Member, NodeState};
@@ -52,7 +53,15 @@ fn existing(vault: &PiiVault, set_replicas: Option<i32>) -> HashMap<String, Valu
         let secret = builders::generated_secret(vault, name.clone(), kind.generate(&names()).unwrap()).unwrap();
         objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     }
-    // Steady state: the operator made its scoped token after the bootstrap.
+    // Steady state: the API CA and a fresh certificate from it, and the operator's scoped
+    // token made after the bootstrap.
+    let (ca, tls) = api_material();
+    for (name, data) in [("vault-api-ca", ca), ("vault-api-tls", tls)] {
+        let mut secret = builders::generated_secret(vault, name.to_string(), data).unwrap();
+        let not_after = api_tls::today().checked_add(60.days()).unwrap().to_string();
+        secret.metadata.annotations = Some([(api_tls::NOT_AFTER_ANNOTATION.to_string(), not_after)].into());
+        objects.insert(secret_path(name), serde_json::to_value(secret).unwrap());
+    }
     let token = RootToken::new(SCOPED_TOKEN);
     let name = names().operator_token_secret();
     let secret = builders::generated_secret(vault, name.clone(), operator_token_data("tok-operator", &token)).unwrap();
@@ -62,6 +71,19 @@ fn existing(vault: &PiiVault, set_replicas: Option<i32>) -> HashMap<String, Valu
         objects.insert(SET_PATH.to_string(), serde_json::to_value(set).unwrap());
     }
     objects
+}
+
+/// One API CA and certificate for all tests (generating keys takes a moment).
+fn api_material() -> (BTreeMap<String, ByteString>, BTreeMap<String, ByteString>) {
+    static MATERIAL: std::sync::OnceLock<(BTreeMap<String, ByteString>, BTreeMap<String, ByteString>)> =
+        std::sync::OnceLock::new();
+    MATERIAL
+        .get_or_init(|| {
+            let ca = api_tls::generate_ca(&names(), api_tls::today()).unwrap();
+            let (tls, _) = api_tls::issue(&names(), &ca, api_tls::today()).unwrap();
+            (ca, tls)
+        })
+        .clone()
 }
 
 fn member(ordinal: i32, id: u64, voter: bool, lag: u64) -> Member {
@@ -193,6 +215,8 @@ async fn the_first_reconcile_creates_every_child_with_server_side_apply() {
     assert_eq!(
         applied,
         vec![
+            "/api/v1/namespaces/pii/secrets/vault-api-ca",
+            "/api/v1/namespaces/pii/secrets/vault-api-tls",
             "/api/v1/namespaces/pii/secrets/vault-root-token",
             "/api/v1/namespaces/pii/secrets/vault-peer-auth",
             "/api/v1/namespaces/pii/secrets/vault-peer-tls",
@@ -269,7 +293,7 @@ async fn a_scale_up_adds_the_new_pod_as_learner_then_promotes_it() {
     let leader = names().api_address(0);
     let learner = AddLearner {
         raft_address: "vault-3.vault-headless.pii.svc:3001".into(),
-        api_address: "http://vault-3.vault-headless.pii.svc:3000".into(),
+        api_address: "https://vault-3.vault-headless.pii.svc:3000".into(),
         replace: false,
     };
     assert_eq!(scripted.changes(), vec![VaultCall::AddLearner(leader.clone(), learner)]);
@@ -558,7 +582,10 @@ async fn a_vault_whose_image_the_policy_refuses_is_not_rendered() {
     let scripted = ScriptedVault::default();
     let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
     let message = assert_stopped_and_degraded(&result, &requests, "NotAllowed");
-    assert!(message.contains("docker.io/somebody/vaultd:latest") && message.contains("policy.allowedImages"), "{message}");
+    assert!(
+        message.contains("docker.io/somebody/vaultd:latest") && message.contains("policy.allowedImages"),
+        "{message}"
+    );
     assert!(!writes(&requests).iter().any(|path| path.contains("/secrets/")), "not even the Secrets are generated");
     let status = written_status(&requests);
     assert_eq!(condition(&status, "Ready").reason, "NotAllowed");
@@ -659,4 +686,76 @@ async fn a_vault_whose_root_token_was_retired_before_the_operator_token_existed_
     let message = assert_stopped_and_degraded(&result, &requests, "OperatorTokenFailed");
     assert!(message.contains("operator's vault token"), "{message}");
     assert_eq!(scripted.changes().len(), 1, "only the refused token creation: {:?}", scripted.changes());
+}
+
+#[tokio::test]
+async fn the_api_certificate_is_issued_from_the_vaults_ca_and_only_that_ca_is_trusted() {
+    let vault = vault(3);
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let scripted = ScriptedVault::default();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    let body = |name: &str| request_body(&requests, &secret_path(name));
+    let ca: Secret = serde_json::from_value(body("vault-api-ca")).unwrap();
+    let tls: Secret = serde_json::from_value(body("vault-api-tls")).unwrap();
+    let (ca, tls_data) = (ca.data.unwrap(), tls.data.clone().unwrap());
+    assert_eq!(tls_data["ca.crt"], ca["ca.crt"]);
+    assert!(!tls_data.contains_key("ca.key"));
+    let not_after = &tls.metadata.annotations.unwrap()[api_tls::NOT_AFTER_ANNOTATION];
+    assert_eq!(not_after, &api_tls::today().checked_add(90.days()).unwrap().to_string());
+    assert_eq!(scripted.trusted(), vec![Some(ca["ca.crt"].0.clone())]);
+    assert!(reasons(&requests).contains(&"CertificateIssued".to_string()));
+
+    // The pods serve it over HTTPS; the probes use HTTPS.
+    let set = request_body(&requests, SET_PATH);
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    let volumes = set["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "vault-api-tls"));
+}
+
+#[tokio::test]
+async fn an_api_certificate_near_its_expiry_is_renewed_and_a_fresh_one_kept() {
+    let vault = with_members(vault(3), 3);
+    let mut objects = existing(&vault, Some(3));
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, objects.clone(), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!writes(&requests).contains(&secret_path("vault-api-tls").as_str()), "60 days left: kept");
+
+    let path = secret_path("vault-api-tls");
+    let soon = api_tls::today().checked_add(29.days()).unwrap().to_string();
+    objects.get_mut(&path).unwrap()["metadata"]["annotations"][api_tls::NOT_AFTER_ANNOTATION] = soon.into();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(writes(&requests).contains(&path.as_str()), "29 days left: renewed");
+    assert!(!writes(&requests).contains(&secret_path("vault-api-ca").as_str()), "same CA");
+}
+
+#[tokio::test]
+async fn a_cert_manager_secret_named_in_the_spec_is_only_read() {
+    let mut vault = vault(3);
+    vault.spec.tls.api_secret_name = Some("vault-cert".into());
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "SecretMissing");
+    assert!(message.contains("vault-cert"), "{message}");
+
+    let mut objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let (ca, tls) = api_material();
+    let theirs = Secret {
+        metadata: ObjectMeta { name: Some("vault-cert".into()), ..Default::default() },
+        data: Some(tls),
+        ..Default::default()
+    };
+    objects.insert(secret_path("vault-cert"), serde_json::to_value(theirs).unwrap());
+    let scripted = ScriptedVault::default();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!writes(&requests).iter().any(|path| path.contains("api-")), "nothing issued");
+    assert_eq!(scripted.trusted(), vec![Some(ca["ca.crt"].0.clone())]);
+}
+
+fn request_body(requests: &[ApiRequest], path: &str) -> Value {
+    requests.iter().find(|r| r.is(Method::PATCH, path)).map(|r| r.body.clone()).expect(path)
 }
