@@ -53,7 +53,8 @@ pub async fn read_trusted_ca(vault: &PiiVault, secrets: &Api<Secret>) -> Result<
     ca.map(|value| Some(value.0)).ok_or(Error::SecretIncomplete { secret: name, key: "ca.crt".to_string() })
 }
 
-/// The DNS names of the API certificate: the client Service and every pod a vault can have.
+/// The DNS names of the API certificate: the client Service, every pod a vault can have,
+/// and `localhost` (for a client inside a pod, e.g. `kubectl exec`).
 pub fn api_dns_names(names: &VaultNames) -> Vec<String> {
     let service = names.client_service();
     let namespace = names.namespace();
@@ -64,6 +65,7 @@ pub fn api_dns_names(names: &VaultNames) -> Vec<String> {
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
     dns.extend(peer_dns_names(names));
+    dns.push("localhost".to_string());
     dns
 }
 

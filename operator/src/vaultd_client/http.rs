@@ -450,4 +450,62 @@ mod tests {
         let error = HttpVaultAdmin::new().unwrap().node_status(&node).await.unwrap_err();
         assert!(matches!(error, VaultError::InvalidResponse { .. }), "{error:?}");
     }
+
+    /// An HTTPS vaultd stand-in on 127.0.0.1 serving `/v1/status` with the certificate in
+    /// `tls` (`tls.crt`, `tls.key`); its base URL under the name `localhost`.
+    async fn serve_https(tls: &std::collections::BTreeMap<String, k8s_openapi::ByteString>) -> String {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(&tls["tls.crt"].0).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&tls["tls.key"].0).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().route(
+                "/v1/status",
+                actix_web::web::get().to(|| async {
+                    actix_web::HttpResponse::Ok().content_type("application/json").body(
+                        r#"{"status":"ok","version":"0.1.0","kek":"k","node":{"id":null,"state":"uninitialized","leader":null}}"#,
+                    )
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen_rustls_0_23(listener, config)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        format!("https://localhost:{port}")
+    }
+
+    #[tokio::test]
+    async fn over_https_only_the_vaults_own_ca_is_trusted() {
+        use crate::piivault::api_tls::{generate_ca, issue, today};
+        use crate::piivault::names::VaultNames;
+        let names = VaultNames::new("vault", "pii");
+        let ca = generate_ca(&names, today()).unwrap();
+        let (tls, _) = issue(&names, &ca, today()).unwrap();
+        let node = serve_https(&tls).await;
+        let client = HttpVaultAdmin::new().unwrap();
+
+        let trusting = client.trusting(Some(&ca["ca.crt"].0)).unwrap();
+        let status = trusting.node_status(&node).await.unwrap();
+        assert_eq!(status.node.state, NodeState::Uninitialized);
+        // The same client again, from the cache.
+        client.trusting(Some(&ca["ca.crt"].0)).unwrap().node_status(&node).await.unwrap();
+
+        // No CA, or another vault's CA: the certificate is refused.
+        let error = client.node_status(&node).await.unwrap_err();
+        assert!(matches!(error, VaultError::Unreachable { .. }), "{error:?}");
+        let other = generate_ca(&names, today()).unwrap();
+        let error = client.trusting(Some(&other["ca.crt"].0)).unwrap().node_status(&node).await.unwrap_err();
+        assert!(matches!(error, VaultError::Unreachable { .. }), "{error:?}");
+    }
 }
