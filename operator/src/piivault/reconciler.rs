@@ -228,7 +228,15 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             None
         }
     };
-    let seen = observe_cluster(&admin, &names, pods, operator_token.as_ref().or(token.as_ref())).await;
+    let mut seen = observe_cluster(&admin, &names, pods.clone(), operator_token.as_ref().or(token.as_ref())).await;
+    let rejected = seen.cluster_error.as_ref().and_then(VaultError::status) == Some(401);
+    if operator_token.is_some() && rejected && token.is_some() {
+        // The vault does not know the operator's token (its data was replaced?): look with
+        // the root token, and make a new one below if that works.
+        info!(vault = %key(vault), "the vault rejects the operator's token; trying the root token");
+        operator_token = None;
+        seen = observe_cluster(&admin, &names, pods, token.as_ref()).await;
+    }
     if operator_token.is_none() && seen.cluster.is_some() && !paused && failure.is_none() {
         match create_operator_token(ctx, &admin, vault, &names, &secrets, &seen, token.as_ref()).await {
             Ok(created) => operator_token = Some(created),

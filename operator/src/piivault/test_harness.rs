@@ -52,6 +52,8 @@ struct Script {
     refuse_tokens: bool,
     /// The CAs the reconciler asked the client to trust.
     trusted: Vec<Option<Vec<u8>>>,
+    /// Tokens the vault does not know (401).
+    unknown_tokens: Vec<RootToken>,
 }
 
 /// A vault whose answers the test sets up. Nodes not scripted are unreachable, and so is
@@ -78,6 +80,12 @@ impl ScriptedVault {
     /// Refuses token creation, as a vault whose root token was retired.
     pub fn refuse_tokens(&self) -> &Self {
         self.script.lock().unwrap().refuse_tokens = true;
+        self
+    }
+
+    /// Answers 401 to `token`, as a vault that never issued it.
+    pub fn unknown_token(&self, token: RootToken) -> &Self {
+        self.script.lock().unwrap().unknown_tokens.push(token);
         self
     }
 
@@ -139,6 +147,9 @@ impl VaultAdmin for ScriptedVault {
 
     async fn cluster_status(&self, node: &str, token: &RootToken) -> Result<ClusterStatus, VaultError> {
         self.record(VaultCall::ClusterStatus(node.to_string()), Some(token));
+        if self.script.lock().unwrap().unknown_tokens.contains(token) {
+            return Err(VaultError::Rejected { node: node.to_string(), status: 401, message: "invalid token".into() });
+        }
         self.script.lock().unwrap().cluster.clone().ok_or_else(|| Self::unreachable(node))
     }
 

@@ -216,20 +216,21 @@ async fn converge<V: RetentionAdmin>(
         }
     };
     let vault_uid = vault.metadata.uid.clone().ok_or(Error::MissingField("PiiVault metadata.uid"))?;
-    // HTTPS to the vault's API, trusting only its CA.
-    let client = ctx.vault.trusting(api_tls::read_trusted_ca(&vault, &secrets).await?.as_deref())?;
     let next_run = schedule::next_run(&policy.spec.schedule, now).map_err(Error::InvalidSchedule)?;
 
     let existing = secrets.get_opt(&names.token_secret()).await?;
-    let (mut token, fresh) = match held_token(policy, existing.as_ref(), &vault_uid)? {
-        Some(held) => (held, false),
-        None => {
-            if let Some(wait) = root_token_not_generated_yet(&vault, &secrets).await? {
-                outcome.failure = Some(wait);
-                return Ok(Converged::WaitingForVault);
-            }
-            (issue_token(ctx, &client, policy, &vault, &vault_uid, &secrets).await?, true)
+    let held = held_token(policy, existing.as_ref(), &vault_uid)?;
+    if held.is_none() {
+        if let Some(wait) = root_token_not_generated_yet(&vault, &secrets).await? {
+            outcome.failure = Some(wait);
+            return Ok(Converged::WaitingForVault);
         }
+    }
+    // HTTPS to the vault's API, trusting only its CA.
+    let client = ctx.vault.trusting(api_tls::read_trusted_ca(&vault, &secrets).await?.as_deref())?;
+    let (mut token, fresh) = match held {
+        Some(held) => (held, false),
+        None => (issue_token(ctx, &client, policy, &vault, &vault_uid, &secrets).await?, true),
     };
     outcome.token = Some(issued(&names, &token.id, &vault_uid));
 

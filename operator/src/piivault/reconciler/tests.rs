@@ -759,3 +759,17 @@ async fn a_cert_manager_secret_named_in_the_spec_is_only_read() {
 fn request_body(requests: &[ApiRequest], path: &str) -> Value {
     requests.iter().find(|r| r.is(Method::PATCH, path)).map(|r| r.body.clone()).expect(path)
 }
+
+#[tokio::test]
+async fn an_operator_token_the_vault_does_not_know_is_made_anew_with_the_root_token() {
+    let vault = with_members(vault(3), 3);
+    let objects = existing(&vault, Some(3));
+    let root = root_of(&objects);
+    let scripted = scripted(3, 3);
+    scripted.unknown_token(RootToken::new(SCOPED_TOKEN));
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(matches!(scripted.changes()[..], [VaultCall::CreateToken(..)]), "{:?}", scripted.changes());
+    assert_eq!(scripted.tokens(), vec![RootToken::new(SCOPED_TOKEN), root.clone(), root]);
+    assert!(writes(&requests).contains(&secret_path("vault-operator-token").as_str()));
+}
