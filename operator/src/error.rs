@@ -53,7 +53,8 @@ pub enum Error {
     #[error("{0}")]
     InvalidSchedule(String),
 
-    #[error("cannot generate the peer TLS certificate: {0}")]
+    /// A CA or certificate (peer or API) could not be made or used.
+    #[error("TLS material: {0}")]
     Tls(String),
 
     #[error("vault: {0}")]

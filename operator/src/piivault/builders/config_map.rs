@@ -98,7 +98,16 @@ mod tests {
         let mut vault = softhsm_vault(3);
         vault.spec.tls.enabled = false;
         let data = data(&vault);
-        assert!(data.keys().all(|key| !key.starts_with("VAULTD_PEER_TLS")));
+        assert!(data.keys().all(|key| !key.starts_with("VAULTD_PEER_TLS") && !key.starts_with("VAULTD_TLS_C")));
+        assert_eq!(data["VAULTD_TLS_DISABLE"], "true", "a plain listener on 0.0.0.0 is chosen explicitly");
         assert_eq!(data["VAULTD_PEER_SECRET_FILE"], "/etc/strongroom/peer-auth/secret");
+    }
+
+    #[test]
+    fn with_tls_the_api_serves_the_mounted_certificate() {
+        let data = data(&softhsm_vault(3));
+        assert_eq!(data["VAULTD_TLS_CERT"], "/etc/strongroom/api-tls/tls.crt");
+        assert_eq!(data["VAULTD_TLS_KEY"], "/etc/strongroom/api-tls/tls.key");
+        assert!(!data.contains_key("VAULTD_TLS_DISABLE"));
     }
 }

@@ -219,7 +219,8 @@ fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
         vaultd_mounts.push(mount(PEER_TLS_VOLUME, layout::PEER_TLS_DIR, true));
     }
     if let Some(secret) = api_tls_secret(vault) {
-        let files = vec![("tls.crt", "tls.crt"), ("tls.key", "tls.key")];
+        // ca.crt too: what a node trusts when it forwards a request to the leader's API.
+        let files = vec![("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")];
         volumes.push(secret_volume(API_TLS_VOLUME, &secret, Some(files)));
         vaultd_mounts.push(mount(API_TLS_VOLUME, layout::API_TLS_DIR, true));
     }
@@ -593,6 +594,14 @@ mod tests {
         assert_eq!(root.items.as_ref().unwrap()[0].path, "token");
         let tls = volume(&set, "peer-tls").secret.as_ref().unwrap();
         assert_eq!(tls.secret_name.as_deref(), Some("cert-manager-peer"));
+        assert_eq!(volume(&set, "api-tls").secret.as_ref().unwrap().secret_name.as_deref(), Some("vault-api-tls"));
+        vault.spec.tls.api_secret_name = Some("cert-manager-api".into());
+        let set = render(&vault, 3);
+        let api = volume(&set, "api-tls").secret.as_ref().unwrap();
+        assert_eq!(api.secret_name.as_deref(), Some("cert-manager-api"));
+        let keys: Vec<&str> = api.items.iter().flatten().map(|item| item.key.as_str()).collect();
+        assert_eq!(keys, ["tls.crt", "tls.key", "ca.crt"]);
+        assert_eq!(mounts(vaultd(&set))["api-tls"], "/etc/strongroom/api-tls");
     }
 
     #[test]
@@ -601,7 +610,13 @@ mod tests {
         vault.spec.tls.enabled = false;
         let set = render(&vault, 3);
         assert!(!mounts(vaultd(&set)).contains_key("peer-tls"));
-        assert!(pod(&set).volumes.iter().flatten().all(|volume| volume.name != "peer-tls"));
+        assert!(pod(&set).volumes.iter().flatten().all(|volume| volume.name != "peer-tls" && volume.name != "api-tls"));
+        let probe = vaultd(&set).liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(probe.scheme.as_deref(), Some("HTTP"));
+        assert_eq!(
+            env_value(vaultd(&set), "VAULTD_ADVERTISE_API").unwrap(),
+            "http://$(POD_NAME).vault-headless.$(POD_NAMESPACE).svc:3000"
+        );
     }
 
     #[test]
