@@ -334,6 +334,13 @@ async fn create_operator_token<V: VaultAdmin>(
     let name = names.operator_token_secret();
     let secret = builders::generated_secret(vault, name.clone(), operator_token_data(&created.id, &created.secret))?;
     apply_object(secrets, &secret).await?;
+    // Nothing but this Secret may hold a live operator token: earlier ones (a lost Secret,
+    // a vault whose data was replaced) are revoked, with the new token. Best effort.
+    match admin.revoke_others_named(&endpoint, &created.secret, OPERATOR_TOKEN_NAME, &created.id).await {
+        Ok(revoked) if !revoked.is_empty() => info!(vault = %key(vault), ?revoked, "revoked earlier operator tokens"),
+        Ok(_) => {}
+        Err(error) => warn!(vault = %key(vault), %error, "cannot revoke earlier operator tokens"),
+    }
     let note =
         format!("created the operator's vault token {} ({}) in Secret {name}", created.id, request.scopes.join(", "));
     info!(vault = %key(vault), "{note}");

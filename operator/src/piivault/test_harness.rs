@@ -32,6 +32,8 @@ pub enum VaultCall {
     RemoveMember(String, u64),
     /// `POST /v1/sys/tokens`: the node and the scopes asked for.
     CreateToken(String, Vec<String>),
+    /// Tokens of a name revoked but one: the name and the id kept.
+    RevokeOthers(String, String),
 }
 
 impl VaultCall {
@@ -189,6 +191,17 @@ impl VaultAdmin for ScriptedVault {
             return Err(VaultError::Rejected { node: node.to_string(), status: 401, message: "invalid token".into() });
         }
         Ok(NewToken { id: "tok-operator".into(), secret: RootToken::new(SCOPED_TOKEN) })
+    }
+
+    async fn revoke_others_named(
+        &self,
+        _node: &str,
+        token: &RootToken,
+        name: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, VaultError> {
+        self.record(VaultCall::RevokeOthers(name.to_string(), keep.to_string()), Some(token));
+        Ok(vec![])
     }
 }
 

@@ -172,6 +172,21 @@ impl VaultAdmin for HttpVaultAdmin {
     ) -> Result<NewToken, VaultError> {
         RetentionAdmin::create_token(self, node, token, request).await
     }
+
+    async fn revoke_others_named(
+        &self,
+        node: &str,
+        token: &RootToken,
+        name: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, VaultError> {
+        let mut revoked = Vec::new();
+        for other in self.list_tokens(node, token).await?.into_iter().filter(|t| t.name == name && t.id != keep) {
+            self.revoke_token(node, token, &other.id).await?;
+            revoked.push(other.id);
+        }
+        Ok(revoked)
+    }
 }
 
 impl RetentionAdmin for HttpVaultAdmin {

@@ -126,6 +126,16 @@ pub trait VaultAdmin: TrustVault + Send + Sync + 'static {
         token: &RootToken,
         request: &CreateToken,
     ) -> impl Future<Output = Result<NewToken, VaultError>> + Send;
+
+    /// Revokes every token named `name` but `keep` (`GET /v1/sys/tokens`, then
+    /// `DELETE /v1/sys/tokens/{id}`); returns the ids revoked.
+    fn revoke_others_named(
+        &self,
+        node: &str,
+        token: &RootToken,
+        name: &str,
+        keep: &str,
+    ) -> impl Future<Output = Result<Vec<String>, VaultError>> + Send;
 }
 
 /// A token the vault just created: its id, and the secret it shows only this once.

@@ -650,9 +650,12 @@ async fn once_the_cluster_exists_the_operator_makes_its_scoped_token_with_the_ro
     let leader = names().api_address(0);
     let scopes = vec!["cluster:admin".to_string(), "tokens:admin".into(), "retention:run".into()];
     assert_eq!(scripted.changes()[0], VaultCall::CreateToken(leader, scopes));
-    assert!(matches!(scripted.changes()[1], VaultCall::AddLearner(..)), "{:?}", scripted.changes());
-    // Observed and the token made with the root token; the membership change with the new one.
-    assert_eq!(scripted.tokens(), vec![root.clone(), root, RootToken::new(SCOPED_TOKEN)]);
+    // Any earlier operator token is revoked, with the new one.
+    assert_eq!(scripted.changes()[1], VaultCall::RevokeOthers("strongroom-operator".into(), "tok-operator".into()));
+    assert!(matches!(scripted.changes()[2], VaultCall::AddLearner(..)), "{:?}", scripted.changes());
+    // Observed and the token made with the root token; the rest with the new one.
+    let scoped = RootToken::new(SCOPED_TOKEN);
+    assert_eq!(scripted.tokens(), vec![root.clone(), root, scoped.clone(), scoped]);
     let stored = requests
         .iter()
         .find(|r| r.is(Method::PATCH, &secret_path("vault-operator-token")))
@@ -769,7 +772,11 @@ async fn an_operator_token_the_vault_does_not_know_is_made_anew_with_the_root_to
     scripted.unknown_token(RootToken::new(SCOPED_TOKEN));
     let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
     assert!(result.is_ok(), "{result:?}");
-    assert!(matches!(scripted.changes()[..], [VaultCall::CreateToken(..)]), "{:?}", scripted.changes());
-    assert_eq!(scripted.tokens(), vec![RootToken::new(SCOPED_TOKEN), root.clone(), root]);
+    assert!(
+        matches!(scripted.changes()[..], [VaultCall::CreateToken(..), VaultCall::RevokeOthers(..)]),
+        "{:?}",
+        scripted.changes()
+    );
+    assert_eq!(scripted.tokens()[..3], [RootToken::new(SCOPED_TOKEN), root.clone(), root]);
     assert!(writes(&requests).contains(&secret_path("vault-operator-token").as_str()));
 }
