@@ -51,6 +51,20 @@ for resource in retentionpolicies retentionpolicies/status retentionpolicies/fin
   grep -q "\"$resource\"" <<<"$rules" || { echo "deploy-check: the operator's role lacks $resource" >&2; exit 1; }
 done
 
+# Namespaced by default: a Role in the release namespace, no ClusterRole, the operator
+# watching that namespace; a ClusterRole only with clusterWide (and then no watchNamespaces).
+template() { "$helm" template strongroom-operator "$chart" --namespace strongroom-system --kube-version "$kube_version" "$@"; }
+default=$(template)
+grep -q '^kind: ClusterRole' <<<"$default" && { echo "deploy-check: the default install has a ClusterRole" >&2; exit 1; }
+grep -q '^kind: Role$' <<<"$default" || { echo "deploy-check: the default install has no Role" >&2; exit 1; }
+grep -A1 'name: STRONGROOM_WATCH_NAMESPACES' <<<"$default" | grep -q 'value: "strongroom-system"' ||
+  { echo "deploy-check: the default install does not watch its own namespace only" >&2; exit 1; }
+grep -q '^kind: ClusterRole$' <<<"$(template --set clusterWide=true)" ||
+  { echo "deploy-check: clusterWide renders no ClusterRole" >&2; exit 1; }
+if template --set clusterWide=true --set 'watchNamespaces={pii}' >/dev/null 2>&1; then
+  echo "deploy-check: clusterWide with watchNamespaces must fail" >&2; exit 1
+fi
+
 scripts=(hack/ensure-helm.sh hack/deploy-check.sh hack/e2e-kind.sh)
 for script in "${scripts[@]}"; do bash -n "$script"; done
 if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

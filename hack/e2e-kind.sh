@@ -100,6 +100,7 @@ kubectl apply -f crds/
   --namespace "$operator_namespace" --create-namespace \
   --set image.repository="${operator_image%:*}" --set image.tag="${operator_image##*:}" \
   --set image.pullPolicy=IfNotPresent \
+  --set "policy.allowedImages={${vaultd_image%:*}:*}" \
   --wait --timeout "$timeout"
 kubectl wait --for=condition=Established crd/piivaults.strongroom.dev crd/retentionpolicies.strongroom.dev --timeout=60s
 
@@ -129,11 +130,12 @@ wait_ready() {
 }
 wait_ready 3
 
-api="http://${vault}.${namespace}.svc:3000"
+api="https://${vault}.${namespace}.svc:3000"
 
 # Runs a shell script (stdin) with curl in a pod and prints its output. The pod gets the
 # client Service's URL in $API and the root token, from the generated Secret, in $TOKEN —
-# the token never reaches a command line or this script's output.
+# the token never reaches a command line or this script's output. curl trusts only the
+# vault's API CA (CURL_CA_BUNDLE, from the Secret the operator issued the certificate into).
 vault_api() {
   local name=$1 script
   script=$(sed 's/^/          /')
@@ -156,10 +158,23 @@ spec:
             secretKeyRef:
               name: $vault-root-token
               key: token
+        - name: CURL_CA_BUNDLE
+          value: /etc/vault-ca/ca.crt
+      volumeMounts:
+        - name: vault-ca
+          mountPath: /etc/vault-ca
+          readOnly: true
       command: ["sh", "-c"]
       args:
         - |
 $script
+  volumes:
+    - name: vault-ca
+      secret:
+        secretName: $vault-api-tls
+        items:
+          - key: ca.crt
+            path: ca.crt
 YAML
   if ! kubectl wait pod/"$name" -n "$namespace" --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s >/dev/null; then
     kubectl logs "$name" -n "$namespace" >&2 || true

@@ -53,11 +53,22 @@ pub enum Error {
     #[error("{0}")]
     InvalidSchedule(String),
 
-    #[error("cannot generate the peer TLS certificate: {0}")]
+    /// A CA or certificate (peer or API) could not be made or used.
+    #[error("TLS material: {0}")]
     Tls(String),
 
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
+
+    /// The operator's own scoped token could not be created (after the bootstrap, with the
+    /// root token: it fails once the root token was retired before the operator made it).
+    #[error("cannot create the operator's vault token: {0}")]
+    OperatorToken(VaultError),
+
+    /// The spec asks for something the operator's policy does not allow (an image, a
+    /// module image, an environment variable): nothing is rendered.
+    #[error("{0}")]
+    NotAllowed(String),
 
     /// The leader Lease is no longer confirmed: this replica must not act.
     #[error("this replica no longer holds the leader Lease")]
@@ -93,6 +104,8 @@ impl Error {
             Error::InvalidSchedule(_) => "invalid_schedule",
             Error::Tls(_) => "tls",
             Error::Vault(_) => "vault",
+            Error::NotAllowed(_) => "not_allowed",
+            Error::OperatorToken(_) => "operator_token",
             Error::NotLeader => "not_leader",
             Error::Finalizer(_) => "finalizer",
         }
@@ -111,6 +124,8 @@ impl Error {
             Error::InvalidSchedule(_) => "InvalidSchedule",
             Error::Tls(_) => "SecretGenerationFailed",
             Error::Vault(_) => "VaultUnreachable",
+            Error::NotAllowed(_) => "NotAllowed",
+            Error::OperatorToken(_) => "OperatorTokenFailed",
             Error::NotLeader => "NotLeader",
             Error::Finalizer(_) => "FinalizerFailed",
         }

@@ -18,7 +18,7 @@ use strongroom_operator::crd::piivault::ModuleImage;
 use strongroom_operator::crd::{PiiVault, RetentionPolicy};
 use strongroom_operator::leader_election::{self, LeaderGate, Leadership, LeaseConfig};
 use strongroom_operator::metrics::Metrics;
-use strongroom_operator::piivault::VaultDefaults;
+use strongroom_operator::piivault::{VaultDefaults, VaultPolicy};
 use strongroom_operator::server::{self, ServerState};
 use strongroom_operator::vaultd_client::HttpVaultAdmin;
 use strongroom_operator::{piivault, retention, telemetry, FIELD_MANAGER};
@@ -51,6 +51,16 @@ struct Args {
     /// Directory inside that image holding the library (copied to /opt/strongroom/pkcs11).
     #[arg(long, env = "STRONGROOM_PKCS11_MODULE_PATH", default_value = "/usr/lib/pkcs11")]
     pkcs11_module_path: String,
+    /// vaultd images a PiiVault may use (comma-separated; exact, or a prefix ending in `*`).
+    #[arg(long, env = "STRONGROOM_ALLOWED_IMAGES", value_delimiter = ',', default_value = piivault::policy::PROJECT_IMAGES)]
+    allowed_images: Vec<String>,
+    /// PKCS#11 module images a PiiVault may name (the default module image is always
+    /// allowed); none when empty.
+    #[arg(long, env = "STRONGROOM_ALLOWED_MODULE_IMAGES", value_delimiter = ',', num_args = 0..)]
+    allowed_module_images: Vec<String>,
+    /// Names of the `hsm.pkcs11.env` variables a PiiVault may set; none when empty.
+    #[arg(long, env = "STRONGROOM_ALLOWED_ENV", value_delimiter = ',', num_args = 0..)]
+    allowed_env: Vec<String>,
     /// This replica's identity in the Lease and in Events (its pod name).
     #[arg(long, env = "POD_NAME", default_value = "strongroom-operator")]
     identity: String,
@@ -118,13 +128,19 @@ async fn main() -> anyhow::Result<()> {
             .filter(|image| !image.is_empty())
             .map(|image| ModuleImage { image, path: args.pkcs11_module_path.clone() }),
     };
+    let policy = VaultPolicy::from_lists(&args.allowed_images, &args.allowed_module_images, &args.allowed_env);
+    info!(?policy, "what PiiVaults may use");
     // Every reconciler checks the gate right before it changes anything.
     let gate = leadership.as_ref().map_or_else(LeaderGate::always, Leadership::gate);
     let retention_ctx = Arc::new(
         retention::Context::new(client.clone(), vault_admin.clone(), metrics.clone(), reporter.clone())
             .with_leader_gate(gate.clone()),
     );
-    let ctx = Arc::new(piivault::Context::new(client, vault_admin, metrics, reporter, defaults).with_leader_gate(gate));
+    let ctx = Arc::new(
+        piivault::Context::new(client, vault_admin, metrics, reporter, defaults)
+            .with_policy(policy)
+            .with_leader_gate(gate),
+    );
     // The controllers stop on SIGTERM or Ctrl+C, once their running reconciles finish.
     let vault_controllers = join_all(namespaces.iter().cloned().map(|namespace| piivault::run(ctx.clone(), namespace)));
     let retention_controllers =

@@ -28,16 +28,28 @@ pub struct Install {
 }
 
 impl Install {
-    /// `helm template` of the chart's ServiceAccount and RBAC for `namespace`, watching
-    /// `watch_namespaces` (all namespaces, with a ClusterRole, when empty), applied with
-    /// kubectl.
+    /// `helm template` of the chart's ServiceAccount and RBAC for `namespace`, watching it
+    /// and `watch_namespaces` (a Role in each: the chart's default), applied with kubectl.
     pub fn apply(env: &Env, namespace: &str, watch_namespaces: &[&str]) -> Self {
+        let set = match watch_namespaces.is_empty() {
+            true => vec![],
+            false => vec![format!("watchNamespaces={{{}}}", watch_namespaces.join(","))],
+        };
+        Self::render(env, namespace, watch_namespaces, &set)
+    }
+
+    /// [`Install::apply`] with `clusterWide=true`: a ClusterRole, every namespace watched.
+    pub fn apply_cluster_wide(env: &Env, namespace: &str) -> Self {
+        Self::render(env, namespace, &[], &["clusterWide=true".to_string()])
+    }
+
+    fn render(env: &Env, namespace: &str, watch_namespaces: &[&str], set: &[String]) -> Self {
         let template = |templates: &[&str]| {
             let chart = env.path("charts/strongroom-operator");
             let mut command = Command::new(&env.helm);
             command.args(["template", RELEASE]).arg(chart).args(["--namespace", namespace]);
-            if !watch_namespaces.is_empty() {
-                command.args(["--set", &format!("watchNamespaces={{{}}}", watch_namespaces.join(","))]);
+            for value in set {
+                command.args(["--set", value]);
             }
             for template in templates {
                 command.args(["--show-only", &format!("templates/{template}")]);
@@ -249,8 +261,8 @@ impl Deployed {
         Self::deploy(env, prefix, true, more).await
     }
 
-    /// As the chart installs by default: no `watchNamespaces`, a ClusterRole, every
-    /// namespace watched. Only for a test binary of its own: it manages every test's vaults.
+    /// With `clusterWide=true`: a ClusterRole, every namespace watched. Only for a test
+    /// binary of its own: it manages every test's vaults.
     pub async fn cluster_wide(env: &Env, prefix: &str) -> Self {
         Self::deploy(env, prefix, false, &[]).await
     }
@@ -260,8 +272,10 @@ impl Deployed {
         env.apply_crds(&client).await;
         let operator_namespace = env.namespace(&client, &format!("{prefix}-op")).await;
         let namespace = env.namespace(&client, prefix).await;
-        let watched: &[&str] = if confined { &[&namespace] } else { &[] };
-        let install = Install::apply(env, &operator_namespace, watched);
+        let install = match confined {
+            true => Install::apply(env, &operator_namespace, &[&namespace]),
+            false => Install::apply_cluster_wide(env, &operator_namespace),
+        };
         let operator = Operator::start_with(env, &install, &format!("{RELEASE}-0"), more);
         Self { client, install, namespace, operator }
     }

@@ -1,4 +1,4 @@
-//! The chart's default install: no `watchNamespaces`, so a ClusterRole and every namespace
+//! The chart's cluster-wide install (`clusterWide=true`): a ClusterRole and every namespace
 //! watched. A test binary of its own, since such an operator manages every vault there is.
 
 use k8s_openapi::api::apps::v1::StatefulSet;

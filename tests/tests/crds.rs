@@ -98,6 +98,10 @@ async fn cel_rules_refuse_bad_piivaults() {
     let mut neither = good.clone();
     neither["spec"]["hsm"].as_object_mut().unwrap().remove("softhsm");
     refused(&vaults, &neither, "set exactly one of hsm.softhsm and hsm.pkcs11").await;
+    let unacknowledged = with(good.clone(), "/spec/hsm/softhsm", json!({}));
+    refused(&vaults, &unacknowledged, "acknowledgeDevelopmentOnly: true").await;
+    let declined = with(good.clone(), "/spec/hsm/softhsm/acknowledgeDevelopmentOnly", json!(false));
+    refused(&vaults, &declined, "acknowledgeDevelopmentOnly: true").await;
 
     // Storage is immutable once created.
     create(&vaults, &good).await.expect("the example is accepted");

@@ -1,7 +1,9 @@
 //! The operator binary under the Helm chart's ServiceAccount and RBAC, against a real API
 //! server: it takes its Lease, renders every child of the example PiiVault with owner
 //! references, reports what it sees honestly (no pods ever run here: no kubelet), follows
-//! spec changes, runs its finalizers, and gives a RetentionPolicy its status.
+//! spec changes, runs its finalizers, and gives a RetentionPolicy its status. The chart's
+//! default install is confined to its own namespace; a vault the policy does not allow is
+//! not rendered.
 //!
 //! Each test has an operator and namespaces of its own, so they run in parallel.
 
@@ -16,7 +18,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 use strongroom_operator::crd::{PiiVault, RetentionPolicy};
-use strongroom_system_tests::operator::{Deployed, Operator, RELEASE};
+use strongroom_system_tests::operator::{Deployed, Install, Operator, RELEASE};
 use strongroom_system_tests::resources::*;
 use strongroom_system_tests::wait::{check, until};
 use strongroom_system_tests::Env;
@@ -101,9 +103,70 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
     assert!(!may("get", "secrets", Some(&elsewhere)));
     assert!(!may("list", "piivaults.strongroom.dev", Some(&elsewhere)));
     assert!(!may("list", "piivaults.strongroom.dev", None), "cluster-wide list with watchNamespaces set");
-    assert!(!may("get", "secrets", own));
+    assert!(may("get", "secrets", own), "the release namespace is always watched");
     assert!(may("update", "leases.coordination.k8s.io", own));
     assert!(!may("update", "leases.coordination.k8s.io", vaults));
+}
+
+#[tokio::test]
+async fn the_default_install_is_confined_to_its_own_namespace() {
+    let Some(env) = Env::get("the_default_install_is_confined_to_its_own_namespace") else { return };
+    let client = env.admin().await;
+    env.apply_crds(&client).await;
+    let own = env.namespace(&client, "default-install").await;
+    let elsewhere = env.namespace(&client, "default-other").await;
+    let install = Install::apply(env, &own, &[]);
+    let operator = Operator::start(env, &install, &format!("{RELEASE}-0"));
+    let rendered = env.kubectl(&["get", "roles,rolebindings", "-n", &own, "-o", "name"], None).expect("kubectl");
+    assert!(rendered.contains("role.rbac.authorization.k8s.io/strongroom-operator\n"), "{rendered}");
+    let may = |verb, resource, namespace| operator.may(env, verb, resource, namespace);
+    assert!(may("create", "statefulsets.apps", Some(&own)));
+    assert!(may("get", "secrets", Some(&own)));
+    assert!(!may("get", "secrets", Some(&elsewhere)));
+    assert!(!may("create", "statefulsets.apps", Some(&elsewhere)));
+    assert!(!may("list", "piivaults.strongroom.dev", None), "no cluster-wide rights");
+
+    // A vault in its own namespace is run; one elsewhere is not looked at.
+    apply_example(env, &own, "piivault-softhsm.yaml");
+    apply_example(env, &elsewhere, "piivault-softhsm.yaml");
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), &own);
+    vault_reported(&vaults, "vault", &WAITING_FOR_POD).await;
+    let others: Api<PiiVault> = Api::namespaced(client.clone(), &elsewhere);
+    assert!(others.get("vault").await.expect("the other vault").status.is_none(), "not watched");
+}
+
+#[tokio::test]
+async fn a_vault_the_policy_does_not_allow_is_not_rendered() {
+    let Some(env) = Env::get("a_vault_the_policy_does_not_allow_is_not_rendered") else { return };
+    let deployed = Deployed::new(env, "not-allowed").await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let mut vault: PiiVault = serde_json::from_value(strongroom_system_tests::read_yaml(
+        &env.path("charts/strongroom-operator/examples/piivault-softhsm.yaml"),
+    ))
+    .unwrap();
+    vault.spec.image = "docker.io/somebody/vaultd:latest".into();
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    vaults.create(&PostParams::default(), &vault).await.expect("create");
+    let wanted = [
+        ("Ready", "False/NotAllowed"),
+        ("Available", "False/NotInitialized"),
+        ("Progressing", "False/WaitingForPod"),
+        ("Degraded", "True/NotAllowed"),
+    ];
+    let reported = vault_reported(&vaults, "vault", &wanted).await;
+    let ready = condition(&reported.status.unwrap().conditions, "Ready").unwrap().message.clone();
+    assert!(ready.contains("docker.io/somebody/vaultd:latest") && ready.contains("policy.allowedImages"), "{ready}");
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    assert!(sets.get_opt("vault").await.expect("get").is_none(), "nothing rendered");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    assert!(secrets.get_opt("vault-softhsm").await.expect("get").is_none(), "no Secret generated");
+    until("a NotAllowed Warning Event", || async {
+        let events = events_about(client, namespace, "vault").await;
+        check(events.iter().any(|(type_, reason)| type_ == "Warning" && reason == "NotAllowed"), || {
+            format!("{events:?}")
+        })
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -136,6 +199,12 @@ async fn the_example_vault_gets_every_child_and_honest_conditions() {
     assert_eq!(pod.service_account_name.as_deref(), Some("vault"));
     assert!(!pod.init_containers.unwrap_or_default().is_empty(), "SoftHSM token set-up");
     assert_eq!(pod.containers[0].image.as_deref(), Some("ghcr.io/strongroom/vaultd:0.1.0"));
+    // HTTPS on the API, probed as such.
+    let probe = pod.containers[0].readiness_probe.clone().and_then(|p| p.http_get).and_then(|g| g.scheme);
+    assert_eq!(probe.as_deref(), Some("HTTPS"));
+    // SoftHSM mode is development only, and says so.
+    let warning = condition(&status.conditions, "InsecureKeyStorage").expect("InsecureKeyStorage");
+    assert_eq!((warning.status.as_str(), warning.reason.as_str()), ("True", "SoftHsmDevelopmentMode"));
 
     let headless: Service = get(client, namespace, "vault-headless").await;
     assert_child_of(&headless.metadata, &vault, "Service vault-headless");
@@ -158,6 +227,8 @@ async fn the_example_vault_gets_every_child_and_honest_conditions() {
         ("vault-peer-auth", &["secret"][..]),
         ("vault-peer-tls", &["ca.crt", "tls.crt", "tls.key"][..]),
         ("vault-softhsm", &["kek", "so.pin", "user.pin"][..]),
+        ("vault-api-ca", &["ca.crt", "ca.key"][..]),
+        ("vault-api-tls", &["ca.crt", "tls.crt", "tls.key"][..]),
     ] {
         let secret: Secret = get(client, namespace, secret).await;
         let name = secret.name_any();

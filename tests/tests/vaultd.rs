@@ -125,6 +125,11 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     assert_eq!(status.kek_version.as_deref(), Some("strongroom-kek-1"));
     let events = events_about(client, namespace, "vault").await;
     assert!(events.contains(&("Normal".into(), "Bootstrapped".into())), "{events:?}");
+    until("the operator's token", || async {
+        let events = events_about(client, namespace, "vault").await;
+        check(events.contains(&("Normal".into(), "OperatorTokenCreated".into())), || format!("{events:?}"))
+    })
+    .await;
 
     // A RetentionPolicy of that vault: a token scoped to retention:run, the CronJob, the
     // next run — and no run yet.
@@ -220,6 +225,21 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
         .expect("JSON");
     let ids: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
     assert!(!ids.contains(&token.id.as_str()), "token {} still valid: {tokens}", token.id);
+    // The operator's own token, made with the root token right after the bootstrap and kept
+    // in the vault's Secret, is known to the vault with exactly its three scopes.
+    let operator_id = text(secret_value(client, namespace, "vault-operator-token", "id").await);
+    let operator = tokens["tokens"].as_array().unwrap().iter().find(|t| t["id"] == operator_id.as_str());
+    let operator = operator.unwrap_or_else(|| panic!("the operator's token {operator_id}: {tokens}"));
+    assert_eq!(operator["name"], "strongroom-operator");
+    assert_eq!(operator["scopes"], json!(["cluster:admin", "tokens:admin", "retention:run"]));
+    let scoped = text(secret_value(client, namespace, "vault-operator-token", "token").await);
+    let cluster = http
+        .get(format!("http://{}/v1/sys/cluster", node.api))
+        .header("X-Bunker-Token", &scoped)
+        .send()
+        .await
+        .expect("cluster status");
+    assert_eq!(cluster.status(), 200, "the operator's token reads the cluster");
     let events = events_about(client, namespace, "drop-phone").await;
     assert!(events.contains(&("Normal".into(), "TokenRevoked".into())), "{events:?}");
 

@@ -23,12 +23,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{/*
+The namespaces a namespaced install watches (comma-separated): the release namespace and
+watchNamespaces, each once. Empty with clusterWide: every namespace.
+*/}}
+{{- define "strongroom-operator.watchedNamespaces" -}}
+{{- if .Values.clusterWide -}}
+{{- if .Values.watchNamespaces -}}
+{{- fail "clusterWide watches every namespace: leave watchNamespaces empty" -}}
+{{- end -}}
+{{- else -}}
+{{- prepend .Values.watchNamespaces .Release.Namespace | uniq | join "," -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 What the operator may do to PiiVaults and their children. PiiVaults: patch only (the
 finalizer is a JSON patch, the status a server-side apply to the status subresource), no
 update. Secrets: no list or watch, so the operator never holds every Secret of a namespace
 in memory; it reads the ones it knows. PersistentVolumeClaims: deletecollection, for the
-data volumes of a deleted SoftHSM vault. Without watchNamespaces these rules are granted
-in every namespace (a ClusterRole).
+data volumes of a deleted SoftHSM vault. These rules are granted in each watched namespace
+(a Role), or — only with clusterWide — in every namespace (a ClusterRole).
 */}}
 {{- define "strongroom-operator.rules" -}}
 - apiGroups: ["strongroom.dev"]

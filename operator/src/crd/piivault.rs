@@ -149,7 +149,9 @@ pub struct HsmSpec {
     pub kek_label: String,
     /// Development mode: the operator generates one SoftHSM2 token (PINs and KEK in the
     /// Secret `<name>-softhsm`) and provisions the same KEK into every pod. The KEK exists
-    /// outside an HSM, so this mode is not for production data.
+    /// outside an HSM, so this mode is not for production data: it must be acknowledged
+    /// with `acknowledgeDevelopmentOnly: true`, and the status carries the condition
+    /// `InsecureKeyStorage` while it is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub softhsm: Option<SoftHsmSpec>,
     /// A vendor HSM reached through its PKCS#11 module.
@@ -165,9 +167,20 @@ fn default_kek_label() -> String {
     DEFAULT_KEK_LABEL.to_string()
 }
 
-/// SoftHSM2 development mode (no settings yet).
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
-pub struct SoftHsmSpec {}
+/// SoftHSM2 development mode. The raw KEK sits in a Kubernetes Secret, readable by anyone
+/// who may read Secrets of the namespace (and in etcd and its backups).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.acknowledgeDevelopmentOnly) && self.acknowledgeDevelopmentOnly").message(
+    "hsm.softhsm keeps the raw KEK in a Secret and is for development only: set \
+     hsm.softhsm.acknowledgeDevelopmentOnly: true to use it"
+))]
+pub struct SoftHsmSpec {
+    /// Must be `true`: states that this vault holds no production data, because its KEK is
+    /// stored outside an HSM (in the Secret `<name>-softhsm`).
+    #[serde(default)]
+    pub acknowledge_development_only: bool,
+}
 
 /// A vendor HSM: its PKCS#11 library, how that library reaches the pod, and the PIN.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -202,11 +215,12 @@ pub struct ModuleImage {
     pub path: String,
 }
 
-/// Mutual TLS on the peer (Raft) port.
+/// Transport security: mutual TLS on the peer (Raft) port and HTTPS on the client API.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// Use mutual TLS between the nodes (default true).
+    /// Use mutual TLS between the nodes and HTTPS on the API (default true). When false
+    /// both are plain (vaultd runs with `--tls-disable`).
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// A Secret with `tls.crt`, `tls.key` and `ca.crt` (as cert-manager writes them). The
@@ -215,6 +229,13 @@ pub struct TlsSpec {
     /// operator generates a CA and certificate in the Secret `<name>-peer-tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// A Secret with `tls.crt`, `tls.key` and `ca.crt` (as cert-manager writes them) for the
+    /// client API, valid for `<name>.<namespace>.svc` and every node's name as above; it
+    /// is renewed by whoever issued it. When absent the operator issues the certificate
+    /// from a CA of its own (`<name>-api-ca`) into `<name>-api-tls` and renews it. The
+    /// operator and the retention Jobs trust only this `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret_name: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -223,7 +244,7 @@ fn default_true() -> bool {
 
 impl Default for TlsSpec {
     fn default() -> Self {
-        Self { enabled: true, secret_name: None }
+        Self { enabled: true, secret_name: None, api_secret_name: None }
     }
 }
 
@@ -337,6 +358,15 @@ mod tests {
             let error = validate_cel(&vault).expect_err("rejected");
             assert!(format!("{error:?}").contains("exactly one of hsm.softhsm and hsm.pkcs11"), "{error:?}");
         }
+    }
+
+    #[test]
+    fn softhsm_mode_must_be_acknowledged_as_development_only() {
+        let mut vault = softhsm_vault(3);
+        assert!(validate_cel(&vault).is_ok());
+        vault.spec.hsm.softhsm = Some(SoftHsmSpec::default());
+        let error = validate_cel(&vault).expect_err("rejected");
+        assert!(format!("{error:?}").contains("acknowledgeDevelopmentOnly: true"), "{error:?}");
     }
 
     #[test]

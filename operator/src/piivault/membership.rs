@@ -385,7 +385,10 @@ mod tests {
         let observation = observe(3, 3, vec![uninitialized(), PodState::Unreachable, uninitialized()], None);
         assert_eq!(
             next_step(&observation),
-            Step::Bootstrap { pod: "vault-0".into(), api_address: "http://vault-0.vault-headless.pii.svc:3000".into() }
+            Step::Bootstrap {
+                pod: "vault-0".into(),
+                api_address: "https://vault-0.vault-headless.pii.svc:3000".into()
+            }
         );
     }
 
@@ -427,7 +430,7 @@ mod tests {
                 pod: "vault-1".into(),
                 learner: AddLearner {
                     raft_address: "vault-1.vault-headless.pii.svc:3001".into(),
-                    api_address: "http://vault-1.vault-headless.pii.svc:3000".into(),
+                    api_address: "https://vault-1.vault-headless.pii.svc:3000".into(),
                     replace: false,
                 },
             }

@@ -3,15 +3,19 @@
 //! - [`names`]: names, labels and addresses of a vault's children.
 //! - [`builders`]: the desired children, as pure functions of the resource.
 //! - [`defaults`]: operator-wide defaults filled into a vault's spec.
+//! - [`policy`]: which images and environment a vault may ask for.
+//! - [`api_tls`]: the API certificate and the CA the operator trusts.
 //! - [`secret_material`]: the Secrets the operator generates.
 //! - [`membership`]: the next Raft membership step, as a pure function of observations.
 //! - [`status`]: the status written back to the resource.
 //! - [`reconciler`]: observes, decides, applies and reports; `run` starts the controller.
 
+pub mod api_tls;
 pub mod builders;
 pub mod defaults;
 pub mod membership;
 pub mod names;
+pub mod policy;
 pub mod reconciler;
 pub mod secret_material;
 pub mod status;
@@ -19,4 +23,5 @@ pub mod status;
 mod test_harness;
 
 pub use defaults::VaultDefaults;
+pub use policy::VaultPolicy;
 pub use reconciler::{run, Context};

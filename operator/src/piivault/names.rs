@@ -17,15 +17,27 @@ pub const PEER_PORT: i32 = 3001;
 pub struct VaultNames {
     name: String,
     namespace: String,
+    /// `https`, or `http` when the vault's TLS is off.
+    scheme: &'static str,
 }
 
 impl VaultNames {
+    /// The names of a vault with TLS on (the default).
     pub fn new(name: impl Into<String>, namespace: impl Into<String>) -> Self {
-        Self { name: name.into(), namespace: namespace.into() }
+        Self { name: name.into(), namespace: namespace.into(), scheme: "https" }
     }
 
     pub fn of(vault: &PiiVault) -> Self {
-        Self::new(vault.name_any(), vault.namespace().unwrap_or_default())
+        let names = Self::new(vault.name_any(), vault.namespace().unwrap_or_default());
+        match vault.spec.tls.enabled {
+            true => names,
+            false => Self { scheme: "http", ..names },
+        }
+    }
+
+    /// `https`, or `http` when the vault's TLS is off.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
     }
 
     pub fn vault(&self) -> &str {
@@ -41,14 +53,14 @@ impl VaultNames {
         self.name.clone()
     }
 
-    /// The client Service (`http://<name>.<namespace>.svc:3000`).
+    /// The client Service (`https://<name>.<namespace>.svc:3000`).
     pub fn client_service(&self) -> String {
         self.name.clone()
     }
 
     /// Base URL of the client Service: any ready node's API (each forwards what it must).
     pub fn client_address(&self) -> String {
-        format!("http://{}.{}.svc:{API_PORT}", self.client_service(), self.namespace)
+        format!("{}://{}.{}.svc:{API_PORT}", self.scheme, self.client_service(), self.namespace)
     }
 
     /// The headless Service that gives each pod a stable DNS name.
@@ -82,9 +94,25 @@ impl VaultNames {
         format!("{}-peer-auth", self.name)
     }
 
+    /// The CA (`ca.crt`, `ca.key`) that issues the API certificate (never mounted).
+    pub fn api_ca_secret(&self) -> String {
+        format!("{}-api-ca", self.name)
+    }
+
+    /// The issued API certificate (`tls.crt`, `tls.key`, `ca.crt`).
+    pub fn api_tls_secret(&self) -> String {
+        format!("{}-api-tls", self.name)
+    }
+
     /// The generated CA and certificate of the peer port (when the spec names no Secret).
     pub fn peer_tls_secret(&self) -> String {
         format!("{}-peer-tls", self.name)
+    }
+
+    /// The operator's own scoped vault token (keys `token`, `id`), created once the cluster
+    /// exists; every admin call after the bootstrap uses it instead of the root token.
+    pub fn operator_token_secret(&self) -> String {
+        format!("{}-operator-token", self.name)
     }
 
     /// The generated SoftHSM PINs and KEK (development mode).
@@ -113,7 +141,7 @@ impl VaultNames {
 
     /// Base URL of a pod's API, as the pod advertises it to the cluster.
     pub fn api_address(&self, ordinal: i32) -> String {
-        format!("http://{}:{API_PORT}", self.pod_host(ordinal))
+        format!("{}://{}:{API_PORT}", self.scheme, self.pod_host(ordinal))
     }
 }
 
@@ -144,8 +172,8 @@ mod tests {
         let names = VaultNames::new("vault", "pii");
         assert_eq!(names.pod(2), "vault-2");
         assert_eq!(names.raft_address(2), "vault-2.vault-headless.pii.svc:3001");
-        assert_eq!(names.api_address(0), "http://vault-0.vault-headless.pii.svc:3000");
-        assert_eq!(names.client_address(), "http://vault.pii.svc:3000");
+        assert_eq!(names.api_address(0), "https://vault-0.vault-headless.pii.svc:3000");
+        assert_eq!(names.client_address(), "https://vault.pii.svc:3000");
     }
 
     #[test]

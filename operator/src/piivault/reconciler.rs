@@ -5,7 +5,9 @@
 //! 2. ensures the generated Secrets: created only while the vault has never had a member
 //!    (no members in its status, no pod answering as an initialised node), otherwise
 //!    re-applied unchanged — a missing, incomplete or foreign Secret is reported instead,
-//! 3. reads the root token and the leader's view of the cluster,
+//! 3. reads the root token, the operator's scoped token (`<name>-operator-token`, created
+//!    with the root token once the cluster exists and used for every admin call after) and
+//!    the leader's view of the cluster,
 //! 4. asks [`membership::next_step`] for at most one change,
 //! 5. server-side applies every child (the StatefulSet at the size the step allows),
 //! 6. carries out the step through the vault's admin API and records an Event,
@@ -41,13 +43,18 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strongroom_admin_api::cluster::{ClusterStatus, NodeState};
+use strongroom_admin_api::tokens::CreateToken;
 use tracing::{debug, info, warn};
 
+use super::api_tls;
 use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
-use super::secret_material::{Decision, GeneratedSecret};
+use super::policy::VaultPolicy;
+use super::secret_material::{
+    operator_token_data, operator_token_of, Decision, GeneratedSecret, OPERATOR_TOKEN_NAME, OPERATOR_TOKEN_SCOPES,
+};
 use super::status::{self, Explanation, Outcome};
 use crate::controller_kit::{api, key, Control};
 use crate::crd::{PiiVault, PiiVaultStatus};
@@ -74,6 +81,8 @@ pub struct Context<V> {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub defaults: VaultDefaults,
+    /// What a vault may ask for; a vault that asks for more is not rendered.
+    pub policy: VaultPolicy,
     /// Acting only while leading, and the error backoff per vault.
     pub control: Control,
 }
@@ -82,12 +91,18 @@ impl<V> Context<V> {
     pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter, defaults: VaultDefaults) -> Self {
         Self {
             defaults,
+            policy: VaultPolicy::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             vault,
             metrics,
             control: Control::new(),
         }
+    }
+
+    pub fn with_policy(mut self, policy: VaultPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Acts only while `gate` holds (leader election); without it, always.
@@ -161,15 +176,27 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     let had_members = vault.status.as_ref().is_some_and(|status| !status.members.is_empty());
 
     // The first failure before the step: reported in the status, then retried with backoff.
-    let mut failure: Option<Error> = None;
+    // A vault the policy refuses is observed but nothing of it is rendered.
+    let default_module = ctx.defaults.pkcs11_module_image.as_ref().map(|module| module.image.as_str());
+    let mut failure: Option<Error> = ctx.policy.check(vault, default_module).err().map(Error::NotAllowed);
     let set_replicas = match sets.get_opt(&names.stateful_set()).await {
         Ok(set) => set.and_then(|set| set.spec).and_then(|spec| spec.replicas),
         Err(error) => {
-            failure = Some(error.into());
+            failure.get_or_insert(error.into());
             None
         }
     };
-    let pods = observe_pods(&ctx.vault, &names, set_replicas).await;
+    // Every call to the vault trusts only its API CA (issuing a fresh certificate first).
+    let may_write = !paused && failure.is_none();
+    let ca = api_ca(ctx, vault, &names, &secrets, may_write).await.unwrap_or_else(|error| {
+        failure.get_or_insert(error);
+        None
+    });
+    let admin = ctx.vault.trusting(ca.as_deref()).or_else(|error| {
+        failure.get_or_insert(Error::Tls(format!("the vault's API CA: {error}")));
+        ctx.vault.trusting(None)
+    })?;
+    let pods = observe_pods(&admin, &names, set_replicas).await;
     let pod_states: BTreeMap<i32, PodState> =
         pods.iter().map(|(ordinal, status)| (*ordinal, pod_state(status.as_ref()))).collect();
 
@@ -189,7 +216,34 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         }
     };
 
-    let seen = observe_cluster(&ctx.vault, &names, pods, token.as_ref()).await;
+    // After the bootstrap every admin call uses the operator's scoped token; the root token
+    // only bootstraps and creates that token once (so it may be retired afterwards).
+    let mut operator_token = match secrets.get_opt(&names.operator_token_secret()).await {
+        Ok(secret) => operator_token_of(vault, secret.as_ref()).unwrap_or_else(|error| {
+            failure.get_or_insert(error);
+            None
+        }),
+        Err(error) => {
+            failure.get_or_insert(error.into());
+            None
+        }
+    };
+    let mut seen = observe_cluster(&admin, &names, pods.clone(), operator_token.as_ref().or(token.as_ref())).await;
+    let rejected = seen.cluster_error.as_ref().and_then(VaultError::status) == Some(401);
+    if operator_token.is_some() && rejected && token.is_some() {
+        // The vault does not know the operator's token (its data was replaced?): look with
+        // the root token, and make a new one below if that works.
+        info!(vault = %key(vault), "the vault rejects the operator's token; trying the root token");
+        operator_token = None;
+        seen = observe_cluster(&admin, &names, pods, token.as_ref()).await;
+    }
+    if operator_token.is_none() && seen.cluster.is_some() && !paused && failure.is_none() {
+        match create_operator_token(ctx, &admin, vault, &names, &secrets, &seen, token.as_ref()).await {
+            Ok(created) => operator_token = Some(created),
+            Err(error) => failure = Some(error),
+        }
+    }
+    let admin_token = operator_token.as_ref().or(token.as_ref());
     let observation = Observation {
         names: names.clone(),
         desired_replicas: vault.spec.replicas,
@@ -203,7 +257,8 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
 
     let mut step_error = None;
     if !paused && failure.is_none() {
-        match apply_and_step(ctx, vault, &observation, &seen, token.as_ref(), &step).await {
+        let tokens = Tokens { root: token.as_ref(), admin: admin_token };
+        match apply_and_step(ctx, &admin, vault, &observation, &seen, tokens, &step).await {
             Ok(result) => step_error = result.err(),
             Err(error) => failure = Some(error),
         }
@@ -217,6 +272,10 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     }
     if let Some(error) = &seen.cluster_error {
         publish(ctx, vault, EventType::Warning, "VaultUnreachable", "Observe", error.to_string()).await;
+    }
+    if vault.spec.hsm.softhsm.is_some() && !status::warns_of_insecure_key_storage(vault.status.as_ref()) {
+        let note = status::softhsm_warning(&names);
+        publish(ctx, vault, EventType::Warning, status::SOFTHSM_DEVELOPMENT_MODE, "Reconcile", note).await;
     }
 
     let outcome = Outcome {
@@ -244,22 +303,72 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
     }
 }
 
+/// The root token (bootstrap only) and the token of every other admin call (the operator's
+/// scoped token once it exists, the root token before).
+#[derive(Clone, Copy)]
+struct Tokens<'a> {
+    root: Option<&'a RootToken>,
+    admin: Option<&'a RootToken>,
+}
+
+/// Creates the operator's scoped token with the root token, on the member that answered for
+/// the cluster, and stores it in the Secret `<name>-operator-token` (owned by the vault).
+async fn create_operator_token<V: VaultAdmin>(
+    ctx: &Context<V>,
+    admin: &V,
+    vault: &PiiVault,
+    names: &VaultNames,
+    secrets: &Api<Secret>,
+    seen: &VaultObservation,
+    root: Option<&RootToken>,
+) -> Result<RootToken, Error> {
+    let root = root.ok_or(Error::MissingField("the root token Secret"))?;
+    let endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));
+    let request = CreateToken {
+        name: OPERATOR_TOKEN_NAME.to_string(),
+        scopes: OPERATOR_TOKEN_SCOPES.iter().map(ToString::to_string).collect(),
+        subject: None,
+    };
+    ctx.control.ensure_leader()?;
+    let created = admin.create_scoped_token(&endpoint, root, &request).await.map_err(Error::OperatorToken)?;
+    let name = names.operator_token_secret();
+    let secret = builders::generated_secret(vault, name.clone(), operator_token_data(&created.id, &created.secret))?;
+    apply_object(secrets, &secret).await?;
+    // Nothing but this Secret may hold a live operator token: earlier ones (a lost Secret,
+    // a vault whose data was replaced) are revoked, with the new token. Best effort.
+    match admin.revoke_others_named(&endpoint, &created.secret, OPERATOR_TOKEN_NAME, &created.id).await {
+        Ok(revoked) if !revoked.is_empty() => info!(vault = %key(vault), ?revoked, "revoked earlier operator tokens"),
+        Ok(_) => {}
+        Err(error) => warn!(vault = %key(vault), %error, "cannot revoke earlier operator tokens"),
+    }
+    let note =
+        format!("created the operator's vault token {} ({}) in Secret {name}", created.id, request.scopes.join(", "));
+    info!(vault = %key(vault), "{note}");
+    publish(ctx, vault, EventType::Normal, "OperatorTokenCreated", "CreateToken", note).await;
+    Ok(created.secret)
+}
+
 /// Applies the children (the StatefulSet at the size `step` allows), then takes the step.
 /// `Ok(Err(_))`: the vault refused or missed the membership change.
 async fn apply_and_step<V: VaultAdmin>(
     ctx: &Context<V>,
+    admin: &V,
     vault: &PiiVault,
     observation: &Observation,
     seen: &VaultObservation,
-    token: Option<&RootToken>,
+    tokens: Tokens<'_>,
     step: &Step,
 ) -> Result<Result<(), VaultError>, Error> {
     let children = builders::children(vault, membership::stateful_set_replicas(observation, step))?;
     ctx.control.ensure_leader()?;
     apply_children(ctx, observation.names.namespace(), &children).await?;
     // Not paused: the generated Secrets exist, or the referenced one was read.
-    let token = token.ok_or(Error::MissingField("the root token Secret"))?;
-    match take_step(ctx, vault, seen, token, step).await {
+    let missing = || Error::MissingField("the root token Secret");
+    let token = match step {
+        Step::Bootstrap { .. } => tokens.root.ok_or_else(missing)?,
+        _ => tokens.admin.ok_or_else(missing)?,
+    };
+    match take_step(ctx, admin, vault, seen, token, step).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Vault(error)) => Ok(Err(error)),
         Err(error) => Err(error),
@@ -298,6 +407,79 @@ async fn ensure_generated_secrets<V>(
         ensured.insert(name, data);
     }
     Ok(ensured)
+}
+
+/// The CA the operator trusts for the vault's API; `None` when TLS is off. With
+/// `may_write`, first makes sure the operator's CA and the certificate it issues exist and
+/// are fresh (see [`api_tls`]); a cert-manager Secret named in the spec is only read.
+async fn api_ca<V>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    names: &VaultNames,
+    secrets: &Api<Secret>,
+    may_write: bool,
+) -> Result<Option<Vec<u8>>, Error> {
+    let Some(secret_name) = api_tls::api_tls_secret(vault) else { return Ok(None) };
+    if vault.spec.tls.api_secret_name.is_some() {
+        return api_tls::read_trusted_ca(vault, secrets).await;
+    }
+    if !may_write {
+        // Paused or refused: the issued certificate as it is; none yet, nothing to trust.
+        return match api_tls::read_trusted_ca(vault, secrets).await {
+            Err(Error::SecretMissing { .. }) => Ok(None),
+            other => other,
+        };
+    }
+    let uid = vault.metadata.uid.as_deref().ok_or(Error::MissingField("PiiVault metadata.uid"))?;
+    let controlled = |secret: &Secret, name: &str| {
+        let owned =
+            secret.metadata.owner_references.iter().flatten().any(|o| o.uid == uid && o.controller == Some(true));
+        if owned {
+            Ok(())
+        } else {
+            Err(Error::SecretConflict { secret: name.to_string() })
+        }
+    };
+    let today = api_tls::today();
+
+    let ca_name = names.api_ca_secret();
+    let existing_ca = secrets.get_opt(&ca_name).await?;
+    let complete = |data: &BTreeMap<String, ByteString>| ["ca.crt", "ca.key"].iter().all(|key| data.contains_key(*key));
+    let ca = match existing_ca {
+        Some(secret) => {
+            controlled(&secret, &ca_name)?;
+            secret.data.filter(complete)
+        }
+        None => None,
+    };
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            let ca = api_tls::generate_ca(names, today)?;
+            ctx.control.ensure_leader()?;
+            apply_object(secrets, &builders::generated_secret(vault, ca_name.clone(), ca.clone())?).await?;
+            info!(vault = %key(vault), secret = %ca_name, "generated the API CA");
+            ca
+        }
+    };
+    let ca_pem = ca.get("ca.crt").map(|value| value.0.clone()).unwrap_or_default();
+
+    let existing = secrets.get_opt(&secret_name).await?;
+    if let Some(secret) = &existing {
+        controlled(secret, &secret_name)?;
+    }
+    if api_tls::needs_issuing(existing.as_ref(), &ca_pem, today) {
+        let (data, not_after) = api_tls::issue(names, &ca, today)?;
+        let mut secret = builders::generated_secret(vault, secret_name.clone(), data)?;
+        secret.metadata.annotations =
+            Some(BTreeMap::from([(api_tls::NOT_AFTER_ANNOTATION.to_string(), not_after.to_string())]));
+        ctx.control.ensure_leader()?;
+        apply_object(secrets, &secret).await?;
+        let note = format!("issued the API certificate in Secret {secret_name}, valid until {not_after}");
+        info!(vault = %key(vault), "{note}");
+        publish(ctx, vault, EventType::Normal, "CertificateIssued", "IssueCertificate", note).await;
+    }
+    Ok(Some(ca_pem))
 }
 
 /// The root token: from the referenced Secret, or from the generated one (as just ensured,
@@ -445,13 +627,13 @@ where
 /// Fails with [`Error::NotLeader`], calling nothing, unless this replica may act right now.
 async fn take_step<V: VaultAdmin>(
     ctx: &Context<V>,
+    admin: &V,
     vault: &PiiVault,
     seen: &VaultObservation,
     token: &RootToken,
     step: &Step,
 ) -> Result<(), Error> {
     let names = VaultNames::of(vault);
-    let admin = &ctx.vault;
     // Cluster-wide calls go to the member that answered for the cluster (the leader when
     // one said so); vaultd forwards them to the leader otherwise.
     let member_endpoint = seen.cluster_endpoint.clone().unwrap_or_else(|| names.api_address(0));

@@ -190,6 +190,44 @@ pub fn root_token_of(vault: &PiiVault, secret: Option<&Secret>) -> Result<RootTo
         .ok_or(Error::SecretIncomplete { secret: name, key })
 }
 
+/// The name of the operator's own vault token (one per vault).
+pub const OPERATOR_TOKEN_NAME: &str = "strongroom-operator";
+/// What the operator does with its token: membership (`cluster:admin`), tokens for
+/// retention policies (`tokens:admin`, which may only grant scopes it holds, hence
+/// `retention:run`).
+pub const OPERATOR_TOKEN_SCOPES: [&str; 3] = ["cluster:admin", "tokens:admin", "retention:run"];
+
+/// The operator's scoped token in `secret` (the Secret `<name>-operator-token`, as read):
+/// `Ok(None)` when there is none yet, an error when a Secret of that name is not this
+/// vault's.
+pub fn operator_token_of(vault: &PiiVault, secret: Option<&Secret>) -> Result<Option<RootToken>, Error> {
+    let Some(secret) = secret else { return Ok(None) };
+    let name = VaultNames::of(vault).operator_token_secret();
+    let uid = vault.metadata.uid.as_deref().unwrap_or_default();
+    let controlled = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.uid == uid && owner.controller == Some(true));
+    if !controlled {
+        return Err(Error::SecretConflict { secret: name });
+    }
+    let data = secret.data.clone().unwrap_or_default();
+    data.get("token")
+        .and_then(|value| RootToken::from_secret_value(&value.0))
+        .map(Some)
+        .ok_or(Error::SecretIncomplete { secret: name, key: "token".to_string() })
+}
+
+/// The data of the operator token's Secret.
+pub fn operator_token_data(id: &str, token: &RootToken) -> BTreeMap<String, ByteString> {
+    BTreeMap::from([
+        ("id".to_string(), ByteString(id.as_bytes().to_vec())),
+        ("token".to_string(), ByteString(token.expose().as_bytes().to_vec())),
+    ])
+}
+
 /// A generated CA and the peer certificate it signed (PEM).
 pub struct PeerCertificates {
     pub ca_pem: String,

@@ -8,6 +8,8 @@
 //! - `Degraded`: something needs attention; the reason says what (a failure that stopped
 //!   the reconcile, such as a missing Secret, before a failed membership change, before a
 //!   problem the membership logic waits on).
+//! - `InsecureKeyStorage` (only while `hsm.softhsm` is used, always `True`, reason
+//!   `SoftHsmDevelopmentMode`): a warning that the KEK is kept in a Secret.
 
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::cluster::Member;
@@ -22,6 +24,25 @@ pub const READY: &str = "Ready";
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const INSECURE_KEY_STORAGE: &str = "InsecureKeyStorage";
+/// The reason of `InsecureKeyStorage` and of its Warning Event.
+pub const SOFTHSM_DEVELOPMENT_MODE: &str = "SoftHsmDevelopmentMode";
+
+/// Why a SoftHSM vault's key storage is insecure (the `InsecureKeyStorage` message).
+pub fn softhsm_warning(names: &VaultNames) -> String {
+    format!(
+        "hsm.softhsm is for development only: the raw KEK is kept in the Secret {}, readable by anyone who may \
+         read Secrets of this namespace and stored in etcd and its backups; never keep real personal data here",
+        names.softhsm_secret()
+    )
+}
+
+/// Whether `status` already carries the `InsecureKeyStorage` warning.
+pub fn warns_of_insecure_key_storage(status: Option<&PiiVaultStatus>) -> bool {
+    status.is_some_and(|status| {
+        status.conditions.iter().any(|condition| condition.type_ == INSECURE_KEY_STORAGE && condition.status == "True")
+    })
+}
 
 /// A condition's reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,14 +229,19 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
     let condition = |type_: &str, status: bool, why: &Explanation| {
         controller_kit::condition(earlier, generation, now, type_, status, why.reason, why.message.clone())
     };
+    let mut conditions = vec![
+        condition(READY, ready, &ready_why),
+        condition(AVAILABLE, available, &available_why),
+        condition(PROGRESSING, progressing, &progressing_why),
+        condition(DEGRADED, problem.is_some(), &degraded_why),
+    ];
+    if vault.spec.hsm.softhsm.is_some() {
+        let why = Explanation::new(SOFTHSM_DEVELOPMENT_MODE, softhsm_warning(names));
+        conditions.push(condition(INSECURE_KEY_STORAGE, true, &why));
+    }
     PiiVaultStatus {
         observed_generation: generation,
-        conditions: vec![
-            condition(READY, ready, &ready_why),
-            condition(AVAILABLE, available, &available_why),
-            condition(PROGRESSING, progressing, &progressing_why),
-            condition(DEGRADED, problem.is_some(), &degraded_why),
-        ],
+        conditions,
         phase: Some(phase),
         ready_replicas: healthy_voters,
         leader,

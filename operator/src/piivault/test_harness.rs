@@ -7,14 +7,19 @@ use std::sync::{Arc, Mutex};
 use kube::runtime::events::Reporter;
 use serde_json::Value;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded, NodeState, NodeSummary};
+use strongroom_admin_api::tokens::CreateToken;
 use tokio::task::JoinHandle;
 
 use super::defaults::VaultDefaults;
+use super::policy::VaultPolicy;
 use super::reconciler::Context;
 use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::vaultd_client::{RootToken, StatusBody, VaultAdmin, VaultError};
+use crate::vaultd_client::{NewToken, RootToken, StatusBody, TrustVault, VaultAdmin, VaultError};
+
+/// The secret of the scoped token the scripted vault hands out.
+pub const SCOPED_TOKEN: &str = "scoped-operator-token";
 
 /// A call the operator made to the vault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +30,10 @@ pub enum VaultCall {
     AddLearner(String, AddLearner),
     Promote(String, u64),
     RemoveMember(String, u64),
+    /// `POST /v1/sys/tokens`: the node and the scopes asked for.
+    CreateToken(String, Vec<String>),
+    /// Tokens of a name revoked but one: the name and the id kept.
+    RevokeOthers(String, String),
 }
 
 impl VaultCall {
@@ -41,6 +50,12 @@ struct Script {
     next_id: u64,
     calls: Vec<VaultCall>,
     tokens: Vec<RootToken>,
+    /// Token creation answers 401 (the root token was retired).
+    refuse_tokens: bool,
+    /// The CAs the reconciler asked the client to trust.
+    trusted: Vec<Option<Vec<u8>>>,
+    /// Tokens the vault does not know (401).
+    unknown_tokens: Vec<RootToken>,
 }
 
 /// A vault whose answers the test sets up. Nodes not scripted are unreachable, and so is
@@ -62,6 +77,23 @@ impl ScriptedVault {
         script.next_id = cluster.members.iter().map(|member| member.id).max().unwrap_or(0) + 1;
         script.cluster = Some(cluster);
         self
+    }
+
+    /// Refuses token creation, as a vault whose root token was retired.
+    pub fn refuse_tokens(&self) -> &Self {
+        self.script.lock().unwrap().refuse_tokens = true;
+        self
+    }
+
+    /// Answers 401 to `token`, as a vault that never issued it.
+    pub fn unknown_token(&self, token: RootToken) -> &Self {
+        self.script.lock().unwrap().unknown_tokens.push(token);
+        self
+    }
+
+    /// The CAs (PEM) the reconciler's clients trusted, in order.
+    pub fn trusted(&self) -> Vec<Option<Vec<u8>>> {
+        self.script.lock().unwrap().trusted.clone()
     }
 
     pub fn calls(&self) -> Vec<VaultCall> {
@@ -96,6 +128,13 @@ impl ScriptedVault {
     }
 }
 
+impl TrustVault for ScriptedVault {
+    fn trusting(&self, ca_pem: Option<&[u8]>) -> Result<Self, VaultError> {
+        self.script.lock().unwrap().trusted.push(ca_pem.map(<[u8]>::to_vec));
+        Ok(self.clone())
+    }
+}
+
 impl VaultAdmin for ScriptedVault {
     async fn node_status(&self, node: &str) -> Result<StatusBody, VaultError> {
         self.record(VaultCall::StatusBody(node.to_string()), None);
@@ -110,6 +149,9 @@ impl VaultAdmin for ScriptedVault {
 
     async fn cluster_status(&self, node: &str, token: &RootToken) -> Result<ClusterStatus, VaultError> {
         self.record(VaultCall::ClusterStatus(node.to_string()), Some(token));
+        if self.script.lock().unwrap().unknown_tokens.contains(token) {
+            return Err(VaultError::Rejected { node: node.to_string(), status: 401, message: "invalid token".into() });
+        }
         self.script.lock().unwrap().cluster.clone().ok_or_else(|| Self::unreachable(node))
     }
 
@@ -137,6 +179,35 @@ impl VaultAdmin for ScriptedVault {
         self.record(VaultCall::RemoveMember(node.to_string(), id), Some(token));
         Ok(())
     }
+
+    async fn create_scoped_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> Result<NewToken, VaultError> {
+        self.record(VaultCall::CreateToken(node.to_string(), request.scopes.clone()), Some(token));
+        if self.script.lock().unwrap().refuse_tokens {
+            return Err(VaultError::Rejected { node: node.to_string(), status: 401, message: "invalid token".into() });
+        }
+        Ok(NewToken { id: "tok-operator".into(), secret: RootToken::new(SCOPED_TOKEN) })
+    }
+
+    async fn revoke_others_named(
+        &self,
+        _node: &str,
+        token: &RootToken,
+        name: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, VaultError> {
+        self.record(VaultCall::RevokeOthers(name.to_string(), keep.to_string()), Some(token));
+        Ok(vec![])
+    }
+}
+
+/// The policy of the tests: the test vault's image registry.
+pub fn test_policy() -> VaultPolicy {
+    VaultPolicy::from_lists(&["registry.example/strongroom/*".into()], &[], &[])
 }
 
 /// A reconciler context over the fake API server and a scripted vault.
@@ -156,6 +227,7 @@ pub fn test_context_with(
 ) -> (Arc<Context<ScriptedVault>>, JoinHandle<Vec<ApiRequest>>) {
     let (client, server) = fake_api_server(objects, options);
     let reporter = Reporter { controller: "strongroom-operator".into(), instance: Some("test".into()) };
-    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default());
+    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter, VaultDefaults::default())
+        .with_policy(test_policy());
     (Arc::new(context.with_leader_gate(gate)), server)
 }

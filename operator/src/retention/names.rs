@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(names.token_secret(), "retention-drop-phone-token");
         assert_eq!(names.run_label(), "shop/drop-phone");
         assert_eq!(names.token_name(), "retention-shop-drop-phone");
-        assert_eq!(names.vault().client_address(), "http://customers.shop.svc:3000");
+        assert_eq!(names.vault().client_address(), "https://customers.shop.svc:3000");
     }
 
     #[test]

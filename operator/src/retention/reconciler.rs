@@ -58,7 +58,9 @@ use crate::crd::retention_policy::IssuedToken;
 use crate::crd::{PiiVault, RetentionPolicy, RetentionPolicyStatus};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::piivault::secret_material::{root_token_location, root_token_of};
+use crate::piivault::api_tls;
+use crate::piivault::names::VaultNames;
+use crate::piivault::secret_material::{operator_token_of, root_token_location, root_token_of};
 use crate::piivault::status::Explanation;
 use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken};
 use crate::{Error, FIELD_MANAGER};
@@ -217,15 +219,18 @@ async fn converge<V: RetentionAdmin>(
     let next_run = schedule::next_run(&policy.spec.schedule, now).map_err(Error::InvalidSchedule)?;
 
     let existing = secrets.get_opt(&names.token_secret()).await?;
-    let (mut token, fresh) = match held_token(policy, existing.as_ref(), &vault_uid)? {
-        Some(held) => (held, false),
-        None => {
-            if let Some(wait) = root_token_not_generated_yet(&vault, &secrets).await? {
-                outcome.failure = Some(wait);
-                return Ok(Converged::WaitingForVault);
-            }
-            (issue_token(ctx, policy, &vault, &vault_uid, &secrets).await?, true)
+    let held = held_token(policy, existing.as_ref(), &vault_uid)?;
+    if held.is_none() {
+        if let Some(wait) = root_token_not_generated_yet(&vault, &secrets).await? {
+            outcome.failure = Some(wait);
+            return Ok(Converged::WaitingForVault);
         }
+    }
+    // HTTPS to the vault's API, trusting only its CA.
+    let client = ctx.vault.trusting(api_tls::read_trusted_ca(&vault, &secrets).await?.as_deref())?;
+    let (mut token, fresh) = match held {
+        Some(held) => (held, false),
+        None => (issue_token(ctx, &client, policy, &vault, &vault_uid, &secrets).await?, true),
     };
     outcome.token = Some(issued(&names, &token.id, &vault_uid));
 
@@ -238,15 +243,15 @@ async fn converge<V: RetentionAdmin>(
     outcome.next_run = (!policy.spec.suspend).then_some(next_run);
     outcome.last_job_failed = last_job_failed(&applied);
 
-    let address = vault_names.client_address();
+    let address = VaultNames::of(&vault).client_address();
     let label = names.run_label();
-    let mut runs = ctx.vault.latest_run(&address, &token.secret, &label).await;
+    let mut runs = client.latest_run(&address, &token.secret, &label).await;
     if !fresh && matches!(&runs, Err(error) if error.status() == Some(401)) {
         // The vault does not know the stored token (its data was replaced?): issue anew.
         info!(policy = %key(policy), token = %token.id, "the vault rejects the policy's token; issuing a new one");
-        token = issue_token(ctx, policy, &vault, &vault_uid, &secrets).await?;
+        token = issue_token(ctx, &client, policy, &vault, &vault_uid, &secrets).await?;
         outcome.token = Some(issued(&names, &token.id, &vault_uid));
-        runs = ctx.vault.latest_run(&address, &token.secret, &label).await;
+        runs = client.latest_run(&address, &token.secret, &label).await;
     }
     outcome.runs = match runs {
         Ok(run) => Runs::Read(run),
@@ -292,31 +297,32 @@ pub fn held_token(
 /// the policy's name are revoked first: nothing but this Secret may hold a live one.
 async fn issue_token<V: RetentionAdmin>(
     ctx: &Context<V>,
+    client: &V,
     policy: &RetentionPolicy,
     vault: &PiiVault,
     vault_uid: &str,
     secrets: &Api<Secret>,
 ) -> Result<NewToken, Error> {
     let names = PolicyNames::of(policy);
-    let address = names.vault().client_address();
+    let address = VaultNames::of(vault).client_address();
     let root = read_root_token(vault, secrets).await?;
     let token_name = names.token_name();
     ctx.control.ensure_leader()?;
-    for leftover in ctx.vault.list_tokens(&address, &root).await?.into_iter().filter(|t| t.name == token_name) {
+    for leftover in client.list_tokens(&address, &root).await?.into_iter().filter(|t| t.name == token_name) {
         ctx.control.ensure_leader()?;
-        ctx.vault.revoke_token(&address, &root, &leftover.id).await?;
+        client.revoke_token(&address, &root, &leftover.id).await?;
         info!(policy = %key(policy), token = %leftover.id, "revoked an earlier token of this policy");
     }
     ctx.control.ensure_leader()?;
     let request = CreateToken { name: token_name, scopes: vec![RUN_SCOPE.to_string()], subject: None };
-    let created = ctx.vault.create_token(&address, &root, &request).await?;
+    let created = client.create_token(&address, &root, &request).await?;
     let stored = match builders::token_secret(policy, &created, vault_uid) {
         Ok(secret) => apply_object(secrets, &secret).await,
         Err(error) => Err(error),
     };
     if let Err(error) = stored {
         // Not kept anywhere: revoke it now (or, failing that, as a leftover next time).
-        if let Err(revoke) = ctx.vault.revoke_token(&address, &root, &created.id).await {
+        if let Err(revoke) = client.revoke_token(&address, &root, &created.id).await {
             warn!(policy = %key(policy), token = %created.id, error = %revoke, "cannot revoke an unstored token");
         }
         return Err(error);
@@ -348,8 +354,14 @@ async fn root_token_not_generated_yet(vault: &PiiVault, secrets: &Api<Secret>) -
     Ok(Some(Explanation { reason: "VaultNotReady", message }))
 }
 
-/// The vault's root token, from the Secret its spec names or the one generated for it.
+/// The token for the vault's token API: the operator's scoped token of the vault once it
+/// has one (the root token may be retired by then), otherwise the vault's root token, from
+/// the Secret its spec names or the one generated for it.
 async fn read_root_token(vault: &PiiVault, secrets: &Api<Secret>) -> Result<RootToken, Error> {
+    let operator_secret = secrets.get_opt(&VaultNames::of(vault).operator_token_secret()).await?;
+    if let Some(token) = operator_token_of(vault, operator_secret.as_ref())? {
+        return Ok(token);
+    }
     let (name, _) = root_token_location(vault);
     root_token_of(vault, secrets.get_opt(&name).await?.as_ref())
 }
@@ -449,8 +461,9 @@ async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) 
     };
     let revoked = async {
         let root = read_root_token(&vault, &secrets).await?;
+        let client = ctx.vault.trusting(api_tls::read_trusted_ca(&vault, &secrets).await?.as_deref())?;
         ctx.control.ensure_leader()?;
-        ctx.vault.revoke_token(&names.vault().client_address(), &root, &id).await?;
+        client.revoke_token(&VaultNames::of(&vault).client_address(), &root, &id).await?;
         Ok::<_, Error>(())
     }
     .await;

@@ -14,7 +14,7 @@ use super::reconciler::Context;
 use crate::fake_api_server::{fake_api_server, ApiRequest, FakeApiOptions};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
-use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken, VaultError};
+use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken, TrustVault, VaultError};
 
 /// A call the operator made to the vault, with the token it carried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +34,8 @@ struct Script {
     /// Every call fails as if the vault were down.
     unreachable: bool,
     calls: Vec<(Call, String)>,
+    /// The CAs the reconciler asked the client to trust.
+    trusted: Vec<Option<Vec<u8>>>,
 }
 
 /// A vault whose token store and run history the test sets up.
@@ -67,6 +69,11 @@ impl ScriptedVault {
         self
     }
 
+    /// The CAs (PEM) the reconciler's clients trusted, in order.
+    pub fn trusted(&self) -> Vec<Option<Vec<u8>>> {
+        self.script.lock().unwrap().trusted.clone()
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.script.lock().unwrap().calls.iter().map(|(call, _)| call.clone()).collect()
     }
@@ -92,7 +99,7 @@ impl ScriptedVault {
 
     fn is_root(token: &RootToken) -> Result<(), VaultError> {
         match token.expose() {
-            ROOT_TOKEN => Ok(()),
+            ROOT_TOKEN | OPERATOR_TOKEN => Ok(()),
             _ => Err(VaultError::Rejected { node: "vault".into(), status: 403, message: "missing scope".into() }),
         }
     }
@@ -100,6 +107,15 @@ impl ScriptedVault {
 
 /// The root token the tests' vaults hold in their generated Secret.
 pub const ROOT_TOKEN: &str = "root-token-of-the-customers-vault";
+/// The operator's scoped token of the tests' vault (`tokens:admin` among its scopes).
+pub const OPERATOR_TOKEN: &str = "operator-token-of-the-customers-vault";
+
+impl TrustVault for ScriptedVault {
+    fn trusting(&self, ca_pem: Option<&[u8]>) -> Result<Self, VaultError> {
+        self.script.lock().unwrap().trusted.push(ca_pem.map(<[u8]>::to_vec));
+        Ok(self.clone())
+    }
+}
 
 impl RetentionAdmin for ScriptedVault {
     async fn create_token(&self, node: &str, token: &RootToken, request: &CreateToken) -> Result<NewToken, VaultError> {

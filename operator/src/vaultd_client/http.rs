@@ -1,5 +1,7 @@
 //! [`VaultAdmin`] over HTTP with reqwest, speaking vaultd's JSON envelope.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -9,26 +11,40 @@ use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, MemberAdded};
 use strongroom_admin_api::retention::{RunList, RunReport};
 use strongroom_admin_api::tokens::{CreateToken, TokenCreated, TokenInfo, TokenList};
 
-use super::{NewToken, RetentionAdmin, RootToken, StatusBody, VaultAdmin, VaultError};
+use super::{NewToken, RetentionAdmin, RootToken, StatusBody, TrustVault, VaultAdmin, VaultError};
 
 /// The header vaultd reads the token from (Databunker's name).
 const TOKEN_HEADER: &str = "X-Bunker-Token";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The real vault client. Cheap to clone.
+/// Clients per trusted CA kept at most (renewed CAs replace old ones rarely).
+const MAX_CACHED_CLIENTS: usize = 64;
+
+/// The real vault client. Cheap to clone. Built without any trusted root: HTTPS works only
+/// through [`TrustVault::trusting`], with the vault's own CA.
 #[derive(Clone, Debug)]
 pub struct HttpVaultAdmin {
     http: reqwest::Client,
+    /// One client per CA (PEM), shared by every clone.
+    by_ca: Arc<Mutex<HashMap<Vec<u8>, reqwest::Client>>>,
+}
+
+fn setup_error(error: impl std::fmt::Display) -> VaultError {
+    VaultError::Unreachable { node: "(client setup)".into(), reason: error.to_string() }
 }
 
 impl HttpVaultAdmin {
     pub fn new() -> Result<Self, VaultError> {
-        let http =
-            reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).build().map_err(
-                |error| VaultError::Unreachable { node: "(client setup)".into(), reason: error.to_string() },
-            )?;
-        Ok(Self { http })
+        let http = Self::builder().build().map_err(setup_error)?;
+        Ok(Self { http, by_ca: Arc::default() })
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .tls_built_in_root_certs(false)
     }
 
     fn request(&self, method: Method, node: &str, path: &str, token: Option<&RootToken>) -> RequestBuilder {
@@ -92,6 +108,26 @@ async fn decode<T: DeserializeOwned>(node: &str, response: Response) -> Result<T
     Ok(envelope.body)
 }
 
+impl TrustVault for HttpVaultAdmin {
+    fn trusting(&self, ca_pem: Option<&[u8]>) -> Result<Self, VaultError> {
+        let Some(ca_pem) = ca_pem else { return Ok(Self { http: self.http.clone(), by_ca: self.by_ca.clone() }) };
+        let mut by_ca = self.by_ca.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let http = match by_ca.get(ca_pem) {
+            Some(http) => http.clone(),
+            None => {
+                let ca = reqwest::Certificate::from_pem(ca_pem).map_err(setup_error)?;
+                let http = Self::builder().add_root_certificate(ca).build().map_err(setup_error)?;
+                if by_ca.len() >= MAX_CACHED_CLIENTS {
+                    by_ca.clear();
+                }
+                by_ca.insert(ca_pem.to_vec(), http.clone());
+                http
+            }
+        };
+        Ok(Self { http, by_ca: self.by_ca.clone() })
+    }
+}
+
 impl VaultAdmin for HttpVaultAdmin {
     async fn node_status(&self, node: &str) -> Result<StatusBody, VaultError> {
         self.call(node, self.request(Method::GET, node, "/v1/status", None)).await
@@ -126,6 +162,30 @@ impl VaultAdmin for HttpVaultAdmin {
     async fn remove_member(&self, node: &str, token: &RootToken, id: u64) -> Result<(), VaultError> {
         let path = format!("/v1/sys/cluster/members/{id}");
         self.call::<Empty>(node, self.request(Method::DELETE, node, &path, Some(token))).await.map(|_| ())
+    }
+
+    async fn create_scoped_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> Result<NewToken, VaultError> {
+        RetentionAdmin::create_token(self, node, token, request).await
+    }
+
+    async fn revoke_others_named(
+        &self,
+        node: &str,
+        token: &RootToken,
+        name: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, VaultError> {
+        let mut revoked = Vec::new();
+        for other in self.list_tokens(node, token).await?.into_iter().filter(|t| t.name == name && t.id != keep) {
+            self.revoke_token(node, token, &other.id).await?;
+            revoked.push(other.id);
+        }
+        Ok(revoked)
     }
 }
 
@@ -404,5 +464,63 @@ mod tests {
         let (node, _) = serve_once(200, r#"{"unexpected":true}"#).await;
         let error = HttpVaultAdmin::new().unwrap().node_status(&node).await.unwrap_err();
         assert!(matches!(error, VaultError::InvalidResponse { .. }), "{error:?}");
+    }
+
+    /// An HTTPS vaultd stand-in on 127.0.0.1 serving `/v1/status` with the certificate in
+    /// `tls` (`tls.crt`, `tls.key`); its base URL under the name `localhost`.
+    async fn serve_https(tls: &std::collections::BTreeMap<String, k8s_openapi::ByteString>) -> String {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(&tls["tls.crt"].0).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&tls["tls.key"].0).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().route(
+                "/v1/status",
+                actix_web::web::get().to(|| async {
+                    actix_web::HttpResponse::Ok().content_type("application/json").body(
+                        r#"{"status":"ok","version":"0.1.0","kek":"k","node":{"id":null,"state":"uninitialized","leader":null}}"#,
+                    )
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen_rustls_0_23(listener, config)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        format!("https://localhost:{port}")
+    }
+
+    #[tokio::test]
+    async fn over_https_only_the_vaults_own_ca_is_trusted() {
+        use crate::piivault::api_tls::{generate_ca, issue, today};
+        use crate::piivault::names::VaultNames;
+        let names = VaultNames::new("vault", "pii");
+        let ca = generate_ca(&names, today()).unwrap();
+        let (tls, _) = issue(&names, &ca, today()).unwrap();
+        let node = serve_https(&tls).await;
+        let client = HttpVaultAdmin::new().unwrap();
+
+        let trusting = client.trusting(Some(&ca["ca.crt"].0)).unwrap();
+        let status = trusting.node_status(&node).await.unwrap();
+        assert_eq!(status.node.state, NodeState::Uninitialized);
+        // The same client again, from the cache.
+        client.trusting(Some(&ca["ca.crt"].0)).unwrap().node_status(&node).await.unwrap();
+
+        // No CA, or another vault's CA: the certificate is refused.
+        let error = client.node_status(&node).await.unwrap_err();
+        assert!(matches!(error, VaultError::Unreachable { .. }), "{error:?}");
+        let other = generate_ca(&names, today()).unwrap();
+        let error = client.trusting(Some(&other["ca.crt"].0)).unwrap().node_status(&node).await.unwrap_err();
+        assert!(matches!(error, VaultError::Unreachable { .. }), "{error:?}");
     }
 }

@@ -2,8 +2,9 @@
 //! retention policies — its token and retention-run APIs.
 //!
 //! The reconcilers only see the [`VaultAdmin`] and [`RetentionAdmin`] traits, so their tests
-//! can script the vault's answers; [`HttpVaultAdmin`] is the real client of both. A node is named by the base URL of its
-//! API (`http://<pod>.<headless service>.<namespace>.svc:3000`).
+//! can script the vault's answers; [`HttpVaultAdmin`] is the real client of both. A node is
+//! named by the base URL of its API (`https://<pod>.<headless service>.<namespace>.svc:3000`);
+//! [`TrustVault::trusting`] gives the client that trusts one vault's CA.
 
 mod http;
 
@@ -71,9 +72,16 @@ impl VaultError {
     }
 }
 
+/// A client for one vault: over HTTPS it trusts that vault's CA and nothing else.
+pub trait TrustVault: Sized {
+    /// This client trusting only the CA in `ca_pem` (PEM) for HTTPS; with `None` no HTTPS
+    /// server is trusted at all (for a vault whose TLS is off, which is plain HTTP).
+    fn trusting(&self, ca_pem: Option<&[u8]>) -> Result<Self, VaultError>;
+}
+
 /// The calls the operator makes to vaultd. Each method names the node it talks to; calls
 /// that change membership may go to any member (vaultd forwards them to the leader).
-pub trait VaultAdmin: Send + Sync + 'static {
+pub trait VaultAdmin: TrustVault + Send + Sync + 'static {
     /// `GET /v1/status`.
     fn node_status(&self, node: &str) -> impl Future<Output = Result<StatusBody, VaultError>> + Send;
 
@@ -109,6 +117,25 @@ pub trait VaultAdmin: Send + Sync + 'static {
         token: &RootToken,
         id: u64,
     ) -> impl Future<Output = Result<(), VaultError>> + Send;
+
+    /// `POST /v1/sys/tokens`: the operator's own scoped token (see
+    /// [`RetentionAdmin::create_token`], the same call).
+    fn create_scoped_token(
+        &self,
+        node: &str,
+        token: &RootToken,
+        request: &CreateToken,
+    ) -> impl Future<Output = Result<NewToken, VaultError>> + Send;
+
+    /// Revokes every token named `name` but `keep` (`GET /v1/sys/tokens`, then
+    /// `DELETE /v1/sys/tokens/{id}`); returns the ids revoked.
+    fn revoke_others_named(
+        &self,
+        node: &str,
+        token: &RootToken,
+        name: &str,
+        keep: &str,
+    ) -> impl Future<Output = Result<Vec<String>, VaultError>> + Send;
 }
 
 /// A token the vault just created: its id, and the secret it shows only this once.
@@ -121,7 +148,7 @@ pub struct NewToken {
 /// The calls the `RetentionPolicy` controller makes: scoped tokens (`/v1/sys/tokens`, with
 /// the root token) and the run history (`/v1/sys/retention/runs`, with the policy's own
 /// token). `node` is the base URL of the vault's client Service; any node forwards.
-pub trait RetentionAdmin: Send + Sync + 'static {
+pub trait RetentionAdmin: TrustVault + Send + Sync + 'static {
     /// `POST /v1/sys/tokens`.
     fn create_token(
         &self,

@@ -30,6 +30,12 @@ pub fn config_map(vault: &PiiVault) -> Result<ConfigMap, Error> {
         env.insert("VAULTD_PEER_TLS_CERT", format!("{}/tls.crt", layout::PEER_TLS_DIR));
         env.insert("VAULTD_PEER_TLS_KEY", format!("{}/tls.key", layout::PEER_TLS_DIR));
         env.insert("VAULTD_PEER_TLS_CA", format!("{}/ca.crt", layout::PEER_TLS_DIR));
+        // vaultd re-reads these when the mounted Secret changes (a renewed certificate).
+        env.insert("VAULTD_TLS_CERT", format!("{}/tls.crt", layout::API_TLS_DIR));
+        env.insert("VAULTD_TLS_KEY", format!("{}/tls.key", layout::API_TLS_DIR));
+    } else {
+        // A listener on 0.0.0.0 without a certificate must be chosen explicitly.
+        env.insert("VAULTD_TLS_DISABLE", "true".to_string());
     }
     match &spec.hsm.pkcs11 {
         Some(pkcs11) => {
@@ -92,7 +98,16 @@ mod tests {
         let mut vault = softhsm_vault(3);
         vault.spec.tls.enabled = false;
         let data = data(&vault);
-        assert!(data.keys().all(|key| !key.starts_with("VAULTD_PEER_TLS")));
+        assert!(data.keys().all(|key| !key.starts_with("VAULTD_PEER_TLS") && !key.starts_with("VAULTD_TLS_C")));
+        assert_eq!(data["VAULTD_TLS_DISABLE"], "true", "a plain listener on 0.0.0.0 is chosen explicitly");
         assert_eq!(data["VAULTD_PEER_SECRET_FILE"], "/etc/strongroom/peer-auth/secret");
+    }
+
+    #[test]
+    fn with_tls_the_api_serves_the_mounted_certificate() {
+        let data = data(&softhsm_vault(3));
+        assert_eq!(data["VAULTD_TLS_CERT"], "/etc/strongroom/api-tls/tls.crt");
+        assert_eq!(data["VAULTD_TLS_KEY"], "/etc/strongroom/api-tls/tls.key");
+        assert!(!data.contains_key("VAULTD_TLS_DISABLE"));
     }
 }

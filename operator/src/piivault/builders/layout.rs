@@ -10,6 +10,8 @@ pub const ROOT_TOKEN_FILE: &str = "/etc/strongroom/root-token/token";
 pub const PEER_AUTH_DIR: &str = "/etc/strongroom/peer-auth";
 pub const PEER_AUTH_FILE: &str = "/etc/strongroom/peer-auth/secret";
 /// The peer port's certificate, key and CA (`tls.crt`, `tls.key`, `ca.crt`).
+/// The API certificate and its CA (`tls.crt`, `tls.key`, `ca.crt`).
+pub const API_TLS_DIR: &str = "/etc/strongroom/api-tls";
 pub const PEER_TLS_DIR: &str = "/etc/strongroom/peer-tls";
 /// The HSM user PIN, as a file named `pin`.
 pub const HSM_PIN_DIR: &str = "/etc/strongroom/hsm-pin";

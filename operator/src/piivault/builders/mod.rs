@@ -94,7 +94,7 @@ pub(crate) mod test_support {
                 hsm: HsmSpec {
                     token_label: "strongroom".into(),
                     kek_label: "strongroom-kek-1".into(),
-                    softhsm: Some(SoftHsmSpec {}),
+                    softhsm: Some(SoftHsmSpec { acknowledge_development_only: true }),
                     pkcs11: None,
                 },
                 tls: TlsSpec::default(),

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{child_meta, layout};
 use crate::crd::PiiVault;
+use crate::piivault::api_tls::api_tls_secret;
 use crate::piivault::names::{labels, selector_labels, VaultNames, API_PORT, PEER_PORT};
 use crate::Error;
 
@@ -38,6 +39,7 @@ const DATA_VOLUME: &str = "data";
 const ROOT_TOKEN_VOLUME: &str = "root-token";
 const PEER_AUTH_VOLUME: &str = "peer-auth";
 const PEER_TLS_VOLUME: &str = "peer-tls";
+const API_TLS_VOLUME: &str = "api-tls";
 const HSM_PIN_VOLUME: &str = "hsm-pin";
 const SOFTHSM_TOKEN_VOLUME: &str = "softhsm-token";
 const SOFTHSM_SECRET_VOLUME: &str = "softhsm-secret";
@@ -136,12 +138,13 @@ pub(crate) fn restricted_security_context() -> SecurityContext {
 const STATUS: &str = "/v1/status";
 const READY_MEMBER: &str = "/v1/status?ready=member";
 
-fn status_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+/// The kubelet does not verify the certificate of an HTTPS probe; it only needs the scheme.
+fn status_probe(names: &VaultNames, path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String("api".to_string()),
-            scheme: Some("HTTP".to_string()),
+            scheme: Some(names.scheme().to_ascii_uppercase()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period_seconds),
@@ -214,6 +217,12 @@ fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
         let files = vec![("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")];
         volumes.push(secret_volume(PEER_TLS_VOLUME, &secret, Some(files)));
         vaultd_mounts.push(mount(PEER_TLS_VOLUME, layout::PEER_TLS_DIR, true));
+    }
+    if let Some(secret) = api_tls_secret(vault) {
+        // ca.crt too: what a node trusts when it forwards a request to the leader's API.
+        let files = vec![("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")];
+        volumes.push(secret_volume(API_TLS_VOLUME, &secret, Some(files)));
+        vaultd_mounts.push(mount(API_TLS_VOLUME, layout::API_TLS_DIR, true));
     }
 
     let mut init_containers = Vec::new();
@@ -289,7 +298,7 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
         env("VAULTD_ADVERTISE_PEER", format!("{peer_host}:{PEER_PORT}")),
-        env("VAULTD_ADVERTISE_API", format!("http://{peer_host}:{API_PORT}")),
+        env("VAULTD_ADVERTISE_API", format!("{}://{peer_host}:{API_PORT}", names.scheme())),
     ];
     if let Some(pkcs11) = &spec.hsm.pkcs11 {
         vaultd_env.extend(pkcs11.env.iter().cloned());
@@ -322,9 +331,9 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
         volume_mounts: Some(vaultd_mounts),
         resources: spec.resources.clone(),
         // The HSM login and opening the data directory may take a while on first start.
-        startup_probe: Some(status_probe(STATUS, 2, 60)),
-        readiness_probe: Some(status_probe(READY_MEMBER, 5, 3)),
-        liveness_probe: Some(status_probe(STATUS, 10, 6)),
+        startup_probe: Some(status_probe(&names, STATUS, 2, 60)),
+        readiness_probe: Some(status_probe(&names, READY_MEMBER, 5, 3)),
+        liveness_probe: Some(status_probe(&names, STATUS, 10, 6)),
         security_context: Some(restricted_security_context()),
         ..Container::default()
     };
@@ -478,7 +487,7 @@ mod tests {
         );
         assert_eq!(
             env_value(container, "VAULTD_ADVERTISE_API").as_deref(),
-            Some("http://$(POD_NAME).vault-headless.$(POD_NAMESPACE).svc:3000")
+            Some("https://$(POD_NAME).vault-headless.$(POD_NAMESPACE).svc:3000")
         );
         // `$(VAR)` only expands variables defined before it in the list.
         let position = |name: &str| container.env.iter().flatten().position(|var| var.name == name).unwrap();
@@ -585,6 +594,14 @@ mod tests {
         assert_eq!(root.items.as_ref().unwrap()[0].path, "token");
         let tls = volume(&set, "peer-tls").secret.as_ref().unwrap();
         assert_eq!(tls.secret_name.as_deref(), Some("cert-manager-peer"));
+        assert_eq!(volume(&set, "api-tls").secret.as_ref().unwrap().secret_name.as_deref(), Some("vault-api-tls"));
+        vault.spec.tls.api_secret_name = Some("cert-manager-api".into());
+        let set = render(&vault, 3);
+        let api = volume(&set, "api-tls").secret.as_ref().unwrap();
+        assert_eq!(api.secret_name.as_deref(), Some("cert-manager-api"));
+        let keys: Vec<&str> = api.items.iter().flatten().map(|item| item.key.as_str()).collect();
+        assert_eq!(keys, ["tls.crt", "tls.key", "ca.crt"]);
+        assert_eq!(mounts(vaultd(&set))["api-tls"], "/etc/strongroom/api-tls");
     }
 
     #[test]
@@ -593,7 +610,13 @@ mod tests {
         vault.spec.tls.enabled = false;
         let set = render(&vault, 3);
         assert!(!mounts(vaultd(&set)).contains_key("peer-tls"));
-        assert!(pod(&set).volumes.iter().flatten().all(|volume| volume.name != "peer-tls"));
+        assert!(pod(&set).volumes.iter().flatten().all(|volume| volume.name != "peer-tls" && volume.name != "api-tls"));
+        let probe = vaultd(&set).liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(probe.scheme.as_deref(), Some("HTTP"));
+        assert_eq!(
+            env_value(vaultd(&set), "VAULTD_ADVERTISE_API").unwrap(),
+            "http://$(POD_NAME).vault-headless.$(POD_NAMESPACE).svc:3000"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::Method;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::ToSpan;
 use kube::api::ObjectMeta;
 use serde_json::Value;
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, ErasureCompaction, Member, NodeState};
@@ -15,8 +16,8 @@ use crate::crd::piivault::SecretKeyRef;
 use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;
-use crate::piivault::secret_material::GeneratedSecret;
-use crate::piivault::test_harness::{test_context, test_context_with, ScriptedVault, VaultCall};
+use crate::piivault::secret_material::{operator_token_data, GeneratedSecret};
+use crate::piivault::test_harness::{test_context, test_context_with, ScriptedVault, VaultCall, SCOPED_TOKEN};
 
 const VAULT_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault";
 const SET_PATH: &str = "/apis/apps/v1/namespaces/pii/statefulsets/vault";
@@ -52,11 +53,37 @@ fn existing(vault: &PiiVault, set_replicas: Option<i32>) -> HashMap<String, Valu
         let secret = builders::generated_secret(vault, name.clone(), kind.generate(&names()).unwrap()).unwrap();
         objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     }
+    // Steady state: the API CA and a fresh certificate from it, and the operator's scoped
+    // token made after the bootstrap.
+    let (ca, tls) = api_material();
+    for (name, data) in [("vault-api-ca", ca), ("vault-api-tls", tls)] {
+        let mut secret = builders::generated_secret(vault, name.to_string(), data).unwrap();
+        let not_after = api_tls::today().checked_add(60.days()).unwrap().to_string();
+        secret.metadata.annotations = Some([(api_tls::NOT_AFTER_ANNOTATION.to_string(), not_after)].into());
+        objects.insert(secret_path(name), serde_json::to_value(secret).unwrap());
+    }
+    let token = RootToken::new(SCOPED_TOKEN);
+    let name = names().operator_token_secret();
+    let secret = builders::generated_secret(vault, name.clone(), operator_token_data("tok-operator", &token)).unwrap();
+    objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     if let Some(replicas) = set_replicas {
         let set = builders::children(vault, replicas).unwrap().stateful_set;
         objects.insert(SET_PATH.to_string(), serde_json::to_value(set).unwrap());
     }
     objects
+}
+
+/// One API CA and certificate for all tests (generating keys takes a moment).
+fn api_material() -> (BTreeMap<String, ByteString>, BTreeMap<String, ByteString>) {
+    static MATERIAL: std::sync::OnceLock<(BTreeMap<String, ByteString>, BTreeMap<String, ByteString>)> =
+        std::sync::OnceLock::new();
+    MATERIAL
+        .get_or_init(|| {
+            let ca = api_tls::generate_ca(&names(), api_tls::today()).unwrap();
+            let (tls, _) = api_tls::issue(&names(), &ca, api_tls::today()).unwrap();
+            (ca, tls)
+        })
+        .clone()
 }
 
 fn member(ordinal: i32, id: u64, voter: bool, lag: u64) -> Member {
@@ -147,6 +174,12 @@ fn condition<'a>(
     status.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
 }
 
+/// The reasons of the Events, without the SoftHSM warning every test vault (SoftHSM mode,
+/// no such condition in its status yet) gets (see its own test).
+fn reasons(requests: &[ApiRequest]) -> Vec<String> {
+    event_reasons(requests).into_iter().filter(|reason| reason != status::SOFTHSM_DEVELOPMENT_MODE).collect()
+}
+
 const STATUS_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status";
 
 /// Asserts that a reconcile stopped before any change: no child was applied (existing
@@ -182,6 +215,8 @@ async fn the_first_reconcile_creates_every_child_with_server_side_apply() {
     assert_eq!(
         applied,
         vec![
+            "/api/v1/namespaces/pii/secrets/vault-api-ca",
+            "/api/v1/namespaces/pii/secrets/vault-api-tls",
             "/api/v1/namespaces/pii/secrets/vault-root-token",
             "/api/v1/namespaces/pii/secrets/vault-peer-auth",
             "/api/v1/namespaces/pii/secrets/vault-peer-tls",
@@ -243,7 +278,7 @@ async fn fresh_pods_are_bootstrapped_from_pod_0() {
     let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(scripted.changes(), vec![VaultCall::Init(names().api_address(0))]);
-    assert_eq!(event_reasons(&requests), vec!["Bootstrapped"]);
+    assert_eq!(reasons(&requests), vec!["Bootstrapped"]);
     assert_eq!(written_status(&requests).phase, Some(Phase::Initializing));
     // The admin call carried the token from the generated Secret.
     assert_eq!(scripted.tokens().len(), 1);
@@ -258,11 +293,11 @@ async fn a_scale_up_adds_the_new_pod_as_learner_then_promotes_it() {
     let leader = names().api_address(0);
     let learner = AddLearner {
         raft_address: "vault-3.vault-headless.pii.svc:3001".into(),
-        api_address: "http://vault-3.vault-headless.pii.svc:3000".into(),
+        api_address: "https://vault-3.vault-headless.pii.svc:3000".into(),
         replace: false,
     };
     assert_eq!(scripted.changes(), vec![VaultCall::AddLearner(leader.clone(), learner)]);
-    assert_eq!(event_reasons(&requests), vec!["LearnerAdded"]);
+    assert_eq!(reasons(&requests), vec!["LearnerAdded"]);
     assert_eq!(written_status(&requests).phase, Some(Phase::Scaling));
 
     // The leader has not heard from the new learner yet: progress, not a problem.
@@ -287,7 +322,7 @@ async fn a_scale_up_adds_the_new_pod_as_learner_then_promotes_it() {
     let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(5)), &next).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(scripted.changes().last(), Some(&VaultCall::Promote(leader, 4)));
-    assert_eq!(event_reasons(&requests), vec!["LearnerPromoted"]);
+    assert_eq!(reasons(&requests), vec!["LearnerPromoted"]);
     let status = written_status(&requests);
     let learner = status.members.iter().find(|m| m.node_id == 4).unwrap();
     assert_eq!(learner.pod.as_deref(), Some("vault-3"));
@@ -302,7 +337,7 @@ async fn a_scale_down_removes_the_member_before_shrinking_the_stateful_set() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(scripted.changes(), vec![VaultCall::RemoveMember(names().api_address(0), 5)]);
     assert_eq!(applied_set_replicas(&requests), Some(5), "not shrunk while vault-4 is a member");
-    assert_eq!(event_reasons(&requests), vec!["MemberRemoved"]);
+    assert_eq!(reasons(&requests), vec!["MemberRemoved"]);
 
     // Node 5 has left the cluster: now the StatefulSet shrinks.
     let next = scripted.clone();
@@ -311,7 +346,7 @@ async fn a_scale_down_removes_the_member_before_shrinking_the_stateful_set() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(applied_set_replicas(&requests), Some(4));
     assert_eq!(scripted.changes().len(), 1, "no further membership change");
-    assert_eq!(event_reasons(&requests), vec!["StatefulSetResized"]);
+    assert_eq!(reasons(&requests), vec!["StatefulSetResized"]);
 }
 
 #[tokio::test]
@@ -323,8 +358,8 @@ async fn a_paused_vault_changes_nothing_but_its_status() {
     let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
     assert!(result.is_ok(), "{result:?}");
     assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
-    let writes: Vec<&str> = requests.iter().filter(|r| r.method != Method::GET).map(|r| r.path.as_str()).collect();
-    assert_eq!(writes, vec!["/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status"]);
+    assert_eq!(writes(&requests), vec!["/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault/status"]);
+    assert!(reasons(&requests).is_empty());
     let status = written_status(&requests);
     assert_eq!(status.phase, Some(Phase::Paused));
     assert_eq!(condition(&status, "Progressing").reason, "Paused");
@@ -357,7 +392,7 @@ async fn an_unreachable_vault_is_degraded_and_retried_with_backoff() {
     assert!(degraded.message.contains("connection refused"), "{}", degraded.message);
     assert_eq!(degraded.observed_generation, Some(1));
     assert_eq!(status.phase, Some(Phase::Degraded));
-    assert_eq!(event_reasons(&requests), vec!["VaultUnreachable"]);
+    assert_eq!(reasons(&requests), vec!["VaultUnreachable"]);
     assert!(scripted.changes().is_empty());
 }
 
@@ -463,7 +498,7 @@ async fn a_refused_apply_is_degraded_without_the_api_message_and_retried() {
     assert_eq!(degraded.reason, "ApplyFailed");
     assert_eq!(degraded.message, "cannot apply Secret vault-peer-auth: Invalid (422)");
     assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "children are not applied after a failure");
-    assert_eq!(event_reasons(&requests), vec!["ApplyFailed"]);
+    assert_eq!(reasons(&requests), vec!["ApplyFailed"]);
     assert!(scripted.changes().is_empty());
 
     // A refused child: its message helps and holds no secret.
@@ -498,9 +533,10 @@ async fn a_secret_of_a_generated_name_that_the_vault_does_not_own_is_not_adopted
     assert!(message.contains("vault-root-token"), "{message}");
     assert!(!requests.iter().any(|r| r.method == Method::PATCH && r.path.contains("/secrets/")), "nothing adopted");
 
-    // Swapped under a running vault: its token is not even used to read the cluster.
+    // Swapped under a running vault (before the operator made its own token): its token is
+    // not even used to read the cluster.
     let vault = with_members(self::vault(3), 3);
-    let mut objects = existing(&vault, Some(3));
+    let mut objects = without_operator_token(existing(&vault, Some(3)));
     let mut swapped: Secret = serde_json::from_value(objects[&secret_path("vault-root-token")].clone()).unwrap();
     swapped.metadata.owner_references = None;
     objects.insert(secret_path("vault-root-token"), serde_json::to_value(swapped).unwrap());
@@ -535,5 +571,212 @@ async fn leadership_lost_mid_reconcile_stops_the_membership_change_about_to_be_m
     assert!(matches!(result.as_ref().map_err(Error::cause), Err(Error::NotLeader)), "{result:?}");
     assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
     assert!(!writes(&requests).contains(&STATUS_PATH), "nor is the status written");
-    assert!(event_reasons(&requests).is_empty());
+    assert!(reasons(&requests).is_empty());
+}
+
+#[tokio::test]
+async fn a_vault_whose_image_the_policy_refuses_is_not_rendered() {
+    let mut vault = vault(3);
+    vault.spec.image = "docker.io/somebody/vaultd:latest".into();
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let scripted = ScriptedVault::default();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "NotAllowed");
+    assert!(
+        message.contains("docker.io/somebody/vaultd:latest") && message.contains("policy.allowedImages"),
+        "{message}"
+    );
+    assert!(!writes(&requests).iter().any(|path| path.contains("/secrets/")), "not even the Secrets are generated");
+    let status = written_status(&requests);
+    assert_eq!(condition(&status, "Ready").reason, "NotAllowed");
+    assert!(scripted.changes().is_empty());
+}
+
+#[tokio::test]
+async fn a_softhsm_vault_carries_an_insecure_key_storage_warning() {
+    let vault = vault(3);
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    let status = written_status(&requests);
+    let warning = condition(&status, "InsecureKeyStorage");
+    assert_eq!((warning.status.as_str(), warning.reason.as_str()), ("True", "SoftHsmDevelopmentMode"));
+    assert!(warning.message.contains("vault-softhsm"), "{}", warning.message);
+    let event = events(&requests).into_iter().find(|e| e["reason"] == "SoftHsmDevelopmentMode").expect("an Event");
+    assert_eq!(event["type"], "Warning");
+
+    // Once the status says so, the Event is not repeated on every reconcile.
+    let mut warned = vault.clone();
+    warned.status = Some(status);
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&warned).unwrap())]);
+    let (_, requests, _) = reconcile_once(&warned, objects, &ScriptedVault::default()).await;
+    assert!(!event_reasons(&requests).contains(&"SoftHsmDevelopmentMode".to_string()));
+    assert_eq!(condition(&written_status(&requests), "InsecureKeyStorage").status, "True");
+
+    // A vendor-HSM vault has no such condition.
+    let mut vendor = vault.clone();
+    vendor.spec.hsm.softhsm = None;
+    vendor.spec.hsm.pkcs11 = Some(crate::crd::piivault::Pkcs11Spec {
+        module_path: "/usr/lib/libvendor.so".into(),
+        module_image: None,
+        pin_secret_ref: SecretKeyRef { name: "pin".into(), key: "pin".into() },
+        config_secret_name: None,
+        env: vec![],
+    });
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vendor).unwrap())]);
+    let (_, requests, _) = reconcile_once(&vendor, objects, &ScriptedVault::default()).await;
+    assert!(written_status(&requests).conditions.iter().all(|c| c.type_ != "InsecureKeyStorage"));
+}
+
+/// The objects of [`existing`] without the operator's token Secret.
+fn without_operator_token(mut objects: HashMap<String, Value>) -> HashMap<String, Value> {
+    objects.remove(&secret_path(&names().operator_token_secret()));
+    objects
+}
+
+fn root_of(objects: &HashMap<String, Value>) -> RootToken {
+    let secret: Secret = serde_json::from_value(objects[&secret_path("vault-root-token")].clone()).unwrap();
+    RootToken::from_secret_value(&secret.data.unwrap()["token"].0).unwrap()
+}
+
+#[tokio::test]
+async fn once_the_cluster_exists_the_operator_makes_its_scoped_token_with_the_root_token() {
+    let vault = with_members(vault(5), 3);
+    let objects = without_operator_token(existing(&vault, Some(5)));
+    let root = root_of(&objects);
+    let scripted = scripted(3, 5);
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    let leader = names().api_address(0);
+    let scopes = vec!["cluster:admin".to_string(), "tokens:admin".into(), "retention:run".into()];
+    assert_eq!(scripted.changes()[0], VaultCall::CreateToken(leader, scopes));
+    // Any earlier operator token is revoked, with the new one.
+    assert_eq!(scripted.changes()[1], VaultCall::RevokeOthers("strongroom-operator".into(), "tok-operator".into()));
+    assert!(matches!(scripted.changes()[2], VaultCall::AddLearner(..)), "{:?}", scripted.changes());
+    // Observed and the token made with the root token; the rest with the new one.
+    let scoped = RootToken::new(SCOPED_TOKEN);
+    assert_eq!(scripted.tokens(), vec![root.clone(), root, scoped.clone(), scoped]);
+    let stored = requests
+        .iter()
+        .find(|r| r.is(Method::PATCH, &secret_path("vault-operator-token")))
+        .expect("the token is stored");
+    assert_eq!(stored.body["metadata"]["ownerReferences"][0]["uid"], "5f0c8f5e-0000-4000-8000-000000000001");
+    let data: Secret = serde_json::from_value(stored.body.clone()).unwrap();
+    assert_eq!(data.data.unwrap()["token"].0, SCOPED_TOKEN.as_bytes());
+    assert_eq!(reasons(&requests), vec!["OperatorTokenCreated", "LearnerAdded"]);
+}
+
+#[tokio::test]
+async fn with_its_scoped_token_the_operator_never_uses_the_root_token() {
+    let vault = with_members(vault(5), 3);
+    let scripted = scripted(3, 5);
+    // The root token is retired: the vault would refuse it.
+    scripted.refuse_tokens();
+    let (result, _, _) = reconcile_once(&vault, existing(&vault, Some(5)), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(scripted.changes().iter().all(|call| !matches!(call, VaultCall::CreateToken(..))));
+    assert!(matches!(scripted.changes()[0], VaultCall::AddLearner(..)));
+    assert!(scripted.tokens().iter().all(|token| *token == RootToken::new(SCOPED_TOKEN)), "only the scoped token");
+}
+
+#[tokio::test]
+async fn a_vault_whose_root_token_was_retired_before_the_operator_token_existed_is_degraded() {
+    let vault = with_members(vault(5), 3);
+    let scripted = scripted(3, 5);
+    scripted.refuse_tokens();
+    let objects = without_operator_token(existing(&vault, Some(5)));
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "OperatorTokenFailed");
+    assert!(message.contains("operator's vault token"), "{message}");
+    assert_eq!(scripted.changes().len(), 1, "only the refused token creation: {:?}", scripted.changes());
+}
+
+#[tokio::test]
+async fn the_api_certificate_is_issued_from_the_vaults_ca_and_only_that_ca_is_trusted() {
+    let vault = vault(3);
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let scripted = ScriptedVault::default();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    let body = |name: &str| request_body(&requests, &secret_path(name));
+    let ca: Secret = serde_json::from_value(body("vault-api-ca")).unwrap();
+    let tls: Secret = serde_json::from_value(body("vault-api-tls")).unwrap();
+    let (ca, tls_data) = (ca.data.unwrap(), tls.data.clone().unwrap());
+    assert_eq!(tls_data["ca.crt"], ca["ca.crt"]);
+    assert!(!tls_data.contains_key("ca.key"));
+    let not_after = &tls.metadata.annotations.unwrap()[api_tls::NOT_AFTER_ANNOTATION];
+    assert_eq!(not_after, &api_tls::today().checked_add(90.days()).unwrap().to_string());
+    assert_eq!(scripted.trusted(), vec![Some(ca["ca.crt"].0.clone())]);
+    assert!(reasons(&requests).contains(&"CertificateIssued".to_string()));
+
+    // The pods serve it over HTTPS; the probes use HTTPS.
+    let set = request_body(&requests, SET_PATH);
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    let volumes = set["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "vault-api-tls"));
+}
+
+#[tokio::test]
+async fn an_api_certificate_near_its_expiry_is_renewed_and_a_fresh_one_kept() {
+    let vault = with_members(vault(3), 3);
+    let mut objects = existing(&vault, Some(3));
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, objects.clone(), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!writes(&requests).contains(&secret_path("vault-api-tls").as_str()), "60 days left: kept");
+
+    let path = secret_path("vault-api-tls");
+    let soon = api_tls::today().checked_add(29.days()).unwrap().to_string();
+    objects.get_mut(&path).unwrap()["metadata"]["annotations"][api_tls::NOT_AFTER_ANNOTATION] = soon.into();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(writes(&requests).contains(&path.as_str()), "29 days left: renewed");
+    assert!(!writes(&requests).contains(&secret_path("vault-api-ca").as_str()), "same CA");
+}
+
+#[tokio::test]
+async fn a_cert_manager_secret_named_in_the_spec_is_only_read() {
+    let mut vault = vault(3);
+    vault.spec.tls.api_secret_name = Some("vault-cert".into());
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    let message = assert_stopped_and_degraded(&result, &requests, "SecretMissing");
+    assert!(message.contains("vault-cert"), "{message}");
+
+    let mut objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let (ca, tls) = api_material();
+    let theirs = Secret {
+        metadata: ObjectMeta { name: Some("vault-cert".into()), ..Default::default() },
+        data: Some(tls),
+        ..Default::default()
+    };
+    objects.insert(secret_path("vault-cert"), serde_json::to_value(theirs).unwrap());
+    let scripted = ScriptedVault::default();
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!writes(&requests).iter().any(|path| path.contains("api-")), "nothing issued");
+    assert_eq!(scripted.trusted(), vec![Some(ca["ca.crt"].0.clone())]);
+}
+
+fn request_body(requests: &[ApiRequest], path: &str) -> Value {
+    requests.iter().find(|r| r.is(Method::PATCH, path)).map(|r| r.body.clone()).expect(path)
+}
+
+#[tokio::test]
+async fn an_operator_token_the_vault_does_not_know_is_made_anew_with_the_root_token() {
+    let vault = with_members(vault(3), 3);
+    let objects = existing(&vault, Some(3));
+    let root = root_of(&objects);
+    let scripted = scripted(3, 3);
+    scripted.unknown_token(RootToken::new(SCOPED_TOKEN));
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        matches!(scripted.changes()[..], [VaultCall::CreateToken(..), VaultCall::RevokeOthers(..)]),
+        "{:?}",
+        scripted.changes()
+    );
+    assert_eq!(scripted.tokens()[..3], [RootToken::new(SCOPED_TOKEN), root.clone(), root]);
+    assert!(writes(&requests).contains(&secret_path("vault-operator-token").as_str()));
 }

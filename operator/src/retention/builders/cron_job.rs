@@ -2,9 +2,10 @@
 //! Job a `vaultd minimize` in the vault's own image with the policy's token and policy file
 //! mounted, talking to the vault's client Service.
 //!
-//! The vault API is plain HTTP inside the cluster (the PiiVault's `tls` secures only the
-//! peer port), so the Job needs no CA. The vault's NetworkPolicy admits any pod to the API
-//! port; the Job pods carry [`JOB_VAULT_LABEL`] should it ever become selective.
+//! The vault API is HTTPS (unless the PiiVault's `tls.enabled` is false): the Job mounts
+//! the `ca.crt` of the Secret the vault serves its API with and `vaultd minimize` trusts
+//! only that CA (`--ca-file`). The vault's NetworkPolicy admits any pod to the API port;
+//! the Job pods carry [`JOB_VAULT_LABEL`] should it ever become selective.
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
@@ -14,12 +15,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::child_meta;
 use crate::crd::{PiiVault, RetentionPolicy};
+use crate::piivault::api_tls::api_tls_secret;
 use crate::piivault::builders::{restricted_security_context, vaultd_pod_security_context, SECRET_FILE_MODE};
+use crate::piivault::names::VaultNames;
 use crate::retention::names::{job_labels, PolicyNames, POLICY_KEY, TOKEN_KEY};
 use crate::Error;
 
 /// Where the token Secret is mounted in the Job's container.
 pub const TOKEN_DIR: &str = "/var/run/strongroom/retention";
+/// Where the vault's API CA (`ca.crt`) is mounted.
+pub const CA_DIR: &str = "/etc/strongroom/vault-ca";
 /// Where the policy ConfigMap is mounted.
 pub const POLICY_DIR: &str = "/etc/strongroom/retention";
 /// Retries of a failed run (runs are idempotent, so a retry changes nothing twice).
@@ -35,34 +40,65 @@ pub fn cron_job(policy: &RetentionPolicy, vault: &PiiVault) -> Result<CronJob, E
     let labels = job_labels(&names);
     let token_file = format!("{TOKEN_DIR}/{TOKEN_KEY}");
     let policy_path = format!("{POLICY_DIR}/{POLICY_KEY}");
+    let mut args = vec![
+        "minimize".to_string(),
+        "--vault".to_string(),
+        VaultNames::of(vault).client_address(),
+        "--token-file".to_string(),
+        token_file,
+        "--policy".to_string(),
+        policy_path,
+    ];
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    let mut mounts = vec![mount("token", TOKEN_DIR), mount("policy", POLICY_DIR)];
+    let mut volumes = vec![
+        Volume {
+            name: "token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names.token_secret()),
+                items: Some(vec![KeyToPath { key: TOKEN_KEY.into(), path: TOKEN_KEY.into(), mode: None }]),
+                default_mode: Some(SECRET_FILE_MODE),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "policy".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.config_map(),
+                items: Some(vec![KeyToPath { key: POLICY_KEY.into(), path: POLICY_KEY.into(), mode: None }]),
+                default_mode: None,
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        },
+    ];
+    if let Some(secret) = api_tls_secret(vault) {
+        args.extend(["--ca-file".to_string(), format!("{CA_DIR}/ca.crt")]);
+        mounts.push(mount("vault-ca", CA_DIR));
+        volumes.push(Volume {
+            name: "vault-ca".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                items: Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), mode: None }]),
+                default_mode: Some(SECRET_FILE_MODE),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+    }
     let container = Container {
         name: "minimize".to_string(),
         image: Some(vault.spec.image.clone()),
         image_pull_policy: vault.spec.image_pull_policy.clone(),
         command: Some(vec!["vaultd".to_string()]),
-        args: Some(vec![
-            "minimize".to_string(),
-            "--vault".to_string(),
-            names.vault().client_address(),
-            "--token-file".to_string(),
-            token_file,
-            "--policy".to_string(),
-            policy_path,
-        ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "token".into(),
-                mount_path: TOKEN_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "policy".into(),
-                mount_path: POLICY_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+        args: Some(args),
+        volume_mounts: Some(mounts),
         security_context: Some(restricted_security_context()),
         ..Container::default()
     };
@@ -70,28 +106,7 @@ pub fn cron_job(policy: &RetentionPolicy, vault: &PiiVault) -> Result<CronJob, E
         restart_policy: Some("Never".to_string()),
         automount_service_account_token: Some(false),
         containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: "token".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(names.token_secret()),
-                    items: Some(vec![KeyToPath { key: TOKEN_KEY.into(), path: TOKEN_KEY.into(), mode: None }]),
-                    default_mode: Some(SECRET_FILE_MODE),
-                    optional: Some(false),
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "policy".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names.config_map(),
-                    items: Some(vec![KeyToPath { key: POLICY_KEY.into(), path: POLICY_KEY.into(), mode: None }]),
-                    default_mode: None,
-                    optional: Some(false),
-                }),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(volumes),
         security_context: Some(vaultd_pod_security_context()),
         image_pull_secrets: (!vault.spec.image_pull_secrets.is_empty()).then(|| vault.spec.image_pull_secrets.clone()),
         ..PodSpec::default()
@@ -155,11 +170,13 @@ mod tests {
             &[
                 "minimize",
                 "--vault",
-                "http://customers.shop.svc:3000",
+                "https://customers.shop.svc:3000",
                 "--token-file",
                 "/var/run/strongroom/retention/token",
                 "--policy",
-                "/etc/strongroom/retention/policy.yaml"
+                "/etc/strongroom/retention/policy.yaml",
+                "--ca-file",
+                "/etc/strongroom/vault-ca/ca.crt"
             ]
         );
         let volumes = pod.volumes.as_ref().unwrap();
@@ -169,10 +186,25 @@ mod tests {
         assert_eq!(config.name, "retention-drop-phone-policy");
         let mounts: Vec<&str> =
             container.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
-        assert_eq!(mounts, [TOKEN_DIR, POLICY_DIR]);
+        assert_eq!(mounts, [TOKEN_DIR, POLICY_DIR, CA_DIR]);
+        let ca =
+            volumes.iter().filter_map(|v| v.secret.as_ref()).find(|s| s.items.as_ref().unwrap()[0].key == "ca.crt");
+        assert_eq!(ca.unwrap().secret_name.as_deref(), Some("customers-api-tls"), "the CA only, never the key");
         let labels = job.spec.as_ref().unwrap().job_template.spec.as_ref().unwrap().template.metadata.as_ref();
         assert_eq!(labels.unwrap().labels.as_ref().unwrap()[JOB_VAULT_LABEL], "customers");
         assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+    }
+
+    #[test]
+    fn without_tls_the_job_talks_plain_http_and_mounts_no_ca() {
+        let mut vault = customers_vault();
+        vault.spec.tls.enabled = false;
+        let job = cron_job(&issue_example(), &vault).unwrap();
+        let pod = pod(&job);
+        let args = pod.containers[0].args.as_ref().unwrap();
+        assert_eq!(args[2], "http://customers.shop.svc:3000");
+        assert!(!args.contains(&"--ca-file".to_string()));
+        assert_eq!(pod.volumes.as_ref().unwrap().len(), 2);
     }
 
     #[test]

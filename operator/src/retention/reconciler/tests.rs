@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::*;
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest};
 use crate::piivault::builders::generated_secret;
-use crate::retention::test_harness::{test_context, Call, ScriptedVault, ROOT_TOKEN};
+use crate::retention::test_harness::{test_context, Call, ScriptedVault, OPERATOR_TOKEN, ROOT_TOKEN};
 use crate::retention::test_support::{customers_vault, issue_example, run_report, VAULT_UID};
 
 const POLICY_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/shop/retentionpolicies/drop-phone";
@@ -22,7 +22,7 @@ const ROOT_SECRET_PATH: &str = "/api/v1/namespaces/shop/secrets/customers-root-t
 const TOKEN_SECRET_PATH: &str = "/api/v1/namespaces/shop/secrets/retention-drop-phone-token";
 const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/shop/configmaps/retention-drop-phone-policy";
 const CRON_JOB_PATH: &str = "/apis/batch/v1/namespaces/shop/cronjobs/retention-drop-phone";
-const CLIENT_SERVICE: &str = "http://customers.shop.svc:3000";
+const CLIENT_SERVICE: &str = "https://customers.shop.svc:3000";
 const TOKEN_NAME: &str = "retention-shop-drop-phone";
 
 /// The policy as the API server hands it over: with our finalizer already in place.
@@ -37,12 +37,18 @@ fn existing(policy: &RetentionPolicy) -> HashMap<String, Value> {
     let vault = customers_vault();
     let data = BTreeMap::from([("token".to_string(), ByteString(format!("{ROOT_TOKEN}\n").into_bytes()))]);
     let root = generated_secret(&vault, "customers-root-token".into(), data).unwrap();
+    let ca = BTreeMap::from([("ca.crt".to_string(), ByteString(VAULT_CA.as_bytes().to_vec()))]);
+    let api_tls = generated_secret(&vault, "customers-api-tls".into(), ca).unwrap();
     HashMap::from([
         (POLICY_PATH.to_string(), serde_json::to_value(policy).unwrap()),
         (VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap()),
         (ROOT_SECRET_PATH.to_string(), serde_json::to_value(&root).unwrap()),
+        ("/api/v1/namespaces/shop/secrets/customers-api-tls".to_string(), serde_json::to_value(&api_tls).unwrap()),
     ])
 }
+
+/// The CA of the vault's API certificate, as the tests store it (not parsed by the double).
+const VAULT_CA: &str = "-----BEGIN CERTIFICATE-----\nthe customers vault's API CA\n-----END CERTIFICATE-----\n";
 
 /// [`existing`] plus the token Secret the operator stored earlier for token `id`.
 fn with_stored_token(policy: &RetentionPolicy, id: &str, secret: &str) -> HashMap<String, Value> {
@@ -111,6 +117,8 @@ async fn the_first_reconcile_issues_a_scoped_token_and_schedules_the_cron_job() 
         vec![Call::ListTokens { node: CLIENT_SERVICE.into() }, create_token_call(), latest_run_call()]
     );
     assert_eq!(vault.tokens_used(), vec![ROOT_TOKEN, ROOT_TOKEN, "scoped-secret-1"]);
+    // Over HTTPS, trusting only the vault's API CA.
+    assert_eq!(vault.trusted(), vec![Some(VAULT_CA.as_bytes().to_vec())]);
 
     // Children, all server-side applied with the operator's field manager, in this order.
     assert_eq!(writes(&requests), vec![TOKEN_SECRET_PATH, CONFIG_MAP_PATH, CRON_JOB_PATH, STATUS_PATH]);
@@ -144,7 +152,9 @@ async fn the_first_reconcile_issues_a_scoped_token_and_schedules_the_cron_job() 
             "--token-file",
             "/var/run/strongroom/retention/token",
             "--policy",
-            "/etc/strongroom/retention/policy.yaml"
+            "/etc/strongroom/retention/policy.yaml",
+            "--ca-file",
+            "/etc/strongroom/vault-ca/ca.crt"
         ])
     );
     let volumes = pod["volumes"].as_array().unwrap();
@@ -537,4 +547,20 @@ async fn a_schedule_that_does_not_parse_is_reported_before_anything_is_issued() 
     let degraded = condition(&degraded, "Degraded");
     assert_eq!(degraded.reason, "InvalidSchedule");
     assert!(degraded.message.contains("\"61 * * * *\" is not a valid cron schedule"), "{}", degraded.message);
+}
+
+#[tokio::test]
+async fn tokens_are_issued_with_the_operators_scoped_token_once_the_vault_has_one() {
+    let policy = policy();
+    let mut objects = existing(&policy);
+    let data = crate::piivault::secret_material::operator_token_data("tok-operator", &RootToken::new(OPERATOR_TOKEN));
+    let secret = generated_secret(&customers_vault(), "customers-operator-token".into(), data).unwrap();
+    objects.insert(
+        "/api/v1/namespaces/shop/secrets/customers-operator-token".into(),
+        serde_json::to_value(secret).unwrap(),
+    );
+    let vault = ScriptedVault::default();
+    let (result, _) = reconcile_once(&policy, objects, &vault).await;
+    assert_eq!(result.unwrap(), Action::requeue(REFRESH));
+    assert_eq!(vault.tokens_used(), vec![OPERATOR_TOKEN, OPERATOR_TOKEN, "scoped-secret-1"], "never the root token");
 }
