@@ -30,6 +30,9 @@ pub fn config_map(vault: &PiiVault) -> Result<ConfigMap, Error> {
         env.insert("VAULTD_PEER_TLS_CERT", format!("{}/tls.crt", layout::PEER_TLS_DIR));
         env.insert("VAULTD_PEER_TLS_KEY", format!("{}/tls.key", layout::PEER_TLS_DIR));
         env.insert("VAULTD_PEER_TLS_CA", format!("{}/ca.crt", layout::PEER_TLS_DIR));
+    } else {
+        // `tls.enabled: false` is the user's explicit choice of plain HTTP between pods.
+        env.insert("VAULTD_PEER_PLAIN_HTTP", "true".to_string());
     }
     match &spec.hsm.pkcs11 {
         Some(pkcs11) => {
@@ -69,6 +72,7 @@ mod tests {
         assert_eq!(data["VAULTD_HSM_KEY_LABEL"], "strongroom-kek-1");
         assert_eq!(data["VAULTD_HSM_PIN_FILE"], "/etc/strongroom/hsm-pin/pin");
         assert_eq!(data["VAULTD_PEER_TLS_CA"], "/etc/strongroom/peer-tls/ca.crt");
+        assert!(!data.contains_key("VAULTD_PEER_PLAIN_HTTP"));
     }
 
     #[test]
@@ -93,6 +97,7 @@ mod tests {
         vault.spec.tls.enabled = false;
         let data = data(&vault);
         assert!(data.keys().all(|key| !key.starts_with("VAULTD_PEER_TLS")));
+        assert_eq!(data["VAULTD_PEER_PLAIN_HTTP"], "true");
         assert_eq!(data["VAULTD_PEER_SECRET_FILE"], "/etc/strongroom/peer-auth/secret");
     }
 }
