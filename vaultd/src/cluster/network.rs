@@ -39,6 +39,11 @@ pub enum PeerError {
     Encode,
 }
 
+/// Longest answer taken from a member (a leader's receipts for a whole batch).
+const MAX_MEMBER_ANSWER: usize = 256 * 1024 * 1024;
+/// Longest answer taken from an address named as a new node: a few bytes are expected.
+const MAX_ADOPT_ANSWER: usize = 64 * 1024;
+
 /// How an outgoing peer request proves that it comes from a member.
 enum Credential<'a> {
     /// The peer secret, for members (and, for Raft messages, the id addressed).
@@ -70,7 +75,7 @@ impl PeerClient {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        self.send(address, path, Credential::Secret(target), body, timeout).await
+        self.send(address, path, Credential::Secret(target), body, timeout, MAX_MEMBER_ANSWER).await
     }
 
     /// Hands `id` to the node at `address`, which is not a member yet: the request
@@ -83,7 +88,7 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<rpc::AdoptResult, PeerError> {
         let body = rpc::Adopt { node_id: id };
-        self.send(address, rpc::ADOPT, Credential::AdoptProof(id, proof), &body, timeout).await
+        self.send(address, rpc::ADOPT, Credential::AdoptProof(id, proof), &body, timeout, MAX_ADOPT_ANSWER).await
     }
 
     async fn send<Req: Serialize, Resp: DeserializeOwned>(
@@ -93,6 +98,7 @@ impl PeerClient {
         credential: Credential<'_>,
         body: &Req,
         timeout: Duration,
+        max_answer: usize,
     ) -> Result<Resp, PeerError> {
         let body = encode(body).map_err(|_| PeerError::Encode)?;
         let request = self.http.post(format!("{}://{address}{path}", self.scheme)).timeout(timeout).body(body);
@@ -116,9 +122,24 @@ impl PeerClient {
         if !status.is_success() {
             return Err(PeerError::Refused { status: status.as_u16() });
         }
-        let bytes = response.bytes().await.map_err(PeerError::Transport)?;
+        let bytes = read_at_most(response, max_answer).await?;
         decode(&bytes).map_err(|_| PeerError::Decode)
     }
+}
+
+/// Reads an answer's body, refusing one longer than `limit` bytes as it arrives.
+async fn read_at_most(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, PeerError> {
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(PeerError::Decode);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(PeerError::Transport)? {
+        if bytes.len() + chunk.len() > limit {
+            return Err(PeerError::Decode);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// When this node last heard back from each peer: the leader's measure of member health.
