@@ -1,6 +1,7 @@
 //! The Raft cluster with real processes on loopback: replication and linearizable reads
 //! from any node, leader failure under load, a wiped node rejoining under a new id,
-//! erasures compacted out of every node's log, and what the peer port lets through.
+//! erasures compacted out of every node's log, what the peer port lets through, and the
+//! anonymous capabilities (shares, exptokens) on every node.
 
 mod support;
 
@@ -463,4 +464,31 @@ fn adding_a_learner_sends_no_secret_and_passes_on_nothing_the_address_answers() 
     assert!(!request.contains(&secret), "the peer secret went to a non-member: {request}");
     assert!(request.to_lowercase().contains("x-strongroom-adopt-proof:"), "{request}");
     assert_eq!(cluster.members(), vec![(1, true)]);
+}
+
+#[test]
+fn anonymous_capabilities_work_at_once_on_every_node_and_misses_write_nothing() {
+    let cluster = TestCluster::start(3, &[]);
+    for slot in 0..3 {
+        let (writer, reader) = (cluster.client(slot), cluster.client((slot + 1) % 3).with_token(None));
+        let login = format!("capable-{slot}");
+        writer.create_user(json!({"login": login}));
+        // Made through one node, the share and the exptoken work on the next one at once:
+        // a node that does not know them yet catches up before it answers 404.
+        let shared = writer.post(&format!("/v1/sharedrecord/login/{login}"), json!({"fields": "login"}));
+        let record = shared.assert_ok()["record"].as_str().unwrap().to_string();
+        assert_eq!(reader.get(&format!("/v1/get/{record}")).assert_ok()["data"]["login"], login.as_str());
+        let started = writer.post(&format!("/v1/exp/start/login/{login}"), json!({"expiration": "30d"}));
+        let exptoken = started.assert_ok()["exptoken"].as_str().unwrap().to_string();
+        reader.get(&format!("/v1/exp/retain/{exptoken}")).assert_ok();
+    }
+    let events = support::audit_total(&cluster.client(0));
+    for slot in 0..3 {
+        let anonymous = cluster.client(slot).with_token(None);
+        let unknown = uuid::Uuid::new_v4();
+        anonymous.get(&format!("/v1/get/{unknown}")).assert_error(404);
+        anonymous.get(&format!("/v1/exp/retain/{unknown}")).assert_error(404);
+        anonymous.get(&format!("/v1/exp/delete/{unknown}")).assert_error(404);
+    }
+    assert_eq!(support::audit_total(&cluster.client(0)), events, "a miss was committed");
 }
