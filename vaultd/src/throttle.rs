@@ -1,9 +1,10 @@
 //! Per-client-address rate limits on the traffic that costs the vault work without any
 //! proof of who sends it: requests to the routes that take no token, and failed
 //! authentications. The client address is the TCP peer's (a forwarding header could be
-//! set by anyone). Over a limit the answer is 429 with `Retry-After`.
+//! set by anyone), an IPv6 one by its /64. Over a limit the answer is 429 with
+//! `Retry-After`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -74,7 +75,22 @@ impl Throttle {
 
 /// The address a request came from, for the limits.
 pub fn client_of(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|address| address.ip())
+    req.peer_addr().map(|address| client_key(address.ip()))
+}
+
+/// What the limits count by: an IPv4 address, or an IPv6 /64 (one host commonly holds a
+/// whole /64, and could otherwise pick a fresh address for every request).
+fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 /// An extractor for the routes that take no token: counts the request against its
@@ -109,5 +125,14 @@ mod tests {
         assert!(throttle.anonymous(b).is_ok());
         assert!((0..100).all(|_| throttle.failed_auth(a).is_ok()));
         throttle.forget_idle();
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_bit_prefix() {
+        let key = |text: &str| client_key(text.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::");
+        assert_eq!(key("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(key("10.0.0.1"), "10.0.0.1");
     }
 }
