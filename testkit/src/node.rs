@@ -58,13 +58,15 @@ impl NodeAddress {
         format!("{}:{}", self.host, self.peer_port)
     }
 
-    /// The flags a node at this address serves with: `--listen`, `--peer-listen` and
-    /// `--peer-secret-file`.
+    /// The flags a node at this address serves with: `--listen`, `--peer-listen`,
+    /// `--peer-secret-file` and `--peer-plain-http` (local clusters run without peer TLS
+    /// unless `extra` flags add it).
     pub fn flags(&self, peer_secret_file: &Path) -> Vec<String> {
         vec![
             format!("--listen={}", self.api()),
             format!("--peer-listen={}", self.raft_address()),
             format!("--peer-secret-file={}", peer_secret_file.display()),
+            "--peer-plain-http".to_string(),
         ]
     }
 }
@@ -128,7 +130,8 @@ mod tests {
                 "/t",
                 "--listen=10.0.0.2:3000",
                 "--peer-listen=10.0.0.2:3100",
-                "--peer-secret-file=/s"
+                "--peer-secret-file=/s",
+                "--peer-plain-http"
             ]
         );
     }

@@ -167,6 +167,9 @@ impl Vaultd {
             dir.join("data").to_string_lossy().into_owned(),
             format!("--listen={api}"),
             format!("--peer-listen={peer}"),
+            // The system tests' pods talk through a plain-HTTP proxy, as a cluster without
+            // peer TLS does.
+            "--peer-plain-http".to_string(),
             format!("--advertise-peer={pod_host}:3001"),
             format!("--advertise-api=http://{pod_host}:3000"),
         ];

@@ -18,9 +18,12 @@ use crate::cluster::{ClusterOptions, PeerOptions, PeerTls};
 use crate::crypto::HsmConfig;
 use crate::identifiers::PhoneRegion;
 use crate::server::ServerOptions;
+use crate::throttle::ThrottleSettings;
 use crate::vault::{SubjectChanges, VaultSettings};
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 600;
+const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 60;
 pub const DEFAULT_KEK_LABEL: &str = "strongroom-kek-1";
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3000);
 const DEFAULT_HSM_SESSIONS: usize = 4;
@@ -76,6 +79,11 @@ pub struct ServeSettings {
     /// The cluster CA that signed every member's peer certificate (PEM).
     #[arg(long, env = "VAULTD_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
+    /// Allow the peer port without TLS: the peer secret and every replicated record then
+    /// cross the network in clear. Without peer TLS, `--peer-listen` needs this.
+    #[arg(long, env = "VAULTD_PEER_PLAIN_HTTP", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub peer_plain_http: Option<bool>,
     /// Raft log entries between snapshots (default 20000).
     #[arg(long, env = "VAULTD_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
@@ -136,6 +144,14 @@ pub struct BehaviourSettings {
     /// e.g. `90days` (default `186days`: Databunker's six months of 31 days).
     #[arg(long, env = "VAULTD_MAX_USER_RETENTION_PERIOD")]
     pub max_user_retention_period: Option<Span>,
+    /// Requests per minute one client address may make to the routes that take no token
+    /// (default 600; 0: no limit).
+    #[arg(long, env = "VAULTD_ANONYMOUS_REQUESTS_PER_MINUTE")]
+    pub anonymous_requests_per_minute: Option<u32>,
+    /// Failed authentications per minute one client address may make before it is told
+    /// 429 (default 60; 0: no limit).
+    #[arg(long, env = "VAULTD_FAILED_AUTH_PER_MINUTE")]
+    pub failed_auth_per_minute: Option<u32>,
 }
 
 /// Where the KEK lives: `--hsm-*` flags, `VAULTD_HSM_*` variables, the file's `[hsm]`
@@ -276,6 +292,14 @@ impl ServeSettings {
     pub fn cluster_options(&self, api: SocketAddr, peer: Option<SocketAddr>) -> Result<ClusterOptions, ConfigError> {
         let defaults = ClusterOptions::default();
         let tls = self.peer_tls()?;
+        if peer.is_some() && tls.is_none() && !self.peer_plain_http.unwrap_or(false) {
+            return Err(ConfigError::Invalid(
+                "the peer port needs mutual TLS (--peer-tls-cert, --peer-tls-key and --peer-tls-ca); \
+                 --peer-plain-http allows plain HTTP between members, which sends the peer secret \
+                 and every replicated record in clear"
+                    .into(),
+            ));
+        }
         let peer = match peer {
             None => None,
             Some(peer) => Some(PeerOptions {
@@ -324,7 +348,14 @@ impl BehaviourSettings {
 
     /// The HTTP server's settings, defaults filled in.
     pub fn server_options(&self) -> ServerOptions {
-        ServerOptions { max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY), workers: self.workers }
+        ServerOptions {
+            max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            workers: self.workers,
+            throttle: ThrottleSettings {
+                anonymous_per_minute: self.anonymous_requests_per_minute.unwrap_or(DEFAULT_ANONYMOUS_PER_MINUTE),
+                failed_auth_per_minute: self.failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE),
+            },
+        }
     }
 }
 

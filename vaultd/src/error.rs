@@ -39,6 +39,9 @@ pub enum VaultError {
     BodyTimeout,
     #[error("the {what} would exceed {limit} bytes, the most this vault stores")]
     RecordTooLarge { what: &'static str, limit: usize },
+    /// A client address over a rate limit; it may try again after this many seconds.
+    #[error("too many requests from this address; retry later")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("{0} is disabled on this vault")]
     Disabled(&'static str),
     #[error("the vault cannot serve this request right now: {0}")]
@@ -72,6 +75,7 @@ impl ResponseError for VaultError {
             VaultError::Duplicate(_) | VaultError::Conflict(_) => StatusCode::CONFLICT,
             VaultError::PayloadTooLarge(_) | VaultError::RecordTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             VaultError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            VaultError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             VaultError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             VaultError::Cluster(refusal) => refusal_status(refusal),
             VaultError::Admin(AdminError::BadRequest(_)) => StatusCode::BAD_REQUEST,
@@ -88,7 +92,11 @@ impl ResponseError for VaultError {
             // The source chain carries no request data, only the failing component.
             tracing::error!(error = %self, source = ?std::error::Error::source(self), "request failed");
         }
-        HttpResponse::build(status).json(json!({"status": "error", "message": self.to_string()}))
+        let mut response = HttpResponse::build(status);
+        if let VaultError::TooManyRequests { retry_after_secs } = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        response.json(json!({"status": "error", "message": self.to_string()}))
     }
 }
 

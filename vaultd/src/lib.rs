@@ -25,4 +25,5 @@ pub mod minimize;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod vault;

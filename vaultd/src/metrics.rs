@@ -1,5 +1,6 @@
 //! Prometheus metrics for `/metrics`. Labels carry route patterns (`/v1/user/{mode}/{id}`),
-//! never request paths, which would contain identifiers.
+//! never request paths, which would contain identifiers, and only the HTTP methods the API
+//! knows (anything else is `other`), so that no request can add label values at will.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +19,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
+    /// Requests whose access token was not valid (the token itself is not recorded).
+    pub auth_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -27,7 +30,26 @@ impl Default for Metrics {
         let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register("http_requests", "HTTP requests by route pattern and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
-        Metrics { registry, requests, latency }
+        let auth_failures = Counter::default();
+        registry.register("auth_failures", "Requests whose access token was not valid", auth_failures.clone());
+        Metrics { registry, requests, latency, auth_failures }
+    }
+}
+
+/// The method label of a request: a standard method as itself, any other as `other`.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 

@@ -10,11 +10,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::api;
 use crate::cluster::{self, Cluster, PeerTls};
 use crate::metrics::Metrics;
+use crate::throttle::{Throttle, ThrottleSettings, FORGET_EVERY};
 use crate::vault::Vault;
 
 pub struct ServerOptions {
     pub max_body_bytes: usize,
     pub workers: Option<usize>,
+    pub throttle: ThrottleSettings,
 }
 
 /// Binds a listener now, so that a kernel-chosen port (`:0`) is known before the vault
@@ -37,10 +39,16 @@ pub async fn serve(
     let shutdown = Arc::clone(&cluster);
     let vault = web::Data::new(vault);
     let metrics = web::Data::new(Metrics::default());
+    let throttle = web::Data::new(Throttle::new(options.throttle));
+    let forgetter = tokio::spawn(forget_idle_clients(throttle.clone()));
     let max_body = options.max_body_bytes;
     let api_address = api_listener.local_addr()?;
     let mut api = HttpServer::new(move || {
-        App::new().app_data(vault.clone()).app_data(metrics.clone()).configure(|cfg| api::configure(cfg, max_body))
+        App::new()
+            .app_data(vault.clone())
+            .app_data(metrics.clone())
+            .app_data(throttle.clone())
+            .configure(|cfg| api::configure(cfg, max_body))
     })
     .disable_signals()
     .listen(api_listener)?;
@@ -78,10 +86,20 @@ pub async fn serve(
         Some(peers) => futures_util::try_join!(api, peers, stop).map(drop),
         None => futures_util::try_join!(api, stop).map(drop),
     };
+    forgetter.abort();
     // SIGTERM or SIGINT: the servers have drained; stop Raft and flush.
     shutdown.shutdown().await;
     tracing::info!("vaultd stopped");
     result
+}
+
+/// Keeps the rate limiters' memory to the client addresses seen lately.
+async fn forget_idle_clients(throttle: web::Data<Throttle>) {
+    let mut every = tokio::time::interval(FORGET_EVERY);
+    loop {
+        every.tick().await;
+        throttle.forget_idle();
+    }
 }
 
 fn peer_server(

@@ -1424,6 +1424,10 @@ fn metrics_count_route_patterns_never_identifiers() {
     client.get("/v1/user/email/missing.person@example.com").assert_error(404);
     client.get("/v1/no/such/route/secret@example.com").assert_error(404);
     client.post(&format!("/v1/userapp/token/{token}/hidden-app"), json!({"a": 1})).assert_ok();
+    // A made-up method is counted, under `other`: nobody can add label values at will.
+    let brew = reqwest::Method::from_bytes(b"BREWCOFFEE").unwrap();
+    let brewed = reqwest::blocking::Client::new().request(brew, format!("{}/v1/status", vault.url)).send().unwrap();
+    assert!(brewed.status().is_client_error(), "{}", brewed.status());
 
     let anonymous = client.with_token(None);
     for path in ["/metrics", "/v1/metrics"] {
@@ -1440,6 +1444,7 @@ fn metrics_count_route_patterns_never_identifiers() {
         assert!(text.contains(r#"route="/v1/user""#), "{text}");
         assert!(text.contains(r#"route="/v1/userapp/{mode}/{id}/{app}""#), "{text}");
         assert!(text.contains(r#"status="404""#), "{text}");
+        assert!(text.contains(r#"method="other""#) && !text.contains("BREWCOFFEE"), "{text}");
         for identifier in [
             "secret@example.com",
             "07700900888",
@@ -1920,4 +1925,36 @@ fn look_alike_identifiers_are_one_identifier() {
     client.post("/v1/user", json!({"login": "other", "email": "RE\u{301}MY@example.com"})).assert_error(409);
     let by_email = client.get("/v1/user/email/RE%CC%81MY%40example.com");
     assert_eq!(by_email.assert_ok()["token"], token.as_str());
+}
+
+#[test]
+fn anonymous_requests_and_failed_authentications_are_rate_limited_per_address() {
+    let vault = Vault::demo_with(&["--anonymous-requests-per-minute=3", "--failed-auth-per-minute=2"]);
+    let client = vault.demo_client();
+    let anonymous = client.with_token(None);
+    let unknown = Uuid::new_v4();
+    for path in [format!("/v1/get/{unknown}"), format!("/v1/exp/retain/{unknown}"), format!("/v1/exp/delete/{unknown}")]
+    {
+        anonymous.get(&path).assert_error(404);
+    }
+    let refused = reqwest::blocking::get(format!("{}/v1/get/{unknown}", vault.url)).unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait = refused.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    assert!(wait.is_some_and(|secs| (1..=60).contains(&secs)), "Retry-After: {wait:?}");
+    assert_eq!(refused.json::<Value>().unwrap()["status"], "error");
+    // Requests with a token are not anonymous traffic.
+    client.get("/v1/status").assert_ok();
+
+    // Two wrong tokens are 401; the third is 429. The right token still works, and the
+    // failures are counted without what was presented.
+    let wrong = client.with_token(Some("not-a-token-but-a-guess"));
+    wrong.get("/v1/user/login/anyone").assert_error(401);
+    wrong.get("/v1/user/login/anyone").assert_error(401);
+    wrong.get("/v1/user/login/anyone").assert_error(429);
+    client.create_user(json!({"login": "still-served"}));
+    let metrics = anonymous.get("/metrics");
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("vaultd_auth_failures_total 3"), "{text}");
+    assert!(!text.contains("not-a-token-but-a-guess"));
+    assert!(!vault.log().contains("not-a-token-but-a-guess"));
 }

@@ -1,10 +1,14 @@
 //! The Raft cluster with real processes on loopback: replication and linearizable reads
-//! from any node, leader failure under load, a wiped node rejoining under a new id, and
-//! erasures compacted out of every node's log.
+//! from any node, leader failure under load, a wiped node rejoining under a new id,
+//! erasures compacted out of every node's log, what the peer port lets through, and the
+//! anonymous capabilities (shares, exptokens) on every node.
 
 mod support;
 
 use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -362,4 +366,129 @@ fn a_subject_token_learns_nothing_of_identifiers_it_does_not_hold() {
     let taken = own_there.get("/v1/user/email/bob@example.com");
     let free = own_there.get("/v1/user/email/nobody@example.com");
     assert_eq!((taken.status, &taken.body), (free.status, &free.body));
+}
+
+/// Sends `head` (a request line and headers, and no body) to the peer port and returns the
+/// answer's status code.
+fn peer_status(peer: &str, head: &str) -> u16 {
+    let mut stream = TcpStream::connect(peer).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n") && stream.read(&mut byte).unwrap() == 1 {
+        answer.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&answer).into_owned();
+    line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status line: {line:?}"))
+}
+
+#[test]
+fn the_peer_port_authenticates_before_reading_a_body_and_bounds_and_never_decompresses_it() {
+    let cluster = TestCluster::start(1, &[]);
+    let peer = cluster.slots[0].raft_address();
+    let secret = cluster.peer_secret();
+    // Without the secret, a body announced as huge is never waited for, on any path.
+    let huge = "Content-Length: 300000000\r\n\r\n";
+    assert_eq!(peer_status(&peer, &format!("POST /raft/vote HTTP/1.1\r\nHost: p\r\n{huge}")), 401);
+    assert_eq!(peer_status(&peer, &format!("POST /raft/nowhere HTTP/1.1\r\nHost: p\r\n{huge}")), 401);
+    let wrong = "X-Strongroom-Peer: not-the-secret-at-all\r\n";
+    assert_eq!(peer_status(&peer, &format!("POST /raft/append HTTP/1.1\r\nHost: p\r\n{wrong}{huge}")), 401);
+    // With it, a control message may not be large, and no body may be compressed.
+    let with_secret = format!("POST /raft/vote HTTP/1.1\r\nHost: p\r\nX-Strongroom-Peer: {secret}\r\n");
+    assert_eq!(peer_status(&peer, &format!("{with_secret}Content-Length: 1000000\r\n\r\n")), 413);
+    assert_eq!(peer_status(&peer, &format!("{with_secret}Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\n")), 415);
+    // An adoption proof for another id, or none, admits nothing.
+    let adopt = "POST /raft/adopt HTTP/1.1\r\nHost: p\r\nX-Strongroom-Target: 7\r\n";
+    assert_eq!(peer_status(&peer, &format!("{adopt}X-Strongroom-Adopt-Proof: 00\r\n{huge}")), 401);
+    assert_eq!(peer_status(&peer, &format!("{adopt}X-Strongroom-Peer: {secret}\r\n{huge}")), 401);
+    // The node still serves its members.
+    cluster.client(0).create_user(json!({"login": "after-the-probes"}));
+}
+
+/// Kills the process it holds when dropped (a test that fails must not leave it running).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_peer_port_without_tls_must_be_allowed_explicitly() {
+    let (hsm, _scratch, data_dir) = support::serve_scratch();
+    let flags = ["--peer-listen=127.0.0.1:0".to_string(), "--hsm-create-key".to_string()];
+    let mut command = support::serve_command(&hsm, &data_dir, &flags);
+    command.env("VAULTD_PEER_SECRET", "a-peer-secret-of-enough-length").stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = Reaped(command.spawn().unwrap());
+    let status = poll("vaultd to refuse to start", Duration::from_secs(30), || child.0.try_wait().unwrap());
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("--peer-plain-http") && stderr.contains("mutual TLS"), "{stderr}");
+
+    // Allowed, it starts.
+    let allowed = [flags.to_vec(), vec!["--peer-plain-http".to_string()]].concat();
+    let mut command = support::serve_command(&hsm, &data_dir, &allowed);
+    command.env("VAULTD_PEER_SECRET", "a-peer-secret-of-enough-length");
+    support::Vault::spawn_command(command).client().get("/v1/status").assert_ok();
+}
+
+#[test]
+fn adding_a_learner_sends_no_secret_and_passes_on_nothing_the_address_answers() {
+    let cluster = TestCluster::start(1, &[]);
+    let secret = cluster.peer_secret();
+    let impostor = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = impostor.local_addr().unwrap().to_string();
+    let heard = std::thread::spawn(move || {
+        let (mut stream, _) = impostor.accept().unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            request.push(byte[0]);
+        }
+        let body = "IMPOSTOR-SAYS: call me at evil.example";
+        let answer = format!("HTTP/1.1 500 Oops\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        stream.write_all(answer.as_bytes()).unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let reply = cluster
+        .client(0)
+        .post("/v1/sys/cluster/learners", json!({"raftAddress": address, "apiAddress": "http://127.0.0.1:9"}));
+    reply.assert_error(409);
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(!message.contains("IMPOSTOR"), "the remote answer was passed on: {message}");
+    let request = heard.join().unwrap();
+    assert!(request.starts_with("POST /raft/adopt "), "{request}");
+    assert!(!request.contains(&secret), "the peer secret went to a non-member: {request}");
+    assert!(request.to_lowercase().contains("x-strongroom-adopt-proof:"), "{request}");
+    assert_eq!(cluster.members(), vec![(1, true)]);
+}
+
+#[test]
+fn anonymous_capabilities_work_at_once_on_every_node_and_misses_write_nothing() {
+    let cluster = TestCluster::start(3, &[]);
+    for slot in 0..3 {
+        let (writer, reader) = (cluster.client(slot), cluster.client((slot + 1) % 3).with_token(None));
+        let login = format!("capable-{slot}");
+        writer.create_user(json!({"login": login}));
+        // Made through one node, the share and the exptoken work on the next one at once:
+        // a node that does not know them yet catches up before it answers 404.
+        let shared = writer.post(&format!("/v1/sharedrecord/login/{login}"), json!({"fields": "login"}));
+        let record = shared.assert_ok()["record"].as_str().unwrap().to_string();
+        assert_eq!(reader.get(&format!("/v1/get/{record}")).assert_ok()["data"]["login"], login.as_str());
+        let started = writer.post(&format!("/v1/exp/start/login/{login}"), json!({"expiration": "30d"}));
+        let exptoken = started.assert_ok()["exptoken"].as_str().unwrap().to_string();
+        reader.get(&format!("/v1/exp/retain/{exptoken}")).assert_ok();
+    }
+    let events = support::audit_total(&cluster.client(0));
+    for slot in 0..3 {
+        let anonymous = cluster.client(slot).with_token(None);
+        let unknown = uuid::Uuid::new_v4();
+        anonymous.get(&format!("/v1/get/{unknown}")).assert_error(404);
+        anonymous.get(&format!("/v1/exp/retain/{unknown}")).assert_error(404);
+        anonymous.get(&format!("/v1/exp/delete/{unknown}")).assert_error(404);
+    }
+    assert_eq!(support::audit_total(&cluster.client(0)), events, "a miss was committed");
 }

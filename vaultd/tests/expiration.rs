@@ -174,12 +174,15 @@ fn exptokens_that_are_malformed_unknown_or_used_up_are_refused() {
         retain(&anonymous, malformed).assert_error(400);
         delete(&anonymous, malformed).assert_error(400);
     }
-    // An access token is not an exptoken, and neither is the subject's own token.
+    // An access token is not an exptoken, and neither is the subject's own token; anyone
+    // may ask, so a miss is answered without a write (no log entry, no audit event).
+    let events = audit_total(&client);
     for unknown in [Uuid::new_v4().to_string(), token.clone()] {
         retain(&anonymous, &unknown).assert_error(404);
         delete(&anonymous, &unknown).assert_error(404);
         retain(&client, &unknown).assert_error(404);
     }
+    assert_eq!(audit_total(&client), events, "a miss wrote an audit event");
     // None of that touched the subject.
     let body = status(&client, "login", "bob");
     assert_eq!(body["expstatus"], "wait");
@@ -188,8 +191,10 @@ fn exptokens_that_are_malformed_unknown_or_used_up_are_refused() {
 
     // After cancel the exptoken is unknown; after delete too.
     cancel(&client, "login", "bob").assert_ok();
+    let events = audit_total(&client);
     retain(&anonymous, &exptoken).assert_error(404);
     delete(&anonymous, &exptoken).assert_error(404);
+    assert_eq!(audit_total(&client), events, "a used-up exptoken wrote an audit event");
     assert_eq!(client.get("/v1/user/login/bob").assert_ok()["data"], json!({"login": "bob"}));
 
     let exptoken = start_ok(&client, "login", "bob", "30d");

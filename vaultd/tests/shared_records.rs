@@ -300,6 +300,7 @@ fn record_ids_that_are_malformed_or_unknown_are_refused() {
     let token = client.create_user(json!({"login": "ada"}));
     let session = Uuid::new_v4().to_string();
     client.post(&format!("/v1/session/{session}"), json!({"login": "ada"})).assert_ok();
+    let events = audit_total(&client);
     for malformed in ["not-a-uuid", "1234", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"] {
         read(&vault, malformed).assert_error(400);
     }
@@ -308,6 +309,11 @@ fn record_ids_that_are_malformed_or_unknown_are_refused() {
         read(&vault, &unknown).assert_error(404);
     }
     read(&vault, "DEMO").assert_error(400);
+    // Anyone may ask: a miss is answered without a write, so it cannot fill the disk.
+    assert_eq!(audit_total(&client), events, "a miss wrote an audit event (and a log entry)");
+    let record = share_ok(&client, "login", "ada", json!({"fields": "login"}));
+    read(&vault, &record).assert_ok();
+    assert_eq!(audit_total(&client), events + 2, "the share and the read it allowed are audited");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ pub fn value() -> Value {
                 named_form_fields(body);
             }
             bad_purpose(operation);
+            failed_auth_limited(operation);
             let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
             for response in responses.into_iter().flat_map(|r| r.values_mut()) {
                 let links = response.get_mut("links").and_then(Value::as_object_mut);
@@ -245,7 +246,17 @@ Every response is a JSON envelope: `{"status":"ok", ...}` with the payload field
         super::system::metrics,
         super::system::openapi
     ),
-    components(responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, InternalError, Unavailable)),
+    components(responses(
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        TooManyRequests,
+        InternalError,
+        Unavailable
+    )),
     modifiers(&BunkerToken),
 )]
 struct ApiDoc;
@@ -284,6 +295,15 @@ fn bad_purpose(operation: &mut Value) {
     if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
         if reads_purpose && !responses.contains_key("400") {
             responses.insert("400".into(), json!({"$ref": "#/components/responses/BadRequest"}));
+        }
+    }
+}
+
+/// Wherever a token is checked, failed authentications are rate-limited per address.
+fn failed_auth_limited(operation: &mut Value) {
+    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        if responses.contains_key("401") && !responses.contains_key("429") {
+            responses.insert("429".into(), json!({"$ref": "#/components/responses/TooManyRequests"}));
         }
     }
 }
@@ -330,6 +350,7 @@ error_responses! {
     NotFound: "No such subject, record, event, token or cluster member", Some("record not found");
     Conflict: "A unique identifier is taken, the record changed concurrently (retry), or the cluster's membership does not allow the change", Some("duplicate email");
     PayloadTooLarge: "The request body exceeds the configured limit (default 1 MiB)", Some("request body exceeds 1048576 bytes");
+    TooManyRequests: "This client address is over a rate limit: requests without a token (`--anonymous-requests-per-minute`) or failed authentications (`--failed-auth-per-minute`); `Retry-After` says when to try again", Some("too many requests from this address; retry later");
     InternalError: "A storage or key operation failed; no details are disclosed", Some("storage failure");
     Unavailable: "The vault cannot serve the request right now: it is not initialised, this node has not joined a cluster, the cluster has no leader (no quorum), or a write was not confirmed by a quorum in time (its outcome is unknown)", None::<&str>;
 }

@@ -10,6 +10,7 @@ use super::body::Body;
 use super::{ok, ok_body, parse_mode};
 use crate::auth::{Caller, Scope};
 use crate::error::{VaultError, VaultResult};
+use crate::throttle::Anonymous;
 use crate::vault::Vault;
 
 /// `POST /v1/exp/start/{mode}/{id}` with `{"expiration":"30d"}` (JSON or form). No body,
@@ -180,7 +181,7 @@ pub async fn cancel(
     operation_id = "retainData",
     tag = "expiration",
     summary = "The subject keeps its data",
-    description = r#"No access token: the exptoken is the credential. The countdown stops (`expstatus: retain`). Audited as `expiration-retain`."#,
+    description = r#"No access token: the exptoken is the credential. The countdown stops (`expstatus: retain`). Audited as `expiration-retain`; an exptoken with no countdown is answered from the node's state, without an audit event. Rate-limited per client address (`--anonymous-requests-per-minute`)."#,
     security(()),
     params(doc::ExptokenPath),
     responses(
@@ -193,11 +194,12 @@ pub async fn cancel(
         ),
         (status = 400, response = doc::BadRequest),
         (status = 404, response = doc::NotFound),
+        (status = 429, response = doc::TooManyRequests),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)
     ),
 )]
-pub async fn retain(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
+pub async fn retain(_: Anonymous, vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
     vault.retain_data(&path).await?;
     Ok(ok(json!({"result": "retained"})))
 }
@@ -209,7 +211,7 @@ pub async fn retain(vault: web::Data<Vault>, path: web::Path<String>) -> VaultRe
     operation_id = "deleteByExptoken",
     tag = "expiration",
     summary = "The subject has its data forgotten now",
-    description = r#"No access token: the exptoken is the credential. Forget-me at once (`expstatus: expired`); the exptoken then answers 404. Audited as `expiration-delete`."#,
+    description = r#"No access token: the exptoken is the credential. Forget-me at once (`expstatus: expired`); the exptoken then answers 404. Audited as `expiration-delete`; an exptoken with no countdown is answered from the node's state, without an audit event. Rate-limited per client address (`--anonymous-requests-per-minute`)."#,
     security(()),
     params(doc::ExptokenPath),
     responses(
@@ -222,11 +224,12 @@ pub async fn retain(vault: web::Data<Vault>, path: web::Path<String>) -> VaultRe
         ),
         (status = 400, response = doc::BadRequest),
         (status = 404, response = doc::NotFound),
+        (status = 429, response = doc::TooManyRequests),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)
     ),
 )]
-pub async fn delete(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
+pub async fn delete(_: Anonymous, vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
     vault.delete_by_exptoken(&path).await?;
     Ok(ok(json!({"result": "deleted"})))
 }

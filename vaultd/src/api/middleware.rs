@@ -11,14 +11,14 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{method_label, Metrics, RequestLabels};
 
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let response = next.call(req).await?.map_into_boxed_body();
     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());

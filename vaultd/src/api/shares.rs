@@ -11,6 +11,7 @@ use super::body::Body;
 use super::{ok, parse_mode};
 use crate::auth::{Caller, Scope};
 use crate::error::VaultResult;
+use crate::throttle::Anonymous;
 use crate::vault::Vault;
 
 #[utoipa::path(
@@ -69,7 +70,7 @@ pub async fn create(
     operation_id = "getSharedRecord",
     tag = "sharing",
     summary = "Read a shared record",
-    description = r#"No access token: the record id is the credential. Only the shared fields, until the share ends (then 404). Audited as `share-read`. A share of an app record also answers `app`, a share of a session `session`."#,
+    description = r#"No access token: the record id is the credential. Only the shared fields, until the share ends (then 404). Audited as `share-read`; an unknown or ended record is answered from the node's state, without an audit event. Rate-limited per client address (`--anonymous-requests-per-minute`). A share of an app record also answers `app`, a share of a session `session`."#,
     security(()),
     params(doc::RecordPath),
     responses(
@@ -82,11 +83,12 @@ pub async fn create(
         ),
         (status = 400, response = doc::BadRequest),
         (status = 404, response = doc::NotFound),
+        (status = 429, response = doc::TooManyRequests),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)
     ),
 )]
-pub async fn get(vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
+pub async fn get(_: Anonymous, vault: web::Data<Vault>, path: web::Path<String>) -> VaultResult<HttpResponse> {
     let shared = vault.get_shared(&path).await?;
     Ok(match (shared.app, shared.session) {
         (Some(app), _) => ok(json!({"app": app, "data": shared.data})),

@@ -9,6 +9,7 @@ use super::{ok, parse_mode};
 use crate::auth::{Caller, Scope};
 use crate::error::{VaultError, VaultResult};
 use crate::store::RequestAction;
+use crate::throttle::{client_of, Throttle};
 use crate::vault::Vault;
 
 /// `POST /v1/user`. Without any token, only when anonymous creation is enabled (e.g. a
@@ -140,6 +141,7 @@ use crate::vault::Vault;
     ),
 )]
 pub async fn create(
+    req: HttpRequest,
     vault: web::Data<Vault>,
     caller: Result<Caller, VaultError>,
     body: Body,
@@ -150,7 +152,12 @@ pub async fn create(
             caller.require_staff()?;
             caller
         }
-        Err(VaultError::Unauthenticated) if vault.settings().anonymous_create => Caller::anonymous(),
+        Err(VaultError::Unauthenticated) if vault.settings().anonymous_create => {
+            if let Some(throttle) = req.app_data::<web::Data<Throttle>>() {
+                throttle.anonymous(client_of(&req))?;
+            }
+            Caller::anonymous()
+        }
         Err(error) => return Err(error),
     };
     let token = match vault.create_user(&caller, body.object()?).await {

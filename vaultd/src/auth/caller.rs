@@ -7,6 +7,8 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
 use super::Scope;
 use crate::error::VaultError;
+use crate::metrics::Metrics;
+use crate::throttle::{client_of, Throttle};
 use crate::vault::Vault;
 
 pub const ROOT_ACTOR: &str = "root";
@@ -62,11 +64,26 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let presented = presented(req);
         let vault = req.app_data::<web::Data<Vault>>().cloned();
+        let throttle = req.app_data::<web::Data<Throttle>>().cloned();
+        let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+        let client = client_of(req);
         Box::pin(async move {
             let vault = vault.ok_or(VaultError::Unavailable("not initialised"))?;
             let (secret, purpose) = presented?;
-            let (actor, scopes, subject) = vault.authenticate(&secret).await?;
-            Ok(Caller { actor, scopes, purpose, subject })
+            match vault.authenticate(&secret).await {
+                Ok((actor, scopes, subject)) => Ok(Caller { actor, scopes, purpose, subject }),
+                Err(VaultError::InvalidToken) => {
+                    // Counted and limited by address; what was presented is dropped here.
+                    if let Some(metrics) = metrics {
+                        metrics.auth_failures.inc();
+                    }
+                    match throttle {
+                        Some(throttle) => throttle.failed_auth(client).and(Err(VaultError::InvalidToken)),
+                        None => Err(VaultError::InvalidToken),
+                    }
+                }
+                Err(other) => Err(other),
+            }
         })
     }
 }

@@ -11,6 +11,7 @@ use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use strongroom_admin_api::cluster::{AddLearner, ClusterStatus, ErasureCompaction, Member, MemberAdded, NodeState};
 
+use super::network::PeerError;
 use super::rpc::{self, Refusal};
 use super::types::{NodeId, NodeInfo};
 use super::{Cluster, PROPOSE_TIMEOUT};
@@ -168,13 +169,14 @@ impl Cluster {
             self.remove(old).await?;
         }
         let id = self.allocate_node_id(actor).await?;
-        let adopt = rpc::Adopt { node_id: id };
-        let answer: rpc::AdoptResult = self
-            .peers
-            .call(&add.raft_address, rpc::ADOPT, None, &adopt, PROPOSE_TIMEOUT)
-            .await
-            .map_err(|e| AdminError::Conflict(format!("cannot reach the new node at raftAddress: {e}")))?;
-        answer.map_err(|refusal| AdminError::Conflict(format!("the new node refused to join: {refusal}")))?;
+        // The address is the caller's word: the call carries a proof rather than the peer
+        // secret, and what comes back is reported in fixed words, never passed on.
+        let answer = self.peers.adopt(&add.raft_address, id, &self.adopt_proof(id), PROPOSE_TIMEOUT).await;
+        match answer {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => return Err(AdminError::Conflict(adopt_refused(&refusal).into())),
+            Err(error) => return Err(AdminError::Conflict(adopt_failed(&error))),
+        }
         let node = NodeInfo { raft_address: add.raft_address, api_address: add.api_address };
         self.raft()?.add_learner(id, node, false).await.map_err(client_write_error)?;
         tracing::info!(node = id, "added learner");
@@ -309,6 +311,26 @@ impl Cluster {
             purged_index: metrics.purged.map(|p| p.index),
             members,
             erasures: ErasureCompaction { pending, oldest_pending_since, ..deadline },
+        }
+    }
+}
+
+/// Why the node at a new learner's address did not take its id, in fixed words: its
+/// answer is not trusted enough to be shown.
+fn adopt_refused(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::AlreadyMember => "the node at raftAddress already belongs to a cluster",
+        _ => "the node at raftAddress refused to join",
+    }
+}
+
+/// Why a new learner's address could not be asked, without anything it answered.
+fn adopt_failed(error: &PeerError) -> String {
+    match error {
+        PeerError::Unreachable(_) => "cannot reach the new node at raftAddress".into(),
+        PeerError::Refused { status } => format!("the node at raftAddress refused the peer request (HTTP {status})"),
+        PeerError::Transport(_) | PeerError::Decode | PeerError::Encode => {
+            "the node at raftAddress did not answer as a vaultd peer".into()
         }
     }
 }

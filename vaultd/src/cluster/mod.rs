@@ -136,6 +136,8 @@ impl Cluster {
             election_timeout_min: 400,
             election_timeout_max: 800,
             install_snapshot_timeout: 10_000,
+            // The peer port's body limit for snapshot messages is sized from this.
+            snapshot_max_chunk_size: rpc::SNAPSHOT_CHUNK as u64,
             max_payload_entries: 64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
             // Entries kept behind a snapshot for followers that lag a little.
@@ -285,6 +287,20 @@ impl Cluster {
                 &crate::auth::secret_hash(presented)[..],
                 &self.peer_secret_hash[..],
             ))
+    }
+
+    /// Whether a presented adoption proof is the one for `id` (constant time).
+    fn adopt_proof_matches(&self, id: NodeId, presented: &str) -> bool {
+        !self.standalone
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                rpc::adopt_proof(&self.peer_secret_hash, id).as_bytes(),
+                presented.as_bytes(),
+            ))
+    }
+
+    /// The proof that adopting `id` comes from a member (see [`rpc::ADOPT_PROOF_HEADER`]).
+    fn adopt_proof(&self, id: NodeId) -> String {
+        rpc::adopt_proof(&self.peer_secret_hash, id)
     }
 
     /// Applies a command through the log and returns its receipt once the entry that

@@ -28,12 +28,28 @@ pub enum PeerError {
     /// The request may or may not have been processed.
     #[error("peer request failed: {0}")]
     Transport(reqwest::Error),
-    #[error("peer refused the request with {status}: {message}")]
-    Refused { status: u16, message: String },
+    /// The peer answered with an error status. Its body is not kept: the address may be
+    /// anyone's (a node being added is named by the caller), and what it says must not
+    /// be passed on.
+    #[error("peer refused the request with HTTP {status}")]
+    Refused { status: u16 },
     #[error("peer answer cannot be decoded")]
     Decode,
     #[error("request cannot be encoded")]
     Encode,
+}
+
+/// Longest answer taken from a member (a leader's receipts for a whole batch).
+const MAX_MEMBER_ANSWER: usize = 256 * 1024 * 1024;
+/// Longest answer taken from an address named as a new node: a few bytes are expected.
+const MAX_ADOPT_ANSWER: usize = 64 * 1024;
+
+/// How an outgoing peer request proves that it comes from a member.
+enum Credential<'a> {
+    /// The peer secret, for members (and, for Raft messages, the id addressed).
+    Secret(Option<NodeId>),
+    /// An adoption proof for the id handed out ([`rpc::ADOPT_PROOF_HEADER`]).
+    AdoptProof(NodeId, &'a str),
 }
 
 /// An HTTP client for the peer port, shared by every outgoing peer call.
@@ -49,6 +65,8 @@ impl PeerClient {
         PeerClient { http, scheme: if tls { "https" } else { "http" }, secret: Arc::new(secret) }
     }
 
+    /// A call to a member, with the peer secret; `target` names the node a Raft message
+    /// is meant for.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         address: &str,
@@ -57,16 +75,42 @@ impl PeerClient {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
+        self.send(address, path, Credential::Secret(target), body, timeout, MAX_MEMBER_ANSWER).await
+    }
+
+    /// Hands `id` to the node at `address`, which is not a member yet: the request
+    /// carries the adoption proof, never the secret.
+    pub async fn adopt(
+        &self,
+        address: &str,
+        id: NodeId,
+        proof: &str,
+        timeout: Duration,
+    ) -> Result<rpc::AdoptResult, PeerError> {
+        let body = rpc::Adopt { node_id: id };
+        self.send(address, rpc::ADOPT, Credential::AdoptProof(id, proof), &body, timeout, MAX_ADOPT_ANSWER).await
+    }
+
+    async fn send<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        credential: Credential<'_>,
+        body: &Req,
+        timeout: Duration,
+        max_answer: usize,
+    ) -> Result<Resp, PeerError> {
         let body = encode(body).map_err(|_| PeerError::Encode)?;
-        let mut request = self
-            .http
-            .post(format!("{}://{address}{path}", self.scheme))
-            .header(rpc::SECRET_HEADER, self.secret.as_str())
-            .timeout(timeout)
-            .body(body);
-        if let Some(target) = target {
-            request = request.header(rpc::TARGET_HEADER, target.to_string());
-        }
+        let request = self.http.post(format!("{}://{address}{path}", self.scheme)).timeout(timeout).body(body);
+        let request = match credential {
+            Credential::Secret(None) => request.header(rpc::SECRET_HEADER, self.secret.as_str()),
+            Credential::Secret(Some(target)) => {
+                request.header(rpc::SECRET_HEADER, self.secret.as_str()).header(rpc::TARGET_HEADER, target.to_string())
+            }
+            Credential::AdoptProof(id, proof) => {
+                request.header(rpc::ADOPT_PROOF_HEADER, proof).header(rpc::TARGET_HEADER, id.to_string())
+            }
+        };
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 PeerError::Unreachable(e)
@@ -75,13 +119,27 @@ impl PeerClient {
             }
         })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(PeerError::Transport)?;
         if !status.is_success() {
-            let message = String::from_utf8_lossy(&bytes).chars().take(200).collect();
-            return Err(PeerError::Refused { status: status.as_u16(), message });
+            return Err(PeerError::Refused { status: status.as_u16() });
         }
+        let bytes = read_at_most(response, max_answer).await?;
         decode(&bytes).map_err(|_| PeerError::Decode)
     }
+}
+
+/// Reads an answer's body, refusing one longer than `limit` bytes as it arrives.
+async fn read_at_most(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, PeerError> {
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(PeerError::Decode);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(PeerError::Transport)? {
+        if bytes.len() + chunk.len() > limit {
+            return Err(PeerError::Decode);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// When this node last heard back from each peer: the leader's measure of member health.

@@ -19,9 +19,17 @@ pub const READ_INDEX: &str = "/raft/read-index";
 /// A follower hands a `/v1/sys/cluster` request to the leader.
 pub const ADMIN: &str = "/raft/admin";
 
+/// Most snapshot bytes in one `SNAPSHOT` message (openraft's chunk size).
+pub const SNAPSHOT_CHUNK: usize = 3 * 1024 * 1024;
+
 /// The cluster's shared peer secret; compared in constant time.
 pub const SECRET_HEADER: &str = "X-Strongroom-Peer";
-/// The node id a Raft message is meant for. A node refuses messages for another id, so a
+/// Instead of the secret, the leader's call to a node it is adding (not yet a member, and
+/// named by whoever asked) carries HMAC-SHA256 of the id it hands out, keyed by the
+/// secret's SHA-256: the node, which knows the secret, can check it, but the secret itself
+/// never goes to an address that merely claims to be a new node.
+pub const ADOPT_PROOF_HEADER: &str = "X-Strongroom-Adopt-Proof";
+/// The node id a Raft message (or an adoption) is meant for. A node refuses messages for another id, so a
 /// wiped node that came back at an old member's address cannot answer in its name.
 pub const TARGET_HEADER: &str = "X-Strongroom-Target";
 
@@ -55,6 +63,16 @@ pub type ProposeResult = Result<Vec<Receipt>, Refusal>;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Adopt {
     pub node_id: NodeId,
+}
+
+/// The adoption proof for `id`, hex-encoded, from the SHA-256 of the peer secret.
+pub fn adopt_proof(secret_hash: &[u8; 32], id: NodeId) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length; a 32-byte key cannot be refused.
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret_hash) else { return String::new() };
+    mac.update(b"strongroom adopt ");
+    mac.update(&id.to_be_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub type AdoptResult = Result<(), Refusal>;

@@ -124,6 +124,11 @@ impl Store {
         self.uuid_at(&keys::exp_token(hash))
     }
 
+    /// The share whose record id has this SHA-256, ended or not.
+    pub fn shared(&self, hash: &[u8; 32]) -> Result<Option<SharedRecord>, StoreError> {
+        self.get(&keys::shared(hash))
+    }
+
     pub fn app(&self, subject: &Uuid, app: &str) -> Result<Option<AppRecord>, StoreError> {
         self.get(&keys::app(subject, app))
     }

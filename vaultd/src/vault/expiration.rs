@@ -99,16 +99,32 @@ impl Vault {
 
     /// `GET /v1/exp/retain/{exptoken}`: the subject keeps its data.
     pub async fn retain_data(&self, exptoken: &str) -> VaultResult<Uuid> {
-        let target = Target::ExpToken(auth::capability_hash(&parse_exptoken(exptoken)?));
+        let target = self.known_exptoken(exptoken).await?;
         let receipt = self.commit(exptoken_draft(Operation::ExpirationRetain), Change::RetainData { target }).await?;
         resolved(receipt)
     }
 
     /// `GET /v1/exp/delete/{exptoken}`: the subject has its data forgotten now.
     pub async fn delete_by_exptoken(&self, exptoken: &str) -> VaultResult<Uuid> {
-        let target = Target::ExpToken(auth::capability_hash(&parse_exptoken(exptoken)?));
+        let target = self.known_exptoken(exptoken).await?;
         let change = Change::ForgetSubject { target, condition: ForgetCondition::Always };
         resolved(self.commit(exptoken_draft(Operation::ExpirationDelete), change).await?)
+    }
+}
+
+impl Vault {
+    /// The target of an exptoken route, if a countdown has this exptoken. Anyone may ask,
+    /// so a miss costs no write: it is answered from this node's state, caught up with
+    /// the leader first.
+    async fn known_exptoken(&self, exptoken: &str) -> VaultResult<Target> {
+        let hash = auth::capability_hash(&parse_exptoken(exptoken)?);
+        if self.store.subject_by_exptoken(&hash)?.is_none() {
+            self.catch_up().await?;
+            if self.store.subject_by_exptoken(&hash)?.is_none() {
+                return Err(VaultError::NotFound("record"));
+            }
+        }
+        Ok(Target::ExpToken(hash))
     }
 }
 

@@ -89,6 +89,18 @@ impl Vault {
     /// `GET /v1/get/{record}`: the shared fields, audited, while the share lasts.
     pub async fn get_shared(&self, record_id: &str) -> VaultResult<SharedView> {
         let record_id = Uuid::parse_str(record_id).map_err(|_| VaultError::bad_request("record must be a UUID"))?;
+        let hash = auth::capability_hash(&record_id);
+        // Anyone may ask, so a miss costs no write: only a share this node (caught up
+        // with the leader first, if need be) knows as live goes on to the audited read.
+        let live = |store: &Store| -> VaultResult<bool> {
+            Ok(store.shared(&hash)?.is_some_and(|record| record.expires_at > now_ms()))
+        };
+        if !live(&self.store)? {
+            self.catch_up().await?;
+            if !live(&self.store)? {
+                return Err(VaultError::NotFound("shared record"));
+            }
+        }
         let audit = AuditDraft {
             time: now_ms(),
             actor: "shared-record".into(),
@@ -98,7 +110,7 @@ impl Vault {
             mode: Some("record".into()),
             purpose: None,
         };
-        let receipt = self.commit(audit, Change::ReadShared { hash: auth::capability_hash(&record_id) }).await?;
+        let receipt = self.commit(audit, Change::ReadShared { hash }).await?;
         let Applied::Shared { record, owner, app, session } = receipt.outcome.map_err(rejected)? else {
             return Err(VaultError::Storage(StoreError::Corrupt));
         };

@@ -122,6 +122,11 @@ impl TestCluster {
         Client::new(&self.slots[slot].url(), ROOT_TOKEN)
     }
 
+    /// The secret every member shares.
+    pub fn peer_secret(&self) -> String {
+        std::fs::read_to_string(&self.shared.secret_file).unwrap()
+    }
+
     pub fn running(&self) -> Vec<usize> {
         (0..self.slots.len()).filter(|&i| self.slots[i].vault.is_some()).collect()
     }

@@ -34,8 +34,10 @@ pub fn config_map(vault: &PiiVault) -> Result<ConfigMap, Error> {
         env.insert("VAULTD_TLS_CERT", format!("{}/tls.crt", layout::API_TLS_DIR));
         env.insert("VAULTD_TLS_KEY", format!("{}/tls.key", layout::API_TLS_DIR));
     } else {
-        // A listener on 0.0.0.0 without a certificate must be chosen explicitly.
+        // `tls.enabled: false` is the user's explicit choice of plain HTTP, on the API
+        // (a listener on 0.0.0.0) and between pods.
         env.insert("VAULTD_TLS_DISABLE", "true".to_string());
+        env.insert("VAULTD_PEER_PLAIN_HTTP", "true".to_string());
     }
     match &spec.hsm.pkcs11 {
         Some(pkcs11) => {
@@ -75,6 +77,7 @@ mod tests {
         assert_eq!(data["VAULTD_HSM_KEY_LABEL"], "strongroom-kek-1");
         assert_eq!(data["VAULTD_HSM_PIN_FILE"], "/etc/strongroom/hsm-pin/pin");
         assert_eq!(data["VAULTD_PEER_TLS_CA"], "/etc/strongroom/peer-tls/ca.crt");
+        assert!(!data.contains_key("VAULTD_PEER_PLAIN_HTTP"));
     }
 
     #[test]
@@ -100,6 +103,7 @@ mod tests {
         let data = data(&vault);
         assert!(data.keys().all(|key| !key.starts_with("VAULTD_PEER_TLS") && !key.starts_with("VAULTD_TLS_C")));
         assert_eq!(data["VAULTD_TLS_DISABLE"], "true", "a plain listener on 0.0.0.0 is chosen explicitly");
+        assert_eq!(data["VAULTD_PEER_PLAIN_HTTP"], "true");
         assert_eq!(data["VAULTD_PEER_SECRET_FILE"], "/etc/strongroom/peer-auth/secret");
     }
 
