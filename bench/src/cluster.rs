@@ -56,6 +56,7 @@ impl Cluster {
                 host: "127.0.0.1".to_string(),
                 api_port: pair[0].port(),
                 peer_port: pair[1].port(),
+                tls: false,
             })
             .collect();
         let mut nodes = Vec::with_capacity(NODES);
@@ -72,8 +73,9 @@ impl Cluster {
             let peer = address.raft_address().parse()?;
             nodes.push(Node { server, peer, id: 0, alive: true });
         }
+        let shared_admin = shared.admin();
         let mut cluster = Cluster { nodes, token: shared.token, _dir: dir };
-        match cluster::form(&cluster.token, &addresses) {
+        match cluster::form(&shared_admin, &addresses) {
             Ok(ids) => {
                 for (node, id) in cluster.nodes.iter_mut().zip(ids) {
                     node.id = id;
