@@ -4,7 +4,7 @@
 //! without a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
@@ -154,9 +154,7 @@ impl ReloadingCert {
         check.digest = digest;
         match certified_key(&self.cert_path, &cert, &self.key_path, &key) {
             Ok(certified) => {
-                if let Ok(mut current) = self.current.write() {
-                    *current = Arc::new(certified);
-                }
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
                 tracing::info!(cert = %self.cert_path.display(), "reloaded the API's TLS certificate");
             }
             Err(error) => {
@@ -169,7 +167,7 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.refresh();
-        self.current.read().ok().map(|current| Arc::clone(&current))
+        Some(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
     }
 }
 
