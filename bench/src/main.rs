@@ -7,7 +7,8 @@
 //! errors and server memory. Every throughput is also printed as a ratio to the trivial
 //! handler's in the same run, which is measured even when `--targets` leaves it out.
 //! `hack/bench.sh` runs the standard suite. `--mode cluster` measures a local 3-node
-//! vaultd cluster, and `failover` its recovery from a leader `kill -9`.
+//! vaultd cluster, and `failover` its recovery from a leader `kill -9`. `--api http,https`
+//! measures each vaultd mode with plain HTTP and with TLS on its API, in the same run.
 //!
 //! `--workloads minimize` measures a retention run (`POST /v1/sys/retention/run`, see
 //! `minimize.rs`): the vault is filled to `--subjects` subjects (default 100,000), the
