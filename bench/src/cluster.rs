@@ -2,7 +2,8 @@
 //! strongroom-testkit the way `hack/cluster.sh` forms one: one throwaway SoftHSM2 token
 //! shared by every node (as the pods of a real cluster share one KEK), one root token and
 //! one peer secret, ports chosen before the nodes start, then `init` on the first node and
-//! every other node added as a learner and promoted.
+//! every other node added as a learner and promoted. With HTTPS on the API, every node
+//! serves one certificate for 127.0.0.1 from a CA the harness makes (testkit).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,8 +14,8 @@ use strongroom_testkit::cluster::{self, SharedFiles};
 use strongroom_testkit::NodeAddress;
 use tempfile::TempDir;
 
-use crate::http;
-use crate::servers::{self, Server};
+use crate::http::{self, Endpoint};
+use crate::servers::{self, Api, Server};
 
 /// Nodes in the cluster (spec §9 measures three).
 pub const NODES: usize = 3;
@@ -43,12 +44,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `NODES` nodes (the first creates the KEK, the others start once it has) and
-    /// forms them into a cluster of voters. Blocking: call it outside the runtime's tasks.
-    pub fn start(binary: &Path, softhsm_script: &Path) -> anyhow::Result<Cluster> {
+    /// Starts `NODES` nodes (the first creates the KEK, the others start once it has), their
+    /// API reached by `api`, and forms them into a cluster of voters. Blocking: call it
+    /// outside the runtime's tasks.
+    pub fn start(binary: &Path, softhsm_script: &Path, api: Api) -> anyhow::Result<Cluster> {
         servers::check_vaultd(binary)?;
         let dir = tempfile::Builder::new().prefix("strongroom-bench-cluster-").tempdir()?;
-        let shared = SharedFiles::create(dir.path(), softhsm_script, None)?;
+        let mut shared = SharedFiles::create(dir.path(), softhsm_script, None)?;
+        if api == Api::Https {
+            shared = shared.with_api_tls(dir.path())?;
+        }
+        let tls = shared.api_tls.as_ref().map(|tls| http::tls_connector(&tls.ca.pem())).transpose()?;
         let ports = strongroom_testkit::free_ports(2 * NODES)?;
         let addresses: Vec<NodeAddress> = ports
             .chunks_exact(2)
@@ -56,6 +62,7 @@ impl Cluster {
                 host: "127.0.0.1".to_string(),
                 api_port: pair[0].port(),
                 peer_port: pair[1].port(),
+                tls: tls.is_some(),
             })
             .collect();
         let mut nodes = Vec::with_capacity(NODES);
@@ -63,8 +70,9 @@ impl Cluster {
             let node_dir = tempfile::Builder::new().prefix(&format!("node{}-", index + 1)).tempdir_in(dir.path())?;
             let workers = ["--workers".to_string(), WORKERS.to_string()];
             let command = shared.serve_command(binary, address, &node_dir.path().join("data"), index == 0, &workers);
-            let server = servers::spawn(command, servers::VAULTD_LISTENING, node_dir, shared.token.clone())
+            let mut server = servers::spawn(command, servers::vaultd_listening(api), node_dir, shared.token.clone())
                 .with_context(|| format!("node {} did not start", index + 1))?;
+            server.tls = tls.clone();
             let api: SocketAddr = address.api().parse()?;
             if server.addr != api {
                 bail!("node {} listens on {} instead of {api}", index + 1, server.addr);
@@ -72,8 +80,9 @@ impl Cluster {
             let peer = address.raft_address().parse()?;
             nodes.push(Node { server, peer, id: 0, alive: true });
         }
+        let shared_admin = shared.admin();
         let mut cluster = Cluster { nodes, token: shared.token, _dir: dir };
-        match cluster::form(&cluster.token, &addresses) {
+        match cluster::form(&shared_admin, &addresses) {
             Ok(ids) => {
                 for (node, id) in cluster.nodes.iter_mut().zip(ids) {
                     node.id = id;
@@ -88,8 +97,8 @@ impl Cluster {
     }
 
     /// An admin request that must answer 200; its JSON body.
-    async fn admin_ok(&self, via: SocketAddr, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Value> {
-        let (status, text) = admin(via, &self.token, method, path, body).await?;
+    async fn admin_ok(&self, via: Endpoint, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Value> {
+        let (status, text) = admin(&via, &self.token, method, path, body).await?;
         if status != 200 {
             bail!("{method} {path} on {via}: HTTP {status}: {}", text.trim());
         }
@@ -99,7 +108,7 @@ impl Cluster {
     /// The leader as `GET /v1/sys/cluster` on node `via` reports it, as the index of its
     /// node here (found by the member's `apiAddress`).
     pub async fn leader(&self, via: usize) -> anyhow::Result<usize> {
-        let status = self.admin_ok(self.nodes[via].server.addr, "GET", "/v1/sys/cluster", None).await?;
+        let status = self.admin_ok(self.nodes[via].server.endpoint(), "GET", "/v1/sys/cluster", None).await?;
         let leader = status["leader"].as_u64().with_context(|| format!("no leader in {status}"))?;
         let members = status["members"].as_array().with_context(|| format!("no members in {status}"))?;
         let api_address = members
@@ -109,7 +118,7 @@ impl Cluster {
             .with_context(|| format!("leader {leader} is not among the members: {status}"))?;
         self.nodes
             .iter()
-            .position(|node| api_url(node.server.addr) == api_address.trim_end_matches('/'))
+            .position(|node| node.server.endpoint().url() == api_address.trim_end_matches('/'))
             .with_context(|| format!("leader {leader}'s apiAddress {api_address} is none of this cluster's nodes"))
     }
 
@@ -126,7 +135,7 @@ impl Cluster {
                     "  node {} (id {}): {} peer {} pid {}, {role}",
                     index + 1,
                     node.id,
-                    api_url(node.server.addr),
+                    node.server.endpoint(),
                     node.peer,
                     node.server.pid()
                 )
@@ -152,9 +161,9 @@ impl Cluster {
         self.nodes[index].id
     }
 
-    /// The API addresses of every node, dead or alive, in node order.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().map(|node| node.server.addr).collect()
+    /// The APIs of every node, dead or alive, in node order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.nodes.iter().map(|node| node.server.endpoint()).collect()
     }
 
     /// The nodes still running.
@@ -181,18 +190,13 @@ impl Cluster {
     }
 }
 
-/// `http://ADDR`, as vaultd advertises its API by default.
-fn api_url(addr: SocketAddr) -> String {
-    format!("http://{addr}")
-}
-
 /// One request with the root token on a fresh connection; the status and body.
 async fn admin(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     token: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    http::exchange(addr, token, method, path, body, cluster::ADMIN_TIMEOUT).await
+    http::exchange(endpoint, token, method, path, body, cluster::ADMIN_TIMEOUT).await
 }

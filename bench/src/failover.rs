@@ -82,7 +82,7 @@ struct Attempt {
 /// Runs creates against every node of `cluster`, kills the leader after `plan.before`,
 /// and keeps going for `plan.after`. Logins start at `u{first_key}`.
 pub fn run(runtime: &Runtime, cluster: &mut Cluster, plan: &Plan, first_key: u64) -> anyhow::Result<FailoverResult> {
-    let addrs = cluster.addrs();
+    let endpoints = cluster.endpoints();
     let target = HttpTarget::Vault { token: cluster.token().to_string() };
     runtime.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,9 +90,12 @@ pub fn run(runtime: &Runtime, cluster: &mut Cluster, plan: &Plan, first_key: u64
         let start = Instant::now();
         let mut tasks = JoinSet::new();
         for index in 0..plan.clients.max(1) {
-            let nodes = addrs.iter().map(|&addr| HttpClient::new(addr, target.clone(), Workload::Create)).collect();
+            let nodes = endpoints
+                .iter()
+                .map(|endpoint| HttpClient::new(endpoint.clone(), target.clone(), Workload::Create))
+                .collect();
             let (stop, keys) = (Arc::clone(&stop), Arc::clone(&keys));
-            tasks.spawn(client_loop(nodes, index % addrs.len(), start, plan.request_timeout, stop, keys));
+            tasks.spawn(client_loop(nodes, index % endpoints.len(), start, plan.request_timeout, stop, keys));
         }
         tokio::time::sleep(plan.before).await;
         let leader = cluster.leader(0).await.context("cannot find the leader to kill")?;

@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 keep-alive client: one TCP connection, one request in flight.
+//! A minimal HTTP/1.1 keep-alive client: one TCP connection (plain, or TLS with rustls
+//! when the server's API speaks HTTPS), one request in flight.
 //!
 //! The load generator shares the machine's two cores with the server it measures, so
 //! every cycle the client spends is a cycle the server does not get. A general-purpose
@@ -6,19 +7,84 @@
 //! writing a prepared request and scanning the reply for its status and length, which is
 //! all a benchmark needs. The trivial-handler run shows the ceiling this client reaches.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 /// Largest response head accepted; anything longer is treated as a broken reply.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// Where a server listens and how to talk to it: plain HTTP, or HTTPS trusting its CA.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsConnector>,
+}
+
+impl Endpoint {
+    /// Its base URL, `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+/// A TLS client (rustls, ring) that trusts only the CA certificates of `ca_pem`.
+pub fn tls_connector(ca_pem: &str) -> anyhow::Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The byte stream under a connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.write_all(bytes).await,
+            Stream::Tls(stream) => {
+                stream.write_all(bytes).await?;
+                // rustls holds the records until flushed.
+                stream.flush().await
+            }
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.read_buf(buf).await,
+            Stream::Tls(stream) => stream.read_buf(buf).await,
+        }
+    }
+}
+
 /// One keep-alive connection to a server.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Bytes of `buf` that belong to the last response (dropped before the next one).
     consumed: usize,
@@ -44,9 +110,16 @@ enum BodyLength {
 }
 
 impl Connection {
-    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    /// Connects (and, for HTTPS, completes the TLS handshake).
+    pub async fn connect(endpoint: &Endpoint) -> io::Result<Self> {
+        let tcp = TcpStream::connect(endpoint.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &endpoint.tls {
+            None => Stream::Plain(tcp),
+            Some(connector) => {
+                Stream::Tls(Box::new(connector.connect(ServerName::from(endpoint.addr.ip()), tcp).await?))
+            }
+        };
         Ok(Connection { stream, buf: Vec::with_capacity(8192), consumed: 0, body: (0, 0), closing: false })
     }
 
@@ -214,7 +287,7 @@ pub fn write_request(
 /// One request with vaultd's token header on a fresh connection, answered within
 /// `timeout`: the status and the body (for admin requests, not for load).
 pub async fn exchange(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     token: &str,
     method: &str,
     path: &str,
@@ -224,16 +297,17 @@ pub async fn exchange(
     use anyhow::Context;
     let mut request = Vec::new();
     let headers = [("X-Bunker-Token", token)];
+    let addr = endpoint.addr;
     write_request(&mut request, method, path, &addr.to_string(), &headers, body.map(str::as_bytes));
     let exchange = async {
-        let mut connection = Connection::connect(addr).await?;
+        let mut connection = Connection::connect(endpoint).await?;
         let status = connection.send(&request).await?;
         io::Result::Ok((status, String::from_utf8_lossy(connection.body()).into_owned()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .with_context(|| format!("{method} {path} on {addr}: no answer within {timeout:?}"))?
-        .with_context(|| format!("{method} {path} on {addr}"))
+        .with_context(|| format!("{method} {path} on {endpoint}: no answer within {timeout:?}"))?
+        .with_context(|| format!("{method} {path} on {endpoint}"))
 }
 
 #[cfg(test)]
@@ -288,10 +362,48 @@ mod tests {
             let _ = socket.read(&mut buf).await.unwrap();
             socket.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
         });
-        let mut connection = Connection::connect(addr).await.unwrap();
+        let mut connection = Connection::connect(&Endpoint { addr, tls: None }).await.unwrap();
         assert_eq!(connection.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap(), 200);
         assert_eq!(connection.body(), b"abc");
         assert_eq!(connection.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap(), 201);
+        assert_eq!(connection.body(), b"ok");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn speaks_https_to_a_server_its_ca_signed_and_refuses_another() {
+        use rustls::pki_types::PrivateKeyDer;
+        let ca = strongroom_testkit::tls::Ca::new("bench test CA").unwrap();
+        let leaf = ca.issue_server("server").unwrap();
+        let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            // The stranger's handshake fails on its side; the trusting client is served.
+            for _ in 0..2 {
+                let (socket, _) = listener.accept().await.unwrap();
+                let Ok(mut tls) = acceptor.accept(socket).await else { continue };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await.unwrap();
+                tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                tls.flush().await.unwrap();
+            }
+        });
+        let stranger = strongroom_testkit::tls::Ca::new("another CA").unwrap();
+        let refused = Connection::connect(&Endpoint { addr, tls: Some(tls_connector(&stranger.pem()).unwrap()) }).await;
+        assert!(refused.is_err());
+        let endpoint = Endpoint { addr, tls: Some(tls_connector(&ca.pem()).unwrap()) };
+        assert_eq!(endpoint.url(), format!("https://{addr}"));
+        let mut connection = Connection::connect(&endpoint).await.unwrap();
+        assert_eq!(connection.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap(), 200);
         assert_eq!(connection.body(), b"ok");
         server.await.unwrap();
     }

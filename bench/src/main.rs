@@ -7,7 +7,8 @@
 //! errors and server memory. Every throughput is also printed as a ratio to the trivial
 //! handler's in the same run, which is measured even when `--targets` leaves it out.
 //! `hack/bench.sh` runs the standard suite. `--mode cluster` measures a local 3-node
-//! vaultd cluster, and `failover` its recovery from a leader `kill -9`.
+//! vaultd cluster, and `failover` its recovery from a leader `kill -9`. `--api http,https`
+//! measures each vaultd mode with plain HTTP and with TLS on its API, in the same run.
 //!
 //! `--workloads minimize` measures a retention run (`POST /v1/sys/retention/run`, see
 //! `minimize.rs`): the vault is filled to `--subjects` subjects (default 100,000), the
@@ -45,7 +46,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use load::Limits;
 use report::Report;
-use servers::Mode;
+use servers::{Api, Mode};
 use workloads::Workload;
 
 /// The same allocator as vaultd, so the trivial handler's ceiling is comparable.
@@ -121,6 +122,11 @@ struct RunArgs {
     /// cluster (three softhsm nodes on 127.0.0.1 formed into a Raft cluster).
     #[arg(long, value_delimiter = ',', default_values = ["demo"])]
     mode: Vec<Mode>,
+    /// How vaultd's API is reached, each in turn for every mode: http, and/or https (TLS
+    /// with a certificate the harness makes; softhsm and cluster modes only, as `vaultd
+    /// demo` is plain HTTP).
+    #[arg(long, value_delimiter = ',', default_values = ["http"])]
+    api: Vec<Api>,
     /// Workloads, in this order (minimize runs after the others, failover last and only in
     /// --mode cluster).
     #[arg(long, value_delimiter = ',', default_values = ["create", "get"])]
@@ -259,7 +265,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         match target {
             Target::Vaultd => {
                 for &mode in &args.mode {
-                    suite::vaultd(&runtime, &settings, mode, &mut report)?;
+                    for &api in &args.api {
+                        if mode == Mode::Demo && api == Api::Https {
+                            report.skip("vaultd (demo) over HTTPS: vaultd demo serves plain HTTP only".into());
+                            continue;
+                        }
+                        suite::vaultd(&runtime, &settings, mode, api, &mut report)?;
+                    }
                 }
             }
             Target::Trivial => suite::trivial(&runtime, &settings, &suite::trivial_workloads(&settings), &mut report)?,

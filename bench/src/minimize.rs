@@ -16,7 +16,6 @@
 //! run answers (`load::run_until`, the same clients and loop as every other workload).
 //! Last, the same policy again: it must change nothing.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -24,7 +23,7 @@ use strongroom_admin_api::retention::{Action, PolicySpec, Rule, RuleMatch, RunRe
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use crate::http;
+use crate::http::{self, Endpoint};
 use crate::load::{Keys, Limits, LoadResult};
 use crate::procfs::Memory;
 use crate::report::CpuUse;
@@ -120,18 +119,18 @@ pub fn skipped(report: &RunReport) -> u64 {
     report.rules.iter().map(|rule| rule.skipped).sum()
 }
 
-/// Sends the policy to `addr` and waits up to `timeout` for its report; also returns the
+/// Sends the policy to `endpoint` and waits up to `timeout` for its report; also returns the
 /// time from sending the request to reading the answer.
-async fn run_policy(addr: SocketAddr, token: &str, timeout: Duration) -> anyhow::Result<(RunReport, Duration)> {
+async fn run_policy(endpoint: &Endpoint, token: &str, timeout: Duration) -> anyhow::Result<(RunReport, Duration)> {
     let body = serde_json::to_string(&policy_request(false))?;
     let sent = Instant::now();
-    let (status, text) = http::exchange(addr, token, "POST", "/v1/sys/retention/run", Some(&body), timeout).await?;
+    let (status, text) = http::exchange(endpoint, token, "POST", "/v1/sys/retention/run", Some(&body), timeout).await?;
     let took = sent.elapsed();
     if status != 200 {
-        bail!("retention run on {addr}: HTTP {status}: {}", text.trim());
+        bail!("retention run on {endpoint}: HTTP {status}: {}", text.trim());
     }
     let report =
-        serde_json::from_str(&text).with_context(|| format!("retention run on {addr}: not a report: {text}"))?;
+        serde_json::from_str(&text).with_context(|| format!("retention run on {endpoint}: not a report: {text}"))?;
     Ok((report, took))
 }
 
@@ -146,7 +145,7 @@ pub fn run(
     servers: &[&Server],
     target: &HttpTarget,
     token: &str,
-    run_on: SocketAddr,
+    run_on: Endpoint,
     keyspace: &mut Keyspace,
 ) -> anyhow::Result<MinimizeResult> {
     let missing = plan.subjects.saturating_sub(keyspace.created);
@@ -205,7 +204,7 @@ pub fn run(
         Workload::Get,
         gets,
         during_limits,
-        run_policy(run_on, token, plan.run_timeout),
+        run_policy(&run_on, token, plan.run_timeout),
     )?;
     let (report, client_time) = match outcome.context("the get load ended before the retention run answered")? {
         Ok(answer) => answer,
@@ -223,7 +222,7 @@ pub fn run(
         }
     };
     let memory_after = suite::largest_memory(servers)?;
-    let (rerun, _) = runtime.block_on(run_policy(run_on, token, plan.run_timeout)).context("rerunning the policy")?;
+    let (rerun, _) = runtime.block_on(run_policy(&run_on, token, plan.run_timeout)).context("rerunning the policy")?;
     Ok(MinimizeResult {
         subjects: keyspace.created,
         fill_errors,

@@ -20,7 +20,11 @@ const DISTURBED_CORES: f64 = 0.10;
 pub enum System {
     Vaultd(&'static str),
     /// A cluster of this many vaultd nodes; the clients are spread over every node.
-    VaultdCluster(usize),
+    /// With `https`, the API speaks TLS.
+    VaultdCluster {
+        nodes: usize,
+        https: bool,
+    },
     Trivial,
     /// With these pgcrypto options (empty: pgcrypto's defaults); `audited`: every operation
     /// writes an audit row in its own transaction (`postgres.rs`).
@@ -34,7 +38,8 @@ impl System {
     pub fn label(&self) -> String {
         match self {
             System::Vaultd(mode) => format!("vaultd ({mode})"),
-            System::VaultdCluster(nodes) => format!("vaultd ({nodes}-node cluster)"),
+            System::VaultdCluster { nodes, https: false } => format!("vaultd ({nodes}-node cluster)"),
+            System::VaultdCluster { nodes, https: true } => format!("vaultd ({nodes}-node cluster, HTTPS)"),
             System::Trivial => "trivial actix handler".into(),
             System::Postgres { options, audited } => {
                 let options = if options.is_empty() { String::new() } else { format!(" ({options})") };
@@ -54,8 +59,8 @@ impl System {
             (System::Postgres { audited: true, .. }, Workload::Get) => "SELECT + decrypt + audit row, one tx",
             (System::Vaultd(_), Workload::Create) => "create user (audited)",
             (System::Vaultd(_), Workload::Get) => "get user by login (audited)",
-            (System::VaultdCluster(_), Workload::Create) => "create user (replicated, audited)",
-            (System::VaultdCluster(_), Workload::Get) => "get user by login (linearizable, audited)",
+            (System::VaultdCluster { .. }, Workload::Create) => "create user (replicated, audited)",
+            (System::VaultdCluster { .. }, Workload::Get) => "get user by login (linearizable, audited)",
         }
     }
 }
@@ -297,7 +302,7 @@ impl Report {
             }
         }
         if let Some(nodes) = self.runs.iter().find_map(|run| match run.system {
-            System::VaultdCluster(nodes) => Some(nodes),
+            System::VaultdCluster { nodes, .. } => Some(nodes),
             _ => None,
         }) {
             out.push_str(&format!(
@@ -454,8 +459,8 @@ fn spec_target(system: &System, workload: Workload) -> &'static str {
     match (system, workload) {
         (System::Vaultd(_), Workload::Create) => "≥ 10,000/s",
         (System::Vaultd(_), Workload::Get) => "≥ 20,000/s, p99 ≤ 10 ms",
-        (System::VaultdCluster(_), Workload::Create) => "≥ 5,000/s",
-        (System::VaultdCluster(_), Workload::Get) => "≥ 10,000/s",
+        (System::VaultdCluster { .. }, Workload::Create) => "≥ 5,000/s",
+        (System::VaultdCluster { .. }, Workload::Get) => "≥ 10,000/s",
         (System::Postgres { .. }, Workload::Create) => "(spec saw ~3,700/s)",
         (System::Postgres { .. }, Workload::Get) => "(spec saw ~5,000/s)",
         (System::Trivial, Workload::Get) => "(spec saw ~130,000/s)",
@@ -511,7 +516,7 @@ mod tests {
         report.add(run(audited(true), Workload::Get, 20_000));
         report.add(run(System::Trivial, Workload::Get, 80_000));
         report.add(run(System::Trivial, Workload::Create, 50_000));
-        report.add(run(System::VaultdCluster(3), Workload::Create, 5_000));
+        report.add(run(System::VaultdCluster { nodes: 3, https: false }, Workload::Create, 5_000));
         let figures = Figures {
             before: Duration::from_secs(5),
             after: Duration::from_secs(5),
@@ -523,7 +528,7 @@ mod tests {
             errors_after: 0,
         };
         let failover = FailoverResult { clients: 16, killed: 1, new_leader: Some(2), figures, errors: BTreeMap::new() };
-        report.add_failover(System::VaultdCluster(3), failover);
+        report.add_failover(System::VaultdCluster { nodes: 3, https: false }, failover);
         let tables = report.tables();
         assert!(tables.contains("| SELECT + decrypt + audit row, one tx | 64 | 20000 |"), "{tables}");
         assert!(tables.contains("| 0 | 0.25 |"), "PostgreSQL get ÷ trivial GET: {tables}");

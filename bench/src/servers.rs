@@ -2,9 +2,9 @@
 //! the trivial actix handler, each a child process on 127.0.0.1 with a kernel-chosen port.
 //! The nodes of a vaultd cluster are started with the same pieces (`cluster.rs`).
 //!
-//! Readiness is the `... listening on http://ADDR` line each prints once its socket is
-//! bound; strongroom-testkit's `spawn` waits for that line (with a timeout) instead of
-//! sleeping.
+//! Readiness is the `... listening on http://ADDR` line (`https://` for a vaultd whose API
+//! speaks TLS) each prints once its socket is bound; strongroom-testkit's `spawn` waits
+//! for that line (with a timeout) instead of sleeping.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -13,9 +13,11 @@ use std::process::{Child, Command};
 
 use anyhow::{bail, Context};
 use strongroom_testkit::process::STARTUP_TIMEOUT;
+use strongroom_testkit::tls::ApiTls;
 use strongroom_testkit::{softhsm, Log};
 use tempfile::TempDir;
 
+use crate::http::{self, Endpoint};
 use crate::procfs::{self, Memory};
 
 /// How vaultd keeps its key encryption key.
@@ -37,12 +39,34 @@ impl Mode {
             Mode::Cluster => "cluster",
         }
     }
+
+    /// Its name, with `, HTTPS` when the API speaks TLS.
+    pub fn label(self, api: Api) -> &'static str {
+        match (self, api) {
+            (mode, Api::Http) => mode.name(),
+            (Mode::Demo, Api::Https) => "demo, HTTPS",
+            (Mode::Softhsm, Api::Https) => "softhsm, HTTPS",
+            (Mode::Cluster, Api::Https) => "cluster, HTTPS",
+        }
+    }
+}
+
+/// How vaultd's API is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS: a certificate for 127.0.0.1 from a CA made by the harness (rcgen), given with
+    /// `--tls-cert`/`--tls-key` (`vaultd serve` only); the load generator trusts that CA.
+    Https,
 }
 
 /// A running server process; killed and reaped when dropped.
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// How to reach its API over TLS, when it speaks HTTPS.
+    pub tls: Option<tokio_rustls::TlsConnector>,
     /// Root token for vaultd; unused by the trivial handler.
     pub token: String,
     log: PathBuf,
@@ -51,6 +75,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Where and how to connect to it.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint { addr: self.addr, tls: self.tls.clone() }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -81,6 +110,16 @@ impl Drop for Server {
 
 /// vaultd's readiness line's prefix; the API address follows.
 pub const VAULTD_LISTENING: &str = "vaultd listening on http://";
+/// The same, for an API that speaks TLS.
+pub const VAULTD_LISTENING_HTTPS: &str = "vaultd listening on https://";
+
+/// The marker vaultd prints when its API is reached by `api`.
+pub fn vaultd_listening(api: Api) -> &'static str {
+    match api {
+        Api::Http => VAULTD_LISTENING,
+        Api::Https => VAULTD_LISTENING_HTTPS,
+    }
+}
 
 /// Fails early, naming the build command, when the vaultd binary is missing.
 pub fn check_vaultd(binary: &Path) -> anyhow::Result<()> {
@@ -91,14 +130,21 @@ pub fn check_vaultd(binary: &Path) -> anyhow::Result<()> {
 }
 
 /// Starts vaultd in `mode` (demo or softhsm; a cluster is `cluster::Cluster::start`) on a
-/// fresh data directory; the SoftHSM token and the `serve` command line are
-/// strongroom-testkit's.
-pub fn start_vaultd(binary: &Path, mode: Mode, softhsm_script: &Path) -> anyhow::Result<Server> {
+/// fresh data directory, its API reached by `api`; the SoftHSM token, the `serve` command
+/// line and the TLS certificate are strongroom-testkit's.
+pub fn start_vaultd(binary: &Path, mode: Mode, api: Api, softhsm_script: &Path) -> anyhow::Result<Server> {
     check_vaultd(binary)?;
     let dir = tempfile::Builder::new().prefix("strongroom-bench-").tempdir()?;
     let data = dir.path().join("data");
     let mut command = Command::new(binary);
+    let tls = match api {
+        Api::Http => None,
+        Api::Https => Some(ApiTls::create(dir.path())?),
+    };
+    let mut flags = vec!["--hsm-create-key".to_string()];
+    flags.extend(tls.iter().flat_map(ApiTls::flags));
     let token = match mode {
+        Mode::Demo if tls.is_some() => bail!("vaultd demo serves plain HTTP only; HTTPS is measured with softhsm"),
         Mode::Demo => {
             command.arg("demo").arg("--port").arg("0").arg("--data-dir").arg(&data);
             "DEMO".to_string()
@@ -109,18 +155,14 @@ pub fn start_vaultd(binary: &Path, mode: Mode, softhsm_script: &Path) -> anyhow:
             let token_file = dir.path().join("root-token");
             fs::write(&token_file, &token)?;
             // On 127.0.0.1:0, the kit's default.
-            command = strongroom_testkit::serve_command(
-                binary,
-                environment,
-                &data,
-                &token_file,
-                &["--hsm-create-key".to_string()],
-            );
+            command = strongroom_testkit::serve_command(binary, environment, &data, &token_file, &flags);
             token
         }
         Mode::Cluster => bail!("a vaultd cluster is started by cluster::Cluster::start"),
     };
-    spawn(command, VAULTD_LISTENING, dir, token)
+    let mut server = spawn(command, vaultd_listening(api), dir, token)?;
+    server.tls = tls.map(|tls| http::tls_connector(&tls.ca.pem())).transpose()?;
+    Ok(server)
 }
 
 /// Starts the trivial handler: this same binary's hidden `trivial-server` command.
@@ -145,5 +187,5 @@ pub fn spawn(command: Command, marker: &str, dir: TempDir, token: String) -> any
             bail!("bad listening line {marker}{}: {error}", started.address);
         }
     };
-    Ok(Server { child, addr, token, log, _dir: dir })
+    Ok(Server { child, addr, tls: None, token, log, _dir: dir })
 }

@@ -21,7 +21,7 @@ use crate::minimize;
 use crate::postgres::{self, PgClient};
 use crate::procfs::{self, Memory};
 use crate::report::{CpuUse, Footprint, Report, Run, System};
-use crate::servers::{self, Mode, Server};
+use crate::servers::{self, Api, Mode, Server};
 use crate::workloads::{HttpClient, HttpTarget, Workload};
 
 /// Count-bounded phases (pre-creating users, filling to N subjects) stop after this long
@@ -115,11 +115,11 @@ pub fn http_load_until<U: Future>(
     limits: Limits,
     until: U,
 ) -> anyhow::Result<(LoadResult, CpuUse, Option<U::Output>)> {
-    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
+    let endpoints: Vec<_> = servers.iter().map(|server| server.endpoint()).collect();
     let connect = |index: usize| {
-        let addr = addrs[index % addrs.len()];
+        let endpoint = endpoints[index % endpoints.len()].clone();
         let target = target.clone();
-        async move { HttpClient::connect(addr, target, workload).await }
+        async move { HttpClient::connect(endpoint, target, workload).await }
     };
     let server_cpu = || servers.iter().map(|server| procfs::cpu_micros(server.pid())).sum::<anyhow::Result<u64>>();
     let before = cpu_now(&server_cpu)?;
@@ -160,7 +160,7 @@ fn skip_failover(settings: &Settings, system: &System, report: &mut Report) {
     if settings.failover.is_some() {
         report.skip(format!("failover for {}: only measured with --targets vaultd --mode cluster", system.label()));
     }
-    if settings.minimize.is_some() && !matches!(system, System::Vaultd(_) | System::VaultdCluster(_)) {
+    if settings.minimize.is_some() && !matches!(system, System::Vaultd(_) | System::VaultdCluster { .. }) {
         report.skip(format!("minimize for {}: only measured with --targets vaultd", system.label()));
     }
 }
@@ -176,13 +176,14 @@ pub fn largest_memory(servers: &[&Server]) -> anyhow::Result<Memory> {
     Ok(largest)
 }
 
-pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut Report) -> anyhow::Result<()> {
+/// vaultd in `mode`, its API reached by `api`.
+pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, api: Api, report: &mut Report) -> anyhow::Result<()> {
     if mode == Mode::Cluster {
-        return vaultd_cluster(runtime, settings, report);
+        return vaultd_cluster(runtime, settings, api, report);
     }
-    let system = System::Vaultd(mode.name());
+    let system = System::Vaultd(mode.label(api));
     println!("{}: starting {}", system.label(), settings.vaultd.display());
-    let server = servers::start_vaultd(&settings.vaultd, mode, &settings.softhsm_script)?;
+    let server = servers::start_vaultd(&settings.vaultd, mode, api, &settings.softhsm_script)?;
     let idle = server.memory()?.rss_kib;
     let target = HttpTarget::Vault { token: server.token.clone() };
     let outcome =
@@ -197,7 +198,7 @@ pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut R
                         &servers,
                         &target,
                         &server.token,
-                        server.addr,
+                        server.endpoint(),
                         &mut keyspace,
                     )?;
                     report.add_minimize(system.clone(), result);
@@ -214,10 +215,10 @@ pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, report: &mut R
 }
 
 /// A 3-node cluster: the workloads with the clients spread over the nodes, then failover.
-fn vaultd_cluster(runtime: &Runtime, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let system = System::VaultdCluster(cluster::NODES);
+fn vaultd_cluster(runtime: &Runtime, settings: &Settings, api: Api, report: &mut Report) -> anyhow::Result<()> {
+    let system = System::VaultdCluster { nodes: cluster::NODES, https: api == Api::Https };
     println!("{}: starting {} nodes of {}", system.label(), cluster::NODES, settings.vaultd.display());
-    let mut cluster = Cluster::start(&settings.vaultd, &settings.softhsm_script)?;
+    let mut cluster = Cluster::start(&settings.vaultd, &settings.softhsm_script, api)?;
     let outcome = cluster_runs(runtime, settings, &mut cluster, system, report);
     if outcome.is_err() {
         eprintln!("{}", cluster.log_tails());
@@ -238,7 +239,7 @@ fn cluster_runs(
     let mut keyspace = vaultd_runs(runtime, settings, &cluster.servers(), &target, system.clone(), idle, report)?;
     if let Some(plan) = &settings.minimize {
         let leader = runtime.block_on(cluster.leader(0)).context("cannot find the leader to run the policy on")?;
-        let run_on = cluster.addrs()[leader];
+        let run_on = cluster.endpoints()[leader].clone();
         let token = cluster.token().to_string();
         let result =
             minimize::run(runtime, settings, plan, &cluster.servers(), &target, &token, run_on, &mut keyspace)?;

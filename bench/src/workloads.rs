@@ -4,9 +4,7 @@
 //! Keys become logins `u<key>`, so a create with a unique key makes a unique subject and
 //! a get with a key below the pre-created count finds one.
 
-use std::net::SocketAddr;
-
-use crate::http::{self, Connection};
+use crate::http::{self, Connection, Endpoint};
 use crate::load::{Client, Outcome};
 
 /// The operations the suite measures.
@@ -57,7 +55,7 @@ pub enum HttpTarget {
 
 /// One client with one keep-alive connection, reconnecting after a failure.
 pub struct HttpClient {
-    addr: SocketAddr,
+    endpoint: Endpoint,
     host: String,
     target: HttpTarget,
     workload: Workload,
@@ -66,16 +64,16 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub async fn connect(addr: SocketAddr, target: HttpTarget, workload: Workload) -> anyhow::Result<Self> {
-        let connection = Connection::connect(addr).await?;
-        Ok(HttpClient { connection: Some(connection), ..HttpClient::new(addr, target, workload) })
+    pub async fn connect(endpoint: Endpoint, target: HttpTarget, workload: Workload) -> anyhow::Result<Self> {
+        let connection = Connection::connect(&endpoint).await?;
+        Ok(HttpClient { connection: Some(connection), ..HttpClient::new(endpoint, target, workload) })
     }
 
     /// A client that connects on its first request (for a server that may be down).
-    pub fn new(addr: SocketAddr, target: HttpTarget, workload: Workload) -> Self {
+    pub fn new(endpoint: Endpoint, target: HttpTarget, workload: Workload) -> Self {
         HttpClient {
-            addr,
-            host: addr.to_string(),
+            host: endpoint.addr.to_string(),
+            endpoint,
             target,
             workload,
             connection: None,
@@ -111,7 +109,7 @@ impl Client for HttpClient {
         self.build(key);
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => match Connection::connect(self.addr).await {
+            None => match Connection::connect(&self.endpoint).await {
                 Ok(connection) => connection,
                 Err(error) => return Outcome::Failed(format!("connect: {error}")),
             },

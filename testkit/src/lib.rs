@@ -2,7 +2,8 @@
 //! system tests (`tests/`) and the bench: a throwaway SoftHSM token made by
 //! `hack/softhsm-token.sh` ([`softhsm`]), the command line of a `vaultd serve` node whose
 //! ports are chosen before it starts ([`node`]), starting a server process and waiting for
-//! its listening line ([`process`]), and forming such nodes into a cluster ([`cluster`]).
+//! its listening line ([`process`]), forming such nodes into a cluster ([`cluster`]), and
+//! certificates for TLS on the API made with rcgen ([`tls`]).
 //!
 //! Blocking throughout (std threads, reqwest's blocking client); async callers use it at
 //! set-up time, outside their runtime's tasks.
@@ -11,6 +12,7 @@ pub mod cluster;
 pub mod node;
 pub mod process;
 pub mod softhsm;
+pub mod tls;
 
 pub use node::{free_port, free_ports, serve_command, NodeAddress};
 pub use process::{spawn, vaultd_binary, Log, Started};

@@ -31,6 +31,8 @@ pub struct NodeAddress {
     pub host: String,
     pub api_port: u16,
     pub peer_port: u16,
+    /// Whether its API speaks HTTPS.
+    pub tls: bool,
 }
 
 impl NodeAddress {
@@ -42,12 +44,13 @@ impl NodeAddress {
     /// Two ports free on 127.0.0.1, to be used on `host` (another address of this machine,
     /// or one in a network namespace).
     pub fn on(host: &str) -> Self {
-        NodeAddress { host: host.to_string(), api_port: free_port(), peer_port: free_port() }
+        NodeAddress { host: host.to_string(), api_port: free_port(), peer_port: free_port(), tls: false }
     }
 
-    /// Its API's URL, `http://HOST:PORT`, as vaultd advertises it by default.
+    /// Its API's URL, `http://HOST:PORT` (`https://` with TLS), as vaultd advertises it
+    /// by default.
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.api_port)
+        format!("{}://{}:{}", if self.tls { "https" } else { "http" }, self.host, self.api_port)
     }
 
     pub fn api(&self) -> String {
@@ -109,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_node_listens_where_its_address_says() {
-        let node = NodeAddress { host: "10.0.0.2".into(), api_port: 3000, peer_port: 3100 };
+        let node = NodeAddress { host: "10.0.0.2".into(), api_port: 3000, peer_port: 3100, tls: false };
         assert_eq!(node.url(), "http://10.0.0.2:3000");
         assert_eq!(node.raft_address(), "10.0.0.2:3100");
         let command = serve_command(

@@ -1,5 +1,6 @@
 //! Starting a server process and waiting, without sleeping, for the stdout line that says
-//! its socket is bound (`vaultd listening on http://ADDR` for vaultd).
+//! its socket is bound (`vaultd listening on http://ADDR`, or `https://ADDR` with TLS, for
+//! vaultd).
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// vaultd's readiness line's prefix; its API's URL follows.
+/// vaultd's readiness line's prefix; its API's URL (`http://` or `https://`) follows.
 pub const VAULTD_LISTENING: &str = "vaultd listening on ";
 /// vaultd's line naming its peer (Raft) port, printed before the readiness line.
 pub const VAULTD_PEER_PORT: &str = "vaultd peer port on ";

@@ -19,6 +19,7 @@ use crate::crypto::HsmConfig;
 use crate::identifiers::PhoneRegion;
 use crate::server::ServerOptions;
 use crate::throttle::ThrottleSettings;
+use crate::tls::ApiTls;
 use crate::vault::{SubjectChanges, VaultSettings};
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -46,6 +47,22 @@ pub struct ServeSettings {
     /// File holding the root token (or set VAULTD_ROOT_TOKEN).
     #[arg(long, env = "VAULTD_ROOT_TOKEN_FILE")]
     pub root_token_file: Option<PathBuf>,
+    /// The API's certificate chain (PEM); with --tls-key the API speaks HTTPS. Re-read
+    /// when the file changes.
+    #[arg(long, env = "VAULTD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "VAULTD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose certificates callers must present (mutual TLS); tokens are still
+    /// checked.
+    #[arg(long, env = "VAULTD_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow plain HTTP on a listen address other than loopback (without --tls-cert);
+    /// `--tls-disable=false` turns off a file's `true`.
+    #[arg(long, env = "VAULTD_TLS_DISABLE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub tls_disable: Option<bool>,
     #[command(flatten)]
     #[serde(flatten)]
     pub behaviour: BehaviourSettings,
@@ -64,7 +81,8 @@ pub struct ServeSettings {
     /// peer address).
     #[arg(long, env = "VAULTD_ADVERTISE_PEER")]
     pub advertise_peer: Option<String>,
-    /// Base URL of this node's API as others see it (default: http:// + the bound address).
+    /// Base URL of this node's API as others see it (default: http://, or https:// with
+    /// --tls-cert, + the bound address).
     #[arg(long, env = "VAULTD_ADVERTISE_API")]
     pub advertise_api: Option<String>,
     /// File holding the secret every member shares (or set VAULTD_PEER_SECRET).
@@ -274,6 +292,28 @@ impl ServeSettings {
         })
     }
 
+    /// TLS for the API: the certificate and key, both or neither, and the client CA (which
+    /// needs them). Without them the API is plain HTTP, which is refused on a listen
+    /// address other than loopback unless `--tls-disable` allows it.
+    pub fn api_tls(&self) -> Result<Option<ApiTls>, ConfigError> {
+        let disabled = self.tls_disable.unwrap_or(false);
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.into()));
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) if self.tls_client_ca.is_some() => invalid("--tls-client-ca needs --tls-cert and --tls-key"),
+            (None, None) if disabled || is_loopback(self.listen()) => Ok(None),
+            (None, None) => Err(ConfigError::Invalid(format!(
+                "refusing plain HTTP on {}, which is not a loopback address: give --tls-cert and --tls-key \
+                 (HTTPS), or --tls-disable to allow plain HTTP",
+                self.listen()
+            ))),
+            _ if disabled => invalid("--tls-disable contradicts --tls-cert and --tls-key: give one or the other"),
+            (Some(cert), Some(key)) => {
+                Ok(Some(ApiTls { cert: cert.clone(), key: key.clone(), client_ca: self.tls_client_ca.clone() }))
+            }
+            _ => invalid("API TLS needs both --tls-cert and --tls-key"),
+        }
+    }
+
     /// Mutual TLS for the peer port: all three files, or none (plain HTTP).
     pub fn peer_tls(&self) -> Result<Option<PeerTls>, ConfigError> {
         match (&self.peer_tls_cert, &self.peer_tls_key, &self.peer_tls_ca) {
@@ -304,7 +344,10 @@ impl ServeSettings {
             None => None,
             Some(peer) => Some(PeerOptions {
                 advertise_peer: self.advertise_peer.clone().unwrap_or_else(|| peer.to_string()),
-                advertise_api: self.advertise_api.clone().unwrap_or_else(|| format!("http://{api}")),
+                advertise_api: self.advertise_api.clone().unwrap_or_else(|| {
+                    let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+                    format!("{scheme}://{api}")
+                }),
                 secret: secret(
                     self.peer_secret_file.as_deref(),
                     "VAULTD_PEER_SECRET",
@@ -355,6 +398,7 @@ impl BehaviourSettings {
                 anonymous_per_minute: self.anonymous_requests_per_minute.unwrap_or(DEFAULT_ANONYMOUS_PER_MINUTE),
                 failed_auth_per_minute: self.failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE),
             },
+            tls: None,
         }
     }
 }
@@ -384,6 +428,11 @@ pub struct HsmLocation {
     pub token_label: String,
     pub pin: Zeroizing<String>,
     pub key_label: String,
+}
+
+/// Whether `address` is only reachable from this machine (127.0.0.0/8, ::1).
+fn is_loopback(address: SocketAddr) -> bool {
+    address.ip().to_canonical().is_loopback()
 }
 
 /// Writes `top`'s settings over `base`'s; absent (null) ones leave `base`'s in place.
@@ -542,6 +591,49 @@ mod tests {
                 other => panic!("{file:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn api_tls_needs_a_certificate_and_key_or_a_loopback_address_or_tls_disable() {
+        let tls = |flags: &[&str]| load("", flags).unwrap().api_tls();
+        let invalid = |flags: &[&str]| match tls(flags) {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("{flags:?}: {other:?}"),
+        };
+        let on = tls(&["--listen=0.0.0.0:3000", "--tls-cert=/c", "--tls-key=/k"]).unwrap().unwrap();
+        assert_eq!((on.cert.as_path(), on.key.as_path(), on.client_ca), (Path::new("/c"), Path::new("/k"), None));
+        for loopback in ["127.0.0.1:3000", "127.8.0.1:3000", "[::1]:3000", "[::ffff:127.0.0.1]:3000"] {
+            assert!(tls(&[&format!("--listen={loopback}")]).unwrap().is_none(), "{loopback}");
+        }
+        assert!(tls(&[]).unwrap().is_none(), "the default listen address is loopback");
+        assert!(tls(&["--listen=0.0.0.0:3000", "--tls-disable"]).unwrap().is_none());
+        assert!(invalid(&["--listen=[::]:3000"]).contains("--tls-disable"));
+        assert!(invalid(&["--listen=10.0.0.1:3000", "--tls-disable=false"]).contains("--tls-cert"));
+        assert!(invalid(&["--tls-cert=/c"]).contains("both"));
+        assert!(invalid(&["--tls-key=/k"]).contains("both"));
+        assert!(invalid(&["--tls-client-ca=/ca"]).contains("needs --tls-cert"));
+        assert!(invalid(&["--tls-cert=/c", "--tls-key=/k", "--tls-disable"]).contains("contradicts"));
+        let file = load("tls_cert = \"/c\"\ntls_key = \"/k\"\ntls_client_ca = \"/ca\"\n", &[]).unwrap();
+        assert_eq!(file.api_tls().unwrap().unwrap().client_ca.as_deref(), Some(Path::new("/ca")));
+    }
+
+    #[test]
+    fn the_advertised_api_says_https_with_tls() {
+        let api = SocketAddr::from(([10, 0, 0, 1], 3000));
+        let peer = Some(SocketAddr::from(([10, 0, 0, 1], 3001)));
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "a-peer-secret-of-enough-length").unwrap();
+        let secret_flag = format!("--peer-secret-file={}", secret.path().display());
+        let advertised = |flags: &[&str]| {
+            let settings = load("", &[flags, &[secret_flag.as_str()]].concat()).unwrap();
+            settings.cluster_options(api, peer).unwrap().peer.unwrap().advertise_api
+        };
+        assert_eq!(advertised(&["--tls-cert=/c", "--tls-key=/k"]), "https://10.0.0.1:3000");
+        assert_eq!(advertised(&["--tls-disable"]), "http://10.0.0.1:3000");
+        assert_eq!(
+            advertised(&["--tls-cert=/c", "--tls-key=/k", "--advertise-api=https://vault:3000"]),
+            "https://vault:3000"
+        );
     }
 
     /// The README's configuration table lists every setting, each under its flag, its

@@ -9,6 +9,7 @@
 //! - [`store`]: commands, the state machine that applies them, and sled storage;
 //! - [`crypto`]: KEK (HSM or demo), DEKs, sealing, blind index;
 //! - [`audit`]: the hash-chained audit trail;
+//! - [`tls`]: TLS on the API and peer ports (rustls);
 //! - [`retention`]: storage limitation: retention rules and the expiration sweeper.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -26,4 +27,5 @@ pub mod retention;
 pub mod server;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod vault;

@@ -152,6 +152,10 @@ fn serve(given: ServeSettings, runtime: &tokio::runtime::Runtime) -> anyhow::Res
     let hsm = settings.hsm_config()?;
     let vault_settings = settings.behaviour.vault_settings()?;
     let listen = settings.listen();
+    let api_tls = match settings.api_tls()? {
+        Some(tls) => Some(tls.server_config().context("cannot load the API's TLS certificate")?),
+        None => None,
+    };
     let api_listener = server::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let peer_listener = settings
         .peer_listen
@@ -168,7 +172,8 @@ fn serve(given: ServeSettings, runtime: &tokio::runtime::Runtime) -> anyhow::Res
         let vault = Vault::open(&data_dir, kek, root_token, vault_settings, cluster)
             .await
             .with_context(|| format!("cannot open vault in {}", data_dir.display()))?;
-        server::serve(vault, api_listener, peer_listener, settings.behaviour.server_options()).await?;
+        let options = server::ServerOptions { tls: api_tls, ..settings.behaviour.server_options() };
+        server::serve(vault, api_listener, peer_listener, options).await?;
         anyhow::Ok(())
     })
 }

@@ -16,6 +16,8 @@ pub enum MinimizeError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a RetentionPolicy (YAML or JSON): {message}")]
     Policy { path: PathBuf, message: String },
+    #[error("{path} is not a PEM CA certificate: {message}")]
+    Certificate { path: PathBuf, message: String },
     #[error("{0}")]
     Config(#[from] config::ConfigError),
     #[error("cannot reach the vault at {url}: {message}")]
@@ -31,7 +33,8 @@ pub struct MinimizeOptions {
     pub vault: String,
     pub token_file: PathBuf,
     pub policy_file: PathBuf,
-    /// PEM file of a CA to trust for an `https://` vault URL.
+    /// PEM file of the CA to trust for an `https://` vault URL (the only one trusted: no
+    /// built-in roots).
     pub ca_file: Option<PathBuf>,
     /// How long the run may take.
     pub timeout: Duration,
@@ -59,7 +62,7 @@ pub fn run(options: &MinimizeOptions) -> Result<RunReport, MinimizeError> {
     let token = config::read_secret_file(&options.token_file)?;
     let client = client(options)?;
     let url = format!("{}/v1/sys/retention/run", options.vault.trim_end_matches('/'));
-    let unreachable = |e: reqwest::Error| MinimizeError::Unreachable { url: url.clone(), message: e.to_string() };
+    let unreachable = |e: reqwest::Error| MinimizeError::Unreachable { url: url.clone(), message: with_causes(&e) };
     let response =
         client.post(&url).header("X-Bunker-Token", token.as_str()).json(&request).send().map_err(unreachable)?;
     let status = response.status();
@@ -76,11 +79,29 @@ fn client(options: &MinimizeOptions) -> Result<reqwest::blocking::Client, Minimi
     if let Some(path) = &options.ca_file {
         let pem =
             Zeroizing::new(std::fs::read(path).map_err(|source| MinimizeError::Read { path: path.clone(), source })?);
-        let certificate = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| MinimizeError::Policy { path: path.clone(), message: e.to_string() })?;
-        builder = builder.add_root_certificate(certificate);
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| MinimizeError::Certificate { path: path.clone(), message: with_causes(&e) })?;
+        if certificates.is_empty() {
+            return Err(MinimizeError::Certificate { path: path.clone(), message: "no certificate in it".into() });
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
     }
-    builder.build().map_err(|e| MinimizeError::Unreachable { url: options.vault.clone(), message: e.to_string() })
+    builder.build().map_err(|e| MinimizeError::Unreachable { url: options.vault.clone(), message: with_causes(&e) })
+}
+
+/// An error and its causes, `: `-separated: reqwest's own message does not say why a
+/// request failed (e.g. that the vault's certificate is not signed by the given CA).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Starts the HTTP servers around an opened vault: the API and, on a cluster node, the
-//! peer port that carries Raft traffic between members.
+//! Starts the HTTP servers around an opened vault: the API (HTTPS when it has a
+//! certificate) and, on a cluster node, the peer port that carries Raft traffic between
+//! members.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     pub workers: Option<usize>,
     pub throttle: ThrottleSettings,
+    /// HTTPS on the API port (`tls::ApiTls::server_config`); plain HTTP without it.
+    pub tls: Option<rustls::ServerConfig>,
 }
 
 /// Binds a listener now, so that a kernel-chosen port (`:0`) is known before the vault
@@ -26,9 +29,9 @@ pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until SIGTERM or SIGINT. Prints `vaultd peer port on ADDR` (cluster nodes;
-/// mutual TLS when `PeerTls` is given) and then `vaultd listening on http://ADDR` once the
-/// sockets are bound and the signal handlers are in place; scripts and tests wait for
-/// those lines.
+/// mutual TLS when `PeerTls` is given) and then `vaultd listening on http://ADDR` (or
+/// `https://ADDR` with TLS) once the sockets are bound and the signal handlers are in
+/// place; scripts and tests wait for those lines.
 pub async fn serve(
     vault: Vault,
     api_listener: TcpListener,
@@ -43,15 +46,19 @@ pub async fn serve(
     let forgetter = tokio::spawn(forget_idle_clients(throttle.clone()));
     let max_body = options.max_body_bytes;
     let api_address = api_listener.local_addr()?;
-    let mut api = HttpServer::new(move || {
+    let api = HttpServer::new(move || {
         App::new()
             .app_data(vault.clone())
             .app_data(metrics.clone())
             .app_data(throttle.clone())
             .configure(|cfg| api::configure(cfg, max_body))
     })
-    .disable_signals()
-    .listen(api_listener)?;
+    .disable_signals();
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let mut api = match options.tls {
+        Some(tls) => api.listen_rustls_0_23(api_listener, tls)?,
+        None => api.listen(api_listener)?,
+    };
     if let Some(workers) = options.workers {
         api = api.workers(workers);
     }
@@ -81,7 +88,7 @@ pub async fn serve(
         }
         Ok(())
     };
-    println!("vaultd listening on http://{api_address}");
+    println!("vaultd listening on {scheme}://{api_address}");
     let result = match peers {
         Some(peers) => futures_util::try_join!(api, peers, stop).map(drop),
         None => futures_util::try_join!(api, stop).map(drop),

@@ -6,10 +6,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 
 use serde_json::{json, Value};
-use support::{audit_rows, audit_total, keys, profile, scoped_token, Client, Reply, Vault};
+use support::{audit_rows, audit_total, keys, minimize, profile, scoped_token, Client, Reply, Vault};
 use uuid::Uuid;
 
 fn run(client: &Client, policy: &str, spec: Value) -> Reply {
@@ -554,28 +553,6 @@ fn bad_policies_and_callers_without_the_scope_are_refused_and_write_nothing() {
     assert_ne!(event["actor"], "root", "the run is attributed to the runner's token: {event}");
 }
 
-fn minimize(vault_url: &str, token_file: &std::path::Path, policy_file: &std::path::Path) -> (i32, Value, String) {
-    let output = support::vaultd()
-        .arg("minimize")
-        .arg("--vault")
-        .arg(vault_url)
-        .arg("--token-file")
-        .arg(token_file)
-        .arg("--policy")
-        .arg(policy_file)
-        .arg("--timeout-secs")
-        .arg("60")
-        .env_remove("VAULTD_VAULT_URL")
-        .env_remove("VAULTD_TOKEN_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::String(stdout));
-    (output.status.code().unwrap_or(-1), report, stderr)
-}
-
 #[test]
 fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
     let vault = Vault::demo();
@@ -596,7 +573,7 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
     };
 
     std::fs::write(&policy, yaml(true)).unwrap();
-    let (code, report, stderr) = minimize(&vault.url, &root_token, &policy);
+    let (code, report, stderr) = minimize(&vault.url, &root_token, &policy, &[]);
     assert_eq!(code, 0, "dry run failed: {stderr}");
     assert_eq!(report["policy"], "shop/drop-phone", "{report}");
     assert_eq!(report["dryRun"], true);
@@ -604,7 +581,7 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
     assert_eq!(profile(&client, &with_phone)["phone"], "07700900060");
 
     std::fs::write(&policy, yaml(false)).unwrap();
-    let (code, report, stderr) = minimize(&vault.url, &root_token, &policy);
+    let (code, report, stderr) = minimize(&vault.url, &root_token, &policy, &[]);
     assert_eq!(code, 0, "run failed: {stderr}");
     assert_eq!(report["dryRun"], false, "{report}");
     assert_eq!(report["matched"], 1);
@@ -615,30 +592,30 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
     // What it printed is the run as the vault recorded it.
     let runs = client.get("/v1/sys/retention/runs?policy=shop/drop-phone&limit=1").assert_ok()["runs"].clone();
     assert_eq!(runs[0], report);
-    let (code, report, _) = minimize(&vault.url, &root_token, &policy);
+    let (code, report, _) = minimize(&vault.url, &root_token, &policy, &[]);
     assert_eq!(code, 0);
     assert_eq!(report["changed"], 0, "a rerun changes nothing: {report}");
 
     // A token without retention:run: refused, non-zero, and says why.
     let reader = dir.path().join("reader-token");
     std::fs::write(&reader, scoped_token(&client, "reader", &["users:read"])).unwrap();
-    let (code, report, stderr) = minimize(&vault.url, &reader, &policy);
+    let (code, report, stderr) = minimize(&vault.url, &reader, &policy, &[]);
     assert_ne!(code, 0, "printed {report}");
     assert!(stderr.contains("403") || stderr.to_lowercase().contains("refused"), "{stderr}");
     // A wrong token, an unreachable vault, a bad policy file, a missing token file.
     let wrong = dir.path().join("wrong-token");
     std::fs::write(&wrong, "WRONG").unwrap();
-    let (code, _, stderr) = minimize(&vault.url, &wrong, &policy);
+    let (code, _, stderr) = minimize(&vault.url, &wrong, &policy, &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("401") || stderr.to_lowercase().contains("refused"), "{stderr}");
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (code, _, stderr) = minimize(&format!("http://{unused}"), &root_token, &policy);
+    let (code, _, stderr) = minimize(&format!("http://{unused}"), &root_token, &policy, &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("cannot reach"), "{stderr}");
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "metadata: {name: x}\nspec:\n  rules:\n  - {name: r, match: {}, action: dropFields}\n")
         .unwrap();
-    let (code, _, stderr) = minimize(&vault.url, &root_token, &bad);
+    let (code, _, stderr) = minimize(&vault.url, &root_token, &bad, &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("needs fields"), "{stderr}");
     // A policy only the vault can judge (app names are checked there): refused with 400.
@@ -646,10 +623,10 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
     let document = json!({"metadata": {"name": "bad-app", "namespace": "shop"},
                           "spec": {"rules": [{"name": "r", "match": {"app": "Bad App!"}, "action": "deleteApp"}]}});
     std::fs::write(&bad_app, document.to_string()).unwrap();
-    let (code, _, stderr) = minimize(&vault.url, &root_token, &bad_app);
+    let (code, _, stderr) = minimize(&vault.url, &root_token, &bad_app, &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("400"), "{stderr}");
-    let (code, _, stderr) = minimize(&vault.url, &dir.path().join("absent"), &policy);
+    let (code, _, stderr) = minimize(&vault.url, &dir.path().join("absent"), &policy, &[]);
     assert_ne!(code, 0);
     assert!(!stderr.is_empty());
     // None of the failures ran anything.
@@ -666,7 +643,7 @@ fn vaultd_minimize_runs_a_policy_file_and_fails_loudly() {
         {"name": "forget", "match": {"hasFields": ["phone"]}, "action": "delete"}]}});
     std::fs::write(&json_policy, document.to_string()).unwrap();
     let phoned = client.create_user(json!({"login": "m3", "phone": "07700900061"}));
-    let (code, report, stderr) = minimize(&vault.url, &root_token, &json_policy);
+    let (code, report, stderr) = minimize(&vault.url, &root_token, &json_policy, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["policy"], "trial", "{report}");
     assert_eq!(report["changed"], 1);

@@ -38,7 +38,8 @@ fn run() -> anyhow::Result<()> {
         }
         Some("status") => {
             let token = fs::read_to_string(dir.join("root-token")).context("no cluster is up")?;
-            let (_, answer) = cluster::admin(&address(base, 1).url(), &token, "GET", "/v1/sys/cluster", None)?;
+            let (_, answer) =
+                cluster::admin(&cluster::Admin::new(&token), &address(base, 1).url(), "GET", "/v1/sys/cluster", None)?;
             println!("{answer}");
             Ok(())
         }
@@ -53,7 +54,7 @@ fn run() -> anyhow::Result<()> {
 /// Node `i` (1-based).
 fn address(base: u16, i: usize) -> NodeAddress {
     let i = u16::try_from(i - 1).expect("a small cluster");
-    NodeAddress { host: "127.0.0.1".to_string(), api_port: base + i, peer_port: base + 100 + i }
+    NodeAddress { host: "127.0.0.1".to_string(), api_port: base + i, peer_port: base + 100 + i, tls: false }
 }
 
 fn up(dir: &Path, base: u16, n: usize) -> anyhow::Result<()> {
@@ -91,7 +92,7 @@ fn up(dir: &Path, base: u16, n: usize) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    cluster::form(&shared.token, &nodes)?;
+    cluster::form(&shared.admin(), &nodes)?;
     println!("Strongroom cluster of {n} nodes (logs in {}):", dir.display());
     for (index, node) in nodes.iter().enumerate() {
         println!("  node {}: {}", index + 1, node.url());

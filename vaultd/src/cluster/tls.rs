@@ -2,24 +2,15 @@
 //! CA and presents it both as a server and as a client; a peer whose certificate the CA
 //! did not sign cannot connect at all, and the peer secret is checked on top.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read {path}: {message}")]
-    Pem { path: PathBuf, message: String },
-    #[error("{path} holds no certificate")]
-    Empty { path: PathBuf },
-    #[error("invalid TLS configuration: {0}")]
-    Config(String),
-}
+pub use crate::tls::TlsError;
+use crate::tls::{certificates, private_key, provider, roots};
 
 /// PEM files of this node's peer certificate, its key, and the cluster CA.
 #[derive(Clone, Debug)]
@@ -29,32 +20,13 @@ pub struct PeerTls {
     pub ca: PathBuf,
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = |e: rustls::pki_types::pem::Error| TlsError::Pem { path: path.into(), message: e.to_string() };
-    let certs = CertificateDer::pem_file_iter(path).map_err(pem)?.collect::<Result<Vec<_>, _>>().map_err(pem)?;
-    if certs.is_empty() {
-        return Err(TlsError::Empty { path: path.into() });
-    }
-    Ok(certs)
-}
-
 impl PeerTls {
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
-        let mut roots = RootCertStore::empty();
-        for cert in certificates(&self.ca)? {
-            roots.add(cert).map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
-        }
-        Ok(Arc::new(roots))
+        roots(&self.ca)
     }
 
     fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-        let key = PrivateKeyDer::from_pem_file(&self.key)
-            .map_err(|e| TlsError::Pem { path: self.key.clone(), message: e.to_string() })?;
-        Ok((certificates(&self.cert)?, key))
+        Ok((certificates(&self.cert)?, private_key(&self.key)?))
     }
 
     /// The peer listener's configuration: client certificates are required.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use strongroom_testkit::cluster::{self, SharedFiles};
+use strongroom_testkit::cluster::{self, Admin, SharedFiles};
+use strongroom_testkit::tls::Ca;
 use strongroom_testkit::{softhsm, NodeAddress};
 
 use super::{Client, Vault, ROOT_TOKEN};
@@ -60,11 +61,25 @@ impl TestCluster {
         Self::start_at(&vec![("127.0.0.1".to_string(), None); n], extra)
     }
 
+    /// `n` nodes on 127.0.0.1 whose API speaks HTTPS, with one certificate made by the
+    /// testkit (`SharedFiles::with_api_tls`).
+    pub fn start_with_api_tls(n: usize, extra: &[&str]) -> Self {
+        Self::start_in(&vec![("127.0.0.1".to_string(), None); n], extra, true)
+    }
+
     /// One node per `(host, network namespace)`, formed into a cluster.
     pub fn start_at(places: &[(String, Option<String>)], extra: &[&str]) -> Self {
+        Self::start_in(places, extra, false)
+    }
+
+    fn start_in(places: &[(String, Option<String>)], extra: &[&str], api_tls: bool) -> Self {
         let scratch = tempfile::tempdir().unwrap();
-        let shared = SharedFiles::create(&scratch.path().join("shared"), &softhsm::script(), Some(ROOT_TOKEN))
+        let shared_dir = scratch.path().join("shared");
+        let mut shared = SharedFiles::create(&shared_dir, &softhsm::script(), Some(ROOT_TOKEN))
             .unwrap_or_else(|error| panic!("cannot make the cluster's files: {error:#}"));
+        if api_tls {
+            shared = shared.with_api_tls(&shared_dir).unwrap();
+        }
         let mut cluster = TestCluster {
             shared,
             scratch,
@@ -75,7 +90,7 @@ impl TestCluster {
         for (host, netns) in places {
             cluster.add_slot(host, netns.clone());
         }
-        cluster::init(&cluster.slots[0].url(), ROOT_TOKEN).unwrap();
+        cluster::init(&cluster.admin(), &cluster.slots[0].url()).unwrap();
         for slot in 1..places.len() {
             cluster.join(slot, false);
         }
@@ -86,7 +101,8 @@ impl TestCluster {
     pub fn add_slot(&mut self, host: &str, netns: Option<String>) -> usize {
         let index = self.slots.len();
         let data_dir = self.scratch.path().join(format!("node{index}"));
-        self.slots.push(Slot { address: NodeAddress::on(host), netns, data_dir, vault: None });
+        let address = NodeAddress { tls: self.shared.api_tls.is_some(), ..NodeAddress::on(host) };
+        self.slots.push(Slot { address, netns, data_dir, vault: None });
         self.restart(index);
         index
     }
@@ -118,8 +134,17 @@ impl TestCluster {
         std::fs::remove_dir_all(&self.slots[slot].data_dir).unwrap();
     }
 
+    /// The root token's client for node `slot` (trusting the API's CA, with TLS).
     pub fn client(&self, slot: usize) -> Client {
-        Client::new(&self.slots[slot].url(), ROOT_TOKEN)
+        match &self.shared.api_tls {
+            Some(tls) => Client::https(&self.slots[slot].url(), ROOT_TOKEN, &tls.ca.pem(), None),
+            None => Client::new(&self.slots[slot].url(), ROOT_TOKEN),
+        }
+    }
+
+    /// How the testkit's admin requests reach the nodes.
+    fn admin(&self) -> Admin {
+        self.shared.admin()
     }
 
     /// The secret every member shares.
@@ -156,7 +181,7 @@ impl TestCluster {
     /// caught up, and promotes it. Returns its new node id.
     pub fn join(&self, slot: usize, replace: bool) -> u64 {
         let via = self.running().into_iter().find(|&s| s != slot && self.local_status(s)["nodeId"].is_u64()).unwrap();
-        cluster::join(&self.slots[via].url(), ROOT_TOKEN, &self.slots[slot].address, replace).unwrap()
+        cluster::join(&self.admin(), &self.slots[via].url(), &self.slots[slot].address, replace).unwrap()
     }
 
     /// The leader's member list: (id, voter).
@@ -265,16 +290,10 @@ impl Drop for Netns {
 /// A cluster CA and a peer certificate for 127.0.0.1 signed by it, as PEM files in `dir`;
 /// returns the `--peer-tls-*` flags that use them.
 pub fn peer_tls_flags(dir: &std::path::Path, name: &str) -> Vec<String> {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let node_key = rcgen::KeyPair::generate().unwrap();
-    let node = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&node_key, &ca).unwrap();
+    let ca = Ca::new(name).unwrap();
     let path = |file: &str| dir.join(format!("{name}-{file}"));
-    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(path("cert.pem"), node.pem()).unwrap();
-    std::fs::write(path("key.pem"), node_key.serialize_pem()).unwrap();
+    ca.write(&path("ca.pem")).unwrap();
+    ca.issue_server(name).unwrap().write(&path("cert.pem"), &path("key.pem")).unwrap();
     vec![
         format!("--peer-tls-cert={}", path("cert.pem").display()),
         format!("--peer-tls-key={}", path("key.pem").display()),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use strongroom_testkit::tls::Leaf;
 use strongroom_testkit::{process, Log};
 
 pub use strongroom_testkit::SoftHsm;
@@ -141,6 +142,8 @@ pub fn run_to_exit(mut command: Command) -> (ExitStatus, String) {
     (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A blocking JSON client with a fixed token.
 #[derive(Clone)]
 pub struct Client {
@@ -156,7 +159,14 @@ pub struct Reply {
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Self {
-        let http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+        let http = reqwest::blocking::Client::builder().timeout(CLIENT_TIMEOUT).build().unwrap();
+        Client { base: base.to_string(), token: Some(token.to_string()), http }
+    }
+
+    /// A client of an `https://` vault that trusts only `ca_pem` and, with `identity`,
+    /// presents that client certificate.
+    pub fn https(base: &str, token: &str, ca_pem: &str, identity: Option<&Leaf>) -> Self {
+        let http = strongroom_testkit::tls::https_client(ca_pem, identity, CLIENT_TIMEOUT).unwrap();
         Client { base: base.to_string(), token: Some(token.to_string()), http }
     }
 
@@ -228,6 +238,32 @@ impl Reply {
         assert_eq!(self.body["status"], "ok", "{}", self.body);
         &self.body
     }
+}
+
+/// Runs `vaultd minimize` against `vault_url` with `extra` flags: its exit code, its
+/// report (JSON, or the raw output) and its stderr.
+pub fn minimize(vault_url: &str, token_file: &Path, policy_file: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let output = vaultd()
+        .arg("minimize")
+        .arg("--vault")
+        .arg(vault_url)
+        .arg("--token-file")
+        .arg(token_file)
+        .arg("--policy")
+        .arg(policy_file)
+        .arg("--timeout-secs")
+        .arg("60")
+        .args(extra)
+        .env_remove("VAULTD_VAULT_URL")
+        .env_remove("VAULTD_TOKEN_FILE")
+        .env_remove("VAULTD_CA_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::String(stdout));
+    (output.status.code().unwrap_or(-1), report, stderr)
 }
 
 /// Every file under `dir`, recursively.
