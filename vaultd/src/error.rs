@@ -1,7 +1,9 @@
 //! The one error type of the vault's request path, and how it maps onto HTTP.
 //!
 //! Messages are fixed strings or field names: personal data and secrets must never
-//! reach an error message, because error messages reach logs and clients.
+//! reach an error message, because error messages reach logs and clients. A 5xx answer
+//! says only what happened in plain words; the component's own error text (sled's, an
+//! I/O error's, openraft's) goes to the log.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde_json::json;
@@ -84,11 +86,17 @@ impl ResponseError for VaultError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        let message = match self {
+            VaultError::Cluster(refusal) | VaultError::Admin(AdminError::Refused(refusal)) => {
+                refusal_message(refusal).map_or_else(|| self.to_string(), str::to_string)
+            }
+            _ => self.to_string(),
+        };
         if status.is_server_error() {
             // The source chain carries no request data, only the failing component.
             tracing::error!(error = %self, source = ?std::error::Error::source(self), "request failed");
         }
-        HttpResponse::build(status).json(json!({"status": "error", "message": self.to_string()}))
+        HttpResponse::build(status).json(json!({"status": "error", "message": message}))
     }
 }
 
@@ -98,7 +106,17 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         Refusal::Timeout | Refusal::NotLeader | Refusal::NoLeader | Refusal::Uninitialized => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        Refusal::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+        Refusal::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A fixed message for a refusal whose own text is a component's error (logged instead).
+fn refusal_message(refusal: &Refusal) -> Option<&'static str> {
+    match refusal {
+        Refusal::Failed(_) => Some("internal error: the cluster could not carry out the request"),
+        _ => None,
     }
 }
 

@@ -34,6 +34,7 @@ pub fn value() -> Value {
                 named_form_fields(body);
             }
             bad_purpose(operation);
+            storage_full(operation);
             let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
             for response in responses.into_iter().flat_map(|r| r.values_mut()) {
                 let links = response.get_mut("links").and_then(Value::as_object_mut);
@@ -245,7 +246,17 @@ Every response is a JSON envelope: `{"status":"ok", ...}` with the payload field
         super::system::metrics,
         super::system::openapi
     ),
-    components(responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, InternalError, Unavailable)),
+    components(responses(
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        InternalError,
+        Unavailable,
+        InsufficientStorage
+    )),
     modifiers(&BunkerToken),
 )]
 struct ApiDoc;
@@ -284,6 +295,16 @@ fn bad_purpose(operation: &mut Value) {
     if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
         if reads_purpose && !responses.contains_key("400") {
             responses.insert("400".into(), json!({"$ref": "#/components/responses/BadRequest"}));
+        }
+    }
+}
+
+/// Whatever may answer 503 goes through the cluster, and so may meet a nearly full disk.
+fn storage_full(operation: &mut Value) {
+    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        let unavailable = json!({"$ref": "#/components/responses/Unavailable"});
+        if responses.get("503") == Some(&unavailable) && !responses.contains_key("507") {
+            responses.insert("507".into(), json!({"$ref": "#/components/responses/InsufficientStorage"}));
         }
     }
 }
@@ -331,7 +352,8 @@ error_responses! {
     Conflict: "A unique identifier is taken, the record changed concurrently (retry), or the cluster's membership does not allow the change", Some("duplicate email");
     PayloadTooLarge: "The request body exceeds the configured limit (default 1 MiB)", Some("request body exceeds 1048576 bytes");
     InternalError: "A storage or key operation failed; no details are disclosed", Some("storage failure");
-    Unavailable: "The vault cannot serve the request right now: it is not initialised, this node has not joined a cluster, the cluster has no leader (no quorum), or a write was not confirmed by a quorum in time (its outcome is unknown)", None::<&str>;
+    Unavailable: "The vault cannot serve the request right now: it is not initialised, this node has not joined a cluster, the cluster has no leader (no quorum), a write was not confirmed by a quorum in time (its outcome is unknown), or this node's storage failed and it needs a restart", None::<&str>;
+    InsufficientStorage: "The disk of this node or of the leader is nearly full: writes are refused (reads and erasures go on until half the reserve is used too) and are accepted again once space is freed; nothing was written", Some("the vault's storage is full: writes are refused until space is freed");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -890,6 +912,29 @@ pub struct StatusReply {
     pub bulk_list_enabled: bool,
     /// This node's place in the cluster
     pub node: NodeSummary,
+    pub storage: StorageState,
+}
+
+/// The state of this node's data directory. `ok`; `full`: less free space than the reserve, writes are refused with 507 until space is freed; `failed`: a storage failure stopped this node's Raft core, and it needs a restart.
+#[derive(Serialize, ToSchema)]
+pub struct StorageState {
+    pub state: StorageCondition,
+    /// Bytes still free on the data directory's file system (absent when `failed` or when the guard is off)
+    #[serde(rename = "freeBytes")]
+    #[schema(required = false, minimum = 0)]
+    pub free_bytes: i64,
+    /// The reserve below which writes are refused (`--min-free-bytes`)
+    #[serde(rename = "minFreeBytes")]
+    #[schema(required = false, minimum = 0)]
+    pub min_free_bytes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageCondition {
+    Ok,
+    Full,
+    Failed,
 }
 
 /// A node's Raft role as seen by that node. `uninitialized`: not (yet) part of a cluster, waiting for `POST /v1/sys/cluster/init` or to be added as a learner. `shutdown`: Raft stopped after a fatal error; the node must be restarted.
