@@ -305,10 +305,10 @@ impl Change {
         }
     }
 
-    /// Whether the change only reads, records an access or removes data: what a node whose
-    /// disk is nearly full still accepts (`cluster::free_space`). Its log entry and audit
-    /// event are small, reads must go on being audited, and an erasure must not wait for
-    /// disk space.
+    /// Whether the change only reads, records an access or removes data or privilege: what
+    /// a node whose disk is nearly full still accepts (`cluster::free_space`). Its log
+    /// entry and audit event are small, reads must go on being audited, and neither an
+    /// erasure nor a revocation should wait for disk space.
     pub fn is_essential(&self) -> bool {
         match self {
             Change::Access { .. }
@@ -324,7 +324,8 @@ impl Change {
             | Change::DeleteApp { .. }
             | Change::DeleteSession { .. }
             | Change::DeleteEndedShare { .. }
-            | Change::RevokeAccessToken { .. } => true,
+            | Change::RevokeAccessToken { .. }
+            | Change::RetireRootToken => true,
             // Cancelling a request, or approving an erasure.
             Change::ResolveRequest { then, .. } => then.as_ref().is_none_or(|effect| effect.is_essential()),
             Change::InitIndexKey { .. }
