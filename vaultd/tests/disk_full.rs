@@ -1,9 +1,11 @@
 //! A full disk (issue 17, finding 9): a vault whose data directory's file system fills up
 //! refuses writes with 507 before it is full, keeps serving reads, and takes writes again
-//! once space is freed, without a restart; and a node whose storage failed anyway answers
-//! 503 with a plain message everywhere, `/v1/status` included, so that its liveness probe
-//! restarts it. Each test mounts a small tmpfs as the data directory (tests run as root;
-//! where `mount` is refused they print SKIPPED and pass).
+//! once space is freed, without a restart; a node whose storage failed anyway answers 503
+//! with a plain message everywhere, `/v1/status` included, so that its liveness probe
+//! restarts it; and in a cluster, a follower's full disk stops neither the cluster nor the
+//! follower, while a leader's full disk refuses every node's writes but not its reads.
+//! Each test mounts a small tmpfs as a data directory (tests run as root; where `mount` is
+//! refused they print SKIPPED and pass).
 
 mod support;
 
@@ -12,12 +14,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::cluster::poll;
+use support::cluster::{poll, TestCluster};
 use support::{profile, serve_scratch, Client, Reply, Vault};
 
 const MIB: u64 = 1024 * 1024;
 /// Of the 48 MiB volume (the size the finding was confirmed on).
 const RESERVE: u64 = 16 * MIB;
+/// Smaller in the cluster test, whose profiles are smaller.
+const CLUSTER_RESERVE: u64 = 4 * MIB;
 
 /// A tmpfs mounted on a directory; unmounted when dropped.
 struct Tmpfs {
@@ -78,6 +82,12 @@ fn big_profile(login: &str) -> Value {
     json!({"login": login, "notes": "n".repeat(200 * 1024)})
 }
 
+/// A profile of about 16 KiB: a follower that lags catches up through appends of up to
+/// 64 entries, each of which must arrive within Raft's heartbeat interval (150 ms).
+fn cluster_profile(login: &str) -> Value {
+    json!({"login": login, "notes": "n".repeat(16 * 1024)})
+}
+
 /// A 5xx answer says what happened in plain words, never a component's error text.
 fn assert_plain(reply: &Reply) {
     let text = reply.body.to_string();
@@ -87,13 +97,18 @@ fn assert_plain(reply: &Reply) {
     assert_eq!(reply.body["status"], "error", "{text}");
 }
 
-/// Creates users with big profiles until one is refused; every answer is 200 or
-/// `refused`. Returns the logins acknowledged and the refusal.
-fn write_until_refused(client: &Client, prefix: &str, refused: &[u16]) -> (Vec<String>, Reply) {
+/// Creates users with `profile`s until one is refused; every answer is 200 or `refused`.
+/// Returns the logins acknowledged and the refusal.
+fn write_until_refused(
+    client: &Client,
+    prefix: &str,
+    profile: fn(&str) -> Value,
+    refused: &[u16],
+) -> (Vec<String>, Reply) {
     let mut acknowledged = Vec::new();
-    for n in 0..400 {
+    for n in 0..4000 {
         let login = format!("{prefix}{n}");
-        let reply = client.post("/v1/user", big_profile(&login));
+        let reply = client.post("/v1/user", profile(&login));
         match reply.status {
             200 => acknowledged.push(login),
             status if refused.contains(&status) => {
@@ -103,13 +118,13 @@ fn write_until_refused(client: &Client, prefix: &str, refused: &[u16]) -> (Vec<S
             status => panic!("write {n} answered {status}: {}", reply.body),
         }
     }
-    panic!("400 writes of 200 KiB fitted on a 48 MiB volume");
+    panic!("4000 writes fitted on a 48 MiB volume");
 }
 
-fn assert_readable(client: &Client, logins: &[String]) {
+fn assert_readable(client: &Client, logins: &[String], profile: fn(&str) -> Value) {
     for login in logins {
         let reply = client.get(&format!("/v1/user/login/{login}"));
-        assert_eq!(reply.assert_ok()["data"], big_profile(login), "{login}");
+        assert_eq!(reply.assert_ok()["data"], profile(login), "{login}");
     }
 }
 
@@ -132,7 +147,7 @@ fn a_nearly_full_disk_refuses_writes_with_507_serves_reads_and_recovers_without_
 
     // A few MiB above the reserve: big writes use them up and then get 507.
     let filler = tmpfs.fill_leaving(RESERVE + 4 * MIB);
-    let (acknowledged, refusal) = write_until_refused(&client, "big", &[507]);
+    let (acknowledged, refusal) = write_until_refused(&client, "big", big_profile, &[507]);
     assert!(!acknowledged.is_empty(), "the writes above the reserve were taken");
     assert!(refusal.body["message"].as_str().unwrap().contains("storage is full"), "{}", refusal.body);
 
@@ -142,7 +157,7 @@ fn a_nearly_full_disk_refuses_writes_with_507_serves_reads_and_recovers_without_
     client.post(&format!("/v1/userapp/token/{keeper}/shop"), json!({"size": "M"})).assert_error(507);
     client.put(&format!("/v1/user/token/{keeper}"), json!({"city": "Leeds"})).assert_error(507);
     assert_eq!(profile(&client, &keeper)["login"], "keeper");
-    assert_readable(&client, &acknowledged);
+    assert_readable(&client, &acknowledged, big_profile);
     client.get("/v1/user/login/nobody").assert_error(404);
     client.get("/v1/audit/admin?limit=5").assert_ok();
     client.delete(&format!("/v1/user/token/{leaver}")).assert_ok();
@@ -165,14 +180,14 @@ fn a_nearly_full_disk_refuses_writes_with_507_serves_reads_and_recovers_without_
     });
     assert_eq!(client.get("/v1/status").assert_ok()["storage"]["state"], "ok");
     client.put(&format!("/v1/user/token/{keeper}"), json!({"city": "Leeds"})).assert_ok();
-    assert_readable(&client, &acknowledged);
+    assert_readable(&client, &acknowledged, big_profile);
     assert_chain_intact(&client);
 
     // Nothing acknowledged is lost across a restart, and the chain still verifies.
     vault.stop();
     let vault = Vault::hsm(&hsm, &data_dir, &["--min-free-bytes", &reserve]);
     let client = vault.client();
-    assert_readable(&client, &acknowledged);
+    assert_readable(&client, &acknowledged, big_profile);
     assert_eq!(profile(&client, &keeper)["city"], "Leeds");
     client.get("/v1/user/login/after").assert_ok();
     assert_eq!(client.get("/v1/user/login/leaver").status, 404, "the erasure made while full holds");
@@ -191,7 +206,7 @@ fn a_node_whose_storage_failed_answers_503_everywhere_until_restarted() {
     let keeper = client.create_user(json!({"login": "keeper"}));
 
     let filler = tmpfs.fill_leaving(4 * MIB);
-    let (acknowledged, failure) = write_until_refused(&client, "big", &[503]);
+    let (acknowledged, failure) = write_until_refused(&client, "big", big_profile, &[503]);
     assert!(!acknowledged.is_empty(), "the writes that fitted were taken");
     eprintln!("the write that met the full disk: {}", failure.body);
 
@@ -227,8 +242,127 @@ fn a_node_whose_storage_failed_answers_503_everywhere_until_restarted() {
     let vault = Vault::hsm(&hsm, &data_dir, &[]);
     let client = vault.client();
     assert_eq!(profile(&client, &keeper)["login"], "keeper");
-    assert_readable(&client, &acknowledged);
+    assert_readable(&client, &acknowledged, big_profile);
     assert_chain_intact(&client);
     drop(vault);
+    drop(tmpfs);
+}
+
+/// The slot's node, stopped, continues on a tmpfs of 48 MiB holding a copy of its data.
+fn move_onto_tmpfs(cluster: &mut TestCluster, slot: usize, test: &str) -> Option<Tmpfs> {
+    cluster.kill(slot);
+    let data_dir = cluster.slots[slot].data_dir.clone();
+    let moved = data_dir.with_extension("moved");
+    std::fs::rename(&data_dir, &moved).unwrap();
+    let Some(tmpfs) = Tmpfs::mount(&data_dir, 48 * MIB, test) else {
+        std::fs::rename(&moved, &data_dir).unwrap();
+        return None;
+    };
+    let copied = Command::new("cp").arg("-a").arg(moved.join(".")).arg(&data_dir).status().unwrap();
+    assert!(copied.success());
+    cluster.restart(slot);
+    Some(tmpfs)
+}
+
+/// Waits until the node in `slot` has applied everything the leader has.
+fn caught_up(cluster: &TestCluster, slot: usize, leader: usize) {
+    let applied = cluster.local_status(leader)["appliedIndex"].as_u64().unwrap();
+    poll("the node to catch up", Duration::from_secs(20), || {
+        (cluster.local_status(slot)["appliedIndex"].as_u64()? >= applied).then_some(())
+    });
+}
+
+#[test]
+fn in_a_cluster_a_full_follower_lags_without_stopping_and_a_full_leader_refuses_writes_but_not_reads() {
+    let reserve = CLUSTER_RESERVE.to_string();
+    let mut cluster = TestCluster::start(3, &["--min-free-bytes", &reserve]);
+    let first = cluster.leader();
+    let full = (first + 1) % 3;
+    let Some(tmpfs) = move_onto_tmpfs(&mut cluster, full, "in_a_cluster_a_full_follower") else { return };
+    let leader = cluster.leader();
+    assert_ne!(leader, full, "a restarted node rejoins as a follower");
+    let other = (0..3).find(|&slot| slot != leader && slot != full).unwrap();
+    let keeper = cluster.client(leader).create_user(json!({"login": "keeper"}));
+    caught_up(&cluster, full, leader);
+
+    // A follower's disk nearly full: it refuses writes made through it, and once the
+    // leader's entries have used half its reserve it refuses them too and lags behind,
+    // while the leader and the other follower go on. It never stops.
+    let filler = tmpfs.fill_leaving(CLUSTER_RESERVE + MIB);
+    let (mut acknowledged, _) = write_until_refused(&cluster.client(full), "via-full", cluster_profile, &[507]);
+    let free = |cluster: &TestCluster| {
+        let status = cluster.client(full).get("/v1/status");
+        status.assert_ok()["storage"]["freeBytes"].as_u64().unwrap()
+    };
+    for n in 0.. {
+        let login = format!("past-full-{n}");
+        cluster.client(leader).post("/v1/user", cluster_profile(&login)).assert_ok();
+        acknowledged.push(login);
+        // A few more once it is below half its reserve: those it refuses.
+        if free(&cluster) < CLUSTER_RESERVE / 2 {
+            for more in 0..3 {
+                let login = format!("past-half-{more}");
+                cluster.client(leader).post("/v1/user", cluster_profile(&login)).assert_ok();
+                acknowledged.push(login);
+            }
+            break;
+        }
+        assert!(n < 1000, "the follower's disk never filled");
+    }
+    let status = cluster.client(full).get("/v1/status");
+    assert_eq!(status.assert_ok()["storage"]["state"], "full", "{}", status.body);
+    assert_eq!(status.body["node"]["state"], "follower", "{}", status.body);
+    let behind = cluster.local_status(full)["appliedIndex"].as_u64().unwrap();
+    assert!(behind < cluster.local_status(leader)["appliedIndex"].as_u64().unwrap(), "it refused entries");
+    let newest = &acknowledged[acknowledged.len() - 5..];
+    assert_readable(&cluster.client(other), newest, cluster_profile);
+
+    // Space back: it catches up, with no restart, and takes writes again.
+    std::fs::remove_file(filler).unwrap();
+    caught_up(&cluster, full, leader);
+    cluster.client(full).post("/v1/user", json!({"login": "after-follower"})).assert_ok();
+    assert_readable(&cluster.client(full), newest, cluster_profile);
+
+    // The same node as the leader (leadership moves on when the leader is killed; the
+    // others come back as followers).
+    let mut leader = cluster.leader();
+    for _ in 0..20 {
+        if leader == full {
+            break;
+        }
+        cluster.kill(leader);
+        let killed = leader;
+        leader = cluster.leader();
+        cluster.restart(killed);
+    }
+    assert_eq!(leader, full, "the node on the tmpfs never became the leader");
+    let follower = (full + 1) % 3;
+    caught_up(&cluster, follower, leader);
+
+    // A leader's disk nearly full: writes through any node get 507; reads, audit listings
+    // and erasures through any node go on.
+    let filler = tmpfs.fill_leaving(CLUSTER_RESERVE + MIB);
+    let (more, refusal) = write_until_refused(&cluster.client(follower), "via-follower", cluster_profile, &[507]);
+    acknowledged.extend(more);
+    assert!(refusal.body["message"].as_str().unwrap().contains("storage is full"), "{}", refusal.body);
+    cluster.client((full + 2) % 3).post("/v1/user", json!({"login": "small"})).assert_error(507);
+    for slot in 0..3 {
+        assert_eq!(profile(&cluster.client(slot), &keeper)["login"], "keeper", "node {slot}");
+        cluster.client(slot).get("/v1/audit/admin?limit=5").assert_ok();
+    }
+    let leaver = acknowledged.pop().unwrap();
+    cluster.client(follower).delete(&format!("/v1/user/login/{leaver}")).assert_ok();
+    let status = cluster.client(full).get("/v1/status");
+    assert_eq!(status.assert_ok()["storage"]["state"], "full", "{}", status.body);
+    assert_eq!(status.body["node"]["state"], "leader", "{}", status.body);
+
+    // Space back: writes through every node are taken again.
+    std::fs::remove_file(filler).unwrap();
+    for slot in 0..3 {
+        cluster.client(slot).post("/v1/user", json!({"login": format!("after-leader-{slot}")})).assert_ok();
+    }
+    assert_readable(&cluster.client(follower), &acknowledged, cluster_profile);
+    assert_chain_intact(&cluster.client(follower));
+    drop(cluster);
     drop(tmpfs);
 }

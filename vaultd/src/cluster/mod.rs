@@ -435,6 +435,19 @@ impl Cluster {
                 .unwrap_or(false)
     }
 
+    /// Whether this node may store what the leader replicates: refused only below half
+    /// the reserve, where its own reads and erasures stop too, so that a follower whose
+    /// disk fills up lags behind instead of stopping. Meanwhile it stands for no election:
+    /// hearing nothing it could store from the leader, it would otherwise start one and
+    /// depose a leader that is fine (its vote still counts).
+    pub(super) fn admit_replication(&self) -> Result<(), Refusal> {
+        let admitted = self.free_space.admit(Need::Essential);
+        if let Ok(raft) = self.raft() {
+            raft.runtime_config().elect(admitted.is_ok());
+        }
+        admitted
+    }
+
     /// The data directory's free space and reserve, measured now (`None` when the guard
     /// is off).
     pub fn room(&self) -> Option<Room> {
