@@ -5,10 +5,11 @@
 //!
 //! - below the reserve (`--min-free-bytes`), commands that add data are refused
 //!   (`Refusal::NoSpace`, 507); reads and erasures go on (`Change::is_essential`);
-//! - below half the reserve, those are refused too: the rest is room for the snapshot and
-//!   the log purge that free space, and for what is already in flight.
+//! - below half the reserve, those are refused too, and so are the leader's entries and
+//!   snapshots on the peer port (the follower lags instead of stopping): the rest is room
+//!   for the snapshot and the log purge that free space, and for what is in flight.
 //!
-//! Nothing needs clearing: once space is freed the next proposal is admitted again.
+//! Nothing needs clearing: once space is freed the next proposal or append is admitted.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::rpc::{self, ProposeResult, Refusal};
 use super::free_space::Need;
+use super::rpc::{self, ProposeResult, Refusal};
 use super::{refusal_of, Cluster, PROPOSE_TIMEOUT};
 use crate::store::{Batch, Command, Receipt};
 
