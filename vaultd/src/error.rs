@@ -130,3 +130,36 @@ impl From<AdminError> for VaultError {
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn answer(error: VaultError) -> (u16, String) {
+        let response = error.error_response();
+        let status = response.status().as_u16();
+        let body = response.into_body().try_into_bytes().unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn a_server_error_answers_a_fixed_message_never_the_components_text() {
+        let internal = "when Write StateMachine: sled IO error: No space left on device (os error 28)";
+        let failures = [
+            VaultError::Cluster(Refusal::Failed(internal.into())),
+            VaultError::Admin(AdminError::Refused(Refusal::Failed(internal.into()))),
+            VaultError::Storage(crate::store::StoreError::Io(std::io::Error::other(internal))),
+        ];
+        for failure in failures {
+            let (status, body) = answer(failure);
+            assert_eq!(status, 500);
+            assert!(!body.contains("sled") && !body.contains("os error"), "{body}");
+        }
+        assert_eq!(answer(VaultError::Cluster(Refusal::NoSpace)).0, 507);
+        let (status, body) = answer(VaultError::Cluster(Refusal::Stopped));
+        assert_eq!(status, 503);
+        assert!(body.contains("this node's storage failed; it needs a restart"), "{body}");
+    }
+}

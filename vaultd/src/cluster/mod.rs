@@ -308,6 +308,7 @@ impl Cluster {
 
     /// Applies a command through the log and returns its receipt once the entry that
     /// carries it is committed on a quorum and applied.
+    ///
     /// A command that adds data is refused while this node's disk is nearly full (the
     /// leader checks its own disk again).
     pub async fn submit(&self, command: Command) -> Result<Receipt, Refusal> {
@@ -374,7 +375,7 @@ impl Cluster {
             Ok(log_id) => Ok(log_id.map_or(0, |id| id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Refusal::NoLeader),
-            Err(e) => Err(Refusal::Failed(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(Refusal::Stopped),
         }
     }
 
