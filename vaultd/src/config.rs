@@ -110,6 +110,11 @@ pub struct ServeSettings {
     /// steady stream of erasures such as a retention run).
     #[arg(long, env = "VAULTD_ERASURE_COMPACTION_SECS")]
     pub erasure_compaction_secs: Option<u64>,
+    /// Free bytes the data directory's file system keeps: with less, writes are refused
+    /// (507) until space is freed, and reads and erasures go on down to half of it
+    /// (default 64 MiB, or a quarter of a smaller file system; 0 turns the guard off).
+    #[arg(long, env = "VAULTD_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
 }
 
 /// How the vault treats its callers and its data: the settings `vaultd demo` takes too
@@ -361,6 +366,7 @@ impl ServeSettings {
             peer,
             snapshot_every: self.snapshot_every.map_or(defaults.snapshot_every, |every| every.max(1)),
             erasure_compaction: self.erasure_compaction_secs.map_or(defaults.erasure_compaction, Duration::from_secs),
+            min_free_bytes: self.min_free_bytes,
         })
     }
 }
@@ -625,7 +631,7 @@ mod tests {
         std::fs::write(secret.path(), "a-peer-secret-of-enough-length").unwrap();
         let secret_flag = format!("--peer-secret-file={}", secret.path().display());
         let advertised = |flags: &[&str]| {
-            let settings = load("", &[flags, &[secret_flag.as_str()]].concat()).unwrap();
+            let settings = load("", &[flags, &[secret_flag.as_str(), "--peer-plain-http"]].concat()).unwrap();
             settings.cluster_options(api, peer).unwrap().peer.unwrap().advertise_api
         };
         assert_eq!(advertised(&["--tls-cert=/c", "--tls-key=/k"]), "https://10.0.0.1:3000");

@@ -1,7 +1,9 @@
 //! The one error type of the vault's request path, and how it maps onto HTTP.
 //!
 //! Messages are fixed strings or field names: personal data and secrets must never
-//! reach an error message, because error messages reach logs and clients.
+//! reach an error message, because error messages reach logs and clients. A 5xx answer
+//! says only what happened in plain words; the component's own error text (sled's, an
+//! I/O error's, openraft's) goes to the log.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde_json::json;
@@ -88,6 +90,12 @@ impl ResponseError for VaultError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        let message = match self {
+            VaultError::Cluster(refusal) | VaultError::Admin(AdminError::Refused(refusal)) => {
+                refusal_message(refusal).map_or_else(|| self.to_string(), str::to_string)
+            }
+            _ => self.to_string(),
+        };
         if status.is_server_error() {
             // The source chain carries no request data, only the failing component.
             tracing::error!(error = %self, source = ?std::error::Error::source(self), "request failed");
@@ -96,7 +104,7 @@ impl ResponseError for VaultError {
         if let VaultError::TooManyRequests { retry_after_secs } = self {
             response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        response.json(json!({"status": "error", "message": self.to_string()}))
+        response.json(json!({"status": "error", "message": message}))
     }
 }
 
@@ -106,7 +114,17 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         Refusal::Timeout | Refusal::NotLeader | Refusal::NoLeader | Refusal::Uninitialized => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        Refusal::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+        Refusal::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A fixed message for a refusal whose own text is a component's error (logged instead).
+fn refusal_message(refusal: &Refusal) -> Option<&'static str> {
+    match refusal {
+        Refusal::Failed(_) => Some("internal error: the cluster could not carry out the request"),
+        _ => None,
     }
 }
 
@@ -120,3 +138,36 @@ impl From<AdminError> for VaultError {
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn answer(error: VaultError) -> (u16, String) {
+        let response = error.error_response();
+        let status = response.status().as_u16();
+        let body = response.into_body().try_into_bytes().unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn a_server_error_answers_a_fixed_message_never_the_components_text() {
+        let internal = "when Write StateMachine: sled IO error: No space left on device (os error 28)";
+        let failures = [
+            VaultError::Cluster(Refusal::Failed(internal.into())),
+            VaultError::Admin(AdminError::Refused(Refusal::Failed(internal.into()))),
+            VaultError::Storage(crate::store::StoreError::Io(std::io::Error::other(internal))),
+        ];
+        for failure in failures {
+            let (status, body) = answer(failure);
+            assert_eq!(status, 500);
+            assert!(!body.contains("sled") && !body.contains("os error"), "{body}");
+        }
+        assert_eq!(answer(VaultError::Cluster(Refusal::NoSpace)).0, 507);
+        let (status, body) = answer(VaultError::Cluster(Refusal::Stopped));
+        assert_eq!(status, 503);
+        assert!(body.contains("this node's storage failed; it needs a restart"), "{body}");
+    }
+}

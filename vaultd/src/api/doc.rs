@@ -35,6 +35,7 @@ pub fn value() -> Value {
             }
             bad_purpose(operation);
             failed_auth_limited(operation);
+            storage_full(operation);
             let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
             for response in responses.into_iter().flat_map(|r| r.values_mut()) {
                 let links = response.get_mut("links").and_then(Value::as_object_mut);
@@ -255,7 +256,8 @@ Every response is a JSON envelope: `{"status":"ok", ...}` with the payload field
         PayloadTooLarge,
         TooManyRequests,
         InternalError,
-        Unavailable
+        Unavailable,
+        InsufficientStorage
     )),
     modifiers(&BunkerToken),
 )]
@@ -308,6 +310,16 @@ fn failed_auth_limited(operation: &mut Value) {
     }
 }
 
+/// Whatever may answer 503 goes through the cluster, and so may meet a nearly full disk.
+fn storage_full(operation: &mut Value) {
+    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        let unavailable = json!({"$ref": "#/components/responses/Unavailable"});
+        if responses.get("503") == Some(&unavailable) && !responses.contains_key("507") {
+            responses.insert("507".into(), json!({"$ref": "#/components/responses/InsufficientStorage"}));
+        }
+    }
+}
+
 /// The `X-Bunker-Token` security scheme.
 struct BunkerToken;
 
@@ -352,7 +364,8 @@ error_responses! {
     PayloadTooLarge: "The request body exceeds the configured limit (default 1 MiB)", Some("request body exceeds 1048576 bytes");
     TooManyRequests: "This client address is over a rate limit: requests without a token (`--anonymous-requests-per-minute`) or failed authentications (`--failed-auth-per-minute`); `Retry-After` says when to try again", Some("too many requests from this address; retry later");
     InternalError: "A storage or key operation failed; no details are disclosed", Some("storage failure");
-    Unavailable: "The vault cannot serve the request right now: it is not initialised, this node has not joined a cluster, the cluster has no leader (no quorum), or a write was not confirmed by a quorum in time (its outcome is unknown)", None::<&str>;
+    Unavailable: "The vault cannot serve the request right now: it is not initialised, this node has not joined a cluster, the cluster has no leader (no quorum), a write was not confirmed by a quorum in time (its outcome is unknown), or this node's storage failed and it needs a restart", None::<&str>;
+    InsufficientStorage: "The disk of this node or of the leader is nearly full: writes are refused (reads and erasures go on until half the reserve is used too) and are accepted again once space is freed; nothing was written", Some("the vault's storage is full: writes are refused until space is freed");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -911,6 +924,29 @@ pub struct StatusReply {
     pub bulk_list_enabled: bool,
     /// This node's place in the cluster
     pub node: NodeSummary,
+    pub storage: StorageState,
+}
+
+/// The state of this node's data directory. `ok`; `full`: less free space than the reserve, writes are refused with 507 until space is freed; `failed`: a storage failure stopped this node's Raft core, and it needs a restart.
+#[derive(Serialize, ToSchema)]
+pub struct StorageState {
+    pub state: StorageCondition,
+    /// Bytes still free on the data directory's file system (absent when `failed` or when the guard is off)
+    #[serde(rename = "freeBytes")]
+    #[schema(required = false, minimum = 0)]
+    pub free_bytes: i64,
+    /// The reserve below which writes are refused (`--min-free-bytes`)
+    #[serde(rename = "minFreeBytes")]
+    #[schema(required = false, minimum = 0)]
+    pub min_free_bytes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageCondition {
+    Ok,
+    Full,
+    Failed,
 }
 
 /// A node's Raft role as seen by that node. `uninitialized`: not (yet) part of a cluster, waiting for `POST /v1/sys/cluster/init` or to be added as a learner. `shutdown`: Raft stopped after a fatal error; the node must be restarted.

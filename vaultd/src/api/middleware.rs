@@ -1,6 +1,7 @@
 //! Cross-cutting request handling: metrics by route pattern, a log line without the path
-//! (paths carry identifiers such as emails), and a JSON envelope on every error response,
-//! including those actix produces itself (unknown route, wrong method).
+//! (paths carry identifiers such as emails), a JSON envelope on every error response,
+//! including those actix produces itself (unknown route, wrong method), and one plain 503
+//! for every request once this node's Raft core has stopped.
 
 use std::time::Instant;
 
@@ -11,7 +12,29 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::cluster::Refusal;
 use crate::metrics::{method_label, Metrics, RequestLabels};
+use crate::vault::Vault;
+
+/// Paths still served by a node whose Raft core stopped: the status (which answers 503
+/// itself, with the node's state) and the metrics, which touch no storage.
+const SERVED_WHEN_FAILED: [&str; 3] = ["/v1/status", "/metrics", "/v1/metrics"];
+
+/// Answers 503 with a plain message, before any handler runs, once this node's storage
+/// failed and Raft stopped: nothing it could answer would be current or durable.
+pub async fn refuse_when_failed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let failed = req.app_data::<web::Data<Vault>>().is_some_and(|vault| vault.cluster().has_failed());
+    if failed && !SERVED_WHEN_FAILED.contains(&req.path().trim_end_matches('/')) {
+        let (request, _) = req.into_parts();
+        let refused = HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "error", "message": Refusal::Stopped.to_string()}));
+        return Ok(ServiceResponse::new(request, refused));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
 
 pub async fn observe(
     req: ServiceRequest,

@@ -36,6 +36,7 @@ use crate::identifiers::Mode;
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.app_data(BodyLimit(max_body)).service(
         web::scope("")
+            .wrap(from_fn(middleware::refuse_when_failed))
             .wrap(from_fn(middleware::observe))
             // Databunker's router answers `/v1/user/` like `/v1/user` (its published
             // client posts to the former); so do we, for every route.

@@ -7,20 +7,23 @@ use serde_json::{json, Value};
 use strongroom_admin_api::cluster::{NodeState, StatusBody};
 
 use super::ok;
+use crate::cluster::Refusal;
 use crate::metrics::Metrics;
 use crate::vault::Vault;
 
-/// `GET /v1/status`: always 200 while the process serves (a liveness signal), with the
-/// node's Raft role. `?ready=member` makes it a readiness signal: 503 until the node is a
-/// member of a cluster that has a leader, so a Service sends no traffic to a node that
-/// has not joined.
+/// `GET /v1/status`: 200 while the node serves (a liveness signal), with the node's Raft
+/// role and its disk's state; 503 once its Raft core stopped after a storage failure, so
+/// that the liveness probe restarts it. A nearly full disk (writes refused with 507) is
+/// still 200: reads go on, and a restart would not free space. `?ready=member` makes it a
+/// readiness signal: 503 until the node is a member of a cluster that has a leader, so a
+/// Service sends no traffic to a node that has not joined.
 #[utoipa::path(
     get,
     path = "/v1/status",
     operation_id = "status",
     tag = "system",
     summary = "Vault status",
-    description = r#"No token needed. Version, the label of the key encryption key in use, whether bulk listing is enabled, and this node's place in the cluster. Reveals no personal data."#,
+    description = r#"No token needed. Version, the label of the key encryption key in use, whether bulk listing is enabled, this node's place in the cluster and the state of its storage. Reveals no personal data. 503 when this node's storage failed and its Raft core stopped (it needs a restart; a liveness probe on this path does that), and with `?ready=member` while the node is not a member of a cluster with a leader. A nearly full disk is `storage.state: full` with 200: writes are refused with 507, reads go on."#,
     security(()),
     responses(
         (
@@ -34,9 +37,16 @@ use crate::vault::Vault;
                     "version": "0.1.0",
                     "kek": "strongroom-kek-1",
                     "bulkListEnabled": false,
-                    "node": {"id": 1, "state": "leader", "leader": 1}
+                    "node": {"id": 1, "state": "leader", "leader": 1},
+                    "storage": {"state": "ok", "freeBytes": 9_663_676_416_u64, "minFreeBytes": 67_108_864}
                 }
             )
+        ),
+        (
+            status = 503,
+            description = r#"This node's storage failed and its Raft core stopped (it needs a restart), or, with `?ready=member`, the node is not a member of a cluster with a leader"#,
+            body = doc::ErrorReply,
+            content_type = "application/json"
         )
     ),
 )]
@@ -49,12 +59,34 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
         node: node.clone(),
     };
     let mut body = serde_json::to_value(&body).unwrap_or_default();
+    let cluster = vault.cluster();
+    let failed = cluster.has_failed();
+    let room = cluster.room();
+    let storage = match (failed, room) {
+        (true, _) => json!({"state": "failed"}),
+        (false, Some(room)) => json!({
+            "state": if room.is_full() { "full" } else { "ok" },
+            "freeBytes": room.free,
+            "minFreeBytes": room.reserve,
+        }),
+        (false, None) => json!({"state": "ok"}),
+    };
+    if let Value::Object(fields) = &mut body {
+        fields.insert("storage".into(), storage);
+    }
     let wants_member = req.query_string().split('&').any(|pair| pair == "ready=member");
     let member = node.state != NodeState::Uninitialized && node.leader.is_some();
-    if wants_member && !member {
+    let refusal = if failed {
+        Some(Refusal::Stopped.to_string())
+    } else if wants_member && !member {
+        Some("this node is not a member of a cluster with a leader".to_string())
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
         if let Value::Object(fields) = &mut body {
             fields.insert("status".into(), json!("error"));
-            fields.insert("message".into(), json!("this node is not a member of a cluster with a leader"));
+            fields.insert("message".into(), json!(message));
         }
         return HttpResponse::ServiceUnavailable().json(body);
     }

@@ -63,7 +63,10 @@ fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) 
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Refusal::NotLeader.into(),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => AdminError::Conflict(e.to_string()),
-        RaftError::Fatal(e) => Refusal::Failed(e.to_string()).into(),
+        RaftError::Fatal(e) => {
+            tracing::error!(error = %e, "Raft has stopped; this node needs a restart");
+            Refusal::Stopped.into()
+        }
     }
 }
 

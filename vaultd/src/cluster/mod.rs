@@ -11,9 +11,12 @@
 //! - [`proposer`]: batches the commands of concurrent requests into log entries, on the
 //!   leader or forwarded to it;
 //! - [`membership`]: `/v1/sys/cluster` — bootstrap, learners, promotion, removal, status;
-//! - [`compaction`]: removes erased subjects from the log and snapshots promptly.
+//! - [`compaction`]: removes erased subjects from the log and snapshots promptly;
+//! - [`free_space`]: refuses new work before the disk is full, so that a full disk never
+//!   stops Raft; a node whose Raft core stopped anyway says so (`Cluster::has_failed`).
 
 mod compaction;
+mod free_space;
 mod log_file;
 mod log_store;
 mod membership;
@@ -28,6 +31,7 @@ mod tls;
 mod types;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +41,7 @@ use strongroom_admin_api::cluster::{NodeState, NodeSummary};
 use tokio::sync::{mpsc, OnceCell};
 use zeroize::Zeroizing;
 
+pub use free_space::{Room, DEFAULT_MIN_FREE_BYTES};
 pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
 pub use network::PeerClient;
 pub use peer::peer_app;
@@ -44,6 +49,7 @@ pub use rpc::Refusal;
 pub use tls::{plain_client, PeerTls, TlsError};
 pub use types::{NodeId, NodeInfo};
 
+use free_space::{FreeSpace, Need};
 use log_store::LogStore;
 use network::{Network, PeerError, PeerHealth};
 use proposer::Pending;
@@ -75,11 +81,19 @@ pub struct ClusterOptions {
     pub snapshot_every: u64,
     /// Longest an applied erasure stays in the log before the node compacts it away.
     pub erasure_compaction: Duration,
+    /// Free bytes the data directory's file system keeps: below them writes are refused
+    /// (`free_space`). `None`: the default; 0: never refused.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { peer: None, snapshot_every: 20_000, erasure_compaction: Duration::from_secs(60) }
+        ClusterOptions {
+            peer: None,
+            snapshot_every: 20_000,
+            erasure_compaction: Duration::from_secs(60),
+            min_free_bytes: None,
+        }
     }
 }
 
@@ -111,6 +125,9 @@ pub struct Cluster {
     runtime: tokio::runtime::Handle,
     proposals: mpsc::Sender<Pending>,
     erasure_compaction: Duration,
+    free_space: FreeSpace,
+    /// Set once a deliberate shutdown begins: Raft stopping then is no failure.
+    stopping: AtomicBool,
 }
 
 impl Cluster {
@@ -180,6 +197,8 @@ impl Cluster {
             runtime: tokio::runtime::Handle::current(),
             proposals,
             erasure_compaction: options.erasure_compaction,
+            free_space: FreeSpace::new(data_dir, options.min_free_bytes),
+            stopping: AtomicBool::new(false),
         });
         tokio::spawn(proposer::run(Arc::clone(&cluster), queue));
         match cluster.stored_node_id()? {
@@ -305,7 +324,14 @@ impl Cluster {
 
     /// Applies a command through the log and returns its receipt once the entry that
     /// carries it is committed on a quorum and applied.
+    ///
+    /// A command that adds data is refused while this node's disk is nearly full (the
+    /// leader checks its own disk again).
     pub async fn submit(&self, command: Command) -> Result<Receipt, Refusal> {
+        if self.has_failed() {
+            return Err(Refusal::Stopped);
+        }
+        self.free_space.admit(need_of(&command))?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.proposals
             .send(Pending { command, reply })
@@ -365,7 +391,7 @@ impl Cluster {
             Ok(log_id) => Ok(log_id.map_or(0, |id| id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Refusal::NotLeader),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Refusal::NoLeader),
-            Err(e) => Err(Refusal::Failed(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(Refusal::Stopped),
         }
     }
 
@@ -404,6 +430,7 @@ impl Cluster {
     /// Stops Raft and makes the state machine durable (a clean shutdown; a crash loses
     /// nothing either, since the log is durable, but then restart replays the tail).
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         if let Some(raft) = self.raft.get() {
             let raft = raft.clone();
             if let Err(error) = self.runtime.spawn(async move { raft.shutdown().await }).await {
@@ -414,6 +441,34 @@ impl Cluster {
         if let Err(error) = flushed {
             tracing::error!(%error, "cannot flush the store at shutdown");
         }
+    }
+
+    /// Whether this node's Raft core stopped on its own (after a storage failure): the
+    /// node serves nothing until it is restarted.
+    pub fn has_failed(&self) -> bool {
+        !self.stopping.load(Ordering::Relaxed)
+            && self
+                .with_metrics(|metrics| metrics.state == ServerState::Shutdown || metrics.running_state.is_err())
+                .unwrap_or(false)
+    }
+
+    /// Whether this node may store what the leader replicates: refused only below half
+    /// the reserve, where its own reads and erasures stop too, so that a follower whose
+    /// disk fills up lags behind instead of stopping. Meanwhile it stands for no election:
+    /// hearing nothing it could store from the leader, it would otherwise start one and
+    /// depose a leader that is fine (its vote still counts).
+    pub(super) fn admit_replication(&self) -> Result<(), Refusal> {
+        let admitted = self.free_space.admit(Need::Essential);
+        if let Ok(raft) = self.raft() {
+            raft.runtime_config().elect(admitted.is_ok());
+        }
+        admitted
+    }
+
+    /// The data directory's free space and reserve, measured now (`None` when the guard
+    /// is off).
+    pub fn room(&self) -> Option<Room> {
+        self.free_space.measure()
     }
 
     /// This node's id, role and leader, for `/v1/status`.
@@ -434,6 +489,15 @@ fn node_state(state: ServerState) -> NodeState {
         ServerState::Learner => NodeState::Learner,
         ServerState::Candidate => NodeState::Candidate,
         ServerState::Shutdown => NodeState::Shutdown,
+    }
+}
+
+/// What a command needs from the disk.
+fn need_of(command: &Command) -> Need {
+    if command.change.is_essential() {
+        Need::Essential
+    } else {
+        Need::Growth
     }
 }
 

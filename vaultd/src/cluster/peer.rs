@@ -136,7 +136,19 @@ macro_rules! try_or_answer {
 async fn append(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
     let raft = try_or_answer!(admit_raft_message(&cluster, &req));
     let message: AppendEntriesRequest<TypeConfig> = try_or_answer!(body(&bytes));
+    let room = room_to_store(&cluster);
+    if !message.entries.is_empty() {
+        try_or_answer!(room);
+    }
     reply(&raft.append_entries(message).await)
+}
+
+/// A follower whose disk is nearly full refuses entries and snapshots before storing
+/// them, rather than meet ENOSPC, which would stop its Raft core; the leader tries again
+/// later, and heartbeats still pass. Measured at every append, so that the follower
+/// takes entries (and stands for elections) again as soon as space is freed.
+fn room_to_store(cluster: &Cluster) -> Result<(), Rejected> {
+    cluster.admit_replication().map_err(|_| Rejected(StatusCode::INSUFFICIENT_STORAGE, "this node's disk is full"))
 }
 
 async fn vote(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
@@ -148,6 +160,7 @@ async fn vote(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpRespons
 async fn snapshot(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
     let raft = try_or_answer!(admit_raft_message(&cluster, &req));
     let message: InstallSnapshotRequest<TypeConfig> = try_or_answer!(body(&bytes));
+    try_or_answer!(room_to_store(&cluster));
     reply(&raft.install_snapshot(message).await)
 }
 

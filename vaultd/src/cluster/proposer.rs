@@ -8,6 +8,7 @@ use std::sync::Arc;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::free_space::Need;
 use super::rpc::{self, ProposeResult, Refusal};
 use super::{refusal_of, Cluster, PROPOSE_TIMEOUT};
 use crate::store::{Batch, Command, Receipt};
@@ -42,8 +43,20 @@ pub async fn run(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Pending>) {
         }
         let cluster = Arc::clone(&cluster);
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.command, p.reply)).unzip();
-            let result = cluster.propose(Batch { commands: commands.into() }).await;
+            let mut pending = pending;
+            let mut result = cluster.propose(batch_of(&pending)).await;
+            if matches!(result, Err(Refusal::NoSpace)) {
+                // The leader's disk is nearly full: what it still takes (reads, erasures)
+                // goes again on its own, and only the rest is refused.
+                let (essential, growth): (Vec<_>, Vec<_>) =
+                    pending.into_iter().partition(|p| p.command.change.is_essential());
+                for refused in growth {
+                    let _ = refused.reply.send(Err(Refusal::NoSpace));
+                }
+                pending = essential;
+                result = if pending.is_empty() { Ok(Vec::new()) } else { cluster.propose(batch_of(&pending)).await };
+            }
+            let replies: Vec<_> = pending.into_iter().map(|p| p.reply).collect();
             match result {
                 Ok(receipts) if receipts.len() == replies.len() => {
                     for (reply, receipt) in replies.into_iter().zip(receipts) {
@@ -64,6 +77,10 @@ pub async fn run(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Pending>) {
             drop(slot);
         });
     }
+}
+
+fn batch_of(pending: &[Pending]) -> Batch {
+    Batch { commands: pending.iter().map(|p| p.command.clone()).collect() }
 }
 
 impl Cluster {
@@ -96,11 +113,20 @@ impl Cluster {
     /// Appends a batch as the leader and waits for it to be committed and applied.
     pub(super) async fn propose_as_leader(&self, batch: Batch) -> ProposeResult {
         let raft = self.raft()?;
+        if self.has_failed() {
+            return Err(Refusal::Stopped);
+        }
+        let growth = batch.commands.iter().any(|command| !command.change.is_essential());
+        self.free_space.admit(if growth { Need::Growth } else { Need::Essential })?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(batch)).await {
             Ok(Ok(response)) => Ok(response.data),
             // openraft answers this before appending, or after the entry was truncated
             // away: either way it will never be applied.
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Refusal::NotLeader),
+            Ok(Err(RaftError::Fatal(fatal))) => {
+                tracing::error!(error = %fatal, "Raft has stopped; this node needs a restart");
+                Err(Refusal::Stopped)
+            }
             Ok(Err(e)) => Err(Refusal::Failed(e.to_string())),
             // Appended, but no quorum confirmed it: a minority leader must not answer ok.
             Err(_) => Err(Refusal::Timeout),

@@ -48,6 +48,13 @@ pub enum Refusal {
     Timeout,
     #[error("{0}")]
     Failed(String),
+    /// The disk of the node that refused is nearly full (`free_space`); nothing was
+    /// appended.
+    #[error("the vault's storage is full: writes are refused until space is freed")]
+    NoSpace,
+    /// The node's Raft core stopped after a storage failure; it needs a restart.
+    #[error("this node's storage failed; it needs a restart")]
+    Stopped,
 }
 
 impl Refusal {

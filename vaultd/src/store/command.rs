@@ -304,6 +304,46 @@ impl Change {
             _ => false,
         }
     }
+
+    /// Whether the change only reads, records an access or removes data or privilege: what
+    /// a node whose disk is nearly full still accepts (`cluster::free_space`). Its log
+    /// entry and audit event are small, reads must go on being audited, and neither an
+    /// erasure nor a revocation should wait for disk space.
+    pub fn is_essential(&self) -> bool {
+        match self {
+            Change::Access { .. }
+            | Change::ReadSubject { .. }
+            | Change::ReadApp { .. }
+            | Change::ReadSession { .. }
+            | Change::ReadSessions { .. }
+            | Change::ReadShared { .. }
+            | Change::ReadRequest { .. }
+            | Change::ReadRequests { .. }
+            | Change::Consent(ConsentChange::ReadAgreements { .. } | ConsentChange::ReadByIdentifier { .. })
+            | Change::ForgetSubject { .. }
+            | Change::DeleteApp { .. }
+            | Change::DeleteSession { .. }
+            | Change::DeleteEndedShare { .. }
+            | Change::RevokeAccessToken { .. }
+            | Change::RetireRootToken => true,
+            // Cancelling a request, or approving an erasure.
+            Change::ResolveRequest { then, .. } => then.as_ref().is_none_or(|effect| effect.is_essential()),
+            Change::InitIndexKey { .. }
+            | Change::CreateSubject { .. }
+            | Change::UpdateSubject { .. }
+            | Change::PutApp { .. }
+            | Change::StartExpiration { .. }
+            | Change::CancelExpiration { .. }
+            | Change::RetainData { .. }
+            | Change::PutSession { .. }
+            | Change::ShareRecord { .. }
+            | Change::Consent(_)
+            | Change::FileRequest { .. }
+            | Change::RecordRetentionRun { .. }
+            | Change::CreateAccessToken { .. }
+            | Change::AllocateNodeId => false,
+        }
+    }
 }
 
 /// A key wrapped by the KEK version named by `kek`.
