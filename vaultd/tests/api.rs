@@ -1073,39 +1073,41 @@ fn an_app_scoped_token_reaches_its_app_only() {
 }
 
 #[test]
-fn the_root_token_retires_once_another_admin_token_exists() {
+fn the_root_token_retires_once_another_token_holds_every_scope() {
     let vault = Vault::demo();
     let root = vault.demo_client();
     let retire = |client: &Client| client.post("/v1/sys/root-token/retire", json!({}));
     let reply = retire(&root);
     reply.assert_error(409);
-    assert!(reply.body["message"].as_str().unwrap().contains("tokens:admin"), "{}", reply.body);
-    // A subject token holding everything of its subject does not count, nor does a
-    // token without tokens:admin.
+    assert!(reply.body["message"].as_str().unwrap().contains("every scope"), "{}", reply.body);
+    // A subject token holding everything of its subject does not count, nor does a token
+    // that could not hand every scope out again (as the operator's own).
     let ann = root.create_user(json!({"login": "ann"}));
     subject_client(&root, &ann);
-    access_token(&root, "reader", &["users:read"]);
+    access_token(&root, "operator", &["cluster:admin", "tokens:admin", "retention:run"]);
     retire(&root).assert_error(409);
 
-    let (admin_id, admin) = access_token(&root, "admin", &["tokens:admin", "users:*", "audit:read"]);
+    let (admin_id, admin) = access_token(&root, "admin", &support::EVERY_SCOPE);
     let admin = root.with_token(Some(&admin));
     retire(&admin).assert_error(403);
     assert_eq!(retire(&root).body, json!({"status": "ok", "result": "done"}));
     root.get("/v1/sys/tokens").assert_error(401);
     root.get("/v1/user/login/ann").assert_error(401);
     assert_eq!(admin.get("/v1/user/login/ann").assert_ok()["token"], ann.as_str());
-    let (_, auditor) = {
-        let reply = admin.post("/v1/sys/tokens", json!({"name": "auditor", "scopes": ["users:read"]}));
-        (reply.assert_ok()["id"].clone(), reply.body["token"].as_str().unwrap().to_string())
-    };
-    root.with_token(Some(&auditor)).get("/v1/user/login/ann").assert_ok();
+    // The administrator hands out what the root token did.
+    let auditor = admin.post("/v1/sys/tokens", json!({"name": "auditor", "scopes": ["users:read"]}));
+    root.with_token(auditor.assert_ok()["token"].as_str()).get("/v1/user/login/ann").assert_ok();
+    subject_client(&admin, &ann).get("/v1/user/login/ann").assert_ok();
     let rows = admin_rows(&admin);
     let results: Vec<&Value> = with_operation(&rows, "root-token-retire").iter().map(|row| &row["result"]).collect();
-    let refused = json!("rejected: no other token holds tokens:admin");
+    let refused = json!("rejected: no other token holds every scope");
     assert_eq!(results, [&json!("ok"), &refused, &refused], "the refused tries are audited too");
-    // The admin token is the vault's administrator now; it may not revoke what it lacks.
-    admin.delete(&format!("/v1/sys/tokens/{admin_id}")).assert_ok();
+    // The last administrator cannot be revoked: nobody could hand out its scopes again.
+    admin.delete(&format!("/v1/sys/tokens/{admin_id}")).assert_error(409);
+    let (second_id, second) = access_token(&admin, "second", &support::EVERY_SCOPE);
+    root.with_token(Some(&second)).delete(&format!("/v1/sys/tokens/{admin_id}")).assert_ok();
     admin.get("/v1/sys/tokens").assert_error(401);
+    root.with_token(Some(&second)).delete(&format!("/v1/sys/tokens/{second_id}")).assert_error(409);
 }
 
 #[test]

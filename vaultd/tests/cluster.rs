@@ -332,7 +332,7 @@ fn a_retired_root_token_is_refused_by_every_node_and_after_a_restart() {
     let leader = cluster.leader();
     let follower = (0..3).find(|&slot| slot != leader).unwrap();
     let root = cluster.client(follower);
-    let admin = root.post("/v1/sys/tokens", json!({"name": "admin", "scopes": ["tokens:admin", "users:*"]}));
+    let admin = root.post("/v1/sys/tokens", json!({"name": "admin", "scopes": support::EVERY_SCOPE}));
     let admin = root.with_token(admin.assert_ok()["token"].as_str());
     root.post("/v1/sys/root-token/retire", json!({})).assert_ok();
     for slot in 0..3 {

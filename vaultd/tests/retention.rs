@@ -234,6 +234,25 @@ fn pseudonymize_replaces_values_with_stable_keyed_pseudonyms_once() {
 }
 
 #[test]
+fn a_subject_whose_pseudonyms_would_pass_the_record_limit_is_skipped_not_the_run() {
+    let vault = Vault::demo_with(&["--max-record-bytes=200"]);
+    let client = vault.demo_client();
+    // Pseudonyms are longer than short values: this profile fits, its pseudonymised form
+    // would not.
+    let full = client.create_user(json!({"login": "full", "a": 1, "b": 2, "c": 3, "d": "x".repeat(100)}));
+    let small = client.create_user(json!({"login": "small", "a": 1}));
+    let before = profile(&client, &full);
+    let spec = json!({"rules": [{
+        "name": "mask", "match": {"olderThan": "0s", "hasFields": ["a"]},
+        "action": "pseudonymize", "fields": ["a", "b", "c"],
+    }]});
+    let report = run_ok(&client, "analytics/mask", spec);
+    assert_eq!(counts(&report), [(2, 1, 1)], "{report}");
+    assert_eq!(profile(&client, &full), before);
+    assert!(is_pseudonym(&profile(&client, &small)["a"]));
+}
+
+#[test]
 fn delete_app_removes_only_that_apps_records_and_app_selects_by_the_app_record() {
     let vault = Vault::demo();
     let client = vault.demo_client();

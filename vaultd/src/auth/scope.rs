@@ -57,6 +57,20 @@ impl Scope {
         Scope(vec!["cluster".into(), "admin".into()])
     }
 
+    /// One pattern of each kind, which together grant every scope there is.
+    pub fn every() -> [Scope; 8] {
+        [
+            Scope::users("*"),
+            Scope::app("*", "*"),
+            Scope::audit_read(),
+            Scope::tokens_admin(),
+            Scope::retention_run(),
+            Scope::cluster_admin(),
+            Scope::consent_admin(),
+            Scope::requests_admin(),
+        ]
+    }
+
     /// Whether holding `self` grants everything `other` grants.
     pub fn covers(&self, other: &Scope) -> bool {
         if self.0 == ["*"] {

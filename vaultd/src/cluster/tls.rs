@@ -64,5 +64,11 @@ pub fn plain_client() -> Result<reqwest::Client, TlsError> {
 }
 
 fn peer_http(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, TlsError> {
-    builder.pool_max_idle_per_host(8).build().map_err(|e| TlsError::Config(e.to_string()))
+    // A peer that answers with a redirect must not make this node send its credentials
+    // (the peer secret, an adoption proof) wherever the redirect points.
+    builder
+        .pool_max_idle_per_host(8)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
 }

@@ -444,7 +444,7 @@ pub enum Rejection {
     Stale,
     #[error("already exists")]
     Exists,
-    #[error("no other token holds tokens:admin")]
+    #[error("no other token holds every scope")]
     NoOtherAdmin,
 }
 

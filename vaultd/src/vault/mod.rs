@@ -63,6 +63,10 @@ pub struct Vault {
     /// joins a cluster receives it through the log).
     index: OnceCell<BlindIndex>,
     root_token_hash: [u8; 32],
+    /// Set once this node has caught up with its cluster after starting: from then on it
+    /// learns of the root token's retirement as it learns of a revocation, by applying
+    /// the log; before, a root token is checked against the leader's log first.
+    root_checked: std::sync::atomic::AtomicBool,
     settings: VaultSettings,
 }
 
@@ -108,9 +112,14 @@ impl Vault {
         if let Some(key) = self.deks.get(subject) {
             return Ok(key);
         }
-        let generation = self.deks.generation();
         let key = self.kek.unwrap_key(&active.wrapped_dek, &crypto::dek_aad(subject)).await?;
-        self.deks.insert(*subject, key.clone(), generation);
+        // Cached only if the subject still exists after the unwrap: a forget committed
+        // before this check shows here; one committed after it removes the key after the
+        // generation was taken, which keeps the insert out.
+        let generation = self.deks.generation();
+        if matches!(self.store.subject(subject)?, Some(SubjectRecord { state: SubjectState::Active(_), .. })) {
+            self.deks.insert(*subject, key.clone(), generation);
+        }
         Ok(key)
     }
 }
@@ -165,8 +174,9 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::RequestClosed => VaultError::Conflict("the request is no longer open"),
         Rejection::Stale => VaultError::Conflict("record changed concurrently; retry"),
         Rejection::Exists => VaultError::Conflict("record already exists"),
-        Rejection::NoOtherAdmin => {
-            VaultError::Conflict("create another token holding tokens:admin before retiring the root token")
-        }
+        Rejection::NoOtherAdmin => VaultError::Conflict(
+            "the vault needs a token holding every scope (users:*, apps:*:*, audit:read, tokens:admin, \
+             retention:run, cluster:admin, consent:admin, requests:admin) besides the root token",
+        ),
     }
 }

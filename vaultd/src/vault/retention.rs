@@ -30,7 +30,9 @@ enum Outcome {
     Unchanged,
     /// Changed (or, in a dry run, would have been); the log index that carried it.
     Changed(u64),
-    /// Changed concurrently between decision and change: left for the next run.
+    /// Changed concurrently between decision and change, or edited past
+    /// `--max-record-bytes` (a pseudonym is longer than the value it replaces): left as it
+    /// is, counted, and the run goes on.
     Skipped(u64),
 }
 
@@ -123,7 +125,11 @@ impl Vault {
             .map(|subject| self.apply_to(caller, &selector, &purpose, subject, now, dry_run))
             .buffer_unordered(IN_FLIGHT);
         while let Some(outcome) = outcomes.next().await {
-            match outcome? {
+            let outcome = match outcome {
+                Err(VaultError::RecordTooLarge { .. }) => Outcome::Skipped(0),
+                other => other?,
+            };
+            match outcome {
                 Outcome::NotMatched => continue,
                 Outcome::Unchanged => {}
                 Outcome::Changed(index) => {

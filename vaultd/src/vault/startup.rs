@@ -40,6 +40,7 @@ impl Vault {
             deks,
             index: OnceCell::new(),
             root_token_hash: auth::secret_hash(&root_token),
+            root_checked: Default::default(),
             settings,
         };
         // Fail fast on a data directory whose keys another KEK wrapped; a standalone

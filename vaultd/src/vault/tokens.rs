@@ -3,6 +3,8 @@
 
 use strongroom_admin_api::tokens::{CreateToken, TokenCreated};
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 use crate::store::AccessTokenRecord;
 
@@ -22,6 +24,13 @@ impl Vault {
     pub async fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>, Option<Uuid>)> {
         let hash = auth::secret_hash(secret);
         if bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &self.root_token_hash[..])) {
+            // A node just started may not have applied the retirement yet: it catches up
+            // once before it takes the root token.
+            let checked = &self.root_checked;
+            if !checked.load(Ordering::Acquire) && self.cluster.node_id().is_some() {
+                self.catch_up().await?;
+                checked.store(true, Ordering::Release);
+            }
             if self.store.root_retired()? {
                 return Err(VaultError::InvalidToken);
             }

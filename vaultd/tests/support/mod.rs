@@ -18,6 +18,18 @@ pub use strongroom_testkit::SoftHsm;
 
 pub const ROOT_TOKEN: &str = "test-root-token-0123456789";
 
+/// Scopes that together hold everything: an administrator token's.
+pub const EVERY_SCOPE: [&str; 8] = [
+    "users:*",
+    "apps:*:*",
+    "audit:read",
+    "tokens:admin",
+    "retention:run",
+    "cluster:admin",
+    "consent:admin",
+    "requests:admin",
+];
+
 /// How to start a vault.
 pub enum Mode<'a> {
     Demo,

@@ -20,33 +20,48 @@ pub(super) fn create(staged: &mut Staged, token: &AccessTokenRecord) -> Result<O
     Ok(Ok(Applied::Done))
 }
 
-/// Revokes the token with this id and secret hash.
+/// Revokes the token with this id and secret hash; once the root token is retired, not
+/// the last administrator token (nobody could hand out its scopes again).
 pub(super) fn revoke(staged: &mut Staged, id: &str, secret_hash: &[u8; 32]) -> Result<Outcome, StoreError> {
     let key = keys::token(secret_hash);
-    Ok(match read::<AccessTokenRecord>(staged, &key)? {
-        Some(token) if token.id == *id => {
-            staged.remove(key)?;
-            Ok(Applied::Done)
-        }
-        _ => Err(Rejection::TokenNotFound),
-    })
+    let Some(token) = read::<AccessTokenRecord>(staged, &key)?.filter(|token| token.id == *id) else {
+        return Ok(Err(Rejection::TokenNotFound));
+    };
+    if staged.contains(&keys::meta(keys::ROOT_RETIRED))?
+        && administers_everything(&token)
+        && administrators(staged)?.iter().all(|other| other.id == token.id)
+    {
+        return Ok(Err(Rejection::NoOtherAdmin));
+    }
+    staged.remove(key)?;
+    Ok(Ok(Applied::Done))
 }
 
-/// Retires the root token, unless no other token could administer tokens afterwards.
+/// Retires the root token, unless no other token could do all it did afterwards.
 pub(super) fn retire_root(staged: &mut Staged) -> Result<Outcome, StoreError> {
-    let admin = Scope::tokens_admin();
-    let mut another_admin = false;
-    for key in staged.keys_with_prefix(&[keys::TOKEN])? {
-        if let Some(token) = read::<AccessTokenRecord>(staged, &key)? {
-            another_admin |= token.subject.is_none()
-                && token.scopes.iter().filter_map(|s| s.parse::<Scope>().ok()).any(|s| s.covers(&admin));
-        }
-    }
-    if !another_admin {
+    if administrators(staged)?.is_empty() {
         return Ok(Err(Rejection::NoOtherAdmin));
     }
     write(staged, keys::meta(keys::ROOT_RETIRED), &true)?;
     Ok(Ok(Applied::Done))
+}
+
+/// The tokens that administer everything.
+fn administrators(staged: &Staged) -> Result<Vec<AccessTokenRecord>, StoreError> {
+    let mut found = Vec::new();
+    for key in staged.keys_with_prefix(&[keys::TOKEN])? {
+        if let Some(token) = read::<AccessTokenRecord>(staged, &key)?.filter(administers_everything) {
+            found.push(token);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a token (not a subject's) holds every scope there is, through its patterns: it
+/// can do all the root token can, and hand every scope out again.
+fn administers_everything(token: &AccessTokenRecord) -> bool {
+    let held: Vec<Scope> = token.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+    token.subject.is_none() && Scope::every().iter().all(|needed| held.iter().any(|s| s.covers(needed)))
 }
 
 /// Removes the subject tokens of `subject` (it is being forgotten).
