@@ -15,5 +15,13 @@ pub mod softhsm;
 pub mod tls;
 
 pub use node::{free_port, free_ports, serve_command, NodeAddress};
+
+/// Prints `SKIPPED: test: why` on the real standard error, which the test harness does not
+/// capture (its `println!`/`eprintln!` show only when a test fails), in one write so that
+/// the lines of parallel tests do not interleave.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
+}
 pub use process::{spawn, vaultd_binary, Log, Started};
 pub use softhsm::SoftHsm;

@@ -53,11 +53,7 @@ static ENV: OnceLock<Result<Option<Env>, String>> = OnceLock::new();
 /// The `stop.sh` to run when the test binary exits, when this binary started the server.
 static STOP: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
 
-/// Prints `SKIPPED: test: why` on the real standard error, which the test harness does not
-/// capture, in one write so that the lines of parallel tests do not interleave.
-pub fn skipped(test: &str, why: &str) {
-    let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
-}
+pub use strongroom_testkit::skipped;
 
 impl Env {
     /// The cluster, started on first use. `None` (after printing `SKIPPED: test: why` on

@@ -9,9 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Barrier;
 
 use serde_json::{json, Value};
-use support::{
-    access_token, admin_rows, audit_rows, keys, operations, subject_client, with_operation, Client, Reply, Vault,
-};
+use support::{access_token, admin_rows, assert_uuid, audit_rows, keys, operations, raw, subject_client, with_operation, Client, Reply, Vault};
 use uuid::Uuid;
 
 const MIB: usize = 1024 * 1024;
@@ -20,25 +18,12 @@ const MIB: usize = 1024 * 1024;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// Sends `body` as is, with an optional Content-Type.
-fn raw(client: &Client, method: &str, path: &str, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Reply {
-    let mut builder = client.request(method, path).body(body.into());
-    if let Some(content_type) = content_type {
-        builder = builder.header("Content-Type", content_type);
-    }
-    client.send(builder)
-}
-
 fn form(client: &Client, method: &str, path: &str, body: &str) -> Reply {
-    raw(client, method, path, Some("application/x-www-form-urlencoded"), body)
+    raw(client, method, path, "application/x-www-form-urlencoded", body)
 }
 
 fn json_body(client: &Client, method: &str, path: &str, body: &str) -> Reply {
-    raw(client, method, path, Some("application/json"), body)
-}
-
-fn assert_uuid(value: &Value) -> Uuid {
-    Uuid::parse_str(value.as_str().unwrap_or_else(|| panic!("not a string: {value}"))).unwrap()
+    raw(client, method, path, "application/json", body)
 }
 
 /// Asserts the error envelope and that the message mentions `needle`.
@@ -369,8 +354,8 @@ fn malformed_create_bodies_are_400_and_write_nothing() {
     let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
     json_body(&client, "POST", "/v1/user", &deep).assert_error(400);
     // Without any Content-Type, too.
-    raw(&client, "POST", "/v1/user", None, "{oops").assert_error(400);
-    raw(&client, "POST", "/v1/user", None, "").assert_error(400);
+    client.send(client.request("POST", "/v1/user").body("{oops")).assert_error(400);
+    client.send(client.request("POST", "/v1/user").body("")).assert_error(400);
     // The non-string identifier is named.
     assert_error_naming(&client.post("/v1/user", json!({"login": {"a": 1}})), 400, "login");
 

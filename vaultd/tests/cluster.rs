@@ -214,7 +214,10 @@ fn erasures_reach_every_node_and_are_compacted_out_of_every_log() {
 #[test]
 fn an_isolated_node_refuses_writes_while_the_majority_serves_and_converges_after() {
     let Some(netns) = support::cluster::Netns::create() else {
-        eprintln!("SKIPPED: network namespaces need root and iproute2 (CI runs this test as root)");
+        strongroom_testkit::skipped(
+            "an_isolated_node_refuses_writes_while_the_majority_serves_and_converges_after",
+            "network namespaces need root and iproute2 (CI runs this test as root)",
+        );
         return;
     };
     let outside = || (netns.host_ip.clone(), None);

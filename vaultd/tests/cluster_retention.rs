@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::{poll, TestCluster};
-use support::Client;
+use support::{rule_counts, Client};
 
 /// What a subject is made of, by its number: which rule selects it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,16 +57,6 @@ fn policy(dry_run: bool) -> Value {
          "action": "dropFields", "fields": ["phone"]},
         {"name": "forget-closed", "match": {"since": "updated", "hasFields": ["closed"]}, "action": "delete"},
     ]}})
-}
-
-/// (matched, changed, skipped) of each rule.
-fn counts(report: &Value) -> Vec<(u64, u64, u64)> {
-    report["rules"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a report: {report}"))
-        .iter()
-        .map(|r| (r["matched"].as_u64().unwrap(), r["changed"].as_u64().unwrap(), r["skipped"].as_u64().unwrap()))
-        .collect()
 }
 
 /// Creates subjects `0..count` with `threads` concurrent clients spread over the nodes;
@@ -228,7 +218,7 @@ fn a_run_on_a_follower_changes_exactly_the_matched_records_on_every_replica() {
     // A dry run on a follower counts what would change and changes nothing anywhere.
     let dry = admin.post("/v1/sys/retention/run", policy(true));
     assert_eq!(dry.assert_ok()["dryRun"], true);
-    assert_eq!(counts(&dry.body), [(10, 10, 0), (10, 10, 0)], "{}", dry.body);
+    assert_eq!(rule_counts(&dry.body), [(10, 10, 0), (10, 10, 0)], "{}", dry.body);
     for slot in 0..3 {
         let wrong = mismatches(&cluster, slot, &tokens, original);
         assert!(wrong.is_empty(), "node {slot} after the dry run: {wrong:#?}");
@@ -238,7 +228,7 @@ fn a_run_on_a_follower_changes_exactly_the_matched_records_on_every_replica() {
     // The real run, on the follower: every replica reads the same, changed records.
     let real = admin.post("/v1/sys/retention/run", policy(false));
     assert_eq!(real.assert_ok()["dryRun"], false);
-    assert_eq!(counts(&real.body), [(10, 10, 0), (10, 10, 0)], "{}", real.body);
+    assert_eq!(rule_counts(&real.body), [(10, 10, 0), (10, 10, 0)], "{}", real.body);
     assert_eq!(real.body["changed"], 20);
     for slot in 0..3 {
         let wrong = mismatches(&cluster, slot, &tokens, expected);
@@ -250,7 +240,7 @@ fn a_run_on_a_follower_changes_exactly_the_matched_records_on_every_replica() {
 
     // A rerun on the other follower changes nothing.
     let rerun = cluster.client(other).post("/v1/sys/retention/run", policy(false));
-    assert_eq!(counts(rerun.assert_ok()), [(0, 0, 0), (0, 0, 0)]);
+    assert_eq!(rule_counts(rerun.assert_ok()), [(0, 0, 0), (0, 0, 0)]);
     for slot in 0..3 {
         let wrong = mismatches(&cluster, slot, &tokens, expected);
         assert!(wrong.is_empty(), "node {slot} after the rerun: {wrong:#?}");
@@ -317,7 +307,7 @@ fn run_through_a_leader_kill(run_on_leader: bool) {
     let first = run.join().unwrap();
     if let Ok((200, report)) = &first {
         // It finished: every selected subject was matched once, and none changed twice.
-        let rules = counts(report);
+        let rules = rule_counts(report);
         assert_eq!((rules[0].0, rules[1].0), (phones, closed), "{report}");
         assert!(rules[0].1 + rules[0].2 == phones && rules[1].1 + rules[1].2 == closed, "{report}");
     }
@@ -339,12 +329,12 @@ fn run_through_a_leader_kill(run_on_leader: bool) {
         Err(error) => format!("failed: {error}"),
     };
     eprintln!("the run on node {run_on} (leader {leader}) {outcome}; the rerun: {rerun}");
-    let rules = counts(&rerun);
+    let rules = rule_counts(&rerun);
     assert!(rules[0].0 <= phones && rules[1].0 <= closed, "{rerun}");
     assert_eq!((rules[0].2, rules[1].2), (0, 0), "nothing else was writing: {rerun}");
     // Now nothing is left to do.
     let again = client.post("/v1/sys/retention/run", policy(false));
-    assert_eq!(counts(again.assert_ok()), [(0, 0, 0), (0, 0, 0)], "after: {first:?} then {rerun}");
+    assert_eq!(rule_counts(again.assert_ok()), [(0, 0, 0), (0, 0, 0)], "after: {first:?} then {rerun}");
 
     // Every replica, the killed one too once it has caught up, holds exactly the result.
     cluster.restart(leader);

@@ -41,7 +41,7 @@ impl Tmpfs {
         match mounted {
             Ok(true) => Some(Tmpfs { dir: dir.to_path_buf() }),
             _ => {
-                println!("SKIPPED: {test}: mounting a tmpfs needs root (CI runs this test as root)");
+                strongroom_testkit::skipped(test, "mounting a tmpfs needs root (CI runs this test as root)");
                 None
             }
         }

@@ -9,16 +9,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{audit_rows, audit_total, keys, now_secs, scoped_token, subject_client, Client, Reply, Vault};
+use support::{assert_uuid, audit_rows, audit_total, events, keys, now_secs, scoped_token, serve_scratch, subject_client, with_operation, Client, Reply, Vault};
 use uuid::Uuid;
 
 const DAY: u64 = 86_400;
-
-fn assert_uuid(value: &Value) -> String {
-    let text = value.as_str().unwrap_or_else(|| panic!("not a string: {value}"));
-    Uuid::parse_str(text).unwrap_or_else(|_| panic!("not a UUID: {value}"));
-    text.to_string()
-}
 
 fn start(client: &Client, mode: &str, id: &str, body: Value) -> Reply {
     client.post(&format!("/v1/exp/start/{mode}/{id}"), body)
@@ -29,7 +23,7 @@ fn start_ok(client: &Client, mode: &str, id: &str, expiration: &str) -> String {
     let reply = start(client, mode, id, json!({"expiration": expiration}));
     let body = reply.assert_ok();
     assert_eq!(keys(body), ["exptoken", "status"], "{body}");
-    assert_uuid(&body["exptoken"])
+    assert_uuid(&body["exptoken"]).to_string()
 }
 
 fn status(client: &Client, mode: &str, id: &str) -> Value {
@@ -49,10 +43,6 @@ fn delete(anonymous: &Client, exptoken: &str) -> Reply {
 
 fn cancel(client: &Client, mode: &str, id: &str) -> Reply {
     client.delete(&format!("/v1/exp/cancel/{mode}/{id}"))
-}
-
-fn count(rows: &[Value], operation: &str) -> usize {
-    rows.iter().filter(|row| row["operation"] == operation).count()
 }
 
 /// `exptime` is `seconds` after a moment between `before` and now.
@@ -88,7 +78,7 @@ fn start_status_retain_cancel_and_delete_with_their_shapes_and_audit_events() {
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body("expiration=2m&status=wait"),
     );
-    let second = assert_uuid(&reply.assert_ok()["exptoken"]);
+    let second = assert_uuid(&reply.assert_ok()["exptoken"]).to_string();
     assert_ne!(second, first);
     let body = status(&client, "login", "ada");
     assert_eq!(body["exptoken"], second.as_str(), "{body}");
@@ -156,11 +146,7 @@ fn start_status_retain_cancel_and_delete_with_their_shapes_and_audit_events() {
     assert_eq!(verify.assert_ok()["verification"]["intact"], true);
     // Exptokens are credentials: neither logged nor stored in the clear.
     let log = vault.log();
-    for secret in [&first, &second, &third] {
-        assert!(!log.contains(secret.as_str()), "an exptoken is in the log");
-        let found = support::occurs_in_files(&vault.data_dir, secret);
-        assert!(found.is_none(), "exptoken {secret} is stored in the clear in {found:?}");
-    }
+    support::assert_kept_secret(&[&first, &second, &third], "exptoken", &log, &vault.data_dir);
 }
 
 #[test]
@@ -314,7 +300,7 @@ fn start_status_and_cancel_need_a_token_with_the_right_scope() {
     assert_eq!(own.get("/v1/exp/status/login/dee").assert_ok()["exptoken"], "");
     let writer = root.with_token(Some(&scoped_token(&root, "writer", &["users:write"])));
     let replaced = start(&writer, "login", "dee", json!({"expiration": "2d"}));
-    assert_ne!(assert_uuid(&replaced.assert_ok()["exptoken"]), exptoken);
+    assert_ne!(assert_uuid(&replaced.assert_ok()["exptoken"]).to_string(), exptoken);
     cancel(&writer, "login", "dee").assert_ok();
     assert_eq!(status(&root, "token", &token)["expstatus"], "");
 }
@@ -347,8 +333,8 @@ fn every_mode_reaches_the_same_subject() {
         retain(&anonymous, &exptoken).assert_error(404);
     }
     let rows = audit_rows(&client, &token);
-    assert_eq!(count(&rows, "expiration-start"), ids.len());
-    assert_eq!(count(&rows, "expiration-cancel"), ids.len());
+    assert_eq!(with_operation(&rows, "expiration-start").len(), ids.len());
+    assert_eq!(with_operation(&rows, "expiration-cancel").len(), ids.len());
     let modes: Vec<&str> =
         rows.iter().filter(|r| r["operation"] == "expiration-start").filter_map(|r| r["mode"].as_str()).collect();
     for (mode, _) in &ids {
@@ -399,7 +385,7 @@ fn the_sweeper_forgets_due_subjects_but_not_retained_cancelled_or_later_ones() {
         let reply = client.get(&format!("/v1/user/token/{token}"));
         assert_eq!(reply.assert_ok()["data"]["login"], login, "{login} was forgotten");
         assert_eq!(status(&client, "token", token)["expstatus"], expstatus, "{login}");
-        assert_eq!(count(&audit_rows(&client, token), "expiration-delete"), 0, "{login}");
+        assert_eq!(events(&client, token, "expiration-delete").len(), 0, "{login}");
     }
     assert_eq!(client.get("/v1/user/login/retained").assert_ok()["data"]["phone"], "07700900001");
 }
@@ -426,7 +412,7 @@ fn an_expiration_without_a_length_runs_the_maximum_and_a_longer_one_is_capped_to
             request = request.header("Content-Type", content_type);
         }
         let reply = client.send(request.body(body));
-        assert_uuid(&reply.assert_ok()["exptoken"]);
+        assert_uuid(&reply.assert_ok()["exptoken"]).to_string();
         assert_exptime(&status(&client, "login", "ann"), before, MAXIMUM);
         assert_eq!(status(&client, "login", "ann")["expstatus"], "wait", "{what}");
     }
@@ -473,10 +459,9 @@ fn databunkers_data_minimisation_example_forgets_the_subject_a_second_later() {
 
 #[test]
 fn the_maximum_retention_period_is_a_setting() {
-    let hsm = support::SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
+    let (hsm, _scratch, data_dir) = serve_scratch();
     let vault =
-        Vault::hsm(&hsm, &scratch.path().join("vault"), &["--hsm-create-key", "--max-user-retention-period", "2d"]);
+        Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--max-user-retention-period", "2d"]);
     let client = vault.client();
     client.create_user(json!({"login": "ann"}));
     for body in [json!({}), json!({"expiration": "30d"})] {

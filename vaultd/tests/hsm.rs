@@ -39,9 +39,8 @@ fn key_attributes(hsm: &SoftHsm, label: &str) -> Vec<Attribute> {
 
 #[test]
 fn kek_is_created_in_the_token_sensitive_and_not_extractable() {
-    let hsm = SoftHsm::new();
-    let data = tempfile::tempdir().unwrap();
-    let vault = Vault::hsm(&hsm, &data.path().join("v"), &["--hsm-create-key"]);
+    let (hsm, _data, data_dir) = serve_scratch();
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
     vault.client().get("/v1/status").assert_ok();
     drop(vault);
 
@@ -325,13 +324,11 @@ fn serve_refuses_a_duration_setting_that_is_not_a_positive_duration() {
 
 #[test]
 fn the_environment_turns_off_what_the_config_file_turns_on() {
-    let hsm = SoftHsm::new();
-    let scratch = tempfile::tempdir().unwrap();
+    let (hsm, scratch, data_dir) = serve_scratch();
     let config = scratch.path().join("vaultd.toml");
     // The file uses the older key, which is still read.
     std::fs::write(&config, "bulk_list_enabled = true\nenable_anonymous_create = true\n").unwrap();
-    let data_dir = scratch.path().join("vault");
-    let on = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--config", config.to_str().unwrap()]);
+        let on = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--config", config.to_str().unwrap()]);
     on.client().post("/v1/users", json!({})).assert_ok();
     on.client().with_token(None).post("/v1/user", json!({"login": "anon"})).assert_ok();
     drop(on);

@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use support::{audit_rows, audit_total, keys, minimize, profile, scoped_token, Client, Reply, Vault};
+use support::{audit_rows, audit_total, events, keys, minimize, profile, rule_counts, scoped_token, Client, Reply, Vault};
 use uuid::Uuid;
 
 fn run(client: &Client, policy: &str, spec: Value) -> Reply {
@@ -43,20 +43,6 @@ fn run_ok(client: &Client, policy: &str, spec: Value) -> Value {
     report
 }
 
-/// (matched, changed, skipped) of each rule.
-fn counts(report: &Value) -> Vec<(u64, u64, u64)> {
-    report["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["matched"].as_u64().unwrap(), r["changed"].as_u64().unwrap(), r["skipped"].as_u64().unwrap()))
-        .collect()
-}
-
-fn events(client: &Client, token: &str, operation: &str) -> Vec<Value> {
-    audit_rows(client, token).into_iter().filter(|row| row["operation"] == operation).collect()
-}
-
 fn is_pseudonym(value: &Value) -> bool {
     value
         .as_str()
@@ -86,7 +72,7 @@ fn drop_fields_removes_the_field_from_exactly_the_subjects_that_have_it() {
 
     // Nothing is 730 days old.
     let report = run_ok(&client, "shop/drop-phone", drop_phone("730d"));
-    assert_eq!(counts(&report), [(0, 0, 0)]);
+    assert_eq!(rule_counts(&report), [(0, 0, 0)]);
     assert_eq!(profile(&client, &a)["phone"], "07700900001");
 
     let report = run_ok(&client, "shop/drop-phone", drop_phone("0s"));
@@ -113,17 +99,17 @@ fn drop_fields_removes_the_field_from_exactly_the_subjects_that_have_it() {
 
     // A rerun finds nothing to do.
     let report = run_ok(&client, "shop/drop-phone", drop_phone("0s"));
-    assert_eq!(counts(&report), [(0, 0, 0)]);
+    assert_eq!(rule_counts(&report), [(0, 0, 0)]);
 
     // Without hasFields every active subject matches; only those with the field change.
     let e = client.create_user(json!({"login": "e", "phone": "07700900005"}));
     let spec =
         json!({"rules": [{"name": "drop-phone", "match": {}, "action": "dropFields", "fields": ["phone", "fax"]}]});
     let report = run_ok(&client, "shop/drop-any", spec.clone());
-    assert_eq!(counts(&report), [(5, 2, 0)], "a, b, c, d and e match; d's null phone and e's phone go: {report}");
+    assert_eq!(rule_counts(&report), [(5, 2, 0)], "a, b, c, d and e match; d's null phone and e's phone go: {report}");
     assert_eq!(profile(&client, &e), json!({"login": "e"}));
     assert_eq!(profile(&client, &d), json!({"login": "d"}));
-    assert_eq!(counts(&run_ok(&client, "shop/drop-any", spec)), [(5, 0, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "shop/drop-any", spec)), [(5, 0, 0)]);
 
     // Each change is audited on its subject, with the policy and rule as purpose.
     for token in [&a, &b] {
@@ -155,7 +141,7 @@ fn delete_forgets_exactly_the_selected_subjects_and_later_rules_do_not_see_them(
         {"name": "drop-phone", "match": {"hasFields": ["phone"]}, "action": "dropFields", "fields": ["phone"]},
     ]});
     let report = run_ok(&client, "crm/forget", spec.clone());
-    assert_eq!(counts(&report), [(2, 2, 0), (1, 1, 0)], "the forgotten subject is not seen by the second rule");
+    assert_eq!(rule_counts(&report), [(2, 2, 0), (1, 1, 0)], "the forgotten subject is not seen by the second rule");
     for token in [&closed, &closed2] {
         assert_eq!(
             client.get(&format!("/v1/user/token/{token}")).body,
@@ -172,7 +158,7 @@ fn delete_forgets_exactly_the_selected_subjects_and_later_rules_do_not_see_them(
     assert!(events(&client, &open, "retention-delete").is_empty());
 
     let report = run_ok(&client, "crm/forget", spec);
-    assert_eq!(counts(&report), [(0, 0, 0), (0, 0, 0)]);
+    assert_eq!(rule_counts(&report), [(0, 0, 0), (0, 0, 0)]);
     // The freed identifiers can be used again, and the new subject is not touched.
     let again = client.create_user(json!({"login": "closed"}));
     let report = run_ok(
@@ -180,7 +166,7 @@ fn delete_forgets_exactly_the_selected_subjects_and_later_rules_do_not_see_them(
         "crm/forget-old",
         json!({"rules": [{"name": "old", "match": {"olderThan": "730d"}, "action": "delete"}]}),
     );
-    assert_eq!(counts(&report), [(0, 0, 0)]);
+    assert_eq!(rule_counts(&report), [(0, 0, 0)]);
     assert_eq!(profile(&client, &again), json!({"login": "closed"}));
 }
 
@@ -197,7 +183,7 @@ fn pseudonymize_replaces_values_with_stable_keyed_pseudonyms_once() {
         "action": "pseudonymize", "fields": ["city", "email", "age"],
     }]});
     let report = run_ok(&client, "analytics/mask", spec.clone());
-    assert_eq!(counts(&report), [(3, 3, 0)]);
+    assert_eq!(rule_counts(&report), [(3, 3, 0)]);
 
     let (pa, pb, pc) = (profile(&client, &a), profile(&client, &b), profile(&client, &c));
     for (profile, fields) in [(&pa, &["city", "email", "age"][..]), (&pb, &["city"]), (&pc, &["city"])] {
@@ -219,11 +205,11 @@ fn pseudonymize_replaces_values_with_stable_keyed_pseudonyms_once() {
 
     // A rerun does not pseudonymise pseudonyms; a later subject gets the same pseudonym.
     let report = run_ok(&client, "analytics/mask", spec.clone());
-    assert_eq!(counts(&report), [(3, 0, 0)]);
+    assert_eq!(rule_counts(&report), [(3, 0, 0)]);
     assert_eq!(profile(&client, &a), pa);
     let later = client.create_user(json!({"login": "pe", "city": "Paris"}));
     let report = run_ok(&client, "analytics/mask", spec);
-    assert_eq!(counts(&report), [(4, 1, 0)]);
+    assert_eq!(rule_counts(&report), [(4, 1, 0)]);
     assert_eq!(profile(&client, &later)["city"], pa["city"], "pseudonyms are stable across runs");
 
     let rows = events(&client, &a, "retention-pseudonymize");
@@ -247,7 +233,7 @@ fn a_subject_whose_pseudonyms_would_pass_the_record_limit_is_skipped_not_the_run
         "action": "pseudonymize", "fields": ["a", "b", "c"],
     }]});
     let report = run_ok(&client, "analytics/mask", spec);
-    assert_eq!(counts(&report), [(2, 1, 1)], "{report}");
+    assert_eq!(rule_counts(&report), [(2, 1, 1)], "{report}");
     assert_eq!(profile(&client, &full), before);
     assert!(is_pseudonym(&profile(&client, &small)["a"]));
 }
@@ -269,11 +255,11 @@ fn delete_app_removes_only_that_apps_records_and_app_selects_by_the_app_record()
 
     // The app record's age counts: none is 730 days old.
     let old = json!({"rules": [{"name": "end-trial", "match": {"olderThan": "730d", "app": "trial"}, "action": "deleteApp"}]});
-    assert_eq!(counts(&run_ok(&client, "shop/trials", old)), [(0, 0, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "shop/trials", old)), [(0, 0, 0)]);
 
     let spec = json!({"rules": [{"name": "end-trial", "match": {"olderThan": "0s", "since": "updated", "app": "trial"}, "action": "deleteApp"}]});
     let report = run_ok(&client, "shop/trials", spec.clone());
-    assert_eq!(counts(&report), [(2, 2, 0)]);
+    assert_eq!(rule_counts(&report), [(2, 2, 0)]);
     for token in [&both, &trial_only] {
         client.get(&format!("/v1/userapp/token/{token}/trial")).assert_error(404);
         let rows = events(&client, token, "retention-delete-app");
@@ -286,12 +272,12 @@ fn delete_app_removes_only_that_apps_records_and_app_selects_by_the_app_record()
     }
     assert_eq!(profile(&client, &both)["phone"], "07700900020", "deleteApp leaves the profile alone");
     assert!(events(&client, &none, "retention-delete-app").is_empty());
-    assert_eq!(counts(&run_ok(&client, "shop/trials", spec)), [(0, 0, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "shop/trials", spec)), [(0, 0, 0)]);
 
     // match.app also narrows other actions: only shop customers lose their phone.
     let spec =
         json!({"rules": [{"name": "drop", "match": {"app": "shop"}, "action": "dropFields", "fields": ["phone"]}]});
-    assert_eq!(counts(&run_ok(&client, "shop/phones", spec)), [(2, 2, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "shop/phones", spec)), [(2, 2, 0)]);
     assert_eq!(profile(&client, &both), json!({"login": "both"}));
     assert_eq!(profile(&client, &shop_only), json!({"login": "shop"}));
     assert_eq!(profile(&client, &trial_only)["phone"], "07700900021");
@@ -320,7 +306,7 @@ fn start_expiration_starts_the_flow_unless_one_is_under_way_and_since_expiration
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let report = run_ok(&client, "crm/notify", spec.clone());
     let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    assert_eq!(counts(&report), [(2, 1, 0)], "the retained subject's choice stands: {report}");
+    assert_eq!(rule_counts(&report), [(2, 1, 0)], "the retained subject's choice stands: {report}");
     let status = client.get(&format!("/v1/exp/status/token/{fresh}")).assert_ok().clone();
     assert_eq!(status["expstatus"], "wait", "{status}");
     let exptime = status["exptime"].as_u64().unwrap();
@@ -336,12 +322,12 @@ fn start_expiration_starts_the_flow_unless_one_is_under_way_and_since_expiration
     assert!(events(&client, &retained, "retention-start-expiration").is_empty());
 
     // A rerun does not restart it (the exptoken stays valid).
-    assert_eq!(counts(&run_ok(&client, "crm/notify", spec)), [(2, 0, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "crm/notify", spec)), [(2, 0, 0)]);
     assert_eq!(client.get(&format!("/v1/exp/status/token/{fresh}")).assert_ok()["exptoken"], new_exptoken.as_str());
 
     // Age since the expiration started: only subjects with one are selected.
     let spec = json!({"rules": [{"name": "after-notice", "match": {"olderThan": "0s", "since": "expirationStart"}, "action": "delete"}]});
-    assert_eq!(counts(&run_ok(&client, "crm/after-notice", spec)), [(2, 2, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "crm/after-notice", spec)), [(2, 2, 0)]);
     for token in [&fresh, &retained] {
         assert_eq!(profile(&client, token), json!({}));
     }
@@ -372,7 +358,7 @@ fn a_dry_run_reports_what_would_change_changes_nothing_and_is_recorded() {
 
     let dry = run_ok(&client, "shop/everything", json!({"dryRun": true, "rules": rules}));
     assert_eq!(dry["dryRun"], true);
-    assert_eq!(counts(&dry), [(5, 5, 0), (3, 3, 0), (1, 1, 0), (1, 1, 0), (1, 1, 0)], "{dry}");
+    assert_eq!(rule_counts(&dry), [(5, 5, 0), (3, 3, 0), (1, 1, 0), (1, 1, 0), (1, 1, 0)], "{dry}");
     let after: Vec<Value> = all.iter().map(|t| profile(&client, t)).collect();
     assert_eq!(after, before, "a dry run changed a profile");
     assert_eq!(client.get(&format!("/v1/userapp/token/{trial}/trial")).assert_ok()["data"], json!({"plan": "x"}));
@@ -395,7 +381,7 @@ fn a_dry_run_reports_what_would_change_changes_nothing_and_is_recorded() {
 
     // The real run then changes what the dry run said it would.
     let real = run_ok(&client, "shop/everything", json!({"dryRun": false, "rules": rules}));
-    assert_eq!(counts(&real), counts(&dry), "{real}");
+    assert_eq!(rule_counts(&real), rule_counts(&dry), "{real}");
     assert_eq!(real["changed"], dry["changed"]);
     assert_eq!(profile(&client, &doomed), json!({}));
     assert!(with_phone.iter().all(|t| profile(&client, t).get("phone").is_none()));
@@ -679,7 +665,7 @@ fn an_expiration_started_by_a_rule_ends_in_the_sweeper() {
     let spec = json!({"rules": [{
         "name": "lapse", "match": {"hasFields": ["lapsed"]}, "action": "startExpiration", "expiration": "1s",
     }]});
-    assert_eq!(counts(&run_ok(&client, "crm/lapse", spec)), [(1, 1, 0)]);
+    assert_eq!(rule_counts(&run_ok(&client, "crm/lapse", spec)), [(1, 1, 0)]);
     // The kept subject's expiration ends after the lapsed one's: the sweep that forgets
     // the lapsed subject has seen the kept one due as well (and it retained its data).
     let exptoken = client.post(&format!("/v1/exp/start/token/{kept}"), json!({"expiration": "1s"})).assert_ok()
@@ -745,14 +731,14 @@ fn a_run_alongside_concurrent_updates_loses_no_update_and_a_rerun_finishes_the_r
         }
     }
     eprintln!("run alongside updates: {first}");
-    let (matched, changed, skipped) = counts(&first)[0];
+    let (matched, changed, skipped) = rule_counts(&first)[0];
     assert!(matched <= SUBJECTS as u64 && changed + skipped <= matched, "{first}");
 
     // The rerun changes what the first run skipped or did not see; then nothing is left.
     let rerun = run_ok(&client, "shop/drop-phone", drop_phone("0s"));
     eprintln!("rerun: {rerun}");
-    assert_eq!(counts(&rerun)[0].2, 0, "nothing else is writing now: {rerun}");
-    assert_eq!(counts(&run_ok(&client, "shop/drop-phone", drop_phone("0s"))), [(0, 0, 0)]);
+    assert_eq!(rule_counts(&rerun)[0].2, 0, "nothing else is writing now: {rerun}");
+    assert_eq!(rule_counts(&run_ok(&client, "shop/drop-phone", drop_phone("0s"))), [(0, 0, 0)]);
     for (n, token) in tokens.iter().enumerate() {
         let mut want = json!({"login": format!("c{n}")});
         if let Some(note) = notes[n] {

@@ -4,7 +4,9 @@
 //!
 //! One file per feature, named as in `api/` and the state machine; beside them
 //! `settings`, `startup` (opening, the blind-index key), `lookup` (finding subjects),
-//! `updates` (read-modify-write), `limits` (bounds on what a request may build and store) and `lifetime` (Databunker's expiration values). This file holds the `Vault` and what every feature uses.
+//! `updates` (read-modify-write), `limits` (bounds on what a request may build and
+//! store) and `lifetime` (Databunker's expiration values). This file holds the `Vault`
+//! and what every feature uses.
 
 mod apps;
 mod consent;

@@ -363,9 +363,41 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// Sends a raw body with a content type.
-pub fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
-    client.send(client.request(method, path).header("Content-Type", content_type).body(body.to_string()))
+/// Asserts that none of `secrets` (personal data, credentials) is in `log` or stored in the
+/// clear anywhere under `data_dir`; `what` names them in the failure.
+pub fn assert_kept_secret<S: AsRef<str>>(secrets: &[S], what: &str, log: &str, data_dir: &Path) {
+    for secret in secrets {
+        let secret = secret.as_ref();
+        assert!(!log.contains(secret), "{what} {secret:?} is in the log");
+        let found = occurs_in_files(data_dir, secret);
+        assert!(found.is_none(), "{what} {secret:?} is stored in the clear in {found:?}");
+    }
+}
+
+/// Sends a body as it is, with a content type.
+pub fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+    client.send(client.request(method, path).header("Content-Type", content_type).body(body.into()))
+}
+
+/// The UUID a reply field holds (panics naming the value when it holds none).
+pub fn assert_uuid(value: &Value) -> uuid::Uuid {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a string: {value}"));
+    uuid::Uuid::parse_str(text).unwrap_or_else(|_| panic!("not a UUID: {value}"))
+}
+
+/// (matched, changed, skipped) of each rule of a retention report.
+pub fn rule_counts(report: &Value) -> Vec<(u64, u64, u64)> {
+    report["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a report: {report}"))
+        .iter()
+        .map(|r| (r["matched"].as_u64().unwrap(), r["changed"].as_u64().unwrap(), r["skipped"].as_u64().unwrap()))
+        .collect()
+}
+
+/// The audit events of one operation about the subject `token`.
+pub fn events(client: &Client, token: &str, operation: &str) -> Vec<Value> {
+    audit_rows(client, token).into_iter().filter(|row| row["operation"] == operation).collect()
 }
 
 /// A subject's profile, read by its token.
