@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::Barrier;
 
 use serde_json::{json, Value};
-use support::{access_token, admin_rows, assert_uuid, audit_rows, keys, operations, raw, subject_client, with_operation, Client, Reply, Vault};
+use support::{
+    access_token, admin_rows, assert_uuid, audit_rows, keys, operations, raw, subject_client, with_operation, Client,
+    Reply, Vault,
+};
 use uuid::Uuid;
 
 const MIB: usize = 1024 * 1024;

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{assert_uuid, audit_rows, audit_total, events, keys, now_secs, scoped_token, serve_scratch, subject_client, with_operation, Client, Reply, Vault};
+use support::{
+    assert_uuid, audit_rows, audit_total, events, keys, now_secs, scoped_token, serve_scratch, subject_client,
+    with_operation, Client, Reply, Vault,
+};
 use uuid::Uuid;
 
 const DAY: u64 = 86_400;
@@ -460,8 +463,7 @@ fn databunkers_data_minimisation_example_forgets_the_subject_a_second_later() {
 #[test]
 fn the_maximum_retention_period_is_a_setting() {
     let (hsm, _scratch, data_dir) = serve_scratch();
-    let vault =
-        Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--max-user-retention-period", "2d"]);
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--max-user-retention-period", "2d"]);
     let client = vault.client();
     client.create_user(json!({"login": "ann"}));
     for body in [json!({}), json!({"expiration": "30d"})] {

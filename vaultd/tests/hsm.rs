@@ -328,7 +328,7 @@ fn the_environment_turns_off_what_the_config_file_turns_on() {
     let config = scratch.path().join("vaultd.toml");
     // The file uses the older key, which is still read.
     std::fs::write(&config, "bulk_list_enabled = true\nenable_anonymous_create = true\n").unwrap();
-        let on = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--config", config.to_str().unwrap()]);
+    let on = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--config", config.to_str().unwrap()]);
     on.client().post("/v1/users", json!({})).assert_ok();
     on.client().with_token(None).post("/v1/user", json!({"login": "anon"})).assert_ok();
     drop(on);

@@ -8,7 +8,9 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use support::{audit_rows, audit_total, events, keys, minimize, profile, rule_counts, scoped_token, Client, Reply, Vault};
+use support::{
+    audit_rows, audit_total, events, keys, minimize, profile, rule_counts, scoped_token, Client, Reply, Vault,
+};
 use uuid::Uuid;
 
 fn run(client: &Client, policy: &str, spec: Value) -> Reply {

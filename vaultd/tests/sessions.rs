@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{admin_rows, audit_rows, audit_total, keys, now_secs, raw, scoped_token, serve_scratch, with_operation, Client, SoftHsm, Vault};
+use support::{
+    admin_rows, audit_rows, audit_total, keys, now_secs, raw, scoped_token, serve_scratch, with_operation, Client,
+    Vault,
+};
 use uuid::Uuid;
 
 fn session_path(session: &str) -> String {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::poll;
-use support::{admin_rows, audit_rows, audit_total, keys, raw, scoped_token, serve_scratch, with_operation, Client, Reply, SoftHsm, Vault};
+use support::{
+    admin_rows, audit_rows, audit_total, keys, raw, scoped_token, serve_scratch, with_operation, Client, Reply, Vault,
+};
 use uuid::Uuid;
 
 fn share(client: &Client, mode: &str, id: &str, body: Value) -> Reply {
@@ -72,7 +74,8 @@ fn a_partner_reads_only_the_shared_profile_fields_with_the_record_id() {
     }
 
     // A form body.
-    let reply = raw(&client, "POST", "/v1/sharedrecord/login/ada", "application/x-www-form-urlencoded", "fields=first,phone");
+    let reply =
+        raw(&client, "POST", "/v1/sharedrecord/login/ada", "application/x-www-form-urlencoded", "fields=first,phone");
     let form_record = reply.assert_ok()["record"].as_str().unwrap().to_string();
     assert_eq!(
         read(&vault, &form_record).body,
@@ -476,11 +479,8 @@ fn a_partner_name_of_128_characters_is_accepted_whatever_the_script() {
 #[test]
 fn max_share_ttl_caps_every_share_on_serve() {
     let (hsm, _scratch, data_dir) = serve_scratch();
-    let vault = Vault::hsm(
-        &hsm,
-        &data_dir,
-        &["--hsm-create-key", "--max-share-ttl", "2s", "--expiration-sweep-secs", "3600"],
-    );
+    let vault =
+        Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--max-share-ttl", "2s", "--expiration-sweep-secs", "3600"]);
     let client = vault.client();
     client.create_user(json!({"login": "ada", "first": "Ada"}));
     let records: Vec<(String, Value)> = [
