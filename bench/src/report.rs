@@ -27,7 +27,7 @@ pub enum System {
     },
     Trivial,
     /// With these pgcrypto options (empty: pgcrypto's defaults); `audited`: every operation
-    /// writes an audit row in its own transaction (`postgres.rs`).
+    /// writes an audit row in the same transaction as the operation (`postgres.rs`).
     Postgres {
         options: String,
         audited: bool,
@@ -230,13 +230,18 @@ impl Report {
 
     /// A run's p99 latency and server CPU per request as multiples of the trivial
     /// handler's for the same kind of request (higher is slower).
-    fn cost_ratios(&self, run: &Run) -> (Option<f64>, Option<f64>) {
-        let Some(trivial) = self.trivial_run(run.workload) else { return (None, None) };
+    fn cost_ratios(&self, run: &Run) -> CostRatios {
+        let Some(trivial) = self.trivial_run(run.workload) else { return CostRatios::default() };
         let divide = |value: f64, by: f64| (by > 0.0).then(|| value / by);
-        (
-            divide(run.result.percentile_ms(99.0), trivial.result.percentile_ms(99.0)),
-            divide(run.cpu.server_micros, trivial.cpu.server_micros),
-        )
+        let latency = |run: &Run| [run.result.percentile_ms(50.0), run.result.percentile_ms(99.0), run.result.max_ms()];
+        let (mine, theirs) = (latency(run), latency(trivial));
+        CostRatios {
+            latency: [0, 1, 2].map(|i| divide(mine[i], theirs[i])),
+            cpu: [
+                divide(run.cpu.server_micros, trivial.cpu.server_micros),
+                divide(run.cpu.client_micros, trivial.cpu.client_micros),
+            ],
+        }
     }
 
     /// `rate` divided by the trivial handler's rate for the same kind of request (creates
@@ -256,16 +261,16 @@ impl Report {
         // Only the failover or minimize run selected: no per-request table.
         if !self.runs.is_empty() {
             out.push_str(
-                "| system | workload | clients | req/s | p50 ms | p99 ms | max ms | errors | vs trivial | p99 / server CPU × trivial | spec target | CPU µs/req server / client | other load (cores) | server memory idle / peak MiB |\n\
-                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n",
+                "| system | workload | clients | req/s | p50 ms | p99 ms | max ms | errors | vs trivial | p50 / p99 / max × trivial | spec target | CPU µs/req server / client | CPU × trivial server / client | other load (cores) | server memory idle / peak MiB |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|---|\n",
             );
         }
         for run in &self.runs {
             let result = &run.result;
             let ratio = ratio_cell(self.ratio(run.workload, result.throughput()));
-            let (p99, cpu) = self.cost_ratios(run);
+            let costs = self.cost_ratios(run);
             out.push_str(&format!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} / {} | {} | {:.0} / {:.0} | {:.2} | {} |\n",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {:.0} / {:.0} | {} | {:.2} | {} |\n",
                 run.system.label(),
                 run.system.workload_label(run.workload),
                 run.clients,
@@ -275,11 +280,11 @@ impl Report {
                 result.max_ms(),
                 result.errors(),
                 ratio,
-                ratio_cell(p99),
-                ratio_cell(cpu),
+                costs.latency.map(ratio_cell).join(" / "),
                 spec_target(&run.system, run.workload),
                 run.cpu.server_micros,
                 run.cpu.client_micros,
+                costs.cpu.map(ratio_cell).join(" / "),
                 run.cpu.elsewhere_cores,
                 memory_cell(run.idle_kib, run.peak_kib),
             ));
@@ -399,7 +404,7 @@ impl Report {
     /// What the "vs trivial" figures are, and which are missing.
     fn ratio_note(&self) -> String {
         let mut out = String::from(
-            "\nvs trivial: every throughput divided by the trivial actix handler's, measured in this same run with `--clients` clients — creates, failover creates and retention's records changed/s by its `POST /echo` rate, gets by its `GET /` rate; \"p99 / server CPU × trivial\" divides a run's p99 latency and server CPU per request by the trivial handler's for the same kind of request (higher is costlier). The machine's speed drifts between runs and other work may share it, so compare these ratios across runs, not the absolute figures.\n",
+            "\nvs trivial: every throughput divided by the trivial actix handler's, measured in this same run with `--clients` clients — creates, failover creates and retention's records changed/s by its `POST /echo` rate, gets by its `GET /` rate; the \"× trivial\" columns divide a run's latencies (p50, p99, max) and CPU per request (server, client) by the trivial handler's for the same kind of request (higher is costlier). The machine's speed drifts between runs and other work may share it, so compare these ratios across runs, not the absolute figures.\n",
         );
         for workload in [Workload::Create, Workload::Get] {
             if self.trivial_rate(workload).is_none() {
@@ -411,6 +416,14 @@ impl Report {
         }
         out
     }
+}
+
+/// A run's latencies (p50, p99, max) and CPU per request (server, client) as multiples of
+/// the trivial handler's.
+#[derive(Default)]
+struct CostRatios {
+    latency: [Option<f64>; 3],
+    cpu: [Option<f64>; 2],
 }
 
 /// A ratio for a table cell, "–" when the trivial figure is missing.
