@@ -61,6 +61,9 @@ struct Args {
     /// Names of the `hsm.pkcs11.env` variables a PiiVault may set; none when empty.
     #[arg(long, env = "STRONGROOM_ALLOWED_ENV", value_delimiter = ',', num_args = 0..)]
     allowed_env: Vec<String>,
+    /// Let a PiiVault turn TLS off (`spec.tls.enabled: false`).
+    #[arg(long, env = "STRONGROOM_ALLOW_PLAIN_HTTP")]
+    allow_plain_http: bool,
     /// This replica's identity in the Lease and in Events (its pod name).
     #[arg(long, env = "POD_NAME", default_value = "strongroom-operator")]
     identity: String,
@@ -128,7 +131,8 @@ async fn main() -> anyhow::Result<()> {
             .filter(|image| !image.is_empty())
             .map(|image| ModuleImage { image, path: args.pkcs11_module_path.clone() }),
     };
-    let policy = VaultPolicy::from_lists(&args.allowed_images, &args.allowed_module_images, &args.allowed_env);
+    let policy = VaultPolicy::from_lists(&args.allowed_images, &args.allowed_module_images, &args.allowed_env)
+        .allowing_plain_http(args.allow_plain_http);
     info!(?policy, "what PiiVaults may use");
     // Every reconciler checks the gate right before it changes anything.
     let gate = leadership.as_ref().map_or_else(LeaderGate::always, Leadership::gate);

@@ -99,12 +99,19 @@ const READY: [(&str, &str); 4] = [
     ("Degraded", "False/AsExpected"),
 ];
 
+/// The operator's environment here: its calls to the vault go through the proxy, and the
+/// vaults, whose pods are processes on loopback, speak plain HTTP (which the chart's policy
+/// must allow).
+fn vaultd_operator_env(proxy: &Proxy) -> [(String, String); 2] {
+    [("HTTP_PROXY".into(), proxy.url()), ("STRONGROOM_ALLOW_PLAIN_HTTP".into(), "true".into())]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     let test = "the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy";
     let Some(env) = Env::with_vaultd(test) else { return };
     let proxy = Proxy::start();
-    let deployed = Deployed::with_env(env, "vaultd", &[("HTTP_PROXY".into(), proxy.url())]).await;
+    let deployed = Deployed::with_env(env, "vaultd", &vaultd_operator_env(&proxy)).await;
     let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
     let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
     vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
@@ -257,7 +264,7 @@ async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
     let test = "the_operator_grows_a_real_vault_from_one_node_to_three_and_back";
     let Some(env) = Env::with_vaultd(test) else { return };
     let proxy = Proxy::start();
-    let deployed = Deployed::with_env(env, "scale", &[("HTTP_PROXY".into(), proxy.url())]).await;
+    let deployed = Deployed::with_env(env, "scale", &vaultd_operator_env(&proxy)).await;
     let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
     let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
     vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");

@@ -44,17 +44,26 @@ pub struct VaultPolicy {
     pub allowed_module_images: Vec<Pattern>,
     /// Names of `spec.hsm.pkcs11.env` entries.
     pub allowed_env: Vec<Pattern>,
+    /// Whether a vault may turn TLS off (`spec.tls.enabled: false`: plain HTTP on the API
+    /// and between its pods, tokens and personal data in clear on the pod network).
+    pub allow_plain_http: bool,
 }
 
 impl Default for VaultPolicy {
     /// The project's images only, no module image, no extra environment.
     fn default() -> Self {
-        Self { allowed_images: vec![Pattern::new(PROJECT_IMAGES)], allowed_module_images: vec![], allowed_env: vec![] }
+        Self {
+            allowed_images: vec![Pattern::new(PROJECT_IMAGES)],
+            allowed_module_images: vec![],
+            allowed_env: vec![],
+            allow_plain_http: false,
+        }
     }
 }
 
 impl VaultPolicy {
-    /// Parses comma-separated lists (the operator's flags); blanks are ignored.
+    /// Parses comma-separated lists (the operator's flags); blanks are ignored. Plain HTTP
+    /// stays refused ([`VaultPolicy::allowing_plain_http`] changes that).
     pub fn from_lists(images: &[String], module_images: &[String], env: &[String]) -> Self {
         let patterns = |list: &[String]| {
             list.iter().map(|item| item.trim()).filter(|item| !item.is_empty()).map(Pattern::new).collect()
@@ -63,7 +72,13 @@ impl VaultPolicy {
             allowed_images: patterns(images),
             allowed_module_images: patterns(module_images),
             allowed_env: patterns(env),
+            allow_plain_http: false,
         }
+    }
+
+    /// This policy, with vaults allowed (or not) to turn TLS off.
+    pub fn allowing_plain_http(self, allow: bool) -> Self {
+        Self { allow_plain_http: allow, ..self }
     }
 
     /// Why `vault` (with the operator's defaults filled in) may not be rendered, if it may
@@ -76,6 +91,11 @@ impl VaultPolicy {
                 "image {:?} is not allowed by the operator's policy (policy.allowedImages)",
                 spec.image
             ));
+        }
+        if !spec.tls.enabled && !self.allow_plain_http {
+            return Err("tls.enabled: false (plain HTTP on the API and between the pods) is not allowed by the \
+                        operator's policy (policy.allowPlainHttp)"
+                .to_string());
         }
         let Some(pkcs11) = &spec.hsm.pkcs11 else { return Ok(()) };
         if let Some(module) = &pkcs11.module_image {
@@ -174,6 +194,16 @@ mod tests {
         );
         let vault = vendor_vault(Some("vendor/pkcs11:7"), vec![literal("ChrystokiConfigurationPath")]);
         assert_eq!(open.check(&vault, None), Ok(()));
+    }
+
+    #[test]
+    fn turning_tls_off_needs_the_policy() {
+        let mut vault = softhsm_vault(3);
+        vault.spec.image = "ghcr.io/strongroom/vaultd:0.1.0".into();
+        vault.spec.tls.enabled = false;
+        let refused = VaultPolicy::default().check(&vault, None).unwrap_err();
+        assert!(refused.contains("allowPlainHttp"), "{refused}");
+        assert_eq!(VaultPolicy::default().allowing_plain_http(true).check(&vault, None), Ok(()));
     }
 
     #[test]
