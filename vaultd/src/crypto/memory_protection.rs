@@ -5,15 +5,8 @@
 //! either the vault still starts and says so, since a pod without that capability is
 //! common and a node without swap does not need it.
 
-/// What [`protect_process_memory`] achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryProtection {
-    pub no_core_dumps: bool,
-    pub locked: bool,
-}
-
 /// Applies the protections to this process, logging any that the system refused.
-pub fn protect_process_memory() -> MemoryProtection {
+pub fn protect_process_memory() {
     // SAFETY: prctl(PR_SET_DUMPABLE) and setrlimit take plain integers and a pointer to a
     // valid rlimit; neither touches memory of ours beyond that.
     let no_core_dumps = unsafe {
@@ -38,7 +31,6 @@ pub fn protect_process_memory() -> MemoryProtection {
              keys could reach swap"
         );
     }
-    MemoryProtection { no_core_dumps, locked }
 }
 
 /// Whether this process may lock as much memory as it will use: it holds CAP_IPC_LOCK, or

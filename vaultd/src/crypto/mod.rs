@@ -17,7 +17,7 @@ pub use blind_index::BlindIndex;
 pub use dek_cache::DekCache;
 pub use hsm::{import_key, HsmConfig, HsmError, HsmKek, Imported};
 pub use kek::Kek;
-pub use memory_protection::{protect_process_memory, MemoryProtection};
+pub use memory_protection::protect_process_memory;
 pub use sealing::{DataKey, KEY_LEN, NONCE_LEN};
 pub use software_kek::SoftwareKek;
 

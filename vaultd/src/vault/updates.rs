@@ -17,7 +17,10 @@ pub(crate) fn apply_update(
     check_update(update)?;
     let mut updated = current.clone();
     match update {
-        Value::Object(_) => json_patch::merge(&mut updated, update),
+        Value::Object(_) => {
+            json_patch::merge(&mut updated, update);
+            limits::check_document(&updated, what, max_bytes)?;
+        }
         Value::Array(_) => {
             let patch: json_patch::Patch =
                 serde_json::from_value(update.clone()).map_err(|_| VaultError::bad_request("malformed JSON patch"))?;
@@ -32,7 +35,6 @@ pub(crate) fn apply_update(
     if !updated.is_object() {
         return Err(VaultError::bad_request("the record must remain a JSON object"));
     }
-    limits::check_document(&updated, what, max_bytes)?;
     *current = updated;
     Ok(())
 }
