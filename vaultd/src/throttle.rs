@@ -2,11 +2,15 @@
 //! proof of who sends it: requests to the routes that take no token, and failed
 //! authentications. The client address is the TCP peer's (a forwarding header could be
 //! set by anyone), an IPv6 one by its /64. Over a limit the answer is 429 with
-//! `Retry-After`.
+//! `Retry-After`. A client over its failed-authentication limit gets no read barrier for
+//! a token unknown here until the limit refills: further guesses cost no cluster work,
+//! while valid tokens from the same address (say, behind one ingress) still work.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -30,19 +34,22 @@ pub struct ThrottleSettings {
 pub struct Throttle {
     anonymous: Option<DefaultKeyedRateLimiter<IpAddr>>,
     failed_auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Clients over their failed-authentication limit, and when it lets them in again.
+    refused_until: RwLock<HashMap<IpAddr, Instant>>,
 }
 
 fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
     NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
-/// Counts one event for `client`; past the limit, the error says when to come back.
-fn count(limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, client: Option<IpAddr>) -> Result<(), VaultError> {
-    let (Some(limiter), Some(client)) = (limiter, client) else { return Ok(()) };
-    limiter.check_key(&client).map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        VaultError::TooManyRequests { retry_after_secs: wait.as_secs() + 1 }
-    })
+/// Counts one event for `client`; past the limit, how long until it is allowed again.
+fn count(limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, client: IpAddr) -> Result<(), Duration> {
+    let Some(limiter) = limiter else { return Ok(()) };
+    limiter.check_key(&client).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+}
+
+fn too_many(wait: Duration) -> VaultError {
+    VaultError::TooManyRequests { retry_after_secs: wait.as_secs() + 1 }
 }
 
 impl Throttle {
@@ -50,17 +57,36 @@ impl Throttle {
         Throttle {
             anonymous: limiter(settings.anonymous_per_minute),
             failed_auth: limiter(settings.failed_auth_per_minute),
+            refused_until: RwLock::default(),
         }
     }
 
     /// Counts a request without a token to a route that takes none.
     pub fn anonymous(&self, client: Option<IpAddr>) -> Result<(), VaultError> {
-        count(self.anonymous.as_ref(), client)
+        let Some(client) = client else { return Ok(()) };
+        count(self.anonymous.as_ref(), client).map_err(too_many)
     }
 
-    /// Counts a failed authentication (the presented secret itself is not kept).
+    /// Refuses a client that is over its failed-authentication limit.
+    pub fn before_auth(&self, client: Option<IpAddr>) -> Result<(), VaultError> {
+        let Some(client) = client else { return Ok(()) };
+        let refused = self.refused_until.read().map_err(|_| VaultError::Unavailable("rate limiter"))?;
+        match refused.get(&client).and_then(|until| until.checked_duration_since(Instant::now())) {
+            Some(wait) => Err(too_many(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication (the presented secret itself is not kept); past
+    /// the limit, the client is refused until it refills.
     pub fn failed_auth(&self, client: Option<IpAddr>) -> Result<(), VaultError> {
-        count(self.failed_auth.as_ref(), client)
+        let Some(client) = client else { return Ok(()) };
+        count(self.failed_auth.as_ref(), client).map_err(|wait| {
+            if let Ok(mut refused) = self.refused_until.write() {
+                refused.insert(client, Instant::now() + wait);
+            }
+            too_many(wait)
+        })
     }
 
     /// Drops the addresses whose limits have refilled, so that memory follows the
@@ -69,6 +95,10 @@ impl Throttle {
         for limiter in [&self.anonymous, &self.failed_auth].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+        if let Ok(mut refused) = self.refused_until.write() {
+            let now = Instant::now();
+            refused.retain(|_, until| *until > now);
         }
     }
 }
@@ -124,7 +154,24 @@ mod tests {
         }
         assert!(throttle.anonymous(b).is_ok());
         assert!((0..100).all(|_| throttle.failed_auth(a).is_ok()));
+        assert!(throttle.before_auth(a).is_ok());
         throttle.forget_idle();
+    }
+
+    #[test]
+    fn a_client_over_its_failed_auth_limit_stays_refused_until_it_refills() {
+        let throttle = Throttle::new(ThrottleSettings { anonymous_per_minute: 0, failed_auth_per_minute: 1 });
+        let (a, b) = (Some(IpAddr::from([10, 0, 0, 1])), Some(IpAddr::from([10, 0, 0, 2])));
+        assert!(throttle.failed_auth(a).is_ok());
+        assert!(throttle.before_auth(a).is_ok(), "one failure is within the limit");
+        assert!(matches!(throttle.failed_auth(a), Err(VaultError::TooManyRequests { .. })));
+        match throttle.before_auth(a) {
+            Err(VaultError::TooManyRequests { retry_after_secs }) => assert!(retry_after_secs >= 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(throttle.before_auth(b).is_ok());
+        throttle.forget_idle();
+        assert!(throttle.before_auth(a).is_err(), "still refused until the limit refills");
     }
 
     #[test]

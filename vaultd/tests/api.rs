@@ -1948,3 +1948,19 @@ fn anonymous_requests_and_failed_authentications_are_rate_limited_per_address() 
     assert!(!text.contains("not-a-token-but-a-guess"));
     assert!(!vault.log().contains("not-a-token-but-a-guess"));
 }
+
+#[test]
+fn requests_without_a_token_to_authenticated_routes_count_as_failed_authentications() {
+    let vault = Vault::demo_with(&["--failed-auth-per-minute=2", "--enable-anonymous-create"]);
+    let client = vault.demo_client();
+    let anonymous = client.with_token(None);
+    // Anonymous sign-ups are anonymous traffic, not failed authentications.
+    for n in 0..3 {
+        anonymous.post("/v1/user", json!({"login": format!("signup-{n}")})).assert_ok();
+    }
+    anonymous.get("/v1/user/login/signup-0").assert_error(401);
+    anonymous.get("/v1/user/login/signup-0").assert_error(401);
+    anonymous.get("/v1/user/login/signup-0").assert_error(429);
+    // A token known to the node still works from the same address.
+    client.get("/v1/user/login/signup-0").assert_ok();
+}

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::body::Body;
 use super::{ok, parse_mode};
-use crate::auth::{Caller, Scope};
+use crate::auth::{refuse_missing_token, Caller, OptionalCaller, Scope};
 use crate::error::{VaultError, VaultResult};
 use crate::store::RequestAction;
 use crate::throttle::{client_of, Throttle};
@@ -143,22 +143,22 @@ use crate::vault::Vault;
 pub async fn create(
     req: HttpRequest,
     vault: web::Data<Vault>,
-    caller: Result<Caller, VaultError>,
+    caller: OptionalCaller,
     body: Body,
 ) -> VaultResult<HttpResponse> {
-    let caller = match caller {
-        Ok(caller) => {
+    let caller = match caller.0 {
+        Some(caller) => {
             caller.require(&Scope::users("write"))?;
             caller.require_staff()?;
             caller
         }
-        Err(VaultError::Unauthenticated) if vault.settings().anonymous_create => {
+        None if vault.settings().anonymous_create => {
             if let Some(throttle) = req.app_data::<web::Data<Throttle>>() {
                 throttle.anonymous(client_of(&req))?;
             }
             Caller::anonymous()
         }
-        Err(error) => return Err(error),
+        None => return Err(refuse_missing_token(&req)),
     };
     let token = match vault.create_user(&caller, body.object()?).await {
         // A public sign-up form must not tell whether an identifier is registered: a

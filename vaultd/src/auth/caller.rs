@@ -1,5 +1,7 @@
 //! The authenticated caller of a request, resolved from `X-Bunker-Token`.
 
+use std::net::IpAddr;
+
 use futures_util::future::LocalBoxFuture;
 use zeroize::Zeroizing;
 
@@ -62,42 +64,85 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Caller, VaultError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let presented = presented(req);
-        let vault = req.app_data::<web::Data<Vault>>().cloned();
-        let throttle = req.app_data::<web::Data<Throttle>>().cloned();
-        let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-        let client = client_of(req);
-        Box::pin(async move {
-            let vault = vault.ok_or(VaultError::Unavailable("not initialised"))?;
-            let (secret, purpose) = presented?;
-            match vault.authenticate(&secret).await {
-                Ok((actor, scopes, subject)) => Ok(Caller { actor, scopes, purpose, subject }),
-                Err(VaultError::InvalidToken) => {
-                    // Counted and limited by address; what was presented is dropped here.
-                    if let Some(metrics) = metrics {
-                        metrics.auth_failures.inc();
-                    }
-                    match throttle {
-                        Some(throttle) => throttle.failed_auth(client).and(Err(VaultError::InvalidToken)),
-                        None => Err(VaultError::InvalidToken),
-                    }
-                }
-                Err(other) => Err(other),
-            }
-        })
+        let resolving = resolve(req, true);
+        Box::pin(async move { resolving.await?.ok_or(VaultError::Unauthenticated) })
     }
 }
 
-/// The presented token and purpose, checked for shape.
-fn presented(req: &HttpRequest) -> Result<(Zeroizing<String>, Option<String>), VaultError> {
-    let secret = req
+/// The caller of a route that also serves people without a token: `None` when the
+/// request presents no token (the route counts it against the anonymous limit).
+pub struct OptionalCaller(pub Option<Caller>);
+
+impl FromRequest for OptionalCaller {
+    type Error = VaultError;
+    type Future = LocalBoxFuture<'static, Result<OptionalCaller, VaultError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let resolving = resolve(req, false);
+        Box::pin(async move { resolving.await.map(OptionalCaller) })
+    }
+}
+
+/// Authenticates the request's token. A missing token where one is required, and a
+/// token that is not valid, count as failed authentications of the client's address;
+/// a client over that limit gets no read barrier for a token unknown here.
+fn resolve(req: &HttpRequest, token_required: bool) -> LocalBoxFuture<'static, Result<Option<Caller>, VaultError>> {
+    let presented = presented(req);
+    let vault = req.app_data::<web::Data<Vault>>().cloned();
+    let throttle = req.app_data::<web::Data<Throttle>>().cloned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let client = client_of(req);
+    Box::pin(async move {
+        let vault = vault.ok_or(VaultError::Unavailable("not initialised"))?;
+        let outcome = match presented? {
+            None if !token_required => return Ok(None),
+            None => Err(VaultError::Unauthenticated),
+            Some((secret, purpose)) => {
+                let may_wait = || throttle.as_ref().map_or(Ok(()), |throttle| throttle.before_auth(client));
+                let authenticated = vault.authenticate(&secret, may_wait).await;
+                authenticated.map(|(actor, scopes, subject)| Caller { actor, scopes, purpose, subject })
+            }
+        };
+        match outcome {
+            Err(failure @ (VaultError::InvalidToken | VaultError::Unauthenticated)) => {
+                Err(failed(failure, client, metrics.as_ref().map(|m| m.get_ref()), throttle.as_ref().map(|t| t.get_ref())))
+            }
+            other => other.map(Some),
+        }
+    })
+}
+
+/// Counts a failed authentication (a missing or invalid token) against the client's
+/// address; what was presented is not kept. Past the limit, the answer is 429.
+fn failed(failure: VaultError, client: Option<IpAddr>, metrics: Option<&Metrics>, throttle: Option<&Throttle>) -> VaultError {
+    if let Some(metrics) = metrics {
+        metrics.auth_failures.inc();
+    }
+    match throttle.map(|throttle| throttle.failed_auth(client)) {
+        Some(Err(limited)) => limited,
+        _ => failure,
+    }
+}
+
+/// Refuses a request without a token on a route that serves none without one here.
+pub fn refuse_missing_token(req: &HttpRequest) -> VaultError {
+    let metrics = req.app_data::<web::Data<Metrics>>();
+    let throttle = req.app_data::<web::Data<Throttle>>();
+    failed(VaultError::Unauthenticated, client_of(req), metrics.map(|m| m.get_ref()), throttle.map(|t| t.get_ref()))
+}
+
+/// The presented token and purpose, checked for shape; `None` without a token.
+fn presented(req: &HttpRequest) -> Result<Option<(Zeroizing<String>, Option<String>)>, VaultError> {
+    let Some(secret) = req
         .headers()
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(|v| Zeroizing::new(v.to_string()))
-        .ok_or(VaultError::Unauthenticated)?;
+    else {
+        return Ok(None);
+    };
     let purpose = match req.headers().get(PURPOSE_HEADER) {
         None => None,
         Some(value) => {
@@ -110,5 +155,5 @@ fn presented(req: &HttpRequest) -> Result<(Zeroizing<String>, Option<String>), V
             Some(text.to_string())
         }
     };
-    Ok((secret, purpose))
+    Ok(Some((secret, purpose)))
 }

@@ -4,7 +4,7 @@
 mod caller;
 mod scope;
 
-pub use caller::{Caller, ROOT_ACTOR};
+pub use caller::{refuse_missing_token, Caller, OptionalCaller, ROOT_ACTOR};
 pub use scope::{Scope, ScopeError};
 
 use sha2::{Digest, Sha256};

@@ -20,8 +20,15 @@ pub(super) fn is_well_formed(secret: &str) -> bool {
 
 impl Vault {
     /// Resolves a presented token to an actor and its scopes. Constant-time comparison.
-    /// Returns the actor, its scopes, and for a subject token its subject.
-    pub async fn authenticate(&self, secret: &str) -> VaultResult<(String, Vec<Scope>, Option<Uuid>)> {
+    /// Returns the actor, its scopes, and for a subject token its subject. A token not
+    /// known here costs a read barrier (it may have been created through another node);
+    /// `may_wait` is asked first, so that a client over its failed-authentication limit
+    /// pays nothing for further guesses while tokens known here still work.
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+        may_wait: impl FnOnce() -> VaultResult<()>,
+    ) -> VaultResult<(String, Vec<Scope>, Option<Uuid>)> {
         let hash = auth::secret_hash(secret);
         if bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &self.root_token_hash[..])) {
             // A node just started may not have applied the retirement yet: it catches up
@@ -40,6 +47,7 @@ impl Vault {
         if token.is_none() && tokens::is_well_formed(secret) && self.cluster.node_id().is_some() {
             // A token created through another node may not have reached this one yet.
             // (Only secrets shaped like ours: garbage must not cost a cluster round trip.)
+            may_wait()?;
             self.catch_up().await?;
             token = self.store.token_by_secret_hash(&hash)?;
         }
