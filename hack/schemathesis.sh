@@ -25,7 +25,7 @@ log=$(mktemp)
 # No per-address rate limits: every fuzzing request comes from one address, and 429s
 # would hide what the routes answer.
 target/debug/vaultd demo --port "$port" --enable-bulk-list \
-  --anonymous-requests-per-minute=0 --failed-auth-per-minute=0 2>"$log" >/dev/null &
+  --anonymous-requests-per-minute=0 --failed-auth-per-minute=0 --subject-token-requests-per-minute=0 2>"$log" >/dev/null &
 vault=$!
 trap 'kill "$vault" 2>/dev/null; wait "$vault" 2>/dev/null; rm -f "$log"' EXIT
 

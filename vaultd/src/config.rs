@@ -25,6 +25,7 @@ use crate::vault::{SubjectChanges, VaultSettings};
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 600;
 const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 60;
+const DEFAULT_SUBJECT_TOKEN_PER_MINUTE: u32 = 300;
 pub const DEFAULT_KEK_LABEL: &str = "strongroom-kek-1";
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3000);
 const DEFAULT_HSM_SESSIONS: usize = 4;
@@ -175,6 +176,10 @@ pub struct BehaviourSettings {
     /// 429 (default 60; 0: no limit).
     #[arg(long, env = "VAULTD_FAILED_AUTH_PER_MINUTE")]
     pub failed_auth_per_minute: Option<u32>,
+    /// Requests per minute one subject token (handed to the person, e.g. by a privacy
+    /// portal) may make before it is told 429 (default 300; 0: no limit).
+    #[arg(long, env = "VAULTD_SUBJECT_TOKEN_REQUESTS_PER_MINUTE")]
+    pub subject_token_requests_per_minute: Option<u32>,
 }
 
 /// Where the KEK lives: `--hsm-*` flags, `VAULTD_HSM_*` variables, the file's `[hsm]`
@@ -403,6 +408,9 @@ impl BehaviourSettings {
             throttle: ThrottleSettings {
                 anonymous_per_minute: self.anonymous_requests_per_minute.unwrap_or(DEFAULT_ANONYMOUS_PER_MINUTE),
                 failed_auth_per_minute: self.failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE),
+                subject_token_per_minute: self
+                    .subject_token_requests_per_minute
+                    .unwrap_or(DEFAULT_SUBJECT_TOKEN_PER_MINUTE),
             },
             tls: None,
         }

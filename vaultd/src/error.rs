@@ -41,8 +41,9 @@ pub enum VaultError {
     BodyTimeout,
     #[error("the {what} would exceed {limit} bytes, the most this vault stores")]
     RecordTooLarge { what: &'static str, limit: usize },
-    /// A client address over a rate limit; it may try again after this many seconds.
-    #[error("too many requests from this address; retry later")]
+    /// A client address or subject token over a rate limit; it may try again after this
+    /// many seconds.
+    #[error("too many requests; retry later")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0} is disabled on this vault")]
     Disabled(&'static str),

@@ -1,6 +1,7 @@
-//! Per-client-address rate limits on the traffic that costs the vault work without any
-//! proof of who sends it: requests to the routes that take no token, and failed
-//! authentications. The client address is the TCP peer's (a forwarding header could be
+//! Rate limits on the traffic that costs the vault work without any proof of who sends
+//! it — requests to the routes that take no token, and failed authentications, both per
+//! client address — and on subject tokens, per token: those are handed to the people
+//! themselves (a privacy portal), and each request is a log entry and an audit event. The client address is the TCP peer's (a forwarding header could be
 //! set by anyone), an IPv6 one by its /64. Over a limit the answer is 429 with
 //! `Retry-After`. A client over its failed-authentication limit gets no read barrier for
 //! a token unknown here until the limit refills: further guesses cost no cluster work,
@@ -28,24 +29,30 @@ pub const FORGET_EVERY: Duration = Duration::from_secs(60);
 pub struct ThrottleSettings {
     pub anonymous_per_minute: u32,
     pub failed_auth_per_minute: u32,
+    pub subject_token_per_minute: u32,
 }
 
 /// The API's limiters; app data of the API.
 pub struct Throttle {
     anonymous: Option<DefaultKeyedRateLimiter<IpAddr>>,
     failed_auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// By token id.
+    subject_tokens: Option<DefaultKeyedRateLimiter<String>>,
     /// Clients over their failed-authentication limit, and when it lets them in again.
     refused_until: RwLock<HashMap<IpAddr, Instant>>,
 }
 
-fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
     NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
 /// Counts one event for `client`; past the limit, how long until it is allowed again.
-fn count(limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, client: IpAddr) -> Result<(), Duration> {
+fn count<K: std::hash::Hash + Eq + Clone>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), Duration> {
     let Some(limiter) = limiter else { return Ok(()) };
-    limiter.check_key(&client).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
 }
 
 fn too_many(wait: Duration) -> VaultError {
@@ -57,6 +64,7 @@ impl Throttle {
         Throttle {
             anonymous: limiter(settings.anonymous_per_minute),
             failed_auth: limiter(settings.failed_auth_per_minute),
+            subject_tokens: limiter(settings.subject_token_per_minute),
             refused_until: RwLock::default(),
         }
     }
@@ -64,7 +72,13 @@ impl Throttle {
     /// Counts a request without a token to a route that takes none.
     pub fn anonymous(&self, client: Option<IpAddr>) -> Result<(), VaultError> {
         let Some(client) = client else { return Ok(()) };
-        count(self.anonymous.as_ref(), client).map_err(too_many)
+        count(self.anonymous.as_ref(), &client).map_err(too_many)
+    }
+
+    /// Counts a request made with a subject token (by its id).
+    pub fn subject_token(&self, token_id: &str) -> Result<(), VaultError> {
+        let Some(limiter) = &self.subject_tokens else { return Ok(()) };
+        count(Some(limiter), &token_id.to_string()).map_err(too_many)
     }
 
     /// Refuses a client that is over its failed-authentication limit.
@@ -81,7 +95,7 @@ impl Throttle {
     /// the limit, the client is refused until it refills.
     pub fn failed_auth(&self, client: Option<IpAddr>) -> Result<(), VaultError> {
         let Some(client) = client else { return Ok(()) };
-        count(self.failed_auth.as_ref(), client).map_err(|wait| {
+        count(self.failed_auth.as_ref(), &client).map_err(|wait| {
             if let Ok(mut refused) = self.refused_until.write() {
                 refused.insert(client, Instant::now() + wait);
             }
@@ -93,6 +107,10 @@ impl Throttle {
     /// addresses seen lately rather than all ever seen.
     pub fn forget_idle(&self) {
         for limiter in [&self.anonymous, &self.failed_auth].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.subject_tokens {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -145,7 +163,11 @@ mod tests {
 
     #[test]
     fn each_address_has_its_own_allowance_and_zero_is_no_limit() {
-        let throttle = Throttle::new(ThrottleSettings { anonymous_per_minute: 2, failed_auth_per_minute: 0 });
+        let throttle = Throttle::new(ThrottleSettings {
+            anonymous_per_minute: 2,
+            failed_auth_per_minute: 0,
+            subject_token_per_minute: 1,
+        });
         let (a, b) = (Some(IpAddr::from([10, 0, 0, 1])), Some(IpAddr::from([10, 0, 0, 2])));
         assert!(throttle.anonymous(a).is_ok() && throttle.anonymous(a).is_ok());
         match throttle.anonymous(a) {
@@ -155,12 +177,18 @@ mod tests {
         assert!(throttle.anonymous(b).is_ok());
         assert!((0..100).all(|_| throttle.failed_auth(a).is_ok()));
         assert!(throttle.before_auth(a).is_ok());
+        assert!(throttle.subject_token("t1").is_ok() && throttle.subject_token("t2").is_ok());
+        assert!(matches!(throttle.subject_token("t1"), Err(VaultError::TooManyRequests { .. })));
         throttle.forget_idle();
     }
 
     #[test]
     fn a_client_over_its_failed_auth_limit_stays_refused_until_it_refills() {
-        let throttle = Throttle::new(ThrottleSettings { anonymous_per_minute: 0, failed_auth_per_minute: 1 });
+        let throttle = Throttle::new(ThrottleSettings {
+            anonymous_per_minute: 0,
+            failed_auth_per_minute: 1,
+            subject_token_per_minute: 0,
+        });
         let (a, b) = (Some(IpAddr::from([10, 0, 0, 1])), Some(IpAddr::from([10, 0, 0, 2])));
         assert!(throttle.failed_auth(a).is_ok());
         assert!(throttle.before_auth(a).is_ok(), "one failure is within the limit");

@@ -1964,3 +1964,21 @@ fn requests_without_a_token_to_authenticated_routes_count_as_failed_authenticati
     // A token known to the node still works from the same address.
     client.get("/v1/user/login/signup-0").assert_ok();
 }
+
+#[test]
+fn each_subject_token_has_its_own_request_allowance() {
+    let vault = Vault::demo_with(&["--subject-token-requests-per-minute=2"]);
+    let client = vault.demo_client();
+    let alice = client.create_user(json!({"login": "alice"}));
+    let bob = client.create_user(json!({"login": "bob"}));
+    let as_alice = subject_client(&client, &alice);
+    let as_bob = subject_client(&client, &bob);
+    as_alice.get(&format!("/v1/user/token/{alice}")).assert_ok();
+    as_alice.get(&format!("/v1/user/token/{alice}")).assert_ok();
+    as_alice.get(&format!("/v1/user/token/{alice}")).assert_error(429);
+    as_bob.get(&format!("/v1/user/token/{bob}")).assert_ok();
+    // Staff tokens are not subject tokens.
+    for _ in 0..3 {
+        client.get(&format!("/v1/user/token/{alice}")).assert_ok();
+    }
+}

@@ -887,3 +887,39 @@ fn a_subject_token_cannot_replace_its_app_data_with_post_while_changes_are_reque
         reply.body
     );
 }
+
+#[test]
+fn a_person_has_at_most_100_open_requests_and_a_settled_one_makes_room() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann", "first": "Ann"}));
+    let own = subject_client(&root, &ann);
+    let first = filed(own.put("/v1/user/login/ann", json!({"first": "A0"})));
+    for n in 1..100 {
+        filed(own.put("/v1/user/login/ann", json!({"first": format!("A{n}")})));
+    }
+    let refused = own.put("/v1/user/login/ann", json!({"first": "one too many"}));
+    refused.assert_error(409);
+    assert!(refused.body["message"].as_str().unwrap().contains("open requests"), "{}", refused.body);
+    own.delete("/v1/user/login/ann").assert_error(409);
+    assert_eq!(own.get("/v1/requests/login/ann").assert_ok()["total"], 100);
+    dpo(&root).delete(&format!("/v1/request/{first}")).assert_ok();
+    filed(own.put("/v1/user/login/ann", json!({"first": "room again"})));
+}
+
+#[test]
+fn a_subject_token_starts_at_most_100_app_records_while_staff_may_start_more() {
+    let vault = Vault::demo_with(&["--subject-changes", "direct"]);
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann"}));
+    let own = subject_client(&root, &ann);
+    for n in 0..100 {
+        own.post(&format!("/v1/userapp/login/ann/app{n}"), json!({"n": n})).assert_ok();
+    }
+    let refused = own.post("/v1/userapp/login/ann/app100", json!({"n": 100}));
+    refused.assert_error(409);
+    assert!(refused.body["message"].as_str().unwrap().contains("app records"), "{}", refused.body);
+    // Replacing one it has is still allowed, and staff are not limited.
+    own.post("/v1/userapp/login/ann/app0", json!({"n": "again"})).assert_ok();
+    root.post("/v1/userapp/login/ann/app100", json!({"n": 100})).assert_ok();
+}

@@ -66,6 +66,7 @@ type AppPath = web::Path<(String, String, String)>;
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
         (status = 413, response = doc::PayloadTooLarge),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)

@@ -360,9 +360,9 @@ error_responses! {
     Unauthorized: "`X-Bunker-Token` is missing or not a valid token", Some("missing or malformed X-Bunker-Token");
     Forbidden: "The token lacks the required scope, or the feature is disabled on this vault", Some("token lacks scope users:write");
     NotFound: "No such subject, record, event, token or cluster member", Some("record not found");
-    Conflict: "A unique identifier is taken, the record changed concurrently (retry), or the cluster's membership does not allow the change", Some("duplicate email");
+    Conflict: "A unique identifier is taken, the record changed concurrently (retry), a per-person limit is reached (100 open requests; 100 app records started by a subject token), or the cluster's membership does not allow the change", Some("duplicate email");
     PayloadTooLarge: "The request body exceeds the configured limit (default 1 MiB)", Some("request body exceeds 1048576 bytes");
-    TooManyRequests: "This client address is over a rate limit: requests without a token (`--anonymous-requests-per-minute`) or failed authentications (`--failed-auth-per-minute`); `Retry-After` says when to try again", Some("too many requests from this address; retry later");
+    TooManyRequests: "Over a rate limit: this client address's requests without a token (`--anonymous-requests-per-minute`) or failed authentications (`--failed-auth-per-minute`), or this subject token's requests (`--subject-token-requests-per-minute`); `Retry-After` says when to try again", Some("too many requests; retry later");
     InternalError: "A storage or key operation failed; no details are disclosed", Some("storage failure");
     Unavailable: "The vault cannot serve the request right now: it is not initialised, this node has not joined a cluster, the cluster has no leader (no quorum), a write was not confirmed by a quorum in time (its outcome is unknown), or this node's storage failed and it needs a restart", None::<&str>;
     InsufficientStorage: "The disk of this node or of the leader is nearly full: writes are refused (reads and erasures go on until half the reserve is used too) and are accepted again once space is freed; nothing was written", Some("the vault's storage is full: writes are refused until space is freed");

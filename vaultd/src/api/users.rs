@@ -355,6 +355,7 @@ pub async fn update(
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)
     ),

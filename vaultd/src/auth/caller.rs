@@ -104,17 +104,31 @@ fn resolve(req: &HttpRequest, token_required: bool) -> LocalBoxFuture<'static, R
             }
         };
         match outcome {
-            Err(failure @ (VaultError::InvalidToken | VaultError::Unauthenticated)) => {
-                Err(failed(failure, client, metrics.as_ref().map(|m| m.get_ref()), throttle.as_ref().map(|t| t.get_ref())))
+            Err(failure @ (VaultError::InvalidToken | VaultError::Unauthenticated)) => Err(failed(
+                failure,
+                client,
+                metrics.as_ref().map(|m| m.get_ref()),
+                throttle.as_ref().map(|t| t.get_ref()),
+            )),
+            Ok(caller) => {
+                if let (Some(throttle), Some(_)) = (&throttle, caller.subject) {
+                    throttle.subject_token(&caller.actor)?;
+                }
+                Ok(Some(caller))
             }
-            other => other.map(Some),
+            Err(other) => Err(other),
         }
     })
 }
 
 /// Counts a failed authentication (a missing or invalid token) against the client's
 /// address; what was presented is not kept. Past the limit, the answer is 429.
-fn failed(failure: VaultError, client: Option<IpAddr>, metrics: Option<&Metrics>, throttle: Option<&Throttle>) -> VaultError {
+fn failed(
+    failure: VaultError,
+    client: Option<IpAddr>,
+    metrics: Option<&Metrics>,
+    throttle: Option<&Throttle>,
+) -> VaultError {
     if let Some(metrics) = metrics {
         metrics.auth_failures.inc();
     }

@@ -206,6 +206,18 @@ impl Store {
         self.get(&keys::request(rtoken))
     }
 
+    /// How many of a subject's requests still wait for a DPO.
+    pub fn open_requests_of(&self, subject: &Uuid) -> Result<usize, StoreError> {
+        let mut open = 0;
+        for key in self.state.scan_prefix(keys::requests_of(subject)).keys() {
+            let rtoken = keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt)?;
+            if self.request(&rtoken)?.is_some_and(|r| r.status == RequestStatus::Open) {
+                open += 1;
+            }
+        }
+        Ok(open)
+    }
+
     /// Every legal basis, in brief order.
     pub fn legal_bases(&self) -> Result<Vec<LegalBasis>, StoreError> {
         self.state.scan_prefix([keys::LEGAL_BASIS]).values().map(|v| decode(&v?)).collect()

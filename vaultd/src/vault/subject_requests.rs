@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use super::apps::{open_app, updated_app};
+use super::limits::MAX_OPEN_REQUESTS;
 use super::*;
 use crate::store::{RequestAction, RequestRecord, RequestStatus};
 
@@ -65,6 +66,11 @@ impl Vault {
             if !active.apps.iter().any(|a| a == app) {
                 return Err(VaultError::NotFound("app record"));
             }
+        }
+        if self.store.open_requests_of(&subject)? >= MAX_OPEN_REQUESTS {
+            return Err(VaultError::Conflict(
+                "this person has as many open requests as a vault keeps; a DPO must settle some first",
+            ));
         }
         // A change that does not apply to the record as it is now (a failing patch, one
         // removing the last lookup field) is refused when filed, not left for a DPO.
