@@ -9,12 +9,16 @@
 //!   snapshots on the peer port (the follower lags instead of stopping): the rest is room
 //!   for the snapshot and the log purge that free space, and for what is in flight.
 //!
+//! The leader also counts what it has admitted but not yet applied (twice each batch's
+//! encoded size: the log entry and the state it writes) as already used, so that many
+//! large writes at once cannot overrun the reserve between two measurements.
+//!
 //! Nothing needs clearing: once space is freed the next proposal or append is admitted.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::rpc::Refusal;
 
@@ -58,11 +62,25 @@ pub struct FreeSpace {
     min_free: Option<u64>,
     /// Whether the last measurement found less than the reserve (to log each change once).
     full: AtomicBool,
+    /// Bytes admitted proposals will still write (see [`InFlight`]).
+    in_flight: AtomicU64,
+}
+
+/// Bytes an admitted proposal is expected to write, counted as used until it is dropped.
+pub struct InFlight<'a> {
+    counter: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl FreeSpace {
     pub fn new(dir: &Path, min_free: Option<u64>) -> Self {
-        FreeSpace { dir: dir.to_path_buf(), min_free, full: AtomicBool::new(false) }
+        FreeSpace { dir: dir.to_path_buf(), min_free, full: AtomicBool::new(false), in_flight: AtomicU64::new(0) }
     }
 
     /// Measures the file system now. `None` when the guard is off or the measurement
@@ -79,7 +97,7 @@ impl FreeSpace {
             }
         };
         let reserve = self.min_free.unwrap_or(DEFAULT_MIN_FREE_BYTES.min(size / 4));
-        let room = Room { free, reserve };
+        let room = Room { free: free.saturating_sub(self.in_flight.load(Ordering::Relaxed)), reserve };
         let full = room.is_full();
         if self.full.swap(full, Ordering::Relaxed) != full {
             if full {
@@ -101,6 +119,15 @@ impl FreeSpace {
             Some(room) if !room.admits(need) => Err(Refusal::NoSpace),
             _ => Ok(()),
         }
+    }
+
+    /// [`admit`](Self::admit), for a proposal that will write about `bytes`: they count
+    /// as used while the returned guard lives, and must fit within what may be used.
+    pub fn admit_writing(&self, need: Need, bytes: u64) -> Result<InFlight<'_>, Refusal> {
+        let in_flight = InFlight { counter: &self.in_flight, bytes };
+        self.in_flight.fetch_add(bytes, Ordering::Relaxed);
+        self.admit(need)?;
+        Ok(in_flight)
     }
 }
 
@@ -142,5 +169,18 @@ mod tests {
         assert_eq!(all.admit(Need::Growth), Err(Refusal::NoSpace));
         assert_eq!(FreeSpace::new(dir.path(), Some(0)).measure(), None);
         assert_eq!(FreeSpace::new(dir.path(), Some(0)).admit(Need::Growth), Ok(()));
+    }
+
+    #[test]
+    fn what_admitted_proposals_will_write_counts_as_used_until_they_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = FreeSpace::new(dir.path(), Some(1)).measure().unwrap().free;
+        // A reserve a little under what is free: one large proposal in flight fills it.
+        let guard = FreeSpace::new(dir.path(), Some(free / 2));
+        let large = guard.admit_writing(Need::Growth, free / 4).unwrap();
+        assert_eq!(guard.admit_writing(Need::Growth, free / 3).err(), Some(Refusal::NoSpace));
+        assert_eq!(guard.admit(Need::Growth), Ok(()), "a refused proposal leaves nothing counted");
+        drop(large);
+        assert!(guard.admit_writing(Need::Growth, free / 3).is_ok());
     }
 }

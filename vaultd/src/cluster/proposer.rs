@@ -117,7 +117,9 @@ impl Cluster {
             return Err(Refusal::Stopped);
         }
         let growth = batch.commands.iter().any(|command| !command.change.is_essential());
-        self.free_space.admit(if growth { Need::Growth } else { Need::Essential })?;
+        let encoded = postcard::serialize_with_flavor(&batch, postcard::ser_flavors::Size::default()).unwrap_or(0);
+        let writes = 2 * encoded as u64;
+        let _in_flight = self.free_space.admit_writing(if growth { Need::Growth } else { Need::Essential }, writes)?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(batch)).await {
             Ok(Ok(response)) => Ok(response.data),
             // openraft answers this before appending, or after the entry was truncated
