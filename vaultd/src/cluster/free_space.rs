@@ -11,7 +11,8 @@
 //!
 //! The leader also counts what it has admitted but not yet applied (twice each batch's
 //! encoded size: the log entry and the state it writes) as already used, so that many
-//! large writes at once cannot overrun the reserve between two measurements.
+//! large writes at once cannot overrun the reserve between two measurements: each is
+//! admitted only if there is room after those before it.
 //!
 //! Nothing needs clearing: once space is freed the next proposal or append is admitted.
 
@@ -121,13 +122,13 @@ impl FreeSpace {
         }
     }
 
-    /// [`admit`](Self::admit), for a proposal that will write about `bytes`: they count
-    /// as used while the returned guard lives, and must fit within what may be used.
+    /// [`admit`](Self::admit), for a proposal that will write about `bytes`: what the
+    /// proposals admitted before it will still write counts as used, and its own bytes
+    /// count for those after it while the returned guard lives.
     pub fn admit_writing(&self, need: Need, bytes: u64) -> Result<InFlight<'_>, Refusal> {
-        let in_flight = InFlight { counter: &self.in_flight, bytes };
-        self.in_flight.fetch_add(bytes, Ordering::Relaxed);
         self.admit(need)?;
-        Ok(in_flight)
+        self.in_flight.fetch_add(bytes, Ordering::Relaxed);
+        Ok(InFlight { counter: &self.in_flight, bytes })
     }
 }
 
@@ -175,12 +176,11 @@ mod tests {
     fn what_admitted_proposals_will_write_counts_as_used_until_they_finish() {
         let dir = tempfile::tempdir().unwrap();
         let free = FreeSpace::new(dir.path(), Some(1)).measure().unwrap().free;
-        // A reserve a little under what is free: one large proposal in flight fills it.
+        // A reserve of half what is free: one proposal writing two thirds of it fills it.
         let guard = FreeSpace::new(dir.path(), Some(free / 2));
-        let large = guard.admit_writing(Need::Growth, free / 4).unwrap();
-        assert_eq!(guard.admit_writing(Need::Growth, free / 3).err(), Some(Refusal::NoSpace));
-        assert_eq!(guard.admit(Need::Growth), Ok(()), "a refused proposal leaves nothing counted");
+        let large = guard.admit_writing(Need::Growth, free / 3 * 2).unwrap();
+        assert_eq!(guard.admit_writing(Need::Growth, 1).err(), Some(Refusal::NoSpace));
         drop(large);
-        assert!(guard.admit_writing(Need::Growth, free / 3).is_ok());
+        assert!(guard.admit_writing(Need::Growth, 1).is_ok(), "a finished proposal counts no more");
     }
 }
