@@ -4,6 +4,7 @@
 //! Every body travels inside vaultd's JSON envelope: a response is
 //! `{"status":"ok", ...fields of the body...}`, an error `{"status":"error","message":...}`.
 
+pub mod backup;
 pub mod cluster;
 pub mod retention;
 pub mod tokens;

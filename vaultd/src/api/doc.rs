@@ -184,6 +184,7 @@ Every response is a JSON envelope: `{"status":"ok", ...}` with the payload field
         (name = "expiration", description = "Databunker's expiration flow: a countdown after which a subject's data is forgotten unless the subject retains it"),
         (name = "retention", description = "Retention policies: scheduled, audited data minimisation"),
         (name = "cluster", description = "Membership and replication state of the Raft cluster"),
+        (name = "backup", description = "Backups, and the erasure ledger that keeps a restored backup from bringing erased data back"),
         (name = "system", description = "Status, metrics and this document; no token needed"),
     ),
     paths(
@@ -237,6 +238,8 @@ Every response is a JSON envelope: `{"status":"ok", ...}` with the payload field
         super::tokens::retire_root,
         super::retention::run,
         super::retention::runs,
+        super::backup::backup,
+        super::backup::erasures,
         super::cluster::status,
         super::cluster::init,
         super::cluster::add_learner,
@@ -590,10 +593,10 @@ pub enum UpdateBody {
     Patch(Vec<PatchOperation>),
 }
 
-/// `users:read|write|*`, `apps:<app|*>:read|write|*`, `audit:read`, `tokens:admin`, `retention:run`, `cluster:admin`, `consent:admin` or `requests:admin`. `*` in a segment covers any value of that segment.
+/// `users:read|write|*`, `apps:<app|*>:read|write|*`, `audit:read`, `tokens:admin`, `retention:run`, `cluster:admin`, `consent:admin`, `requests:admin` or `backup:read`. `*` in a segment covers any value of that segment.
 #[derive(Serialize, ToSchema)]
 #[schema(
-    pattern = r"^(users:(read|write|\*)|apps:(\*|[a-z][a-z0-9_-]{0,63}):(read|write|\*)|audit:read|tokens:admin|retention:run|cluster:admin|consent:admin|requests:admin)$"
+    pattern = r"^(users:(read|write|\*)|apps:(\*|[a-z][a-z0-9_-]{0,63}):(read|write|\*)|audit:read|tokens:admin|retention:run|cluster:admin|consent:admin|requests:admin|backup:read)$"
 )]
 pub struct Scope(pub String);
 
@@ -1175,6 +1178,41 @@ pub struct RetentionRunRequest {
     #[schema(pattern = r#"^[a-z0-9./-]{1,253}$"#, example = "shop/drop-phone")]
     pub policy: String,
     pub spec: RetentionPolicySpec,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErasuresReply {
+    pub status: OkStatus,
+    pub erasures: Vec<Erasure>,
+    /// The sequence number the ledger's next entry will take
+    pub next: u64,
+}
+
+/// One erasure: whose data, what of it, when. No personal data.
+#[derive(Serialize, ToSchema)]
+pub struct Erasure {
+    /// Its place in the ledger, from 1
+    pub seq: u64,
+    /// When it was applied, ms since the Unix epoch
+    pub time: u64,
+    /// The subject's token
+    pub token: Uuid,
+    pub kind: ErasureKind,
+    /// The app record erased (`deleteApp`)
+    #[schema(required = false)]
+    pub app: String,
+    /// The profile fields dropped or pseudonymised
+    #[schema(required = false)]
+    pub fields: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ErasureKind {
+    Forget,
+    DeleteApp,
+    DropFields,
+    Pseudonymize,
 }
 
 #[derive(Serialize, ToSchema)]

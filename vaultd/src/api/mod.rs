@@ -4,6 +4,7 @@
 
 mod apps;
 mod audit;
+mod backup;
 mod body;
 mod cluster;
 mod consent;

@@ -9,7 +9,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{
-    apps, audit, cluster, consent, expiration, retention, sessions, shares, subject_requests, system, tokens, users,
+    apps, audit, backup, cluster, consent, expiration, retention, sessions, shares, subject_requests, system, tokens,
+    users,
 };
 
 macro_rules! route_table {
@@ -72,6 +73,8 @@ route_table! {
     "/v1/sys/root-token/retire" => [post tokens::retire_root],
     "/v1/sys/retention/run" => [post retention::run],
     "/v1/sys/retention/runs" => [get retention::runs],
+    "/v1/sys/backup" => [get backup::backup],
+    "/v1/sys/erasures" => [get backup::erasures],
     "/v1/sys/cluster" => [get cluster::status],
     "/v1/sys/cluster/init" => [post cluster::init],
     "/v1/sys/cluster/learners" => [post cluster::add_learner],

@@ -145,7 +145,7 @@ pub async fn revoke(vault: web::Data<Vault>, caller: Caller, path: web::Path<Str
     operation_id = "retireRootToken",
     tag = "tokens",
     summary = "Retire the root token",
-    description = r#"Only the root token itself, and only once another token (not a subject token) holds every scope (`users:*`, `apps:*:*`, `audit:read`, `tokens:admin`, `retention:run`, `cluster:admin`, `consent:admin`, `requests:admin`); otherwise 409. The last such token cannot be revoked afterwards. From then on the root token is refused on every node (401), for good; administer the vault with scoped tokens. Audited as `root-token-retire`."#,
+    description = r#"Only the root token itself, and only once another token (not a subject token) holds every scope (`users:*`, `apps:*:*`, `audit:read`, `tokens:admin`, `retention:run`, `cluster:admin`, `consent:admin`, `requests:admin`, `backup:read`); otherwise 409. The last such token cannot be revoked afterwards. From then on the root token is refused on every node (401), for good; administer the vault with scoped tokens. Audited as `root-token-retire`."#,
     extensions(("x-required-scope" = json!("*"))),
     params(doc::Purpose),
     responses(

@@ -69,6 +69,12 @@ pub enum Operation {
     RequestCancel,
     /// The root token was retired; other admin tokens remain.
     RootTokenRetire,
+    /// A backup of the whole vault was taken.
+    BackupRead,
+    /// The erasure ledger was read (to ship it beside backups).
+    LedgerRead,
+    /// A restored vault applied an erasure of the ledger that came after its backup.
+    LedgerReplay,
 }
 
 impl Operation {

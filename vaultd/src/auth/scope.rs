@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct Scope(Vec<String>);
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scope {0:?}; valid scopes: users:read|write|*, apps:<app|*>:read|write|*, audit:read, tokens:admin, retention:run, cluster:admin, consent:admin, requests:admin")]
+#[error("unknown scope {0:?}; valid scopes: users:read|write|*, apps:<app|*>:read|write|*, audit:read, tokens:admin, retention:run, cluster:admin, consent:admin, requests:admin, backup:read")]
 pub struct ScopeError(String);
 
 const ACTIONS: [&str; 3] = ["read", "write", "*"];
@@ -57,8 +57,13 @@ impl Scope {
         Scope(vec!["cluster".into(), "admin".into()])
     }
 
+    /// Take backups and read the erasure ledger.
+    pub fn backup_read() -> Self {
+        Scope(vec!["backup".into(), "read".into()])
+    }
+
     /// One pattern of each kind, which together grant every scope there is.
-    pub fn every() -> [Scope; 8] {
+    pub fn every() -> [Scope; 9] {
         [
             Scope::users("*"),
             Scope::app("*", "*"),
@@ -68,6 +73,7 @@ impl Scope {
             Scope::cluster_admin(),
             Scope::consent_admin(),
             Scope::requests_admin(),
+            Scope::backup_read(),
         ]
     }
 
@@ -92,7 +98,8 @@ impl FromStr for Scope {
             | ["retention", "run"]
             | ["cluster", "admin"]
             | ["consent", "admin"]
-            | ["requests", "admin"] => true,
+            | ["requests", "admin"]
+            | ["backup", "read"] => true,
             _ => false,
         };
         if valid {

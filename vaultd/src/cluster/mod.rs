@@ -15,6 +15,7 @@
 //! - [`free_space`]: refuses new work before the disk is full, so that a full disk never
 //!   stops Raft; a node whose Raft core stopped anyway says so (`Cluster::has_failed`).
 
+mod backup_cut;
 mod compaction;
 mod free_space;
 mod log_file;
@@ -46,6 +47,7 @@ pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
 pub use network::PeerClient;
 pub use peer::peer_app;
 pub use rpc::Refusal;
+pub use snapshot::{read_pairs, Header as SnapshotHeader, SnapshotParts};
 pub use tls::{plain_client, PeerTls, TlsError};
 pub use types::{NodeId, NodeInfo};
 
@@ -126,6 +128,8 @@ pub struct Cluster {
     proposals: mpsc::Sender<Pending>,
     erasure_compaction: Duration,
     free_space: FreeSpace,
+    /// This node's snapshot files (openraft's state machine builds and installs them).
+    snapshots: Arc<Snapshots>,
     /// Set once a deliberate shutdown begins: Raft stopping then is no failure.
     stopping: AtomicBool,
 }
@@ -141,8 +145,8 @@ impl Cluster {
         options: ClusterOptions,
     ) -> Result<Arc<Self>, ClusterError> {
         let log_store = LogStore::open(&store, &data_dir.join("raft-log"))?;
-        let machine =
-            StateMachineStore::open(StateMachine::new(store.clone(), dek_cache)?, Snapshots::open(data_dir)?)?;
+        let snapshots = Arc::new(Snapshots::open(data_dir)?);
+        let machine = StateMachineStore::open(StateMachine::new(store.clone(), dek_cache)?, Arc::clone(&snapshots))?;
         let raft_config = openraft::Config {
             cluster_name: "strongroom".into(),
             heartbeat_interval: 150,
@@ -198,6 +202,7 @@ impl Cluster {
             proposals,
             erasure_compaction: options.erasure_compaction,
             free_space: FreeSpace::new(data_dir, options.min_free_bytes),
+            snapshots,
             stopping: AtomicBool::new(false),
         });
         tokio::spawn(proposer::run(Arc::clone(&cluster), queue));

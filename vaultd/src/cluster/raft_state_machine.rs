@@ -37,9 +37,9 @@ impl StateMachineStore {
     /// Opens the state machine. Finishes restoring a snapshot if a crash interrupted it,
     /// and restores the last one if the audit trail lacks events the state names (after a
     /// power loss): openraft then applies the log again from there.
-    pub fn open(machine: StateMachine, snapshots: Snapshots) -> Result<Self, StoreError> {
+    pub fn open(machine: StateMachine, snapshots: Arc<Snapshots>) -> Result<Self, StoreError> {
         let raft_meta = machine.store().db().open_tree("raft_meta")?;
-        let mut store = StateMachineStore { machine, snapshots: Arc::new(snapshots), raft_meta, snapshots_built: 0 };
+        let mut store = StateMachineStore { machine, snapshots, raft_meta, snapshots_built: 0 };
         if store.raft_meta.contains_key(INSTALLING)? {
             tracing::warn!("finishing a snapshot installation that was interrupted");
             store.restore()?;

@@ -102,6 +102,24 @@ impl Snapshots {
         Ok(Some((header.meta.clone(), data)))
     }
 
+    /// The current snapshot's two parts, opened for a backup: they stay readable while
+    /// newer snapshots replace this one (by rename) and the trail grows.
+    pub fn open_parts(&self, trail: &AuditTrail) -> Result<Option<SnapshotParts>, StoreError> {
+        let current = self.lock_current();
+        let Some(header) = current.as_ref() else {
+            return Ok(None);
+        };
+        let state = File::open(&self.current)?;
+        let state_bytes = state.metadata()?.len();
+        Ok(Some(SnapshotParts {
+            header: header.clone(),
+            state,
+            state_bytes,
+            trail: trail.open_data()?,
+            trail_bytes: header.cut.bytes,
+        }))
+    }
+
     /// Starts a snapshot of the tree as `cut` holds it, which goes with the trail up to
     /// `header.cut`; `PendingBuild::finish` writes it while applies go on.
     pub fn start_build(&self, header: Header, cut: Cut) -> PendingBuild {
@@ -205,6 +223,15 @@ impl Snapshots {
     }
 }
 
+/// A snapshot's state file and the trail up to its cut, each with its length.
+pub struct SnapshotParts {
+    pub header: Header,
+    pub state: File,
+    pub state_bytes: u64,
+    pub trail: File,
+    pub trail_bytes: u64,
+}
+
 /// A snapshot started at a cut of the tree, not yet written.
 pub struct PendingBuild {
     path: PathBuf,
@@ -290,6 +317,21 @@ fn write_record(out: &mut impl Write, bytes: &[u8]) -> Result<(), StoreError> {
     out.write_all(&len.to_be_bytes())?;
     out.write_all(bytes)?;
     Ok(())
+}
+
+/// Reads a snapshot file's key-value pairs in order, checking the framing and the
+/// trailer; returns its header.
+pub fn read_pairs(
+    input: impl Read,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<Header, StoreError> {
+    let mut records = Records::new(input)?;
+    let header = records.header()?;
+    while let Some(key) = records.next_record()? {
+        let value = records.next_record()?.ok_or(StoreError::Corrupt)?;
+        each(&key, &value)?;
+    }
+    Ok(header)
 }
 
 /// Reads a snapshot's header and records up to the trailer, checking them; returns the

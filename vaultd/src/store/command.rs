@@ -15,7 +15,7 @@ use uuid::Uuid;
 use strongroom_admin_api::retention::RunReport;
 
 use super::records::{
-    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, LegalBasis, PendingIdentity,
+    AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Erasure, Expiration, LegalBasis, PendingIdentity,
     ProcessingActivity, RequestRecord, RequestStatus, SessionRecord, SharedRecord, SubjectRecord,
 };
 use crate::audit::AuditDraft;
@@ -213,6 +213,15 @@ pub enum Change {
     AllocateNodeId,
     /// Retires the root token for good, as long as another token holds `tokens:admin`.
     RetireRootToken,
+    /// A retention rule's minimisation of a profile: applied as `UpdateSubject`, and
+    /// recorded in the erasure ledger as `minimised`.
+    MinimiseSubject {
+        subject: Uuid,
+        expected_version: u64,
+        profile: Vec<u8>,
+        index: Vec<Vec<u8>>,
+        minimised: Erasure,
+    },
 }
 
 /// Changes to consent records: legal bases, subjects' agreements, processing activities.
@@ -321,6 +330,7 @@ impl Change {
             | Change::ReadRequests { .. }
             | Change::Consent(ConsentChange::ReadAgreements { .. } | ConsentChange::ReadByIdentifier { .. })
             | Change::ForgetSubject { .. }
+            | Change::MinimiseSubject { .. }
             | Change::DeleteApp { .. }
             | Change::DeleteSession { .. }
             | Change::DeleteEndedShare { .. }

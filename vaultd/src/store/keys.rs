@@ -62,6 +62,8 @@ pub const REQUEST: u8 = b'o';
 const REQUEST_OF_SUBJECT: u8 = b'u';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
+/// The erasure ledger: `E` + sequence number (big-endian, from 1) → `LedgerEntry`.
+pub const LEDGER: u8 = b'E';
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -205,6 +207,10 @@ pub fn activity(activity: &str) -> Vec<u8> {
     key(ACTIVITY, &[activity.as_bytes()])
 }
 
+pub fn ledger(seq: u64) -> Vec<u8> {
+    key(LEDGER, &[&seq.to_be_bytes()])
+}
+
 pub fn request(rtoken: &Uuid) -> Vec<u8> {
     key(REQUEST, &[rtoken.as_bytes()])
 }
@@ -238,6 +244,10 @@ pub fn is_meta(key: &[u8]) -> bool {
 pub const AUDIT_HEAD: &str = "audit_head";
 pub const INDEX_KEY: &str = "index_key";
 pub const NEXT_NODE_ID: &str = "next_node_id";
+/// The sequence number the erasure ledger's next entry takes.
+pub const LEDGER_NEXT: &str = "ledger_next";
+/// A restored vault's new identity (see `Store::cluster_id`).
+pub const CLUSTER_ID: &str = "cluster_id";
 /// Present once the root token was retired: from then on it opens nothing.
 pub const ROOT_RETIRED: &str = "root_retired";
 

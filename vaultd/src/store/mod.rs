@@ -5,7 +5,7 @@
 
 mod audit_trail;
 mod command;
-mod format;
+pub mod format;
 pub(crate) mod framing;
 pub(crate) mod keys;
 mod records;
@@ -27,9 +27,9 @@ pub use command::{
     Applied, Batch, Change, Command, ConsentChange, ForgetCondition, Receipt, Rejection, Target, WrappedKey,
 };
 pub use records::{
-    decode, encode, AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Expiration, ExpirationStatus, LegalBasis,
-    PendingIdentity, ProcessingActivity, RequestAction, RequestRecord, RequestStatus, SessionRecord, SharedRecord,
-    SubjectRecord, SubjectState,
+    decode, encode, AccessTokenRecord, ActiveSubject, Agreement, AppRecord, Erasure, Expiration, ExpirationStatus,
+    LedgerEntry, LegalBasis, PendingIdentity, ProcessingActivity, RequestAction, RequestRecord, RequestStatus,
+    SessionRecord, SharedRecord, SubjectRecord, SubjectState,
 };
 pub use state_machine::{StateMachine, Transaction};
 pub use tree_cut::{Cut, TreeCuts};
@@ -268,6 +268,31 @@ impl Store {
         self.get(&keys::meta(keys::INDEX_KEY))
     }
 
+    /// The vault's identity: set anew by a restore, otherwise derived from the wrapped
+    /// index key, which the cluster makes once, when it is created. `None` before that.
+    pub fn cluster_id(&self) -> Result<Option<Uuid>, StoreError> {
+        if let Some(id) = self.get::<Uuid>(&keys::meta(keys::CLUSTER_ID))? {
+            return Ok(Some(id));
+        }
+        Ok(self.wrapped_index_key()?.map(|key| cluster_id_of(&key)))
+    }
+
+    /// Ledger entries after `after`, in order, at most `limit`; and the sequence number
+    /// the next entry will take.
+    pub fn ledger_after(&self, after: u64, limit: usize) -> Result<(Vec<(u64, LedgerEntry)>, u64), StoreError> {
+        let entries = self
+            .state
+            .range(keys::ledger(after.saturating_add(1))..=keys::ledger(u64::MAX))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((keys::trailing_seq(&key), decode(&value)?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let next = self.get::<u64>(&keys::meta(keys::LEDGER_NEXT))?.unwrap_or(1);
+        Ok((entries, next))
+    }
+
     pub fn token_by_secret_hash(&self, hash: &[u8; 32]) -> Result<Option<AccessTokenRecord>, StoreError> {
         // Tokens are keyed by the SHA-256 of their secret: a lookup compares digests, which
         // an attacker cannot steer byte by byte, never the secret itself.
@@ -437,4 +462,13 @@ impl Durability {
         *synced = present;
         Ok(())
     }
+}
+
+/// The identity derived from a cluster's wrapped index key.
+pub fn cluster_id_of(index_key: &WrappedKey) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(b"strongroom cluster id\0").chain_update(&index_key.wrapped).finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }

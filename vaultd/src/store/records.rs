@@ -250,6 +250,30 @@ pub struct AccessTokenRecord {
     pub subject: Option<uuid::Uuid>,
 }
 
+/// One entry of the erasure ledger: which subject lost what, and when — no personal data.
+/// A restored backup applies the entries newer than itself, so that nobody erased after
+/// the backup was taken comes back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// When the erasure was applied (ms since the Unix epoch).
+    pub time: u64,
+    pub subject: uuid::Uuid,
+    pub erasure: Erasure,
+}
+
+/// What an erasure removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Erasure {
+    /// The whole subject (forget-me, an ended expiration, a retention `delete`).
+    Forget,
+    /// One app record.
+    DeleteApp { app: String },
+    /// Profile fields, removed.
+    DropFields { fields: Vec<String> },
+    /// Profile fields, replaced by keyed pseudonyms.
+    Pseudonymize { fields: Vec<String> },
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(value).map_err(|_| StoreError::Encoding)
 }

@@ -16,6 +16,7 @@ mod apps;
 mod cluster;
 mod consent;
 mod expiration;
+mod ledger;
 mod pending;
 mod retention;
 mod sessions;
@@ -130,6 +131,9 @@ impl Transaction<'_> {
         if outcome.is_ok() && command.audit.operation.erases_data() {
             // The removed data is still in this entry's predecessors in the log.
             self.staged.insert(keys::erasure(log_index), encode(&command.audit.time)?);
+        }
+        if let (Ok(_), Some(subject), Some(erasure)) = (&outcome, resolved, ledger::erasure_of(&command.change)) {
+            ledger::append(&mut self.staged, subject, erasure, command.audit.time)?;
         }
         let mut draft = command.audit.clone();
         draft.subject = draft.subject.or(resolved);
@@ -253,6 +257,7 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64, audit_seq: u64) 
         },
         Change::CreateSubject { subject, .. }
         | Change::UpdateSubject { subject, .. }
+        | Change::MinimiseSubject { subject, .. }
         | Change::PutApp { subject, .. }
         | Change::StartExpiration { subject, .. } => Some(*subject),
         _ => None,
@@ -265,7 +270,8 @@ fn apply_change(staged: &mut Staged, change: &Change, now: u64, audit_seq: u64) 
         (Change::CreateSubject { subject, kek, wrapped_dek, profile, index }, _) => {
             users::create(staged, users::NewSubject { subject, kek, wrapped_dek, profile, index }, now)?
         }
-        (Change::UpdateSubject { subject, expected_version, profile, index }, _) => {
+        (Change::UpdateSubject { subject, expected_version, profile, index }, _)
+        | (Change::MinimiseSubject { subject, expected_version, profile, index, .. }, _) => {
             users::update(staged, subject, *expected_version, profile, index, now)?
         }
         (Change::ForgetSubject { condition, .. }, Some(subject)) => {

@@ -9,6 +9,7 @@
 //! and what every feature uses.
 
 mod apps;
+pub mod backup;
 mod consent;
 mod expiration;
 mod lifetime;
@@ -52,8 +53,8 @@ use crate::crypto::{self, BlindIndex, CryptoError, DataKey, DekCache, Kek};
 use crate::error::{VaultError, VaultResult};
 use crate::identifiers::{self, IndexKind, Mode};
 use crate::store::{
-    ActiveSubject, Applied, Change, Command, ForgetCondition, Receipt, Rejection, Store, StoreError, SubjectRecord,
-    SubjectState, Target, WrappedKey,
+    ActiveSubject, Applied, Change, Command, Erasure, ForgetCondition, Receipt, Rejection, Store, StoreError,
+    SubjectRecord, SubjectState, Target, WrappedKey,
 };
 
 pub struct Vault {
@@ -178,7 +179,7 @@ fn rejected(rejection: Rejection) -> VaultError {
         Rejection::Exists => VaultError::Conflict("record already exists"),
         Rejection::NoOtherAdmin => VaultError::Conflict(
             "the vault needs a token holding every scope (users:*, apps:*:*, audit:read, tokens:admin, \
-             retention:run, cluster:admin, consent:admin, requests:admin) besides the root token",
+             retention:run, cluster:admin, consent:admin, requests:admin, backup:read) besides the root token",
         ),
     }
 }

@@ -200,11 +200,12 @@ impl Vault {
                 if dry_run {
                     return Ok(Outcome::Changed(0));
                 }
-                let operation = match rule.action {
-                    Action::DropFields => Operation::RetentionDropFields,
-                    _ => Operation::RetentionPseudonymize,
+                let fields = rule.fields.clone();
+                let (operation, minimised) = match rule.action {
+                    Action::DropFields => (Operation::RetentionDropFields, Erasure::DropFields { fields }),
+                    _ => (Operation::RetentionPseudonymize, Erasure::Pseudonymize { fields }),
                 };
-                (operation, self.profile_change(subject, record.version, active, profile).await?)
+                (operation, self.profile_change(subject, record.version, active, profile, Some(minimised)).await?)
             }
             Action::DeleteApp => {
                 let Some(app) = selector.app() else { return Ok(Outcome::NotMatched) };

@@ -140,7 +140,7 @@ impl Vault {
         let Value::Object(map) = profile else {
             return Err(VaultError::bad_request("the record must remain a JSON object"));
         };
-        let change = self.profile_change(subject, version, active, &map).await?;
+        let change = self.profile_change(subject, version, active, &map, None).await?;
         // A change may not remove the last lookup field; a profile that retention already
         // minimised to none may still change.
         if let Change::UpdateSubject { index, .. } = &change {
@@ -152,18 +152,25 @@ impl Vault {
     }
 
     /// The command that stores `profile` as the subject's profile, replacing the one at
-    /// `version`: sealed under the subject's DEK, with its blind-index entries.
+    /// `version`: sealed under the subject's DEK, with its blind-index entries. A
+    /// retention rule's edit names what it `minimised`, for the erasure ledger.
     pub(super) async fn profile_change(
         &self,
         subject: Uuid,
         version: u64,
         active: &ActiveSubject,
         profile: &Map<String, Value>,
+        minimised: Option<Erasure>,
     ) -> VaultResult<Change> {
         let index = self.index_entries(profile).await?;
         let plaintext = limits::encode_object(profile, PROFILE, self.settings.max_record_bytes)?;
         let sealed = self.dek(&subject, active).await?.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
-        Ok(Change::UpdateSubject { subject, expected_version: version, profile: sealed, index })
+        Ok(match minimised {
+            None => Change::UpdateSubject { subject, expected_version: version, profile: sealed, index },
+            Some(minimised) => {
+                Change::MinimiseSubject { subject, expected_version: version, profile: sealed, index, minimised }
+            }
+        })
     }
 
     pub(super) async fn open_profile(&self, subject: &Uuid, active: &ActiveSubject) -> VaultResult<Value> {

@@ -19,7 +19,7 @@ pub use strongroom_testkit::SoftHsm;
 pub const ROOT_TOKEN: &str = "test-root-token-0123456789";
 
 /// Scopes that together hold everything: an administrator token's.
-pub const EVERY_SCOPE: [&str; 8] = [
+pub const EVERY_SCOPE: [&str; 9] = [
     "users:*",
     "apps:*:*",
     "audit:read",
@@ -28,6 +28,7 @@ pub const EVERY_SCOPE: [&str; 8] = [
     "cluster:admin",
     "consent:admin",
     "requests:admin",
+    "backup:read",
 ];
 
 /// How to start a vault.
