@@ -145,8 +145,11 @@ pub fn refuse_missing_token(req: &HttpRequest) -> VaultError {
     failed(VaultError::Unauthenticated, client_of(req), metrics.map(|m| m.get_ref()), throttle.map(|t| t.get_ref()))
 }
 
+/// A request's token and its `X-Purpose`.
+type Presented = (Zeroizing<String>, Option<String>);
+
 /// The presented token and purpose, checked for shape; `None` without a token.
-fn presented(req: &HttpRequest) -> Result<Option<(Zeroizing<String>, Option<String>)>, VaultError> {
+fn presented(req: &HttpRequest) -> Result<Option<Presented>, VaultError> {
     let Some(secret) = req
         .headers()
         .get(TOKEN_HEADER)
