@@ -83,6 +83,8 @@ pub struct ErasureRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErasurePage {
+    /// The vault whose ledger this is (shipped ledgers are kept per vault).
+    pub cluster_id: String,
     pub erasures: Vec<ErasureRow>,
     /// The sequence number the ledger's next entry will take.
     pub next: u64,

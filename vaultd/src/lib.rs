@@ -10,12 +10,16 @@
 //! - [`crypto`]: KEK (HSM or demo), DEKs, sealing, blind index;
 //! - [`audit`]: the hash-chained audit trail;
 //! - [`tls`]: TLS on the API and peer ports (rustls);
-//! - [`retention`]: storage limitation: retention rules and the expiration sweeper.
+//! - [`retention`]: storage limitation: retention rules and the expiration sweeper;
+//! - [`backup`]: `vaultd backup` and `vaultd restore`: backups of a running vault, where
+//!   they are kept, and new vaults made from them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api;
+pub mod api_client;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod config;
 pub mod crypto;

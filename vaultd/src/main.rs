@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use zeroize::Zeroizing;
 
+use vaultd::backup::{Destination, RestoreOptions, VaultApi};
 use vaultd::cluster::ClusterOptions;
-use vaultd::config::{BehaviourSettings, HsmSettings, ServeSettings};
-use vaultd::crypto::{import_key as import_key_into, HsmKek, Imported, Kek, SoftwareKek};
+use vaultd::config::{BehaviourSettings, HsmSettings, ServeSettings, Span};
+use vaultd::crypto::{import_key as import_key_into, HsmConfig, HsmKek, Imported, Kek, SoftwareKek};
 use vaultd::minimize::MinimizeOptions;
 use vaultd::server;
 use vaultd::vault::Vault;
@@ -39,8 +40,122 @@ enum Command {
     /// Run a retention policy once against a vault and print the report (JSON); exits
     /// non-zero when the run fails. What a RetentionPolicy's CronJob runs.
     Minimize(MinimizeArgs),
+    /// Take a backup of a running vault into a directory or an S3 bucket (then ship the
+    /// erasure ledger); or, with a subcommand, look after the backups stored there.
+    Backup(Box<BackupArgs>),
+    /// Make a new one-member vault from a backup, and apply every erasure recorded after
+    /// it. Run `vaultd serve` on the data directory afterwards.
+    Restore(Box<RestoreArgs>),
     /// Print the API's OpenAPI document (JSON), as `GET /v1/openapi.json` serves it.
     Openapi,
+}
+
+/// Where backups are kept.
+#[derive(Args)]
+struct StoreArgs {
+    /// File of `KEY=value` lines (e.g. `AWS_ACCESS_KEY_ID=...`) for an s3:// location;
+    /// otherwise the `AWS_*` environment variables are used.
+    #[arg(long, env = "VAULTD_BACKUP_CREDENTIALS_FILE")]
+    credentials_file: Option<PathBuf>,
+}
+
+/// The vault whose API a backup command calls.
+#[derive(Args)]
+struct VaultArgs {
+    /// Base URL of the vault's API (any node).
+    #[arg(long, env = "VAULTD_VAULT_URL")]
+    vault: Option<String>,
+    /// File holding a token with the `backup:read` scope.
+    #[arg(long, env = "VAULTD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https:// vault.
+    #[arg(long, env = "VAULTD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    fn api(&self) -> anyhow::Result<VaultApi> {
+        let vault = self.vault.as_deref().context("--vault is required")?;
+        let token_file = self.token_file.as_deref().context("--token-file is required")?;
+        Ok(VaultApi::new(vault, token_file, self.ca_file.as_deref(), std::time::Duration::from_secs(600))?)
+    }
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BackupArgs {
+    #[command(subcommand)]
+    action: Option<BackupAction>,
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Where to store it: a directory, or s3://bucket/prefix.
+    #[arg(long)]
+    to: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Print the complete backups' ids, oldest first.
+    List {
+        #[arg(long)]
+        from: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Check a backup (the newest by default): checksums, the state's framing and subject
+    /// count, the audit hash chain; with the HSM flags, that its keys unwrap.
+    Verify {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        backup: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        hsm: HsmSettings,
+    },
+    /// Delete backups beyond the newest `--keep-last` that are also older than
+    /// `--keep-within` (the newest backup is always kept).
+    Prune {
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value_t = 7)]
+        keep_last: usize,
+        /// e.g. 30days
+        #[arg(long)]
+        keep_within: Option<Span>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Ship the erasure ledger entries the destination lacks, without a backup.
+    ShipLedger {
+        #[command(flatten)]
+        vault: VaultArgs,
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// Where the backups are: a directory, or s3://bucket/prefix.
+    #[arg(long)]
+    from: String,
+    /// The backup's id (`vaultd backup list`); the newest by default.
+    #[arg(long)]
+    backup: Option<String>,
+    /// The new vault's data directory (must not exist, or be empty).
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The HSM holding the KEK the backup's keys are wrapped by.
+    #[command(flatten)]
+    hsm: HsmSettings,
 }
 
 #[derive(Args)]
@@ -103,6 +218,8 @@ fn main() -> ExitCode {
                 Command::Serve(args) => serve(*args, &runtime),
                 Command::HsmImportKey(args) => import_key(args),
                 Command::Minimize(args) => minimize(args),
+                Command::Backup(args) => runtime.block_on(backup(*args)),
+                Command::Restore(args) => runtime.block_on(restore(*args)),
                 Command::Openapi => {
                     println!("{}", vaultd::api::doc::document());
                     Ok(())
@@ -203,4 +320,61 @@ fn import_key(args: ImportKeyArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let open = |location: &str, store: &StoreArgs| Destination::open(location, store.credentials_file.as_deref());
+    let report = match args.action {
+        None => {
+            let to = args.to.as_deref().context("--to is required")?;
+            let report = vaultd::backup::take(&args.vault.api()?, &open(to, &args.store)?).await?;
+            serde_json::to_value(report)?
+        }
+        Some(BackupAction::List { from, store }) => {
+            for id in open(&from, &store)?.backups().await? {
+                println!("{id}");
+            }
+            return Ok(());
+        }
+        Some(BackupAction::Verify { from, backup, store, hsm }) => {
+            let kek = match hsm.module.is_some() {
+                true => Some(open_kek(&hsm)?),
+                false => None,
+            };
+            serde_json::to_value(vaultd::backup::verify(&open(&from, &store)?, backup.as_deref(), kek.as_ref()).await?)?
+        }
+        Some(BackupAction::Prune { from, keep_last, keep_within, store }) => {
+            let keep_within = keep_within.map(|span| span.0);
+            serde_json::to_value(vaultd::backup::prune(&open(&from, &store)?, keep_last, keep_within).await?)?
+        }
+        Some(BackupAction::ShipLedger { vault, to, store }) => {
+            let shipped = vaultd::backup::ship_ledger(&vault.api()?, &open(&to, &store)?).await?;
+            serde_json::json!({ "ledgerEntriesShipped": shipped })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let source = Destination::open(&args.from, args.store.credentials_file.as_deref())?;
+    let kek = open_kek(&args.hsm)?;
+    let options = RestoreOptions { backup: args.backup, data_dir: args.data_dir };
+    let report = vaultd::backup::restore(&source, kek, &options).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// The KEK in the HSM the flags name (one session: the backup commands unwrap few keys).
+fn open_kek(hsm: &HsmSettings) -> anyhow::Result<Kek> {
+    let location = hsm.location()?;
+    let config = HsmConfig {
+        module: location.module,
+        token_label: location.token_label,
+        pin: location.pin,
+        key_label: location.key_label,
+        create_key: false,
+        sessions: 1,
+    };
+    Ok(Kek::Hsm(HsmKek::open(&config).context("cannot open the HSM")?))
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use strongroom_admin_api::retention::{PolicyDocument, RunReport, RunRequest};
-use zeroize::Zeroizing;
 
+use crate::api_client::{ca_certificates, with_causes};
 use crate::config;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +16,8 @@ pub enum MinimizeError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a RetentionPolicy (YAML or JSON): {message}")]
     Policy { path: PathBuf, message: String },
-    #[error("{path} is not a PEM CA certificate: {message}")]
-    Certificate { path: PathBuf, message: String },
+    #[error("{0}")]
+    Certificate(String),
     #[error("{0}")]
     Config(#[from] config::ConfigError),
     #[error("cannot reach the vault at {url}: {message}")]
@@ -77,31 +77,12 @@ pub fn run(options: &MinimizeOptions) -> Result<RunReport, MinimizeError> {
 fn client(options: &MinimizeOptions) -> Result<reqwest::blocking::Client, MinimizeError> {
     let mut builder = reqwest::blocking::Client::builder().timeout(options.timeout);
     if let Some(path) = &options.ca_file {
-        let pem =
-            Zeroizing::new(std::fs::read(path).map_err(|source| MinimizeError::Read { path: path.clone(), source })?);
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| MinimizeError::Certificate { path: path.clone(), message: with_causes(&e) })?;
-        if certificates.is_empty() {
-            return Err(MinimizeError::Certificate { path: path.clone(), message: "no certificate in it".into() });
-        }
+        let certificates = ca_certificates(path).map_err(MinimizeError::Certificate)?;
         for certificate in certificates {
             builder = builder.add_root_certificate(certificate);
         }
     }
     builder.build().map_err(|e| MinimizeError::Unreachable { url: options.vault.clone(), message: with_causes(&e) })
-}
-
-/// An error and its causes, `: `-separated: reqwest's own message does not say why a
-/// request failed (e.g. that the vault's certificate is not signed by the given CA).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    message
 }
 
 #[cfg(test)]

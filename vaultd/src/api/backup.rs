@@ -111,7 +111,7 @@ fn default_limit() -> usize {
             description = r#"A page of the ledger"#,
             body = doc::ErasuresReply,
             content_type = "application/json",
-            example = json!({"status": "ok", "erasures": [{"seq": 1, "time": 1_765_100_000_000_u64, "token": "7c0f9c36-3a5e-4b8e-9d1e-2f4c5b6a7d8e", "kind": "dropFields", "fields": ["phone"]}], "next": 2})
+            example = json!({"status": "ok", "clusterId": "0b6f3c3e-5a4f-4c1e-9a55-3d1b2c4e5f60", "erasures": [{"seq": 1, "time": 1_765_100_000_000_u64, "token": "7c0f9c36-3a5e-4b8e-9d1e-2f4c5b6a7d8e", "kind": "dropFields", "fields": ["phone"]}], "next": 2})
         ),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),

@@ -1183,6 +1183,9 @@ pub struct RetentionRunRequest {
 #[derive(Serialize, ToSchema)]
 pub struct ErasuresReply {
     pub status: OkStatus,
+    /// The vault whose ledger this is
+    #[serde(rename = "clusterId")]
+    pub cluster_id: Uuid,
     pub erasures: Vec<Erasure>,
     /// The sequence number the ledger's next entry will take
     pub next: u64,

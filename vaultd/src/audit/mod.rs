@@ -93,6 +93,7 @@ impl Operation {
                 | Operation::RetentionDropFields
                 | Operation::RetentionPseudonymize
                 | Operation::RetentionDeleteApp
+                | Operation::LedgerReplay
         )
     }
 }

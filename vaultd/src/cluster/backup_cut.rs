@@ -1,5 +1,7 @@
 //! A backup's cut: a snapshot of this node's state that holds everything it has applied,
-//! taken by the same machinery that compacts the log, while applies go on.
+//! taken by the same machinery that compacts the log, while applies go on. A restored
+//! vault also purges its log up to such a snapshot, so that members added later get the
+//! whole state from it.
 
 use std::time::Duration;
 
@@ -30,5 +32,19 @@ impl Cluster {
             Ok(None) => Err(Refusal::Failed("no snapshot to back up".into())),
             Err(e) => Err(Refusal::Failed(format!("opening the snapshot for a backup: {e}"))),
         }
+    }
+
+    /// A snapshot of everything applied, and the log purged up to it.
+    pub async fn snapshot_and_purge(&self) -> Result<(), Refusal> {
+        let parts = self.snapshot_for_backup().await?;
+        let index = parts.header.meta.last_log_id.map_or(0, |id| id.index);
+        self.raft()?.trigger().purge_log(index).await.map_err(|e| Refusal::Failed(format!("log purge: {e}")))?;
+        let purged = |m: &super::types::RaftMetrics| m.purged.is_some_and(|p| p.index >= index);
+        self.raft()?
+            .wait(Some(BUILD_TIMEOUT))
+            .metrics(purged, "log purged to the snapshot")
+            .await
+            .map(drop)
+            .map_err(|e| Refusal::Failed(format!("log purge: {e}")))
     }
 }

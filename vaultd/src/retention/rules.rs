@@ -68,9 +68,19 @@ pub const PSEUDONYM_PREFIX: &str = "psn_";
 /// Applies `dropFields` or `pseudonymize` to a profile; `pseudonym` maps a field and its
 /// value to the value's pseudonym. Returns whether anything changed.
 pub fn edit_profile(rule: &Rule, profile: &mut Map<String, Value>, pseudonym: impl Fn(&str, &Value) -> String) -> bool {
+    minimise(rule.action, &rule.fields, profile, pseudonym)
+}
+
+/// [`edit_profile`] for an action and its fields, as the erasure ledger records them.
+pub fn minimise(
+    action: Action,
+    fields: &[String],
+    profile: &mut Map<String, Value>,
+    pseudonym: impl Fn(&str, &Value) -> String,
+) -> bool {
     let mut changed = false;
-    for field in &rule.fields {
-        match rule.action {
+    for field in fields {
+        match action {
             Action::DropFields => changed |= profile.remove(field).is_some(),
             Action::Pseudonymize => {
                 if let Some(value) = profile.get_mut(field) {

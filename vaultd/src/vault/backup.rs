@@ -70,11 +70,13 @@ impl Vault {
         caller.require(&Scope::backup_read())?;
         caller.require_staff()?;
         self.catch_up().await?;
+        let cluster_id = self.store.cluster_id()?.ok_or(VaultError::Unavailable("the vault has no keys yet"))?;
         let (entries, next) = self.store.ledger_after(after, limit)?;
         if !entries.is_empty() {
             self.record_access(draft(caller, Operation::LedgerRead, None, None, None), true).await?;
         }
-        Ok(ErasurePage { erasures: entries.into_iter().map(|(seq, entry)| erasure_row(seq, entry)).collect(), next })
+        let erasures = entries.into_iter().map(|(seq, entry)| erasure_row(seq, entry)).collect();
+        Ok(ErasurePage { cluster_id: cluster_id.to_string(), erasures, next })
     }
 }
 

@@ -12,6 +12,7 @@ mod apps;
 pub mod backup;
 mod consent;
 mod expiration;
+mod ledger_replay;
 mod lifetime;
 mod limits;
 mod lookup;

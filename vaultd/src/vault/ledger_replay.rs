@@ -1,0 +1,51 @@
+//! Applying the erasure ledger to a restored vault: each erasure recorded after the
+//! backup was taken is done again, through the log like any change, before the vault
+//! serves anything — audited as `ledger-replay`, with the ledger's name and the entry's
+//! number as the purpose.
+
+use serde_json::Value;
+use strongroom_admin_api::backup::{ErasureKind, ErasureRow};
+use strongroom_admin_api::retention::Action;
+
+use super::*;
+use crate::retention::rules::minimise;
+
+impl Vault {
+    /// Applies one ledger entry; `false` when there was nothing left to erase (the
+    /// subject came after the backup, or lost that data before it).
+    pub async fn replay_erasure(&self, row: &ErasureRow, ledger: &str) -> VaultResult<bool> {
+        let subject =
+            Uuid::parse_str(&row.token).map_err(|_| VaultError::bad_request("ledger entry names no token"))?;
+        let Some(record) = self.store.subject(&subject)? else { return Ok(false) };
+        let SubjectState::Active(active) = &record.state else { return Ok(false) };
+        let mut audit = system_draft(Operation::LedgerReplay);
+        audit.subject = Some(subject);
+        audit.purpose = Some(format!("erasure ledger {ledger} entry {}", row.seq));
+        let change = match row.kind {
+            ErasureKind::Forget => {
+                Change::ForgetSubject { target: Target::Token(subject), condition: ForgetCondition::Always }
+            }
+            ErasureKind::DeleteApp => {
+                let Some(app) = row.app.clone().filter(|app| active.apps.contains(app)) else { return Ok(false) };
+                audit.app = Some(app.clone());
+                Change::DeleteApp { target: Target::Token(subject), app, expected_version: None }
+            }
+            ErasureKind::DropFields | ErasureKind::Pseudonymize => {
+                let Value::Object(mut profile) = self.open_profile(&subject, active).await? else {
+                    return Err(VaultError::Crypto(CryptoError::Malformed));
+                };
+                let (action, erasure) = match row.kind {
+                    ErasureKind::DropFields => (Action::DropFields, Erasure::DropFields { fields: row.fields.clone() }),
+                    _ => (Action::Pseudonymize, Erasure::Pseudonymize { fields: row.fields.clone() }),
+                };
+                let index = self.index().await?;
+                if !minimise(action, &row.fields, &mut profile, |field, value| index.pseudonym(field, value)) {
+                    return Ok(false);
+                }
+                self.profile_change(subject, record.version, active, &profile, Some(erasure)).await?
+            }
+        };
+        self.commit(audit, change).await?.outcome.map_err(rejected)?;
+        Ok(true)
+    }
+}
