@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::verify::fetch_and_check;
 use super::{BackupError, Destination};
-use crate::cluster::{read_pairs, ClusterOptions};
+use crate::cluster::{raft_state_keys, read_pairs, ClusterOptions};
 use crate::crypto::Kek;
 use crate::store::{encode, keys, Store};
 use crate::vault::{Vault, VaultSettings};
@@ -95,14 +95,19 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
     })
 }
 
-/// A data directory holding the backup's state, under the new cluster id, and its trail.
+/// A data directory holding the backup's state (without the old cluster's Raft state),
+/// under the new cluster id, and its trail.
 fn write_data_dir(dir: &Path, state: &Path, audit: &Path, cluster_id: Uuid) -> Result<(), crate::store::StoreError> {
     std::fs::create_dir_all(dir)?;
     let store = Store::open(dir, 64 << 20)?;
     let tree = store.state_tree();
     let mut batch = sled::Batch::default();
     let mut pending = 0;
+    let raft_state = raft_state_keys();
     read_pairs(BufReader::with_capacity(1 << 20, File::open(state)?), |key, value| {
+        if raft_state.iter().any(|raft_key| raft_key.as_slice() == key) {
+            return Ok(());
+        }
         batch.insert(key, value);
         pending += 1;
         if pending == LOAD_BATCH {

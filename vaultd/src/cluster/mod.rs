@@ -46,6 +46,7 @@ pub use free_space::{Room, DEFAULT_MIN_FREE_BYTES};
 pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
 pub use network::PeerClient;
 pub use peer::peer_app;
+pub use raft_state_machine::raft_state_keys;
 pub use rpc::Refusal;
 pub use snapshot::{read_pairs, Header as SnapshotHeader, SnapshotParts};
 pub use tls::{plain_client, PeerTls, TlsError};

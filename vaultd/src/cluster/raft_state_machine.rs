@@ -11,10 +11,16 @@ use tokio::io::AsyncWriteExt;
 use super::snapshot::{Header, PendingBuild, Snapshots};
 use super::snapshot_stream::SnapshotData;
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::store::{decode, encode, Receipt, StateMachine, Store, StoreError};
+use crate::store::{decode, encode, keys, Receipt, StateMachine, Store, StoreError};
 
 const LAST_APPLIED: &str = "raft_last_applied";
 const MEMBERSHIP: &str = "raft_membership";
+
+/// The state-tree keys that hold Raft's own state (what was applied, the membership):
+/// they belong to one cluster, so a restore into a new one leaves them out.
+pub fn raft_state_keys() -> [Vec<u8>; 2] {
+    [keys::meta(LAST_APPLIED), keys::meta(MEMBERSHIP)]
+}
 /// Set in `raft_meta` while the state is being restored from a snapshot.
 const INSTALLING: &[u8] = b"installing_snapshot";
 

@@ -1,0 +1,203 @@
+//! Backups and restores against real `vaultd serve` processes (SoftHSM): `vaultd backup`
+//! into a local directory, `list`, `verify`, `prune`; `vaultd restore` applying the
+//! erasure ledger so that nobody erased after the backup comes back; and every damaged,
+//! cut-short or foreign backup refused before anything is written.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use strongroom_testkit::SoftHsm;
+use support::{admin_rows, occurs_in_files, operations, profile, serve_scratch, Client, Vault};
+
+/// Runs a `vaultd` command with the SoftHSM token's environment: exit code, the JSON it
+/// printed (or the raw output), stderr.
+fn run(hsm: &SoftHsm, args: &[&str]) -> (i32, Value, String) {
+    let output = support::vaultd()
+        .args(args)
+        .envs(&hsm.env)
+        .env_remove("VAULTD_VAULT_URL")
+        .env_remove("VAULTD_TOKEN_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let printed = serde_json::from_str(stdout.trim()).unwrap_or(Value::String(stdout));
+    (output.status.code().unwrap_or(-1), printed, stderr)
+}
+
+fn ok(result: (i32, Value, String)) -> Value {
+    let (code, printed, stderr) = result;
+    assert_eq!(code, 0, "printed {printed}\nstderr {stderr}");
+    printed
+}
+
+fn refused(result: (i32, Value, String), says: &str) {
+    let (code, printed, stderr) = result;
+    assert_ne!(code, 0, "printed {printed}");
+    assert!(stderr.contains(says), "expected {says:?} in: {stderr}");
+}
+
+fn take(hsm: &SoftHsm, vault: &Vault, token_file: &Path, to: &Path) -> Value {
+    let to = to.to_str().unwrap();
+    ok(run(hsm, &["backup", "--vault", &vault.url, "--token-file", token_file.to_str().unwrap(), "--to", to]))
+}
+
+fn restore(hsm: &SoftHsm, from: &Path, data_dir: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec!["restore", "--from", from.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(hsm, &args)
+}
+
+fn list(hsm: &SoftHsm, from: &Path) -> Vec<String> {
+    let (code, printed, stderr) = run(hsm, &["backup", "list", "--from", from.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    match printed {
+        Value::String(text) => text.lines().map(String::from).collect(),
+        one => vec![one.to_string()],
+    }
+}
+
+struct Source {
+    hsm: SoftHsm,
+    _scratch: tempfile::TempDir,
+    vault: Vault,
+    token_file: PathBuf,
+    backups: PathBuf,
+}
+
+fn source() -> Source {
+    let (hsm, scratch, data_dir) = serve_scratch();
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let token_file = data_dir.with_extension("root-token");
+    let backups = scratch.path().join("backups");
+    Source { hsm, vault, token_file, backups, _scratch: scratch }
+}
+
+#[test]
+fn a_restore_brings_back_what_was_backed_up_and_no_one_erased_after_it() {
+    let source = source();
+    let client = source.vault.client();
+    let alice = client.create_user(json!({"login": "alice", "email": "alice@example.com", "phone": "+447700900123"}));
+    let bob = client.create_user(json!({"login": "bob", "name": "Bob Backupson"}));
+    let carol = client.create_user(json!({"login": "carol"}));
+    client.post(&format!("/v1/userapp/token/{carol}/shop"), json!({"size": "M"})).assert_ok();
+    client.post(&format!("/v1/userapp/token/{carol}/crm"), json!({"tier": "gold"})).assert_ok();
+
+    let taken = take(&source.hsm, &source.vault, &source.token_file, &source.backups);
+    assert_eq!(taken["subjects"], 3, "{taken}");
+    let id = taken["backup"].as_str().unwrap().to_string();
+    assert_eq!(list(&source.hsm, &source.backups), [id.clone()]);
+    for plaintext in ["alice@example.com", "Bob Backupson", "+447700900123", "gold"] {
+        assert_eq!(occurs_in_files(&source.backups, plaintext), None, "{plaintext} is in the backup");
+    }
+    let verified = ok(run(&source.hsm, &["backup", "verify", "--from", source.backups.to_str().unwrap()]));
+    assert_eq!(verified["backup"], id.as_str());
+    assert_eq!(verified["subjects"], 3, "{verified}");
+
+    // After the backup: bob forgets himself, retention drops alice's phone, carol's crm
+    // record is deleted; dave signs up. The ledger ships without another backup.
+    client.delete(&format!("/v1/user/token/{bob}")).assert_ok();
+    let rule =
+        json!({"name": "drop-phone", "match": {"hasFields": ["phone"]}, "action": "dropFields", "fields": ["phone"]});
+    let run_report = client.post("/v1/sys/retention/run", json!({"policy": "shop/phones", "spec": {"rules": [rule]}}));
+    assert_eq!(run_report.assert_ok()["changed"], 1, "{}", run_report.body);
+    client.delete(&format!("/v1/userapp/token/{carol}/crm")).assert_ok();
+    let dave = client.create_user(json!({"login": "dave"}));
+    let ledger = client.get("/v1/sys/erasures").assert_ok().clone();
+    let kinds: Vec<&str> = ledger["erasures"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["forget", "dropFields", "deleteApp"], "{ledger}");
+    let shipped = ok(run(
+        &source.hsm,
+        &[
+            "backup",
+            "ship-ledger",
+            "--vault",
+            &source.vault.url,
+            "--token-file",
+            source.token_file.to_str().unwrap(),
+            "--to",
+            source.backups.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(shipped["ledgerEntriesShipped"], 3, "{shipped}");
+
+    // The restore: a new vault from the old backup, with the three erasures applied.
+    let restored_dir = source.backups.with_file_name("restored");
+    let report = ok(restore(&source.hsm, &source.backups, &restored_dir, &[]));
+    assert_eq!(report["erasuresApplied"], 3, "{report}");
+    assert_eq!(report["erasuresNotApplicable"], 0, "{report}");
+    assert_ne!(report["clusterId"], report["sourceClusterId"], "{report}");
+    let restored = Vault::hsm(&source.hsm, &restored_dir, &[]);
+    let client = restored.client();
+    assert_eq!(profile(&client, &alice), json!({"login": "alice", "email": "alice@example.com"}));
+    // Bob resolves to the empty record of a forgotten subject, as on the source.
+    assert_eq!(profile(&client, &bob), json!({}));
+    client.get("/v1/user/login/bob").assert_error(404);
+    client.get(&format!("/v1/user/token/{dave}")).assert_error(404);
+    client.get(&format!("/v1/userapp/token/{carol}/shop")).assert_ok();
+    client.get(&format!("/v1/userapp/token/{carol}/crm")).assert_error(404);
+    let verify = client.get("/v1/sys/audit/verify");
+    assert_eq!(verify.assert_ok()["verification"]["intact"], true, "{}", verify.body);
+    let rows = admin_rows(&client);
+    let replayed = operations(&rows).iter().filter(|op| **op == "ledger-replay").count();
+    assert_eq!(replayed, 3, "{}", restored.log());
+    // The restored vault keeps its own ledger, under its own id, and takes writes.
+    let own = client.get("/v1/sys/erasures").assert_ok().clone();
+    assert_eq!(own["clusterId"], report["clusterId"], "{own}");
+    client.create_user(json!({"login": "erin"}));
+}
+
+#[test]
+fn damaged_cut_short_foreign_and_newer_backups_are_refused_before_anything_is_written() {
+    let source = source();
+    let client: Client = source.vault.client();
+    client.create_user(json!({"login": "alice"}));
+    let id =
+        take(&source.hsm, &source.vault, &source.token_file, &source.backups)["backup"].as_str().unwrap().to_string();
+    let folder = source.backups.join("backups").join(&id);
+    let target = source.backups.with_file_name("target");
+    let pristine: Vec<(PathBuf, Vec<u8>)> = ["state.bin", "audit.bin", "manifest.json"]
+        .iter()
+        .map(|n| (folder.join(n), std::fs::read(folder.join(n)).unwrap()))
+        .collect();
+    let put_back = || pristine.iter().for_each(|(path, bytes)| std::fs::write(path, bytes).unwrap());
+
+    // One flipped byte in the state; a truncated trail.
+    let mut state = pristine[0].1.clone();
+    let middle = state.len() / 2;
+    state[middle] ^= 0x40;
+    std::fs::write(&pristine[0].0, &state).unwrap();
+    refused(restore(&source.hsm, &source.backups, &target, &[]), "state.bin");
+    assert!(!target.exists(), "nothing is written for a damaged backup");
+    put_back();
+    std::fs::write(&pristine[1].0, &pristine[1].1[..pristine[1].1.len() - 7]).unwrap();
+    refused(restore(&source.hsm, &source.backups, &target, &[]), "audit.bin");
+    refused(run(&source.hsm, &["backup", "verify", "--from", source.backups.to_str().unwrap()]), "audit.bin");
+    put_back();
+
+    // A newer data format.
+    let mut manifest: Value = serde_json::from_slice(&pristine[2].1).unwrap();
+    manifest["format"] = json!(999);
+    std::fs::write(&pristine[2].0, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    refused(restore(&source.hsm, &source.backups, &target, &[]), "newer vaultd");
+    put_back();
+
+    // Another HSM's KEK.
+    let other = SoftHsm::new();
+    let created = Vault::hsm(&other, &source.backups.with_file_name("other-vault"), &["--hsm-create-key"]);
+    drop(created);
+    refused(restore(&other, &source.backups, &target, &[]), "cannot unwrap");
+    assert!(!target.exists());
+
+    // A backup without its manifest (cut short) is not listed, and not restored.
+    std::fs::remove_file(&pristine[2].0).unwrap();
+    assert!(list(&source.hsm, &source.backups).is_empty());
+    refused(restore(&source.hsm, &source.backups, &target, &[]), "no complete backup");
+    put_back();
+    assert_eq!(list(&source.hsm, &source.backups), [id]);
+    ok(restore(&source.hsm, &source.backups, &target, &[]));
+}
