@@ -43,8 +43,14 @@ pub struct Checked {
     pub state: PathBuf,
     pub audit: PathBuf,
     pub index_key: WrappedKey,
-    /// Wrapped subject keys to try: subject, KEK label, wrapped key.
-    sample: Vec<(Uuid, String, Vec<u8>)>,
+    sample: Vec<SampledKey>,
+}
+
+/// A subject key to try unwrapping: whose, under which KEK label, wrapped.
+struct SampledKey {
+    subject: Uuid,
+    kek: String,
+    wrapped: Vec<u8>,
 }
 
 /// Fetches backup `id` (the newest when `None`) into `work` and checks it.
@@ -122,22 +128,18 @@ impl Checked {
             return Err(wrong("index key"));
         }
         kek.unwrap_key(&self.index_key.wrapped, crypto::INDEX_KEY_AAD).await.map_err(|_| wrong("index key"))?;
-        for (subject, label, wrapped) in &self.sample {
-            if label != kek.label() {
+        for key in &self.sample {
+            if key.kek != kek.label() {
                 return Err(wrong("subject keys"));
             }
-            kek.unwrap_key(wrapped, &crypto::dek_aad(subject)).await.map_err(|_| wrong("subject keys"))?;
+            kek.unwrap_key(&key.wrapped, &crypto::dek_aad(&key.subject)).await.map_err(|_| wrong("subject keys"))?;
         }
         Ok(1 + self.sample.len())
     }
 }
 
 /// The state's framing, trailer and subject count; its index key and a key sample.
-fn check_state(
-    id: &str,
-    manifest: &Manifest,
-    path: &Path,
-) -> Result<(WrappedKey, Vec<(Uuid, String, Vec<u8>)>), BackupError> {
+fn check_state(id: &str, manifest: &Manifest, path: &Path) -> Result<(WrappedKey, Vec<SampledKey>), BackupError> {
     let damaged = |what: String| BackupError::Corrupt(format!("state of backup {id}: {what}"));
     let file = File::open(path).map_err(|e| local_error(path, e))?;
     let index_key_name = keys::meta(keys::INDEX_KEY);
@@ -148,7 +150,7 @@ fn check_state(
                 subjects += 1;
                 if sample.len() < KEY_SAMPLE {
                     let subject = Uuid::from_slice(&key[1..]).map_err(|_| crate::store::StoreError::Corrupt)?;
-                    sample.push((subject, active.kek, active.wrapped_dek));
+                    sample.push(SampledKey { subject, kek: active.kek, wrapped: active.wrapped_dek });
                 }
             }
         } else if key == index_key_name.as_slice() {
