@@ -90,7 +90,7 @@ fn a_restore_brings_back_what_was_backed_up_and_no_one_erased_after_it() {
     let taken = take(&source.hsm, &source.vault, &source.token_file, &source.backups);
     assert_eq!(taken["subjects"], 3, "{taken}");
     let id = taken["backup"].as_str().unwrap().to_string();
-    assert_eq!(list(&source.hsm, &source.backups), [id.clone()]);
+    assert_eq!(list(&source.hsm, &source.backups), std::slice::from_ref(&id));
     for plaintext in ["alice@example.com", "Bob Backupson", "+447700900123", "gold"] {
         assert_eq!(occurs_in_files(&source.backups, plaintext), None, "{plaintext} is in the backup");
     }
