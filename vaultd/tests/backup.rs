@@ -7,17 +7,24 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use strongroom_testkit::SoftHsm;
-use support::{admin_rows, occurs_in_files, operations, profile, serve_scratch, Client, Vault};
+use support::cluster::TestCluster;
+use support::{admin_rows, occurs_in_files, operations, profile, serve_scratch, Client, Vault, ROOT_TOKEN};
 
 /// Runs a `vaultd` command with the SoftHSM token's environment: exit code, the JSON it
 /// printed (or the raw output), stderr.
 fn run(hsm: &SoftHsm, args: &[&str]) -> (i32, Value, String) {
+    run_in(hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), args)
+}
+
+fn run_in(env: Vec<(String, String)>, args: &[&str]) -> (i32, Value, String) {
     let output = support::vaultd()
         .args(args)
-        .envs(&hsm.env)
+        .envs(env)
         .env_remove("VAULTD_VAULT_URL")
         .env_remove("VAULTD_TOKEN_FILE")
         .stdin(Stdio::null())
@@ -200,4 +207,84 @@ fn damaged_cut_short_foreign_and_newer_backups_are_refused_before_anything_is_wr
     put_back();
     assert_eq!(list(&source.hsm, &source.backups), [id]);
     ok(restore(&source.hsm, &source.backups, &target, &[]));
+}
+
+#[test]
+fn a_cluster_backed_up_under_write_load_restores_into_a_new_three_node_cluster() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let env = cluster.shared().hsm_env.clone();
+    let token_file = cluster.shared().token_file.clone();
+    let backups = token_file.with_file_name("backups");
+
+    // Writes go on through one node while another takes the backup.
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (url, acknowledged, stop) = (cluster.slots[0].url(), Arc::clone(&acknowledged), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let client = Client::new(&url, ROOT_TOKEN);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let profile = json!({"login": format!("w{n}"), "note": format!("written {n}")});
+                let reply = client.post("/v1/user", profile.clone());
+                if reply.status == 200 {
+                    acknowledged.lock().unwrap().push((reply.body["token"].as_str().unwrap().to_string(), profile));
+                }
+                n += 1;
+            }
+        })
+    };
+    support::cluster::poll("writes under way", std::time::Duration::from_secs(30), || {
+        (acknowledged.lock().unwrap().len() >= 20).then_some(())
+    });
+    let before: Vec<(String, Value)> = acknowledged.lock().unwrap().clone();
+    let taken = ok(run_in(
+        env.clone(),
+        &[
+            "backup",
+            "--vault",
+            &cluster.slots[1].url(),
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--to",
+            backups.to_str().unwrap(),
+        ],
+    ));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let subjects = taken["subjects"].as_u64().unwrap();
+    assert!(subjects >= before.len() as u64, "{taken}");
+    assert!(subjects <= acknowledged.lock().unwrap().len() as u64 + 1, "{taken}");
+
+    // The old cluster goes; the restored node is the new one's first member.
+    for slot in 0..3 {
+        cluster.kill(slot);
+    }
+    let first = cluster.add_prepared_slot(|data_dir| {
+        let report = ok(run_in(
+            env.clone(),
+            &["restore", "--from", backups.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap()],
+        ));
+        assert_eq!(report["subjects"].as_u64(), Some(subjects), "{report}");
+    });
+    let status = cluster.local_status(first);
+    assert_eq!(status["nodeId"], 1, "{status}");
+    for _ in 0..2 {
+        let slot = cluster.add_slot("127.0.0.1", None);
+        cluster.join(slot, false);
+    }
+    assert_eq!(cluster.members().len(), 3);
+    for slot in cluster.running() {
+        let client = cluster.client(slot);
+        for (token, written) in &before {
+            assert_eq!(&profile(&client, token), written, "node {slot}, subject {token}");
+        }
+        let verify = client.get("/v1/sys/audit/verify");
+        assert_eq!(verify.assert_ok()["verification"]["intact"], true, "{}", verify.body);
+    }
+    // The new cluster takes writes through any member: they know the first one's
+    // addresses, which it wrote into the membership once it led.
+    cluster.client(cluster.running()[2]).create_user(json!({"login": "after-restore"}));
+    let log = cluster.slots[first].vault.as_ref().unwrap().log();
+    assert!(log.contains("wrote this node's addresses into the membership"), "{log}");
 }

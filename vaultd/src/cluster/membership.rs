@@ -94,6 +94,25 @@ impl Cluster {
         Ok(MemberAdded { id: FIRST })
     }
 
+    /// A restored vault's first member was made offline, without addresses: once this
+    /// node leads, it writes its own addresses into the membership if they differ there.
+    pub(super) async fn advertise_own_addresses(self: Arc<Self>, id: NodeId) {
+        let Ok(raft) = self.raft().cloned() else { return };
+        let leading = raft.wait(None).metrics(|m| m.current_leader == Some(id), "this node leads").await;
+        if leading.is_err() {
+            return;
+        }
+        let listed = raft.metrics().borrow().membership_config.nodes().find(|(n, _)| **n == id).map(|(_, info)| info.clone());
+        if listed.is_none_or(|info| info == self.me) {
+            return;
+        }
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, self.me.clone())]));
+        match raft.change_membership(change, true).await {
+            Ok(_) => tracing::info!(node = id, "wrote this node's addresses into the membership"),
+            Err(error) => tracing::warn!(%error, "cannot write this node's addresses into the membership"),
+        }
+    }
+
     /// On an uninitialised node, from the leader: take this id and start Raft under it.
     pub(super) async fn adopt(self: &Arc<Self>, id: NodeId) -> Result<(), Refusal> {
         if self.raft.get().is_some() {

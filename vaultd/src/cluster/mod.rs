@@ -212,6 +212,8 @@ impl Cluster {
                 let log_end = cluster.start(id).await?;
                 if standalone {
                     cluster.apply_own_log(log_end).await?;
+                } else {
+                    tokio::spawn(Arc::clone(&cluster).advertise_own_addresses(id));
                 }
             }
             None if standalone => {

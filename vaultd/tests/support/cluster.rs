@@ -107,6 +107,24 @@ impl TestCluster {
         index
     }
 
+    /// A new slot on 127.0.0.1 whose data directory `prepare` writes first (a restore,
+    /// say), then running.
+    pub fn add_prepared_slot(&mut self, prepare: impl FnOnce(&Path)) -> usize {
+        let index = self.slots.len();
+        let data_dir = self.scratch.path().join(format!("node{index}"));
+        prepare(&data_dir);
+        let address = NodeAddress { tls: self.shared.api_tls.is_some(), ..NodeAddress::on("127.0.0.1") };
+        self.slots.push(Slot { address, netns: None, data_dir, vault: None });
+        self.restart(index);
+        index
+    }
+
+    /// The files every node shares: the SoftHSM token's environment, the root token's
+    /// file, the peer secret.
+    pub fn shared(&self) -> &SharedFiles {
+        &self.shared
+    }
+
     pub fn restart(&mut self, slot: usize) {
         assert!(self.slots[slot].vault.is_none(), "node {slot} is running");
         let binary = Path::new(env!("CARGO_BIN_EXE_vaultd"));
