@@ -288,3 +288,159 @@ fn a_cluster_backed_up_under_write_load_restores_into_a_new_three_node_cluster()
     let log = cluster.slots[first].vault.as_ref().unwrap().log();
     assert!(log.contains("wrote this node's addresses into the membership"), "{log}");
 }
+
+/// A real S3-protocol server (moto's, from PyPI; `hack/test.sh` installs it) on a free
+/// loopback port, with one bucket; killed when dropped.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start(bucket: &str) -> Option<Self> {
+        let binary = std::env::var("STRONGROOM_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = strongroom_testkit::free_port();
+        let child = std::process::Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            strongroom_testkit::skipped(
+                "backup to S3",
+                &format!("{binary} is not installed (hack/test.sh installs it)"),
+            );
+            return None;
+        };
+        let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let http = reqwest::blocking::Client::new();
+        support::cluster::poll("the S3 server to answer", std::time::Duration::from_secs(30), || {
+            http.put(format!("{}/{bucket}", server.endpoint)).send().ok().filter(|r| r.status().is_success())
+        });
+        Some(server)
+    }
+
+    /// What `vaultd` needs to reach it, besides the SoftHSM token's variables.
+    fn env(&self, hsm: &SoftHsm) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (name, value) in [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "strongroom-test"),
+            ("AWS_SECRET_ACCESS_KEY", "strongroom-test-secret"),
+        ] {
+            env.push((name.to_string(), value.to_string()));
+        }
+        env
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn backups_go_to_an_s3_bucket_and_restore_from_it() {
+    let Some(s3) = S3Server::start("strongroom-backups") else { return };
+    let source = source();
+    let client = source.vault.client();
+    let alice = client.create_user(json!({"login": "alice", "email": "alice@example.com"}));
+    let bob = client.create_user(json!({"login": "bob"}));
+    let env = s3.env(&source.hsm);
+    let bucket = "s3://strongroom-backups/shop/customers";
+    let vault_args = ["--vault", source.vault.url.as_str(), "--token-file", source.token_file.to_str().unwrap()];
+    let first = ok(run_in(env.clone(), &[&["backup"][..], &vault_args, &["--to", bucket]].concat()));
+    client.delete(&format!("/v1/user/token/{bob}")).assert_ok();
+    let second = ok(run_in(env.clone(), &[&["backup"][..], &vault_args, &["--to", bucket]].concat()));
+    assert_eq!(second["ledgerEntriesShipped"], 1, "{second}");
+    let (code, listed, stderr) = run_in(env.clone(), &["backup", "list", "--from", bucket]);
+    assert_eq!(code, 0, "{stderr}");
+    let ids: Vec<&str> = listed.as_str().unwrap().lines().collect();
+    assert_eq!(ids, [first["backup"].as_str().unwrap(), second["backup"].as_str().unwrap()]);
+    let verified = ok(run_in(env.clone(), &["backup", "verify", "--from", bucket, "--backup", ids[0]]));
+    assert_eq!(verified["keysUnwrapped"], 3, "the index key and both subjects' keys: {verified}");
+
+    // The older backup still has bob; the shipped ledger keeps him forgotten.
+    let restored_dir = source.backups.with_file_name("restored-from-s3");
+    let dir = restored_dir.to_str().unwrap();
+    let report = ok(run_in(env.clone(), &["restore", "--from", bucket, "--backup", ids[0], "--data-dir", dir]));
+    assert_eq!(report["erasuresApplied"], 1, "{report}");
+    let restored = Vault::hsm(&source.hsm, &restored_dir, &[]);
+    assert_eq!(profile(&restored.client(), &alice)["email"], "alice@example.com");
+    restored.client().get("/v1/user/login/bob").assert_error(404);
+
+    // Pruning keeps the newest.
+    let pruned = ok(run_in(env.clone(), &["backup", "prune", "--from", bucket, "--keep-last", "1"]));
+    assert_eq!(pruned["deleted"], json!([ids[0]]), "{pruned}");
+    let (_, listed, _) = run_in(env, &["backup", "list", "--from", bucket]);
+    assert_eq!(listed.as_str().unwrap().trim(), ids[1]);
+}
+
+/// A proxy to `target` for one connection that passes the request on whole but only the
+/// first `forward` bytes of the answer, then holds the connection: whoever reads through
+/// it is stuck mid-answer, for as long as the test likes.
+fn stalling_proxy(target: &str, forward: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let target = target.trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(&target).unwrap();
+        let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
+        let mut passed = 0;
+        let mut buffer = vec![0; 8192];
+        while passed < forward {
+            let read = server.read(&mut buffer[..(forward - passed).min(8192)]).unwrap();
+            if read == 0 {
+                return;
+            }
+            client.write_all(&buffer[..read]).unwrap();
+            passed += read;
+        }
+        // Held until the reader goes away.
+        let _ = client.read(&mut buffer);
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn a_backup_killed_mid_upload_is_never_listed_or_restored() {
+    let source = source();
+    let client = source.vault.client();
+    let filler = "x".repeat(4000);
+    for n in 0..100 {
+        client.create_user(json!({"login": format!("user{n}"), "filler": filler}));
+    }
+    // The command gets the manifest and part of the state, starts the upload, and waits
+    // for the rest; then it is killed.
+    let stalled = stalling_proxy(&source.vault.url, 100_000);
+    let mut backup = support::vaultd()
+        .args(["backup", "--vault", &stalled, "--token-file", source.token_file.to_str().unwrap(), "--to"])
+        .arg(&source.backups)
+        .envs(&source.hsm.env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let folder = source.backups.join("backups");
+    support::cluster::poll("the upload to begin", std::time::Duration::from_secs(30), || {
+        let begun = std::fs::read_dir(&folder).ok()?.flatten().any(|entry| entry.path().is_dir());
+        begun.then_some(())
+    });
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    assert!(list(&source.hsm, &source.backups).is_empty(), "a cut-short backup is listed");
+    let target = source.backups.with_file_name("target");
+    refused(restore(&source.hsm, &source.backups, &target, &[]), "no complete backup");
+    assert!(!target.exists());
+    // The vault is unharmed, and the next backup is complete.
+    take(&source.hsm, &source.vault, &source.token_file, &source.backups);
+    assert_eq!(list(&source.hsm, &source.backups).len(), 1);
+}

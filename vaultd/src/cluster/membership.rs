@@ -102,7 +102,8 @@ impl Cluster {
         if leading.is_err() {
             return;
         }
-        let listed = raft.metrics().borrow().membership_config.nodes().find(|(n, _)| **n == id).map(|(_, info)| info.clone());
+        let listed =
+            raft.metrics().borrow().membership_config.nodes().find(|(n, _)| **n == id).map(|(_, info)| info.clone());
         if listed.is_none_or(|info| info == self.me) {
             return;
         }
