@@ -15,7 +15,7 @@ use strongroom_testkit::NodeAddress;
 use tempfile::TempDir;
 
 use crate::http::{self, Endpoint};
-use crate::servers::{self, Api, Server};
+use crate::servers::{self, Api, CliAccess, Server};
 
 /// Nodes in the cluster (spec §9 measures three).
 pub const NODES: usize = 3;
@@ -40,6 +40,8 @@ pub struct Cluster {
     /// Dropped (killed) before `_dir`, which holds their data, logs and the HSM token.
     nodes: Vec<Node>,
     token: String,
+    /// How `vaultd backup` and `vaultd restore` reach the second node and the shared HSM.
+    pub cli: CliAccess,
     _dir: TempDir,
 }
 
@@ -81,7 +83,14 @@ impl Cluster {
             nodes.push(Node { server, peer, id: 0, alive: true });
         }
         let shared_admin = shared.admin();
-        let mut cluster = Cluster { nodes, token: shared.token, _dir: dir };
+        let cli = CliAccess::new(
+            nodes[1].server.addr,
+            dir.path(),
+            shared.token_file.clone(),
+            shared.api_tls.as_ref(),
+            shared.hsm_env.clone(),
+        )?;
+        let mut cluster = Cluster { nodes, token: shared.token, cli, _dir: dir };
         match cluster::form(&shared_admin, &addresses) {
             Ok(ids) => {
                 for (node, id) in cluster.nodes.iter_mut().zip(ids) {

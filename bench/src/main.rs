@@ -24,7 +24,14 @@
 //! strongroom-bench run --targets vaultd --mode cluster --workloads minimize \
 //!   --clients 64 --duration 10 --subjects 100000
 //! ```
+//!
+//! `--workloads backup` (see `backup.rs`) fills the vault the same way, measures the get
+//! load as a baseline, then runs `vaultd backup` into a local directory while the get load
+//! goes on, and `vaultd restore` of that backup: subjects/s and MB/s of the backup, the
+//! gets beside the baseline, and the restore's time. Modes softhsm and cluster only (a
+//! demo vault's KEK dies with it, so its backups cannot be restored).
 
+mod backup;
 mod cluster;
 mod failover;
 mod http;
@@ -89,6 +96,9 @@ enum Choice {
     /// records changed per second, and get latency during the run beside a baseline
     /// (vaultd only; runs after the other load workloads, before failover).
     Minimize,
+    /// `vaultd backup` of --subjects subjects (default 100,000) beside the get load, then
+    /// `vaultd restore` of it (softhsm and cluster modes; after minimize, before failover).
+    Backup,
 }
 
 /// Systems the suite can measure.
@@ -155,7 +165,8 @@ struct RunArgs {
     /// policy over (default there: 100,000).
     #[arg(long)]
     subjects: Option<u64>,
-    /// Seconds the minimize workload's retention request may take.
+    /// Seconds the minimize workload's retention request may take; also what the backup
+    /// workload's backup and restore may each take.
     #[arg(long, default_value_t = 1800.0)]
     retention_timeout: f64,
     /// Seconds a request may take before it counts as failed.
@@ -214,6 +225,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut workloads = Vec::new();
     let mut failover = None;
     let mut minimize = None;
+    let mut backup = None;
     for choice in args.workloads {
         match choice {
             Choice::Create => workloads.push(Workload::Create),
@@ -232,6 +244,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     run_timeout: Duration::from_secs_f64(args.retention_timeout),
                 })
             }
+            Choice::Backup => {
+                backup = Some(backup::Plan {
+                    subjects: args.subjects.unwrap_or(backup::DEFAULT_SUBJECTS),
+                    timeout: Duration::from_secs_f64(args.retention_timeout),
+                })
+            }
         }
     }
     let settings = suite::Settings {
@@ -244,6 +262,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         softhsm_script: args.softhsm_script,
         failover,
         minimize,
+        backup,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads.max(1)).enable_all().build()?;

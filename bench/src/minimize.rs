@@ -29,7 +29,7 @@ use crate::procfs::Memory;
 use crate::report::CpuUse;
 use crate::servers::Server;
 use crate::suite::{self, Keyspace, Settings};
-use crate::workloads::{self, HttpTarget, Workload};
+use crate::workloads::{HttpTarget, Workload};
 
 /// Subjects the vault is filled to when `--subjects` is not given (the figure).
 pub const DEFAULT_SUBJECTS: u64 = 100_000;
@@ -148,37 +148,7 @@ pub fn run(
     run_on: Endpoint,
     keyspace: &mut Keyspace,
 ) -> anyhow::Result<MinimizeResult> {
-    let missing = plan.subjects.saturating_sub(keyspace.created);
-    if keyspace.next + missing > workloads::DISTINCT_PHONES {
-        bail!(
-            "minimize: filling to {} subjects would use logins past u{}, whose phone numbers repeat earlier ones (the vault keeps phones unique)",
-            plan.subjects,
-            workloads::DISTINCT_PHONES - 1
-        );
-    }
-    let mut fill_errors = 0;
-    if missing > 0 {
-        println!("  minimize: filling to {} subjects ({missing} more)", plan.subjects);
-        let keys = Keys::Sequential { start: keyspace.next };
-        let (result, _) = suite::http_load(
-            runtime,
-            settings,
-            servers,
-            target,
-            Workload::Create,
-            keys,
-            settings.fill_limits(missing),
-        )?;
-        keyspace.next += suite::tickets(&result);
-        keyspace.created += result.ok;
-        fill_errors = result.errors();
-        println!(
-            "  … {} created in {:.1} s ({:.0}/s, {fill_errors} errors)",
-            result.ok,
-            result.elapsed.as_secs_f64(),
-            result.throughput()
-        );
-    }
+    let fill_errors = suite::fill(runtime, settings, servers, target, keyspace, plan.subjects, "minimize")?;
     // Every login below `next` was sent as a create; the failed ones (if any) show up as
     // get errors.
     let gets = Keys::Random { below: keyspace.next };

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::backup::BackupResult;
 use crate::failover::{self, FailoverResult};
 use crate::load::LoadResult;
 use crate::minimize::{self, MinimizeResult};
@@ -107,6 +108,7 @@ pub struct Report {
     footprints: Vec<Footprint>,
     failovers: Vec<(System, FailoverResult)>,
     minimizations: Vec<(System, MinimizeResult)>,
+    backups: Vec<(System, BackupResult)>,
     skipped: Vec<String>,
 }
 
@@ -218,6 +220,48 @@ impl Report {
         self.minimizations.push((system, result));
     }
 
+    pub fn add_backup(&mut self, system: System, result: BackupResult) {
+        println!(
+            "  {:<34} backup: {} subjects, {:.1} MB in {:.1} s ({:.0} subjects/s, {:.1} MB/s); gets {:.0}/s → {:.0}/s, p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, {} errors during it; restore of {} subjects in {:.1} s",
+            system.label(),
+            result.backup_subjects,
+            result.backup_bytes as f64 / 1e6,
+            result.backup_time.as_secs_f64(),
+            result.subjects_per_second(),
+            result.megabytes_per_second(),
+            result.baseline.throughput(),
+            result.during.throughput(),
+            result.baseline.percentile_ms(50.0),
+            result.during.percentile_ms(50.0),
+            result.baseline.percentile_ms(99.0),
+            result.during.percentile_ms(99.0),
+            result.during.errors(),
+            result.restore_subjects,
+            result.restore_time.as_secs_f64(),
+        );
+        for (message, count) in &result.during.errors {
+            println!("      {count} × {message} (gets during the backup)");
+        }
+        if result.fill_errors > 0 {
+            println!("      warning: {} creates failed while filling the vault", result.fill_errors);
+        }
+        if result.backup_subjects < result.subjects || result.restore_subjects != result.backup_subjects {
+            println!(
+                "      warning: {} subjects in the vault, {} in the backup, {} restored",
+                result.subjects, result.backup_subjects, result.restore_subjects
+            );
+        }
+        for (phase, cpu) in [("the baseline", &result.baseline_cpu), ("the backup", &result.during_cpu)] {
+            if cpu.elsewhere_cores > DISTURBED_CORES {
+                println!(
+                    "      warning: other processes or the hypervisor took {:.2} cores during {phase}; its figures are disturbed",
+                    cpu.elsewhere_cores
+                );
+            }
+        }
+        self.backups.push((system, result));
+    }
+
     /// The trivial handler's run of `workload` in this run, if it was measured.
     fn trivial_run(&self, workload: Workload) -> Option<&Run> {
         self.runs.iter().find(|run| run.system == System::Trivial && run.workload == workload)
@@ -320,7 +364,14 @@ impl Report {
         if !self.minimizations.is_empty() {
             out.push_str(&self.minimize_table());
         }
-        if !(self.runs.is_empty() && self.failovers.is_empty() && self.minimizations.is_empty()) {
+        if !self.backups.is_empty() {
+            out.push_str(&self.backup_table());
+        }
+        if !(self.runs.is_empty()
+            && self.failovers.is_empty()
+            && self.minimizations.is_empty()
+            && self.backups.is_empty())
+        {
             out.push_str(&self.ratio_note());
         }
         for message in &self.skipped {
@@ -398,6 +449,41 @@ impl Report {
             minimize::POLICY,
             minimize::FIELD,
         ));
+        out
+    }
+
+    fn backup_table(&self) -> String {
+        let mut out = String::from(
+            "\n| system | subjects | backup MB | backup s | subjects/s | MB/s | get clients | gets/s baseline → during | vs trivial | get p50 ms baseline → during | get p99 ms baseline → during | get errors during | restore s | other load (cores) baseline / during |\n\
+             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        );
+        for (system, result) in &self.backups {
+            out.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {} | {:.0} → {:.0} | {} → {} | {:.2} → {:.2} | {:.2} → {:.2} | {} | {:.1} | {:.2} / {:.2} |\n",
+                system.label(),
+                result.backup_subjects,
+                result.backup_bytes as f64 / 1e6,
+                result.backup_time.as_secs_f64(),
+                result.subjects_per_second(),
+                result.megabytes_per_second(),
+                result.clients,
+                result.baseline.throughput(),
+                result.during.throughput(),
+                ratio_cell(self.ratio(Workload::Get, result.baseline.throughput())),
+                ratio_cell(self.ratio(Workload::Get, result.during.throughput())),
+                result.baseline.percentile_ms(50.0),
+                result.during.percentile_ms(50.0),
+                result.baseline.percentile_ms(99.0),
+                result.during.percentile_ms(99.0),
+                result.during.errors(),
+                result.restore_time.as_secs_f64(),
+                result.baseline_cpu.elsewhere_cores,
+                result.during_cpu.elsewhere_cores,
+            ));
+        }
+        out.push_str(
+            "\nBackup: `vaultd backup` (the release binary, as a user runs it) into a local directory on the same disk, through the second node of a cluster, with the get-by-login load going on meanwhile over every node and stopped when the command exits; backup s is the command's run time (snapshot, stream, store, ledger). The baseline is the same get load for `--duration` just before. Restore s: `vaultd restore` of that backup into a new data directory (fetch, check, unwrap a key sample, load, snapshot), no load beside it.\n",
+        );
         out
     }
 

@@ -69,6 +69,9 @@ pub struct Server {
     pub tls: Option<tokio_rustls::TlsConnector>,
     /// Root token for vaultd; unused by the trivial handler.
     pub token: String,
+    /// How `vaultd backup` and `vaultd restore` reach this vault and its HSM (a vaultd
+    /// with its KEK in SoftHSM only).
+    pub cli: Option<CliAccess>,
     log: PathBuf,
     /// Data directory, HSM token and log, removed after the process is gone.
     _dir: TempDir,
@@ -132,6 +135,38 @@ pub fn check_vaultd(binary: &Path) -> anyhow::Result<()> {
 /// Starts vaultd in `mode` (demo or softhsm; a cluster is `cluster::Cluster::start`) on a
 /// fresh data directory, its API reached by `api`; the SoftHSM token, the `serve` command
 /// line and the TLS certificate are strongroom-testkit's.
+/// What the vaultd commands that call a vault (`vaultd backup`, `vaultd restore`) need:
+/// its URL, a file with its root token, the CA of an HTTPS API, and the HSM's variables.
+#[derive(Clone, Debug)]
+pub struct CliAccess {
+    pub url: String,
+    pub token_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub hsm_env: Vec<(String, String)>,
+}
+
+impl CliAccess {
+    /// For a vault at `addr` whose files are in `dir`.
+    pub fn new(
+        addr: SocketAddr,
+        dir: &Path,
+        token_file: PathBuf,
+        tls: Option<&ApiTls>,
+        hsm_env: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
+        let ca_file = match tls {
+            Some(tls) => {
+                let path = dir.join("api-ca.pem");
+                fs::write(&path, tls.ca.pem())?;
+                Some(path)
+            }
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Ok(CliAccess { url: format!("{scheme}://{addr}"), token_file, ca_file, hsm_env })
+    }
+}
+
 pub fn start_vaultd(binary: &Path, mode: Mode, api: Api, softhsm_script: &Path) -> anyhow::Result<Server> {
     check_vaultd(binary)?;
     let dir = tempfile::Builder::new().prefix("strongroom-bench-").tempdir()?;
@@ -143,6 +178,7 @@ pub fn start_vaultd(binary: &Path, mode: Mode, api: Api, softhsm_script: &Path) 
     };
     let mut flags = vec!["--hsm-create-key".to_string()];
     flags.extend(tls.iter().flat_map(ApiTls::flags));
+    let mut cli = None;
     let token = match mode {
         Mode::Demo if tls.is_some() => bail!("vaultd demo serves plain HTTP only; HTTPS is measured with softhsm"),
         Mode::Demo => {
@@ -155,13 +191,18 @@ pub fn start_vaultd(binary: &Path, mode: Mode, api: Api, softhsm_script: &Path) 
             let token_file = dir.path().join("root-token");
             fs::write(&token_file, &token)?;
             // On 127.0.0.1:0, the kit's default.
-            command = strongroom_testkit::serve_command(binary, environment, &data, &token_file, &flags);
+            command = strongroom_testkit::serve_command(binary, environment.clone(), &data, &token_file, &flags);
+            cli = Some((token_file, environment));
             token
         }
         Mode::Cluster => bail!("a vaultd cluster is started by cluster::Cluster::start"),
     };
+    let files = dir.path().to_path_buf();
     let mut server = spawn(command, vaultd_listening(api), dir, token)?;
-    server.tls = tls.map(|tls| http::tls_connector(&tls.ca.pem())).transpose()?;
+    server.tls = tls.as_ref().map(|tls| http::tls_connector(&tls.ca.pem())).transpose()?;
+    if let Some((token_file, environment)) = cli {
+        server.cli = Some(CliAccess::new(server.addr, &files, token_file, tls.as_ref(), environment)?);
+    }
     Ok(server)
 }
 
@@ -187,5 +228,5 @@ pub fn spawn(command: Command, marker: &str, dir: TempDir, token: String) -> any
             bail!("bad listening line {marker}{}: {error}", started.address);
         }
     };
-    Ok(Server { child, addr, tls: None, token, log, _dir: dir })
+    Ok(Server { child, addr, tls: None, token, cli: None, log, _dir: dir })
 }

@@ -11,9 +11,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio::runtime::Runtime;
 
+use crate::backup;
 use crate::cluster::{self, Cluster};
 use crate::failover;
 use crate::load::{self, Keys, Limits, LoadResult};
@@ -22,7 +23,7 @@ use crate::postgres::{self, PgClient};
 use crate::procfs::{self, Memory};
 use crate::report::{CpuUse, Footprint, Report, Run, System};
 use crate::servers::{self, Api, Mode, Server};
-use crate::workloads::{HttpClient, HttpTarget, Workload};
+use crate::workloads::{self, HttpClient, HttpTarget, Workload};
 
 /// Count-bounded phases (pre-creating users, filling to N subjects) stop after this long
 /// at the latest.
@@ -43,6 +44,8 @@ pub struct Settings {
     pub failover: Option<failover::Plan>,
     /// The minimisation run, when selected (vaultd only).
     pub minimize: Option<minimize::Plan>,
+    /// The backup run, when selected (vaultd with its KEK in SoftHSM only).
+    pub backup: Option<backup::Plan>,
 }
 
 impl Settings {
@@ -144,7 +147,7 @@ pub fn trivial_workloads(settings: &Settings) -> Vec<Workload> {
     if settings.failover.is_some() || settings.minimize.is_some() {
         need(Workload::Create);
     }
-    if settings.minimize.is_some() {
+    if settings.minimize.is_some() || settings.backup.is_some() {
         need(Workload::Get);
     }
     workloads
@@ -162,6 +165,9 @@ fn skip_failover(settings: &Settings, system: &System, report: &mut Report) {
     }
     if settings.minimize.is_some() && !matches!(system, System::Vaultd(_) | System::VaultdCluster { .. }) {
         report.skip(format!("minimize for {}: only measured with --targets vaultd", system.label()));
+    }
+    if settings.backup.is_some() && !matches!(system, System::Vaultd(_) | System::VaultdCluster { .. }) {
+        report.skip(format!("backup for {}: only measured with --targets vaultd", system.label()));
     }
 }
 
@@ -188,24 +194,32 @@ pub fn vaultd(runtime: &Runtime, settings: &Settings, mode: Mode, api: Api, repo
     let target = HttpTarget::Vault { token: server.token.clone() };
     let outcome =
         vaultd_runs(runtime, settings, &[&server], &target, system.clone(), idle, report).and_then(|mut keyspace| {
-            match &settings.minimize {
-                Some(plan) => {
-                    let servers = [&server];
-                    let result = minimize::run(
-                        runtime,
-                        settings,
-                        plan,
-                        &servers,
-                        &target,
-                        &server.token,
-                        server.endpoint(),
-                        &mut keyspace,
-                    )?;
-                    report.add_minimize(system.clone(), result);
-                    Ok(())
-                }
-                None => Ok(()),
+            let servers = [&server];
+            if let Some(plan) = &settings.minimize {
+                let result = minimize::run(
+                    runtime,
+                    settings,
+                    plan,
+                    &servers,
+                    &target,
+                    &server.token,
+                    server.endpoint(),
+                    &mut keyspace,
+                )?;
+                report.add_minimize(system.clone(), result);
             }
+            if let Some(plan) = &settings.backup {
+                match &server.cli {
+                    Some(access) => {
+                        let result = backup::run(runtime, settings, plan, &servers, &target, access, &mut keyspace)?;
+                        report.add_backup(system.clone(), result);
+                    }
+                    None => {
+                        report.skip(format!("backup for {}: a demo vault's backups cannot be restored", system.label()))
+                    }
+                }
+            }
+            Ok(())
         });
     if outcome.is_err() {
         eprintln!("vaultd log:\n{}", server.log_tail());
@@ -245,6 +259,11 @@ fn cluster_runs(
             minimize::run(runtime, settings, plan, &cluster.servers(), &target, &token, run_on, &mut keyspace)?;
         report.add_minimize(system.clone(), result);
     }
+    if let Some(plan) = &settings.backup {
+        let access = cluster.cli.clone();
+        let result = backup::run(runtime, settings, plan, &cluster.servers(), &target, &access, &mut keyspace)?;
+        report.add_backup(system.clone(), result);
+    }
     if let Some(plan) = &settings.failover {
         let result = failover::run(runtime, cluster, plan, keyspace.next)?;
         if result.figures.first_write.is_none() {
@@ -253,6 +272,43 @@ fn cluster_runs(
         report.add_failover(system, result);
     }
     Ok(())
+}
+
+/// Creates subjects (with the next logins) until the vault holds `subjects`; returns the
+/// creates that failed. `what` names the run in the progress line.
+pub fn fill(
+    runtime: &Runtime,
+    settings: &Settings,
+    servers: &[&Server],
+    target: &HttpTarget,
+    keyspace: &mut Keyspace,
+    subjects: u64,
+    what: &str,
+) -> anyhow::Result<u64> {
+    let missing = subjects.saturating_sub(keyspace.created);
+    if keyspace.next + missing > workloads::DISTINCT_PHONES {
+        bail!(
+            "{what}: filling to {subjects} subjects would use logins past u{}, whose phone numbers repeat earlier ones (the vault keeps phones unique)",
+            workloads::DISTINCT_PHONES - 1
+        );
+    }
+    let mut fill_errors = 0;
+    if missing > 0 {
+        println!("  {what}: filling to {subjects} subjects ({missing} more)");
+        let keys = Keys::Sequential { start: keyspace.next };
+        let (result, _) =
+            http_load(runtime, settings, servers, target, Workload::Create, keys, settings.fill_limits(missing))?;
+        keyspace.next += tickets(&result);
+        keyspace.created += result.ok;
+        fill_errors = result.errors();
+        println!(
+            "  … {} created in {:.1} s ({:.0}/s, {fill_errors} errors)",
+            result.ok,
+            result.elapsed.as_secs_f64(),
+            result.throughput()
+        );
+    }
+    Ok(fill_errors)
 }
 
 /// The logins the workloads have used so far: `u0..u{next}` were sent as creates, and
