@@ -47,7 +47,8 @@ pub const MAX_NAME_LEN: usize = 42;
     printcolumn(name = "Dry Run", type_ = "boolean", json_path = ".spec.dryRun"),
     printcolumn(name = "Last Run", type_ = "date", json_path = ".status.lastRun.time"),
     printcolumn(name = "Changed", type_ = "integer", json_path = ".status.lastRun.changed"),
-    printcolumn(name = "Next Run", type_ = "date", json_path = ".status.nextRun"),
+    // A string, not a date: kubectl prints a date as an age, and a future one as <invalid>.
+    printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextRun"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -306,6 +307,17 @@ mod tests {
         let mut policy = issue_example();
         policy.spec.schedule = "*/15 1-5 1,15 * MON-FRI".into();
         assert!(validate_cel(&policy).is_ok());
+    }
+
+    #[test]
+    fn printer_columns_show_past_times_as_ages_and_the_next_run_as_a_time() {
+        let crd = RetentionPolicy::crd();
+        let columns = crd.spec.versions[0].additional_printer_columns.clone().unwrap();
+        let kind = |name: &str| columns.iter().find(|c| c.name == name).map(|c| c.type_.clone()).unwrap();
+        // kubectl prints a `date` as an age, and a future one as <invalid>.
+        assert_eq!(kind("Next Run"), "string");
+        assert_eq!(kind("Last Run"), "date");
+        assert_eq!(kind("Age"), "date");
     }
 
     #[test]
