@@ -138,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let gate = leadership.as_ref().map_or_else(LeaderGate::always, Leadership::gate);
     let retention_ctx = Arc::new(
         retention::Context::new(client.clone(), vault_admin.clone(), metrics.clone(), reporter.clone())
+            .with_policy(policy.clone())
             .with_leader_gate(gate.clone()),
     );
     let ctx = Arc::new(

@@ -471,6 +471,48 @@ fn adding_a_learner_sends_no_secret_and_passes_on_nothing_the_address_answers() 
 }
 
 #[test]
+fn a_node_that_cannot_prove_it_holds_the_peer_secret_is_not_added_and_never_hears_it() {
+    // Local test clusters run their peer ports in plain HTTP, where this matters most.
+    let cluster = TestCluster::start(1, &[]);
+    let secret = cluster.peer_secret();
+    let impostor = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = impostor.local_addr().unwrap().to_string();
+    // It accepts every adoption with a well-formed answer (postcard `Ok` of 64 hex
+    // digits) and keeps what every request carried.
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let heard = std::sync::Arc::clone(&heard);
+        std::thread::spawn(move || {
+            for stream in impostor.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    request.push(byte[0]);
+                }
+                heard.lock().unwrap().push(String::from_utf8_lossy(&request).into_owned());
+                let mut body = vec![0u8, 64];
+                body.extend_from_slice(&[b'0'; 64]);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+            }
+        });
+    }
+    let reply = cluster
+        .client(0)
+        .post("/v1/sys/cluster/learners", json!({"raftAddress": address, "apiAddress": "http://127.0.0.1:9"}));
+    reply.assert_error(409);
+    assert!(reply.body["message"].as_str().unwrap().contains("did not prove"), "{}", reply.body);
+    assert_eq!(cluster.members(), vec![(1, true)]);
+    // A member would now hear appends; the impostor heard the adoption only, without the secret.
+    cluster.client(0).create_user(json!({"login": "after-the-impostor"}));
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert!(heard[0].starts_with("POST /raft/adopt "), "{heard:?}");
+    assert!(!heard[0].contains(&secret), "the peer secret went to a non-member: {heard:?}");
+}
+
+#[test]
 fn anonymous_capabilities_work_at_once_on_every_node_and_misses_write_nothing() {
     let cluster = TestCluster::start(3, &[]);
     for slot in 0..3 {

@@ -20,7 +20,7 @@ pub mod reconciler;
 pub mod secret_material;
 pub mod status;
 #[cfg(test)]
-mod test_harness;
+pub(crate) mod test_harness;
 
 pub use defaults::VaultDefaults;
 pub use policy::VaultPolicy;

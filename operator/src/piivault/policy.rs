@@ -86,12 +86,7 @@ impl VaultPolicy {
     pub fn check(&self, vault: &PiiVault, default_module_image: Option<&str>) -> Result<(), String> {
         let allowed = |patterns: &[Pattern], value: &str| patterns.iter().any(|pattern| pattern.matches(value));
         let spec = &vault.spec;
-        if !allowed(&self.allowed_images, &spec.image) {
-            return Err(format!(
-                "image {:?} is not allowed by the operator's policy (policy.allowedImages)",
-                spec.image
-            ));
-        }
+        self.check_image(&spec.image)?;
         if !spec.tls.enabled && !self.allow_plain_http {
             return Err("tls.enabled: false (plain HTTP on the API and between the pods) is not allowed by the \
                         operator's policy (policy.allowPlainHttp)"
@@ -125,6 +120,17 @@ impl VaultPolicy {
             }
         }
         Ok(())
+    }
+}
+
+impl VaultPolicy {
+    /// Why a vaultd image may not run, if it may not: the vault's own pods, and every Job
+    /// run with the vault's image (a RetentionPolicy's CronJob).
+    pub fn check_image(&self, image: &str) -> Result<(), String> {
+        match self.allowed_images.iter().any(|pattern| pattern.matches(image)) {
+            true => Ok(()),
+            false => Err(format!("image {image:?} is not allowed by the operator's policy (policy.allowedImages)")),
+        }
     }
 }
 

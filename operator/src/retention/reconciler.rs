@@ -6,6 +6,7 @@
 //!    departing) vault is reported (`VaultNotFound`) and looked at again shortly,
 //! 2. parses the schedule (for `nextRun`; a schedule the API server's CEL shape check let
 //!    through but that does not parse is reported as `InvalidSchedule`),
+//!    The vault's image must be one the operator's policy allows (the CronJob runs it).
 //! 3. keeps the token Secret when it holds a token of this vault (by uid), or else issues a
 //!    token named [`PolicyNames::token_name`] with scope `retention:run` through the vault's
 //!    admin API with the root token — first revoking any earlier token of that name (a
@@ -60,6 +61,7 @@ use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
 use crate::piivault::api_tls;
 use crate::piivault::names::VaultNames;
+use crate::piivault::policy::VaultPolicy;
 use crate::piivault::secret_material::{operator_token_of, root_token_location, root_token_of};
 use crate::piivault::status::Explanation;
 use crate::vaultd_client::{NewToken, RetentionAdmin, RootToken};
@@ -86,11 +88,25 @@ pub struct Context<V> {
     pub metrics: Arc<Metrics>,
     /// Acting only while leading, and the error backoff per policy.
     pub control: Control,
+    /// What the vaults may run: the CronJob runs the vault's image, so it must be allowed.
+    pub policy: VaultPolicy,
 }
 
 impl<V> Context<V> {
     pub fn new(client: Client, vault: V, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
-        Self { recorder: Recorder::new(client.clone(), reporter), client, vault, metrics, control: Control::new() }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            vault,
+            metrics,
+            control: Control::new(),
+            policy: VaultPolicy::default(),
+        }
+    }
+
+    pub fn with_policy(mut self, policy: VaultPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Acts only while `gate` holds (leader election); without it, always.
@@ -215,6 +231,8 @@ async fn converge<V: RetentionAdmin>(
             return Ok(Converged::WaitingForVault);
         }
     };
+    // The CronJob runs the vault's image: one the policy refuses gets no Job either.
+    ctx.policy.check_image(&vault.spec.image).map_err(Error::NotAllowed)?;
     let vault_uid = vault.metadata.uid.clone().ok_or(Error::MissingField("PiiVault metadata.uid"))?;
     let next_run = schedule::next_run(&policy.spec.schedule, now).map_err(Error::InvalidSchedule)?;
 

@@ -168,6 +168,7 @@ pub fn test_context(
 ) -> (Arc<Context<ScriptedVault>>, JoinHandle<Vec<ApiRequest>>) {
     let (client, server) = fake_api_server(objects, FakeApiOptions::default());
     let reporter = Reporter { controller: "strongroom-operator".into(), instance: Some("test".into()) };
-    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter);
+    let context = Context::new(client, vault, Arc::new(Metrics::default()), reporter)
+        .with_policy(crate::piivault::test_harness::test_policy());
     (Arc::new(context.with_leader_gate(gate)), server)
 }

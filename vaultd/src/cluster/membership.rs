@@ -194,9 +194,18 @@ impl Cluster {
         let id = self.allocate_node_id(actor).await?;
         // The address is the caller's word: the call carries a proof rather than the peer
         // secret, and what comes back is reported in fixed words, never passed on.
-        let answer = self.peers.adopt(&add.raft_address, id, &self.adopt_proof(id), PROPOSE_TIMEOUT).await;
+        // Its answer must prove it holds the peer secret before it becomes a learner: Raft
+        // messages to members carry the secret.
+        let challenge = crate::crypto::random_bytes::<32>();
+        let answer = self.peers.adopt(&add.raft_address, id, &self.adopt_proof(id), challenge, PROPOSE_TIMEOUT).await;
         match answer {
-            Ok(Ok(())) => {}
+            Ok(Ok(proof)) if self.adopted_proof_matches(id, &challenge, &proof) => {}
+            Ok(Ok(_)) => {
+                return Err(AdminError::Conflict(
+                    "the node at raftAddress did not prove that it holds the cluster's peer secret; it was not added"
+                        .into(),
+                ))
+            }
             Ok(Err(refusal)) => return Err(AdminError::Conflict(adopt_refused(&refusal).into())),
             Err(error) => return Err(AdminError::Conflict(adopt_failed(&error))),
         }
@@ -351,7 +360,7 @@ fn adopt_refused(refusal: &Refusal) -> &'static str {
 fn adopt_failed(error: &PeerError) -> String {
     match error {
         PeerError::Unreachable(_) => "cannot reach the new node at raftAddress".into(),
-        PeerError::Refused { status } => format!("the node at raftAddress refused the peer request (HTTP {status})"),
+        PeerError::Refused { .. } => "the node at raftAddress refused the peer request".into(),
         PeerError::Transport(_) | PeerError::Decode | PeerError::Encode => {
             "the node at raftAddress did not answer as a vaultd peer".into()
         }

@@ -325,6 +325,16 @@ impl Cluster {
             ))
     }
 
+    /// Whether an adopted node's answer proves it holds the peer secret.
+    fn adopted_proof_matches(&self, id: NodeId, challenge: &[u8; 32], presented: &str) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(self.adopted_proof(id, challenge).as_bytes(), presented.as_bytes()))
+    }
+
+    /// This node's answer to an adoption's challenge (see [`rpc::Adopt`]).
+    fn adopted_proof(&self, id: NodeId, challenge: &[u8; 32]) -> String {
+        rpc::adopted_proof(&self.peer_secret_hash, id, challenge)
+    }
+
     /// The proof that adopting `id` comes from a member (see [`rpc::ADOPT_PROOF_HEADER`]).
     fn adopt_proof(&self, id: NodeId) -> String {
         rpc::adopt_proof(&self.peer_secret_hash, id)

@@ -79,15 +79,16 @@ impl PeerClient {
     }
 
     /// Hands `id` to the node at `address`, which is not a member yet: the request
-    /// carries the adoption proof, never the secret.
+    /// carries the adoption proof and a challenge, never the secret.
     pub async fn adopt(
         &self,
         address: &str,
         id: NodeId,
         proof: &str,
+        challenge: [u8; 32],
         timeout: Duration,
     ) -> Result<rpc::AdoptResult, PeerError> {
-        let body = rpc::Adopt { node_id: id };
+        let body = rpc::Adopt { node_id: id, challenge };
         self.send(address, rpc::ADOPT, Credential::AdoptProof(id, proof), &body, timeout, MAX_ADOPT_ANSWER).await
     }
 

@@ -175,7 +175,8 @@ async fn adopt(cluster: Node, req: HttpRequest, bytes: web::Bytes) -> HttpRespon
     if target(&req) != Some(message.node_id) {
         return Rejected(StatusCode::BAD_REQUEST, "the adoption names two ids").response();
     }
-    let result: rpc::AdoptResult = cluster.adopt(message.node_id).await;
+    let adopted = cluster.adopt(message.node_id).await;
+    let result: rpc::AdoptResult = adopted.map(|()| cluster.adopted_proof(message.node_id, &message.challenge));
     reply(&result)
 }
 

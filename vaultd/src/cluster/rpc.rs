@@ -70,17 +70,33 @@ pub type ProposeResult = Result<Vec<Receipt>, Refusal>;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Adopt {
     pub node_id: NodeId,
+    /// Fresh random bytes the node must answer with [`adopted_proof`]: without the peer
+    /// secret nobody can, so a node that does not hold it is never added (and never gets
+    /// the Raft messages that carry the secret).
+    pub challenge: [u8; 32],
 }
 
 /// The adoption proof for `id`, hex-encoded, from the SHA-256 of the peer secret.
 pub fn adopt_proof(secret_hash: &[u8; 32], id: NodeId) -> String {
+    keyed_hex(secret_hash, &[b"strongroom adopt ", &id.to_be_bytes()])
+}
+
+/// A node's answer to an adoption: proof that it holds the peer secret too.
+pub fn adopted_proof(secret_hash: &[u8; 32], id: NodeId, challenge: &[u8; 32]) -> String {
+    keyed_hex(secret_hash, &[b"strongroom adopted ", &id.to_be_bytes(), challenge])
+}
+
+/// HMAC-SHA256 of `parts` under `key`, hex-encoded.
+fn keyed_hex(key: &[u8; 32], parts: &[&[u8]]) -> String {
     use hmac::{Hmac, Mac};
     // HMAC takes a key of any length; a 32-byte key cannot be refused.
-    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret_hash) else { return String::new() };
-    mac.update(b"strongroom adopt ");
-    mac.update(&id.to_be_bytes());
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key) else { return String::new() };
+    for part in parts {
+        mac.update(part);
+    }
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub type AdoptResult = Result<(), Refusal>;
+/// An adopted node's [`adopted_proof`].
+pub type AdoptResult = Result<String, Refusal>;
 pub type ReadIndexResult = Result<u64, Refusal>;

@@ -564,3 +564,21 @@ async fn tokens_are_issued_with_the_operators_scoped_token_once_the_vault_has_on
     assert_eq!(result.unwrap(), Action::requeue(REFRESH));
     assert_eq!(vault.tokens_used(), vec![OPERATOR_TOKEN, OPERATOR_TOKEN, "scoped-secret-1"], "never the root token");
 }
+
+#[tokio::test]
+async fn a_vault_whose_image_the_policy_refuses_gets_no_cron_job_and_no_token() {
+    let policy = policy();
+    let mut objects = existing(&policy);
+    let mut vault_obj = customers_vault();
+    vault_obj.spec.image = "evil.example/miner:latest".into();
+    objects.insert(VAULT_PATH.to_string(), serde_json::to_value(&vault_obj).unwrap());
+    let vault = ScriptedVault::default();
+    let (result, requests) = reconcile_once(&policy, objects, &vault).await;
+    assert!(format!("{result:?}").contains("NotAllowed"), "{result:?}");
+    assert!(vault.calls().is_empty(), "{:?}", vault.calls());
+    let written = writes(&requests);
+    assert!(!written.iter().any(|path| *path == CRON_JOB_PATH || *path == TOKEN_SECRET_PATH), "{written:?}");
+    let degraded = condition(&written_status(&requests), "Degraded").clone();
+    assert_eq!(degraded.status, "True");
+    assert!(degraded.message.contains("policy.allowedImages"), "{}", degraded.message);
+}
