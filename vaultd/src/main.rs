@@ -181,6 +181,7 @@ struct MinimizeArgs {
 struct DemoArgs {
     #[arg(long, default_value_t = 3000)]
     port: u16,
+    /// A loopback address (the demo refuses any other).
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
     /// Where to keep data (a temporary directory, removed at exit, when not given).
@@ -254,6 +255,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let settings = args.behaviour.vault_settings()?;
     let kek = Kek::Software(SoftwareKek::generate());
+    // Plain HTTP with a root token everyone knows: never reachable from other hosts.
+    if !args.bind.to_canonical().is_loopback() {
+        anyhow::bail!(
+            "vaultd demo serves plain HTTP with the root token DEMO, so it listens on a loopback address only \
+             (127.0.0.1 or ::1), not {}; run vaultd serve for a vault other hosts can reach",
+            args.bind
+        );
+    }
     let listener = server::bind(SocketAddr::new(args.bind, args.port))?;
     let vault = Vault::open(&data_dir, kek, Zeroizing::new("DEMO".into()), settings, ClusterOptions::default())
         .await

@@ -163,6 +163,22 @@ fn plain_http_on_a_non_loopback_address_needs_tls_disable() {
 }
 
 #[test]
+fn the_demo_with_its_well_known_root_token_listens_on_loopback_only() {
+    let data_dir = tempfile::tempdir().unwrap();
+    for bind in ["0.0.0.0", "::", "192.0.2.7"] {
+        let mut command = support::vaultd();
+        command.args(["demo", "--port", "0", "--bind", bind, "--data-dir"]).arg(data_dir.path());
+        let (status, stderr) = run_to_exit(command);
+        assert!(!status.success(), "demo started on {bind}");
+        assert!(stderr.contains("loopback address only"), "{stderr}");
+    }
+    let mut command = support::vaultd();
+    command.args(["demo", "--port", "0", "--bind", "127.0.0.2", "--data-dir"]).arg(data_dir.path());
+    let vault = Vault::spawn_command(command);
+    assert!(vault.url.starts_with("http://127.0.0.2:"), "{}", vault.url);
+}
+
+#[test]
 fn a_cluster_with_tls_on_the_api_takes_writes_through_every_node() {
     let cluster = TestCluster::start_with_api_tls(3, &[]);
     for slot in 0..3 {
