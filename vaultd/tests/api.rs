@@ -226,6 +226,26 @@ fn a_subjects_own_changes_become_requests_that_a_dpo_approves_or_cancels() {
 }
 
 #[test]
+fn a_write_only_token_merges_but_cannot_patch_its_way_to_reading() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    root.create_user(json!({"login": "ann", "first": "Ann"}));
+    root.post("/v1/userapp/login/ann/shop", json!({"basket": 1})).assert_ok();
+    let (_, writer) = access_token(&root, "writer", &["users:write", "apps:shop:write"]);
+    let writer = root.with_token(Some(&writer));
+    // A `test` that succeeds or fails would tell the value; so would a remove of a path
+    // that may not exist.
+    let probe = json!([{"op": "test", "path": "/first", "value": "Ann"}]);
+    writer.put("/v1/user/login/ann", probe.clone()).assert_error(403);
+    writer.put("/v1/userapp/login/ann/shop", json!([{"op": "test", "path": "/basket", "value": 1}])).assert_error(403);
+    writer.put("/v1/user/login/ann", json!([{"op": "remove", "path": "/middle"}])).assert_error(403);
+    // Merges need no read, and a token that may read may patch.
+    writer.put("/v1/user/login/ann", json!({"city": "Leeds"})).assert_ok();
+    writer.put("/v1/userapp/login/ann/shop", json!({"basket": 2})).assert_ok();
+    root.put("/v1/user/login/ann", probe).assert_ok();
+}
+
+#[test]
 fn with_direct_subject_changes_a_subject_token_changes_its_own_data() {
     let vault = Vault::demo_with(&["--subject-changes", "direct"]);
     let root = vault.demo_client();

@@ -87,7 +87,7 @@ pub async fn create(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     operation_id = "updateAppRecord",
     tag = "apps",
     summary = "Update a subject's app record",
-    description = r#"Requires scope `apps:{app}:write` (the path's app, e.g. `apps:shop:write`). Applies an RFC 7396 merge object or an RFC 6902 patch array to an existing app record. 404 when the subject or the record does not exist; 409 when concurrent writers keep winning the race. With a subject token and `--subject-changes request` (the default), the change is filed for a DPO instead: the answer is `RequestFiled`."#,
+    description = r#"Requires scope `apps:{app}:write` (the path's app, e.g. `apps:shop:write`); a patch array also `apps:{app}:read`. Applies an RFC 7396 merge object or an RFC 6902 patch array to an existing app record. 404 when the subject or the record does not exist; 409 when concurrent writers keep winning the race. With a subject token and `--subject-changes request` (the default), the change is filed for a DPO instead: the answer is `RequestFiled`."#,
     extensions(("x-required-scope" = json!("apps:{app}:write"))),
     params(doc::AppRecordPath, doc::Purpose),
     request_body(
@@ -152,6 +152,10 @@ pub async fn update(vault: web::Data<Vault>, caller: Caller, path: AppPath, body
     caller.require(&Scope::app(&app, "write"))?;
     let mode = parse_mode(&mode)?;
     let update = body.change()?;
+    // Whether a patch applies tells what the record holds: patching takes its read scope too.
+    if update.is_array() {
+        caller.require(&Scope::app(&app, "read"))?;
+    }
     if vault.files_requests(&caller) {
         let action = RequestAction::ChangeAppData;
         let rtoken = vault.file_request(&caller, mode, &id, action, Some(&app), Some(&update)).await?;

@@ -234,7 +234,7 @@ pub async fn get(
     operation_id = "updateUser",
     tag = "users",
     summary = "Update a subject's profile",
-    description = r#"Requires scope `users:write`. Applies an RFC 7396 merge object or an RFC 6902 patch array to the profile. Identifier changes are re-indexed and must stay unique (409 otherwise); 409 also when concurrent writers keep winning the race. A forgotten subject is 404. With a subject token and `--subject-changes request` (the default), the change is filed for a DPO instead: the answer is `RequestFiled`."#,
+    description = r#"Requires scope `users:write`; a patch array also `users:read` (whether it applies tells what the profile holds). Applies an RFC 7396 merge object or an RFC 6902 patch array to the profile. Identifier changes are re-indexed and must stay unique (409 otherwise); 409 also when concurrent writers keep winning the race. A forgotten subject is 404. With a subject token and `--subject-changes request` (the default), the change is filed for a DPO instead: the answer is `RequestFiled`."#,
     extensions(("x-required-scope" = json!("users:write"))),
     params(doc::SubjectPath, doc::Purpose),
     request_body(
@@ -310,6 +310,11 @@ pub async fn update(
     let (mode, id) = path.into_inner();
     let mode = parse_mode(&mode)?;
     let update = body.change()?;
+    // Whether a patch applies tells what the profile holds (`test`, or a path that must
+    // exist): patching takes the scope that reads it too.
+    if update.is_array() {
+        caller.require(&Scope::users("read"))?;
+    }
     if vault.files_requests(&caller) {
         let rtoken = vault.file_request(&caller, mode, &id, RequestAction::ChangeProfile, None, Some(&update)).await?;
         return Ok(super::subject_requests::filed(rtoken));
