@@ -923,3 +923,28 @@ fn a_subject_token_starts_at_most_100_app_records_while_staff_may_start_more() {
     own.post("/v1/userapp/login/ann/app0", json!({"n": "again"})).assert_ok();
     root.post("/v1/userapp/login/ann/app100", json!({"n": 100})).assert_ok();
 }
+
+#[test]
+fn a_subject_token_starts_at_most_100_sessions_and_100_shares_for_its_subject() {
+    let vault = Vault::demo();
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann"}));
+    let own = subject_client(&root, &ann);
+    let sessions: Vec<String> = (0..100).map(|_| Uuid::new_v4().to_string()).collect();
+    for session in &sessions {
+        own.post(&format!("/v1/session/{session}"), json!({"token": ann, "n": 1})).assert_ok();
+    }
+    let refused = own.post(&format!("/v1/session/{}", Uuid::new_v4()), json!({"token": ann}));
+    refused.assert_error(409);
+    assert!(refused.body["message"].as_str().unwrap().contains("sessions"), "{}", refused.body);
+    own.post(&format!("/v1/session/{}", sessions[0]), json!({"token": ann, "n": 2})).assert_ok();
+    root.post(&format!("/v1/session/{}", Uuid::new_v4()), json!({"token": ann})).assert_ok();
+
+    for _ in 0..100 {
+        own.post("/v1/sharedrecord/login/ann", json!({"fields": "login"})).assert_ok();
+    }
+    let refused = own.post("/v1/sharedrecord/login/ann", json!({"fields": "login"}));
+    refused.assert_error(409);
+    assert!(refused.body["message"].as_str().unwrap().contains("share"), "{}", refused.body);
+    root.post("/v1/sharedrecord/login/ann", json!({"fields": "login"})).assert_ok();
+}

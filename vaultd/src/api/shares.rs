@@ -48,6 +48,7 @@ use crate::vault::Vault;
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)
     ),

@@ -206,6 +206,30 @@ impl Store {
         self.get(&keys::request(rtoken))
     }
 
+    /// How many sessions are linked to a subject.
+    pub fn sessions_of(&self, subject: &Uuid) -> Result<usize, StoreError> {
+        self.count_prefix(&keys::sessions_of_subject(subject))
+    }
+
+    /// How many shared records of a subject's data there are.
+    pub fn shares_of(&self, subject: &Uuid) -> Result<usize, StoreError> {
+        self.count_prefix(&keys::shared_of_subject_prefix(subject))
+    }
+
+    /// Whether `session` is linked to `subject`.
+    pub fn is_session_of(&self, subject: &Uuid, session: &Uuid) -> Result<bool, StoreError> {
+        Ok(self.state.contains_key(keys::session_of_subject(subject, session))?)
+    }
+
+    fn count_prefix(&self, prefix: &[u8]) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self.state.scan_prefix(prefix).keys() {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// How many of a subject's requests still wait for a DPO.
     pub fn open_requests_of(&self, subject: &Uuid) -> Result<usize, StoreError> {
         let mut open = 0;

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::limits::MAX_APPS_BY_SUBJECT_TOKEN;
+use super::limits::MAX_STARTED_BY_SUBJECT_TOKEN;
 use super::*;
 use crate::store::AppRecord;
 
@@ -40,7 +40,7 @@ impl Vault {
         check_app(app)?;
         let (subject, _, active) = self.find_active(caller, Operation::AppCreate, mode, app, id).await?;
         let new_app = !active.apps.iter().any(|a| a == app);
-        if caller.subject.is_some() && new_app && active.apps.len() >= MAX_APPS_BY_SUBJECT_TOKEN {
+        if caller.subject.is_some() && new_app && active.apps.len() >= MAX_STARTED_BY_SUBJECT_TOKEN {
             return Err(VaultError::Conflict("a subject token may not start more app records for its subject"));
         }
         let dek = self.dek(&subject, &active).await?;

@@ -18,9 +18,10 @@ pub(crate) const MAX_PATCH_OPERATIONS: usize = 100;
 pub(crate) const MAX_DEPTH: usize = 32;
 /// Requests one subject may have waiting for a DPO at once.
 pub(crate) const MAX_OPEN_REQUESTS: usize = 100;
-/// App records a subject token may hold for its subject: past it, it may change those it
-/// has but not start new ones (staff tokens may).
-pub(crate) const MAX_APPS_BY_SUBJECT_TOKEN: usize = 100;
+/// App records, sessions and shares (each) a subject's own token may start for its
+/// subject: past it, the token may change those there are but not start new ones (staff
+/// tokens may). The person cannot fill the disk through their own token.
+pub(crate) const MAX_STARTED_BY_SUBJECT_TOKEN: usize = 100;
 
 /// Refuses a document nested deeper than [`MAX_DEPTH`] or whose JSON encoding is longer
 /// than `max_bytes`, walking it without encoding it (counting what the encoding takes).

@@ -67,6 +67,12 @@ impl Vault {
             },
             (None, None) => None,
         };
+        if let (Some(_), Some((subject, _))) = (caller.subject, &owner) {
+            let started = self.store.sessions_of(subject)?;
+            if started >= limits::MAX_STARTED_BY_SUBJECT_TOKEN && !self.store.is_session_of(subject, &session)? {
+                return Err(VaultError::Conflict("a subject token may not start more sessions for its subject"));
+            }
+        }
         let plaintext = limits::encode_object(&data, "session", self.settings.max_record_bytes)?;
         let audit = draft(caller, Operation::SessionCreate, owner.as_ref().map(|(s, _)| *s), None, None);
         let (sealed, key) = match &owner {
