@@ -9,7 +9,6 @@ use super::{ok, parse_mode};
 use crate::auth::{refuse_missing_token, Caller, OptionalCaller, Scope};
 use crate::error::{VaultError, VaultResult};
 use crate::store::RequestAction;
-use crate::throttle::{client_of, Throttle};
 use crate::vault::Vault;
 
 /// `POST /v1/user`. Without any token, only when anonymous creation is enabled (e.g. a
@@ -152,12 +151,7 @@ pub async fn create(
             caller.require_staff()?;
             caller
         }
-        None if vault.settings().anonymous_create => {
-            if let Some(throttle) = req.app_data::<web::Data<Throttle>>() {
-                throttle.anonymous(client_of(&req))?;
-            }
-            Caller::anonymous()
-        }
+        None if vault.settings().anonymous_create => Caller::anonymous(),
         None => return Err(refuse_missing_token(&req)),
     };
     let token = match vault.create_user(&caller, body.object()?).await {

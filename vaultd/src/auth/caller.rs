@@ -70,7 +70,7 @@ impl FromRequest for Caller {
 }
 
 /// The caller of a route that also serves people without a token: `None` when the
-/// request presents no token (the route counts it against the anonymous limit).
+/// request presents no token, which counts against the anonymous limit at once.
 pub struct OptionalCaller(pub Option<Caller>);
 
 impl FromRequest for OptionalCaller {
@@ -95,7 +95,13 @@ fn resolve(req: &HttpRequest, token_required: bool) -> LocalBoxFuture<'static, R
     Box::pin(async move {
         let vault = vault.ok_or(VaultError::Unavailable("not initialised"))?;
         let outcome = match presented? {
-            None if !token_required => return Ok(None),
+            // Counted before anything else about the request (its body above all) is read.
+            None if !token_required => {
+                return match &throttle {
+                    Some(throttle) => throttle.anonymous(client).map(|()| None),
+                    None => Ok(None),
+                }
+            }
             None => Err(VaultError::Unauthenticated),
             Some((secret, purpose)) => {
                 let may_wait = || throttle.as_ref().map_or(Ok(()), |throttle| throttle.before_auth(client));
