@@ -70,7 +70,9 @@ impl Vault {
             Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
         };
         if caller.subject.is_some() && self.store.shares_of(&subject)? >= limits::MAX_STARTED_BY_SUBJECT_TOKEN {
-            return Err(VaultError::Conflict("a subject token may not share more of its subject's data until shares end"));
+            return Err(VaultError::Conflict(
+                "a subject token may not share more of its subject's data until shares end",
+            ));
         }
         let record_id = Uuid::new_v4();
         let mut audit = draft(caller, op, Some(subject), app.as_deref(), Some(mode));
