@@ -21,7 +21,14 @@ use super::StoreError;
 /// 7: a shared record may share fields of one of its subject's sessions; agreements to an
 /// email or phone that names no subject yet are kept, with the identifier sealed beside
 /// them (new state-tree records and consent commands).
-pub const CURRENT: u32 = 7;
+/// 8: the erasure ledger (new state-tree records), retention's minimisation as a command
+/// of its own, backup and ledger audit operations. Only additions: a format-7 directory
+/// is read as it is and marked 8.
+pub const CURRENT: u32 = 8;
+
+/// Older formats this build reads without changing a byte of them (their records and
+/// commands are a subset of this format's): opening marks them current.
+const READS_AS_IS: &[u32] = &[7];
 
 const FILE: &str = "FORMAT";
 const PREFIX: &str = "strongroom-data ";
@@ -35,6 +42,7 @@ pub fn check_or_create(dir: &Path, database: &Path) -> Result<(), StoreError> {
             let found = text.trim().strip_prefix(PREFIX).and_then(|n| n.parse().ok());
             match found {
                 Some(CURRENT) => Ok(()),
+                Some(older) if READS_AS_IS.contains(&older) => write_marker(dir),
                 found => Err(StoreError::Format { found, expected: CURRENT }),
             }
         }
@@ -44,16 +52,21 @@ pub fn check_or_create(dir: &Path, database: &Path) -> Result<(), StoreError> {
                 return Err(StoreError::Format { found: None, expected: CURRENT });
             }
             fs::create_dir_all(dir)?;
-            let temporary = dir.join(format!("{FILE}.tmp"));
-            let mut file = fs::File::create(&temporary)?;
-            writeln!(file, "{PREFIX}{CURRENT}")?;
-            file.sync_all()?;
-            fs::rename(&temporary, &marker)?;
-            fs::File::open(dir)?.sync_all()?;
-            Ok(())
+            write_marker(dir)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks `dir` as of the current format, durably.
+fn write_marker(dir: &Path) -> Result<(), StoreError> {
+    let temporary = dir.join(format!("{FILE}.tmp"));
+    let mut file = fs::File::create(&temporary)?;
+    writeln!(file, "{PREFIX}{CURRENT}")?;
+    file.sync_all()?;
+    fs::rename(&temporary, dir.join(FILE))?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -71,6 +84,11 @@ mod tests {
         std::fs::write(dir.path().join(FILE), "strongroom-data 1\n").unwrap();
         let error = check_or_create(dir.path(), &database).unwrap_err();
         assert!(matches!(error, StoreError::Format { found: Some(1), expected: CURRENT }), "{error}");
+
+        // Format 7 is read as it is, and marked current.
+        std::fs::write(dir.path().join(FILE), "strongroom-data 7\n").unwrap();
+        check_or_create(dir.path(), &database).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join(FILE)).unwrap(), format!("strongroom-data {CURRENT}\n"));
 
         std::fs::remove_file(dir.path().join(FILE)).unwrap();
         let error = check_or_create(dir.path(), &database).unwrap_err();
