@@ -85,7 +85,7 @@ pub struct ErasuresQuery {
     /// Entries after this sequence number (0: from the first)
     #[serde(default)]
     #[param(minimum = 0)]
-    after: u64,
+    after: i64,
     /// Entries to return at most
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 10000, default = 1000)]
@@ -126,5 +126,6 @@ pub async fn erasures(vault: web::Data<Vault>, caller: Caller, req: HttpRequest)
     if query.limit == 0 || query.limit > MAX_ERASURES {
         return Err(VaultError::bad_request(format!("limit must be between 1 and {MAX_ERASURES}")));
     }
-    ok_body(&vault.erasures(&caller, query.after, query.limit).await?)
+    let after = u64::try_from(query.after).map_err(|_| VaultError::bad_request("after must not be negative"))?;
+    ok_body(&vault.erasures(&caller, after, query.limit).await?)
 }

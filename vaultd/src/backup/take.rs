@@ -136,7 +136,7 @@ pub async fn take(api: &VaultApi, destination: &Destination) -> Result<TakeRepor
 /// many were shipped.
 pub async fn ship_ledger(api: &VaultApi, destination: &Destination) -> Result<u64, BackupError> {
     // A page past the end names the vault without reading (or auditing) any entry.
-    let cluster = api.erasures(u64::MAX).await?.cluster_id;
+    let cluster = api.erasures(i64::MAX as u64).await?.cluster_id;
     let mut after = destination.ledger_shipped(&cluster).await?;
     let mut shipped = 0;
     loop {
