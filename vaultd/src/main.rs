@@ -129,7 +129,8 @@ enum BackupAction {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Ship the erasure ledger entries the destination lacks, without a backup.
+    /// Ship the erasure ledger entries the destination lacks, without a backup; with
+    /// `--every`, again and again (what keeps a destination's ledger current).
     ShipLedger {
         #[command(flatten)]
         vault: VaultArgs,
@@ -137,6 +138,10 @@ enum BackupAction {
         to: String,
         #[command(flatten)]
         store: StoreArgs,
+        /// Ship again after this long (e.g. 30s), until stopped; a failed round is logged
+        /// and the next one tries again.
+        #[arg(long)]
+        every: Option<Span>,
     },
 }
 
@@ -356,9 +361,19 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             let keep_within = keep_within.map(|span| span.0);
             serde_json::to_value(vaultd::backup::prune(&open(&from, &store)?, keep_last, keep_within).await?)?
         }
-        Some(BackupAction::ShipLedger { vault, to, store }) => {
-            let shipped = vaultd::backup::ship_ledger(&vault.api()?, &open(&to, &store)?).await?;
-            serde_json::json!({ "ledgerEntriesShipped": shipped })
+        Some(BackupAction::ShipLedger { vault, to, store, every }) => {
+            let (api, destination) = (vault.api()?, open(&to, &store)?);
+            if let Some(every) = every {
+                loop {
+                    match vaultd::backup::ship_ledger(&api, &destination).await {
+                        Ok(0) => {}
+                        Ok(shipped) => tracing::info!(shipped, "shipped erasure ledger entries"),
+                        Err(error) => tracing::warn!(%error, "cannot ship the erasure ledger; trying again"),
+                    }
+                    tokio::time::sleep(every.0).await;
+                }
+            }
+            serde_json::json!({ "ledgerEntriesShipped": vaultd::backup::ship_ledger(&api, &destination).await? })
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);

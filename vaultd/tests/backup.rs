@@ -444,3 +444,32 @@ fn a_backup_killed_mid_upload_is_never_listed_or_restored() {
     take(&source.hsm, &source.vault, &source.token_file, &source.backups);
     assert_eq!(list(&source.hsm, &source.backups).len(), 1);
 }
+
+#[test]
+fn ship_ledger_every_keeps_the_destination_current_without_backups() {
+    let source = source();
+    let client = source.vault.client();
+    let ann = client.create_user(json!({"login": "ann"}));
+    let mut shipper = support::vaultd()
+        .args(["backup", "ship-ledger", "--every", "1s", "--vault", &source.vault.url, "--token-file"])
+        .arg(&source.token_file)
+        .arg("--to")
+        .arg(&source.backups)
+        .envs(&source.hsm.env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    client.delete(&format!("/v1/user/token/{ann}")).assert_ok();
+    let ledger = source.backups.join("ledger");
+    let shipped = support::cluster::poll("the erasure to be shipped", std::time::Duration::from_secs(30), || {
+        let cluster = std::fs::read_dir(&ledger).ok()?.flatten().next()?.path();
+        let segment = std::fs::read_dir(cluster).ok()?.flatten().next()?.path();
+        let rows: Value = serde_json::from_slice(&std::fs::read(segment).ok()?).ok()?;
+        Some(rows)
+    });
+    shipper.kill().unwrap();
+    shipper.wait().unwrap();
+    assert_eq!(shipped[0]["token"], ann.as_str(), "{shipped}");
+    assert_eq!(shipped[0]["kind"], "forget", "{shipped}");
+}
