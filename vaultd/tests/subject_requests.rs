@@ -903,7 +903,11 @@ fn a_person_has_at_most_100_open_requests_and_a_settled_one_makes_room() {
     assert!(refused.body["message"].as_str().unwrap().contains("open requests"), "{}", refused.body);
     own.delete("/v1/user/login/ann").assert_error(409);
     assert_eq!(own.get("/v1/requests/login/ann").assert_ok()["total"], 100);
-    dpo(&root).delete(&format!("/v1/request/{first}")).assert_ok();
+    let dpo = dpo(&root);
+    dpo.delete(&format!("/v1/request/{first}")).assert_ok();
+    // A settled request keeps no change: withdrawing and filing again costs no space.
+    let settled = request(&dpo, &first);
+    assert!(settled.get("change").is_none(), "{settled}");
     filed(own.put("/v1/user/login/ann", json!({"first": "room again"})));
 }
 

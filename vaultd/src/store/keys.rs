@@ -60,6 +60,9 @@ pub const ACTIVITY: u8 = b'p';
 pub const REQUEST: u8 = b'o';
 /// Requests of a subject: `u` + subject token + rtoken.
 const REQUEST_OF_SUBJECT: u8 = b'u';
+/// The subset still open: `U` + subject token + rtoken (counted when filing, so a person's
+/// settled requests cost nothing there).
+const OPEN_REQUEST_OF_SUBJECT: u8 = b'U';
 /// Singletons: `m` + name.
 const META: u8 = b'm';
 /// The erasure ledger: `E` + sequence number (big-endian, from 1) → `LedgerEntry`.
@@ -217,6 +220,14 @@ pub fn request(rtoken: &Uuid) -> Vec<u8> {
 
 pub fn requests_of(subject: &Uuid) -> Vec<u8> {
     key(REQUEST_OF_SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn open_requests_of(subject: &Uuid) -> Vec<u8> {
+    key(OPEN_REQUEST_OF_SUBJECT, &[subject.as_bytes()])
+}
+
+pub fn open_request_of(subject: &Uuid, rtoken: &Uuid) -> Vec<u8> {
+    key(OPEN_REQUEST_OF_SUBJECT, &[subject.as_bytes(), rtoken.as_bytes()])
 }
 
 pub fn request_of(subject: &Uuid, rtoken: &Uuid) -> Vec<u8> {

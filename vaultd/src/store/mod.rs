@@ -232,14 +232,7 @@ impl Store {
 
     /// How many of a subject's requests still wait for a DPO.
     pub fn open_requests_of(&self, subject: &Uuid) -> Result<usize, StoreError> {
-        let mut open = 0;
-        for key in self.state.scan_prefix(keys::requests_of(subject)).keys() {
-            let rtoken = keys::trailing_uuid(&key?).ok_or(StoreError::Corrupt)?;
-            if self.request(&rtoken)?.is_some_and(|r| r.status == RequestStatus::Open) {
-                open += 1;
-            }
-        }
-        Ok(open)
+        self.count_prefix(&keys::open_requests_of(subject))
     }
 
     /// Every legal basis, in brief order.

@@ -19,6 +19,7 @@ pub(super) fn file(staged: &mut Staged, rtoken: &Uuid, record: &RequestRecord) -
     }
     write(staged, keys::request(rtoken), record)?;
     staged.insert(keys::request_of(&record.subject, rtoken), &[]);
+    staged.insert(keys::open_request_of(&record.subject, rtoken), &[]);
     Ok(Ok(Applied::Done))
 }
 
@@ -95,12 +96,16 @@ pub(super) fn resolve_request(
             return Ok((Err(rejection), subject));
         }
     }
-    // The effect may have changed the record (a forget-me clears the sealed change).
+    // The effect may have changed the record (a forget-me clears the sealed change). A
+    // settled request keeps no change either: what was approved is in the record and the
+    // audit trail, and a withdrawn one must not cost its space for good.
     let mut record = read::<RequestRecord>(staged, &key)?.ok_or(StoreError::Corrupt)?;
     record.status = if approve { RequestStatus::Approved } else { RequestStatus::Cancelled };
     record.reason = reason.to_string();
     record.updated = now;
+    record.change.clear();
     write(staged, key, &record)?;
+    staged.remove(keys::open_request_of(&record.subject, rtoken))?;
     Ok((Ok(Applied::Resolved(record.subject)), subject))
 }
 
@@ -111,6 +116,7 @@ pub(super) fn close_for_forgotten(staged: &mut Staged, subject: &Uuid, now: u64)
         let Some(rtoken) = keys::trailing_uuid(&key) else { continue };
         let Some(mut record) = read::<RequestRecord>(staged, &keys::request(&rtoken))? else { continue };
         record.change.clear();
+        staged.remove(keys::open_request_of(subject, &rtoken))?;
         if record.status == RequestStatus::Open {
             record.status = RequestStatus::Cancelled;
             record.reason = "the subject was forgotten".into();
