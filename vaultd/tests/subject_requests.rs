@@ -952,3 +952,25 @@ fn a_subject_token_starts_at_most_100_sessions_and_100_shares_for_its_subject() 
     assert!(refused.body["message"].as_str().unwrap().contains("share"), "{}", refused.body);
     root.post("/v1/sharedrecord/login/ann", json!({"fields": "login"})).assert_ok();
 }
+
+#[test]
+fn concurrent_starts_by_a_subject_token_do_not_pass_its_cap_together() {
+    let vault = Vault::demo_with(&["--subject-changes", "direct"]);
+    let root = vault.demo_client();
+    let ann = root.create_user(json!({"login": "ann"}));
+    let own = subject_client(&root, &ann);
+    for n in 0..95 {
+        own.post(&format!("/v1/userapp/login/ann/app{n}"), json!({"n": n})).assert_ok();
+    }
+    let racers: Vec<_> = (0..20)
+        .map(|n| {
+            let own = own.clone();
+            std::thread::spawn(move || own.post(&format!("/v1/userapp/login/ann/race{n}"), json!({"n": n})).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = racers.into_iter().map(|racer| racer.join().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    let apps = root.get("/v1/userapp/login/ann").assert_ok()["apps"].as_array().unwrap().len();
+    assert_eq!(apps, 100);
+}

@@ -39,8 +39,15 @@ impl Vault {
     ) -> VaultResult<Uuid> {
         check_app(app)?;
         let (subject, _, active) = self.find_active(caller, Operation::AppCreate, mode, app, id).await?;
-        let new_app = !active.apps.iter().any(|a| a == app);
-        if caller.subject.is_some() && new_app && active.apps.len() >= MAX_STARTED_BY_SUBJECT_TOKEN {
+        let _start = self.starts.hold(caller, &subject).await;
+        let started = match caller.subject {
+            Some(_) => match self.store.subject(&subject)?.map(|record| record.state) {
+                Some(SubjectState::Active(now)) => Some(now.apps),
+                _ => None,
+            },
+            None => None,
+        };
+        if started.is_some_and(|apps| !apps.iter().any(|a| a == app) && apps.len() >= MAX_STARTED_BY_SUBJECT_TOKEN) {
             return Err(VaultError::Conflict("a subject token may not start more app records for its subject"));
         }
         let dek = self.dek(&subject, &active).await?;

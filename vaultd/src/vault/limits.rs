@@ -23,6 +23,31 @@ pub(crate) const MAX_OPEN_REQUESTS: usize = 100;
 /// tokens may). The person cannot fill the disk through their own token.
 pub(crate) const MAX_STARTED_BY_SUBJECT_TOKEN: usize = 100;
 
+/// Locks that make a subject token's cap check and the write it guards one step per
+/// subject on this node: concurrent requests cannot all pass the same check. (Through
+/// several nodes at once a person can still exceed a cap by the requests in flight.)
+pub(crate) struct StartLocks([tokio::sync::Mutex<()>; 64]);
+
+impl Default for StartLocks {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl StartLocks {
+    /// Held by `caller` while it checks and writes, when it is a subject token.
+    pub(crate) async fn hold(
+        &self,
+        caller: &crate::auth::Caller,
+        subject: &uuid::Uuid,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        caller.subject?;
+        let stripe =
+            subject.as_bytes().iter().fold(0usize, |sum, byte| sum.wrapping_mul(31).wrapping_add(*byte as usize));
+        Some(self.0[stripe % self.0.len()].lock().await)
+    }
+}
+
 /// Refuses a document nested deeper than [`MAX_DEPTH`] or whose JSON encoding is longer
 /// than `max_bytes`, walking it without encoding it (counting what the encoding takes).
 pub(crate) fn check_document(document: &Value, what: &'static str, max_bytes: usize) -> VaultResult<()> {

@@ -72,6 +72,8 @@ pub struct Vault {
     /// the log; before, a root token is checked against the leader's log first.
     root_checked: std::sync::atomic::AtomicBool,
     settings: VaultSettings,
+    /// Per subject: a subject token's cap check and the write it guards run one at a time.
+    starts: limits::StartLocks,
 }
 
 impl Vault {

@@ -67,6 +67,10 @@ impl Vault {
             },
             (None, None) => None,
         };
+        let _start = match &owner {
+            Some((subject, _)) => self.starts.hold(caller, subject).await,
+            None => None,
+        };
         if let (Some(_), Some((subject, _))) = (caller.subject, &owner) {
             let started = self.store.sessions_of(subject)?;
             if started >= limits::MAX_STARTED_BY_SUBJECT_TOKEN && !self.store.is_session_of(subject, &session)? {

@@ -69,6 +69,7 @@ impl Vault {
             Found::Active(subject, _, _) => subject,
             Found::Forgotten(_) => return Err(VaultError::NotFound("record")),
         };
+        let _start = self.starts.hold(caller, &subject).await;
         if caller.subject.is_some() && self.store.shares_of(&subject)? >= limits::MAX_STARTED_BY_SUBJECT_TOKEN {
             return Err(VaultError::Conflict(
                 "a subject token may not share more of its subject's data until shares end",

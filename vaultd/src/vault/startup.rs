@@ -42,6 +42,7 @@ impl Vault {
             root_token_hash: auth::secret_hash(&root_token),
             root_checked: Default::default(),
             settings,
+            starts: Default::default(),
         };
         // Fail fast on a data directory whose keys another KEK wrapped; a standalone
         // vault makes its index key on first start.

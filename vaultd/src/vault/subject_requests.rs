@@ -67,6 +67,7 @@ impl Vault {
                 return Err(VaultError::NotFound("app record"));
             }
         }
+        let _start = self.starts.hold(caller, &subject).await;
         if self.store.open_requests_of(&subject)? >= MAX_OPEN_REQUESTS {
             return Err(VaultError::Conflict(
                 "this person has as many open requests as a vault keeps; a DPO must settle some first",
