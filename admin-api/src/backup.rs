@@ -59,10 +59,12 @@ pub enum ErasureKind {
     DropFields,
     /// Profile fields (`fields`), replaced by keyed pseudonyms.
     Pseudonymize,
+    /// An access token (`accessToken`, its id), revoked.
+    RevokeToken,
 }
 
 /// One entry of the erasure ledger. It names no personal data: a subject token, what was
-/// erased and when.
+/// erased and when; or an access token that was revoked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErasureRow {
@@ -70,9 +72,13 @@ pub struct ErasureRow {
     pub seq: u64,
     /// When it was applied (ms since the Unix epoch).
     pub time: u64,
-    /// The subject's token.
-    pub token: String,
+    /// The subject's token (absent for a token revocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     pub kind: ErasureKind,
+    /// The revoked access token's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1191,16 +1191,21 @@ pub struct ErasuresReply {
     pub next: u64,
 }
 
-/// One erasure: whose data, what of it, when. No personal data.
+/// One erasure: whose data, what of it, when; or a token revocation. No personal data.
 #[derive(Serialize, ToSchema)]
 pub struct Erasure {
     /// Its place in the ledger, from 1
     pub seq: u64,
     /// When it was applied, ms since the Unix epoch
     pub time: u64,
-    /// The subject's token
+    /// The subject's token (absent for a token revocation)
+    #[schema(required = false)]
     pub token: Uuid,
     pub kind: ErasureKind,
+    /// The revoked access token's id (`revokeToken`)
+    #[serde(rename = "accessToken")]
+    #[schema(required = false)]
+    pub access_token: String,
     /// The app record erased (`deleteApp`)
     #[schema(required = false)]
     pub app: String,
@@ -1216,6 +1221,7 @@ pub enum ErasureKind {
     DeleteApp,
     DropFields,
     Pseudonymize,
+    RevokeToken,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -250,14 +250,15 @@ pub struct AccessTokenRecord {
     pub subject: Option<uuid::Uuid>,
 }
 
-/// One entry of the erasure ledger: which subject lost what, and when — no personal data.
-/// A restored backup applies the entries newer than itself, so that nobody erased after
-/// the backup was taken comes back.
+/// One entry of the erasure ledger: which subject lost what, or which access token was
+/// revoked, and when — no personal data. A restored backup applies the entries newer than
+/// itself, so that nobody erased, and no token revoked, after the backup comes back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// When the erasure was applied (ms since the Unix epoch).
     pub time: u64,
-    pub subject: uuid::Uuid,
+    /// The subject whose data it erased (none for a token revocation).
+    pub subject: Option<uuid::Uuid>,
     pub erasure: Erasure,
 }
 
@@ -272,6 +273,8 @@ pub enum Erasure {
     DropFields { fields: Vec<String> },
     /// Profile fields, replaced by keyed pseudonyms.
     Pseudonymize { fields: Vec<String> },
+    /// An access token (by id), revoked.
+    RevokeToken { id: String },
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

@@ -81,13 +81,15 @@ impl Vault {
 }
 
 fn erasure_row(seq: u64, entry: LedgerEntry) -> ErasureRow {
-    let (kind, app, fields) = match entry.erasure {
-        Erasure::Forget => (ErasureKind::Forget, None, Vec::new()),
-        Erasure::DeleteApp { app } => (ErasureKind::DeleteApp, Some(app), Vec::new()),
-        Erasure::DropFields { fields } => (ErasureKind::DropFields, None, fields),
-        Erasure::Pseudonymize { fields } => (ErasureKind::Pseudonymize, None, fields),
+    let (kind, app, fields, access_token) = match entry.erasure {
+        Erasure::Forget => (ErasureKind::Forget, None, Vec::new(), None),
+        Erasure::DeleteApp { app } => (ErasureKind::DeleteApp, Some(app), Vec::new(), None),
+        Erasure::DropFields { fields } => (ErasureKind::DropFields, None, fields, None),
+        Erasure::Pseudonymize { fields } => (ErasureKind::Pseudonymize, None, fields, None),
+        Erasure::RevokeToken { id } => (ErasureKind::RevokeToken, None, Vec::new(), Some(id)),
     };
-    ErasureRow { seq, time: entry.time, token: entry.subject.to_string(), kind, app, fields }
+    let token = entry.subject.map(|subject| subject.to_string());
+    ErasureRow { seq, time: entry.time, token, kind, access_token, app, fields }
 }
 
 /// What the manifest says about a snapshot's parts, read from the parts themselves.

@@ -1,5 +1,5 @@
-//! Applying the erasure ledger to a restored vault: each erasure recorded after the
-//! backup was taken is done again, through the log like any change, before the vault
+//! Applying the erasure ledger to a restored vault: each erasure (and token revocation)
+//! recorded after the backup was taken is done again, through the log like any change, before the vault
 //! serves anything — audited as `ledger-replay`, with the ledger's name and the entry's
 //! number as the purpose.
 
@@ -14,13 +14,21 @@ impl Vault {
     /// Applies one ledger entry; `false` when there was nothing left to erase (the
     /// subject came after the backup, or lost that data before it).
     pub async fn replay_erasure(&self, row: &ErasureRow, ledger: &str) -> VaultResult<bool> {
-        let subject =
-            Uuid::parse_str(&row.token).map_err(|_| VaultError::bad_request("ledger entry names no token"))?;
+        let mut audit = system_draft(Operation::LedgerReplay);
+        audit.purpose = Some(format!("erasure ledger {ledger} entry {}", row.seq));
+        if row.kind == ErasureKind::RevokeToken {
+            let id =
+                row.access_token.as_deref().ok_or(VaultError::bad_request("ledger entry names no access token"))?;
+            let Some(token) = self.store.tokens()?.into_iter().find(|t| t.id == id) else { return Ok(false) };
+            let change = Change::RevokeAccessToken { id: token.id, secret_hash: token.secret_hash };
+            self.commit(audit, change).await?.outcome.map_err(rejected)?;
+            return Ok(true);
+        }
+        let token = row.token.as_deref().unwrap_or_default();
+        let subject = Uuid::parse_str(token).map_err(|_| VaultError::bad_request("ledger entry names no token"))?;
         let Some(record) = self.store.subject(&subject)? else { return Ok(false) };
         let SubjectState::Active(active) = &record.state else { return Ok(false) };
-        let mut audit = system_draft(Operation::LedgerReplay);
         audit.subject = Some(subject);
-        audit.purpose = Some(format!("erasure ledger {ledger} entry {}", row.seq));
         let change = match row.kind {
             ErasureKind::Forget => {
                 Change::ForgetSubject { target: Target::Token(subject), condition: ForgetCondition::Always }
@@ -30,6 +38,7 @@ impl Vault {
                 audit.app = Some(app.clone());
                 Change::DeleteApp { target: Target::Token(subject), app, expected_version: None }
             }
+            ErasureKind::RevokeToken => return Ok(false),
             ErasureKind::DropFields | ErasureKind::Pseudonymize => {
                 let Value::Object(mut profile) = self.open_profile(&subject, active).await? else {
                     return Err(VaultError::Crypto(CryptoError::Malformed));
