@@ -75,7 +75,7 @@ pub struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.counter.fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 
@@ -87,6 +87,11 @@ impl FreeSpace {
     /// Measures the file system now. `None` when the guard is off or the measurement
     /// failed (then nothing is refused on its account; the failure is logged).
     pub fn measure(&self) -> Option<Room> {
+        self.measure_beside(self.in_flight.load(Ordering::SeqCst))
+    }
+
+    /// [`measure`](Self::measure), counting `in_flight` bytes as used.
+    fn measure_beside(&self, in_flight: u64) -> Option<Room> {
         if self.min_free == Some(0) {
             return None;
         }
@@ -98,7 +103,7 @@ impl FreeSpace {
             }
         };
         let reserve = self.min_free.unwrap_or(DEFAULT_MIN_FREE_BYTES.min(size / 4));
-        let room = Room { free: free.saturating_sub(self.in_flight.load(Ordering::Relaxed)), reserve };
+        let room = Room { free: free.saturating_sub(in_flight), reserve };
         let full = room.is_full();
         if self.full.swap(full, Ordering::Relaxed) != full {
             if full {
@@ -126,9 +131,14 @@ impl FreeSpace {
     /// proposals admitted before it will still write counts as used, and its own bytes
     /// count for those after it while the returned guard lives.
     pub fn admit_writing(&self, need: Need, bytes: u64) -> Result<InFlight<'_>, Refusal> {
-        self.admit(need)?;
-        self.in_flight.fetch_add(bytes, Ordering::Relaxed);
-        Ok(InFlight { counter: &self.in_flight, bytes })
+        // Counted first, so that proposals admitted at the same moment see each other;
+        // a refused one stops counting when its guard is dropped here.
+        let before = self.in_flight.fetch_add(bytes, Ordering::SeqCst);
+        let in_flight = InFlight { counter: &self.in_flight, bytes };
+        match self.measure_beside(before) {
+            Some(room) if !room.admits(need) => Err(Refusal::NoSpace),
+            _ => Ok(in_flight),
+        }
     }
 }
 
