@@ -60,7 +60,8 @@ pub struct FakeApiOptions {
 
 /// Answers the operator's Kubernetes requests from a map of existing objects (by path):
 /// GET returns the object or 404, server-side apply answers with the applied object (a
-/// status apply with the stored object carrying the new status), POST echoes.
+/// status apply with the stored object carrying the new status), POST echoes, DELETE of an
+/// object answers success.
 pub fn fake_api_server(
     objects: HashMap<String, Value>,
     options: FakeApiOptions,
@@ -99,6 +100,10 @@ pub fn fake_api_server(
                     }
                 }
                 Method::POST => (StatusCode::CREATED, body.clone()),
+                // One object's deletion is a Status; a collection's, the (empty) list.
+                Method::DELETE if objects.contains_key(&path) => {
+                    (StatusCode::OK, json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}))
+                }
                 Method::DELETE => {
                     (StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}))
                 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,9 @@ pub const SOFTHSM_MODULE_PATH: &str = "/usr/lib/softhsm/libsofthsm2.so";
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.backups.lastSuccessfulBackup"),
+    // A string, not a date: kubectl prints a date as an age, and a future one as <invalid>.
+    printcolumn(name = "Next Backup", type_ = "string", json_path = ".status.backups.nextScheduledBackup"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -99,6 +102,57 @@ pub struct PiiVaultSpec {
     /// status is still observed and reported.
     #[serde(default)]
     pub paused: bool,
+
+    /// Backups to an S3-compatible bucket: the erasure ledger shipped there continuously,
+    /// and, with a schedule, backups taken and pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+}
+
+/// Where and when the vault is backed up (`vaultd backup`), and how many backups are kept.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// The bucket and prefix: `s3://bucket/prefix` (AWS or any S3-compatible store).
+    #[schemars(length(min = 6, max = 1024))]
+    #[x_kube(validation = Rule::new("self.startsWith('s3://')").message("backup.destination must be s3://bucket/prefix"))]
+    pub destination: String,
+    /// A Secret of this namespace whose keys become the backup containers' environment:
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, and as needed `AWS_REGION`,
+    /// `AWS_ENDPOINT` (another S3-compatible store) and `AWS_ALLOW_HTTP`.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// When backups are taken: a cron schedule of five space-separated fields, in UTC.
+    /// Absent: no scheduled backups (the ledger is still shipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 9, max = 128))]
+    #[x_kube(validation = Rule::new("self.matches('^[^ ]+( +[^ ]+){4}$')").message("backup.schedule must be a cron schedule of 5 space-separated fields, e.g. \"0 2 * * *\""))]
+    pub schedule: Option<String>,
+    /// Backups kept after each scheduled one: the newest `keepLast` (default 7), and any
+    /// younger than `keepWithin` (e.g. `30days`).
+    #[serde(default)]
+    pub retention: BackupRetention,
+}
+
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRetention {
+    #[serde(default = "default_keep_last")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep_last: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 32))]
+    pub keep_within: Option<String>,
+}
+
+fn default_keep_last() -> i32 {
+    7
+}
+
+impl Default for BackupRetention {
+    fn default() -> Self {
+        Self { keep_last: default_keep_last(), keep_within: None }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -282,6 +336,21 @@ pub struct PiiVaultStatus {
     /// Label of the active key encryption key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kek_version: Option<String>,
+    /// Scheduled backups, when `spec.backup` has a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupStatus>,
+}
+
+/// What the scheduled backups did, from their CronJob.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// When the last backup Job that succeeded was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_backup: Option<Time>,
+    /// When the next scheduled backup starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_backup: Option<Time>,
 }
 
 /// A summary of the vault's state.

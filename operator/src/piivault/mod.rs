@@ -11,6 +11,7 @@
 //! - [`reconciler`]: observes, decides, applies and reports; `run` starts the controller.
 
 pub mod api_tls;
+mod backups;
 pub mod builders;
 pub mod defaults;
 pub mod membership;

@@ -111,6 +111,21 @@ impl VaultNames {
 
     /// The operator's own scoped vault token (keys `token`, `id`), created once the cluster
     /// exists; every admin call after the bootstrap uses it instead of the root token.
+    /// The Secret holding the backup Jobs' vault token (scope `backup:read`).
+    pub fn backup_token_secret(&self) -> String {
+        format!("{}-backup-token", self.name)
+    }
+
+    /// The CronJob of the scheduled backups.
+    pub fn backup_cron_job(&self) -> String {
+        format!("{}-backup", self.name)
+    }
+
+    /// The Deployment that ships the erasure ledger to the backup destination.
+    pub fn ledger_shipper(&self) -> String {
+        format!("{}-ledger-shipper", self.name)
+    }
+
     pub fn operator_token_secret(&self) -> String {
         format!("{}-operator-token", self.name)
     }

@@ -47,6 +47,7 @@ use strongroom_admin_api::tokens::CreateToken;
 use tracing::{debug, info, warn};
 
 use super::api_tls;
+use super::backups;
 use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
@@ -263,6 +264,14 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             Err(error) => failure = Some(error),
         }
     }
+    // Backups once the cluster answers (the backup token is issued through it).
+    let mut backups = None;
+    if let (false, None, Some(token), Some(endpoint)) = (paused, &failure, admin_token, &seen.cluster_endpoint) {
+        match backups::converge(ctx, &admin, vault, endpoint, token, Timestamp::now()).await {
+            Ok(seen) => backups = seen,
+            Err(error) => failure = Some(error),
+        }
+    }
     if let Some(Error::NotLeader) = failure {
         // Another replica may be in charge by now: not even the status is written.
         return Err(Error::NotLeader);
@@ -290,6 +299,7 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             .as_ref()
             .map(|error| Explanation { reason: error.condition_reason(), message: error.to_string() }),
         paused,
+        backups: backups.as_ref(),
     };
     ctx.control.ensure_leader()?;
     write_status(ctx, vault, status::compute(vault, &outcome, Timestamp::now())).await?;
@@ -613,7 +623,7 @@ async fn apply_children<V>(ctx: &Context<V>, namespace: &str, children: &Childre
 
 /// Server-side apply with the operator's field manager, taking over conflicting fields
 /// (that is how drift is corrected).
-async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
+pub(super) async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {

@@ -193,9 +193,9 @@ pub fn root_token_of(vault: &PiiVault, secret: Option<&Secret>) -> Result<RootTo
 /// The name of the operator's own vault token (one per vault).
 pub const OPERATOR_TOKEN_NAME: &str = "strongroom-operator";
 /// What the operator does with its token: membership (`cluster:admin`), tokens for
-/// retention policies (`tokens:admin`, which may only grant scopes it holds, hence
-/// `retention:run`).
-pub const OPERATOR_TOKEN_SCOPES: [&str; 3] = ["cluster:admin", "tokens:admin", "retention:run"];
+/// retention policies and backups (`tokens:admin`, which may only grant scopes it holds,
+/// hence `retention:run` and `backup:read`).
+pub const OPERATOR_TOKEN_SCOPES: [&str; 4] = ["cluster:admin", "tokens:admin", "retention:run", "backup:read"];
 
 /// The operator's scoped token in `secret` (the Secret `<name>-operator-token`, as read):
 /// `Ok(None)` when there is none yet, an error when a Secret of that name is not this

@@ -10,14 +10,17 @@
 //!   problem the membership logic waits on).
 //! - `InsecureKeyStorage` (only while `hsm.softhsm` is used, always `True`, reason
 //!   `SoftHsmDevelopmentMode`): a warning that the KEK is kept in a Secret.
+//! - `BackupsHealthy` (only with `spec.backup`): `False` when the last scheduled backup
+//!   did not succeed (reason `LastBackupFailed`).
 
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::cluster::Member;
 
+use super::backups::Backups;
 use super::membership::{ordinal_of_member, Observation, Removal, Step, Wait};
 use super::names::VaultNames;
 use crate::controller_kit;
-use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
+use crate::crd::piivault::{BackupStatus, MemberRole, MemberStatus, Phase};
 use crate::crd::{PiiVault, PiiVaultStatus};
 
 pub const READY: &str = "Ready";
@@ -25,6 +28,7 @@ pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const INSECURE_KEY_STORAGE: &str = "InsecureKeyStorage";
+pub const BACKUPS_HEALTHY: &str = "BackupsHealthy";
 /// The reason of `InsecureKeyStorage` and of its Warning Event.
 pub const SOFTHSM_DEVELOPMENT_MODE: &str = "SoftHsmDevelopmentMode";
 
@@ -72,6 +76,8 @@ pub struct Outcome<'a> {
     /// conflicting Secret, a refused apply): nothing was changed.
     pub failure: Option<Explanation>,
     pub paused: bool,
+    /// What the backup children said, when they were looked at.
+    pub backups: Option<&'a Backups>,
 }
 
 /// Explains a step: the reason of `Progressing` (or of `Degraded` for problem waits).
@@ -239,6 +245,32 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
         let why = Explanation::new(SOFTHSM_DEVELOPMENT_MODE, softhsm_warning(names));
         conditions.push(condition(INSECURE_KEY_STORAGE, true, &why));
     }
+    let mut backups = None;
+    if let Some(spec) = &vault.spec.backup {
+        match outcome.backups {
+            Some(seen) => {
+                let why = seen.failed.clone().unwrap_or_else(|| match (&spec.schedule, &seen.last_successful) {
+                    (None, _) => {
+                        Explanation::new("LedgerShipped", "the erasure ledger is shipped; no backups are scheduled")
+                    }
+                    (Some(_), None) => Explanation::new("NoBackupYet", "no scheduled backup has run yet"),
+                    (Some(_), Some(_)) => {
+                        Explanation::new("LastBackupSucceeded", "the last scheduled backup succeeded")
+                    }
+                });
+                conditions.push(condition(BACKUPS_HEALTHY, seen.failed.is_none(), &why));
+                backups = Some(BackupStatus {
+                    last_successful_backup: seen.last_successful.clone(),
+                    next_scheduled_backup: seen.next.clone(),
+                });
+            }
+            // Not looked at this time: what was seen last stands.
+            None => {
+                conditions.extend(earlier.iter().filter(|c| c.type_ == BACKUPS_HEALTHY).cloned());
+                backups = previous.and_then(|previous| previous.backups.clone());
+            }
+        }
+    }
     PiiVaultStatus {
         observed_generation: generation,
         conditions,
@@ -248,6 +280,7 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
         members,
         failure_tolerance: (healthy_voters - quorum).max(0),
         kek_version: outcome.kek.clone(),
+        backups,
     }
 }
 
@@ -260,6 +293,7 @@ mod tests {
 
     use super::*;
     use crate::piivault::builders::test_support::softhsm_vault;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn member(ordinal: i32, id: u64, voter: bool, healthy: bool) -> Member {
         let names = VaultNames::new("vault", "pii");
@@ -305,6 +339,7 @@ mod tests {
             step_error: None,
             failure: None,
             paused: false,
+            backups: None,
         }
     }
 
@@ -467,5 +502,47 @@ mod tests {
         assert_eq!(get(&status, "Progressing").status, "False");
         assert_eq!(get(&status, "Progressing").reason, "Paused");
         assert_eq!(get(&status, "Ready").status, "False");
+    }
+
+    #[test]
+    fn backups_are_reported_only_with_spec_backup_and_a_failed_one_is_unhealthy() {
+        let observation = observation(3, (0..3).map(|o| member(o, o as u64 + 1, true, true)).collect(), Some(1));
+        let step = Step::Converged;
+        let mut vault = softhsm_vault(3);
+        let status = compute(&vault, &outcome(&observation, &step), now());
+        assert!(status.backups.is_none() && !status.conditions.iter().any(|c| c.type_ == BACKUPS_HEALTHY));
+
+        vault.spec.backup = Some(crate::crd::piivault::BackupSpec {
+            destination: "s3://b/p".into(),
+            credentials_secret: "s3".into(),
+            schedule: Some("0 2 * * *".into()),
+            retention: Default::default(),
+        });
+        let last = Time("2027-01-15T02:00:00Z".parse().unwrap());
+        let next = Time("2027-01-16T02:00:00Z".parse().unwrap());
+        let ok = Backups { last_successful: Some(last.clone()), next: Some(next.clone()), failed: None };
+        let status = compute(&vault, &Outcome { backups: Some(&ok), ..outcome(&observation, &step) }, now());
+        let backups = status.backups.clone().unwrap();
+        assert_eq!((backups.last_successful_backup, backups.next_scheduled_backup), (Some(last), Some(next)));
+        assert_eq!(
+            (get(&status, BACKUPS_HEALTHY).status.as_str(), get(&status, BACKUPS_HEALTHY).reason.as_str()),
+            ("True", "LastBackupSucceeded")
+        );
+
+        let failed = Backups {
+            failed: Some(Explanation::new("LastBackupFailed", "the run at 02:00 did not succeed")),
+            ..ok.clone()
+        };
+        let status = compute(&vault, &Outcome { backups: Some(&failed), ..outcome(&observation, &step) }, now());
+        assert_eq!(
+            (get(&status, BACKUPS_HEALTHY).status.as_str(), get(&status, BACKUPS_HEALTHY).reason.as_str()),
+            ("False", "LastBackupFailed")
+        );
+
+        // Not looked at (the cluster did not answer): the last word stands.
+        vault.status = Some(status.clone());
+        let kept = compute(&vault, &outcome(&observation, &step), now());
+        assert_eq!(kept.backups, status.backups);
+        assert_eq!(get(&kept, BACKUPS_HEALTHY).reason, "LastBackupFailed");
     }
 }

@@ -4,6 +4,7 @@
 //! applies what they return with server-side apply, so whatever a builder leaves out is not
 //! managed by the operator, and whatever it sets is restored on the next reconcile.
 
+mod backup;
 mod config_map;
 mod disruption_budget;
 mod layout;
@@ -24,6 +25,7 @@ use crate::controller_kit;
 use crate::crd::PiiVault;
 use crate::Error;
 
+pub use backup::{backup_cron_job, ledger_shipper};
 pub use config_map::config_map;
 pub use disruption_budget::disruption_budget;
 pub use network_policy::network_policy;
@@ -105,6 +107,7 @@ pub(crate) mod test_support {
                 affinity: None,
                 priority_class_name: None,
                 paused: false,
+                backup: None,
             },
             status: None,
         }

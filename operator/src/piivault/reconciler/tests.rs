@@ -648,7 +648,7 @@ async fn once_the_cluster_exists_the_operator_makes_its_scoped_token_with_the_ro
     let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
     assert!(result.is_ok(), "{result:?}");
     let leader = names().api_address(0);
-    let scopes = vec!["cluster:admin".to_string(), "tokens:admin".into(), "retention:run".into()];
+    let scopes = vec!["cluster:admin".to_string(), "tokens:admin".into(), "retention:run".into(), "backup:read".into()];
     assert_eq!(scripted.changes()[0], VaultCall::CreateToken(leader, scopes));
     // Any earlier operator token is revoked, with the new one.
     assert_eq!(scripted.changes()[1], VaultCall::RevokeOthers("strongroom-operator".into(), "tok-operator".into()));
@@ -779,4 +779,71 @@ async fn an_operator_token_the_vault_does_not_know_is_made_anew_with_the_root_to
     );
     assert_eq!(scripted.tokens()[..3], [RootToken::new(SCOPED_TOKEN), root.clone(), root]);
     assert!(writes(&requests).contains(&secret_path("vault-operator-token").as_str()));
+}
+
+fn with_backup(mut vault: PiiVault, schedule: Option<&str>) -> PiiVault {
+    vault.spec.backup = Some(crate::crd::piivault::BackupSpec {
+        destination: "s3://backups/pii/vault".into(),
+        credentials_secret: "backup-s3".into(),
+        schedule: schedule.map(String::from),
+        retention: Default::default(),
+    });
+    vault
+}
+
+const BACKUP_CRON_JOB_PATH: &str = "/apis/batch/v1/namespaces/pii/cronjobs/vault-backup";
+const LEDGER_SHIPPER_PATH: &str = "/apis/apps/v1/namespaces/pii/deployments/vault-ledger-shipper";
+
+#[tokio::test]
+async fn with_spec_backup_the_operator_issues_a_backup_token_and_runs_the_shipper_and_the_schedule() {
+    let vault = with_backup(with_members(vault(3), 3), Some("0 2 * * *"));
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    let leader = names().api_address(0);
+    assert_eq!(scripted.changes()[0], VaultCall::CreateToken(leader, vec!["backup:read".to_string()]));
+    assert!(matches!(&scripted.changes()[1], VaultCall::RevokeOthers(name, _) if name == "strongroom-backup"));
+    assert!(scripted.tokens().iter().all(|token| *token == RootToken::new(SCOPED_TOKEN)), "the operator's token");
+    for path in [secret_path("vault-backup-token"), LEDGER_SHIPPER_PATH.into(), BACKUP_CRON_JOB_PATH.into()] {
+        assert!(requests.iter().any(|r| r.is(Method::PATCH, &path)), "{path} is not applied");
+    }
+    let status = written_status(&requests);
+    let backups = status.backups.clone().expect("backup status");
+    assert!(backups.next_scheduled_backup.is_some() && backups.last_successful_backup.is_none(), "{backups:?}");
+    let healthy = condition(&status, "BackupsHealthy");
+    assert_eq!((healthy.status.as_str(), healthy.reason.as_str()), ("True", "NoBackupYet"));
+}
+
+#[tokio::test]
+async fn a_kept_backup_token_is_not_issued_again_and_without_spec_backup_the_children_go() {
+    let vault = with_backup(with_members(vault(3), 3), None);
+    let mut objects = existing(&vault, Some(3));
+    let token = builders::generated_secret(
+        &vault,
+        "vault-backup-token".into(),
+        operator_token_data("tok-backup", &RootToken::new("backup-secret")),
+    )
+    .unwrap();
+    objects.insert(secret_path("vault-backup-token"), serde_json::to_value(token).unwrap());
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, objects.clone(), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(scripted.changes().is_empty(), "{:?}", scripted.changes());
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, LEDGER_SHIPPER_PATH)));
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, BACKUP_CRON_JOB_PATH)), "no schedule, no CronJob");
+    assert_eq!(condition(&written_status(&requests), "BackupsHealthy").reason, "LedgerShipped");
+
+    // spec.backup removed: the shipper and the CronJob are deleted.
+    let without = with_members(self::vault(3), 3);
+    let mut objects = existing(&without, Some(3));
+    let shipper = builders::ledger_shipper(&vault).unwrap().unwrap();
+    let cron_job = builders::backup_cron_job(&with_backup(vault.clone(), Some("0 2 * * *"))).unwrap().unwrap();
+    objects.insert(LEDGER_SHIPPER_PATH.into(), serde_json::to_value(shipper).unwrap());
+    objects.insert(BACKUP_CRON_JOB_PATH.into(), serde_json::to_value(cron_job).unwrap());
+    let (result, requests, _) = reconcile_once(&without, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    for path in [LEDGER_SHIPPER_PATH, BACKUP_CRON_JOB_PATH] {
+        assert!(requests.iter().any(|r| r.is(Method::DELETE, path)), "{path} is not deleted");
+    }
+    assert!(written_status(&requests).backups.is_none());
 }
