@@ -29,9 +29,25 @@ fn the_piivault_crd_has_its_short_name_columns_and_status() {
     assert_eq!(definition.spec.names.short_names, Some(vec!["pvault".to_string()]));
     let version = &definition.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    let columns: Vec<_> =
-        version.additional_printer_columns.iter().flatten().map(|column| column.name.as_str()).collect();
-    assert_eq!(columns, vec!["Replicas", "Ready", "Leader", "Phase", "Age"]);
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|column| (column.name.as_str(), column.type_.as_str()))
+        .collect();
+    // kubectl prints a date as an age (a future one as <invalid>): the next backup is a time.
+    assert_eq!(
+        columns,
+        vec![
+            ("Replicas", "integer"),
+            ("Ready", "integer"),
+            ("Leader", "string"),
+            ("Phase", "string"),
+            ("Last Backup", "date"),
+            ("Next Backup", "string"),
+            ("Age", "date")
+        ]
+    );
     assert!(version.subresources.as_ref().unwrap().status.is_some());
 }
 
