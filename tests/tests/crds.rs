@@ -72,7 +72,11 @@ async fn the_crds_apply_and_the_examples_pass_their_schemas() {
     // The printer columns are served.
     let table = env.kubectl(&["get", "piivaults", "-n", &namespace], None).expect("kubectl get piivaults");
     let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "REPLICAS", "READY", "LEADER", "PHASE", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "REPLICAS", "READY", "LEADER", "PHASE", "LAST", "BACKUP", "NEXT", "BACKUP", "AGE"],
+        "{table}"
+    );
     let table = env.kubectl(&["get", "retpol", "-n", &namespace], None).expect("kubectl get retpol");
     assert!(table.starts_with("NAME") && table.contains("drop-phone") && table.contains("0 3 * * *"), "{table}");
 }
@@ -102,9 +106,19 @@ async fn cel_rules_refuse_bad_piivaults() {
     refused(&vaults, &unacknowledged, "acknowledgeDevelopmentOnly: true").await;
     let declined = with(good.clone(), "/spec/hsm/softhsm/acknowledgeDevelopmentOnly", json!(false));
     refused(&vaults, &declined, "acknowledgeDevelopmentOnly: true").await;
+    let backup =
+        json!({"destination": "s3://backups/pii/vault", "credentialsSecret": "backup-s3", "schedule": "0 2 * * *"});
+    let mut to_disk = backup.clone();
+    to_disk["destination"] = json!("/srv/backups");
+    refused(&vaults, &with(good.clone(), "/spec/backup", to_disk), "backup.destination must be s3://bucket/prefix")
+        .await;
+    let mut daily = backup.clone();
+    daily["schedule"] = json!("@daily");
+    refused(&vaults, &with(good.clone(), "/spec/backup", daily), "backup.schedule must be a cron schedule").await;
 
     // Storage is immutable once created.
-    create(&vaults, &good).await.expect("the example is accepted");
+    let good = with(good, "/spec/backup", backup);
+    create(&vaults, &good).await.expect("the example, with backups, is accepted");
     let params = PatchParams::default();
     let resize = Patch::Merge(json!({"spec": {"storage": {"size": "20Gi"}}}));
     let error = vaults.patch("vault", &params, &resize).await.expect_err("storage.size changed");
