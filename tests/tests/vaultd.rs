@@ -233,12 +233,12 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     let ids: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
     assert!(!ids.contains(&token.id.as_str()), "token {} still valid: {tokens}", token.id);
     // The operator's own token, made with the root token right after the bootstrap and kept
-    // in the vault's Secret, is known to the vault with exactly its three scopes.
+    // in the vault's Secret, is known to the vault with exactly its four scopes.
     let operator_id = text(secret_value(client, namespace, "vault-operator-token", "id").await);
     let operator = tokens["tokens"].as_array().unwrap().iter().find(|t| t["id"] == operator_id.as_str());
     let operator = operator.unwrap_or_else(|| panic!("the operator's token {operator_id}: {tokens}"));
     assert_eq!(operator["name"], "strongroom-operator");
-    assert_eq!(operator["scopes"], json!(["cluster:admin", "tokens:admin", "retention:run"]));
+    assert_eq!(operator["scopes"], json!(["cluster:admin", "tokens:admin", "retention:run", "backup:read"]));
     let scoped = text(secret_value(client, namespace, "vault-operator-token", "token").await);
     let cluster = http
         .get(format!("http://{}/v1/sys/cluster", node.api))

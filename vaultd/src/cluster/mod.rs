@@ -48,7 +48,7 @@ pub use network::PeerClient;
 pub use peer::peer_app;
 pub use raft_state_machine::raft_state_keys;
 pub use rpc::Refusal;
-pub use snapshot::{read_pairs, Header as SnapshotHeader, SnapshotParts};
+pub use snapshot::{read_pairs, SnapshotParts};
 pub use tls::{plain_client, PeerTls, TlsError};
 pub use types::{NodeId, NodeInfo};
 

@@ -482,7 +482,7 @@ impl Durability {
 }
 
 /// The identity derived from a cluster's wrapped index key.
-pub fn cluster_id_of(index_key: &WrappedKey) -> Uuid {
+fn cluster_id_of(index_key: &WrappedKey) -> Uuid {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new().chain_update(b"strongroom cluster id\0").chain_update(&index_key.wrapped).finalize();
     let mut bytes = [0u8; 16];
