@@ -5,7 +5,7 @@
 //! make it shows up in its status, and deleting the policy revokes its token. A vault grows
 //! from one node to three and back, with a node killed and one wiped on the way.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -249,6 +249,47 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     assert_eq!(cluster.status(), 200, "the operator's token reads the cluster");
     let events = events_about(client, namespace, "drop-phone").await;
     assert!(events.contains(&("Normal".into(), "TokenRevoked".into())), "{events:?}");
+
+    // Backups: a backup token the vault knows, the ledger shipper, the schedule, the status.
+    let backup = json!({"destination": "s3://backups/e2e", "credentialsSecret": "backup-s3", "schedule": "0 2 * * *"});
+    vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({"spec": {"backup": backup}}))).await.unwrap();
+    let with_backups = [READY.as_slice(), &[("BackupsHealthy", "True/NoBackupYet")]].concat();
+    let vault = vault_nudged_until(&vaults, &with_backups, |status| {
+        status.backups.as_ref().is_some_and(|backups| backups.next_scheduled_backup.is_some())
+    })
+    .await;
+    let backup_secret: Secret = get(client, namespace, "vault-backup-token").await;
+    assert_child_of(&backup_secret.metadata, &vault, "Secret vault-backup-token");
+    let backup_id = text(secret_value(client, namespace, "vault-backup-token", "id").await);
+    let tokens: Value = http
+        .get(format!("http://{}/v1/sys/tokens", node.api))
+        .header("X-Bunker-Token", &root)
+        .send()
+        .await
+        .expect("list tokens")
+        .json()
+        .await
+        .expect("JSON");
+    let known = tokens["tokens"].as_array().unwrap().iter().find(|t| t["id"] == backup_id.as_str()).cloned();
+    assert_eq!(known.map(|t| t["scopes"].clone()), Some(json!(["backup:read"])), "{tokens}");
+    let shipper: Deployment = get(client, namespace, "vault-ledger-shipper").await;
+    assert_child_of(&shipper.metadata, &vault, "Deployment vault-ledger-shipper");
+    let backup_job: CronJob = get(client, namespace, "vault-backup").await;
+    assert_child_of(&backup_job.metadata, &vault, "CronJob vault-backup");
+    let table = env.kubectl(&["get", "pvault", "vault", "-n", namespace], None).expect("kubectl get pvault");
+    let next = vault.status.and_then(|s| s.backups).and_then(|b| b.next_scheduled_backup).unwrap();
+    assert!(table.contains(&next.0.to_string()), "Next Backup is shown as a time: {table}");
+    // Without spec.backup the shipper and the schedule go.
+    vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({"spec": {"backup": null}}))).await.unwrap();
+    vault_reported_nudged(&vaults, &READY).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
+    until("the backup children to go", || async {
+        let shipper = deployments.get_opt("vault-ledger-shipper").await.map_err(|error| error.to_string())?;
+        let job = cron_jobs.get_opt("vault-backup").await.map_err(|error| error.to_string())?;
+        check(shipper.is_none() && job.is_none(), || "still there".to_string())
+    })
+    .await;
 
     // And the vault goes too, through its finalizer.
     vaults.delete("vault", &DeleteParams::default()).await.expect("delete the vault");
