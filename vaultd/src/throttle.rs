@@ -1,9 +1,9 @@
 //! Rate limits on the traffic that costs the vault work without any proof of who sends
 //! it — requests to the routes that take no token, and failed authentications, both per
 //! client address — and on subject tokens, per token: those are handed to the people
-//! themselves (a privacy portal), and each request is a log entry and an audit event. The client address is the TCP peer's (a forwarding header could be
-//! set by anyone), an IPv6 one by its /64. Over a limit the answer is 429 with
-//! `Retry-After`. A client over its failed-authentication limit gets no read barrier for
+//! themselves (a privacy portal), and each request is a log entry and an audit event.
+//! The client address is the TCP peer's (a forwarding header could be set by anyone), an
+//! IPv6 one by its /64. Over a limit the answer is 429 with `Retry-After`. A client over its failed-authentication limit gets no read barrier for
 //! a token unknown here until the limit refills: further guesses cost no cluster work,
 //! while valid tokens from the same address (say, behind one ingress) still work.
 

@@ -1,7 +1,7 @@
 //! Applying the erasure ledger to a restored vault: each erasure (and token revocation)
-//! recorded after the backup was taken is done again, through the log like any change, before the vault
-//! serves anything — audited as `ledger-replay`, with the ledger's name and the entry's
-//! number as the purpose.
+//! recorded after the backup was taken is done again, through the log like any change,
+//! before the vault serves anything — audited as `ledger-replay`, with the ledger's name
+//! and the entry's number as the purpose.
 
 use serde_json::Value;
 use strongroom_admin_api::backup::{ErasureKind, ErasureRow};
