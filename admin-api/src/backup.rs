@@ -61,6 +61,9 @@ pub enum ErasureKind {
     Pseudonymize,
     /// An access token (`accessToken`, its id), revoked.
     RevokeToken,
+    /// An email or phone kept with agreements before sign-up (`entry`, its blind-index
+    /// entry in hex), forgotten.
+    ForgetIdentifier,
 }
 
 /// One entry of the erasure ledger. It names no personal data: a subject token, what was
@@ -79,6 +82,9 @@ pub struct ErasureRow {
     /// The revoked access token's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// The forgotten identifier's blind-index entry (an HMAC, hex), never the identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -94,6 +94,9 @@ fn a_restore_brings_back_what_was_backed_up_and_no_one_erased_after_it() {
     client.post(&format!("/v1/userapp/token/{carol}/shop"), json!({"size": "M"})).assert_ok();
     client.post(&format!("/v1/userapp/token/{carol}/crm"), json!({"tier": "gold"})).assert_ok();
     let (leaked_id, leaked) = support::access_token(&client, "leaked", &["users:read"]);
+    // A visitor's consent before sign-up keeps the email, sealed, beside the agreement.
+    client.post("/v1/lbasis/cookies", json!({})).assert_ok();
+    client.post("/v1/agreement/cookies/email/visitor@example.com", json!({})).assert_ok();
 
     let taken = take(&source.hsm, &source.vault, &source.token_file, &source.backups);
     assert_eq!(taken["subjects"], 3, "{taken}");
@@ -115,11 +118,14 @@ fn a_restore_brings_back_what_was_backed_up_and_no_one_erased_after_it() {
     assert_eq!(run_report.assert_ok()["changed"], 1, "{}", run_report.body);
     client.delete(&format!("/v1/userapp/token/{carol}/crm")).assert_ok();
     client.delete(&format!("/v1/sys/tokens/{leaked_id}")).assert_ok();
+    assert_eq!(client.delete("/v1/user/email/visitor@example.com").assert_ok()["token"], Value::Null);
     let dave = client.create_user(json!({"login": "dave"}));
     let ledger = client.get("/v1/sys/erasures").assert_ok().clone();
     let kinds: Vec<&str> = ledger["erasures"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["forget", "dropFields", "deleteApp", "revokeToken"], "{ledger}");
+    assert_eq!(kinds, ["forget", "dropFields", "deleteApp", "revokeToken", "forgetIdentifier"], "{ledger}");
     assert_eq!(ledger["erasures"][3]["accessToken"], leaked_id.as_str(), "{ledger}");
+    let entry = ledger["erasures"][4]["entry"].as_str().unwrap();
+    assert!(entry.len() == 66 && ledger["erasures"][4]["token"].is_null(), "a blind-index entry only: {ledger}");
     let shipped = ok(run(
         &source.hsm,
         &[
@@ -133,12 +139,12 @@ fn a_restore_brings_back_what_was_backed_up_and_no_one_erased_after_it() {
             source.backups.to_str().unwrap(),
         ],
     ));
-    assert_eq!(shipped["ledgerEntriesShipped"], 4, "{shipped}");
+    assert_eq!(shipped["ledgerEntriesShipped"], 5, "{shipped}");
 
     // The restore: a new vault from the old backup, with the three erasures applied.
     let restored_dir = source.backups.with_file_name("restored");
     let report = ok(restore(&source.hsm, &source.backups, &restored_dir, &[]));
-    assert_eq!(report["erasuresApplied"], 4, "{report}");
+    assert_eq!(report["erasuresApplied"], 5, "{report}");
     assert_eq!(report["erasuresNotApplicable"], 0, "{report}");
     assert_ne!(report["clusterId"], report["sourceClusterId"], "{report}");
     let restored = Vault::hsm(&source.hsm, &restored_dir, &[]);
@@ -154,7 +160,7 @@ fn a_restore_brings_back_what_was_backed_up_and_no_one_erased_after_it() {
     assert_eq!(verify.assert_ok()["verification"]["intact"], true, "{}", verify.body);
     let rows = admin_rows(&client);
     let replayed = operations(&rows).iter().filter(|op| **op == "ledger-replay").count();
-    assert_eq!(replayed, 4, "{}", restored.log());
+    assert_eq!(replayed, 5, "{}", restored.log());
     // The token revoked after the backup stays revoked.
     client.with_token(Some(&leaked)).get(&format!("/v1/user/token/{alice}")).assert_error(401);
     // The restored vault keeps its own ledger, under its own id, and takes writes.

@@ -102,7 +102,7 @@ fn default_limit() -> usize {
     operation_id = "listErasures",
     tag = "backup",
     summary = "The erasure ledger",
-    description = r#"Requires scope `backup:read` (not a subject token). Every erasure — forget-me, an ended expiration, retention's `delete`, `dropFields`, `pseudonymize` and `deleteApp`, an app record's deletion — and every access token revocation, in the order applied: subject token, kind, the app or the fields (or the revoked token's id), time; never personal data. `next` is the sequence number the next entry will take. A restored backup applies the entries newer than itself. A page with entries is audited as `ledger-read`."#,
+    description = r#"Requires scope `backup:read` (not a subject token). Every erasure — forget-me (of a subject, or of an identifier kept with agreements before sign-up), an ended expiration, retention's `delete`, `dropFields`, `pseudonymize` and `deleteApp`, an app record's deletion — and every access token revocation, in the order applied: subject token, kind, the app or the fields (or the revoked token's id, or the identifier's blind-index entry), time; never personal data. `next` is the sequence number the next entry will take. A restored backup applies the entries newer than itself. A page with entries is audited as `ledger-read`."#,
     extensions(("x-required-scope" = json!("backup:read"))),
     params(ErasuresQuery),
     responses(

@@ -1206,6 +1206,10 @@ pub struct Erasure {
     #[serde(rename = "accessToken")]
     #[schema(required = false)]
     pub access_token: String,
+    /// The forgotten identifier's blind-index entry, hex (`forgetIdentifier`: an email or
+    /// phone kept with agreements before sign-up); never the identifier itself
+    #[schema(required = false)]
+    pub entry: String,
     /// The app record erased (`deleteApp`)
     #[schema(required = false)]
     pub app: String,
@@ -1222,6 +1226,7 @@ pub enum ErasureKind {
     DropFields,
     Pseudonymize,
     RevokeToken,
+    ForgetIdentifier,
 }
 
 #[derive(Serialize, ToSchema)]

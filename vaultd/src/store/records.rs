@@ -257,7 +257,8 @@ pub struct AccessTokenRecord {
 pub struct LedgerEntry {
     /// When the erasure was applied (ms since the Unix epoch).
     pub time: u64,
-    /// The subject whose data it erased (none for a token revocation).
+    /// The subject whose data it erased (none for a token revocation or an identifier
+    /// that named no subject).
     pub subject: Option<uuid::Uuid>,
     pub erasure: Erasure,
 }
@@ -275,6 +276,8 @@ pub enum Erasure {
     Pseudonymize { fields: Vec<String> },
     /// An access token (by id), revoked.
     RevokeToken { id: String },
+    /// An identifier kept with agreements before sign-up (its blind-index entry), forgotten.
+    ForgetIdentifier { entry: Vec<u8> },
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

@@ -26,7 +26,7 @@ mod tokens;
 mod users;
 
 use super::command::{Applied, Change, Command, ForgetCondition, Receipt, Rejection, Target};
-use super::records::{decode, encode, ActiveSubject, Erasure, SubjectRecord, SubjectState};
+use super::records::{decode, encode, ActiveSubject, SubjectRecord, SubjectState};
 use super::redo::RedoLog;
 use super::staged::Staged;
 use super::tree_cut::TreeCuts;
@@ -132,11 +132,8 @@ impl Transaction<'_> {
             // The removed data is still in this entry's predecessors in the log.
             self.staged.insert(keys::erasure(log_index), encode(&command.audit.time)?);
         }
-        if let (Ok(_), Some(erasure)) = (&outcome, ledger::erasure_of(&command.change)) {
-            // An erasure names its subject; a revocation names its token.
-            if resolved.is_some() || matches!(erasure, Erasure::RevokeToken { .. }) {
-                ledger::append(&mut self.staged, resolved, erasure, command.audit.time)?;
-            }
+        if let (Ok(_), Some((subject, erasure))) = (&outcome, ledger::erasure_of(&command.change, resolved)) {
+            ledger::append(&mut self.staged, subject, erasure, command.audit.time)?;
         }
         let mut draft = command.audit.clone();
         draft.subject = draft.subject.or(resolved);

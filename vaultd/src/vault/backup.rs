@@ -81,15 +81,27 @@ impl Vault {
 }
 
 fn erasure_row(seq: u64, entry: LedgerEntry) -> ErasureRow {
-    let (kind, app, fields, access_token) = match entry.erasure {
-        Erasure::Forget => (ErasureKind::Forget, None, Vec::new(), None),
-        Erasure::DeleteApp { app } => (ErasureKind::DeleteApp, Some(app), Vec::new(), None),
-        Erasure::DropFields { fields } => (ErasureKind::DropFields, None, fields, None),
-        Erasure::Pseudonymize { fields } => (ErasureKind::Pseudonymize, None, fields, None),
-        Erasure::RevokeToken { id } => (ErasureKind::RevokeToken, None, Vec::new(), Some(id)),
-    };
     let token = entry.subject.map(|subject| subject.to_string());
-    ErasureRow { seq, time: entry.time, token, kind, access_token, app, fields }
+    let row = |kind| ErasureRow {
+        seq,
+        time: entry.time,
+        token: token.clone(),
+        kind,
+        access_token: None,
+        entry: None,
+        app: None,
+        fields: Vec::new(),
+    };
+    match entry.erasure {
+        Erasure::Forget => row(ErasureKind::Forget),
+        Erasure::DeleteApp { app } => ErasureRow { app: Some(app), ..row(ErasureKind::DeleteApp) },
+        Erasure::DropFields { fields } => ErasureRow { fields, ..row(ErasureKind::DropFields) },
+        Erasure::Pseudonymize { fields } => ErasureRow { fields, ..row(ErasureKind::Pseudonymize) },
+        Erasure::RevokeToken { id } => ErasureRow { access_token: Some(id), ..row(ErasureKind::RevokeToken) },
+        Erasure::ForgetIdentifier { entry } => {
+            ErasureRow { entry: Some(crate::audit::hex(&entry)), ..row(ErasureKind::ForgetIdentifier) }
+        }
+    }
 }
 
 /// What the manifest says about a snapshot's parts, read from the parts themselves.

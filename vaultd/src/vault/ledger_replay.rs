@@ -16,13 +16,34 @@ impl Vault {
     pub async fn replay_erasure(&self, row: &ErasureRow, ledger: &str) -> VaultResult<bool> {
         let mut audit = system_draft(Operation::LedgerReplay);
         audit.purpose = Some(format!("erasure ledger {ledger} entry {}", row.seq));
-        if row.kind == ErasureKind::RevokeToken {
-            let id =
-                row.access_token.as_deref().ok_or(VaultError::bad_request("ledger entry names no access token"))?;
-            let Some(token) = self.store.tokens()?.into_iter().find(|t| t.id == id) else { return Ok(false) };
-            let change = Change::RevokeAccessToken { id: token.id, secret_hash: token.secret_hash };
-            self.commit(audit, change).await?.outcome.map_err(rejected)?;
-            return Ok(true);
+        match row.kind {
+            ErasureKind::RevokeToken => {
+                let id =
+                    row.access_token.as_deref().ok_or(VaultError::bad_request("ledger entry names no access token"))?;
+                let Some(token) = self.store.tokens()?.into_iter().find(|t| t.id == id) else { return Ok(false) };
+                let change = Change::RevokeAccessToken { id: token.id, secret_hash: token.secret_hash };
+                self.commit(audit, change).await?.outcome.map_err(rejected)?;
+                return Ok(true);
+            }
+            ErasureKind::ForgetIdentifier => {
+                let entry = row
+                    .entry
+                    .as_deref()
+                    .and_then(from_hex)
+                    .ok_or(VaultError::bad_request("ledger entry names no identifier"))?;
+                // Only what is kept for nobody: an identifier a subject holds here is that
+                // subject's, and the ledger has its own entries for it.
+                if self.store.lookup(&entry)?.is_some() {
+                    return Ok(false);
+                }
+                let change = Change::ForgetSubject { target: Target::Index(entry), condition: ForgetCondition::Always };
+                return match self.commit(audit, change).await?.outcome {
+                    Ok(_) => Ok(true),
+                    Err(Rejection::SubjectNotFound) => Ok(false),
+                    Err(other) => Err(rejected(other)),
+                };
+            }
+            _ => {}
         }
         let token = row.token.as_deref().unwrap_or_default();
         let subject = Uuid::parse_str(token).map_err(|_| VaultError::bad_request("ledger entry names no token"))?;
@@ -38,7 +59,7 @@ impl Vault {
                 audit.app = Some(app.clone());
                 Change::DeleteApp { target: Target::Token(subject), app, expected_version: None }
             }
-            ErasureKind::RevokeToken => return Ok(false),
+            ErasureKind::RevokeToken | ErasureKind::ForgetIdentifier => return Ok(false),
             ErasureKind::DropFields | ErasureKind::Pseudonymize => {
                 let Value::Object(mut profile) = self.open_profile(&subject, active).await? else {
                     return Err(VaultError::Crypto(CryptoError::Malformed));
@@ -57,4 +78,12 @@ impl Vault {
         self.commit(audit, change).await?.outcome.map_err(rejected)?;
         Ok(true)
     }
+}
+
+/// Bytes from lowercase or uppercase hex; `None` for anything else.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok()).collect()
 }

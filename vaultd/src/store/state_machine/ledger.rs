@@ -5,20 +5,26 @@
 use uuid::Uuid;
 
 use super::{read, write};
-use crate::store::command::Change;
+use crate::store::command::{Change, Target};
 use crate::store::keys;
 use crate::store::records::{Erasure, LedgerEntry};
 use crate::store::staged::Staged;
 use crate::store::StoreError;
 
-/// What `change`, applied, erases.
-pub(super) fn erasure_of(change: &Change) -> Option<Erasure> {
+/// What `change`, applied (to `resolved`, the subject it resolved to), erases, and whose.
+pub(super) fn erasure_of(change: &Change, resolved: Option<Uuid>) -> Option<(Option<Uuid>, Erasure)> {
+    let of_subject = |erasure: Erasure| resolved.map(|subject| (Some(subject), erasure));
     match change {
-        Change::ForgetSubject { .. } => Some(Erasure::Forget),
-        Change::DeleteApp { app, .. } => Some(Erasure::DeleteApp { app: app.clone() }),
-        Change::MinimiseSubject { minimised, .. } => Some(minimised.clone()),
-        Change::ResolveRequest { approve: true, then: Some(effect), .. } => erasure_of(effect),
-        Change::RevokeAccessToken { id, .. } => Some(Erasure::RevokeToken { id: id.clone() }),
+        Change::ForgetSubject { target, .. } => match (resolved, target) {
+            (Some(subject), _) => Some((Some(subject), Erasure::Forget)),
+            // An identifier kept with agreements from before sign-up, forgotten.
+            (None, Target::Index(entry)) => Some((None, Erasure::ForgetIdentifier { entry: entry.clone() })),
+            (None, _) => None,
+        },
+        Change::DeleteApp { app, .. } => of_subject(Erasure::DeleteApp { app: app.clone() }),
+        Change::MinimiseSubject { minimised, .. } => of_subject(minimised.clone()),
+        Change::ResolveRequest { approve: true, then: Some(effect), .. } => erasure_of(effect, resolved),
+        Change::RevokeAccessToken { id, .. } => Some((None, Erasure::RevokeToken { id: id.clone() })),
         _ => None,
     }
 }
