@@ -484,3 +484,42 @@ fn ship_ledger_every_keeps_the_destination_current_without_backups() {
     assert_eq!(shipped[0]["token"], ann.as_str(), "{shipped}");
     assert_eq!(shipped[0]["kind"], "forget", "{shipped}");
 }
+
+#[test]
+fn one_backup_at_a_time_per_node() {
+    let source = source();
+    let client = source.vault.client();
+    // More than the sockets between the vault and a stalled reader can buffer (~16 MB).
+    let filler = "x".repeat(32_000);
+    for n in 0..500 {
+        client.create_user(json!({"login": format!("user{n}"), "filler": filler}));
+    }
+    // A backup held mid-stream (its reader stalls) keeps the node's one backup slot.
+    let stalled = stalling_proxy(&source.vault.url, 100_000);
+    let mut held = support::vaultd()
+        .args(["backup", "--vault", &stalled, "--token-file", source.token_file.to_str().unwrap(), "--to"])
+        .arg(&source.backups)
+        .envs(&source.hsm.env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let folder = source.backups.join("backups");
+    support::cluster::poll("the first backup to be streaming", std::time::Duration::from_secs(30), || {
+        std::fs::read_dir(&folder).ok()?.flatten().next().map(drop)
+    });
+    let http = reqwest::blocking::Client::new();
+    let second = http.get(format!("{}/v1/sys/backup", source.vault.url)).header("X-Bunker-Token", ROOT_TOKEN).send();
+    let second = second.unwrap();
+    assert_eq!(second.status(), 409, "a second backup started while the first was being sent");
+    let message = second.json::<Value>().unwrap()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("being taken"), "{message}");
+    // Once that reader goes away, the slot is free again.
+    held.kill().unwrap();
+    held.wait().unwrap();
+    support::cluster::poll("the slot to be free", std::time::Duration::from_secs(30), || {
+        let reply =
+            http.get(format!("{}/v1/sys/backup", source.vault.url)).header("X-Bunker-Token", ROOT_TOKEN).send().ok()?;
+        (reply.status() == 200).then_some(())
+    });
+}

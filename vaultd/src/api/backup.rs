@@ -25,12 +25,13 @@ const MAX_ERASURES: usize = 10_000;
     operation_id = "takeBackup",
     tag = "backup",
     summary = "Take a backup of the whole vault",
-    description = r#"Requires scope `backup:read` (not a subject token). After a read barrier this node takes a fresh snapshot — everything acknowledged before the request is in it — and streams it: first the manifest as one line of JSON (format, cluster id, KEK labels, last applied log index, subjects, the erasure ledger's next sequence number, audit events and head, and the size and SHA-256 of each part), then the bytes of each part in the manifest's order: `state.bin` (the state as a snapshot holds it) and `audit.bin` (the audit trail up to the cut). Everything is as encrypted as at rest. Audited as `backup-read`. `vaultd backup` stores it."#,
+    description = r#"Requires scope `backup:read` (not a subject token). After a read barrier this node takes a fresh snapshot — everything acknowledged before the request is in it — and streams it: first the manifest as one line of JSON (format, cluster id, KEK labels, last applied log index, subjects, the erasure ledger's next sequence number, audit events and head, and the size and SHA-256 of each part), then the bytes of each part in the manifest's order: `state.bin` (the state as a snapshot holds it) and `audit.bin` (the audit trail up to the cut). Everything is as encrypted as at rest. Audited as `backup-read`. One backup at a time per node: 409 while another is being sent. `vaultd backup` stores it."#,
     extensions(("x-required-scope" = json!("backup:read"))),
     responses(
         (status = 200, description = r#"The manifest line, then the parts"#, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 401, response = doc::Unauthorized),
         (status = 403, response = doc::Forbidden),
+        (status = 409, response = doc::Conflict),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable)
     ),
@@ -40,7 +41,12 @@ pub async fn backup(vault: web::Data<Vault>, caller: Caller) -> VaultResult<Http
     let mut line = serde_json::to_vec(&backup.manifest).map_err(|_| VaultError::Unavailable("backup"))?;
     line.push(b'\n');
     let head = stream::once(async move { Ok::<_, actix_web::Error>(Bytes::from(line)) });
-    let parts = stream::iter(backup.parts).flat_map(|(file, len)| part_chunks(file, len));
+    // The permit goes with the stream: the next backup may start once this one is sent.
+    let permit = backup.permit;
+    let parts = stream::iter(backup.parts).flat_map(move |(file, len)| {
+        let _held = &permit;
+        part_chunks(file, len)
+    });
     Ok(HttpResponse::Ok().content_type("application/octet-stream").streaming(head.chain(parts)))
 }
 

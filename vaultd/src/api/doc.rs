@@ -363,7 +363,7 @@ error_responses! {
     Unauthorized: "`X-Bunker-Token` is missing or not a valid token", Some("missing or malformed X-Bunker-Token");
     Forbidden: "The token lacks the required scope, or the feature is disabled on this vault", Some("token lacks scope users:write");
     NotFound: "No such subject, record, event, token or cluster member", Some("record not found");
-    Conflict: "A unique identifier is taken, the record changed concurrently (retry), a per-person limit is reached (100 open requests; 100 each of app records, sessions and shares started by a subject token), or the cluster's membership does not allow the change", Some("duplicate email");
+    Conflict: "A unique identifier is taken, the record changed concurrently (retry), a per-person limit is reached (100 open requests; 100 each of app records, sessions and shares started by a subject token), another backup is being sent from this node, or the cluster's membership does not allow the change", Some("duplicate email");
     PayloadTooLarge: "The request body exceeds the configured limit (default 1 MiB)", Some("request body exceeds 1048576 bytes");
     TooManyRequests: "Over a rate limit: this client address's requests without a token (`--anonymous-requests-per-minute`) or failed authentications (`--failed-auth-per-minute`), or this subject token's requests (`--subject-token-requests-per-minute`); `Retry-After` says when to try again", Some("too many requests; retry later");
     InternalError: "A storage or key operation failed; no details are disclosed", Some("storage failure");

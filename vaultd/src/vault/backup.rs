@@ -20,10 +20,11 @@ pub const STATE_PART: &str = "state.bin";
 pub const AUDIT_PART: &str = "audit.bin";
 
 /// A backup ready to send: its manifest, then each part (a file and how many of its
-/// first bytes belong to the backup).
+/// first bytes belong to the backup). While it lives, no other backup starts on this node.
 pub struct BackupStream {
     pub manifest: Manifest,
     pub parts: Vec<(Arc<File>, u64)>,
+    pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Vault {
@@ -31,6 +32,9 @@ impl Vault {
     pub async fn backup(&self, caller: &Caller) -> VaultResult<BackupStream> {
         caller.require(&Scope::backup_read())?;
         caller.require_staff()?;
+        let permit = Arc::clone(&self.backups)
+            .try_acquire_owned()
+            .map_err(|_| VaultError::Conflict("a backup is being taken from this node; try again when it is done"))?;
         self.catch_up().await?;
         let cluster_id = self.store.cluster_id()?.ok_or(VaultError::Unavailable("the vault has no keys yet"))?;
         let mut kek_labels = vec![self.kek_label().to_string()];
@@ -60,7 +64,7 @@ impl Vault {
             parts: described.parts,
         };
         self.record_access(draft(caller, Operation::BackupRead, None, None, None), true).await?;
-        Ok(BackupStream { manifest, parts: described.files })
+        Ok(BackupStream { manifest, parts: described.files, permit })
     }
 
     /// `GET /v1/sys/erasures`: the erasure ledger after `after`, at most `limit` entries,

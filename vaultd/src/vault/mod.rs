@@ -74,6 +74,8 @@ pub struct Vault {
     settings: VaultSettings,
     /// Per subject: a subject token's cap check and the write it guards run one at a time.
     starts: limits::StartLocks,
+    /// One backup streams from this node at a time (each one pins a snapshot's files).
+    backups: Arc<tokio::sync::Semaphore>,
 }
 
 impl Vault {

@@ -43,6 +43,7 @@ impl Vault {
             root_checked: Default::default(),
             settings,
             starts: Default::default(),
+            backups: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         // Fail fast on a data directory whose keys another KEK wrapped; a standalone
         // vault makes its index key on first start.
