@@ -15,10 +15,10 @@ use serde_json::Value;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use crate::load::{Keys, Limits, LoadResult};
+use crate::load::LoadResult;
 use crate::report::CpuUse;
 use crate::servers::{CliAccess, Server};
-use crate::suite::{self, Keyspace, Settings};
+use crate::suite::{self, Baseline, Keyspace, Settings};
 use crate::workloads::{HttpTarget, Workload};
 
 /// Subjects the vault is filled to when `--subjects` is not given (the figure).
@@ -95,17 +95,8 @@ pub fn run(
     access: &CliAccess,
     keyspace: &mut Keyspace,
 ) -> anyhow::Result<BackupResult> {
-    let fill_errors = suite::fill(runtime, settings, servers, target, keyspace, plan.subjects, "backup")?;
-    let gets = Keys::Random { below: keyspace.next };
-    let (baseline, baseline_cpu) =
-        suite::http_load(runtime, settings, servers, target, Workload::Get, gets, settings.limits)?;
-    println!(
-        "  backup: baseline {:.0} gets/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)",
-        baseline.throughput(),
-        baseline.percentile_ms(50.0),
-        baseline.percentile_ms(99.0),
-        baseline.errors()
-    );
+    let Baseline { fill_errors, gets, result: baseline, cpu: baseline_cpu } =
+        suite::fill_and_baseline(runtime, settings, servers, target, keyspace, plan.subjects, "backup")?;
     let scratch = tempfile::Builder::new().prefix("strongroom-bench-backup-").tempdir()?;
     let store = scratch.path().join("backups");
     let mut backup_args = vec![
@@ -121,7 +112,7 @@ pub fn run(
         backup_args.extend(["--ca-file".to_string(), ca.display().to_string()]);
     }
     println!("  backup: vaultd backup of {} beside the get load", access.url);
-    let during_limits = Limits { duration: plan.timeout + Duration::from_secs(60), requests: None, ..settings.limits };
+    let during_limits = settings.beside_limits(plan.timeout);
     let (during, during_cpu, outcome) = suite::http_load_until(
         runtime,
         settings,

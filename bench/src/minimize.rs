@@ -24,11 +24,11 @@ use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
 use crate::http::{self, Endpoint};
-use crate::load::{Keys, Limits, LoadResult};
+use crate::load::LoadResult;
 use crate::procfs::Memory;
 use crate::report::CpuUse;
 use crate::servers::Server;
-use crate::suite::{self, Keyspace, Settings};
+use crate::suite::{self, Baseline, Keyspace, Settings};
 use crate::workloads::{HttpTarget, Workload};
 
 /// Subjects the vault is filled to when `--subjects` is not given (the figure).
@@ -148,24 +148,11 @@ pub fn run(
     run_on: Endpoint,
     keyspace: &mut Keyspace,
 ) -> anyhow::Result<MinimizeResult> {
-    let fill_errors = suite::fill(runtime, settings, servers, target, keyspace, plan.subjects, "minimize")?;
-    // Every login below `next` was sent as a create; the failed ones (if any) show up as
-    // get errors.
-    let gets = Keys::Random { below: keyspace.next };
-    let (baseline, baseline_cpu) =
-        suite::http_load(runtime, settings, servers, target, Workload::Get, gets, settings.limits)?;
-    println!(
-        "  minimize: baseline {:.0} gets/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)",
-        baseline.throughput(),
-        baseline.percentile_ms(50.0),
-        baseline.percentile_ms(99.0),
-        baseline.errors()
-    );
+    let Baseline { fill_errors, gets, result: baseline, cpu: baseline_cpu } =
+        suite::fill_and_baseline(runtime, settings, servers, target, keyspace, plan.subjects, "minimize")?;
     let memory_before = suite::largest_memory(servers)?;
     println!("  minimize: running the policy on {run_on} beside the get load");
-    // The get load ends when the run answers; this bound only matters if it never does.
-    let during_limits =
-        Limits { duration: plan.run_timeout + Duration::from_secs(60), requests: None, ..settings.limits };
+    let during_limits = settings.beside_limits(plan.run_timeout);
     let (during, during_cpu, outcome) = suite::http_load_until(
         runtime,
         settings,

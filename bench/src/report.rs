@@ -16,6 +16,17 @@ use crate::workloads::Workload;
 /// Above this much CPU taken by other processes (in cores), a run is flagged.
 const DISTURBED_CORES: f64 = 0.10;
 
+/// Says so when other processes or the hypervisor took enough CPU during `phase` to
+/// disturb its figures.
+fn warn_if_disturbed(phase: &str, cpu: &CpuUse) {
+    if cpu.elsewhere_cores > DISTURBED_CORES {
+        println!(
+            "      warning: other processes or the hypervisor took {:.2} cores during {phase}; its figures are disturbed",
+            cpu.elsewhere_cores
+        );
+    }
+}
+
 /// Which kind of system a row measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum System {
@@ -119,12 +130,7 @@ impl Report {
         for (message, count) in &run.result.errors {
             println!("      {count} × {message}");
         }
-        if run.cpu.elsewhere_cores > DISTURBED_CORES {
-            println!(
-                "      warning: other processes or the hypervisor took {:.2} cores during this run; its figures are disturbed",
-                run.cpu.elsewhere_cores
-            );
-        }
+        warn_if_disturbed("this run", &run.cpu);
         self.runs.push(run);
     }
 
@@ -209,14 +215,8 @@ impl Report {
         if result.rerun.changed != 0 {
             println!("      warning: the rerun changed {} subjects; a rerun should change none", result.rerun.changed);
         }
-        for (phase, cpu) in [("the baseline", &result.baseline_cpu), ("the run", &result.during_cpu)] {
-            if cpu.elsewhere_cores > DISTURBED_CORES {
-                println!(
-                    "      warning: other processes or the hypervisor took {:.2} cores during {phase}; its figures are disturbed",
-                    cpu.elsewhere_cores
-                );
-            }
-        }
+        warn_if_disturbed("the baseline", &result.baseline_cpu);
+        warn_if_disturbed("the run", &result.during_cpu);
         self.minimizations.push((system, result));
     }
 
@@ -251,14 +251,8 @@ impl Report {
                 result.subjects, result.backup_subjects, result.restore_subjects
             );
         }
-        for (phase, cpu) in [("the baseline", &result.baseline_cpu), ("the backup", &result.during_cpu)] {
-            if cpu.elsewhere_cores > DISTURBED_CORES {
-                println!(
-                    "      warning: other processes or the hypervisor took {:.2} cores during {phase}; its figures are disturbed",
-                    cpu.elsewhere_cores
-                );
-            }
-        }
+        warn_if_disturbed("the baseline", &result.baseline_cpu);
+        warn_if_disturbed("the backup", &result.during_cpu);
         self.backups.push((system, result));
     }
 

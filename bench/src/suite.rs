@@ -52,6 +52,46 @@ impl Settings {
     pub fn fill_limits(&self, count: u64) -> Limits {
         Limits { duration: FILL_BOUND, requests: Some(count), ..self.limits }
     }
+
+    /// A get load that runs beside a job until the job ends: `timeout` bounds the job,
+    /// this only matters if it never does.
+    pub fn beside_limits(&self, timeout: Duration) -> Limits {
+        Limits { duration: timeout + Duration::from_secs(60), requests: None, ..self.limits }
+    }
+}
+
+/// What a run beside the get load (retention, backup) measures first: the vault filled,
+/// then the get load alone.
+pub struct Baseline {
+    /// Creates that failed filling the vault.
+    pub fill_errors: u64,
+    /// Every login sent as a create so far (a failed one shows up as a get error).
+    pub gets: Keys,
+    pub result: LoadResult,
+    pub cpu: CpuUse,
+}
+
+/// Fills the vault to `subjects`, then measures the get load alone for `--duration`.
+pub fn fill_and_baseline(
+    runtime: &Runtime,
+    settings: &Settings,
+    servers: &[&Server],
+    target: &HttpTarget,
+    keyspace: &mut Keyspace,
+    subjects: u64,
+    what: &str,
+) -> anyhow::Result<Baseline> {
+    let fill_errors = fill(runtime, settings, servers, target, keyspace, subjects, what)?;
+    let gets = Keys::Random { below: keyspace.next };
+    let (result, cpu) = http_load(runtime, settings, servers, target, Workload::Get, gets, settings.limits)?;
+    println!(
+        "  {what}: baseline {:.0} gets/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)",
+        result.throughput(),
+        result.percentile_ms(50.0),
+        result.percentile_ms(99.0),
+        result.errors()
+    );
+    Ok(Baseline { fill_errors, gets, result, cpu })
 }
 
 /// The kernel's own threads (children of kthreadd, pid 2): loopback networking done in
@@ -276,7 +316,7 @@ fn cluster_runs(
 
 /// Creates subjects (with the next logins) until the vault holds `subjects`; returns the
 /// creates that failed. `what` names the run in the progress line.
-pub fn fill(
+fn fill(
     runtime: &Runtime,
     settings: &Settings,
     servers: &[&Server],

@@ -421,18 +421,19 @@ fn stalling_proxy(target: &str, forward: usize) -> String {
     format!("http://{address}")
 }
 
-#[test]
-fn a_backup_killed_mid_upload_is_never_listed_or_restored() {
-    let source = source();
-    let client = source.vault.client();
-    let filler = "x".repeat(4000);
-    for n in 0..100 {
+/// `count` subjects, each with a filler of `bytes` bytes.
+fn fill(client: &Client, count: usize, bytes: usize) {
+    let filler = "x".repeat(bytes);
+    for n in 0..count {
         client.create_user(json!({"login": format!("user{n}"), "filler": filler}));
     }
-    // The command gets the manifest and part of the state, starts the upload, and waits
-    // for the rest; then it is killed.
+}
+
+/// `vaultd backup` through [`stalling_proxy`]: it gets the manifest and part of the state,
+/// starts its upload (returned then) and waits for the rest as long as it lives.
+fn stalled_backup(source: &Source) -> std::process::Child {
     let stalled = stalling_proxy(&source.vault.url, 100_000);
-    let mut backup = support::vaultd()
+    let backup = support::vaultd()
         .args(["backup", "--vault", &stalled, "--token-file", source.token_file.to_str().unwrap(), "--to"])
         .arg(&source.backups)
         .envs(&source.hsm.env)
@@ -445,6 +446,14 @@ fn a_backup_killed_mid_upload_is_never_listed_or_restored() {
         let begun = std::fs::read_dir(&folder).ok()?.flatten().any(|entry| entry.path().is_dir());
         begun.then_some(())
     });
+    backup
+}
+
+#[test]
+fn a_backup_killed_mid_upload_is_never_listed_or_restored() {
+    let source = source();
+    fill(&source.vault.client(), 100, 4000);
+    let mut backup = stalled_backup(&source);
     backup.kill().unwrap();
     backup.wait().unwrap();
     assert!(list(&source.hsm, &source.backups).is_empty(), "a cut-short backup is listed");
@@ -488,26 +497,10 @@ fn ship_ledger_every_keeps_the_destination_current_without_backups() {
 #[test]
 fn one_backup_at_a_time_per_node() {
     let source = source();
-    let client = source.vault.client();
     // More than the sockets between the vault and a stalled reader can buffer (~16 MB).
-    let filler = "x".repeat(32_000);
-    for n in 0..500 {
-        client.create_user(json!({"login": format!("user{n}"), "filler": filler}));
-    }
+    fill(&source.vault.client(), 500, 32_000);
     // A backup held mid-stream (its reader stalls) keeps the node's one backup slot.
-    let stalled = stalling_proxy(&source.vault.url, 100_000);
-    let mut held = support::vaultd()
-        .args(["backup", "--vault", &stalled, "--token-file", source.token_file.to_str().unwrap(), "--to"])
-        .arg(&source.backups)
-        .envs(&source.hsm.env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let folder = source.backups.join("backups");
-    support::cluster::poll("the first backup to be streaming", std::time::Duration::from_secs(30), || {
-        std::fs::read_dir(&folder).ok()?.flatten().next().map(drop)
-    });
+    let mut held = stalled_backup(&source);
     let http = reqwest::blocking::Client::new();
     let second = http.get(format!("{}/v1/sys/backup", source.vault.url)).header("X-Bunker-Token", ROOT_TOKEN).send();
     let second = second.unwrap();

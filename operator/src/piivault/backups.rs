@@ -15,7 +15,7 @@ use tracing::info;
 use super::builders;
 use super::names::VaultNames;
 use super::reconciler::{apply_object, Context};
-use super::secret_material::operator_token_data;
+use super::secret_material::{operator_token_data, token_of};
 use super::status::Explanation;
 use crate::crd::PiiVault;
 use crate::retention::{reconciler::last_job_failed, schedule};
@@ -85,14 +85,8 @@ async fn ensure_token<V: VaultAdmin>(
     token: &RootToken,
 ) -> Result<(), Error> {
     let name = names.backup_token_secret();
-    if let Some(existing) = secrets.get_opt(&name).await? {
-        let uid = vault.metadata.uid.as_deref().unwrap_or_default();
-        let ours =
-            existing.metadata.owner_references.iter().flatten().any(|o| o.uid == uid && o.controller == Some(true));
-        return match ours {
-            true => Ok(()),
-            false => Err(Error::SecretConflict { secret: name }),
-        };
+    if token_of(vault, secrets.get_opt(&name).await?.as_ref(), name.clone())?.is_some() {
+        return Ok(());
     }
     ctx.control.ensure_leader()?;
     let request = CreateToken { name: BACKUP_TOKEN_NAME.into(), scopes: vec![BACKUP_SCOPE.into()], subject: None };

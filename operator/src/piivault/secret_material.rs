@@ -201,8 +201,14 @@ pub const OPERATOR_TOKEN_SCOPES: [&str; 4] = ["cluster:admin", "tokens:admin", "
 /// `Ok(None)` when there is none yet, an error when a Secret of that name is not this
 /// vault's.
 pub fn operator_token_of(vault: &PiiVault, secret: Option<&Secret>) -> Result<Option<RootToken>, Error> {
+    token_of(vault, secret, VaultNames::of(vault).operator_token_secret())
+}
+
+/// A vault token the operator stored in the Secret `name` (see [`operator_token_data`]),
+/// as read: `Ok(None)` when there is none yet, an error when that Secret is not the
+/// vault's or lacks the token.
+pub fn token_of(vault: &PiiVault, secret: Option<&Secret>, name: String) -> Result<Option<RootToken>, Error> {
     let Some(secret) = secret else { return Ok(None) };
-    let name = VaultNames::of(vault).operator_token_secret();
     let uid = vault.metadata.uid.as_deref().unwrap_or_default();
     let controlled = secret
         .metadata
