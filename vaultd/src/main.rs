@@ -153,7 +153,8 @@ struct RestoreArgs {
     /// The backup's id (`vaultd backup list`); the newest by default.
     #[arg(long)]
     backup: Option<String>,
-    /// The new vault's data directory (must not exist, or be empty).
+    /// The new vault's data directory: absent, empty or holding only `lost+found`. Run
+    /// again on a finished restore of the same backup, restore prints its report again.
     #[arg(long)]
     data_dir: PathBuf,
     #[command(flatten)]

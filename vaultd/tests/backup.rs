@@ -221,6 +221,43 @@ fn damaged_cut_short_foreign_and_newer_backups_are_refused_before_anything_is_wr
 }
 
 #[test]
+fn a_restore_run_again_after_an_interruption_or_a_success_ends_with_one_whole_vault() {
+    let source = source();
+    let alice = source.vault.client().create_user(json!({"login": "alice", "email": "alice@example.com"}));
+    let id =
+        take(&source.hsm, &source.vault, &source.token_file, &source.backups)["backup"].as_str().unwrap().to_string();
+    let target = source.backups.with_file_name("volume");
+
+    // A new volume's root holds lost+found; a restore stopped half-way left its staging.
+    std::fs::create_dir_all(target.join("lost+found")).unwrap();
+    std::fs::create_dir_all(target.join(".restoring/db")).unwrap();
+    std::fs::write(target.join(".restoring/db/conf"), b"half-written").unwrap();
+    let report = ok(restore(&source.hsm, &source.backups, &target, &[]));
+    assert_eq!(report["backup"], id.as_str(), "{report}");
+    assert!(!target.join(".restoring").exists());
+
+    // Stopped while moving into place: part of the vault and its report still staged.
+    let staged = target.join(".restoring");
+    std::fs::create_dir(&staged).unwrap();
+    let vault_entries: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name != "lost+found" && name != ".restoring")
+        .collect();
+    assert!(vault_entries.len() > 2, "{vault_entries:?}");
+    for name in vault_entries.iter().filter(|name| *name == "restore-report.json").chain(vault_entries.iter().take(1)) {
+        std::fs::rename(target.join(name), staged.join(name)).unwrap();
+    }
+    // Run again: the move is finished, and the same report comes back (a retried Job).
+    assert_eq!(ok(restore(&source.hsm, &source.backups, &target, &[])), report);
+    assert_eq!(ok(restore(&source.hsm, &source.backups, &target, &["--backup", &id])), report);
+    refused(restore(&source.hsm, &source.backups, &target, &["--backup", "20200101T000000Z-0"]), "already holds");
+
+    let restored = Vault::hsm(&source.hsm, &target, &[]);
+    assert_eq!(profile(&restored.client(), &alice)["email"], "alice@example.com");
+}
+
+#[test]
 fn a_cluster_backed_up_under_write_load_restores_into_a_new_three_node_cluster() {
     let mut cluster = TestCluster::start(3, &[]);
     let env = cluster.shared().hsm_env.clone();

@@ -1,16 +1,20 @@
 //! `vaultd restore`: a new one-member vault from a backup. Nothing is written until the
 //! backup has been fetched and checked whole and the configured KEK has unwrapped its
-//! keys. Then the data directory gets the backup's state (under a new cluster id) and
-//! audit trail, the vault starts in-process as a new one-member cluster, applies every
-//! erasure the source's shipped ledger recorded after the backup, takes a snapshot and
-//! purges its log (so that members added later receive the whole state), and stops.
+//! keys. Then a staging directory inside the data directory gets the backup's state (under
+//! a new cluster id) and audit trail, the vault starts there in-process as a new
+//! one-member cluster, applies every erasure the source's shipped ledger recorded after
+//! the backup, takes a snapshot and purges its log (so that members added later receive
+//! the whole state), and stops; only then is it moved into place with its report.
 //! `vaultd serve` on the directory then runs it; it grows through the learner path.
+//!
+//! Run again (a retried Job), a restore that was stopped starts afresh, one stopped while
+//! moving into place finishes the move, and a finished one answers with its report.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -21,20 +25,31 @@ use crate::crypto::Kek;
 use crate::store::{encode, keys, Store};
 use crate::vault::{Vault, VaultSettings};
 
+/// Where the vault is built inside the data directory, so that an interrupted restore
+/// leaves nothing `vaultd serve` would open.
+const STAGING_DIR: &str = ".restoring";
+/// The report of a finished restore, kept in the data directory: a restore run again on
+/// it (a retried Job) answers with it instead of failing.
+const REPORT_FILE: &str = "restore-report.json";
+/// What mkfs leaves on a new volume's root: not data.
+const LOST_AND_FOUND: &str = "lost+found";
+
 /// Pairs written to the new state tree per batch.
 const LOAD_BATCH: usize = 4096;
 
 pub struct RestoreOptions {
     /// The backup to restore (the newest when `None`).
     pub backup: Option<String>,
-    /// A data directory that does not exist yet or is empty.
+    /// A data directory that does not exist yet or is empty (but for `lost+found`).
     pub data_dir: PathBuf,
 }
 
 /// What `vaultd restore` prints.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreReport {
+    /// The backup's id, and where it came from.
+    pub backup: String,
     pub restored_from: String,
     /// The source vault, and the new one.
     pub source_cluster_id: String,
@@ -49,7 +64,29 @@ pub struct RestoreReport {
 
 pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -> Result<RestoreReport, BackupError> {
     let data_dir = &options.data_dir;
-    if std::fs::read_dir(data_dir).is_ok_and(|mut entries| entries.next().is_some()) {
+    let staging = data_dir.join(STAGING_DIR);
+    let invalid = |what: &str, e: std::io::Error| BackupError::Invalid(format!("{what} {}: {e}", data_dir.display()));
+    if staging.join(REPORT_FILE).exists() {
+        // An earlier restore finished but was stopped while moving its result into place.
+        move_into_place(data_dir).map_err(|e| invalid("cannot move the restored vault into", e))?;
+    }
+    if let Some(report) = finished_restore(data_dir).map_err(|e| invalid("cannot read the restore report in", e))? {
+        if options.backup.as_ref().is_some_and(|wanted| *wanted != report.backup) {
+            return Err(BackupError::Invalid(format!(
+                "{} already holds a restore of backup {}, not {}",
+                data_dir.display(),
+                report.backup,
+                options.backup.as_deref().unwrap_or_default()
+            )));
+        }
+        tracing::info!(backup = %report.backup, "the data directory already holds this restore");
+        return Ok(report);
+    }
+    if staging.exists() {
+        // An earlier restore stopped before it finished: start again.
+        std::fs::remove_dir_all(&staging).map_err(|e| invalid("cannot remove an unfinished restore from", e))?;
+    }
+    if holds_data(data_dir).map_err(|e| invalid("cannot read", e))? {
         return Err(BackupError::Invalid(format!(
             "{} is not empty: restore makes a new data directory",
             data_dir.display()
@@ -60,13 +97,13 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
     checked.unwrap_keys(&kek).await?;
     let ledger = source.ledger_from(&checked.manifest.cluster_id, checked.manifest.ledger_next).await?;
 
-    // From here on the data directory is written.
+    // From here on the staging directory is written; the data directory only at the end.
     let cluster_id = Uuid::new_v4();
-    write_data_dir(data_dir, &checked.state, &checked.audit, cluster_id)
-        .map_err(|e| BackupError::Invalid(format!("cannot write {}: {e}", data_dir.display())))?;
+    write_data_dir(&staging, &checked.state, &checked.audit, cluster_id)
+        .map_err(|e| BackupError::Invalid(format!("cannot write {}: {e}", staging.display())))?;
     let settings = VaultSettings::default();
     let throwaway_root = Zeroizing::new(crate::audit::hex(&crate::crypto::random_bytes::<32>()));
-    let vault = Vault::open(data_dir, kek, throwaway_root, settings, ClusterOptions::default())
+    let vault = Vault::open(&staging, kek, throwaway_root, settings, ClusterOptions::default())
         .await
         .map_err(|e| BackupError::Invalid(format!("cannot open the restored vault: {e}")))?;
     let name = format!("{}/{}", source.name, checked.manifest.cluster_id);
@@ -84,7 +121,9 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
         .await
         .map_err(|e| BackupError::Refusal(format!("cannot snapshot the restored vault: {e}")))?;
     vault.cluster().shutdown().await;
-    Ok(RestoreReport {
+    drop(vault);
+    let report = RestoreReport {
+        backup: checked.id.clone(),
         restored_from: format!("{}/{}", source.name, checked.id),
         source_cluster_id: checked.manifest.cluster_id.clone(),
         cluster_id: cluster_id.to_string(),
@@ -92,7 +131,63 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
         last_applied_index: checked.manifest.last_applied_index,
         erasures_applied: applied,
         erasures_not_applicable: not_applicable,
-    })
+    };
+    write_report(&staging, &report).map_err(|e| invalid("cannot write the restore report in", e))?;
+    move_into_place(data_dir).map_err(|e| invalid("cannot move the restored vault into", e))?;
+    Ok(report)
+}
+
+/// Whether `dir` holds anything but what a new volume's root has (`lost+found`).
+fn holds_data(dir: &Path) -> std::io::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                if entry?.file_name() != LOST_AND_FOUND {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The report of a restore that finished in `dir`, if one did.
+fn finished_restore(dir: &Path) -> std::io::Result<Option<RestoreReport>> {
+    match std::fs::read(dir.join(REPORT_FILE)) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The report goes into the staging directory last, durably: its presence there means the
+/// vault beside it is whole.
+fn write_report(staging: &Path, report: &RestoreReport) -> std::io::Result<()> {
+    let partial = staging.join(format!("{REPORT_FILE}.partial"));
+    let mut file = File::create(&partial)?;
+    serde_json::to_writer_pretty(&mut file, report)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, staging.join(REPORT_FILE))?;
+    File::open(staging)?.sync_all()
+}
+
+/// Moves everything from the staging directory up into the data directory, the report
+/// last, then removes the staging directory. Running it again after an interruption
+/// finishes the move.
+fn move_into_place(data_dir: &Path) -> std::io::Result<()> {
+    let staging = data_dir.join(STAGING_DIR);
+    for entry in std::fs::read_dir(&staging)? {
+        let name = entry?.file_name();
+        if name != REPORT_FILE {
+            std::fs::rename(staging.join(&name), data_dir.join(&name))?;
+        }
+    }
+    File::open(data_dir)?.sync_all()?;
+    std::fs::rename(staging.join(REPORT_FILE), data_dir.join(REPORT_FILE))?;
+    File::open(data_dir)?.sync_all()?;
+    std::fs::remove_dir(&staging)
 }
 
 /// A data directory holding the backup's state (without the old cluster's Raft state),
