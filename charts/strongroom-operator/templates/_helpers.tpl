@@ -41,7 +41,8 @@ What the operator may do to PiiVaults and their children. PiiVaults: patch only 
 finalizer is a JSON patch, the status a server-side apply to the status subresource), no
 update. Secrets: no list or watch, so the operator never holds every Secret of a namespace
 in memory; it reads the ones it knows. PersistentVolumeClaims: deletecollection, for the
-data volumes of a deleted SoftHSM vault. These rules are granted in each watched namespace
+data volumes of a deleted SoftHSM vault; get and create, for the first volume of a vault
+restored from a backup (made before its StatefulSet). Jobs: the restore. These rules are granted in each watched namespace
 (a Role), or — only with clusterWide — in every namespace (a ClusterRole).
 */}}
 {{- define "strongroom-operator.rules" -}}
@@ -63,6 +64,9 @@ data volumes of a deleted SoftHSM vault. These rules are granted in each watched
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -71,7 +75,7 @@ data volumes of a deleted SoftHSM vault. These rules are granted in each watched
   verbs: ["get", "create", "patch"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["deletecollection"]
+  verbs: ["get", "create", "deletecollection"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]

@@ -107,6 +107,45 @@ pub struct PiiVaultSpec {
     /// and, with a schedule, backups taken and pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+
+    /// Where a new vault's data comes from; absent: it starts empty. Read only while the
+    /// vault has no nodes yet, and fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
+}
+
+/// How a new vault is created.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("bootstrap is fixed at creation"))]
+pub struct BootstrapSpec {
+    /// Restore the first node from a backup (`vaultd restore`, in the Job `<name>-restore`),
+    /// with every erasure the source's shipped ledger recorded after it; the other nodes
+    /// then join it. The backup's keys must be wrapped by this vault's KEK.
+    pub from_backup: FromBackupSpec,
+}
+
+/// A backup to restore.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FromBackupSpec {
+    /// Where the backups are: the source vault's `backup.destination` (`s3://bucket/prefix`).
+    #[schemars(length(min = 6, max = 1024))]
+    #[x_kube(validation = Rule::new("self.startsWith('s3://')").message("bootstrap.fromBackup.source must be s3://bucket/prefix"))]
+    pub source: String,
+    /// A Secret of this namespace whose keys become the restore's environment, as for
+    /// `backup.credentialsSecret`.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// The backup's id (`vaultd backup list`); the newest when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub backup_id: Option<String>,
+    /// SoftHSM development mode only: the source vault's `<source>-softhsm` Secret. This
+    /// vault's KEK is copied from its key `kek` (the backup's keys are wrapped by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub softhsm_secret: Option<String>,
 }
 
 /// Where and when the vault is backed up (`vaultd backup`), and how many backups are kept.
@@ -358,6 +397,8 @@ pub struct BackupStatus {
 pub enum Phase {
     /// The pods are starting; no cluster exists yet.
     Pending,
+    /// The first node's volume is being restored from a backup.
+    Restoring,
     /// The first node is being bootstrapped.
     Initializing,
     /// Members are being added, promoted or removed.

@@ -2,8 +2,10 @@
 //! own status and the leader's view of the cluster) in, at most one next step out.
 //!
 //! The rules, in the order they are checked:
+//! 0. Pod 0's volume is being restored from a backup: wait (the StatefulSet follows).
 //! 1. No cluster yet: bootstrap pod 0 once every pod that answers is uninitialised — unless
 //!    the vault had members before (then all data would be lost silently; a human decides).
+//!    A restored pod 0 answers as a cluster of one: it is never bootstrapped.
 //! 2. No leader: wait.
 //! 3. Removals need every *other* member healthy, so a removal never costs the quorum:
 //!    a wiped pod's old member (its pod answers `uninitialized` at the member's address),
@@ -52,6 +54,18 @@ pub struct Observation {
     pub cluster: Option<ClusterStatus>,
     /// The vault's last status listed members: a cluster existed.
     pub had_members: bool,
+    /// Pod 0's volume is being restored from a backup (`spec.bootstrap.fromBackup`), before
+    /// the StatefulSet exists; `None` once restored, or with nothing to restore.
+    pub restore: Option<Restore>,
+}
+
+/// A restore that has not finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The restore Job runs (or waits for its pod).
+    Running { job: String },
+    /// The restore Job gave up; `message` says why.
+    Failed { job: String, message: String },
 }
 
 /// Why a member is removed.
@@ -88,12 +102,16 @@ pub enum Wait {
     /// A healthy member that no pod of the StatefulSet has the address of: not removed by
     /// the operator, and no other change is made while it is there.
     ForeignMember { node_id: u64, raft_address: String },
+    /// Pod 0's volume is being restored; the StatefulSet follows.
+    Restoring { job: String },
+    /// The restore failed: no StatefulSet is made from a volume that was not restored.
+    RestoreFailed { job: String, message: String },
 }
 
 impl Wait {
     /// Waits that need attention (as opposed to waiting for progress).
     pub fn is_problem(&self) -> bool {
-        !matches!(self, Wait::PodNotReady { .. } | Wait::LearnerCatchingUp { .. })
+        !matches!(self, Wait::PodNotReady { .. } | Wait::LearnerCatchingUp { .. } | Wait::Restoring { .. })
     }
 }
 
@@ -138,11 +156,13 @@ impl Step {
     }
 }
 
-/// The StatefulSet size to apply while taking `step`.
-pub fn stateful_set_replicas(observation: &Observation, step: &Step) -> i32 {
+/// The StatefulSet size to apply while taking `step`; `None`: no StatefulSet yet (pod 0's
+/// volume is being restored).
+pub fn stateful_set_replicas(observation: &Observation, step: &Step) -> Option<i32> {
     match step {
-        Step::ResizeStatefulSet { to, .. } => *to,
-        _ => observation.stateful_set_replicas.unwrap_or(observation.desired_replicas),
+        Step::Wait(Wait::Restoring { .. } | Wait::RestoreFailed { .. }) => None,
+        Step::ResizeStatefulSet { to, .. } => Some(*to),
+        _ => Some(observation.stateful_set_replicas.unwrap_or(observation.desired_replicas)),
     }
 }
 
@@ -176,6 +196,13 @@ pub fn vault_initialised(had_members: bool, pods: &BTreeMap<i32, PodState>) -> b
 /// Decides the next step.
 pub fn next_step(observation: &Observation) -> Step {
     let names = &observation.names;
+    match &observation.restore {
+        Some(Restore::Running { job }) => return Step::Wait(Wait::Restoring { job: job.clone() }),
+        Some(Restore::Failed { job, message }) => {
+            return Step::Wait(Wait::RestoreFailed { job: job.clone(), message: message.clone() })
+        }
+        None => {}
+    }
     let Some(set_replicas) = observation.stateful_set_replicas else {
         // The StatefulSet is created at the desired size; its pods start uninitialised.
         return not_ready(names, 0);
@@ -363,6 +390,7 @@ mod tests {
             pods: (0..).zip(pods).collect(),
             had_members: cluster.is_some(),
             cluster,
+            restore: None,
         }
     }
 
@@ -377,7 +405,11 @@ mod tests {
     fn before_the_stateful_set_exists_it_waits_for_pod_0() {
         let observation = Observation { stateful_set_replicas: None, ..observe(3, 0, vec![], None) };
         assert_eq!(next_step(&observation), Step::Wait(Wait::PodNotReady { pod: "vault-0".into() }));
-        assert_eq!(stateful_set_replicas(&observation, &next_step(&observation)), 3, "created at the desired size");
+        assert_eq!(
+            stateful_set_replicas(&observation, &next_step(&observation)),
+            Some(3),
+            "created at the desired size"
+        );
     }
 
     #[test]
@@ -401,6 +433,29 @@ mod tests {
     #[test]
     fn an_initialised_pod_without_a_readable_cluster_blocks_everything() {
         let observation = observe(3, 3, vec![uninitialized(), answered(NodeState::Follower, Some(2))], None);
+        assert_eq!(next_step(&observation), Step::Wait(Wait::VaultUnreachable));
+    }
+
+    #[test]
+    fn a_restore_under_way_or_failed_comes_before_the_stateful_set() {
+        let mut observation = observe(3, 0, vec![], None);
+        observation.stateful_set_replicas = None;
+        observation.restore = Some(Restore::Running { job: "vault-restore".into() });
+        let step = next_step(&observation);
+        assert_eq!(step, Step::Wait(Wait::Restoring { job: "vault-restore".into() }));
+        assert!(!matches!(&step, Step::Wait(wait) if wait.is_problem()), "progress, not a problem");
+        assert_eq!(stateful_set_replicas(&observation, &step), None);
+        let failed = Restore::Failed { job: "vault-restore".into(), message: "BackoffLimitExceeded".into() };
+        observation.restore = Some(failed);
+        let step = next_step(&observation);
+        assert!(matches!(&step, Step::Wait(wait @ Wait::RestoreFailed { .. }) if wait.is_problem()), "{step:?}");
+        assert_eq!(stateful_set_replicas(&observation, &step), None);
+        // Restored: the StatefulSet is made at the desired size, and pod 0 (a cluster of
+        // one) is never bootstrapped.
+        observation.restore = None;
+        assert_eq!(stateful_set_replicas(&observation, &next_step(&observation)), Some(3));
+        observation.stateful_set_replicas = Some(3);
+        observation.pods = BTreeMap::from([(0, answered(NodeState::Leader, Some(7))), (1, uninitialized())]);
         assert_eq!(next_step(&observation), Step::Wait(Wait::VaultUnreachable));
     }
 
@@ -513,7 +568,7 @@ mod tests {
         let observation = observe(3, 5, pods, Some(status));
         let step = next_step(&observation);
         assert_eq!(step, Step::RemoveMember { pod: Some("vault-4".into()), node_id: 5, reason: Removal::ScaleDown });
-        assert_eq!(stateful_set_replicas(&observation, &step), 5, "the StatefulSet keeps its size meanwhile");
+        assert_eq!(stateful_set_replicas(&observation, &step), Some(5), "the StatefulSet keeps its size meanwhile");
 
         // Member 5 has left; its pod still runs.
         let (pods, mut status) = healthy(5);
@@ -521,7 +576,7 @@ mod tests {
         let observation = observe(3, 5, pods, Some(status));
         let step = next_step(&observation);
         assert_eq!(step, Step::ResizeStatefulSet { from: 5, to: 4 });
-        assert_eq!(stateful_set_replicas(&observation, &step), 4);
+        assert_eq!(stateful_set_replicas(&observation, &step), Some(4));
     }
 
     #[test]
@@ -635,7 +690,7 @@ mod tests {
         let (pods, status) = healthy(3);
         let observation = observe(3, 3, pods, Some(status));
         assert_eq!(next_step(&observation), Step::Converged);
-        assert_eq!(stateful_set_replicas(&observation, &Step::Converged), 3);
+        assert_eq!(stateful_set_replicas(&observation, &Step::Converged), Some(3));
     }
 
     /// Every combination of a small state space: the safety rules hold for whatever step is

@@ -7,6 +7,8 @@
 //! - [`api_tls`]: the API certificate and the CA the operator trusts.
 //! - [`secret_material`]: the Secrets the operator generates.
 //! - [`membership`]: the next Raft membership step, as a pure function of observations.
+//! - `restore`: a new vault's first node restored from a backup (`spec.bootstrap`).
+//! - `backups`: the backup token, the ledger shipper and the scheduled backups.
 //! - [`status`]: the status written back to the resource.
 //! - [`reconciler`]: observes, decides, applies and reports; `run` starts the controller.
 
@@ -18,6 +20,7 @@ pub mod membership;
 pub mod names;
 pub mod policy;
 pub mod reconciler;
+mod restore;
 pub mod secret_material;
 pub mod status;
 #[cfg(test)]

@@ -109,8 +109,6 @@ impl VaultNames {
         format!("{}-peer-tls", self.name)
     }
 
-    /// The operator's own scoped vault token (keys `token`, `id`), created once the cluster
-    /// exists; every admin call after the bootstrap uses it instead of the root token.
     /// The Secret holding the backup Jobs' vault token (scope `backup:read`).
     pub fn backup_token_secret(&self) -> String {
         format!("{}-backup-token", self.name)
@@ -126,6 +124,18 @@ impl VaultNames {
         format!("{}-ledger-shipper", self.name)
     }
 
+    /// The Job that restores pod 0's volume from a backup (`spec.bootstrap.fromBackup`).
+    pub fn restore_job(&self) -> String {
+        format!("{}-restore", self.name)
+    }
+
+    /// The data volume of a pod, as the StatefulSet's claim template names it.
+    pub fn data_claim(&self, ordinal: i32) -> String {
+        format!("data-{}", self.pod(ordinal))
+    }
+
+    /// The operator's own scoped vault token (keys `token`, `id`), created once the cluster
+    /// exists; every admin call after the bootstrap uses it instead of the root token.
     pub fn operator_token_secret(&self) -> String {
         format!("{}-operator-token", self.name)
     }
@@ -178,6 +188,17 @@ pub fn labels(names: &VaultNames) -> BTreeMap<String, String> {
     labels
 }
 
+/// The labels of the pods that work for a vault without being its nodes (backups, the
+/// ledger shipper, the restore): the vault's labels under a name of their own, so that no
+/// selector of the vault's nodes (its Services, StatefulSet, PodDisruptionBudget and
+/// NetworkPolicy) takes them for one.
+pub fn helper_labels(names: &VaultNames, component: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(names);
+    labels.insert("app.kubernetes.io/name".to_string(), format!("strongroom-{component}"));
+    labels.insert("app.kubernetes.io/component".to_string(), component.to_string());
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +229,17 @@ mod tests {
             assert_eq!(all.get(&key), Some(&value));
         }
         assert_eq!(all["app.kubernetes.io/instance"], "vault");
+    }
+
+    #[test]
+    fn helper_pods_are_never_selected_as_the_vaults_nodes() {
+        let names = VaultNames::new("vault", "pii");
+        let helper = helper_labels(&names, "backup");
+        assert!(selector_labels(&names).iter().any(|(key, value)| helper.get(key) != Some(value)), "{helper:?}");
+        assert_eq!(
+            (helper["app.kubernetes.io/component"].as_str(), helper["app.kubernetes.io/instance"].as_str()),
+            ("backup", "vault")
+        );
+        assert_eq!(names.data_claim(0), "data-vault-0");
     }
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -53,8 +54,10 @@ use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
 use super::names::{selector_labels, VaultNames};
 use super::policy::VaultPolicy;
+use super::restore;
 use super::secret_material::{
-    operator_token_data, operator_token_of, Decision, GeneratedSecret, OPERATOR_TOKEN_NAME, OPERATOR_TOKEN_SCOPES,
+    operator_token_data, operator_token_of, restored_kek, restored_kek_secret, Decision, GeneratedSecret,
+    OPERATOR_TOKEN_NAME, OPERATOR_TOKEN_SCOPES,
 };
 use super::status::{self, Explanation, Outcome};
 use crate::controller_kit::{api, key, Control};
@@ -126,7 +129,8 @@ pub async fn run<V: VaultAdmin>(ctx: Arc<Context<V>>, namespace: Option<String>)
         .owns(api::<ConfigMap>(&client, ns), children.clone())
         .owns(api::<ServiceAccount>(&client, ns), children.clone())
         .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
-        .owns(api::<NetworkPolicy>(&client, ns), children)
+        .owns(api::<NetworkPolicy>(&client, ns), children.clone())
+        .owns(api::<Job>(&client, ns), children)
         // Our own status writes trigger reconciles too; coalesce bursts of events.
         .with_config(controller::Config::default().debounce(Duration::from_secs(1)))
         .shutdown_on_signal()
@@ -245,6 +249,14 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         }
     }
     let admin_token = operator_token.as_ref().or(token.as_ref());
+    // A vault made from a backup: its first volume is restored before the StatefulSet.
+    let mut restore = None;
+    if let (None, false, false, None) = (set_replicas, had_members, paused, &failure) {
+        restore = restore::converge(ctx, vault).await.unwrap_or_else(|error| {
+            failure = Some(error);
+            None
+        });
+    }
     let observation = Observation {
         names: names.clone(),
         desired_replicas: vault.spec.replicas,
@@ -252,6 +264,7 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         pods: pod_states,
         cluster: seen.cluster.clone(),
         had_members,
+        restore,
     };
     let step = membership::next_step(&observation);
     debug!(vault = %key(vault), ?step, "membership step");
@@ -409,7 +422,12 @@ async fn ensure_generated_secrets<V>(
             Decision::Keep(data) => data,
             Decision::Generate => {
                 info!(vault = %key(vault), secret = %name, "generating secret");
-                kind.generate(names)?
+                let mut data = kind.generate(names)?;
+                if let (GeneratedSecret::SoftHsm, Some(source)) = (kind, restored_kek_secret(vault)) {
+                    let source = secrets.get_opt(source).await?;
+                    data.extend(restored_kek(vault, source.as_ref())?.map(|kek| ("kek".to_string(), kek)));
+                }
+                data
             }
         };
         ctx.control.ensure_leader()?;
@@ -615,7 +633,9 @@ async fn apply_children<V>(ctx: &Context<V>, namespace: &str, children: &Childre
     apply_object(&Api::namespaced(client.clone(), namespace), &children.config_map).await?;
     apply_object(&Api::namespaced(client.clone(), namespace), &children.headless_service).await?;
     apply_object(&Api::namespaced(client.clone(), namespace), &children.client_service).await?;
-    apply_object(&Api::namespaced(client.clone(), namespace), &children.stateful_set).await?;
+    if let Some(stateful_set) = &children.stateful_set {
+        apply_object(&Api::namespaced(client.clone(), namespace), stateful_set).await?;
+    }
     apply_object(&Api::namespaced(client.clone(), namespace), &children.disruption_budget).await?;
     apply_object(&Api::namespaced(client.clone(), namespace), &children.network_policy).await?;
     Ok(())
@@ -705,7 +725,14 @@ async fn record_failure<V, T>(
 }
 
 /// Events are best effort: a failure to record one is logged, not fatal.
-async fn publish<V>(ctx: &Context<V>, vault: &PiiVault, type_: EventType, reason: &str, action: &str, note: String) {
+pub(super) async fn publish<V>(
+    ctx: &Context<V>,
+    vault: &PiiVault,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event =
         Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
     if let Err(error) = ctx.recorder.publish(&event, &vault.object_ref(&())).await {

@@ -159,6 +159,22 @@ fn random_hex(count: usize) -> String {
     random_bytes(count).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The source vault's SoftHSM Secret a vault restored from a backup takes its KEK from
+/// (`bootstrap.fromBackup.softhsmSecret`, in SoftHSM mode only).
+pub fn restored_kek_secret(vault: &PiiVault) -> Option<&str> {
+    vault.spec.hsm.softhsm.as_ref()?;
+    vault.spec.bootstrap.as_ref()?.from_backup.softhsm_secret.as_deref()
+}
+
+/// The KEK in that Secret (as read): the one that wrapped the backup's keys, so the new
+/// vault's generated SoftHSM Secret gets it instead of a fresh one.
+pub fn restored_kek(vault: &PiiVault, source: Option<&Secret>) -> Result<Option<ByteString>, Error> {
+    let Some(name) = restored_kek_secret(vault) else { return Ok(None) };
+    let secret = source.ok_or_else(|| Error::SecretMissing { secret: name.to_string() })?;
+    let kek = secret.data.as_ref().and_then(|data| data.get("kek")).filter(|kek| !kek.0.is_empty());
+    kek.cloned().map(Some).ok_or_else(|| Error::SecretIncomplete { secret: name.to_string(), key: "kek".to_string() })
+}
+
 /// Where a vault's root token is: the Secret and key the spec names, or the generated
 /// Secret (key `token`).
 pub fn root_token_location(vault: &PiiVault) -> (String, String) {

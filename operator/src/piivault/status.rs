@@ -4,7 +4,8 @@
 //! Conditions (each with `observedGeneration`, a reason and a message):
 //! - `Ready`: every desired node is a healthy voter and nothing is left to do.
 //! - `Available`: a leader and a quorum of healthy voters: the vault serves requests.
-//! - `Progressing`: a membership change or resize is under way (or waits for a pod).
+//! - `Progressing`: a restore, a membership change or a resize is under way (or waits for
+//!   a pod).
 //! - `Degraded`: something needs attention; the reason says what (a failure that stopped
 //!   the reconcile, such as a missing Secret, before a failed membership change, before a
 //!   problem the membership logic waits on).
@@ -136,6 +137,17 @@ pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
                      /v1/sys/cluster if it should go)"
                 ),
             ),
+            Wait::Restoring { job } => Explanation::new(
+                "Restoring",
+                format!("the Job {job} restores the first node's volume from a backup; the StatefulSet follows"),
+            ),
+            Wait::RestoreFailed { job, message } => Explanation::new(
+                "RestoreFailed",
+                format!(
+                    "the Job {job} could not restore the backup ({message}); its pod's log says why \
+                     (kubectl logs job/{job}). Fix the cause, then delete the Job to try again"
+                ),
+            ),
             Wait::StalePod { pod, node_id } => Explanation::new(
                 "StalePod",
                 format!(
@@ -222,10 +234,10 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
     } else if ready {
         Phase::Running
     } else if members.is_empty() {
-        if matches!(outcome.step, Step::Bootstrap { .. }) {
-            Phase::Initializing
-        } else {
-            Phase::Pending
+        match outcome.step {
+            Step::Bootstrap { .. } => Phase::Initializing,
+            Step::Wait(Wait::Restoring { .. }) => Phase::Restoring,
+            _ => Phase::Pending,
         }
     } else {
         Phase::Scaling
@@ -327,6 +339,7 @@ mod tests {
                 erasures: ErasureCompaction::default(),
             }),
             had_members: true,
+            restore: None,
         }
     }
 

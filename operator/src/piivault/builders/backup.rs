@@ -19,7 +19,7 @@ use super::{child_meta, restricted_security_context, vaultd_pod_security_context
 use crate::crd::piivault::BackupSpec;
 use crate::crd::PiiVault;
 use crate::piivault::api_tls::api_tls_secret;
-use crate::piivault::names::{labels, VaultNames};
+use crate::piivault::names::{helper_labels, VaultNames};
 use crate::Error;
 
 /// Where the backup token Secret is mounted.
@@ -36,8 +36,6 @@ const HISTORY_LIMIT: i32 = 3;
 const BACKOFF_LIMIT: i32 = 2;
 /// Schedules are in UTC, whatever the controller manager's time zone.
 const TIME_ZONE: &str = "Etc/UTC";
-/// What tells the backup pods apart from the vault's own.
-const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 
 /// The CronJob of the scheduled backups; `None` without `spec.backup.schedule`.
 pub fn backup_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
@@ -57,7 +55,7 @@ pub fn backup_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
         prune_args.extend(["--keep-within".to_string(), within.clone()]);
     }
     let prune = container(vault, "prune", prune_args);
-    let labels = component_labels(&names, "backup");
+    let labels = helper_labels(&names, "backup");
     // The backup runs first (an init container), so a failed one prunes nothing.
     let pod = PodSpec { restart_policy: Some("Never".into()), init_containers: Some(vec![take]), ..pod(vault, prune) };
     let template = ObjectMeta { labels: Some(labels), ..ObjectMeta::default() };
@@ -94,7 +92,7 @@ pub fn ledger_shipper(vault: &PiiVault) -> Result<Option<Deployment>, Error> {
         to(backup),
     ]
     .concat();
-    let labels = component_labels(&names, "ledger-shipper");
+    let labels = helper_labels(&names, "ledger-shipper");
     Ok(Some(Deployment {
         metadata: child_meta(vault, names.ledger_shipper())?,
         spec: Some(DeploymentSpec {
@@ -185,12 +183,6 @@ fn pod(vault: &PiiVault, main: Container) -> PodSpec {
         image_pull_secrets: (!vault.spec.image_pull_secrets.is_empty()).then(|| vault.spec.image_pull_secrets.clone()),
         ..PodSpec::default()
     }
-}
-
-fn component_labels(names: &VaultNames, component: &str) -> std::collections::BTreeMap<String, String> {
-    let mut labels = labels(names);
-    labels.insert(COMPONENT_LABEL.into(), component.into());
-    labels
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod config_map;
 mod disruption_budget;
 mod layout;
 mod network_policy;
+mod restore;
 mod secrets;
 mod service_account;
 mod services;
@@ -29,6 +30,7 @@ pub use backup::{backup_cron_job, ledger_shipper};
 pub use config_map::config_map;
 pub use disruption_budget::disruption_budget;
 pub use network_policy::network_policy;
+pub use restore::{restore_claim, restore_job};
 pub use secrets::generated_secret;
 pub use service_account::service_account;
 pub use services::{client_service, headless_service};
@@ -43,20 +45,22 @@ pub struct Children {
     pub config_map: ConfigMap,
     pub headless_service: Service,
     pub client_service: Service,
-    pub stateful_set: StatefulSet,
+    /// `None` while pod 0's volume is being restored.
+    pub stateful_set: Option<StatefulSet>,
     pub disruption_budget: PodDisruptionBudget,
     pub network_policy: NetworkPolicy,
 }
 
 /// Renders the children of `vault` with the StatefulSet at `replicas` pods (which the
-/// membership logic decides; it differs from `spec.replicas` while scaling).
-pub fn children(vault: &PiiVault, replicas: i32) -> Result<Children, Error> {
+/// membership logic decides; it differs from `spec.replicas` while scaling), or without
+/// one (`None`, while a restore runs).
+pub fn children(vault: &PiiVault, replicas: Option<i32>) -> Result<Children, Error> {
     let config_map = config_map(vault)?;
     Ok(Children {
         service_account: service_account(vault)?,
         headless_service: headless_service(vault)?,
         client_service: client_service(vault)?,
-        stateful_set: stateful_set(vault, replicas, &config_map)?,
+        stateful_set: replicas.map(|replicas| stateful_set(vault, replicas, &config_map)).transpose()?,
         disruption_budget: disruption_budget(vault)?,
         network_policy: network_policy(vault)?,
         config_map,
@@ -108,6 +112,7 @@ pub(crate) mod test_support {
                 priority_class_name: None,
                 paused: false,
                 backup: None,
+                bootstrap: None,
             },
             status: None,
         }
@@ -136,12 +141,12 @@ mod tests {
     #[test]
     fn every_child_is_owned_by_the_vault() {
         let vault = softhsm_vault(3);
-        let children = children(&vault, 3).unwrap();
+        let children = children(&vault, Some(3)).unwrap();
         assert_owned_child(&children.service_account.metadata);
         assert_owned_child(&children.config_map.metadata);
         assert_owned_child(&children.headless_service.metadata);
         assert_owned_child(&children.client_service.metadata);
-        assert_owned_child(&children.stateful_set.metadata);
+        assert_owned_child(&children.stateful_set.as_ref().unwrap().metadata);
         assert_owned_child(&children.disruption_budget.metadata);
         assert_owned_child(&children.network_policy.metadata);
     }
@@ -150,6 +155,6 @@ mod tests {
     fn a_vault_without_uid_cannot_own_children() {
         let mut vault = softhsm_vault(3);
         vault.metadata.uid = None;
-        assert!(matches!(children(&vault, 3), Err(Error::MissingField(_))));
+        assert!(matches!(children(&vault, Some(3)), Err(Error::MissingField(_))));
     }
 }

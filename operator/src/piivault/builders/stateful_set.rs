@@ -35,7 +35,7 @@ const VAULTD_UID: i64 = 10001;
 /// Secret files readable by the owner and the pod's fsGroup only.
 pub(crate) const SECRET_FILE_MODE: i32 = 0o440;
 
-const DATA_VOLUME: &str = "data";
+pub(super) const DATA_VOLUME: &str = "data";
 const ROOT_TOKEN_VOLUME: &str = "root-token";
 const PEER_AUTH_VOLUME: &str = "peer-auth";
 const PEER_TLS_VOLUME: &str = "peer-tls";
@@ -194,24 +194,24 @@ struct PodVolumes {
     init_containers: Vec<Container>,
 }
 
-fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
+fn pod_volumes(vault: &PiiVault) -> PodVolumes {
     let spec = &vault.spec;
     let names = VaultNames::of(vault);
     let (root_token_secret, root_token_key) = match &spec.root_token_secret_ref {
         Some(reference) => (reference.name.clone(), reference.key.clone()),
         None => (names.root_token_secret(), "token".to_string()),
     };
-    let mut volumes = vec![
-        empty_dir(TMP_VOLUME),
+    let HsmAccess { mut volumes, mounts, init_containers } = hsm_access(vault);
+    volumes.extend([
         secret_volume(ROOT_TOKEN_VOLUME, &root_token_secret, Some(vec![(&root_token_key, "token")])),
         secret_volume(PEER_AUTH_VOLUME, &names.peer_auth_secret(), Some(vec![("secret", "secret")])),
-    ];
+    ]);
     let mut vaultd_mounts = vec![
         mount(DATA_VOLUME, layout::DATA_DIR, false),
-        mount(TMP_VOLUME, layout::TMP_DIR, false),
         mount(ROOT_TOKEN_VOLUME, layout::ROOT_TOKEN_DIR, true),
         mount(PEER_AUTH_VOLUME, layout::PEER_AUTH_DIR, true),
     ];
+    vaultd_mounts.extend(mounts);
     if spec.tls.enabled {
         let secret = spec.tls.secret_name.clone().unwrap_or_else(|| names.peer_tls_secret());
         let files = vec![("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")];
@@ -224,12 +224,25 @@ fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
         volumes.push(secret_volume(API_TLS_VOLUME, &secret, Some(files)));
         vaultd_mounts.push(mount(API_TLS_VOLUME, layout::API_TLS_DIR, true));
     }
+    PodVolumes { volumes, vaultd_mounts, init_containers }
+}
 
+/// What a pod needs to open the vault's KEK (a vault node, a restore): the volumes, the
+/// mounts of the container that opens the HSM (with `/tmp`: the root filesystem is
+/// read-only), and the init containers that prepare the HSM. That container also needs the
+/// ConfigMap as its environment ([`vaultd_env_from`]) and the module's extra `env`.
+pub(crate) struct HsmAccess {
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+    pub init_containers: Vec<Container>,
+}
+
+pub(crate) fn hsm_access(vault: &PiiVault) -> HsmAccess {
+    let spec = &vault.spec;
+    let names = VaultNames::of(vault);
+    let mut volumes = vec![empty_dir(TMP_VOLUME)];
+    let mut mounts = vec![mount(TMP_VOLUME, layout::TMP_DIR, false)];
     let mut init_containers = Vec::new();
-    let config_env = vec![EnvFromSource {
-        config_map_ref: Some(ConfigMapEnvSource { name: config_map_name.to_string(), optional: Some(false) }),
-        ..EnvFromSource::default()
-    }];
     match &spec.hsm.pkcs11 {
         None => {
             // SoftHSM development mode.
@@ -237,14 +250,14 @@ fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
             volumes.push(secret_volume(HSM_PIN_VOLUME, &secret, Some(vec![("user.pin", "pin")])));
             volumes.push(secret_volume(SOFTHSM_SECRET_VOLUME, &secret, None));
             volumes.push(empty_dir(SOFTHSM_TOKEN_VOLUME));
-            vaultd_mounts.push(mount(HSM_PIN_VOLUME, layout::HSM_PIN_DIR, true));
-            vaultd_mounts.push(mount(SOFTHSM_TOKEN_VOLUME, layout::SOFTHSM_DIR, false));
+            mounts.push(mount(HSM_PIN_VOLUME, layout::HSM_PIN_DIR, true));
+            mounts.push(mount(SOFTHSM_TOKEN_VOLUME, layout::SOFTHSM_DIR, false));
             init_containers.push(Container {
                 name: "softhsm-init".to_string(),
                 image: Some(spec.image.clone()),
                 image_pull_policy: spec.image_pull_policy.clone(),
                 command: Some(vec!["/bin/sh".to_string(), "-c".to_string(), SOFTHSM_INIT_SCRIPT.to_string()]),
-                env_from: Some(config_env),
+                env_from: Some(vaultd_env_from(vault)),
                 volume_mounts: Some(vec![
                     mount(SOFTHSM_TOKEN_VOLUME, layout::SOFTHSM_DIR, false),
                     mount(SOFTHSM_SECRET_VOLUME, layout::SOFTHSM_SECRET_DIR, true),
@@ -258,14 +271,14 @@ fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
         Some(pkcs11) => {
             let pin = &pkcs11.pin_secret_ref;
             volumes.push(secret_volume(HSM_PIN_VOLUME, &pin.name, Some(vec![(&pin.key, "pin")])));
-            vaultd_mounts.push(mount(HSM_PIN_VOLUME, layout::HSM_PIN_DIR, true));
+            mounts.push(mount(HSM_PIN_VOLUME, layout::HSM_PIN_DIR, true));
             if let Some(config_secret) = &pkcs11.config_secret_name {
                 volumes.push(secret_volume(PKCS11_CONFIG_VOLUME, config_secret, None));
-                vaultd_mounts.push(mount(PKCS11_CONFIG_VOLUME, layout::PKCS11_CONFIG_DIR, true));
+                mounts.push(mount(PKCS11_CONFIG_VOLUME, layout::PKCS11_CONFIG_DIR, true));
             }
             if let Some(module) = &pkcs11.module_image {
                 volumes.push(empty_dir(PKCS11_MODULE_VOLUME));
-                vaultd_mounts.push(mount(PKCS11_MODULE_VOLUME, layout::PKCS11_MODULE_DIR, true));
+                mounts.push(mount(PKCS11_MODULE_VOLUME, layout::PKCS11_MODULE_DIR, true));
                 init_containers.push(Container {
                     name: "pkcs11-module".to_string(),
                     image: Some(module.image.clone()),
@@ -283,15 +296,42 @@ fn pod_volumes(vault: &PiiVault, config_map_name: &str) -> PodVolumes {
             }
         }
     }
-    PodVolumes { volumes, vaultd_mounts, init_containers }
+    HsmAccess { volumes, mounts, init_containers }
+}
+
+/// The vault's ConfigMap as a container's environment (vaultd's settings, the HSM's among
+/// them).
+pub(crate) fn vaultd_env_from(vault: &PiiVault) -> Vec<EnvFromSource> {
+    vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource { name: VaultNames::of(vault).config_map(), optional: Some(false) }),
+        ..EnvFromSource::default()
+    }]
+}
+
+/// The module's extra environment (`hsm.pkcs11.env`).
+pub(crate) fn hsm_env(vault: &PiiVault) -> Vec<EnvVar> {
+    vault.spec.hsm.pkcs11.as_ref().map(|pkcs11| pkcs11.env.clone()).unwrap_or_default()
+}
+
+/// Each node's data volume (the claim template's spec; a restore creates pod 0's claim
+/// with it before the StatefulSet exists).
+pub(crate) fn data_claim_spec(vault: &PiiVault) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+        storage_class_name: vault.spec.storage.storage_class_name.clone(),
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([("storage".to_string(), vault.spec.storage.size.clone())])),
+            limits: None,
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    }
 }
 
 /// Renders the StatefulSet at `replicas` pods.
 pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> Result<StatefulSet, Error> {
     let spec = &vault.spec;
     let names = VaultNames::of(vault);
-    let config_map_name = names.config_map();
-    let PodVolumes { volumes, vaultd_mounts, init_containers } = pod_volumes(vault, &config_map_name);
+    let PodVolumes { volumes, vaultd_mounts, init_containers } = pod_volumes(vault);
 
     let peer_host = format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc", names.headless_service());
     let mut vaultd_env = vec![
@@ -300,9 +340,7 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
         env("VAULTD_ADVERTISE_PEER", format!("{peer_host}:{PEER_PORT}")),
         env("VAULTD_ADVERTISE_API", format!("{}://{peer_host}:{API_PORT}", names.scheme())),
     ];
-    if let Some(pkcs11) = &spec.hsm.pkcs11 {
-        vaultd_env.extend(pkcs11.env.iter().cloned());
-    }
+    vaultd_env.extend(hsm_env(vault));
 
     let vaultd = Container {
         name: "vaultd".to_string(),
@@ -324,10 +362,7 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
             },
         ]),
         env: Some(vaultd_env),
-        env_from: Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource { name: config_map_name, optional: Some(false) }),
-            ..EnvFromSource::default()
-        }]),
+        env_from: Some(vaultd_env_from(vault)),
         volume_mounts: Some(vaultd_mounts),
         resources: spec.resources.clone(),
         // The HSM login and opening the data directory may take a while on first start.
@@ -361,15 +396,7 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
             labels: Some(selector_labels(&names)),
             ..ObjectMeta::default()
         },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
-            storage_class_name: spec.storage.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), spec.storage.size.clone())])),
-                limits: None,
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(data_claim_spec(vault)),
         status: None,
     };
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::crd::piivault::SecretKeyRef;
-use crate::crd::piivault::{MemberRole, MemberStatus, Phase};
+use crate::crd::piivault::{BootstrapSpec, FromBackupSpec, MemberRole, MemberStatus, Phase};
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;
 use crate::piivault::secret_material::{operator_token_data, GeneratedSecret};
@@ -67,7 +67,7 @@ fn existing(vault: &PiiVault, set_replicas: Option<i32>) -> HashMap<String, Valu
     let secret = builders::generated_secret(vault, name.clone(), operator_token_data("tok-operator", &token)).unwrap();
     objects.insert(secret_path(&name), serde_json::to_value(secret).unwrap());
     if let Some(replicas) = set_replicas {
-        let set = builders::children(vault, replicas).unwrap().stateful_set;
+        let set = builders::children(vault, Some(replicas)).unwrap().stateful_set;
         objects.insert(SET_PATH.to_string(), serde_json::to_value(set).unwrap());
     }
     objects
@@ -846,4 +846,129 @@ async fn a_kept_backup_token_is_not_issued_again_and_without_spec_backup_the_chi
         assert!(requests.iter().any(|r| r.is(Method::DELETE, path)), "{path} is not deleted");
     }
     assert!(written_status(&requests).backups.is_none());
+}
+
+const RESTORE_JOB_PATH: &str = "/apis/batch/v1/namespaces/pii/jobs/vault-restore";
+const CLAIMS_PATH: &str = "/api/v1/namespaces/pii/persistentvolumeclaims";
+
+fn from_backup(mut vault: PiiVault, softhsm_secret: Option<&str>) -> PiiVault {
+    vault.spec.bootstrap = Some(BootstrapSpec {
+        from_backup: FromBackupSpec {
+            source: "s3://backups/pii/old".into(),
+            credentials_secret: "backup-s3".into(),
+            backup_id: None,
+            softhsm_secret: softhsm_secret.map(String::from),
+        },
+    });
+    vault
+}
+
+/// The restore Job as the API server would hold it, with a condition of `type_` if any.
+fn restore_job_with(vault: &PiiVault, condition: Option<(&str, &str)>) -> Value {
+    let mut job = serde_json::to_value(builders::restore_job(vault).unwrap().unwrap()).unwrap();
+    if let Some((type_, reason)) = condition {
+        job["status"] = serde_json::json!({"conditions": [{
+            "type": type_, "status": "True", "reason": reason, "message": "Job has reached the specified backoff limit"
+        }]});
+    }
+    job
+}
+
+#[tokio::test]
+async fn a_vault_from_a_backup_restores_pod_zeros_volume_before_its_stateful_set() {
+    let vault = from_backup(vault(3), None);
+    let (result, requests, _) = reconcile_once(&vault, existing(&vault, None), &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    let claim = requests.iter().find(|r| r.is(Method::POST, CLAIMS_PATH)).expect("pod 0's claim is created");
+    assert_eq!(claim.body["metadata"]["name"], "data-vault-0");
+    let job = requests.iter().find(|r| r.is(Method::PATCH, RESTORE_JOB_PATH)).expect("the restore Job is applied");
+    assert_eq!(job.body["spec"]["template"]["spec"]["containers"][0]["args"][0], "restore");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "no StatefulSet before the restore");
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, "/api/v1/namespaces/pii/configmaps/vault-config")));
+    assert_eq!(reasons(&requests), vec!["RestoreStarted"]);
+    let status = written_status(&requests);
+    assert_eq!(status.phase, Some(Phase::Restoring));
+    let progressing = condition(&status, "Progressing");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "Restoring"));
+    assert_eq!(condition(&status, "Degraded").status, "False");
+
+    // Still running: nothing is made again.
+    let mut objects = existing(&vault, None);
+    objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, None));
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, RESTORE_JOB_PATH) || r.is(Method::POST, CLAIMS_PATH)));
+    assert_eq!(written_status(&requests).phase, Some(Phase::Restoring));
+}
+
+#[tokio::test]
+async fn once_the_restore_succeeded_the_stateful_set_is_made_and_pod_zero_is_not_bootstrapped() {
+    let vault = from_backup(vault(3), None);
+    let mut objects = existing(&vault, None);
+    objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, Some(("Complete", "CompletionsReached"))));
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(applied_set_replicas(&requests), Some(3));
+    assert_eq!(reasons(&requests), vec!["Restored"]);
+
+    // Pod 0 comes up as the restored cluster of one; pods 1 and 2 join it as learners.
+    let scripted = scripted(1, 3);
+    let mut objects = existing(&vault, Some(3));
+    objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, Some(("Complete", "CompletionsReached"))));
+    let (result, requests, _) = reconcile_once(&vault, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!requests.iter().any(|r| r.path.starts_with(RESTORE_JOB_PATH)), "the Job is not looked at again");
+    assert!(matches!(scripted.changes().last(), Some(VaultCall::AddLearner(..))), "{:?}", scripted.changes());
+    assert!(!scripted.changes().iter().any(|call| matches!(call, VaultCall::Init(_))));
+}
+
+#[tokio::test]
+async fn a_failed_restore_is_degraded_and_makes_no_stateful_set() {
+    let vault = from_backup(vault(3), None);
+    let mut objects = existing(&vault, None);
+    objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, Some(("Failed", "BackoffLimitExceeded"))));
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)));
+    let status = written_status(&requests);
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let degraded = condition(&status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RestoreFailed"));
+    assert!(
+        degraded.message.contains("BackoffLimitExceeded")
+            && degraded.message.contains("kubectl logs job/vault-restore")
+    );
+}
+
+#[tokio::test]
+async fn a_vault_that_had_members_or_a_stateful_set_is_never_restored() {
+    for (vault, set) in [(with_members(from_backup(vault(3), None), 3), None), (from_backup(vault(3), None), Some(3))] {
+        let (result, requests, _) = reconcile_once(&vault, existing(&vault, set), &scripted(3, 3)).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(!requests.iter().any(|r| r.path.starts_with(RESTORE_JOB_PATH) || r.path.starts_with(CLAIMS_PATH)));
+    }
+}
+
+#[tokio::test]
+async fn a_softhsm_vault_from_a_backup_gets_the_source_vaults_kek() {
+    let vault = from_backup(vault(3), Some("old-softhsm"));
+    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    // Without the source's Secret nothing is generated from a fresh KEK.
+    let (result, requests, _) = reconcile_once(&vault, objects.clone(), &ScriptedVault::default()).await;
+    assert_eq!(result.expect_err("the source Secret is missing").condition_reason(), "SecretMissing");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, &secret_path("vault-softhsm"))));
+
+    let source = Secret {
+        metadata: ObjectMeta { name: Some("old-softhsm".into()), namespace: Some("pii".into()), ..Default::default() },
+        data: Some(BTreeMap::from([("kek".to_string(), ByteString(vec![7; 32]))])),
+        ..Default::default()
+    };
+    let mut objects = objects;
+    objects.insert(secret_path("old-softhsm"), serde_json::to_value(source).unwrap());
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    let softhsm = requests.iter().find(|r| r.is(Method::PATCH, &secret_path("vault-softhsm"))).unwrap();
+    let kek: ByteString = serde_json::from_value(softhsm.body["data"]["kek"].clone()).unwrap();
+    assert_eq!(kek.0, vec![7; 32]);
+    assert!(softhsm.body["data"]["user.pin"].is_string(), "fresh PINs");
 }

@@ -1,0 +1,66 @@
+//! `spec.bootstrap.fromBackup` in the reconcile: before the StatefulSet exists, pod 0's
+//! data volume is created and the Job `<name>-restore` runs `vaultd restore` into it. Once
+//! the Job succeeded the StatefulSet is made; pod 0 starts as the restored cluster of one,
+//! and the other pods join it as learners. Asked only while the vault has no StatefulSet
+//! and never had members, so a restore never runs over a vault's own data.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::EventType;
+use tracing::info;
+
+use super::builders;
+use super::membership::Restore;
+use super::names::VaultNames;
+use super::reconciler::{apply_object, publish, Context};
+use crate::crd::PiiVault;
+use crate::Error;
+
+/// Creates what the restore needs and says how far it is; `None`: nothing (left) to
+/// restore.
+pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Restore>, Error> {
+    let (Some(bootstrap), Some(job)) = (&vault.spec.bootstrap, builders::restore_job(vault)?) else { return Ok(None) };
+    let from = &bootstrap.from_backup;
+    let names = VaultNames::of(vault);
+    let name = names.restore_job();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), names.namespace());
+    let Some(existing) = jobs.get_opt(&name).await? else {
+        ensure_claim(ctx, vault, &names).await?;
+        ctx.control.ensure_leader()?;
+        apply_object(&jobs, &job).await?;
+        let backup = from.backup_id.as_deref().unwrap_or("the newest backup");
+        let note = format!("restoring {backup} of {} into {} (Job {name})", from.source, names.data_claim(0));
+        info!(vault = %crate::controller_kit::key(vault), "{note}");
+        publish(ctx, vault, EventType::Normal, "RestoreStarted", "Restore", note).await;
+        return Ok(Some(Restore::Running { job: name }));
+    };
+    // A Job's pod template cannot change: the Job is left as it was made.
+    let condition = |type_: &str| {
+        existing.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_ && c.status == "True").cloned()
+    };
+    if condition("Complete").is_some() {
+        let note = format!("pod 0's volume was restored (the Job {name}'s log has the report); making the StatefulSet");
+        publish(ctx, vault, EventType::Normal, "Restored", "Restore", note).await;
+        return Ok(None);
+    }
+    if let Some(failed) = condition("Failed") {
+        let why = [failed.reason, failed.message].into_iter().flatten().collect::<Vec<_>>().join(": ");
+        return Ok(Some(Restore::Failed { job: name, message: why }));
+    }
+    Ok(Some(Restore::Running { job: name }))
+}
+
+/// Creates pod 0's claim unless it exists (a claim's spec cannot change).
+async fn ensure_claim<V>(ctx: &Context<V>, vault: &PiiVault, names: &VaultNames) -> Result<(), Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), names.namespace());
+    if claims.get_opt(&names.data_claim(0)).await?.is_some() {
+        return Ok(());
+    }
+    ctx.control.ensure_leader()?;
+    match claims.create(&PostParams::default(), &builders::restore_claim(vault)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
