@@ -131,6 +131,9 @@ pub struct NodeSecrets {
     pub kek: Vec<u8>,
 }
 
+/// A vault pod's data directory (the operator's `layout::DATA_DIR`).
+pub const POD_DATA_DIR: &str = "/var/lib/strongroom";
+
 /// A vaultd process (`vaultd serve`, uninitialised: it waits to be bootstrapped or added).
 pub struct Vaultd {
     child: Option<Child>,
@@ -150,6 +153,21 @@ impl Vaultd {
     /// (as the pod's init container imports it), the vault's root token and peer secret, and
     /// its calls to other nodes through `proxy`.
     pub fn start(repo: &Path, dir: &Path, pod_host: &str, secrets: &NodeSecrets, proxy: &str) -> Self {
+        Self::start_after(repo, dir, pod_host, secrets, proxy, None).0
+    }
+
+    /// [`Vaultd::start`], after a Job's `vaultd` command has run with the node's HSM on its
+    /// volume (as a restore Job writes pod 0's claim before the pod starts): `job` is its
+    /// arguments, in which the pod's data directory stands for the node's, and its further
+    /// environment. Returns what the command printed too.
+    pub fn start_after(
+        repo: &Path,
+        dir: &Path,
+        pod_host: &str,
+        secrets: &NodeSecrets,
+        proxy: &str,
+        job: Option<(&[String], &[(String, String)])>,
+    ) -> (Self, String) {
         std::fs::create_dir_all(dir).expect("vaultd dir");
         let mut env = softhsm::token_environment(&repo.join("hack/softhsm-token.sh"), &dir.join("hsm"))
             .unwrap_or_else(|error| panic!("cannot make a SoftHSM token: {error:#}"));
@@ -158,13 +176,24 @@ impl Vaultd {
         run(Command::new(binary()).arg("hsm-import-key").arg("--key-file").arg(&kek).envs(env.clone()), None)
             .unwrap_or_else(|error| panic!("cannot import the KEK: {error:#}"));
         std::fs::remove_file(&kek).expect("remove the kek file");
+        let data_dir = dir.join("data").to_string_lossy().into_owned();
+        let printed = match job {
+            None => String::new(),
+            Some((args, job_env)) => {
+                let args: Vec<&str> =
+                    args.iter().map(|arg| if arg == POD_DATA_DIR { data_dir.as_str() } else { arg.as_str() }).collect();
+                let mut command = Command::new(binary());
+                command.args(&args).envs(env.clone()).envs(job_env.iter().cloned());
+                run(&mut command, None).unwrap_or_else(|error| panic!("vaultd {args:?}: {error:#}"))
+            }
+        };
         let address = NodeAddress::local();
         let api: SocketAddr = address.api().parse().unwrap();
         let peer: SocketAddr = address.raft_address().parse().unwrap();
         let args = vec![
             "serve".to_string(),
             "--data-dir".to_string(),
-            dir.join("data").to_string_lossy().into_owned(),
+            data_dir,
             format!("--listen={api}"),
             format!("--peer-listen={peer}"),
             // The system tests' pods talk through a plain-HTTP proxy, as a cluster without
@@ -181,7 +210,7 @@ impl Vaultd {
         ]);
         let mut node = Self { child: None, api, peer, log: dir.join("vaultd.log"), args, env };
         node.restart();
-        node
+        (node, printed)
     }
 
     /// Kills it (as a crashed pod's container dies), unless it is dead already.

@@ -116,10 +116,18 @@ async fn cel_rules_refuse_bad_piivaults() {
     daily["schedule"] = json!("@daily");
     refused(&vaults, &with(good.clone(), "/spec/backup", daily), "backup.schedule must be a cron schedule").await;
 
-    // Storage is immutable once created.
-    let good = with(good, "/spec/backup", backup);
-    create(&vaults, &good).await.expect("the example, with backups, is accepted");
+    let restore = json!({"fromBackup": {"source": "/srv/backups", "credentialsSecret": "backup-s3"}});
+    refused(&vaults, &with(good.clone(), "/spec/bootstrap", restore), "fromBackup.source must be s3://bucket/prefix")
+        .await;
+
+    // Storage and the bootstrap are fixed once created.
+    let restore = json!({"fromBackup": {"source": "s3://backups/pii/old", "credentialsSecret": "backup-s3"}});
+    let good = with(with(good, "/spec/backup", backup), "/spec/bootstrap", restore);
+    create(&vaults, &good).await.expect("the example, with backups and a bootstrap, is accepted");
     let params = PatchParams::default();
+    let other_backup = Patch::Merge(json!({"spec": {"bootstrap": {"fromBackup": {"backupId": "20261201T020000Z-1"}}}}));
+    let error = vaults.patch("vault", &params, &other_backup).await.expect_err("bootstrap changed");
+    assert!(error.to_string().contains("bootstrap is fixed at creation"), "{error}");
     let resize = Patch::Merge(json!({"spec": {"storage": {"size": "20Gi"}}}));
     let error = vaults.patch("vault", &params, &resize).await.expect_err("storage.size changed");
     assert!(error.to_string().contains("storage.size is immutable"), "{error}");

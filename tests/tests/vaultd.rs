@@ -3,11 +3,15 @@
 //! the Secrets the operator generated. The operator bootstraps a one-node vault and reports
 //! it Ready; a RetentionPolicy gets its token, CronJob and schedule, a run as its Job would
 //! make it shows up in its status, and deleting the policy revokes its token. A vault grows
-//! from one node to three and back, with a node killed and one wiped on the way.
+//! from one node to three and back, with a node killed and one wiped on the way. A vault made
+//! from a backup restores its first node (a Job the test runs as the kubelet would) before
+//! its StatefulSet, without the person forgotten after the backup.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
@@ -379,4 +383,143 @@ async fn the_operator_grows_a_real_vault_from_one_node_to_three_and_back() {
     assert_eq!(sets.get("vault").await.unwrap().spec.unwrap().replicas, Some(1));
     let events = events_about(client, namespace, "vault").await;
     assert!(events.contains(&("Normal".into(), "MemberRemoved".into())), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_after_it() {
+    let test = "a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_after_it";
+    let Some(env) = Env::with_vaultd(test) else { return };
+    // (The testkit blocks: outside the runtime's own threads.)
+    let started = tokio::task::block_in_place(|| strongroom_testkit::S3Server::start(test, "vault-backups"));
+    let Some(s3) = started else { return };
+    let proxy = Proxy::start();
+    let deployed = Deployed::with_env(env, "restore", &vaultd_operator_env(&proxy)).await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+
+    // The source vault, with two people; a backup; then one of them forgets herself, and
+    // the ledger is shipped (as the ledger shipper does).
+    vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
+    let secrets = node_secrets(client, namespace).await;
+    let source = start_node(env, &proxy, namespace, 0, &secrets);
+    vault_reported(&vaults, "vault", &READY).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let api = |node: &Vaultd, method: reqwest::Method, path: &str| {
+        http.request(method, format!("http://{}{path}", node.api)).header("X-Bunker-Token", &secrets.root_token)
+    };
+    let mut people = Vec::new();
+    for login in ["alice", "bob"] {
+        let created: Value = api(&source, reqwest::Method::POST, "/v1/user")
+            .json(&json!({"login": login, "email": format!("{login}@example.com")}))
+            .send()
+            .await
+            .expect("create a person")
+            .json()
+            .await
+            .expect("JSON");
+        people.push(created["token"].as_str().expect("a token").to_string());
+    }
+    let files = env.work_dir.join(namespace).join("backup");
+    std::fs::create_dir_all(&files).unwrap();
+    let token_file = files.join("token");
+    std::fs::write(&token_file, &secrets.root_token).unwrap();
+    let destination = "s3://vault-backups/pii/vault";
+    let vault_url = format!("http://{}", source.api);
+    let vault_args = ["--vault", &vault_url, "--token-file", token_file.to_str().unwrap(), "--to", destination];
+    let backup = |args: Vec<&str>| {
+        let mut command = std::process::Command::new(vaultd::binary());
+        command.args(args).envs(s3.env());
+        let printed = run(&mut command, None).unwrap_or_else(|error| panic!("vaultd backup: {error:#}"));
+        serde_json::from_str::<Value>(&printed).unwrap_or_else(|_| panic!("a JSON report: {printed}"))
+    };
+    let taken = backup([&["backup"][..], &vault_args].concat());
+    let forgotten = api(&source, reqwest::Method::DELETE, &format!("/v1/user/token/{}", people[1])).send().await;
+    assert_eq!(forgotten.expect("forget bob").status(), 200);
+    let shipped = backup([&["backup", "ship-ledger"][..], &vault_args].concat());
+    assert_eq!(shipped["ledgerEntriesShipped"], 1, "{shipped}");
+
+    // A new vault from that backup, with the source's SoftHSM KEK (development mode).
+    let credentials: BTreeMap<String, String> = s3.env().into_iter().collect();
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let credentials_secret = Secret {
+        metadata: kube::api::ObjectMeta { name: Some("backup-s3".into()), ..Default::default() },
+        string_data: Some(credentials.clone()),
+        ..Default::default()
+    };
+    secrets_api.create(&PostParams::default(), &credentials_secret).await.expect("the credentials Secret");
+    let mut copy = serde_json::to_value(one_node_vault(env)).unwrap();
+    copy["metadata"]["name"] = json!("copy");
+    copy["spec"]["bootstrap"] = json!({"fromBackup": {
+        "source": destination, "credentialsSecret": "backup-s3", "backupId": taken["backup"], "softhsmSecret": "vault-softhsm"
+    }});
+    vaults.create(&PostParams::default(), &serde_json::from_value(copy).unwrap()).await.expect("create the copy");
+    let restoring = [
+        ("Ready", "False/Restoring"),
+        ("Available", "False/NotInitialized"),
+        ("Progressing", "True/Restoring"),
+        ("Degraded", "False/AsExpected"),
+    ];
+    let copy = vault_reported(&vaults, "copy", &restoring).await;
+    assert_eq!(serde_json::to_value(copy.status.clone().unwrap().phase).unwrap(), json!("Restoring"));
+    let job: Job = get(client, namespace, "copy-restore").await;
+    assert_child_of(&job.metadata, &copy, "Job copy-restore");
+    let claim: PersistentVolumeClaim = get(client, namespace, "data-copy-0").await;
+    assert!(claim.metadata.owner_references.is_none(), "pod 0's volume outlives the vault");
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    assert!(sets.get_opt("copy").await.unwrap().is_none(), "no StatefulSet before the restore");
+    let copy_secrets = NodeSecrets {
+        root_token: text(secret_value(client, namespace, "copy-root-token", "token").await),
+        peer_secret: text(secret_value(client, namespace, "copy-peer-auth", "secret").await),
+        kek: secret_value(client, namespace, "copy-softhsm", "kek").await,
+    };
+    assert_eq!(copy_secrets.kek, secrets.kek, "the source's KEK");
+
+    // Play the kubelet: the Job's command on pod copy-0's volume, then the Job's success;
+    // the StatefulSet follows and pod copy-0 starts on the restored volume.
+    let container = &job.spec.clone().unwrap().template.spec.unwrap().containers[0];
+    let pod_host = format!("copy-0.copy-headless.{namespace}.svc");
+    let dir = env.work_dir.join(namespace).join("copy-0");
+    let args = container.args.clone().unwrap();
+    let job_env: Vec<(String, String)> = credentials.into_iter().collect();
+    let (restored, printed) =
+        Vaultd::start_after(&env.repo, &dir, &pod_host, &copy_secrets, &proxy.url(), Some((&args, &job_env)));
+    let report: Value = serde_json::from_str(&printed).unwrap_or_else(|_| panic!("a JSON report: {printed}"));
+    assert_eq!(report["erasuresApplied"], 1, "{report}");
+    proxy.route(&format!("{pod_host}:3000"), restored.api);
+    proxy.route(&format!("{pod_host}:3001"), restored.peer);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let finished = json!({"status": {
+        "startTime": now, "completionTime": now, "succeeded": 1,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+            {"type": "Complete", "status": "True", "lastTransitionTime": now}
+        ]
+    }});
+    jobs.patch_status("copy-restore", &PatchParams::default(), &Patch::Merge(finished))
+        .await
+        .expect("the Job succeeds");
+    let copy = vault_reported(&vaults, "copy", &READY).await;
+    let status = copy.status.clone().unwrap();
+    assert_eq!((status.ready_replicas, status.leader.as_deref()), (1, Some("copy-0")));
+    let events = events_about(client, namespace, "copy").await;
+    for reason in ["RestoreStarted", "Restored"] {
+        assert!(events.contains(&("Normal".into(), reason.into())), "no {reason} in {events:?}");
+    }
+    assert!(!events.contains(&("Normal".into(), "Bootstrapped".into())), "{events:?}");
+
+    // Alice is there; Bob, forgotten after the backup, is not: his token resolves to an
+    // empty record (as on the source), his login to no one.
+    let read = |path: String| {
+        let request =
+            http.get(format!("http://{}{path}", restored.api)).header("X-Bunker-Token", &copy_secrets.root_token);
+        async move { request.send().await.expect("read a person") }
+    };
+    let alice: Value = read(format!("/v1/user/token/{}", people[0])).await.json().await.expect("JSON");
+    assert_eq!(alice["data"]["email"], "alice@example.com", "{alice}");
+    let bob: Value = read(format!("/v1/user/token/{}", people[1])).await.json().await.expect("JSON");
+    assert_eq!(bob["data"], json!({}), "{bob}");
+    assert_eq!(read("/v1/user/login/bob".into()).await.status(), 404);
+    assert_eq!(read("/v1/user/login/alice".into()).await.status(), 200);
+    drop(source);
 }
