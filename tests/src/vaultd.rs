@@ -131,6 +131,12 @@ pub struct NodeSecrets {
     pub kek: Vec<u8>,
 }
 
+/// A Job's `vaultd` command: its arguments and its environment beyond the HSM's.
+pub struct JobCommand {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
 /// A vault pod's data directory (the operator's `layout::DATA_DIR`).
 pub const POD_DATA_DIR: &str = "/var/lib/strongroom";
 
@@ -166,7 +172,7 @@ impl Vaultd {
         pod_host: &str,
         secrets: &NodeSecrets,
         proxy: &str,
-        job: Option<(&[String], &[(String, String)])>,
+        job: Option<&JobCommand>,
     ) -> (Self, String) {
         std::fs::create_dir_all(dir).expect("vaultd dir");
         let mut env = softhsm::token_environment(&repo.join("hack/softhsm-token.sh"), &dir.join("hsm"))
@@ -179,7 +185,7 @@ impl Vaultd {
         let data_dir = dir.join("data").to_string_lossy().into_owned();
         let printed = match job {
             None => String::new(),
-            Some((args, job_env)) => {
+            Some(JobCommand { args, env: job_env }) => {
                 let args: Vec<&str> =
                     args.iter().map(|arg| if arg == POD_DATA_DIR { data_dir.as_str() } else { arg.as_str() }).collect();
                 let mut command = Command::new(binary());

@@ -82,6 +82,8 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
         ("get", "secrets"),
         ("create", "secrets"),
         ("deletecollection", "persistentvolumeclaims"),
+        ("create", "persistentvolumeclaims"),
+        ("create", "jobs.batch"),
         ("create", "events.events.k8s.io"),
     ] {
         assert!(may(verb, resource, vaults), "may not {verb} {resource} in the watched namespace");
@@ -95,7 +97,7 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
         ("update", "piivaults.strongroom.dev/status"),
         ("delete", "statefulsets.apps"),
         ("create", "pods"),
-        ("create", "jobs.batch"),
+        ("delete", "persistentvolumeclaims"),
     ] {
         assert!(!may(verb, resource, vaults), "may {verb} {resource} in the watched namespace");
     }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use strongroom_operator::crd::{PiiVault, PiiVaultStatus, RetentionPolicy};
 use strongroom_system_tests::operator::Deployed;
 use strongroom_system_tests::resources::*;
-use strongroom_system_tests::vaultd::{self, NodeSecrets, Proxy, Vaultd};
+use strongroom_system_tests::vaultd::{self, JobCommand, NodeSecrets, Proxy, Vaultd};
 use strongroom_system_tests::wait::{check, until};
 use strongroom_system_tests::{run, Env};
 
@@ -479,10 +479,9 @@ async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_a
     let container = &job.spec.clone().unwrap().template.spec.unwrap().containers[0];
     let pod_host = format!("copy-0.copy-headless.{namespace}.svc");
     let dir = env.work_dir.join(namespace).join("copy-0");
-    let args = container.args.clone().unwrap();
-    let job_env: Vec<(String, String)> = credentials.into_iter().collect();
+    let job_command = JobCommand { args: container.args.clone().unwrap(), env: credentials.into_iter().collect() };
     let (restored, printed) =
-        Vaultd::start_after(&env.repo, &dir, &pod_host, &copy_secrets, &proxy.url(), Some((&args, &job_env)));
+        Vaultd::start_after(&env.repo, &dir, &pod_host, &copy_secrets, &proxy.url(), Some(&job_command));
     let report: Value = serde_json::from_str(&printed).unwrap_or_else(|_| panic!("a JSON report: {printed}"));
     assert_eq!(report["erasuresApplied"], 1, "{report}");
     proxy.route(&format!("{pod_host}:3000"), restored.api);
