@@ -115,6 +115,9 @@ async fn cel_rules_refuse_bad_piivaults() {
     let mut daily = backup.clone();
     daily["schedule"] = json!("@daily");
     refused(&vaults, &with(good.clone(), "/spec/backup", daily), "backup.schedule must be a cron schedule").await;
+    let mut drill = backup.clone();
+    drill["restoreDrill"] = json!({"schedule": "weekly"});
+    refused(&vaults, &with(good.clone(), "/spec/backup", drill), "backup.restoreDrill.schedule must be a cron").await;
 
     let restore = json!({"fromBackup": {"source": "/srv/backups", "credentialsSecret": "backup-s3"}});
     refused(&vaults, &with(good.clone(), "/spec/bootstrap", restore), "fromBackup.source must be s3://bucket/prefix")

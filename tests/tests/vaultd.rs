@@ -255,7 +255,10 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     assert!(events.contains(&("Normal".into(), "TokenRevoked".into())), "{events:?}");
 
     // Backups: a backup token the vault knows, the ledger shipper, the schedule, the status.
-    let backup = json!({"destination": "s3://backups/e2e", "credentialsSecret": "backup-s3", "schedule": "0 2 * * *"});
+    let backup = json!({
+        "destination": "s3://backups/e2e", "credentialsSecret": "backup-s3", "schedule": "0 2 * * *",
+        "restoreDrill": {"schedule": "0 4 * * 0"}
+    });
     vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({"spec": {"backup": backup}}))).await.unwrap();
     let with_backups = [READY.as_slice(), &[("BackupsHealthy", "True/NoBackupYet")]].concat();
     let vault = vault_nudged_until(&vaults, &with_backups, |status| {
@@ -280,10 +283,12 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     assert_child_of(&shipper.metadata, &vault, "Deployment vault-ledger-shipper");
     let backup_job: CronJob = get(client, namespace, "vault-backup").await;
     assert_child_of(&backup_job.metadata, &vault, "CronJob vault-backup");
+    let drill: CronJob = get(client, namespace, "vault-restore-drill").await;
+    assert_child_of(&drill.metadata, &vault, "CronJob vault-restore-drill");
     let table = env.kubectl(&["get", "pvault", "vault", "-n", namespace], None).expect("kubectl get pvault");
     let next = vault.status.and_then(|s| s.backups).and_then(|b| b.next_scheduled_backup).unwrap();
     assert!(table.contains(&next.0.to_string()), "Next Backup is shown as a time: {table}");
-    // Without spec.backup the shipper and the schedule go.
+    // Without spec.backup the shipper, the schedule and the drills go.
     vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({"spec": {"backup": null}}))).await.unwrap();
     vault_reported_nudged(&vaults, &READY).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
@@ -291,7 +296,8 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     until("the backup children to go", || async {
         let shipper = deployments.get_opt("vault-ledger-shipper").await.map_err(|error| error.to_string())?;
         let job = cron_jobs.get_opt("vault-backup").await.map_err(|error| error.to_string())?;
-        check(shipper.is_none() && job.is_none(), || "still there".to_string())
+        let drill = cron_jobs.get_opt("vault-restore-drill").await.map_err(|error| error.to_string())?;
+        check(shipper.is_none() && job.is_none() && drill.is_none(), || "still there".to_string())
     })
     .await;
 

@@ -171,6 +171,20 @@ pub struct BackupSpec {
     /// younger than `keepWithin` (e.g. `30days`).
     #[serde(default)]
     pub retention: BackupRetention,
+    /// A scheduled restore drill: the newest backup restored into a throwaway volume with
+    /// the vault's HSM (every checksum, the audit chain, the keys, the erasure ledger), then
+    /// `vaultd backup verify`; the result is in the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<RestoreDrillSpec>,
+}
+
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreDrillSpec {
+    /// When the drill runs: a cron schedule of five space-separated fields, in UTC.
+    #[schemars(length(min = 9, max = 128))]
+    #[x_kube(validation = Rule::new("self.matches('^[^ ]+( +[^ ]+){4}$')").message("backup.restoreDrill.schedule must be a cron schedule of 5 space-separated fields, e.g. \"0 4 * * 0\""))]
+    pub schedule: String,
 }
 
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -390,6 +404,9 @@ pub struct BackupStatus {
     /// When the next scheduled backup starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_scheduled_backup: Option<Time>,
+    /// When the last restore drill that succeeded was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_restore_drill: Option<Time>,
 }
 
 /// A summary of the vault's state.

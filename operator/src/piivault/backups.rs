@@ -1,7 +1,8 @@
 //! `spec.backup` in the reconcile: the backup token (scope `backup:read`, issued with the
 //! operator's token into the Secret `<name>-backup-token`), the ledger shipper and the
-//! scheduled backups' CronJob — applied while `spec.backup` is set, deleted once it is not
-//! — and what the CronJob says about the last backups, for the status.
+//! CronJobs of the scheduled backups and restore drills — applied while they are asked
+//! for, deleted once they are not — and what the CronJobs say about their last runs, for
+//! the status.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -9,14 +10,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams};
+use kube::runtime::events::EventType;
 use strongroom_admin_api::tokens::CreateToken;
 use tracing::info;
 
 use super::builders;
 use super::names::VaultNames;
-use super::reconciler::{apply_object, Context};
+use super::reconciler::{apply_object, publish, Context};
 use super::secret_material::{operator_token_data, token_of};
-use super::status::Explanation;
+use super::status::{Explanation, BACKUPS_HEALTHY};
 use crate::crd::PiiVault;
 use crate::retention::{reconciler::last_job_failed, schedule};
 use crate::vaultd_client::{RootToken, VaultAdmin};
@@ -26,13 +28,17 @@ use crate::Error;
 pub const BACKUP_TOKEN_NAME: &str = "strongroom-backup";
 pub const BACKUP_SCOPE: &str = "backup:read";
 
-/// What the scheduled backups did, for the status (`None` fields: not known yet).
+/// What the scheduled backups and restore drills did, for the status (`None` fields: not
+/// known yet, or not scheduled).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Backups {
     pub last_successful: Option<Time>,
     pub next: Option<Time>,
     /// Why the last scheduled backup did not succeed.
     pub failed: Option<Explanation>,
+    pub last_successful_drill: Option<Time>,
+    /// Why the last restore drill did not succeed.
+    pub drill_failed: Option<Explanation>,
 }
 
 /// Applies (or, without `spec.backup`, deletes) the backup children; `endpoint` and
@@ -52,6 +58,7 @@ pub async fn converge<V: VaultAdmin>(
     let Some(spec) = &vault.spec.backup else {
         ctx.control.ensure_leader()?;
         delete_if_present(&cron_jobs, &names.backup_cron_job()).await?;
+        delete_if_present(&cron_jobs, &names.restore_drill_cron_job()).await?;
         delete_if_present(&deployments, &names.ledger_shipper()).await?;
         return Ok(None);
     };
@@ -61,16 +68,62 @@ pub async fn converge<V: VaultAdmin>(
     if let Some(shipper) = builders::ledger_shipper(vault)? {
         apply_object(&deployments, &shipper).await?;
     }
-    let Some(cron_job) = builders::backup_cron_job(vault)? else {
-        delete_if_present(&cron_jobs, &names.backup_cron_job()).await?;
-        return Ok(Some(Backups::default()));
-    };
-    let applied = apply_object(&cron_jobs, &cron_job).await?;
-    let schedule = spec.schedule.as_deref().unwrap_or_default();
-    let next = schedule::next_run(schedule, now).ok().map(Time);
-    let last_successful = applied.status.as_ref().and_then(|status| status.last_successful_time.clone());
-    let failed = last_job_failed(&applied).map(|message| Explanation { reason: "LastBackupFailed", message });
-    Ok(Some(Backups { last_successful, next, failed }))
+    let mut seen = Backups::default();
+    if let Some(applied) =
+        converge_cron_job(&cron_jobs, names.backup_cron_job(), builders::backup_cron_job(vault)?).await?
+    {
+        let schedule = spec.schedule.as_deref().unwrap_or_default();
+        seen.next = schedule::next_run(schedule, now).ok().map(Time);
+        seen.last_successful = applied.status.as_ref().and_then(|status| status.last_successful_time.clone());
+        seen.failed = last_job_failed(&applied).map(|message| Explanation { reason: "LastBackupFailed", message });
+    }
+    let drill = builders::restore_drill_cron_job(vault)?;
+    if let Some(applied) = converge_cron_job(&cron_jobs, names.restore_drill_cron_job(), drill).await? {
+        seen.last_successful_drill = applied.status.as_ref().and_then(|status| status.last_successful_time.clone());
+        seen.drill_failed =
+            last_job_failed(&applied).map(|message| Explanation { reason: "RestoreDrillFailed", message });
+    }
+    announce(ctx, vault, &seen).await;
+    Ok(Some(seen))
+}
+
+/// Events for what changed since the last status: a backup or drill that succeeded, one
+/// that failed.
+async fn announce<V>(ctx: &Context<V>, vault: &PiiVault, seen: &Backups) {
+    let status = vault.status.as_ref();
+    let before = status.and_then(|status| status.backups.clone()).unwrap_or_default();
+    let successes = [
+        ("BackupSucceeded", "backup", &seen.last_successful, &before.last_successful_backup),
+        ("RestoreDrillSucceeded", "restore drill", &seen.last_successful_drill, &before.last_successful_restore_drill),
+    ];
+    for (reason, what, now, then) in successes {
+        if let Some(started) = now.as_ref().filter(|_| now != then) {
+            let note = format!("the scheduled {what} started at {} succeeded", started.0);
+            publish(ctx, vault, EventType::Normal, reason, "Backup", note).await;
+        }
+    }
+    let reported = status
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == BACKUPS_HEALTHY))
+        .filter(|condition| condition.status == "False")
+        .map(|condition| condition.reason.as_str());
+    for failed in [&seen.failed, &seen.drill_failed].into_iter().flatten() {
+        if reported != Some(failed.reason) {
+            publish(ctx, vault, EventType::Warning, failed.reason, "Backup", failed.message.clone()).await;
+        }
+    }
+}
+
+/// Applies the CronJob `name` as built (returning it as applied), or deletes it when there
+/// is none to apply.
+async fn converge_cron_job(
+    cron_jobs: &Api<CronJob>,
+    name: String,
+    built: Option<CronJob>,
+) -> Result<Option<CronJob>, Error> {
+    match built {
+        Some(cron_job) => Ok(Some(apply_object(cron_jobs, &cron_job).await?)),
+        None => delete_if_present(cron_jobs, &name).await.map(|()| None),
+    }
 }
 
 /// Keeps the backup token Secret, or issues a token into it: earlier tokens of that name

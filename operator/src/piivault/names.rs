@@ -119,6 +119,11 @@ impl VaultNames {
         format!("{}-backup", self.name)
     }
 
+    /// The CronJob of the restore drills.
+    pub fn restore_drill_cron_job(&self) -> String {
+        format!("{}-restore-drill", self.name)
+    }
+
     /// The Deployment that ships the erasure ledger to the backup destination.
     pub fn ledger_shipper(&self) -> String {
         format!("{}-ledger-shipper", self.name)

@@ -12,7 +12,8 @@
 //! - `InsecureKeyStorage` (only while `hsm.softhsm` is used, always `True`, reason
 //!   `SoftHsmDevelopmentMode`): a warning that the KEK is kept in a Secret.
 //! - `BackupsHealthy` (only with `spec.backup`): `False` when the last scheduled backup
-//!   did not succeed (reason `LastBackupFailed`).
+//!   (reason `LastBackupFailed`) or the last restore drill (`RestoreDrillFailed`) did not
+//!   succeed.
 
 use k8s_openapi::jiff::Timestamp;
 use strongroom_admin_api::cluster::Member;
@@ -261,7 +262,8 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
     if let Some(spec) = &vault.spec.backup {
         match outcome.backups {
             Some(seen) => {
-                let why = seen.failed.clone().unwrap_or_else(|| match (&spec.schedule, &seen.last_successful) {
+                let failed = seen.failed.clone().or_else(|| seen.drill_failed.clone());
+                let why = failed.clone().unwrap_or_else(|| match (&spec.schedule, &seen.last_successful) {
                     (None, _) => {
                         Explanation::new("LedgerShipped", "the erasure ledger is shipped; no backups are scheduled")
                     }
@@ -270,10 +272,11 @@ pub fn compute(vault: &PiiVault, outcome: &Outcome<'_>, now: Timestamp) -> PiiVa
                         Explanation::new("LastBackupSucceeded", "the last scheduled backup succeeded")
                     }
                 });
-                conditions.push(condition(BACKUPS_HEALTHY, seen.failed.is_none(), &why));
+                conditions.push(condition(BACKUPS_HEALTHY, failed.is_none(), &why));
                 backups = Some(BackupStatus {
                     last_successful_backup: seen.last_successful.clone(),
                     next_scheduled_backup: seen.next.clone(),
+                    last_successful_restore_drill: seen.last_successful_drill.clone(),
                 });
             }
             // Not looked at this time: what was seen last stands.
@@ -530,10 +533,11 @@ mod tests {
             credentials_secret: "s3".into(),
             schedule: Some("0 2 * * *".into()),
             retention: Default::default(),
+            restore_drill: None,
         });
         let last = Time("2027-01-15T02:00:00Z".parse().unwrap());
         let next = Time("2027-01-16T02:00:00Z".parse().unwrap());
-        let ok = Backups { last_successful: Some(last.clone()), next: Some(next.clone()), failed: None };
+        let ok = Backups { last_successful: Some(last.clone()), next: Some(next.clone()), ..Backups::default() };
         let status = compute(&vault, &Outcome { backups: Some(&ok), ..outcome(&observation, &step) }, now());
         let backups = status.backups.clone().unwrap();
         assert_eq!((backups.last_successful_backup, backups.next_scheduled_backup), (Some(last), Some(next)));
@@ -551,6 +555,17 @@ mod tests {
             (get(&status, BACKUPS_HEALTHY).status.as_str(), get(&status, BACKUPS_HEALTHY).reason.as_str()),
             ("False", "LastBackupFailed")
         );
+
+        // A failed restore drill makes the backups unhealthy too, after a failed backup.
+        let drill = Backups {
+            drill_failed: Some(Explanation::new("RestoreDrillFailed", "the drill at 04:00 did not succeed")),
+            ..ok.clone()
+        };
+        let drilled = compute(&vault, &Outcome { backups: Some(&drill), ..outcome(&observation, &step) }, now());
+        assert_eq!(get(&drilled, BACKUPS_HEALTHY).reason, "RestoreDrillFailed");
+        let both = Backups { failed: failed.failed.clone(), ..drill };
+        let both = compute(&vault, &Outcome { backups: Some(&both), ..outcome(&observation, &step) }, now());
+        assert_eq!(get(&both, BACKUPS_HEALTHY).reason, "LastBackupFailed");
 
         // Not looked at (the cluster did not answer): the last word stands.
         vault.status = Some(status.clone());

@@ -1,20 +1,23 @@
 //! The children of `spec.backup`: the CronJob of the scheduled backups (a `vaultd backup`
 //! then a `vaultd backup prune`, one Job per run, never two at once) and the Deployment
 //! that ships the erasure ledger to the destination every [`SHIP_EVERY`], so that a
-//! restore of any backup knows every erasure made since.
+//! restore of any backup knows every erasure made since; and the CronJob of the restore
+//! drills.
 //!
-//! Both run the vault's own image as the vault's user, with the backup token (scope
-//! `backup:read`) and the API's CA mounted, and the credentials Secret's keys as their
-//! environment; they reach the vault through its client Service over HTTPS.
+//! The first two run the vault's own image as the vault's user, with the backup token
+//! (scope `backup:read`) and the API's CA mounted, and the credentials Secret's keys as
+//! their environment; they reach the vault through its client Service over HTTPS. A drill
+//! never calls the vault: it needs the HSM and the credentials only.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, KeyToPath, PodSpec, PodTemplateSpec, SecretEnvSource, SecretVolumeSource, Volume,
-    VolumeMount,
+    Container, EmptyDirVolumeSource, EnvFromSource, KeyToPath, PodSpec, PodTemplateSpec, SecretEnvSource,
+    SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
+use super::restore::{restore_args, restoring_pod};
 use super::{child_meta, restricted_security_context, vaultd_pod_security_context, SECRET_FILE_MODE};
 use crate::crd::piivault::BackupSpec;
 use crate::crd::PiiVault;
@@ -28,6 +31,8 @@ pub const TOKEN_DIR: &str = "/var/run/strongroom/backup";
 pub const TOKEN_KEY: &str = "token";
 /// Where the vault's API CA (`ca.crt`) is mounted.
 pub const CA_DIR: &str = "/etc/strongroom/vault-ca";
+/// Where a restore drill's scratch volume is mounted.
+const DRILL_DIR: &str = "/var/lib/strongroom-drill";
 /// How often the ledger shipper ships.
 pub const SHIP_EVERY: &str = "30s";
 /// A scheduled backup that has not started this long after its time is skipped.
@@ -55,14 +60,41 @@ pub fn backup_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
         prune_args.extend(["--keep-within".to_string(), within.clone()]);
     }
     let prune = container(vault, "prune", prune_args);
-    let labels = helper_labels(&names, "backup");
     // The backup runs first (an init container), so a failed one prunes nothing.
     let pod = PodSpec { restart_policy: Some("Never".into()), init_containers: Some(vec![take]), ..pod(vault, prune) };
+    Ok(Some(cron_job(vault, names.backup_cron_job(), schedule, helper_labels(&names, "backup"), pod)?))
+}
+
+/// The CronJob of the restore drills; `None` without `spec.backup.restoreDrill`: the newest
+/// backup restored into a scratch volume as large as a node's, then verified.
+pub fn restore_drill_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
+    let Some(backup) = &vault.spec.backup else { return Ok(None) };
+    let Some(drill) = &backup.restore_drill else { return Ok(None) };
+    let names = VaultNames::of(vault);
+    let scratch = EmptyDirVolumeSource { medium: None, size_limit: Some(vault.spec.storage.size.clone()) };
+    let data = Volume { empty_dir: Some(scratch), ..Volume::default() };
+    let steps = vec![
+        ("restore", restore_args(&backup.destination, None, &format!("{DRILL_DIR}/data"))),
+        ("verify", vec!["backup".into(), "verify".into(), "--from".into(), backup.destination.clone()]),
+    ];
+    let pod = restoring_pod(vault, &backup.credentials_secret, data, DRILL_DIR, steps);
+    let labels = helper_labels(&names, "restore-drill");
+    Ok(Some(cron_job(vault, names.restore_drill_cron_job(), &drill.schedule, labels, pod)?))
+}
+
+/// A CronJob running `pod` on `schedule` (UTC), one Job at a time.
+fn cron_job(
+    vault: &PiiVault,
+    name: String,
+    schedule: &str,
+    labels: std::collections::BTreeMap<String, String>,
+    pod: PodSpec,
+) -> Result<CronJob, Error> {
     let template = ObjectMeta { labels: Some(labels), ..ObjectMeta::default() };
-    Ok(Some(CronJob {
-        metadata: child_meta(vault, names.backup_cron_job())?,
+    Ok(CronJob {
+        metadata: child_meta(vault, name)?,
         spec: Some(CronJobSpec {
-            schedule: schedule.clone(),
+            schedule: schedule.to_string(),
             time_zone: Some(TIME_ZONE.into()),
             concurrency_policy: Some("Forbid".into()),
             starting_deadline_seconds: Some(STARTING_DEADLINE_SECONDS),
@@ -79,7 +111,7 @@ pub fn backup_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
             ..CronJobSpec::default()
         }),
         status: None,
-    }))
+    })
 }
 
 /// The Deployment that ships the erasure ledger; `None` without `spec.backup`.
@@ -189,7 +221,7 @@ fn pod(vault: &PiiVault, main: Container) -> PodSpec {
 mod tests {
     use super::super::test_support::{assert_owned_child, softhsm_vault};
     use super::*;
-    use crate::crd::piivault::BackupRetention;
+    use crate::crd::piivault::{BackupRetention, RestoreDrillSpec};
 
     fn with_backup(schedule: Option<&str>) -> PiiVault {
         let mut vault = softhsm_vault(3);
@@ -198,6 +230,7 @@ mod tests {
             credentials_secret: "backup-s3".into(),
             schedule: schedule.map(String::from),
             retention: BackupRetention { keep_last: 5, keep_within: Some("30days".into()) },
+            restore_drill: None,
         });
         vault
     }
@@ -263,5 +296,34 @@ mod tests {
         let args = container.args.as_ref().unwrap();
         assert_eq!(&args[..4], ["backup", "ship-ledger", "--every", "30s"]);
         assert!(args.ends_with(&["--to".to_string(), "s3://backups/pii/vault".to_string()]), "{args:?}");
+    }
+
+    #[test]
+    fn a_restore_drill_restores_the_newest_backup_into_scratch_space_then_verifies_it() {
+        assert!(restore_drill_cron_job(&with_backup(Some("0 2 * * *"))).unwrap().is_none(), "only when asked for");
+        let mut vault = with_backup(None);
+        vault.spec.backup.as_mut().unwrap().restore_drill = Some(RestoreDrillSpec { schedule: "0 4 * * 0".into() });
+        let job = restore_drill_cron_job(&vault).unwrap().unwrap();
+        assert_owned_child(&job.metadata);
+        assert_eq!(job.metadata.name.as_deref(), Some("vault-restore-drill"));
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.schedule, "0 4 * * 0");
+        let pod = spec.job_template.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let init = pod.init_containers.as_ref().unwrap();
+        assert_eq!(init.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["softhsm-init", "restore"]);
+        assert_eq!(
+            init[1].args.as_ref().unwrap(),
+            &["restore", "--from", "s3://backups/pii/vault", "--data-dir", "/var/lib/strongroom-drill/data"]
+        );
+        assert_eq!(pod.containers[0].args.as_ref().unwrap(), &["backup", "verify", "--from", "s3://backups/pii/vault"]);
+        let scratch =
+            pod.volumes.as_ref().unwrap().iter().find_map(|v| v.empty_dir.clone().filter(|d| d.size_limit.is_some()));
+        assert_eq!(
+            scratch.and_then(|d| d.size_limit),
+            Some(vault.spec.storage.size.clone()),
+            "as large as a node's volume"
+        );
+        // It never calls the vault: no token mounted.
+        assert!(!pod.volumes.as_ref().unwrap().iter().any(|v| v.name == "token"));
     }
 }

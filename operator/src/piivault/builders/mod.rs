@@ -26,7 +26,7 @@ use crate::controller_kit;
 use crate::crd::PiiVault;
 use crate::Error;
 
-pub use backup::{backup_cron_job, ledger_shipper};
+pub use backup::{backup_cron_job, ledger_shipper, restore_drill_cron_job};
 pub use config_map::config_map;
 pub use disruption_budget::disruption_budget;
 pub use network_policy::network_policy;

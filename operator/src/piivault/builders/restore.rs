@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::stateful_set::{data_claim_spec, hsm_access, hsm_env, vaultd_env_from, HsmAccess, DATA_VOLUME};
 use super::{child_meta, layout, restricted_security_context, vaultd_pod_security_context};
-use crate::crd::piivault::FromBackupSpec;
 use crate::crd::PiiVault;
 use crate::piivault::names::{helper_labels, selector_labels, VaultNames};
 use crate::Error;
@@ -39,73 +38,76 @@ pub fn restore_claim(vault: &PiiVault) -> PersistentVolumeClaim {
 pub fn restore_job(vault: &PiiVault) -> Result<Option<Job>, Error> {
     let Some(from) = vault.spec.bootstrap.as_ref().map(|bootstrap| &bootstrap.from_backup) else { return Ok(None) };
     let names = VaultNames::of(vault);
-    let HsmAccess { mut volumes, mut mounts, init_containers } = hsm_access(vault);
-    volumes.push(Volume {
-        name: DATA_VOLUME.into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: names.data_claim(0),
-            read_only: Some(false),
-        }),
-        ..Volume::default()
-    });
-    mounts.push(VolumeMount {
-        name: DATA_VOLUME.into(),
-        mount_path: layout::DATA_DIR.into(),
-        ..VolumeMount::default()
-    });
-    let mut env_from = vaultd_env_from(vault);
-    env_from.push(EnvFromSource {
-        secret_ref: Some(SecretEnvSource { name: from.credentials_secret.clone(), optional: Some(false) }),
-        ..EnvFromSource::default()
-    });
-    let restore = Container {
-        name: "restore".into(),
-        image: Some(vault.spec.image.clone()),
-        image_pull_policy: vault.spec.image_pull_policy.clone(),
-        command: Some(vec!["vaultd".into()]),
-        args: Some(restore_args(from)),
-        env: Some(hsm_env(vault)).filter(|env| !env.is_empty()),
-        env_from: Some(env_from),
-        volume_mounts: Some(mounts),
-        // What `vaultd restore` said last (its error) becomes the Job's pod's message.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(restricted_security_context()),
-        ..Container::default()
-    };
-    let labels = helper_labels(&names, "restore");
-    let template = ObjectMeta { labels: Some(labels), ..ObjectMeta::default() };
+    let volume = PersistentVolumeClaimVolumeSource { claim_name: names.data_claim(0), read_only: Some(false) };
+    let data = Volume { persistent_volume_claim: Some(volume), ..Volume::default() };
+    let restore = ("restore", restore_args(&from.source, from.backup_id.as_deref(), layout::DATA_DIR));
+    let pod = restoring_pod(vault, &from.credentials_secret, data, layout::DATA_DIR, vec![restore]);
+    let template = ObjectMeta { labels: Some(helper_labels(&names, "restore")), ..ObjectMeta::default() };
     Ok(Some(Job {
         metadata: child_meta(vault, names.restore_job())?,
         spec: Some(JobSpec {
             backoff_limit: Some(BACKOFF_LIMIT),
-            template: PodTemplateSpec {
-                metadata: Some(template),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
-                    containers: vec![restore],
-                    volumes: Some(volumes),
-                    security_context: Some(vaultd_pod_security_context()),
-                    node_selector: (!vault.spec.node_selector.is_empty()).then(|| vault.spec.node_selector.clone()),
-                    tolerations: (!vault.spec.tolerations.is_empty()).then(|| vault.spec.tolerations.clone()),
-                    image_pull_secrets: (!vault.spec.image_pull_secrets.is_empty())
-                        .then(|| vault.spec.image_pull_secrets.clone()),
-                    ..PodSpec::default()
-                }),
-            },
+            template: PodTemplateSpec { metadata: Some(template), spec: Some(pod) },
             ..JobSpec::default()
         }),
         status: None,
     }))
 }
 
-fn restore_args(from: &FromBackupSpec) -> Vec<String> {
-    let mut args = vec!["restore".to_string(), "--from".into(), from.source.clone()];
-    if let Some(id) = &from.backup_id {
-        args.extend(["--backup".to_string(), id.clone()]);
+/// A pod that restores with the vault's HSM and the backup store's `credentials` into
+/// `data`, mounted at `data_dir`: the HSM's init containers, then each `(name, args)` of
+/// `steps` in turn, all `vaultd` (the last one the main container).
+pub(super) fn restoring_pod(
+    vault: &PiiVault,
+    credentials: &str,
+    data: Volume,
+    data_dir: &str,
+    steps: Vec<(&str, Vec<String>)>,
+) -> PodSpec {
+    let HsmAccess { mut volumes, mut mounts, init_containers: mut containers } = hsm_access(vault);
+    volumes.push(Volume { name: DATA_VOLUME.into(), ..data });
+    mounts.push(VolumeMount { name: DATA_VOLUME.into(), mount_path: data_dir.into(), ..VolumeMount::default() });
+    let mut env_from = vaultd_env_from(vault);
+    env_from.push(EnvFromSource {
+        secret_ref: Some(SecretEnvSource { name: credentials.to_string(), optional: Some(false) }),
+        ..EnvFromSource::default()
+    });
+    containers.extend(steps.into_iter().map(|(name, args)| Container {
+        name: name.into(),
+        image: Some(vault.spec.image.clone()),
+        image_pull_policy: vault.spec.image_pull_policy.clone(),
+        command: Some(vec!["vaultd".into()]),
+        args: Some(args),
+        env: Some(hsm_env(vault)).filter(|env| !env.is_empty()),
+        env_from: Some(env_from.clone()),
+        volume_mounts: Some(mounts.clone()),
+        // What vaultd said last (its error) becomes the pod's message.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(restricted_security_context()),
+        ..Container::default()
+    }));
+    let main = containers.pop().into_iter().collect();
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        automount_service_account_token: Some(false),
+        init_containers: (!containers.is_empty()).then_some(containers),
+        containers: main,
+        volumes: Some(volumes),
+        security_context: Some(vaultd_pod_security_context()),
+        node_selector: (!vault.spec.node_selector.is_empty()).then(|| vault.spec.node_selector.clone()),
+        tolerations: (!vault.spec.tolerations.is_empty()).then(|| vault.spec.tolerations.clone()),
+        image_pull_secrets: (!vault.spec.image_pull_secrets.is_empty()).then(|| vault.spec.image_pull_secrets.clone()),
+        ..PodSpec::default()
     }
-    args.extend(["--data-dir".to_string(), layout::DATA_DIR.into()]);
+}
+
+/// `vaultd restore` of `backup` (the newest when `None`) from `source` into `data_dir`.
+pub(super) fn restore_args(source: &str, backup: Option<&str>, data_dir: &str) -> Vec<String> {
+    let mut args = vec!["restore".to_string(), "--from".into(), source.to_string()];
+    if let Some(id) = backup {
+        args.extend(["--backup".to_string(), id.to_string()]);
+    }
+    args.extend(["--data-dir".to_string(), data_dir.to_string()]);
     args
 }
 
@@ -113,7 +115,7 @@ fn restore_args(from: &FromBackupSpec) -> Vec<String> {
 mod tests {
     use super::super::test_support::{assert_owned_child, softhsm_vault};
     use super::*;
-    use crate::crd::piivault::BootstrapSpec;
+    use crate::crd::piivault::{BootstrapSpec, FromBackupSpec};
 
     fn restoring(backup_id: Option<&str>) -> PiiVault {
         let mut vault = softhsm_vault(3);
@@ -140,6 +142,7 @@ mod tests {
         assert_eq!(job.metadata.name.as_deref(), Some("vault-restore"));
         let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let restore = &pod.containers[0];
+        assert_eq!(restore.name, "restore");
         assert_eq!(
             restore.args.as_ref().unwrap(),
             &[

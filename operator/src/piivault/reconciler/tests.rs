@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::crd::piivault::SecretKeyRef;
-use crate::crd::piivault::{BootstrapSpec, FromBackupSpec, MemberRole, MemberStatus, Phase};
+use crate::crd::piivault::{BootstrapSpec, FromBackupSpec, MemberRole, MemberStatus, Phase, RestoreDrillSpec};
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;
 use crate::piivault::secret_material::{operator_token_data, GeneratedSecret};
@@ -787,6 +787,7 @@ fn with_backup(mut vault: PiiVault, schedule: Option<&str>) -> PiiVault {
         credentials_secret: "backup-s3".into(),
         schedule: schedule.map(String::from),
         retention: Default::default(),
+        restore_drill: None,
     });
     vault
 }
@@ -971,4 +972,55 @@ async fn a_softhsm_vault_from_a_backup_gets_the_source_vaults_kek() {
     let kek: ByteString = serde_json::from_value(softhsm.body["data"]["kek"].clone()).unwrap();
     assert_eq!(kek.0, vec![7; 32]);
     assert!(softhsm.body["data"]["user.pin"].is_string(), "fresh PINs");
+}
+
+const DRILL_CRON_JOB_PATH: &str = "/apis/batch/v1/namespaces/pii/cronjobs/vault-restore-drill";
+
+/// The restore drill's CronJob as the API server holds it after a run at `at` that
+/// succeeded, or not.
+fn drill_ran(vault: &PiiVault, at: &str, succeeded: bool) -> Value {
+    let mut cron_job = serde_json::to_value(builders::restore_drill_cron_job(vault).unwrap().unwrap()).unwrap();
+    cron_job["status"] = match succeeded {
+        true => serde_json::json!({"lastScheduleTime": at, "lastSuccessfulTime": at}),
+        false => serde_json::json!({"lastScheduleTime": at}),
+    };
+    cron_job
+}
+
+#[tokio::test]
+async fn restore_drills_are_scheduled_and_their_results_reported_with_events() {
+    let mut vault = with_backup(with_members(vault(3), 3), None);
+    vault.spec.backup.as_mut().unwrap().restore_drill = Some(RestoreDrillSpec { schedule: "0 4 * * 0".into() });
+    let mut objects = existing(&vault, Some(3));
+    let token = operator_token_data("tok-backup", &RootToken::new("backup-secret"));
+    let token = builders::generated_secret(&vault, "vault-backup-token".into(), token).unwrap();
+    objects.insert(secret_path("vault-backup-token"), serde_json::to_value(token).unwrap());
+
+    // A drill that succeeded: its time in the status, and an Event.
+    let mut succeeded = objects.clone();
+    succeeded.insert(DRILL_CRON_JOB_PATH.into(), drill_ran(&vault, "2027-01-17T04:00:00Z", true));
+    let (result, requests, _) = reconcile_once(&vault, succeeded, &scripted(3, 3)).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, DRILL_CRON_JOB_PATH)), "the drill's CronJob is applied");
+    let status = written_status(&requests);
+    let drill = status.backups.as_ref().and_then(|b| b.last_successful_restore_drill.clone());
+    assert_eq!(drill.map(|time| time.0.to_string()), Some("2027-01-17T04:00:00Z".to_string()));
+    assert_eq!(condition(&status, "BackupsHealthy").status, "True");
+    assert_eq!(reasons(&requests), vec!["RestoreDrillSucceeded"]);
+
+    // The same drill seen again: no second Event.
+    let mut again = objects.clone();
+    again.insert(DRILL_CRON_JOB_PATH.into(), drill_ran(&vault, "2027-01-17T04:00:00Z", true));
+    let seen = PiiVault { status: Some(status.clone()), ..vault.clone() };
+    let (_, requests, _) = reconcile_once(&seen, again, &scripted(3, 3)).await;
+    assert!(reasons(&requests).is_empty(), "{:?}", reasons(&requests));
+
+    // A week later the drill fails: unhealthy, and a Warning.
+    objects.insert(DRILL_CRON_JOB_PATH.into(), drill_ran(&vault, "2027-01-24T04:00:00Z", false));
+    let (result, requests, _) = reconcile_once(&seen, objects, &scripted(3, 3)).await;
+    assert!(result.is_ok(), "{result:?}");
+    let healthy = condition(&written_status(&requests), "BackupsHealthy").clone();
+    assert_eq!((healthy.status.as_str(), healthy.reason.as_str()), ("False", "RestoreDrillFailed"));
+    let warning = events(&requests).into_iter().find(|e| e["reason"] == "RestoreDrillFailed").expect("a Warning");
+    assert_eq!(warning["type"], "Warning");
 }
