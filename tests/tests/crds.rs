@@ -56,6 +56,7 @@ async fn the_crds_apply_and_the_examples_pass_their_schemas() {
     for (kind, file) in [
         ("PiiVault", "piivault-softhsm.yaml"),
         ("PiiVault", "piivault-vendor-hsm.yaml"),
+        ("PiiVault", "piivault-from-backup.yaml"),
         ("RetentionPolicy", "retention-drop-phone.yaml"),
         ("RetentionPolicy", "retention-expire-trials.yaml"),
         ("RetentionPolicy", "retention-forget-inactive.yaml"),
