@@ -5,7 +5,8 @@
 //! make it shows up in its status, and deleting the policy revokes its token. A vault grows
 //! from one node to three and back, with a node killed and one wiped on the way. A vault made
 //! from a backup restores its first node (a Job the test runs as the kubelet would) before
-//! its StatefulSet, without the person forgotten after the backup.
+//! its StatefulSet, without the person forgotten after the backup, whose erasure the
+//! source's ledger shipper (its Deployment's command) shipped.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use std::collections::BTreeMap;
@@ -102,6 +103,22 @@ const READY: [(&str, &str); 4] = [
     ("Progressing", "False/Converged"),
     ("Degraded", "False/AsExpected"),
 ];
+
+/// A process that a pod would run until deleted: killed when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The arguments of the ledger shipper's container.
+fn shipper_args(shipper: &Deployment) -> Vec<String> {
+    let pod = shipper.spec.clone().and_then(|spec| spec.template.spec).expect("a pod template");
+    pod.containers[0].args.clone().expect("arguments")
+}
 
 /// The operator's environment here: its calls to the vault go through the proxy, and the
 /// vaults, whose pods are processes on loopback, speak plain HTTP (which the chart's policy
@@ -403,11 +420,11 @@ async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_a
     let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
     let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
 
-    // The source vault, with two people; a backup; then one of them forgets herself, and
-    // the ledger is shipped (as the ledger shipper does).
+    // The source vault, with two people, backed up to S3: its ledger shipper runs.
     vaults.create(&PostParams::default(), &one_node_vault(env)).await.expect("create");
     let secrets = node_secrets(client, namespace).await;
     let source = start_node(env, &proxy, namespace, 0, &secrets);
+    proxy.route(&format!("vault.{namespace}.svc:3000"), source.api);
     vault_reported(&vaults, "vault", &READY).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let api = |node: &Vaultd, method: reqwest::Method, path: &str| {
@@ -425,26 +442,6 @@ async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_a
             .expect("JSON");
         people.push(created["token"].as_str().expect("a token").to_string());
     }
-    let files = env.work_dir.join(namespace).join("backup");
-    std::fs::create_dir_all(&files).unwrap();
-    let token_file = files.join("token");
-    std::fs::write(&token_file, &secrets.root_token).unwrap();
-    let destination = "s3://vault-backups/pii/vault";
-    let vault_url = format!("http://{}", source.api);
-    let vault_args = ["--vault", &vault_url, "--token-file", token_file.to_str().unwrap(), "--to", destination];
-    let backup = |args: Vec<&str>| {
-        let mut command = std::process::Command::new(vaultd::binary());
-        command.args(args).envs(s3.env());
-        let printed = run(&mut command, None).unwrap_or_else(|error| panic!("vaultd backup: {error:#}"));
-        serde_json::from_str::<Value>(&printed).unwrap_or_else(|_| panic!("a JSON report: {printed}"))
-    };
-    let taken = backup([&["backup"][..], &vault_args].concat());
-    let forgotten = api(&source, reqwest::Method::DELETE, &format!("/v1/user/token/{}", people[1])).send().await;
-    assert_eq!(forgotten.expect("forget bob").status(), 200);
-    let shipped = backup([&["backup", "ship-ledger"][..], &vault_args].concat());
-    assert_eq!(shipped["ledgerEntriesShipped"], 1, "{shipped}");
-
-    // A new vault from that backup, with the source's SoftHSM KEK (development mode).
     let credentials: BTreeMap<String, String> = s3.env().into_iter().collect();
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let credentials_secret = Secret {
@@ -453,6 +450,49 @@ async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_a
         ..Default::default()
     };
     secrets_api.create(&PostParams::default(), &credentials_secret).await.expect("the credentials Secret");
+    let destination = "s3://vault-backups/pii/vault";
+    let backup = json!({"destination": destination, "credentialsSecret": "backup-s3"});
+    vaults.patch("vault", &PatchParams::default(), &Patch::Merge(json!({"spec": {"backup": backup}}))).await.unwrap();
+    let shipper: Deployment = until("the ledger shipper", || async {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        deployments.get_opt("vault-ledger-shipper").await.map_err(|e| e.to_string())?.ok_or("not yet".to_string())
+    })
+    .await;
+    let backup_token = secret_value(client, namespace, "vault-backup-token", "token").await;
+    let files = env.work_dir.join(namespace).join("backup");
+    std::fs::create_dir_all(&files).unwrap();
+    let token_file = files.join("token");
+    std::fs::write(&token_file, &backup_token).unwrap();
+    // The pods' mounted token file is the test's copy.
+    let job_args = |args: Vec<String>| -> Vec<String> {
+        let token = token_file.to_string_lossy().into_owned();
+        args.into_iter().map(|arg| if arg.ends_with("/backup/token") { token.clone() } else { arg }).collect()
+    };
+    let vaultd_command = |args: Vec<String>| {
+        let mut command = std::process::Command::new(vaultd::binary());
+        // The vault through the proxy, under its cluster name; the S3 server directly.
+        command.args(args).envs(credentials.clone()).env("HTTP_PROXY", proxy.url()).env("NO_PROXY", "127.0.0.1");
+        command
+    };
+
+    // A backup (as the CronJob's or a PiiVaultBackup's Job takes it); then Bob forgets
+    // himself, and the shipper — its Deployment's command — ships that, without a backup.
+    let take = [&["backup".to_string()][..], &shipper_args(&shipper)[4..]].concat();
+    let printed = run(&mut vaultd_command(job_args(take)), None).unwrap_or_else(|error| panic!("{error:#}"));
+    let taken: Value = serde_json::from_str(&printed).unwrap_or_else(|_| panic!("a JSON report: {printed}"));
+    let forgotten = api(&source, reqwest::Method::DELETE, &format!("/v1/user/token/{}", people[1])).send().await;
+    assert_eq!(forgotten.expect("forget bob").status(), 200);
+    let shipping = Running(vaultd_command(job_args(shipper_args(&shipper))).spawn().expect("the ledger shipper"));
+    let listing = format!("{}/vault-backups?list-type=2&prefix=pii/vault/ledger/", s3.endpoint);
+    until("the ledger shipper to ship Bob's erasure", || async {
+        let listed =
+            http.get(&listing).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        check(listed.contains("<Key>"), || listed.clone())
+    })
+    .await;
+    drop(shipping);
+
+    // A new vault from that backup, with the source's SoftHSM KEK (development mode).
     let mut copy = serde_json::to_value(one_node_vault(env)).unwrap();
     copy["metadata"]["name"] = json!("copy");
     copy["spec"]["bootstrap"] = json!({"fromBackup": {
