@@ -2,8 +2,9 @@
 //! system tests (`tests/`) and the bench: a throwaway SoftHSM token made by
 //! `hack/softhsm-token.sh` ([`softhsm`]), the command line of a `vaultd serve` node whose
 //! ports are chosen before it starts ([`node`]), starting a server process and waiting for
-//! its listening line ([`process`]), forming such nodes into a cluster ([`cluster`]), and
-//! certificates for TLS on the API made with rcgen ([`tls`]).
+//! its listening line ([`process`]), forming such nodes into a cluster ([`cluster`]),
+//! certificates for TLS on the API made with rcgen ([`tls`]), and an S3 server to back up
+//! into ([`s3`]).
 //!
 //! Blocking throughout (std threads, reqwest's blocking client); async callers use it at
 //! set-up time, outside their runtime's tasks.
@@ -11,6 +12,7 @@
 pub mod cluster;
 pub mod node;
 pub mod process;
+pub mod s3;
 pub mod softhsm;
 pub mod tls;
 

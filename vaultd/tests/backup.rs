@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+use strongroom_testkit::s3::S3Server;
 use strongroom_testkit::SoftHsm;
 use support::cluster::TestCluster;
 use support::{admin_rows, occurs_in_files, operations, profile, serve_scratch, Client, Vault, ROOT_TOKEN};
@@ -18,7 +19,11 @@ use support::{admin_rows, occurs_in_files, operations, profile, serve_scratch, C
 /// Runs a `vaultd` command with the SoftHSM token's environment: exit code, the JSON it
 /// printed (or the raw output), stderr.
 fn run(hsm: &SoftHsm, args: &[&str]) -> (i32, Value, String) {
-    run_in(hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), args)
+    run_in(hsm_env(hsm), args)
+}
+
+fn hsm_env(hsm: &SoftHsm) -> Vec<(String, String)> {
+    hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn run_in(env: Vec<(String, String)>, args: &[&str]) -> (i32, Value, String) {
@@ -48,9 +53,16 @@ fn refused(result: (i32, Value, String), says: &str) {
     assert!(stderr.contains(says), "expected {says:?} in: {stderr}");
 }
 
+/// `vaultd backup`: its report, which it also writes to `--summary-file` (on one line).
 fn take(hsm: &SoftHsm, vault: &Vault, token_file: &Path, to: &Path) -> Value {
-    let to = to.to_str().unwrap();
-    ok(run(hsm, &["backup", "--vault", &vault.url, "--token-file", token_file.to_str().unwrap(), "--to", to]))
+    let summary = to.with_extension("summary.json");
+    let (to, token_file) = (to.to_str().unwrap(), token_file.to_str().unwrap());
+    let args = ["backup", "--vault", &vault.url, "--token-file", token_file, "--to", to, "--summary-file"];
+    let printed = ok(run(hsm, &[&args[..], &[summary.to_str().unwrap()]].concat()));
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), printed);
+    printed
 }
 
 fn restore(hsm: &SoftHsm, from: &Path, data_dir: &Path, extra: &[&str]) -> (i32, Value, String) {
@@ -300,68 +312,14 @@ fn a_cluster_backed_up_under_write_load_restores_into_a_new_three_node_cluster()
     assert!(log.contains("wrote this node's addresses into the membership"), "{log}");
 }
 
-/// A real S3-protocol server (moto's, from PyPI; `hack/test.sh` installs it) on a free
-/// loopback port, with one bucket; killed when dropped.
-struct S3Server {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    fn start(bucket: &str) -> Option<Self> {
-        let binary = std::env::var("STRONGROOM_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = strongroom_testkit::free_port();
-        let child = std::process::Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            strongroom_testkit::skipped(
-                "backup to S3",
-                &format!("{binary} is not installed (hack/test.sh installs it)"),
-            );
-            return None;
-        };
-        let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let http = reqwest::blocking::Client::new();
-        support::cluster::poll("the S3 server to answer", std::time::Duration::from_secs(30), || {
-            http.put(format!("{}/{bucket}", server.endpoint)).send().ok().filter(|r| r.status().is_success())
-        });
-        Some(server)
-    }
-
-    /// What `vaultd` needs to reach it, besides the SoftHSM token's variables.
-    fn env(&self, hsm: &SoftHsm) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (name, value) in [
-            ("AWS_ENDPOINT", self.endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "strongroom-test"),
-            ("AWS_SECRET_ACCESS_KEY", "strongroom-test-secret"),
-        ] {
-            env.push((name.to_string(), value.to_string()));
-        }
-        env
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn backups_go_to_an_s3_bucket_and_restore_from_it() {
-    let Some(s3) = S3Server::start("strongroom-backups") else { return };
+    let Some(s3) = S3Server::start("backup to S3", "strongroom-backups") else { return };
     let source = source();
     let client = source.vault.client();
     let alice = client.create_user(json!({"login": "alice", "email": "alice@example.com"}));
     let bob = client.create_user(json!({"login": "bob"}));
-    let env = s3.env(&source.hsm);
+    let env = [hsm_env(&source.hsm), s3.env()].concat();
     let bucket = "s3://strongroom-backups/shop/customers";
     let vault_args = ["--vault", source.vault.url.as_str(), "--token-file", source.token_file.to_str().unwrap()];
     let first = ok(run_in(env.clone(), &[&["backup"][..], &vault_args, &["--to", bucket]].concat()));
