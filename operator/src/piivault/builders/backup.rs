@@ -28,6 +28,11 @@ pub const TOKEN_DIR: &str = "/var/run/strongroom/backup";
 pub const TOKEN_KEY: &str = "token";
 /// Where the vault's API CA (`ca.crt`) is mounted.
 pub const CA_DIR: &str = "/etc/strongroom/vault-ca";
+/// The name of the `vaultd backup` container.
+pub const TAKE_CONTAINER: &str = "backup";
+/// Where that container writes its report (`--summary-file`): the file Kubernetes keeps as
+/// the container's termination message, which a `PiiVaultBackup` reads back.
+pub const SUMMARY_FILE: &str = "/dev/termination-log";
 /// How often the ledger shipper ships.
 pub const SHIP_EVERY: &str = "30s";
 /// A scheduled backup that has not started this long after its time is skipped.
@@ -44,7 +49,7 @@ pub fn backup_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
     let Some(backup) = &vault.spec.backup else { return Ok(None) };
     let Some(schedule) = &backup.schedule else { return Ok(None) };
     let names = VaultNames::of(vault);
-    let take = container(vault, "backup", [vec!["backup".to_string()], vault_args(vault), to(backup)].concat());
+    let take = take_container(vault, backup);
     let mut prune_args = vec![
         "backup".to_string(),
         "prune".into(),
@@ -110,6 +115,17 @@ pub fn ledger_shipper(vault: &PiiVault) -> Result<Option<Deployment>, Error> {
     }))
 }
 
+/// The `vaultd backup` container of the scheduled backups and of a `PiiVaultBackup`'s Job.
+/// Its report becomes its termination message (the end of its log when it fails).
+pub(crate) fn take_container(vault: &PiiVault, backup: &BackupSpec) -> Container {
+    let summary = vec!["--summary-file".to_string(), SUMMARY_FILE.into()];
+    let args = [vec!["backup".to_string()], vault_args(vault), to(backup), summary].concat();
+    Container {
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..container(vault, TAKE_CONTAINER, args)
+    }
+}
+
 /// `--vault`, `--token-file` and (with TLS) `--ca-file`.
 fn vault_args(vault: &PiiVault) -> Vec<String> {
     let mut args = vec![
@@ -161,7 +177,7 @@ fn container(vault: &PiiVault, name: &str, args: Vec<String>) -> Container {
 
 /// The pod around `main`: the token and CA volumes, the vault's user, no service account
 /// token.
-fn pod(vault: &PiiVault, main: Container) -> PodSpec {
+pub(crate) fn pod(vault: &PiiVault, main: Container) -> PodSpec {
     let names = VaultNames::of(vault);
     let secret = |secret: String, key: &str| SecretVolumeSource {
         secret_name: Some(secret),
@@ -187,7 +203,7 @@ fn pod(vault: &PiiVault, main: Container) -> PodSpec {
     }
 }
 
-fn component_labels(names: &VaultNames, component: &str) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn component_labels(names: &VaultNames, component: &str) -> std::collections::BTreeMap<String, String> {
     let mut labels = labels(names);
     labels.insert(COMPONENT_LABEL.into(), component.into());
     labels
@@ -240,9 +256,12 @@ mod tests {
                 "--ca-file",
                 "/etc/strongroom/vault-ca/ca.crt",
                 "--to",
-                "s3://backups/pii/vault"
+                "s3://backups/pii/vault",
+                "--summary-file",
+                "/dev/termination-log"
             ]
         );
+        assert_eq!(take.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
         let prune = &pod.containers[0];
         assert_eq!(
             prune.args.as_ref().unwrap(),
