@@ -85,3 +85,29 @@ fn the_retention_policy_crd_has_its_short_name_columns_status_and_rules() {
         assert!(status.get(field).is_some(), "status.{field}");
     }
 }
+
+#[test]
+fn the_piivault_backup_crd_has_its_short_name_columns_and_status() {
+    let (_, definition) =
+        crd::all().into_iter().find(|(file, _)| file == "piivaultbackups.strongroom.dev.yaml").expect("generated");
+    assert_eq!(definition.spec.scope, "Namespaced");
+    assert_eq!(definition.spec.names.short_names, Some(vec!["pvbackup".to_string()]));
+    assert_eq!(definition.spec.names.categories, Some(vec!["strongroom".to_string()]));
+    let version = &definition.spec.versions[0];
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|column| (column.name.as_str(), column.type_.as_str()))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![("Vault", "string"), ("Phase", "string"), ("Backup", "string"), ("Subjects", "integer"), ("Age", "date")]
+    );
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
+    let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in ["phase", "backupId", "subjects", "bytes", "startedAt", "completedAt", "message", "job"] {
+        assert!(status.get(field).is_some(), "status.{field}");
+    }
+}
