@@ -37,22 +37,24 @@ watchNamespaces, each once. Empty with clusterWide: every namespace.
 {{- end -}}
 
 {{/*
-What the operator may do to PiiVaults and their children. PiiVaults: patch only (the
-finalizer is a JSON patch, the status a server-side apply to the status subresource), no
-update. Secrets: no list or watch, so the operator never holds every Secret of a namespace
+What the operator may do to its resources and their children. PiiVaults, RetentionPolicies,
+PiiVaultBackups: patch only (the finalizer is a JSON patch, the status a server-side apply to
+the status subresource), no update; their finalizers' update lets children block their
+owner's deletion. Jobs: a PiiVaultBackup's, created and watched, never deleted (owner
+references do that); Pods: read, for a finished Job's termination messages. Secrets: no list or watch, so the operator never holds every Secret of a namespace
 in memory; it reads the ones it knows. PersistentVolumeClaims: deletecollection, for the
 data volumes of a deleted SoftHSM vault. These rules are granted in each watched namespace
 (a Role), or — only with clusterWide — in every namespace (a ClusterRole).
 */}}
 {{- define "strongroom-operator.rules" -}}
 - apiGroups: ["strongroom.dev"]
-  resources: ["piivaults", "retentionpolicies"]
+  resources: ["piivaults", "retentionpolicies", "piivaultbackups"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["strongroom.dev"]
-  resources: ["piivaults/status", "retentionpolicies/status"]
+  resources: ["piivaults/status", "retentionpolicies/status", "piivaultbackups/status"]
   verbs: ["get", "patch"]
 - apiGroups: ["strongroom.dev"]
-  resources: ["piivaults/finalizers", "retentionpolicies/finalizers"]
+  resources: ["piivaults/finalizers", "retentionpolicies/finalizers", "piivaultbackups/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
@@ -63,6 +65,12 @@ data volumes of a deleted SoftHSM vault. These rules are granted in each watched
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch"]
