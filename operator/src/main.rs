@@ -131,11 +131,13 @@ async fn main() -> anyhow::Result<()> {
             .with_policy(policy.clone())
             .with_leader_gate(gate.clone()),
     );
-    let backup_ctx = Arc::new(
-        piivault_backup::Context::new(client.clone(), metrics.clone(), reporter.clone())
-            .with_policy(policy.clone())
-            .with_leader_gate(gate.clone()),
-    );
+    let backup_ctx = Arc::new(piivault_backup::Context::new(
+        client.clone(),
+        metrics.clone(),
+        reporter.clone(),
+        policy.clone(),
+        gate.clone(),
+    ));
     let ctx = Arc::new(
         piivault::Context::new(client, vault_admin, metrics, reporter, defaults)
             .with_policy(policy)

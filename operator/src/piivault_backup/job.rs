@@ -59,6 +59,7 @@ fn job_labels(names: &VaultNames) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::piivault::builders::backup_cron_job;
     use crate::piivault::names::selector_labels;
     use crate::piivault_backup::test_support::{nightly, vault_with_backup, BACKUP_UID};
 
@@ -79,30 +80,16 @@ mod tests {
         let pod = spec.template.spec.as_ref().unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.init_containers, None);
-        let container = &pod.containers[0];
-        assert_eq!(container.name, "backup");
-        assert_eq!(container.image.as_deref(), Some(vault.spec.image.as_str()));
-        assert_eq!(
-            container.args.as_ref().unwrap(),
-            &[
-                "backup",
-                "--vault",
-                "https://vault.pii.svc:3000",
-                "--token-file",
-                "/var/run/strongroom/backup/token",
-                "--ca-file",
-                "/etc/strongroom/vault-ca/ca.crt",
-                "--to",
-                "s3://backups/pii/vault",
-                "--summary-file",
-                "/dev/termination-log"
-            ]
-        );
-        assert_eq!(container.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
-        assert_eq!(container.env_from.as_ref().unwrap()[0].secret_ref.as_ref().unwrap().name, "backup-s3");
-        let secrets: Vec<_> = pod.volumes.as_ref().unwrap().iter().map(|v| v.secret.clone().unwrap()).collect();
-        assert_eq!(secrets[0].secret_name.as_deref(), Some("vault-backup-token"));
-        assert_eq!(secrets[1].secret_name.as_deref(), Some("vault-api-tls"));
+        // The scheduled backups' container: the token, the CA, the credentials, and the
+        // summary as termination message.
+        let mut scheduled = vault.clone();
+        scheduled.spec.backup.as_mut().unwrap().schedule = Some("0 2 * * *".into());
+        let cron_job = backup_cron_job(&scheduled).unwrap().unwrap();
+        let cron_pod = cron_job.spec.unwrap().job_template.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers, cron_pod.init_containers.unwrap());
+        let args = pod.containers[0].args.clone().unwrap();
+        assert!(args.ends_with(&["--summary-file".into(), "/dev/termination-log".into()]), "{args:?}");
+        assert_eq!(pod.volumes, cron_pod.volumes);
         assert_eq!(pod.automount_service_account_token, Some(false));
     }
 

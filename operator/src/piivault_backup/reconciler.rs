@@ -63,25 +63,17 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
-            control: Control::new(),
-            policy: VaultPolicy::default(),
-        }
-    }
-
-    pub fn with_policy(mut self, policy: VaultPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Acts only while `gate` holds (leader election); without it, always.
-    pub fn with_leader_gate(mut self, gate: LeaderGate) -> Self {
-        self.control.set_leader_gate(gate);
-        self
+    /// Acts only while `gate` holds (leader election), runs only images `policy` allows.
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+        policy: VaultPolicy,
+        gate: LeaderGate,
+    ) -> Self {
+        let mut control = Control::new();
+        control.set_leader_gate(gate);
+        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, control, policy }
     }
 }
 

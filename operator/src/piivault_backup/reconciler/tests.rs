@@ -83,8 +83,8 @@ async fn reconcile_once(
 ) -> (Result<Action, Error>, Vec<ApiRequest>) {
     let (client, server) = fake_api_server(objects, options);
     let reporter = Reporter { controller: "strongroom-operator".into(), instance: Some("test".into()) };
-    let ctx = Context::new(client, Arc::new(Metrics::default()), reporter).with_policy(test_policy());
-    let result = reconcile(Arc::new(backup.clone()), Arc::new(ctx.with_leader_gate(gate))).await;
+    let ctx = Context::new(client, Arc::new(Metrics::default()), reporter, test_policy(), gate);
+    let result = reconcile(Arc::new(backup.clone()), Arc::new(ctx)).await;
     // The context (and with it the client) is gone: the fake server stops and reports.
     (result, server.await.expect("fake API server"))
 }
