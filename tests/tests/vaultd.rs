@@ -474,11 +474,12 @@ async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
     }
 
     // The Job, owned by the backup, runs the backup container with its summary file.
-    let job: Job = get(client, namespace, "before-upgrade-backup").await;
+    let job_name = "before-upgrade-backup";
+    let job: Job = get(client, namespace, job_name).await;
     let backup = backups.get("before-upgrade").await.unwrap();
     assert_child_of(&job.metadata, &backup, "Job before-upgrade-backup");
     let running = phase_of("before-upgrade", BackupPhase::Running).await;
-    assert_eq!(running.job.as_deref(), Some("before-upgrade-backup"));
+    assert_eq!(running.job.as_deref(), Some(job_name));
     let template = job.spec.clone().unwrap().template;
     let pod_spec = template.spec.clone().unwrap();
     let container = &pod_spec.containers[0];
@@ -490,19 +491,15 @@ async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let started = now();
     let status = |status: Value| Patch::Merge(json!({"status": status}));
-    jobs.patch_status(
-        "before-upgrade-backup",
-        &PatchParams::default(),
-        &status(json!({"startTime": started, "active": 1})),
-    )
-    .await
-    .expect("the Job starts");
-    let running = until("startedAt from the Job", || async {
+    jobs.patch_status(job_name, &PatchParams::default(), &status(json!({"startTime": started, "active": 1})))
+        .await
+        .expect("the Job starts");
+    let with_start = until("startedAt from the Job", || async {
         let backup = backups.get("before-upgrade").await.map_err(|error| error.to_string())?;
         backup.status.filter(|status| status.started_at.is_some()).ok_or_else(|| "no startedAt".to_string())
     })
     .await;
-    assert_eq!(running.started_at, Some(started.clone()));
+    assert_eq!(with_start.started_at, Some(started.clone()));
 
     // ... its pod runs the container with the token, the bucket's credentials and the proxy,
     let token: Secret = get(client, namespace, "vault-backup-token").await;
@@ -510,9 +507,11 @@ async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
         token.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)).collect();
     files.insert("termination-log".into(), Vec::new());
     let from = container.env_from.clone().unwrap_or_default();
-    let credentials_name = from[0].secret_ref.as_ref().map(|secret| secret.name.clone());
-    assert_eq!(credentials_name.as_deref(), Some("backup-s3"));
-    let mut job_env = s3.env();
+    let credentials_name = from[0].secret_ref.as_ref().map(|secret| secret.name.clone()).expect("a Secret");
+    let credentials: Secret = get(client, namespace, &credentials_name).await;
+    let variables = credentials.data.unwrap_or_default().into_iter();
+    let mut job_env: Vec<(String, String)> =
+        variables.map(|(name, value)| (name, String::from_utf8(value.0).expect("text"))).collect();
     job_env.extend([("HTTP_PROXY".into(), proxy.url()), ("NO_PROXY".into(), "127.0.0.1,localhost".into())]);
     let dir = env.work_dir.join(namespace).join("backup-job");
     run_as_kubelet(container, &files, &dir, &job_env);
@@ -520,13 +519,15 @@ async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
 
     // ... ends with the summary as its termination message, and the Job completes.
     let job_uid = job.metadata.uid.clone().unwrap();
+    let labels = json!({
+        "batch.kubernetes.io/job-name": job_name,
+        "job-name": job_name,
+        "batch.kubernetes.io/controller-uid": job_uid,
+        "controller-uid": job_uid,
+    });
+    let owner = json!({"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid, "controller": true});
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {
-            "name": "before-upgrade-backup-x7k2p",
-            "labels": {"batch.kubernetes.io/job-name": "before-upgrade-backup", "job-name": "before-upgrade-backup",
-                       "batch.kubernetes.io/controller-uid": job_uid, "controller-uid": job_uid},
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "before-upgrade-backup", "uid": job_uid, "controller": true}],
-        },
+        "metadata": {"name": "before-upgrade-backup-x7k2p", "labels": labels, "ownerReferences": [owner]},
         "spec": pod_spec,
     }))
     .unwrap();
@@ -534,11 +535,15 @@ async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
     pods.create(&post, &pod).await.expect("the Job's pod");
     let terminated =
         json!({"exitCode": 0, "reason": "Completed", "message": summary, "startedAt": started, "finishedAt": now()});
-    let pod_status = json!({
-        "phase": "Succeeded",
-        "containerStatuses": [{"name": "backup", "image": container.image, "imageID": "", "ready": false, "restartCount": 0,
-                               "state": {"terminated": terminated}}],
+    let container_status = json!({
+        "name": "backup",
+        "image": container.image,
+        "imageID": "",
+        "ready": false,
+        "restartCount": 0,
+        "state": {"terminated": terminated},
     });
+    let pod_status = json!({"phase": "Succeeded", "containerStatuses": [container_status]});
     pods.patch_status("before-upgrade-backup-x7k2p", &PatchParams::default(), &status(pod_status))
         .await
         .expect("the pod ends");
@@ -552,9 +557,7 @@ async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
             {"type": "Complete", "status": "True", "lastTransitionTime": finished, "lastProbeTime": finished},
         ],
     });
-    jobs.patch_status("before-upgrade-backup", &PatchParams::default(), &status(complete))
-        .await
-        .expect("the Job completes");
+    jobs.patch_status(job_name, &PatchParams::default(), &status(complete)).await.expect("the Job completes");
 
     // The backup is what `vaultd backup list` finds in the bucket, with the vault's subjects.
     let completed = phase_of("before-upgrade", BackupPhase::Completed).await;
