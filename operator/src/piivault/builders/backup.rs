@@ -5,7 +5,8 @@
 //!
 //! Both run the vault's own image as the vault's user, with the backup token (scope
 //! `backup:read`) and the API's CA mounted, and the credentials Secret's keys as their
-//! environment; they reach the vault through its client Service over HTTPS.
+//! environment; they reach the vault through its client Service over HTTPS. The backup
+//! container and its pod also make a `PiiVaultBackup`'s Job (`crate::piivault_backup::job`).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
