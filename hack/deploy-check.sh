@@ -44,10 +44,11 @@ for example in "$chart"/examples/piivault-*.yaml "$chart"/examples/retention-*.y
   grep -q '^apiVersion: strongroom.dev/v1alpha1$' "$example" || { echo "deploy-check: $example: wrong apiVersion" >&2; exit 1; }
 done
 
-# The operator may manage what the RetentionPolicy controller creates.
+# The operator may manage what the RetentionPolicy and PiiVaultBackup controllers create.
 rules=$("$helm" template strongroom-operator "$chart" --namespace strongroom-system --kube-version "$kube_version" \
   --show-only templates/rbac.yaml)
-for resource in retentionpolicies retentionpolicies/status retentionpolicies/finalizers cronjobs; do
+for resource in retentionpolicies retentionpolicies/status retentionpolicies/finalizers cronjobs \
+  piivaultbackups piivaultbackups/status jobs pods; do
   grep -q "\"$resource\"" <<<"$rules" || { echo "deploy-check: the operator's role lacks $resource" >&2; exit 1; }
 done
 

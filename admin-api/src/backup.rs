@@ -47,6 +47,25 @@ pub struct Part {
     pub sha256: String,
 }
 
+/// What `vaultd backup` reports once a backup is stored: printed, and with
+/// `--summary-file` also written there (a Job's termination message, which the operator
+/// reads into a `PiiVaultBackup`'s status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TakeReport {
+    /// The backup's id (`vaultd backup list` lists it; `vaultd restore --backup` takes it).
+    pub backup: String,
+    /// Where it is stored: a directory, or s3://bucket/prefix.
+    pub destination: String,
+    /// Active subjects in the backup.
+    pub subjects: u64,
+    /// The parts' bytes together.
+    pub bytes: u64,
+    pub last_applied_index: u64,
+    /// Erasure ledger entries shipped after the backup.
+    pub ledger_entries_shipped: u64,
+}
+
 /// What an erasure removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

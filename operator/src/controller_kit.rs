@@ -10,6 +10,8 @@
 //! - [`condition`]: a status condition whose transition time moves only when it flips.
 //! - [`child_meta`]: the metadata of a child the resource owns (so Kubernetes deletes the
 //!   child with it).
+//! - [`apply_object`], [`write_status`], [`publish`]: a child applied, a status written
+//!   (both server-side applies with the operator's field manager) and an Event recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -17,10 +19,16 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::warn;
 
 use crate::leader_election::LeaderGate;
-use crate::Error;
+use crate::{Error, FIELD_MANAGER};
 
 /// Error backoff: doubles from the first delay up to the cap.
 const BACKOFF_FIRST: Duration = Duration::from_secs(5);
@@ -143,6 +151,47 @@ where
         owner_references: Some(vec![owner_reference]),
         ..ObjectMeta::default()
     })
+}
+
+/// Server-side apply with the operator's field manager, taking over conflicting fields.
+pub async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().ok_or(Error::MissingField("child metadata.name"))?;
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map_err(|error| Error::apply(&K::kind(&()), &name, &error))
+}
+
+/// Writes `status` as the status of `object` (a server-side apply to its status
+/// subresource: fields the operator no longer sets are removed).
+pub async fn write_status<K, S>(client: &Client, object: &K, status: &S) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Records an Event about `object`. Events are best effort: a failure to record one is
+/// logged, not fatal.
+pub async fn publish<K>(recorder: &Recorder, object: &K, type_: EventType, reason: &str, action: &str, note: String)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let event =
+        Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
+    if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
+        warn!(object = %key(object), %error, "cannot publish event");
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `strongroom-operator`: runs the Strongroom controllers (`PiiVault` and
-//! `RetentionPolicy`) under one leader election.
+//! `strongroom-operator`: runs the Strongroom controllers (`PiiVault`, `RetentionPolicy`
+//! and `PiiVaultBackup`) under one leader election.
 //!
 //! Configured by flags or environment (the Helm chart sets the environment): where to serve
 //! metrics and health, which namespaces to watch, and the leader-election Lease.
@@ -11,23 +11,25 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
 use futures_util::future::join_all;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use kube::Client;
+use strongroom_operator::controller_kit::api;
 use strongroom_operator::crd::piivault::ModuleImage;
-use strongroom_operator::crd::{PiiVault, RetentionPolicy};
+use strongroom_operator::crd::{PiiVault, PiiVaultBackup, RetentionPolicy};
 use strongroom_operator::leader_election::{self, LeaderGate, Leadership, LeaseConfig};
 use strongroom_operator::metrics::Metrics;
 use strongroom_operator::piivault::{VaultDefaults, VaultPolicy};
 use strongroom_operator::server::{self, ServerState};
 use strongroom_operator::vaultd_client::HttpVaultAdmin;
-use strongroom_operator::{piivault, retention, telemetry, FIELD_MANAGER};
+use strongroom_operator::{piivault, piivault_backup, retention, telemetry, FIELD_MANAGER};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Reconciles Strongroom PiiVault resources into vaultd clusters and RetentionPolicy resources into scheduled runs"
+    about = "Reconciles Strongroom PiiVault resources into vaultd clusters, RetentionPolicy resources into scheduled runs \
+             and PiiVaultBackup resources into backups"
 )]
 struct Args {
     /// Address of the /metrics, /healthz and /readyz endpoints.
@@ -93,22 +95,10 @@ async fn main() -> anyhow::Result<()> {
     info!(listen = %args.listen, "serving /metrics, /healthz and /readyz");
 
     let client = Client::try_default().await.context("cannot configure the Kubernetes client")?;
-    for namespace in &namespaces {
-        let vaults: Api<PiiVault> = match namespace {
-            Some(namespace) => Api::namespaced(client.clone(), namespace),
-            None => Api::all(client.clone()),
-        };
-        vaults
-            .list(&ListParams::default().limit(1))
-            .await
-            .context("cannot list PiiVaults: is the CRD installed (crds/) and may this service account list them?")?;
-        let policies: Api<RetentionPolicy> = match namespace {
-            Some(namespace) => Api::namespaced(client.clone(), namespace),
-            None => Api::all(client.clone()),
-        };
-        policies.list(&ListParams::default().limit(1)).await.context(
-            "cannot list RetentionPolicies: is the CRD installed (crds/) and may this service account list them?",
-        )?;
+    for namespace in namespaces.iter().map(Option::as_deref) {
+        may_list::<PiiVault>(&client, namespace, "PiiVaults").await?;
+        may_list::<RetentionPolicy>(&client, namespace, "RetentionPolicies").await?;
+        may_list::<PiiVaultBackup>(&client, namespace, "PiiVaultBackups").await?;
     }
     state.ready.store(true, Ordering::Relaxed);
 
@@ -141,6 +131,13 @@ async fn main() -> anyhow::Result<()> {
             .with_policy(policy.clone())
             .with_leader_gate(gate.clone()),
     );
+    let backup_ctx = Arc::new(piivault_backup::Context::new(
+        client.clone(),
+        metrics.clone(),
+        reporter.clone(),
+        policy.clone(),
+        gate.clone(),
+    ));
     let ctx = Arc::new(
         piivault::Context::new(client, vault_admin, metrics, reporter, defaults)
             .with_policy(policy)
@@ -149,8 +146,10 @@ async fn main() -> anyhow::Result<()> {
     // The controllers stop on SIGTERM or Ctrl+C, once their running reconciles finish.
     let vault_controllers = join_all(namespaces.iter().cloned().map(|namespace| piivault::run(ctx.clone(), namespace)));
     let retention_controllers =
-        join_all(namespaces.into_iter().map(|namespace| retention::run(retention_ctx.clone(), namespace)));
-    let controllers = futures_util::future::join(vault_controllers, retention_controllers);
+        join_all(namespaces.iter().cloned().map(|namespace| retention::run(retention_ctx.clone(), namespace)));
+    let backup_controllers =
+        join_all(namespaces.into_iter().map(|namespace| piivault_backup::run(backup_ctx.clone(), namespace)));
+    let controllers = futures_util::future::join3(vault_controllers, retention_controllers, backup_controllers);
 
     let outcome = match leadership {
         Some(mut leadership) => {
@@ -176,4 +175,19 @@ async fn main() -> anyhow::Result<()> {
         error!(%error, "stopping");
     }
     outcome
+}
+
+/// Fails unless the `K`s (`plural`) of `namespace` (all when `None`) can be listed: the CRD
+/// is installed and this service account may list them.
+async fn may_list<K>(client: &Client, namespace: Option<&str>, plural: &str) -> anyhow::Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    api::<K>(client, namespace).list(&ListParams::default().limit(1)).await.with_context(|| {
+        format!("cannot list {plural}: is the CRD installed (crds/) and may this service account list them?")
+    })?;
+    Ok(())
 }

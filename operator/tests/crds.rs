@@ -3,7 +3,21 @@
 
 use std::path::PathBuf;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
 use strongroom_operator::crd;
+
+/// The CRD generated into `file`.
+fn generated(file: &str) -> CustomResourceDefinition {
+    crd::all().into_iter().find(|(name, _)| name == file).map(|(_, definition)| definition).expect("generated")
+}
+
+/// `(name, type)` of a version's printer columns.
+fn columns(version: &CustomResourceDefinitionVersion) -> Vec<(&str, &str)> {
+    let columns = version.additional_printer_columns.iter().flatten();
+    columns.map(|column| (column.name.as_str(), column.type_.as_str())).collect()
+}
 
 #[test]
 fn crds_are_current() {
@@ -24,20 +38,14 @@ fn crds_are_current() {
 
 #[test]
 fn the_piivault_crd_has_its_short_name_columns_and_status() {
-    let (_, definition) = crd::all().into_iter().find(|(file, _)| file == "piivaults.strongroom.dev.yaml").unwrap();
+    let definition = generated("piivaults.strongroom.dev.yaml");
     assert_eq!(definition.spec.group, "strongroom.dev");
     assert_eq!(definition.spec.names.short_names, Some(vec!["pvault".to_string()]));
     let version = &definition.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    let columns: Vec<_> = version
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|column| (column.name.as_str(), column.type_.as_str()))
-        .collect();
     // kubectl prints a date as an age (a future one as <invalid>): the next backup is a time.
     assert_eq!(
-        columns,
+        columns(version),
         vec![
             ("Replicas", "integer"),
             ("Ready", "integer"),
@@ -53,8 +61,7 @@ fn the_piivault_crd_has_its_short_name_columns_and_status() {
 
 #[test]
 fn the_retention_policy_crd_has_its_short_name_columns_status_and_rules() {
-    let (_, definition) =
-        crd::all().into_iter().find(|(file, _)| file == "retentionpolicies.strongroom.dev.yaml").expect("generated");
+    let definition = generated("retentionpolicies.strongroom.dev.yaml");
     assert_eq!(definition.spec.group, "strongroom.dev");
     assert_eq!(definition.spec.scope, "Namespaced");
     assert_eq!(definition.spec.names.short_names, Some(vec!["retpol".to_string()]));
@@ -82,6 +89,25 @@ fn the_retention_policy_crd_has_its_short_name_columns_status_and_rules() {
     assert_eq!(required, vec!["rules", "schedule", "vaultRef"]);
     let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
     for field in ["observedGeneration", "conditions", "lastRun", "nextRun", "token"] {
+        assert!(status.get(field).is_some(), "status.{field}");
+    }
+}
+
+#[test]
+fn the_piivault_backup_crd_has_its_short_name_columns_and_status() {
+    let definition = generated("piivaultbackups.strongroom.dev.yaml");
+    assert_eq!(definition.spec.scope, "Namespaced");
+    assert_eq!(definition.spec.names.short_names, Some(vec!["pvbackup".to_string()]));
+    assert_eq!(definition.spec.names.categories, Some(vec!["strongroom".to_string()]));
+    let version = &definition.spec.versions[0];
+    assert_eq!(
+        columns(version),
+        vec![("Vault", "string"), ("Phase", "string"), ("Backup", "string"), ("Subjects", "integer"), ("Age", "date")]
+    );
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
+    let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in ["phase", "backupId", "subjects", "bytes", "startedAt", "completedAt", "message", "job"] {
         assert!(status.get(field).is_some(), "status.{field}");
     }
 }

@@ -3,7 +3,8 @@
 //! `hack/softhsm-token.sh` ([`softhsm`]), the command line of a `vaultd serve` node whose
 //! ports are chosen before it starts ([`node`]), starting a server process and waiting for
 //! its listening line ([`process`]), forming such nodes into a cluster ([`cluster`]),
-//! certificates for TLS on the API made with rcgen ([`tls`]), and an S3 server ([`s3`]).
+//! certificates for TLS on the API made with rcgen ([`tls`]), and an S3 server to back up
+//! into ([`s3`]).
 //!
 //! Blocking throughout (std threads, reqwest's blocking client); async callers use it at
 //! set-up time, outside their runtime's tasks.
@@ -25,5 +26,4 @@ pub fn skipped(test: &str, why: &str) {
     let _ = std::io::stderr().write_all(format!("SKIPPED: {test}: {why}\n").as_bytes());
 }
 pub use process::{spawn, vaultd_binary, Log, Started};
-pub use s3::S3Server;
 pub use softhsm::SoftHsm;

@@ -116,7 +116,11 @@ impl Env {
     pub async fn apply_crds(&self, client: &Client) {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let mut names = Vec::new();
-        for file in ["piivaults.strongroom.dev.yaml", "retentionpolicies.strongroom.dev.yaml"] {
+        for file in [
+            "piivaults.strongroom.dev.yaml",
+            "retentionpolicies.strongroom.dev.yaml",
+            "piivaultbackups.strongroom.dev.yaml",
+        ] {
             let path = self.path("crds").join(file);
             let crd: CustomResourceDefinition = read_yaml(&path);
             let name = crd.metadata.name.clone().expect("CRD name");

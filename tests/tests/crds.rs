@@ -224,3 +224,32 @@ async fn cel_rules_refuse_bad_retention_policies() {
         .await
         .expect("schedule and suspend change");
 }
+
+#[tokio::test]
+async fn cel_rules_refuse_bad_piivault_backups() {
+    let Some(env) = Env::get("cel_rules_refuse_bad_piivault_backups") else { return };
+    let client = env.admin().await;
+    env.apply_crds(&client).await;
+    let namespace = env.namespace(&client, "cel-backup").await;
+    let backups = api(&client, &namespace, "PiiVaultBackup");
+    let good = json!({
+        "apiVersion": "strongroom.dev/v1alpha1",
+        "kind": "PiiVaultBackup",
+        "metadata": {"name": "before-upgrade"},
+        "spec": {"vault": "vault"},
+    });
+    refused(&backups, &with(good.clone(), "/spec/vault", json!("")), "should be at least 1 chars long").await;
+    refused(&backups, &with(good.clone(), "/metadata/name", json!("x".repeat(57))), "at most 56 characters").await;
+    create(&backups, &with(good.clone(), "/metadata/name", json!("x".repeat(56)))).await.expect("56 characters");
+
+    // One backup of one vault: the spec never changes.
+    create(&backups, &good).await.expect("a backup is accepted");
+    let error = backups
+        .patch("before-upgrade", &PatchParams::default(), &Patch::Merge(json!({"spec": {"vault": "other"}})))
+        .await
+        .expect_err("spec.vault changed");
+    assert!(error.to_string().contains("the spec of a PiiVaultBackup is immutable"), "{error}");
+    let table = env.kubectl(&["get", "pvbackup", "-n", &namespace], None).expect("kubectl get pvbackup");
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "VAULT", "PHASE", "BACKUP", "SUBJECTS", "AGE"], "{table}");
+}

@@ -83,8 +83,11 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
         ("create", "secrets"),
         ("deletecollection", "persistentvolumeclaims"),
         ("create", "persistentvolumeclaims"),
-        ("create", "jobs.batch"),
         ("create", "events.events.k8s.io"),
+        ("patch", "piivaultbackups.strongroom.dev/status"),
+        ("create", "jobs.batch"),
+        ("watch", "jobs.batch"),
+        ("list", "pods"),
     ] {
         assert!(may(verb, resource, vaults), "may not {verb} {resource} in the watched namespace");
     }
@@ -98,6 +101,7 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
         ("delete", "statefulsets.apps"),
         ("create", "pods"),
         ("delete", "persistentvolumeclaims"),
+        ("delete", "jobs.batch"),
     ] {
         assert!(!may(verb, resource, vaults), "may {verb} {resource} in the watched namespace");
     }

@@ -3,25 +3,32 @@
 //! the Secrets the operator generated. The operator bootstraps a one-node vault and reports
 //! it Ready; a RetentionPolicy gets its token, CronJob and schedule, a run as its Job would
 //! make it shows up in its status, and deleting the policy revokes its token. A vault grows
-//! from one node to three and back, with a node killed and one wiped on the way. A vault made
-//! from a backup restores its first node (a Job the test runs as the kubelet would) before
-//! its StatefulSet, without the person forgotten after the backup, whose erasure the
-//! source's ledger shipper (its Deployment's command) shipped.
+//! from one node to three and back, with a node killed and one wiped on the way. A
+//! PiiVaultBackup's Job, run here as its pod would run, stores a backup in an S3 bucket
+//! (moto's) and its report reaches the status. A vault made from a backup restores its
+//! first node (a Job the test runs as the kubelet would) before its StatefulSet, without
+//! the person forgotten after the backup, whose erasure the source's ledger shipper (its
+//! Deployment's command) shipped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
-use strongroom_operator::crd::{PiiVault, PiiVaultStatus, RetentionPolicy};
+use strongroom_operator::crd::piivault_backup::BackupPhase;
+use strongroom_operator::crd::{PiiVault, PiiVaultBackup, PiiVaultStatus, RetentionPolicy};
 use strongroom_system_tests::operator::Deployed;
 use strongroom_system_tests::resources::*;
 use strongroom_system_tests::vaultd::{self, JobCommand, NodeSecrets, Proxy, Vaultd};
 use strongroom_system_tests::wait::{check, until};
 use strongroom_system_tests::{run, Env};
+use strongroom_testkit::s3::S3Server;
 
 /// A key of a Secret the operator wrote.
 async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Vec<u8> {
@@ -120,6 +127,34 @@ fn shipper_args(shipper: &Deployment) -> Vec<String> {
     pod.containers[0].args.clone().expect("arguments")
 }
 
+/// Runs a Job's container here as the kubelet would: its command (`vaultd`) and arguments
+/// with each mounted file (an argument `/…/<key>`) a copy of `files[key]` in `dir`, and
+/// `env`. What it printed.
+fn run_as_kubelet(
+    container: &Container,
+    files: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+    env: &[(String, String)],
+) -> String {
+    assert_eq!(container.command.as_deref(), Some(&["vaultd".to_string()][..]));
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args = container.args.clone().unwrap_or_default();
+    for arg in args.iter_mut().filter(|arg| arg.starts_with('/')) {
+        let key = arg.rsplit('/').next().unwrap_or_default().to_string();
+        let content = files.get(&key).unwrap_or_else(|| panic!("{arg} is in no volume of the test's"));
+        let path = dir.join(&key);
+        std::fs::write(&path, content).unwrap();
+        *arg = path.to_string_lossy().into_owned();
+    }
+    run(std::process::Command::new(vaultd::binary()).args(&args).envs(env.iter().cloned()), None)
+        .unwrap_or_else(|error| panic!("vaultd {args:?}: {error:#}"))
+}
+
+/// Now, to the second (as the API server keeps times).
+fn now() -> Time {
+    Time(Timestamp::from_second(Timestamp::now().as_second()).expect("a time"))
+}
+
 /// The operator's environment here: its calls to the vault go through the proxy, and the
 /// vaults, whose pods are processes on loopback, speak plain HTTP (which the chart's policy
 /// must allow).
@@ -189,27 +224,11 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
 
     // Run it as the CronJob's Job would: its command, its token and policy files.
     let job = cron_job.spec.unwrap().job_template.spec.unwrap().template.spec.unwrap();
-    let container = &job.containers[0];
-    let files = env.work_dir.join(namespace).join("job");
-    std::fs::create_dir_all(&files).unwrap();
-    let mut args = container.args.clone().unwrap_or_default();
-    let token_data = token_secret.data.clone().unwrap_or_default();
-    let config_data = config.data.clone().unwrap_or_default();
-    for arg in args.iter_mut() {
-        // The mounted files: /var/run/strongroom/<dir>/<key> → the test's copies.
-        let Some(key) = arg.rsplit('/').next().filter(|_| arg.starts_with('/')).map(str::to_string) else { continue };
-        let content = match (token_data.get(&key), config_data.get(&key)) {
-            (Some(value), _) => value.0.clone(),
-            (None, Some(text)) => text.clone().into_bytes(),
-            (None, None) => panic!("{arg} is neither in the token Secret nor in the ConfigMap"),
-        };
-        let path = files.join(&key);
-        std::fs::write(&path, content).unwrap();
-        *arg = path.to_string_lossy().into_owned();
-    }
-    assert_eq!(container.command.as_deref(), Some(&["vaultd".to_string()][..]));
-    let report = run(std::process::Command::new(vaultd::binary()).args(&args).env("HTTP_PROXY", proxy.url()), None)
-        .unwrap_or_else(|error| panic!("vaultd {args:?}: {error:#}"));
+    let token_files = token_secret.data.clone().unwrap_or_default().into_iter().map(|(key, value)| (key, value.0));
+    let config_files = config.data.clone().unwrap_or_default().into_iter().map(|(key, text)| (key, text.into_bytes()));
+    let files: BTreeMap<String, Vec<u8>> = token_files.chain(config_files).collect();
+    let dir = env.work_dir.join(namespace).join("job");
+    let report = run_as_kubelet(&job.containers[0], &files, &dir, &[("HTTP_PROXY".into(), proxy.url())]);
     let report: Value = serde_json::from_str(&report).unwrap_or_else(|_| panic!("a JSON report: {report}"));
 
     // The vault's record of the run reaches the status (looked at again on any change).
@@ -413,7 +432,7 @@ async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_a
     let test = "a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_after_it";
     let Some(env) = Env::with_vaultd(test) else { return };
     // (The testkit blocks: outside the runtime's own threads.)
-    let started = tokio::task::block_in_place(|| strongroom_testkit::S3Server::start(test, "vault-backups"));
+    let started = tokio::task::block_in_place(|| S3Server::start(test, "vault-backups"));
     let Some(s3) = started else { return };
     let proxy = Proxy::start();
     let deployed = Deployed::with_env(env, "restore", &vaultd_operator_env(&proxy)).await;
@@ -567,4 +586,192 @@ async fn a_vault_made_from_a_backup_keeps_what_was_backed_up_and_no_one_erased_a
     assert_eq!(read("/v1/user/login/bob".into()).await.status(), 404);
     assert_eq!(read("/v1/user/login/alice".into()).await.status(), 200);
     drop(source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piivault_backup_backs_a_real_vault_up_into_s3() {
+    let test = "a_piivault_backup_backs_a_real_vault_up_into_s3";
+    let Some(env) = Env::with_vaultd(test) else { return };
+    let bucket = "e2e-backups";
+    let Some(s3) = tokio::task::spawn_blocking(move || S3Server::start(test, bucket)).await.unwrap() else { return };
+    let proxy = Proxy::start();
+    let deployed = Deployed::with_env(env, "backup", &vaultd_operator_env(&proxy)).await;
+    let (client, namespace) = (&deployed.client, deployed.namespace.as_str());
+    let post = PostParams::default();
+
+    // A vault backed up into the bucket, its credentials in a Secret as users keep them.
+    let credentials: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "backup-s3"},
+        "stringData": s3.env().into_iter().collect::<BTreeMap<_, _>>(),
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), namespace).create(&post, &credentials).await.expect("credentials");
+    let destination = format!("s3://{bucket}/vault");
+    let mut vault = one_node_vault(env);
+    vault.spec.backup =
+        serde_json::from_value(json!({"destination": destination, "credentialsSecret": "backup-s3"})).unwrap();
+    let vaults: Api<PiiVault> = Api::namespaced(client.clone(), namespace);
+    vaults.create(&post, &vault).await.expect("create the vault");
+    let mut plain = one_node_vault(env);
+    plain.metadata.name = Some("plain".into());
+    vaults.create(&post, &plain).await.expect("create the vault without backups");
+
+    // Asked for before the vault has a backup token (no node runs yet): it waits.
+    let backups: Api<PiiVaultBackup> = Api::namespaced(client.clone(), namespace);
+    let request = |name: &str, vault: &str| -> PiiVaultBackup {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"vault": vault}})).unwrap()
+    };
+    backups.create(&post, &request("before-upgrade", "vault")).await.expect("create the backup");
+    backups.create(&post, &request("nowhere", "plain")).await.expect("create the backup of plain");
+    let phase_of = |name: &'static str, wanted: BackupPhase| {
+        let backups = backups.clone();
+        async move {
+            until(&format!("PiiVaultBackup {name} to be {wanted:?}"), || async {
+                let backup = backups.get(name).await.map_err(|error| error.to_string())?;
+                let status = backup.status.clone().unwrap_or_default();
+                check(status.phase == Some(wanted), || format!("{status:?}"))?;
+                Ok(status)
+            })
+            .await
+        }
+    };
+    let waiting = phase_of("before-upgrade", BackupPhase::Pending).await;
+    assert!(waiting.message.unwrap_or_default().contains("Secret vault-backup-token"));
+    let failed = phase_of("nowhere", BackupPhase::Failed).await;
+    assert_eq!(failed.message.as_deref(), Some("PiiVault plain has no spec.backup: nowhere to store a backup"));
+    assert_eq!(events_about(client, namespace, "nowhere").await, [("Warning".to_string(), "BackupFailed".to_string())]);
+
+    // Pod vault-0, with two subjects; then the operator issues the backup token.
+    let secrets = node_secrets(client, namespace).await;
+    let node = start_node(env, &proxy, namespace, 0, &secrets);
+    proxy.route(&format!("vault.{namespace}.svc:3000"), node.api);
+    let with_backups = [READY.as_slice(), &[("BackupsHealthy", "True/LedgerShipped")]].concat();
+    vault_nudged_until(&vaults, &with_backups, |_| true).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for login in ["alice", "bob"] {
+        let created = http
+            .post(format!("http://{}/v1/user", node.api))
+            .header("X-Bunker-Token", &secrets.root_token)
+            .json(&json!({"login": login}))
+            .send()
+            .await
+            .expect("create a subject");
+        assert_eq!(created.status(), 200, "{login}");
+    }
+
+    // The Job, owned by the backup, runs the backup container with its summary file.
+    let job_name = "before-upgrade-backup";
+    let job: Job = get(client, namespace, job_name).await;
+    let backup = backups.get("before-upgrade").await.unwrap();
+    assert_child_of(&job.metadata, &backup, "Job before-upgrade-backup");
+    let running = phase_of("before-upgrade", BackupPhase::Running).await;
+    assert_eq!(running.job.as_deref(), Some(job_name));
+    let template = job.spec.clone().unwrap().template;
+    let pod_spec = template.spec.clone().unwrap();
+    let container = &pod_spec.containers[0];
+    assert_eq!(container.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+    let summary_path = container.args.iter().flatten().find(|arg| arg.starts_with("/dev/")).cloned();
+    assert_eq!(summary_path.as_deref(), Some("/dev/termination-log"));
+
+    // Play the Job controller and the kubelet: the Job starts, ...
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let started = now();
+    let status = |status: Value| Patch::Merge(json!({"status": status}));
+    jobs.patch_status(job_name, &PatchParams::default(), &status(json!({"startTime": started, "active": 1})))
+        .await
+        .expect("the Job starts");
+    let with_start = until("startedAt from the Job", || async {
+        let backup = backups.get("before-upgrade").await.map_err(|error| error.to_string())?;
+        backup.status.filter(|status| status.started_at.is_some()).ok_or_else(|| "no startedAt".to_string())
+    })
+    .await;
+    assert_eq!(with_start.started_at, Some(started.clone()));
+
+    // ... its pod runs the container with the token, the bucket's credentials and the proxy,
+    let token: Secret = get(client, namespace, "vault-backup-token").await;
+    let mut files: BTreeMap<String, Vec<u8>> =
+        token.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)).collect();
+    files.insert("termination-log".into(), Vec::new());
+    let from = container.env_from.clone().unwrap_or_default();
+    let credentials_name = from[0].secret_ref.as_ref().map(|secret| secret.name.clone()).expect("a Secret");
+    let credentials: Secret = get(client, namespace, &credentials_name).await;
+    let variables = credentials.data.unwrap_or_default().into_iter();
+    let mut job_env: Vec<(String, String)> =
+        variables.map(|(name, value)| (name, String::from_utf8(value.0).expect("text"))).collect();
+    job_env.extend([("HTTP_PROXY".into(), proxy.url()), ("NO_PROXY".into(), "127.0.0.1,localhost".into())]);
+    let dir = env.work_dir.join(namespace).join("backup-job");
+    run_as_kubelet(container, &files, &dir, &job_env);
+    let summary = std::fs::read_to_string(dir.join("termination-log")).expect("the summary file");
+
+    // ... ends with the summary as its termination message, and the Job completes.
+    let job_uid = job.metadata.uid.clone().unwrap();
+    let labels = json!({
+        "batch.kubernetes.io/job-name": job_name,
+        "job-name": job_name,
+        "batch.kubernetes.io/controller-uid": job_uid,
+        "controller-uid": job_uid,
+    });
+    let owner = json!({"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid, "controller": true});
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "before-upgrade-backup-x7k2p", "labels": labels, "ownerReferences": [owner]},
+        "spec": pod_spec,
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.create(&post, &pod).await.expect("the Job's pod");
+    let terminated =
+        json!({"exitCode": 0, "reason": "Completed", "message": summary, "startedAt": started, "finishedAt": now()});
+    let container_status = json!({
+        "name": "backup",
+        "image": container.image,
+        "imageID": "",
+        "ready": false,
+        "restartCount": 0,
+        "state": {"terminated": terminated},
+    });
+    let pod_status = json!({"phase": "Succeeded", "containerStatuses": [container_status]});
+    pods.patch_status("before-upgrade-backup-x7k2p", &PatchParams::default(), &status(pod_status))
+        .await
+        .expect("the pod ends");
+    let finished = now();
+    let complete = json!({
+        "active": 0,
+        "succeeded": 1,
+        "completionTime": finished,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": finished, "lastProbeTime": finished},
+            {"type": "Complete", "status": "True", "lastTransitionTime": finished, "lastProbeTime": finished},
+        ],
+    });
+    jobs.patch_status(job_name, &PatchParams::default(), &status(complete)).await.expect("the Job completes");
+
+    // The backup is what `vaultd backup list` finds in the bucket, with the vault's subjects.
+    let completed = phase_of("before-upgrade", BackupPhase::Completed).await;
+    let listed = run(
+        std::process::Command::new(vaultd::binary()).args(["backup", "list", "--from", &destination]).envs(s3.env()),
+        None,
+    )
+    .expect("vaultd backup list");
+    assert_eq!(completed.backup_id.as_deref(), Some(listed.trim()), "{completed:?}");
+    assert_eq!(completed.destination.as_deref(), Some(destination.as_str()));
+    assert_eq!(completed.subjects, Some(2));
+    let report: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(completed.bytes.map(Value::from), Some(report["bytes"].clone()));
+    assert!(completed.bytes.unwrap_or_default() > 0);
+    assert_eq!((completed.started_at, completed.completed_at), (Some(started), Some(finished)));
+    assert_eq!(completed.message, None);
+    let events = events_about(client, namespace, "before-upgrade").await;
+    for reason in ["BackupStarted", "BackupCompleted"] {
+        assert!(events.contains(&("Normal".into(), reason.into())), "no {reason} in {events:?}");
+    }
+    let events = events_about(client, namespace, "vault").await;
+    assert!(events.contains(&("Normal".into(), "BackupCompleted".into())), "{events:?}");
+
+    let table = env.kubectl(&["get", "pvbackup", "-n", namespace], None).expect("kubectl get pvbackup");
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "VAULT", "PHASE", "BACKUP", "SUBJECTS", "AGE"], "{table}");
+    let row: Vec<&str> =
+        lines.iter().find(|line| line.starts_with("before-upgrade")).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..5], ["before-upgrade", "vault", "Completed", listed.trim(), "2"], "{table}");
 }

@@ -93,6 +93,10 @@ struct BackupArgs {
     to: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
+    /// After a successful backup, also write its report (one line of JSON) to this file:
+    /// `/dev/termination-log` in the operator's backup Jobs, which read it from the pod.
+    #[arg(long)]
+    summary_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -343,6 +347,16 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         None => {
             let to = args.to.as_deref().context("--to is required")?;
             let report = vaultd::backup::take(&args.vault.api()?, &open(to, &args.store)?).await?;
+            if let Some(path) = &args.summary_file {
+                // The backup is stored: a summary that cannot be written is only reported,
+                // lest the Job take another backup.
+                let written = serde_json::to_vec(&report)
+                    .map_err(std::io::Error::from)
+                    .and_then(|json| std::fs::write(path, json));
+                if let Err(error) = written {
+                    tracing::warn!(path = %path.display(), %error, "cannot write the backup's summary");
+                }
+            }
             serde_json::to_value(report)?
         }
         Some(BackupAction::List { from, store }) => {

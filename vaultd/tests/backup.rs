@@ -11,14 +11,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use strongroom_testkit::{S3Server, SoftHsm};
+use strongroom_testkit::s3::S3Server;
+use strongroom_testkit::SoftHsm;
 use support::cluster::TestCluster;
 use support::{admin_rows, occurs_in_files, operations, profile, serve_scratch, Client, Vault, ROOT_TOKEN};
 
 /// Runs a `vaultd` command with the SoftHSM token's environment: exit code, the JSON it
 /// printed (or the raw output), stderr.
 fn run(hsm: &SoftHsm, args: &[&str]) -> (i32, Value, String) {
-    run_in(hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), args)
+    run_in(hsm_env(hsm), args)
+}
+
+fn hsm_env(hsm: &SoftHsm) -> Vec<(String, String)> {
+    hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn run_in(env: Vec<(String, String)>, args: &[&str]) -> (i32, Value, String) {
@@ -48,9 +53,16 @@ fn refused(result: (i32, Value, String), says: &str) {
     assert!(stderr.contains(says), "expected {says:?} in: {stderr}");
 }
 
+/// `vaultd backup`: its report, which it also writes to `--summary-file` (on one line).
 fn take(hsm: &SoftHsm, vault: &Vault, token_file: &Path, to: &Path) -> Value {
-    let to = to.to_str().unwrap();
-    ok(run(hsm, &["backup", "--vault", &vault.url, "--token-file", token_file.to_str().unwrap(), "--to", to]))
+    let summary = to.with_extension("summary.json");
+    let (to, token_file) = (to.to_str().unwrap(), token_file.to_str().unwrap());
+    let args = ["backup", "--vault", &vault.url, "--token-file", token_file, "--to", to, "--summary-file"];
+    let printed = ok(run(hsm, &[&args[..], &[summary.to_str().unwrap()]].concat()));
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), printed);
+    printed
 }
 
 fn restore(hsm: &SoftHsm, from: &Path, data_dir: &Path, extra: &[&str]) -> (i32, Value, String) {
@@ -337,11 +349,6 @@ fn a_cluster_backed_up_under_write_load_restores_into_a_new_three_node_cluster()
     assert!(log.contains("wrote this node's addresses into the membership"), "{log}");
 }
 
-/// What `vaultd` needs to reach `s3`, besides the SoftHSM token's variables.
-fn s3_env(s3: &S3Server, hsm: &SoftHsm) -> Vec<(String, String)> {
-    hsm.env.iter().map(|(k, v)| (k.clone(), v.clone())).chain(s3.env()).collect()
-}
-
 #[test]
 fn backups_go_to_an_s3_bucket_and_restore_from_it() {
     let Some(s3) = S3Server::start("backup to S3", "strongroom-backups") else { return };
@@ -349,7 +356,7 @@ fn backups_go_to_an_s3_bucket_and_restore_from_it() {
     let client = source.vault.client();
     let alice = client.create_user(json!({"login": "alice", "email": "alice@example.com"}));
     let bob = client.create_user(json!({"login": "bob"}));
-    let env = s3_env(&s3, &source.hsm);
+    let env = [hsm_env(&source.hsm), s3.env()].concat();
     let bucket = "s3://strongroom-backups/shop/customers";
     let vault_args = ["--vault", source.vault.url.as_str(), "--token-file", source.token_file.to_str().unwrap()];
     let first = ok(run_in(env.clone(), &[&["backup"][..], &vault_args, &["--to", bucket]].concat()));

@@ -4,12 +4,14 @@
 //! test that keeps `crds/` current cannot forget one.
 
 pub mod piivault;
+pub mod piivault_backup;
 pub mod retention_policy;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 pub use piivault::{PiiVault, PiiVaultSpec, PiiVaultStatus};
+pub use piivault_backup::{PiiVaultBackup, PiiVaultBackupSpec, PiiVaultBackupStatus};
 pub use retention_policy::{RetentionPolicy, RetentionPolicySpec, RetentionPolicyStatus};
 
 /// The folders, relative to the workspace root, that hold the generated CRD YAML: the
@@ -18,7 +20,7 @@ pub const OUTPUT_DIRS: [&str; 2] = ["crds", "charts/strongroom-operator/crds"];
 
 /// Every CRD of the operator, each with the file name it is written to.
 pub fn all() -> Vec<(String, CustomResourceDefinition)> {
-    [PiiVault::crd(), RetentionPolicy::crd()]
+    [PiiVault::crd(), RetentionPolicy::crd(), PiiVaultBackup::crd()]
         .into_iter()
         .map(|crd| (format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default()), crd))
         .collect()

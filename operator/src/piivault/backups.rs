@@ -16,9 +16,10 @@ use tracing::info;
 
 use super::builders;
 use super::names::VaultNames;
-use super::reconciler::{apply_object, publish, Context};
+use super::reconciler::Context;
 use super::secret_material::{operator_token_data, token_of};
 use super::status::{Explanation, BACKUPS_HEALTHY};
+use crate::controller_kit::{apply_object, publish};
 use crate::crd::PiiVault;
 use crate::retention::{reconciler::last_job_failed, schedule};
 use crate::vaultd_client::{RootToken, VaultAdmin};
@@ -99,7 +100,7 @@ async fn announce<V>(ctx: &Context<V>, vault: &PiiVault, seen: &Backups) {
     for (reason, what, now, then) in successes {
         if let Some(started) = now.as_ref().filter(|_| now != then) {
             let note = format!("the scheduled {what} started at {} succeeded", started.0);
-            publish(ctx, vault, EventType::Normal, reason, "Backup", note).await;
+            publish(&ctx.recorder, vault, EventType::Normal, reason, "Backup", note).await;
         }
     }
     let reported = status
@@ -108,7 +109,7 @@ async fn announce<V>(ctx: &Context<V>, vault: &PiiVault, seen: &Backups) {
         .map(|condition| condition.reason.as_str());
     for failed in [&seen.failed, &seen.drill_failed].into_iter().flatten() {
         if reported != Some(failed.reason) {
-            publish(ctx, vault, EventType::Warning, failed.reason, "Backup", failed.message.clone()).await;
+            publish(&ctx.recorder, vault, EventType::Warning, failed.reason, "Backup", failed.message.clone()).await;
         }
     }
 }

@@ -35,14 +35,12 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use kube::{Client, ResourceExt};
 use strongroom_admin_api::cluster::{ClusterStatus, NodeState};
 use strongroom_admin_api::tokens::CreateToken;
 use tracing::{debug, info, warn};
@@ -60,8 +58,8 @@ use super::secret_material::{
     OPERATOR_TOKEN_NAME, OPERATOR_TOKEN_SCOPES,
 };
 use super::status::{self, Explanation, Outcome};
-use crate::controller_kit::{api, key, Control};
-use crate::crd::{PiiVault, PiiVaultStatus};
+use crate::controller_kit::{api, apply_object, key, publish, write_status, Control};
+use crate::crd::PiiVault;
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
 use crate::vaultd_client::{RootToken, StatusBody, VaultAdmin, VaultError};
@@ -290,14 +288,15 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         return Err(Error::NotLeader);
     }
     if let Some(error) = &failure {
-        publish(ctx, vault, EventType::Warning, error.condition_reason(), "Reconcile", error.to_string()).await;
+        publish(&ctx.recorder, vault, EventType::Warning, error.condition_reason(), "Reconcile", error.to_string())
+            .await;
     }
     if let Some(error) = &seen.cluster_error {
-        publish(ctx, vault, EventType::Warning, "VaultUnreachable", "Observe", error.to_string()).await;
+        publish(&ctx.recorder, vault, EventType::Warning, "VaultUnreachable", "Observe", error.to_string()).await;
     }
     if vault.spec.hsm.softhsm.is_some() && !status::warns_of_insecure_key_storage(vault.status.as_ref()) {
         let note = status::softhsm_warning(&names);
-        publish(ctx, vault, EventType::Warning, status::SOFTHSM_DEVELOPMENT_MODE, "Reconcile", note).await;
+        publish(&ctx.recorder, vault, EventType::Warning, status::SOFTHSM_DEVELOPMENT_MODE, "Reconcile", note).await;
     }
 
     let outcome = Outcome {
@@ -315,7 +314,7 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         backups: backups.as_ref(),
     };
     ctx.control.ensure_leader()?;
-    write_status(ctx, vault, status::compute(vault, &outcome, Timestamp::now())).await?;
+    write_status(&ctx.client, vault, &status::compute(vault, &outcome, Timestamp::now())).await?;
 
     match (failure, step_error, seen.cluster_error) {
         (Some(error), _, _) => Err(error),
@@ -367,7 +366,7 @@ async fn create_operator_token<V: VaultAdmin>(
     let note =
         format!("created the operator's vault token {} ({}) in Secret {name}", created.id, request.scopes.join(", "));
     info!(vault = %key(vault), "{note}");
-    publish(ctx, vault, EventType::Normal, "OperatorTokenCreated", "CreateToken", note).await;
+    publish(&ctx.recorder, vault, EventType::Normal, "OperatorTokenCreated", "CreateToken", note).await;
     Ok(created.secret)
 }
 
@@ -505,7 +504,7 @@ async fn api_ca<V>(
         apply_object(secrets, &secret).await?;
         let note = format!("issued the API certificate in Secret {secret_name}, valid until {not_after}");
         info!(vault = %key(vault), "{note}");
-        publish(ctx, vault, EventType::Normal, "CertificateIssued", "IssueCertificate", note).await;
+        publish(&ctx.recorder, vault, EventType::Normal, "CertificateIssued", "IssueCertificate", note).await;
     }
     Ok(Some(ca_pem))
 }
@@ -641,18 +640,6 @@ async fn apply_children<V>(ctx: &Context<V>, namespace: &str, children: &Childre
     Ok(())
 }
 
-/// Server-side apply with the operator's field manager, taking over conflicting fields
-/// (that is how drift is corrected).
-pub(super) async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().ok_or(Error::MissingField("child metadata.name"))?;
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await
-        .map_err(|error| Error::apply(&K::kind(&()), &name, &error))
-}
-
 /// Carries out a membership step through the vault's admin API and records an Event.
 /// Fails with [`Error::NotLeader`], calling nothing, unless this replica may act right now.
 async fn take_step<V: VaultAdmin>(
@@ -707,7 +694,7 @@ async fn take_step<V: VaultAdmin>(
     };
     info!(vault = %key(vault), reason, "{note}");
     ctx.metrics.membership_change(CONTROLLER, reason);
-    publish(ctx, vault, EventType::Normal, reason, "ChangeMembership", note).await;
+    publish(&ctx.recorder, vault, EventType::Normal, reason, "ChangeMembership", note).await;
     Ok(())
 }
 
@@ -719,36 +706,9 @@ async fn record_failure<V, T>(
     result: Result<T, VaultError>,
 ) -> Result<T, VaultError> {
     if let Err(error) = &result {
-        publish(ctx, vault, EventType::Warning, "MembershipChangeFailed", action, error.to_string()).await;
+        publish(&ctx.recorder, vault, EventType::Warning, "MembershipChangeFailed", action, error.to_string()).await;
     }
     result
-}
-
-/// Events are best effort: a failure to record one is logged, not fatal.
-pub(super) async fn publish<V>(
-    ctx: &Context<V>,
-    vault: &PiiVault,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event =
-        Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
-    if let Err(error) = ctx.recorder.publish(&event, &vault.object_ref(&())).await {
-        warn!(vault = %key(vault), %error, "cannot publish event");
-    }
-}
-
-async fn write_status<V>(ctx: &Context<V>, vault: &PiiVault, status: PiiVaultStatus) -> Result<(), Error> {
-    let vaults: Api<PiiVault> = Api::namespaced(ctx.client.clone(), &vault.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "strongroom.dev/v1alpha1",
-        "kind": "PiiVault",
-        "status": status,
-    });
-    vaults.patch_status(&vault.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
 }
 
 /// Deletion: owner references remove the children. In SoftHSM mode the generated KEK goes
@@ -763,7 +723,7 @@ async fn cleanup<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Ac
         ctx.control.ensure_leader()?;
         claims.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&selector)).await?;
         let note = "deleted the data volumes: their KEK was generated for this vault and is gone with it".to_string();
-        publish(ctx, vault, EventType::Normal, "VolumesDeleted", "Cleanup", note).await;
+        publish(&ctx.recorder, vault, EventType::Normal, "VolumesDeleted", "Cleanup", note).await;
     }
     Ok(Action::await_change())
 }

@@ -13,7 +13,8 @@ use tracing::info;
 use super::builders;
 use super::membership::Restore;
 use super::names::VaultNames;
-use super::reconciler::{apply_object, publish, Context};
+use super::reconciler::Context;
+use crate::controller_kit::{apply_object, publish};
 use crate::crd::PiiVault;
 use crate::Error;
 
@@ -32,7 +33,7 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Re
         let backup = from.backup_id.as_deref().unwrap_or("the newest backup");
         let note = format!("restoring {backup} of {} into {} (Job {name})", from.source, names.data_claim(0));
         info!(vault = %crate::controller_kit::key(vault), "{note}");
-        publish(ctx, vault, EventType::Normal, "RestoreStarted", "Restore", note).await;
+        publish(&ctx.recorder, vault, EventType::Normal, "RestoreStarted", "Restore", note).await;
         return Ok(Some(Restore::Running { job: name }));
     };
     // A Job's pod template cannot change: the Job is left as it was made.
@@ -41,7 +42,7 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Re
     };
     if condition("Complete").is_some() {
         let note = format!("pod 0's volume was restored (the Job {name}'s log has the report); making the StatefulSet");
-        publish(ctx, vault, EventType::Normal, "Restored", "Restore", note).await;
+        publish(&ctx.recorder, vault, EventType::Normal, "Restored", "Restore", note).await;
         return Ok(None);
     }
     if let Some(failed) = condition("Failed") {

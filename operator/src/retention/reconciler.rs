@@ -39,14 +39,12 @@ use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use kube::{Client, ResourceExt};
 use strongroom_admin_api::tokens::CreateToken;
 use tracing::{debug, info, warn};
 
@@ -54,9 +52,9 @@ use super::builders;
 use super::names::{PolicyNames, TOKEN_ID_ANNOTATION, TOKEN_KEY, VAULT_UID_ANNOTATION};
 use super::schedule;
 use super::status::{self, Outcome, Runs};
-use crate::controller_kit::{api, key, Control};
+use crate::controller_kit::{api, apply_object, key, publish, write_status, Control};
 use crate::crd::retention_policy::IssuedToken;
-use crate::crd::{PiiVault, RetentionPolicy, RetentionPolicyStatus};
+use crate::crd::{PiiVault, RetentionPolicy};
 use crate::leader_election::LeaderGate;
 use crate::metrics::Metrics;
 use crate::piivault::api_tls;
@@ -193,13 +191,14 @@ async fn apply<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) ->
     }
     if let Err(error) = &result {
         outcome.failure = Some(Explanation { reason: error.condition_reason(), message: error.to_string() });
-        publish(ctx, policy, EventType::Warning, error.condition_reason(), "Reconcile", error.to_string()).await;
+        publish(&ctx.recorder, policy, EventType::Warning, error.condition_reason(), "Reconcile", error.to_string())
+            .await;
     }
     if let Some(failure) = outcome.failure.as_ref().filter(|_| result.is_ok()) {
-        publish(ctx, policy, EventType::Warning, failure.reason, "Reconcile", failure.message.clone()).await;
+        publish(&ctx.recorder, policy, EventType::Warning, failure.reason, "Reconcile", failure.message.clone()).await;
     }
     ctx.control.ensure_leader()?;
-    write_status(ctx, policy, status::compute(policy, &outcome, now)).await?;
+    write_status(&ctx.client, policy, &status::compute(policy, &outcome, now)).await?;
     match result? {
         Converged::WaitingForVault => Ok(Action::requeue(WAIT_FOR_VAULT)),
         Converged::Scheduled => Ok(Action::requeue(REFRESH)),
@@ -348,7 +347,7 @@ async fn issue_token<V: RetentionAdmin>(
     ctx.metrics.token_change(CONTROLLER, "issued");
     let note = format!("issued vault token {} (scope {RUN_SCOPE}) into Secret {}", created.id, names.token_secret());
     info!(policy = %key(policy), "{note}");
-    publish(ctx, policy, EventType::Normal, "TokenIssued", "IssueToken", note).await;
+    publish(&ctx.recorder, policy, EventType::Normal, "TokenIssued", "IssueToken", note).await;
     Ok(created)
 }
 
@@ -405,50 +404,6 @@ pub fn last_job_failed(cron_job: &CronJob) -> Option<String> {
     }
 }
 
-/// Server-side apply with the operator's field manager, taking over conflicting fields.
-async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().ok_or(Error::MissingField("child metadata.name"))?;
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await
-        .map_err(|error| Error::apply(&K::kind(&()), &name, &error))
-}
-
-/// Events are best effort: a failure to record one is logged, not fatal.
-async fn publish<V>(
-    ctx: &Context<V>,
-    policy: &RetentionPolicy,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event =
-        Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
-    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
-        warn!(policy = %key(policy), %error, "cannot publish event");
-    }
-}
-
-async fn write_status<V>(
-    ctx: &Context<V>,
-    policy: &RetentionPolicy,
-    status: RetentionPolicyStatus,
-) -> Result<(), Error> {
-    let policies: Api<RetentionPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "strongroom.dev/v1alpha1",
-        "kind": "RetentionPolicy",
-        "status": status,
-    });
-    policies
-        .patch_status(&policy.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
-}
-
 /// Deletion: revoke the token (see the module docs for when it is given up), then let
 /// owner references delete the children.
 async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) -> Result<Action, Error> {
@@ -474,7 +429,7 @@ async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) 
     let Some(vault) = vault.filter(|v| v.metadata.deletion_timestamp.is_none() && v.metadata.uid == Some(issuer_uid))
     else {
         let note = format!("token {id} is gone with the vault that issued it");
-        publish(ctx, policy, EventType::Normal, "TokenGoneWithVault", "Cleanup", note).await;
+        publish(&ctx.recorder, policy, EventType::Normal, "TokenGoneWithVault", "Cleanup", note).await;
         return Ok(Action::await_change());
     };
     let revoked = async {
@@ -490,7 +445,7 @@ async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) 
             ctx.metrics.token_change(CONTROLLER, "revoked");
             let note = format!("revoked vault token {id}");
             info!(policy = %key(policy), "{note}");
-            publish(ctx, policy, EventType::Normal, "TokenRevoked", "Cleanup", note).await;
+            publish(&ctx.recorder, policy, EventType::Normal, "TokenRevoked", "Cleanup", note).await;
             Ok(Action::await_change())
         }
         Err(Error::NotLeader) => Err(Error::NotLeader),
@@ -501,7 +456,7 @@ async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) 
                 REVOKE_GRACE.as_secs() / 60
             );
             warn!(policy = %key(policy), "{note}");
-            publish(ctx, policy, EventType::Warning, "TokenNotRevoked", "Cleanup", note).await;
+            publish(&ctx.recorder, policy, EventType::Warning, "TokenNotRevoked", "Cleanup", note).await;
             Ok(Action::await_change())
         }
         Err(error) => Err(error),

@@ -11,7 +11,8 @@ mod verify;
 
 pub use destination::Destination;
 pub use restore::{restore, RestoreOptions, RestoreReport};
-pub use take::{ship_ledger, take, TakeReport, VaultApi};
+pub use strongroom_admin_api::backup::TakeReport;
+pub use take::{ship_ledger, take, VaultApi};
 pub use verify::{verify, VerifyReport};
 
 use std::time::Duration;

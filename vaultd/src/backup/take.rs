@@ -6,9 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
-use strongroom_admin_api::backup::{ErasurePage, Manifest};
+use strongroom_admin_api::backup::{ErasurePage, Manifest, TakeReport};
 use zeroize::Zeroizing;
 
 use super::{backup_id, BackupError, Destination};
@@ -67,18 +66,6 @@ impl VaultApi {
         let response = self.get(&format!("/v1/sys/erasures?after={after}&limit={LEDGER_PAGE}")).await?;
         response.json().await.map_err(|e| BackupError::Refusal(format!("the erasure ledger answer is not one: {e}")))
     }
-}
-
-/// What `vaultd backup` prints.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TakeReport {
-    pub backup: String,
-    pub destination: String,
-    pub subjects: u64,
-    pub bytes: u64,
-    pub last_applied_index: u64,
-    pub ledger_entries_shipped: u64,
 }
 
 /// Takes a backup and stores it under its id; the manifest goes last, so a backup cut

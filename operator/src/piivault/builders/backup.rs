@@ -6,8 +6,10 @@
 //!
 //! The first two run the vault's own image as the vault's user, with the backup token
 //! (scope `backup:read`) and the API's CA mounted, and the credentials Secret's keys as
-//! their environment; they reach the vault through its client Service over HTTPS. A drill
-//! never calls the vault: it needs the HSM and the credentials only.
+//! their environment; they reach the vault through its client Service over HTTPS. The
+//! backup container and its pod also make a `PiiVaultBackup`'s Job
+//! (`crate::piivault_backup::job`). A drill never calls the vault: it needs the HSM and the
+//! credentials only.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
@@ -33,6 +35,11 @@ pub const TOKEN_KEY: &str = "token";
 pub const CA_DIR: &str = "/etc/strongroom/vault-ca";
 /// Where a restore drill's scratch volume is mounted.
 const DRILL_DIR: &str = "/var/lib/strongroom-drill";
+/// The name of the `vaultd backup` container.
+pub const TAKE_CONTAINER: &str = "backup";
+/// Where that container writes its report (`--summary-file`): the file Kubernetes keeps as
+/// the container's termination message, which a `PiiVaultBackup` reads back.
+pub const SUMMARY_FILE: &str = "/dev/termination-log";
 /// How often the ledger shipper ships.
 pub const SHIP_EVERY: &str = "30s";
 /// A scheduled backup that has not started this long after its time is skipped.
@@ -47,7 +54,7 @@ pub fn backup_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error> {
     let Some(backup) = &vault.spec.backup else { return Ok(None) };
     let Some(schedule) = &backup.schedule else { return Ok(None) };
     let names = VaultNames::of(vault);
-    let take = container(vault, "backup", [vec!["backup".to_string()], vault_args(vault), to(backup)].concat());
+    let take = take_container(vault, backup);
     let mut prune_args = vec![
         "backup".to_string(),
         "prune".into(),
@@ -140,6 +147,17 @@ pub fn ledger_shipper(vault: &PiiVault) -> Result<Option<Deployment>, Error> {
     }))
 }
 
+/// The `vaultd backup` container of the scheduled backups and of a `PiiVaultBackup`'s Job.
+/// Its report becomes its termination message (the end of its log when it fails).
+pub(crate) fn take_container(vault: &PiiVault, backup: &BackupSpec) -> Container {
+    let summary = vec!["--summary-file".to_string(), SUMMARY_FILE.into()];
+    let args = [vec!["backup".to_string()], vault_args(vault), to(backup), summary].concat();
+    Container {
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..container(vault, TAKE_CONTAINER, args)
+    }
+}
+
 /// `--vault`, `--token-file` and (with TLS) `--ca-file`.
 fn vault_args(vault: &PiiVault) -> Vec<String> {
     let mut args = vec![
@@ -191,7 +209,7 @@ fn container(vault: &PiiVault, name: &str, args: Vec<String>) -> Container {
 
 /// The pod around `main`: the token and CA volumes, the vault's user, no service account
 /// token.
-fn pod(vault: &PiiVault, main: Container) -> PodSpec {
+pub(crate) fn pod(vault: &PiiVault, main: Container) -> PodSpec {
     let names = VaultNames::of(vault);
     let secret = |secret: String, key: &str| SecretVolumeSource {
         secret_name: Some(secret),
@@ -265,9 +283,12 @@ mod tests {
                 "--ca-file",
                 "/etc/strongroom/vault-ca/ca.crt",
                 "--to",
-                "s3://backups/pii/vault"
+                "s3://backups/pii/vault",
+                "--summary-file",
+                "/dev/termination-log"
             ]
         );
+        assert_eq!(take.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
         let prune = &pod.containers[0];
         assert_eq!(
             prune.args.as_ref().unwrap(),

@@ -4,7 +4,7 @@
 //! applies what they return with server-side apply, so whatever a builder leaves out is not
 //! managed by the operator, and whatever it sets is restored on the next reconcile.
 
-mod backup;
+pub(crate) mod backup;
 mod config_map;
 mod disruption_budget;
 mod layout;

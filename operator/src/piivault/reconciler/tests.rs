@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::crd::piivault::SecretKeyRef;
+use crate::crd::PiiVaultStatus;
 use crate::crd::piivault::{BootstrapSpec, FromBackupSpec, MemberRole, MemberStatus, Phase, RestoreDrillSpec};
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;

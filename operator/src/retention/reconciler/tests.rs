@@ -10,6 +10,7 @@ use k8s_openapi::ByteString;
 use serde_json::Value;
 
 use super::*;
+use crate::crd::RetentionPolicyStatus;
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest};
 use crate::piivault::builders::generated_secret;
 use crate::retention::test_harness::{test_context, Call, ScriptedVault, OPERATOR_TOKEN, ROOT_TOKEN};
