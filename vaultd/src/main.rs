@@ -308,6 +308,8 @@ fn serve(given: ServeSettings, runtime: &tokio::runtime::Runtime) -> anyhow::Res
         let vault = Vault::open(&data_dir, kek, root_token, vault_settings, cluster)
             .await
             .with_context(|| format!("cannot open vault in {}", data_dir.display()))?;
+        vaultd::backup::forget_finished_restore(&data_dir)
+            .with_context(|| format!("cannot remove the restore report in {}", data_dir.display()))?;
         let options = server::ServerOptions { tls: api_tls, ..settings.behaviour.server_options() };
         server::serve(vault, api_listener, peer_listener, options).await?;
         anyhow::Ok(())

@@ -257,16 +257,26 @@ fn a_restore_run_again_after_an_interruption_or_a_success_ends_with_one_whole_va
         .filter(|name| name != "lost+found" && name != ".restoring")
         .collect();
     assert!(vault_entries.len() > 2, "{vault_entries:?}");
-    for name in vault_entries.iter().filter(|name| *name == "restore-report.json").chain(vault_entries.iter().take(1)) {
+    let one_part = vault_entries.iter().find(|name| *name != "restore-report.json").unwrap();
+    for name in ["restore-report.json".as_ref(), one_part.as_os_str()] {
         std::fs::rename(target.join(name), staged.join(name)).unwrap();
     }
     // Run again: the move is finished, and the same report comes back (a retried Job).
     assert_eq!(ok(restore(&source.hsm, &source.backups, &target, &[])), report);
     assert_eq!(ok(restore(&source.hsm, &source.backups, &target, &["--backup", &id])), report);
     refused(restore(&source.hsm, &source.backups, &target, &["--backup", "20200101T000000Z-0"]), "already holds");
+    // The same backup, copied elsewhere, is another source.
+    let copy = source.backups.with_file_name("copied-backups");
+    std::fs::create_dir_all(copy.join("backups")).unwrap();
+    std::fs::rename(source.backups.join("backups"), copy.join("backups")).unwrap();
+    refused(restore(&source.hsm, &copy, &target, &[]), "already holds");
 
+    // Once served, the directory is the vault's own: a restore over it is refused.
     let restored = Vault::hsm(&source.hsm, &target, &[]);
     assert_eq!(profile(&restored.client(), &alice)["email"], "alice@example.com");
+    assert!(!target.join("restore-report.json").exists());
+    drop(restored);
+    refused(restore(&source.hsm, &copy, &target, &[]), "is not empty");
 }
 
 #[test]

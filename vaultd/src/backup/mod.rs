@@ -10,7 +10,7 @@ mod take;
 mod verify;
 
 pub use destination::Destination;
-pub use restore::{restore, RestoreOptions, RestoreReport};
+pub use restore::{forget_finished_restore, restore, RestoreOptions, RestoreReport};
 pub use strongroom_admin_api::backup::TakeReport;
 pub use take::{ship_ledger, take, VaultApi};
 pub use verify::{verify, VerifyReport};

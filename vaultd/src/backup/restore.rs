@@ -8,7 +8,8 @@
 //! `vaultd serve` on the directory then runs it; it grows through the learner path.
 //!
 //! Run again (a retried Job), a restore that was stopped starts afresh, one stopped while
-//! moving into place finishes the move, and a finished one answers with its report.
+//! moving into place finishes the move, and a finished one of the same backup answers with
+//! its report — until `vaultd serve` has opened the directory, which removes the report.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -31,6 +32,8 @@ const STAGING_DIR: &str = ".restoring";
 /// The report of a finished restore, kept in the data directory: a restore run again on
 /// it (a retried Job) answers with it instead of failing.
 const REPORT_FILE: &str = "restore-report.json";
+/// Where the backup is fetched to, inside the data directory.
+const WORK_DIR: &str = ".restore-work";
 /// What mkfs leaves on a new volume's root: not data.
 const LOST_AND_FOUND: &str = "lost+found";
 
@@ -71,20 +74,26 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
         move_into_place(data_dir).map_err(|e| invalid("cannot move the restored vault into", e))?;
     }
     if let Some(report) = finished_restore(data_dir).map_err(|e| invalid("cannot read the restore report in", e))? {
-        if options.backup.as_ref().is_some_and(|wanted| *wanted != report.backup) {
+        // Only the same restore, not served yet (serve removes the report), is answered.
+        let same_source = report.restored_from == format!("{}/{}", source.name, report.backup);
+        if !same_source || options.backup.as_ref().is_some_and(|wanted| *wanted != report.backup) {
             return Err(BackupError::Invalid(format!(
-                "{} already holds a restore of backup {}, not {}",
+                "{} already holds a restore of {}, not of {}/{}",
                 data_dir.display(),
-                report.backup,
-                options.backup.as_deref().unwrap_or_default()
+                report.restored_from,
+                source.name,
+                options.backup.as_deref().unwrap_or("(the newest backup)")
             )));
         }
         tracing::info!(backup = %report.backup, "the data directory already holds this restore");
         return Ok(report);
     }
-    if staging.exists() {
-        // An earlier restore stopped before it finished: start again.
-        std::fs::remove_dir_all(&staging).map_err(|e| invalid("cannot remove an unfinished restore from", e))?;
+    // What an earlier restore that stopped before it finished left: start again.
+    let work_dir = data_dir.join(WORK_DIR);
+    for leftover in [&staging, &work_dir] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(|e| invalid("cannot remove an unfinished restore from", e))?;
+        }
     }
     if holds_data(data_dir).map_err(|e| invalid("cannot read", e))? {
         return Err(BackupError::Invalid(format!(
@@ -92,8 +101,10 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
             data_dir.display()
         )));
     }
-    let work = tempfile::tempdir().map_err(|e| BackupError::Invalid(format!("cannot make a work directory: {e}")))?;
-    let checked = fetch_and_check(source, options.backup.as_deref(), work.path()).await?;
+    // The backup is fetched onto the data directory's volume, not into /tmp (a pod's /tmp
+    // may be small), and removed once its state is loaded.
+    std::fs::create_dir_all(&work_dir).map_err(|e| invalid("cannot make a work directory in", e))?;
+    let checked = fetch_and_check(source, options.backup.as_deref(), &work_dir).await?;
     checked.unwrap_keys(&kek).await?;
     let ledger = source.ledger_from(&checked.manifest.cluster_id, checked.manifest.ledger_next).await?;
 
@@ -101,6 +112,7 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
     let cluster_id = Uuid::new_v4();
     write_data_dir(&staging, &checked.state, &checked.audit, cluster_id)
         .map_err(|e| BackupError::Invalid(format!("cannot write {}: {e}", staging.display())))?;
+    std::fs::remove_dir_all(&work_dir).map_err(|e| invalid("cannot remove the work directory from", e))?;
     let settings = VaultSettings::default();
     let throwaway_root = Zeroizing::new(crate::audit::hex(&crate::crypto::random_bytes::<32>()));
     let vault = Vault::open(&staging, kek, throwaway_root, settings, ClusterOptions::default())
@@ -135,6 +147,20 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
     write_report(&staging, &report).map_err(|e| invalid("cannot write the restore report in", e))?;
     move_into_place(data_dir).map_err(|e| invalid("cannot move the restored vault into", e))?;
     Ok(report)
+}
+
+/// Called when `vaultd serve` has opened `data_dir`: a restore's report goes (so that a
+/// restore run again on a directory that was served since is refused, not answered with
+/// it), and so does an empty staging directory a stopped move left.
+pub fn forget_finished_restore(data_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(data_dir.join(REPORT_FILE)) {
+        Ok(()) => tracing::info!("first start after a restore: its report is removed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Best effort: only an empty one goes.
+    let _ = std::fs::remove_dir(data_dir.join(STAGING_DIR));
+    Ok(())
 }
 
 /// Whether `dir` holds anything but what a new volume's root has (`lost+found`).
