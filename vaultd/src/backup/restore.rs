@@ -102,11 +102,26 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
         )));
     }
     // The backup is fetched onto the data directory's volume, not into /tmp (a pod's /tmp
-    // may be small), and removed once its state is loaded.
+    // may be small), and removed once its state is loaded — or at once if it is refused,
+    // so that a refusal leaves nothing behind.
+    let made_data_dir = !data_dir.exists();
     std::fs::create_dir_all(&work_dir).map_err(|e| invalid("cannot make a work directory in", e))?;
-    let checked = fetch_and_check(source, options.backup.as_deref(), &work_dir).await?;
-    checked.unwrap_keys(&kek).await?;
-    let ledger = source.ledger_from(&checked.manifest.cluster_id, checked.manifest.ledger_next).await?;
+    let fetched = async {
+        let checked = fetch_and_check(source, options.backup.as_deref(), &work_dir).await?;
+        checked.unwrap_keys(&kek).await?;
+        let ledger = source.ledger_from(&checked.manifest.cluster_id, checked.manifest.ledger_next).await?;
+        Ok::<_, BackupError>((checked, ledger))
+    };
+    let (checked, ledger) = match fetched.await {
+        Ok(fetched) => fetched,
+        Err(refusal) => {
+            let _ = std::fs::remove_dir_all(&work_dir);
+            if made_data_dir {
+                let _ = std::fs::remove_dir(data_dir);
+            }
+            return Err(refusal);
+        }
+    };
 
     // From here on the staging directory is written; the data directory only at the end.
     let cluster_id = Uuid::new_v4();
