@@ -124,13 +124,21 @@ async fn cel_rules_refuse_bad_piivaults() {
     refused(&vaults, &with(good.clone(), "/spec/bootstrap", restore), "fromBackup.source must be s3://bucket/prefix")
         .await;
 
-    // Storage and the bootstrap are fixed once created.
+    // In SoftHSM mode the restore needs the source's KEK.
     let restore = json!({"fromBackup": {"source": "s3://backups/pii/old", "credentialsSecret": "backup-s3"}});
+    refused(&vaults, &with(good.clone(), "/spec/bootstrap", restore.clone()), "softhsmSecret names the source").await;
+
+    // Storage and the bootstrap are fixed once created.
+    let mut restore = restore;
+    restore["fromBackup"]["softhsmSecret"] = json!("old-softhsm");
     let good = with(with(good, "/spec/backup", backup), "/spec/bootstrap", restore);
     create(&vaults, &good).await.expect("the example, with backups and a bootstrap, is accepted");
     let params = PatchParams::default();
     let other_backup = Patch::Merge(json!({"spec": {"bootstrap": {"fromBackup": {"backupId": "20261201T020000Z-1"}}}}));
     let error = vaults.patch("vault", &params, &other_backup).await.expect_err("bootstrap changed");
+    assert!(error.to_string().contains("bootstrap is fixed at creation"), "{error}");
+    let removed = Patch::Merge(json!({"spec": {"bootstrap": null}}));
+    let error = vaults.patch("vault", &params, &removed).await.expect_err("bootstrap removed");
     assert!(error.to_string().contains("bootstrap is fixed at creation"), "{error}");
     let resize = Patch::Merge(json!({"spec": {"storage": {"size": "20Gi"}}}));
     let error = vaults.patch("vault", &params, &resize).await.expect_err("storage.size changed");

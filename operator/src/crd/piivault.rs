@@ -45,6 +45,15 @@ pub const SOFTHSM_MODULE_PATH: &str = "/usr/lib/softhsm/libsofthsm2.so";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap)").message("bootstrap is fixed at creation"),
+    validation = Rule::new(
+        "!has(self.bootstrap) || has(self.hsm.softhsm) == has(self.bootstrap.fromBackup.softhsmSecret)"
+    ).message(
+        "bootstrap.fromBackup.softhsmSecret names the source vault's SoftHSM Secret (its KEK wrapped the backup): \
+         it is needed with hsm.softhsm, and only there"
+    )
+)]
 pub struct PiiVaultSpec {
     /// Number of vaultd nodes (Raft voters): 1, 3 or 5.
     #[serde(default = "default_replicas")]
@@ -516,5 +525,32 @@ mod tests {
         bigger.spec.storage.size = Quantity("20Gi".into());
         let error = validate_cel_update(&bigger, &old).expect_err("rejected");
         assert!(format!("{error:?}").contains("storage.size is immutable"), "{error:?}");
+    }
+
+    fn from_backup(softhsm_secret: Option<&str>) -> BootstrapSpec {
+        BootstrapSpec {
+            from_backup: FromBackupSpec {
+                source: "s3://backups/pii/old".into(),
+                credentials_secret: "backup-s3".into(),
+                backup_id: None,
+                softhsm_secret: softhsm_secret.map(String::from),
+            },
+        }
+    }
+
+    #[test]
+    fn the_bootstrap_is_fixed_at_creation_and_softhsm_needs_the_sources_kek() {
+        let mut restored = softhsm_vault(3);
+        restored.spec.bootstrap = Some(from_backup(Some("old-softhsm")));
+        assert!(validate_cel(&restored).is_ok());
+        let plain = softhsm_vault(3);
+        for (new, old) in [(&plain, &restored), (&restored, &plain)] {
+            let error = validate_cel_update(new, old).expect_err("rejected");
+            assert!(format!("{error:?}").contains("bootstrap is fixed at creation"), "{error:?}");
+        }
+        let mut without_kek = softhsm_vault(3);
+        without_kek.spec.bootstrap = Some(from_backup(None));
+        let error = validate_cel(&without_kek).expect_err("rejected");
+        assert!(format!("{error:?}").contains("softhsmSecret names the source"), "{error:?}");
     }
 }

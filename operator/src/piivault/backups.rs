@@ -107,7 +107,8 @@ async fn announce<V>(ctx: &Context<V>, vault: &PiiVault, seen: &Backups) {
         .and_then(|status| status.conditions.iter().find(|c| c.type_ == BACKUPS_HEALTHY))
         .filter(|condition| condition.status == "False")
         .map(|condition| condition.reason.as_str());
-    for failed in [&seen.failed, &seen.drill_failed].into_iter().flatten() {
+    // The failure the condition will carry (a backup's before a drill's), once.
+    if let Some(failed) = seen.failed.as_ref().or(seen.drill_failed.as_ref()) {
         if reported != Some(failed.reason) {
             publish(&ctx.recorder, vault, EventType::Warning, failed.reason, "Backup", failed.message.clone()).await;
         }

@@ -5,7 +5,8 @@
 //! 0. Pod 0's volume is being restored from a backup: wait (the StatefulSet follows).
 //! 1. No cluster yet: bootstrap pod 0 once every pod that answers is uninitialised — unless
 //!    the vault had members before (then all data would be lost silently; a human decides).
-//!    A restored pod 0 answers as a cluster of one: it is never bootstrapped.
+//!    A restored pod 0 answers as a cluster of one; pod 0 of a vault made from a backup is
+//!    never bootstrapped.
 //! 2. No leader: wait.
 //! 3. Removals need every *other* member healthy, so a removal never costs the quorum:
 //!    a wiped pod's old member (its pod answers `uninitialized` at the member's address),
@@ -57,6 +58,8 @@ pub struct Observation {
     /// Pod 0's volume is being restored from a backup (`spec.bootstrap.fromBackup`), before
     /// the StatefulSet exists; `None` once restored, or with nothing to restore.
     pub restore: Option<Restore>,
+    /// The vault is made from a backup: pod 0 is never bootstrapped empty.
+    pub from_backup: bool,
 }
 
 /// A restore that has not finished.
@@ -106,6 +109,9 @@ pub enum Wait {
     Restoring { job: String },
     /// The restore failed: no StatefulSet is made from a volume that was not restored.
     RestoreFailed { job: String, message: String },
+    /// Pod 0 of a vault made from a backup answers uninitialised: its volume does not hold
+    /// the restore, and an empty vault is not started in its place.
+    NotRestored { pod: String },
 }
 
 impl Wait {
@@ -321,6 +327,9 @@ fn without_cluster(observation: &Observation) -> Step {
         return Step::Wait(if all_wiped { Wait::ClusterLost } else { Wait::VaultUnreachable });
     }
     match pods.get(&0) {
+        Some(PodState::Answered { .. }) if observation.from_backup => {
+            Step::Wait(Wait::NotRestored { pod: observation.names.pod(0) })
+        }
         Some(PodState::Answered { .. }) => {
             Step::Bootstrap { pod: observation.names.pod(0), api_address: observation.names.api_address(0) }
         }
@@ -391,6 +400,7 @@ mod tests {
             had_members: cluster.is_some(),
             cluster,
             restore: None,
+            from_backup: false,
         }
     }
 
@@ -457,6 +467,12 @@ mod tests {
         observation.stateful_set_replicas = Some(3);
         observation.pods = BTreeMap::from([(0, answered(NodeState::Leader, Some(7))), (1, uninitialized())]);
         assert_eq!(next_step(&observation), Step::Wait(Wait::VaultUnreachable));
+        // Pod 0 of a vault made from a backup answering uninitialised is not bootstrapped.
+        observation.from_backup = true;
+        observation.pods = BTreeMap::from([(0, uninitialized()), (1, uninitialized())]);
+        let step = next_step(&observation);
+        assert_eq!(step, Step::Wait(Wait::NotRestored { pod: "vault-0".into() }));
+        assert!(matches!(&step, Step::Wait(wait) if wait.is_problem()));
     }
 
     #[test]

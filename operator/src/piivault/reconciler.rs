@@ -263,6 +263,7 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         cluster: seen.cluster.clone(),
         had_members,
         restore,
+        from_backup: vault.spec.bootstrap.is_some(),
     };
     let step = membership::next_step(&observation);
     debug!(vault = %key(vault), ?step, "membership step");

@@ -5,12 +5,12 @@
 //! and never had members, so a restore never runs over a vault's own data.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
 use tracing::info;
 
-use super::builders;
+use super::builders::{self, RESTORE_OF};
 use super::membership::Restore;
 use super::names::VaultNames;
 use super::reconciler::Context;
@@ -27,7 +27,13 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Re
     let name = names.restore_job();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), names.namespace());
     let Some(existing) = jobs.get_opt(&name).await? else {
-        ensure_claim(ctx, vault, &names).await?;
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
+        if secrets.get_opt(&from.credentials_secret).await?.is_none() {
+            return Err(Error::SecretMissing { secret: from.credentials_secret.clone() });
+        }
+        if let Err(message) = ensure_claim(ctx, vault, &names).await? {
+            return Ok(Some(Restore::Failed { job: name, message }));
+        }
         ctx.control.ensure_leader()?;
         apply_object(&jobs, &job).await?;
         let backup = from.backup_id.as_deref().unwrap_or("the newest backup");
@@ -52,16 +58,28 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Re
     Ok(Some(Restore::Running { job: name }))
 }
 
-/// Creates pod 0's claim unless it exists (a claim's spec cannot change).
-async fn ensure_claim<V>(ctx: &Context<V>, vault: &PiiVault, names: &VaultNames) -> Result<(), Error> {
+/// Creates pod 0's claim, marked as this vault's restore; `Ok(Err(why))` when a claim of
+/// that name exists without the mark (a volume of an earlier vault of the same name: a
+/// restore never writes into a volume it did not make).
+async fn ensure_claim<V>(ctx: &Context<V>, vault: &PiiVault, names: &VaultNames) -> Result<Result<(), String>, Error> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), names.namespace());
-    if claims.get_opt(&names.data_claim(0)).await?.is_some() {
-        return Ok(());
+    let claim = builders::restore_claim(vault);
+    let name = names.data_claim(0);
+    if let Some(existing) = claims.get_opt(&name).await? {
+        let mark = |claim: &PersistentVolumeClaim| claim.metadata.annotations.as_ref()?.get(RESTORE_OF).cloned();
+        return Ok(match mark(&existing).is_some_and(|uid| Some(uid) == mark(&claim)) {
+            true => Ok(()),
+            false => Err(format!(
+                "the volume {name} exists and was not made for this restore (a volume of an earlier vault of this \
+                 name?); the restore writes only into a volume it makes: delete {name} once nothing in it is \
+                 needed, or restore into a vault of another name"
+            )),
+        });
     }
     ctx.control.ensure_leader()?;
-    match claims.create(&PostParams::default(), &builders::restore_claim(vault)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+    match claims.create(&PostParams::default(), &claim).await {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(Ok(())),
         Err(error) => Err(error.into()),
     }
 }

@@ -149,6 +149,13 @@ pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
                      (kubectl logs job/{job}). Fix the cause, then delete the Job to try again"
                 ),
             ),
+            Wait::NotRestored { pod } => Explanation::new(
+                "NotRestored",
+                format!(
+                    "{pod} answers uninitialised although this vault is made from a backup: its volume does not \
+                     hold the restore (was it replaced?); the operator does not start an empty vault in its place"
+                ),
+            ),
             Wait::StalePod { pod, node_id } => Explanation::new(
                 "StalePod",
                 format!(
@@ -343,6 +350,7 @@ mod tests {
             }),
             had_members: true,
             restore: None,
+            from_backup: false,
         }
     }
 

@@ -14,7 +14,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvFromSource, KeyToPath, PodSpec, PodTemplateSpec, SecretEnvSource,
+    Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretEnvSource,
     SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -84,7 +84,15 @@ pub fn restore_drill_cron_job(vault: &PiiVault) -> Result<Option<CronJob>, Error
         ("restore", restore_args(&backup.destination, None, &format!("{DRILL_DIR}/data"))),
         ("verify", vec!["backup".into(), "verify".into(), "--from".into(), backup.destination.clone()]),
     ];
-    let pod = restoring_pod(vault, &backup.credentials_secret, data, DRILL_DIR, steps);
+    let mut pod = restoring_pod(vault, &backup.credentials_secret, data, DRILL_DIR, steps);
+    // verify fetches the backup again: onto the scratch volume, not the pod's /tmp.
+    for container in &mut pod.containers {
+        container.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: "TMPDIR".into(),
+            value: Some(DRILL_DIR.into()),
+            value_from: None,
+        });
+    }
     let labels = helper_labels(&names, "restore-drill");
     Ok(Some(cron_job(vault, names.restore_drill_cron_job(), &drill.schedule, labels, pod)?))
 }
@@ -337,6 +345,8 @@ mod tests {
             &["restore", "--from", "s3://backups/pii/vault", "--data-dir", "/var/lib/strongroom-drill/data"]
         );
         assert_eq!(pod.containers[0].args.as_ref().unwrap(), &["backup", "verify", "--from", "s3://backups/pii/vault"]);
+        let tmp = pod.containers[0].env.as_ref().unwrap().iter().find(|e| e.name == "TMPDIR").unwrap();
+        assert_eq!(tmp.value.as_deref(), Some("/var/lib/strongroom-drill"), "verify fetches onto the scratch volume");
         let scratch =
             pod.volumes.as_ref().unwrap().iter().find_map(|v| v.empty_dir.clone().filter(|d| d.size_limit.is_some()));
         assert_eq!(

@@ -30,7 +30,7 @@ pub use backup::{backup_cron_job, ledger_shipper, restore_drill_cron_job};
 pub use config_map::config_map;
 pub use disruption_budget::disruption_budget;
 pub use network_policy::network_policy;
-pub use restore::{restore_claim, restore_job};
+pub use restore::{restore_claim, restore_job, RESTORE_OF};
 pub use secrets::generated_secret;
 pub use service_account::service_account;
 pub use services::{client_service, headless_service};

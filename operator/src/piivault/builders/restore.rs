@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::stateful_set::{data_claim_spec, hsm_access, hsm_env, vaultd_env_from, HsmAccess, DATA_VOLUME};
+use super::stateful_set::{
+    data_claim_spec, hsm_access, hsm_env, vault_affinity, vaultd_env_from, HsmAccess, DATA_VOLUME,
+};
 use super::{child_meta, layout, restricted_security_context, vaultd_pod_security_context};
 use crate::crd::PiiVault;
 use crate::piivault::names::{helper_labels, selector_labels, VaultNames};
@@ -18,15 +20,20 @@ use crate::Error;
 /// Retries of a failed restore (each starts afresh or finishes the last one's move).
 const BACKOFF_LIMIT: i32 = 3;
 
+/// The annotation on pod 0's claim that says which vault's restore made it (its UID).
+pub const RESTORE_OF: &str = "strongroom.dev/restore-of";
+
 /// Pod 0's data volume. Not owned by the vault: like the StatefulSet's own claims, it
 /// outlives a deleted vault.
 pub fn restore_claim(vault: &PiiVault) -> PersistentVolumeClaim {
     let names = VaultNames::of(vault);
+    let uid = vault.metadata.uid.clone().unwrap_or_default();
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(names.data_claim(0)),
             namespace: Some(names.namespace().to_string()),
             labels: Some(selector_labels(&names)),
+            annotations: Some([(RESTORE_OF.to_string(), uid)].into()),
             ..ObjectMeta::default()
         },
         spec: Some(data_claim_spec(vault)),
@@ -81,6 +88,7 @@ pub(super) fn restoring_pod(
         env: Some(hsm_env(vault)).filter(|env| !env.is_empty()),
         env_from: Some(env_from.clone()),
         volume_mounts: Some(mounts.clone()),
+        resources: vault.spec.resources.clone(),
         // What vaultd said last (its error) becomes the pod's message.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(restricted_security_context()),
@@ -94,8 +102,11 @@ pub(super) fn restoring_pod(
         containers: main,
         volumes: Some(volumes),
         security_context: Some(vaultd_pod_security_context()),
+        // Placed as a node is: the restore decides where pod 0's volume lives.
+        affinity: Some(vault_affinity(vault)),
         node_selector: (!vault.spec.node_selector.is_empty()).then(|| vault.spec.node_selector.clone()),
         tolerations: (!vault.spec.tolerations.is_empty()).then(|| vault.spec.tolerations.clone()),
+        priority_class_name: vault.spec.priority_class_name.clone(),
         image_pull_secrets: (!vault.spec.image_pull_secrets.is_empty()).then(|| vault.spec.image_pull_secrets.clone()),
         ..PodSpec::default()
     }
@@ -128,6 +139,11 @@ mod tests {
             },
         });
         vault
+    }
+
+    fn stateful_set_pod(vault: &PiiVault) -> k8s_openapi::api::core::v1::PodSpec {
+        let set = super::super::stateful_set(vault, 3, &super::super::config_map(vault).unwrap()).unwrap();
+        set.spec.unwrap().template.spec.unwrap()
     }
 
     #[test]
@@ -164,6 +180,8 @@ mod tests {
         assert_eq!(claim.claim_name, "data-vault-0");
         let mounts: Vec<_> = restore.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
         assert!(mounts.contains(&"/var/lib/strongroom") && mounts.contains(&"/hsm"), "{mounts:?}");
+        // Placed as a node is (the restore decides where pod 0's volume lives).
+        assert_eq!(pod.affinity, stateful_set_pod(&restoring(None)).affinity);
         let labels = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
         assert_eq!(labels["app.kubernetes.io/component"], "restore");
         // The newest backup when none is named.

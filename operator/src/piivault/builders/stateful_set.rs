@@ -167,6 +167,11 @@ fn config_hash(config_map: &ConfigMap) -> String {
 }
 
 /// By default the pods prefer distinct nodes, so one node failure costs one vault node.
+/// The pods' affinity: the spec's, or by default spread over nodes.
+pub(crate) fn vault_affinity(vault: &PiiVault) -> Affinity {
+    vault.spec.affinity.clone().unwrap_or_else(|| default_affinity(&VaultNames::of(vault)))
+}
+
 fn default_affinity(names: &VaultNames) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
@@ -381,7 +386,7 @@ pub fn stateful_set(vault: &PiiVault, replicas: i32, config_map: &ConfigMap) -> 
         containers: vec![vaultd],
         volumes: Some(volumes),
         security_context: Some(vaultd_pod_security_context()),
-        affinity: Some(spec.affinity.clone().unwrap_or_else(|| default_affinity(&names))),
+        affinity: Some(vault_affinity(vault)),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         priority_class_name: spec.priority_class_name.clone(),

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::crd::piivault::SecretKeyRef;
-use crate::crd::PiiVaultStatus;
 use crate::crd::piivault::{BootstrapSpec, FromBackupSpec, MemberRole, MemberStatus, Phase, RestoreDrillSpec};
+use crate::crd::PiiVaultStatus;
 use crate::fake_api_server::{event_reasons, events, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::test_support::softhsm_vault;
 use crate::piivault::secret_material::{operator_token_data, GeneratedSecret};
@@ -876,13 +876,25 @@ fn restore_job_with(vault: &PiiVault, condition: Option<(&str, &str)>) -> Value 
     job
 }
 
+/// The objects of a vault to be restored: its Secrets and the store's credentials.
+fn restorable(vault: &PiiVault) -> HashMap<String, Value> {
+    let mut objects = existing(vault, None);
+    let credentials = Secret {
+        metadata: ObjectMeta { name: Some("backup-s3".into()), namespace: Some("pii".into()), ..Default::default() },
+        ..Default::default()
+    };
+    objects.insert(secret_path("backup-s3"), serde_json::to_value(credentials).unwrap());
+    objects
+}
+
 #[tokio::test]
 async fn a_vault_from_a_backup_restores_pod_zeros_volume_before_its_stateful_set() {
     let vault = from_backup(vault(3), None);
-    let (result, requests, _) = reconcile_once(&vault, existing(&vault, None), &ScriptedVault::default()).await;
+    let (result, requests, _) = reconcile_once(&vault, restorable(&vault), &ScriptedVault::default()).await;
     assert!(result.is_ok(), "{result:?}");
     let claim = requests.iter().find(|r| r.is(Method::POST, CLAIMS_PATH)).expect("pod 0's claim is created");
     assert_eq!(claim.body["metadata"]["name"], "data-vault-0");
+    assert_eq!(claim.body["metadata"]["annotations"][builders::RESTORE_OF], vault.metadata.uid.clone().unwrap());
     let job = requests.iter().find(|r| r.is(Method::PATCH, RESTORE_JOB_PATH)).expect("the restore Job is applied");
     assert_eq!(job.body["spec"]["template"]["spec"]["containers"][0]["args"][0], "restore");
     assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "no StatefulSet before the restore");
@@ -895,7 +907,7 @@ async fn a_vault_from_a_backup_restores_pod_zeros_volume_before_its_stateful_set
     assert_eq!(condition(&status, "Degraded").status, "False");
 
     // Still running: nothing is made again.
-    let mut objects = existing(&vault, None);
+    let mut objects = restorable(&vault);
     objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, None));
     let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
     assert!(result.is_ok(), "{result:?}");
@@ -906,7 +918,7 @@ async fn a_vault_from_a_backup_restores_pod_zeros_volume_before_its_stateful_set
 #[tokio::test]
 async fn once_the_restore_succeeded_the_stateful_set_is_made_and_pod_zero_is_not_bootstrapped() {
     let vault = from_backup(vault(3), None);
-    let mut objects = existing(&vault, None);
+    let mut objects = restorable(&vault);
     objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, Some(("Complete", "CompletionsReached"))));
     let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
     assert!(result.is_ok(), "{result:?}");
@@ -927,7 +939,7 @@ async fn once_the_restore_succeeded_the_stateful_set_is_made_and_pod_zero_is_not
 #[tokio::test]
 async fn a_failed_restore_is_degraded_and_makes_no_stateful_set() {
     let vault = from_backup(vault(3), None);
-    let mut objects = existing(&vault, None);
+    let mut objects = restorable(&vault);
     objects.insert(RESTORE_JOB_PATH.into(), restore_job_with(&vault, Some(("Failed", "BackoffLimitExceeded"))));
     let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
     assert!(result.is_ok(), "{result:?}");
@@ -954,7 +966,8 @@ async fn a_vault_that_had_members_or_a_stateful_set_is_never_restored() {
 #[tokio::test]
 async fn a_softhsm_vault_from_a_backup_gets_the_source_vaults_kek() {
     let vault = from_backup(vault(3), Some("old-softhsm"));
-    let objects = HashMap::from([(VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap())]);
+    let mut objects = restorable(&vault);
+    objects.retain(|path, _| path == VAULT_PATH || path == &secret_path("backup-s3"));
     // Without the source's Secret nothing is generated from a fresh KEK.
     let (result, requests, _) = reconcile_once(&vault, objects.clone(), &ScriptedVault::default()).await;
     assert_eq!(result.expect_err("the source Secret is missing").condition_reason(), "SecretMissing");
@@ -965,7 +978,6 @@ async fn a_softhsm_vault_from_a_backup_gets_the_source_vaults_kek() {
         data: Some(BTreeMap::from([("kek".to_string(), ByteString(vec![7; 32]))])),
         ..Default::default()
     };
-    let mut objects = objects;
     objects.insert(secret_path("old-softhsm"), serde_json::to_value(source).unwrap());
     let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
     assert!(result.is_ok(), "{result:?}");
@@ -1024,4 +1036,33 @@ async fn restore_drills_are_scheduled_and_their_results_reported_with_events() {
     assert_eq!((healthy.status.as_str(), healthy.reason.as_str()), ("False", "RestoreDrillFailed"));
     let warning = events(&requests).into_iter().find(|e| e["reason"] == "RestoreDrillFailed").expect("a Warning");
     assert_eq!(warning["type"], "Warning");
+}
+
+#[tokio::test]
+async fn a_restore_needs_its_credentials_and_writes_only_into_a_volume_it_made() {
+    let vault = from_backup(vault(3), None);
+    // No credentials Secret: degraded, and no Job that could never start.
+    let (result, requests, _) = reconcile_once(&vault, existing(&vault, None), &ScriptedVault::default()).await;
+    assert_eq!(result.expect_err("no credentials").condition_reason(), "SecretMissing");
+    assert!(!requests.iter().any(|r| r.path.starts_with(RESTORE_JOB_PATH) && r.method != Method::GET));
+
+    // A volume of that name not made for this restore (an earlier vault's): refused.
+    let mut objects = restorable(&vault);
+    let mut foreign = builders::restore_claim(&vault);
+    foreign.metadata.annotations = None;
+    objects.insert(format!("{CLAIMS_PATH}/data-vault-0"), serde_json::to_value(foreign).unwrap());
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, RESTORE_JOB_PATH)), "no Job writes into it");
+    let degraded = condition(&written_status(&requests), "Degraded").clone();
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RestoreFailed"));
+    assert!(degraded.message.contains("data-vault-0 exists and was not made for this restore"), "{}", degraded.message);
+
+    // Its own volume (a Job deleted to try again): the Job is made again.
+    let mut objects = restorable(&vault);
+    objects
+        .insert(format!("{CLAIMS_PATH}/data-vault-0"), serde_json::to_value(builders::restore_claim(&vault)).unwrap());
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, RESTORE_JOB_PATH)));
 }
