@@ -64,6 +64,10 @@ pub struct TakeReport {
     pub last_applied_index: u64,
     /// Erasure ledger entries shipped after the backup.
     pub ledger_entries_shipped: u64,
+    /// Why shipping the ledger after the backup failed, if it did: the backup is stored
+    /// and complete all the same (the next backup or the ledger shipper ships the entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_error: Option<String>,
 }
 
 /// What an erasure removed.

@@ -37,11 +37,11 @@ watchNamespaces, each once. Empty with clusterWide: every namespace.
 {{- end -}}
 
 {{/*
-What the operator may do to its resources and their children. PiiVaults, RetentionPolicies,
-PiiVaultBackups: patch only (the finalizer is a JSON patch, the status a server-side apply to
-the status subresource), no update; their finalizers' update lets children block their
-owner's deletion. Jobs: a PiiVaultBackup's and a restore's, created and watched, never
-deleted (owner references do that); Pods: read, for a finished Job's termination messages.
+What the operator may do to its resources and their children. Its resources: patch only (a
+finalizer is a JSON patch, a status a server-side apply to the status subresource), no
+update; their finalizers' update lets children block their owner's deletion. Jobs: a
+PiiVaultBackup's and a restore's, created and watched, never deleted (owner references do
+that); Pods: listed, for a finished Job's termination messages.
 Secrets: no list or watch, so the operator never holds every Secret of a namespace in
 memory; it reads the ones it knows. PersistentVolumeClaims: deletecollection, for the data
 volumes of a deleted SoftHSM vault; get and create, for the first volume of a vault restored
@@ -72,7 +72,7 @@ namespace (a Role), or — only with clusterWide — in every namespace (a Clust
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch"]

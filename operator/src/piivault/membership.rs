@@ -69,6 +69,8 @@ pub enum Restore {
     Running { job: String },
     /// The restore Job gave up; `message` says why.
     Failed { job: String, message: String },
+    /// No restore Job is made, for the reason `message` gives (what is in the way).
+    Refused { message: String },
 }
 
 /// Why a member is removed.
@@ -109,6 +111,8 @@ pub enum Wait {
     Restoring { job: String },
     /// The restore failed: no StatefulSet is made from a volume that was not restored.
     RestoreFailed { job: String, message: String },
+    /// The restore cannot start: something in the way (see its message).
+    RestoreRefused { message: String },
     /// Pod 0 of a vault made from a backup answers uninitialised: its volume does not hold
     /// the restore, and an empty vault is not started in its place.
     NotRestored { pod: String },
@@ -166,7 +170,7 @@ impl Step {
 /// volume is being restored).
 pub fn stateful_set_replicas(observation: &Observation, step: &Step) -> Option<i32> {
     match step {
-        Step::Wait(Wait::Restoring { .. } | Wait::RestoreFailed { .. }) => None,
+        Step::Wait(Wait::Restoring { .. } | Wait::RestoreFailed { .. } | Wait::RestoreRefused { .. }) => None,
         Step::ResizeStatefulSet { to, .. } => Some(*to),
         _ => Some(observation.stateful_set_replicas.unwrap_or(observation.desired_replicas)),
     }
@@ -207,6 +211,7 @@ pub fn next_step(observation: &Observation) -> Step {
         Some(Restore::Failed { job, message }) => {
             return Step::Wait(Wait::RestoreFailed { job: job.clone(), message: message.clone() })
         }
+        Some(Restore::Refused { message }) => return Step::Wait(Wait::RestoreRefused { message: message.clone() }),
         None => {}
     }
     let Some(set_replicas) = observation.stateful_set_replicas else {

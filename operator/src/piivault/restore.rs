@@ -8,6 +8,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
+use kube::ResourceExt;
 use tracing::info;
 
 use super::builders::{self, RESTORE_OF};
@@ -32,7 +33,7 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Re
             return Err(Error::SecretMissing { secret: from.credentials_secret.clone() });
         }
         if let Err(message) = ensure_claim(ctx, vault, &names).await? {
-            return Ok(Some(Restore::Failed { job: name, message }));
+            return Ok(Some(Restore::Refused { message }));
         }
         ctx.control.ensure_leader()?;
         apply_object(&jobs, &job).await?;
@@ -42,6 +43,20 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Option<Re
         publish(&ctx.recorder, vault, EventType::Normal, "RestoreStarted", "Restore", note).await;
         return Ok(Some(Restore::Running { job: name }));
     };
+    // Only this vault's own Job says anything of its volume (an earlier vault of this name
+    // may have left one that is not collected yet).
+    let uid = vault.metadata.uid.as_deref();
+    if !existing
+        .owner_references()
+        .iter()
+        .any(|owner| Some(owner.uid.as_str()) == uid && owner.controller == Some(true))
+    {
+        let message = format!(
+            "a Job {name} exists that this vault does not control (an earlier vault's, not deleted yet?); the \
+             restore starts once it is gone"
+        );
+        return Ok(Some(Restore::Refused { message }));
+    }
     // A Job's pod template cannot change: the Job is left as it was made.
     let condition = |type_: &str| {
         existing.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_ && c.status == "True").cloned()

@@ -149,6 +149,7 @@ pub fn explain(step: &Step, observe_error: Option<&str>) -> Explanation {
                      (kubectl logs job/{job}). Fix the cause, then delete the Job to try again"
                 ),
             ),
+            Wait::RestoreRefused { message } => Explanation::new("RestoreRefused", message.clone()),
             Wait::NotRestored { pod } => Explanation::new(
                 "NotRestored",
                 format!(

@@ -21,6 +21,7 @@ pub(crate) mod test_support {
     //! Backups, vaults and pods as the API server would hand them to the reconciler.
 
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use kube::api::ObjectMeta;
     use strongroom_admin_api::backup::TakeReport;
 
@@ -65,8 +66,12 @@ pub(crate) mod test_support {
             bytes: 5_000_000,
             last_applied_index: 42,
             ledger_entries_shipped: 3,
+            ledger_error: None,
         }
     }
+
+    /// The uid of the backup's Job.
+    pub const JOB_UID: &str = "job-uid";
 
     /// A pod of the Job in `phase` whose backup container ended with `message`.
     pub fn pod(name: &str, phase: &str, message: Option<&str>) -> Pod {
@@ -75,8 +80,21 @@ pub(crate) mod test_support {
             message: message.map(String::from),
             ..ContainerStateTerminated::default()
         };
+        let job = OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "nightly-backup".into(),
+            uid: JOB_UID.into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
         Pod {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some("pii".into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("pii".into()),
+                owner_references: Some(vec![job]),
+                ..ObjectMeta::default()
+            },
             spec: None,
             status: Some(PodStatus {
                 phase: Some(phase.into()),

@@ -169,12 +169,19 @@ async fn observe(
     if let Err(why) = ctx.policy.check_image(&vault.spec.image) {
         return failed(format!("PiiVault {vault_name}: {why}"));
     }
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let token = VaultNames::of(&vault).backup_token_secret();
-    if Api::<Secret>::namespaced(ctx.client.clone(), &namespace).get_opt(&token).await?.is_none() {
+    if secrets.get_opt(&token).await?.is_none() {
         let message = format!(
             "waiting for the backup token of PiiVault {vault_name} (Secret {token}), which the operator issues \
              once the vault is ready"
         );
+        return Ok((Observed::Waiting(message), false));
+    }
+    // A pod without it would wait for it, not fail.
+    let credentials = &spec.credentials_secret;
+    if secrets.get_opt(credentials).await?.is_none() {
+        let message = format!("waiting for the Secret {credentials} (spec.backup.credentialsSecret of {vault_name})");
         return Ok((Observed::Waiting(message), false));
     }
     let job = backup_job(backup, &vault, spec)?;
@@ -190,6 +197,13 @@ async fn follow(ctx: &Context, backup: &PiiVaultBackup, namespace: &str, job: Jo
     let name = job.name_any();
     let uid = backup.metadata.uid.as_deref().ok_or(Error::MissingField("PiiVaultBackup metadata.uid"))?;
     if !job.owner_references().iter().any(|owner| owner.uid == uid && owner.controller == Some(true)) {
+        // An earlier PiiVaultBackup of this name (deleted, its Job not collected yet): wait.
+        let earlier = job.owner_references().iter().any(|owner| {
+            owner.kind == "PiiVaultBackup" && owner.name == backup.name_any() && owner.controller == Some(true)
+        });
+        if earlier || job.metadata.deletion_timestamp.is_some() {
+            return Ok(Observed::Waiting(format!("waiting for the Job {name} of an earlier PiiVaultBackup to go")));
+        }
         let message = format!("a Job {name} exists that this PiiVaultBackup does not control; it is left alone");
         return Ok(Observed::Failed { job: None, started: None, message });
     }
@@ -197,6 +211,12 @@ async fn follow(ctx: &Context, backup: &PiiVaultBackup, namespace: &str, job: Jo
     let Some(end) = status::job_end(&job) else { return Ok(Observed::Running { job: name, started }) };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let pods = pods.list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}"))).await?.items;
+    // Only the Job's own pods speak for it (anyone may label a pod).
+    let job_uid = job.metadata.uid.clone();
+    let pods: Vec<Pod> = pods
+        .into_iter()
+        .filter(|pod| pod.owner_references().iter().any(|owner| Some(&owner.uid) == job_uid.as_ref()))
+        .collect();
     Ok(match end {
         JobEnd::Complete { completed } => {
             Observed::Succeeded { report: status::report(&pods), job: name, started, completed }

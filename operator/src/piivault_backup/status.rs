@@ -66,6 +66,9 @@ pub fn compute(previous: &PiiVaultBackupStatus, observed: Observed) -> PiiVaultB
                     destination: Some(report.destination),
                     subjects: Some(i64::try_from(report.subjects).unwrap_or(i64::MAX)),
                     bytes: Some(i64::try_from(report.bytes).unwrap_or(i64::MAX)),
+                    message: report.ledger_error.map(|error| {
+                        format!("the backup is stored, but the erasure ledger could not be shipped after it: {error}")
+                    }),
                     ..done
                 },
                 // The Job succeeded, so the backup is stored; only its summary is lost.

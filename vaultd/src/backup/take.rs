@@ -108,7 +108,15 @@ pub async fn take(api: &VaultApi, destination: &Destination) -> Result<TakeRepor
     }
     let encoded = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Invalid(e.to_string()))?;
     destination.put(&destination.part(&id, "manifest.json"), encoded).await?;
-    let shipped = ship_ledger(api, destination).await?;
+    // The backup is complete from here on: a failure to ship the ledger is reported, not
+    // made the backup's (a retried backup would only store another one).
+    let (shipped, ledger_error) = match ship_ledger(api, destination).await {
+        Ok(shipped) => (shipped, None),
+        Err(error) => {
+            tracing::warn!(%error, "the backup is stored, but the erasure ledger could not be shipped");
+            (0, Some(error.to_string()))
+        }
+    };
     Ok(TakeReport {
         backup: id,
         destination: destination.name.clone(),
@@ -116,6 +124,7 @@ pub async fn take(api: &VaultApi, destination: &Destination) -> Result<TakeRepor
         bytes: manifest.parts.iter().map(|p| p.bytes).sum(),
         last_applied_index: manifest.last_applied_index,
         ledger_entries_shipped: shipped,
+        ledger_error,
     })
 }
 

@@ -1055,8 +1055,19 @@ async fn a_restore_needs_its_credentials_and_writes_only_into_a_volume_it_made()
     assert!(result.is_ok(), "{result:?}");
     assert!(!requests.iter().any(|r| r.is(Method::PATCH, RESTORE_JOB_PATH)), "no Job writes into it");
     let degraded = condition(&written_status(&requests), "Degraded").clone();
-    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RestoreFailed"));
-    assert!(degraded.message.contains("data-vault-0 exists and was not made for this restore"), "{}", degraded.message);
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RestoreRefused"));
+    assert!(degraded.message.starts_with("the volume data-vault-0 exists and was not made for this restore"));
+    assert!(!degraded.message.contains("kubectl logs"), "no Job to look at: {}", degraded.message);
+
+    // An earlier vault's Job of the same name, not collected yet: not followed.
+    let mut objects = restorable(&vault);
+    let mut earlier = restore_job_with(&vault, Some(("Complete", "CompletionsReached")));
+    earlier["metadata"]["ownerReferences"][0]["uid"] = serde_json::json!("uid-of-an-earlier-vault");
+    objects.insert(RESTORE_JOB_PATH.into(), earlier);
+    let (result, requests, _) = reconcile_once(&vault, objects, &ScriptedVault::default()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "no StatefulSet on an unrestored volume");
+    assert_eq!(condition(&written_status(&requests), "Degraded").reason, "RestoreRefused");
 
     // Its own volume (a Job deleted to try again): the Job is made again.
     let mut objects = restorable(&vault);

@@ -12,12 +12,13 @@ use super::*;
 use crate::fake_api_server::{event_reasons, events, fake_api_server, writes, ApiRequest, FakeApiOptions};
 use crate::piivault::builders::generated_secret;
 use crate::piivault::test_harness::test_policy;
-use crate::piivault_backup::test_support::{nightly, pod, take_report, vault_with_backup};
+use crate::piivault_backup::test_support::{nightly, pod, take_report, vault_with_backup, JOB_UID};
 
 const BACKUP_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaultbackups/nightly";
 const STATUS_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaultbackups/nightly/status";
 const VAULT_PATH: &str = "/apis/strongroom.dev/v1alpha1/namespaces/pii/piivaults/vault";
 const TOKEN_PATH: &str = "/api/v1/namespaces/pii/secrets/vault-backup-token";
+const CREDENTIALS_PATH: &str = "/api/v1/namespaces/pii/secrets/backup-s3";
 const JOB_PATH: &str = "/apis/batch/v1/namespaces/pii/jobs/nightly-backup";
 const PODS_PATH: &str = "/api/v1/namespaces/pii/pods";
 
@@ -27,10 +28,12 @@ fn ready(backup: &PiiVaultBackup) -> HashMap<String, Value> {
     let vault = vault_with_backup();
     let data = BTreeMap::from([("token".to_string(), ByteString(b"backup-token-secret".to_vec()))]);
     let token = generated_secret(&vault, "vault-backup-token".into(), data).unwrap();
+    let credentials = generated_secret(&vault, "backup-s3".into(), BTreeMap::new()).unwrap();
     HashMap::from([
         (BACKUP_PATH.to_string(), serde_json::to_value(backup).unwrap()),
         (VAULT_PATH.to_string(), serde_json::to_value(&vault).unwrap()),
         (TOKEN_PATH.to_string(), serde_json::to_value(&token).unwrap()),
+        (CREDENTIALS_PATH.to_string(), serde_json::to_value(&credentials).unwrap()),
     ])
 }
 
@@ -41,6 +44,7 @@ fn with_job(backup: &PiiVaultBackup, status: Value, pods: Option<Vec<Pod>>) -> H
     let mut job =
         serde_json::to_value(backup_job(backup, &vault, vault.spec.backup.as_ref().unwrap()).unwrap()).unwrap();
     job["status"] = status;
+    job["metadata"]["uid"] = json!(JOB_UID);
     objects.insert(JOB_PATH.to_string(), job);
     if let Some(pods) = pods {
         let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods});
@@ -325,7 +329,8 @@ async fn a_job_deleted_before_it_ended_fails_the_backup_instead_of_taking_anothe
 async fn a_job_of_that_name_the_backup_does_not_control_is_not_followed() {
     let backup = nightly();
     let mut objects = with_job(&backup, complete_job(), Some(vec![]));
-    objects.get_mut(JOB_PATH).unwrap()["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
+    let owner = &mut objects.get_mut(JOB_PATH).unwrap()["metadata"]["ownerReferences"][0];
+    (owner["uid"], owner["kind"], owner["name"]) = (json!("someone-else"), json!("CronJob"), json!("hourly"));
     let (result, requests) = reconcile_with(&backup, objects).await;
     assert_failed(
         result,
@@ -355,4 +360,50 @@ async fn leadership_lost_before_the_job_is_created_creates_nothing() {
     assert!(matches!(result, Err(Error::NotLeader)), "{result:?}");
     assert_eq!(writes(&requests), Vec::<&str>::new());
     assert!(events(&requests).is_empty());
+}
+
+#[tokio::test]
+async fn without_the_credentials_secret_the_backup_waits_and_creates_no_job() {
+    let backup = nightly();
+    let mut objects = ready(&backup);
+    objects.remove(CREDENTIALS_PATH);
+    let (result, requests) = reconcile_with(&backup, objects).await;
+    assert_eq!(result.unwrap(), Action::requeue(WAIT_FOR_TOKEN));
+    assert!(!requests.iter().any(|r| r.path == JOB_PATH && r.method != Method::GET), "no Job");
+    let status = written_status(&requests);
+    assert_eq!(status.phase, Some(BackupPhase::Pending));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("waiting for the Secret backup-s3 (spec.backup.credentialsSecret of vault)")
+    );
+}
+
+#[tokio::test]
+async fn an_earlier_backups_job_of_the_same_name_is_waited_for_not_taken_for_a_failure() {
+    let backup = nightly();
+    let mut objects = with_job(&backup, complete_job(), Some(vec![]));
+    objects.get_mut(JOB_PATH).unwrap()["metadata"]["ownerReferences"][0]["uid"] = json!("uid-of-an-earlier-nightly");
+    let (result, requests) = reconcile_with(&backup, objects).await;
+    assert_eq!(result.unwrap(), Action::requeue(WAIT_FOR_TOKEN));
+    let status = written_status(&requests);
+    assert_eq!(status.phase, Some(BackupPhase::Pending));
+    assert!(status.message.unwrap().contains("of an earlier PiiVaultBackup to go"));
+}
+
+#[tokio::test]
+async fn only_the_jobs_own_pods_speak_for_it_and_a_ledger_failure_is_said() {
+    let backup = running();
+    let mut report = take_report();
+    report.ledger_error = Some("the store answered 503".into());
+    let mut forged = pod("nightly-backup-forged", "Succeeded", Some(r#"{"backup":"forged"}"#));
+    forged.metadata.owner_references = None;
+    let pods = vec![forged, pod("nightly-backup-x1", "Succeeded", Some(&serde_json::to_string(&report).unwrap()))];
+    let (result, requests) = reconcile_with(&backup, with_job(&backup, complete_job(), Some(pods))).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    let status = written_status(&requests);
+    assert_eq!(status.backup_id.as_deref(), Some("20261123T020001.123Z-42"), "not the forged report");
+    assert_eq!(
+        status.message.as_deref(),
+        Some("the backup is stored, but the erasure ledger could not be shipped after it: the store answered 503")
+    );
 }
