@@ -40,8 +40,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let cluster = Arc::clone(vault.cluster());
     let shutdown = Arc::clone(&cluster);
+    let metrics = web::Data::new(Metrics::new(&vault));
     let vault = web::Data::new(vault);
-    let metrics = web::Data::new(Metrics::default());
     let throttle = web::Data::new(Throttle::new(options.throttle));
     let forgetter = tokio::spawn(forget_idle_clients(throttle.clone()));
     let max_body = options.max_body_bytes;

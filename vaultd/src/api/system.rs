@@ -113,14 +113,8 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
         )
     ),
 )]
-pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {
-    let mut text = metrics.encode();
-    // Point-in-time gauges read at scrape time.
-    text = text.trim_end_matches("# EOF\n").to_string();
-    text.push_str("# HELP vaultd_dek_cache_entries Unwrapped data keys held in memory.\n");
-    text.push_str("# TYPE vaultd_dek_cache_entries gauge\n");
-    text.push_str(&format!("vaultd_dek_cache_entries {}\n# EOF\n", vault.cached_keys()));
-    HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(metrics.encode())
 }
 
 /// `GET /v1/metrics`: the same as `/metrics`.
@@ -144,8 +138,8 @@ pub async fn metrics(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> Ht
         )
     ),
 )]
-pub async fn metrics_v1(metrics: web::Data<Metrics>, vault: web::Data<Vault>) -> HttpResponse {
-    self::metrics(metrics, vault).await
+pub async fn metrics_v1(metrics: web::Data<Metrics>) -> HttpResponse {
+    self::metrics(metrics).await
 }
 
 #[utoipa::path(

@@ -84,6 +84,11 @@ impl FreeSpace {
         FreeSpace { dir: dir.to_path_buf(), min_free, full: AtomicBool::new(false), in_flight: AtomicU64::new(0) }
     }
 
+    /// The directory whose file system is measured (the data directory).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Measures the file system now. `None` when the guard is off or the measurement
     /// failed (then nothing is refused on its account; the failure is logged).
     pub fn measure(&self) -> Option<Room> {
@@ -143,7 +148,7 @@ impl FreeSpace {
 }
 
 /// Free bytes (for an unprivileged writer) and total size of the file system holding `dir`.
-fn statvfs(dir: &Path) -> std::io::Result<(u64, u64)> {
+pub fn statvfs(dir: &Path) -> std::io::Result<(u64, u64)> {
     let path = CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `path` is a NUL-terminated string and `stats` is written by the call before

@@ -121,7 +121,9 @@ fn flush_loop(files: &LogFiles, pending: mpsc::Receiver<LogFlushed<TypeConfig>>)
     while let Ok(first) = pending.recv() {
         let mut group = vec![first];
         group.extend(pending.try_iter());
+        let started = std::time::Instant::now();
         let result = files.sync();
+        crate::metrics::instruments().log_fsync.observe(started.elapsed().as_secs_f64());
         for callback in group {
             callback.log_io_completed(
                 result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())),

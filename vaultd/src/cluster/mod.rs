@@ -42,7 +42,7 @@ use strongroom_admin_api::cluster::{NodeState, NodeSummary};
 use tokio::sync::{mpsc, OnceCell};
 use zeroize::Zeroizing;
 
-pub use free_space::{Room, DEFAULT_MIN_FREE_BYTES};
+pub use free_space::{statvfs, Room, DEFAULT_MIN_FREE_BYTES};
 pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
 pub use network::PeerClient;
 pub use peer::peer_app;
@@ -260,8 +260,10 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let leaders = raft.metrics();
         self.raft.set(raft).map_err(|_| ClusterError::Raft("Raft is already running".into()))?;
         self.runtime.spawn(compaction::run(Arc::clone(self)));
+        self.runtime.spawn(count_leader_changes(leaders));
         tracing::info!(node = id, "Raft started");
         Ok(log_end)
     }
@@ -483,6 +485,11 @@ impl Cluster {
         admitted
     }
 
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.free_space.dir()
+    }
+
     /// The data directory's free space and reserve, measured now (`None` when the guard
     /// is off).
     pub fn room(&self) -> Option<Room> {
@@ -497,6 +504,19 @@ impl Cluster {
             leader: metrics.current_leader,
         })
         .unwrap_or(NodeSummary { id: None, state: NodeState::Uninitialized, leader: None })
+    }
+}
+
+/// Counts each change of the leader this node sees (to another node, or to none), until
+/// Raft stops.
+async fn count_leader_changes(mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>>) {
+    let mut leader = metrics.borrow().current_leader;
+    while metrics.changed().await.is_ok() {
+        let now = metrics.borrow().current_leader;
+        if now != leader {
+            crate::metrics::instruments().leader_changes.inc();
+            leader = now;
+        }
     }
 }
 

@@ -40,7 +40,13 @@ impl DekCache {
     }
 
     pub fn get(&self, subject: &Uuid) -> Option<DataKey> {
-        self.lock().keys.get(subject).cloned()
+        let found = self.lock().keys.get(subject).cloned();
+        let instruments = crate::metrics::instruments();
+        match found {
+            Some(_) => instruments.key_cache_hits.inc(),
+            None => instruments.key_cache_misses.inc(),
+        };
+        found
     }
 
     /// Taken before unwrapping a key that is to be cached with [`DekCache::insert`].

@@ -4,6 +4,7 @@
 //! of worker threads, each owning one session; async callers hand them jobs over a
 //! channel and await the answer. The library is initialised once per process.
 
+use crate::metrics::HsmOperation;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -174,9 +175,14 @@ fn worker(session: Session, key: ObjectHandle, jobs: Arc<Mutex<mpsc::Receiver<Jo
                 Err(_) => return,
             }
         };
+        let instruments = crate::metrics::instruments();
         let result = match job.operation {
-            Operation::Encrypt => encrypt(&session, key, &job.data, &job.aad),
-            Operation::Decrypt => decrypt(&session, key, &job.data, &job.aad),
+            Operation::Encrypt => {
+                instruments.hsm_call(HsmOperation::Encrypt, || encrypt(&session, key, &job.data, &job.aad))
+            }
+            Operation::Decrypt => {
+                instruments.hsm_call(HsmOperation::Decrypt, || decrypt(&session, key, &job.data, &job.aad))
+            }
         };
         // The requester may have gone away; nothing to do then.
         let _ = job.reply.send(result);

@@ -326,6 +326,11 @@ impl Store {
     }
 
     /// One event by id (Databunker's `atoken`).
+    /// The audit trail's length now: events and bytes.
+    pub fn audit_cut(&self) -> TrailCut {
+        self.audit.cut()
+    }
+
     pub fn audit_event(&self, id: &Uuid) -> Result<Option<AuditEvent>, StoreError> {
         let event = self.audit_event_at(audit::seq_of_id(id))?;
         Ok(event.filter(|event| event.id == *id))

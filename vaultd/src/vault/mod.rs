@@ -95,8 +95,9 @@ impl Vault {
         self.kek.label()
     }
 
-    pub fn cached_keys(&self) -> usize {
-        self.deks.len()
+    /// The cache of unwrapped data keys.
+    pub fn key_cache(&self) -> &Arc<DekCache> {
+        &self.deks
     }
 
     /// Waits until this node has applied everything the cluster had committed when it was

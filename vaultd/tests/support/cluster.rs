@@ -276,6 +276,15 @@ impl Netns {
         assert!(ip(&["link", "set", &self.host_link, if connected { "up" } else { "down" }]));
     }
 
+    /// A GET of `url` from inside the namespace, without a token: the body as text.
+    pub fn get_text(&self, url: &str) -> String {
+        let output = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, "curl", "-s", "-m", "30", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Runs curl inside the namespace; returns (HTTP status, body).
     pub fn curl(&self, method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
         let mut command = std::process::Command::new("ip");

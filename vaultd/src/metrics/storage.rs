@@ -1,0 +1,82 @@
+//! The data directory at scrape time: the bytes of each part (the Raft log, the state
+//! store, the audit trail, snapshots), the volume's free space and the reserve below which
+//! writes are refused, and the audit trail's length.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Unit;
+
+use super::{gauge, gauges_by};
+use crate::cluster::{statvfs, Cluster};
+use crate::vault::Vault;
+
+pub struct StorageCollector {
+    cluster: Arc<Cluster>,
+}
+
+impl std::fmt::Debug for StorageCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageCollector")
+    }
+}
+
+impl StorageCollector {
+    pub fn new(vault: &Vault) -> Self {
+        StorageCollector { cluster: Arc::clone(vault.cluster()) }
+    }
+}
+
+/// The data directory's parts, by the names of their files and directories.
+fn part_of(name: &str) -> &'static str {
+    match name {
+        "raft-log" => "log",
+        "vault.sled" => "state",
+        "audit" => "audit",
+        name if name.starts_with("snapshot") => "snapshots",
+        _ => "other",
+    }
+}
+
+/// Bytes of the files below `path` (0 for what cannot be read).
+fn bytes_below(path: &Path) -> u64 {
+    let Ok(metadata) = std::fs::symlink_metadata(path) else { return 0 };
+    if !metadata.is_dir() {
+        return metadata.len();
+    }
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries.flatten().map(|entry| bytes_below(&entry.path())).sum()
+}
+
+impl Collector for StorageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut encoder;
+        let dir = self.cluster.data_dir();
+        let mut parts: Vec<(String, i64)> =
+            ["log", "state", "audit", "snapshots", "other"].iter().map(|part| (part.to_string(), 0)).collect();
+        let entries: Vec<PathBuf> =
+            std::fs::read_dir(dir).into_iter().flatten().flatten().map(|entry| entry.path()).collect();
+        for path in entries {
+            let part = part_of(&path.file_name().unwrap_or_default().to_string_lossy());
+            if let Some((_, bytes)) = parts.iter_mut().find(|(name, _)| name == part) {
+                *bytes += bytes_below(&path) as i64;
+            }
+        }
+        let help = "Bytes of the data directory, by part (log, state, audit, snapshots, other)";
+        gauges_by(e, "data_directory", help, Some(&Unit::Bytes), "part", &parts)?;
+        if let Ok((free, size)) = statvfs(dir) {
+            let help = "Bytes still free for vaultd on the data directory's volume";
+            gauge(e, "volume_free", help, Some(&Unit::Bytes), free as i64)?;
+            gauge(e, "volume_size", "Size of the data directory's volume", Some(&Unit::Bytes), size as i64)?;
+        }
+        if let Some(room) = self.cluster.room() {
+            let help = "Free bytes below which writes are refused (507), so that Raft never meets a full disk";
+            gauge(e, "volume_reserve", help, Some(&Unit::Bytes), room.reserve as i64)?;
+        }
+        let trail = self.cluster.store().audit_cut();
+        gauge(e, "audit_events", "Events in this node's audit trail", None, trail.events as i64)?;
+        gauge(e, "audit_trail", "Length of this node's audit trail", Some(&Unit::Bytes), trail.bytes as i64)
+    }
+}

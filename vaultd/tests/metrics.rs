@@ -1,0 +1,108 @@
+//! The Raft metrics of a real three-node cluster, scraped from `/metrics` while a follower
+//! is cut off and the leader is killed: has-leader drops to 0 and comes back, the leader
+//! sees the follower's lag rise and fall, and leader changes are counted.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::cluster::{poll, Netns, TestCluster};
+
+/// The value of the sample `series` (name and labels, as printed) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A scrape of the node in `slot`.
+fn scrape(cluster: &TestCluster, slot: usize) -> String {
+    cluster.client(slot).get("/metrics").body.as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
+    let test = "a_cluster_reports_its_leader_its_followers_lag_and_their_changes";
+    let Some(netns) = Netns::create() else {
+        strongroom_testkit::skipped(test, "network namespaces need root and iproute2 (CI runs this test as root)");
+        return;
+    };
+    let outside = || (netns.host_ip.clone(), None);
+    let inside = (netns.inner_ip.clone(), Some(netns.name.clone()));
+    let mut cluster = TestCluster::start_at(&[outside(), outside(), inside], &["--tls-disable"]);
+    let cut_off = 2;
+    let cut_off_url = format!("{}/metrics", cluster.slots[cut_off].url());
+    let scrape_cut_off = || netns.get_text(&cut_off_url);
+    let leader = cluster.leader();
+    let lost = cluster.node_id(cut_off);
+    for slot in 0..2 {
+        let text = scrape(&cluster, slot);
+        assert_eq!(sample(&text, "vaultd_raft_has_leader"), Some(1.0), "{text}");
+        assert_eq!(sample(&text, "vaultd_raft_is_leader"), Some(f64::from(u8::from(slot == leader))), "{text}");
+        assert!(sample(&text, "vaultd_raft_leader_changes_total") >= Some(1.0), "{text}");
+        assert_eq!(sample(&text, "vaultd_raft_members{role=\"voter\"}"), Some(3.0), "{text}");
+    }
+    assert_eq!(sample(&scrape_cut_off(), "vaultd_raft_has_leader"), Some(1.0));
+
+    // The follower cut off: it loses its leader; the leader sees it fall behind.
+    let lag = format!("vaultd_raft_follower_lag_entries{{node=\"{lost}\"}}");
+    netns.set_connected(false);
+    // The majority's leader, by its own metrics (the cut-off node may have led).
+    let leader = poll("a leader on the connected side", Duration::from_secs(30), || {
+        (0..2).find(|slot| sample(&scrape(&cluster, *slot), "vaultd_raft_is_leader") == Some(1.0))
+    });
+    for n in 0..20 {
+        cluster.client(leader).create_user(json!({"login": format!("while-cut-off-{n}")}));
+    }
+    poll("the leader to see the cut-off follower lag", Duration::from_secs(30), || {
+        (sample(&scrape(&cluster, leader), &lag)? >= 20.0).then_some(())
+    });
+    poll("the cut-off follower to have no leader", Duration::from_secs(30), || {
+        (sample(&scrape_cut_off(), "vaultd_raft_has_leader")? == 0.0).then_some(())
+    });
+    let healthy = format!("vaultd_raft_member_healthy{{node=\"{lost}\"}}");
+    poll("the leader to count it unhealthy", Duration::from_secs(30), || {
+        (sample(&scrape(&cluster, leader), &healthy)? == 0.0).then_some(())
+    });
+
+    // Back: it has a leader again and catches up.
+    netns.set_connected(true);
+    poll("the follower to rejoin and catch up", Duration::from_secs(30), || {
+        let back = scrape_cut_off();
+        let caught_up = sample(&scrape(&cluster, cluster.leader()), &lag)? == 0.0;
+        (sample(&back, "vaultd_raft_has_leader")? == 1.0 && caught_up).then_some(())
+    });
+
+    // The leader killed: the others count the change and agree on a new one.
+    let old_leader = cluster.leader();
+    let survivor = (0..2).find(|slot| *slot != old_leader).unwrap_or(0);
+    let changes_before = sample(&scrape(&cluster, survivor), "vaultd_raft_leader_changes_total").unwrap_or_default();
+    cluster.kill(old_leader);
+    let new_leader = cluster.leader();
+    assert_ne!(new_leader, old_leader);
+    let text = scrape(&cluster, survivor);
+    assert_eq!(sample(&text, "vaultd_raft_has_leader"), Some(1.0), "{text}");
+    assert!(sample(&text, "vaultd_raft_leader_changes_total") > Some(changes_before), "{text}");
+    assert_eq!(sample(&scrape(&cluster, new_leader), "vaultd_raft_is_leader"), Some(1.0));
+}
+
+#[test]
+fn a_node_reports_its_storage_keys_and_build() {
+    let cluster = TestCluster::start(1, &[]);
+    let client = cluster.client(0);
+    let person = client.create_user(json!({"login": "metered", "email": "metered@example.com"}));
+    client.get(&format!("/v1/user/token/{person}")).assert_ok();
+    let text = client.get("/metrics").body.as_str().unwrap_or_default().to_string();
+    for part in ["log", "state", "audit"] {
+        let bytes = sample(&text, &format!("vaultd_data_directory_bytes{{part=\"{part}\"}}"));
+        assert!(bytes > Some(0.0), "{part}: {text}");
+    }
+    assert!(sample(&text, "vaultd_volume_free_bytes") > Some(0.0), "{text}");
+    assert!(sample(&text, "vaultd_audit_events") >= Some(2.0), "{text}");
+    assert!(sample(&text, "vaultd_raft_log_fsync_duration_seconds_count") > Some(0.0), "{text}");
+    assert!(sample(&text, "vaultd_hsm_call_duration_seconds_count{operation=\"Encrypt\"}") > Some(0.0), "{text}");
+    assert!(sample(&text, "vaultd_key_cache_hits_total") > Some(0.0), "{text}");
+    assert!(sample(&text, "vaultd_open_files") > Some(0.0), "{text}");
+    let build = format!("vaultd_build_info{{version=\"{}\",data_format=\"8\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sample(&text, &build), Some(1.0), "{text}");
+    assert!(!text.contains("metered"), "no personal data in metrics");
+}
