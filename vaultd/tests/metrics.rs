@@ -91,7 +91,23 @@ fn a_node_reports_its_storage_keys_and_build() {
     let client = cluster.client(0);
     let person = client.create_user(json!({"login": "metered", "email": "metered@example.com"}));
     client.get(&format!("/v1/user/token/{person}")).assert_ok();
+    let before = client.get("/metrics").body.as_str().unwrap_or_default().to_string();
+    assert_eq!(sample(&before, "vaultd_audit_verification_ok"), None, "no verification yet: absent, not 0");
+    client.get("/v1/sys/audit/verify").assert_ok();
+    let spec = json!({"rules": [{"name": "drop-fax", "match": {}, "action": "dropFields", "fields": ["fax"]}]});
+    client.post("/v1/sys/retention/run", json!({"policy": "shop/drop-fax", "spec": spec})).assert_ok();
+    let bad = json!({"rules": [{"name": "nothing", "match": {}, "action": "dropFields", "fields": []}]});
+    client.post("/v1/sys/retention/run", json!({"policy": "shop/bad", "spec": bad})).assert_error(400);
     let text = client.get("/metrics").body.as_str().unwrap_or_default().to_string();
+    assert_eq!(sample(&text, "vaultd_audit_verification_ok"), Some(1.0), "{text}");
+    assert!(sample(&text, "vaultd_audit_verification_timestamp_seconds") > Some(0.0), "{text}");
+    assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"succeeded\"}"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"failed\"}"), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "vaultd_retention_last_run_timestamp_seconds{policy=\"shop/drop-fax\"}") > Some(0.0),
+        "{text}"
+    );
+    assert!(sample(&text, "vaultd_raft_proposals_total") > Some(0.0), "{text}");
     for part in ["log", "state", "audit"] {
         let bytes = sample(&text, &format!("vaultd_data_directory_bytes{{part=\"{part}\"}}"));
         assert!(bytes > Some(0.0), "{part}: {text}");

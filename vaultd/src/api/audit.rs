@@ -158,6 +158,7 @@ pub async fn verify(vault: web::Data<Vault>, caller: Caller) -> VaultResult<Http
     caller.require(&Scope::audit_read())?;
     vault.catch_up().await?;
     let report = vault.store().verify_audit()?;
+    crate::metrics::instruments().audit_verified(report.intact);
     if report.intact {
         return Ok(ok(json!({"verification": report})));
     }

@@ -197,6 +197,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // removed at the next start, never a gap that looks like missing entries.
         self.put(PURGED, &log_id)?;
         self.store.flush().map_err(write_error)?;
-        self.reader.files.purge(log_id.index).map_err(write_error)
+        self.reader.files.purge(log_id.index).map_err(write_error)?;
+        crate::metrics::instruments().log_purges.inc();
+        Ok(())
     }
 }

@@ -92,6 +92,7 @@ impl Cluster {
             let attempt = match self.leader()? {
                 Some((leader, _)) if Some(leader) == self.node_id() => self.propose_as_leader(batch.clone()).await,
                 Some((_, node)) => {
+                    crate::metrics::instruments().forwarded.inc();
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     self.peers
                         .call::<_, ProposeResult>(&node.raft_address, rpc::PROPOSE, None, &batch, remaining)
@@ -120,6 +121,9 @@ impl Cluster {
         let encoded = postcard::serialize_with_flavor(&batch, postcard::ser_flavors::Size::default()).unwrap_or(0);
         let writes = 2 * encoded as u64;
         let _in_flight = self.free_space.admit_writing(if growth { Need::Growth } else { Need::Essential }, writes)?;
+        let instruments = crate::metrics::instruments();
+        instruments.proposals.inc();
+        instruments.proposal_batch_size.observe(batch.commands.len() as f64);
         match tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(batch)).await {
             Ok(Ok(response)) => Ok(response.data),
             // openraft answers this before appending, or after the entry was truncated

@@ -170,6 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         file.flush().await.map_err(snapshot_error)?;
         self.snapshots.accept_received(file.into_std().await, meta).map_err(snapshot_error)?;
         self.restore().map_err(snapshot_error)?;
+        crate::metrics::instruments().snapshot_installs.inc();
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
         Ok(())
     }
@@ -191,11 +192,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let pending = self.pending.take().ok_or(StoreError::Corrupt).and_then(|r| r).map_err(snapshot_error)?;
         let (snapshots, store) = (Arc::clone(&self.snapshots), self.store.clone());
+        let started = std::time::Instant::now();
         let (meta, data) =
             tokio::task::spawn_blocking(move || pending.finish(store.state_tree(), &snapshots, store.audit_trail()))
                 .await
                 .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
                 .map_err(snapshot_error)?;
+        crate::metrics::instruments().snapshot_builds.observe(started.elapsed().as_secs_f64());
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(data) })
     }

@@ -36,6 +36,33 @@ pub struct Instruments {
     pub key_cache_misses: Counter,
     /// Times this node saw the cluster's leader change (to another node, or to none).
     pub leader_changes: Counter,
+    /// Batches this node appended as leader, and the commands in each.
+    pub proposals: Counter,
+    pub proposal_batch_size: Histogram,
+    /// Batches this node sent to the leader to propose.
+    pub forwarded: Counter,
+    pub snapshot_builds: Histogram,
+    pub snapshot_installs: Counter,
+    pub log_purges: Counter,
+    /// Retention runs this node served, by outcome.
+    pub retention_runs: Family<RunLabels, Counter>,
+    /// The last audit chain verification on this node: whether the chain was intact, and
+    /// when (seconds since the Unix epoch); `None` before one (encoded by the storage
+    /// collector, so that the gauges are absent rather than 0 until then).
+    pub audit_verification: std::sync::Mutex<Option<(bool, f64)>>,
+}
+
+/// How a retention run ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RunOutcome {
+    succeeded,
+    failed,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub outcome: RunOutcome,
 }
 
 /// 50 µs to about 1.6 s.
@@ -51,6 +78,15 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     key_cache_hits: Counter::default(),
     key_cache_misses: Counter::default(),
     leader_changes: Counter::default(),
+    proposals: Counter::default(),
+    proposal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+    forwarded: Counter::default(),
+    // 10 ms to about 5.5 min.
+    snapshot_builds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+    snapshot_installs: Counter::default(),
+    log_purges: Counter::default(),
+    retention_runs: Family::default(),
+    audit_verification: std::sync::Mutex::new(None),
 });
 
 /// This process's instruments.
@@ -86,6 +122,37 @@ impl Instruments {
             "Times this node saw the cluster's leader change",
             self.leader_changes.clone(),
         );
+        registry.register("raft_proposals", "Batches this node appended as leader", self.proposals.clone());
+        registry.register(
+            "raft_proposal_batch_size",
+            "Commands in each batch this node appended as leader",
+            self.proposal_batch_size.clone(),
+        );
+        registry.register("forwarded_requests", "Batches this node sent to the leader", self.forwarded.clone());
+        registry.register_with_unit(
+            "raft_snapshot_build_duration",
+            "Duration of building a snapshot",
+            seconds(),
+            self.snapshot_builds.clone(),
+        );
+        registry.register(
+            "raft_snapshot_installs",
+            "Snapshots this node installed from the leader",
+            self.snapshot_installs.clone(),
+        );
+        registry.register("raft_log_purges", "Purges of the Raft log up to a snapshot", self.log_purges.clone());
+        registry.register("retention_runs", "Retention runs this node served, by outcome", self.retention_runs.clone());
+    }
+
+    /// Records an audit chain verification's result.
+    pub fn audit_verified(&self, intact: bool) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        *self.audit_verification.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((intact, now));
+    }
+
+    /// The last verification's result and time, if one ran.
+    pub fn last_audit_verification(&self) -> Option<(bool, f64)> {
+        *self.audit_verification.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Times an HSM call and counts it as failed when `result` is an error.

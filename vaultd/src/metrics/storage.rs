@@ -1,6 +1,7 @@
-//! The data directory at scrape time: the bytes of each part (the Raft log, the state
-//! store, the audit trail, snapshots), the volume's free space and the reserve below which
-//! writes are refused, and the audit trail's length.
+//! What the node stores, at scrape time: the bytes of each part of the data directory (the
+//! Raft log, the state store, the audit trail, snapshots), the volume's free space and the
+//! reserve below which writes are refused, the audit trail's length and last verification,
+//! and when each retention policy last ran (from the replicated run records).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +78,31 @@ impl Collector for StorageCollector {
         }
         let trail = self.cluster.store().audit_cut();
         gauge(e, "audit_events", "Events in this node's audit trail", None, trail.events as i64)?;
-        gauge(e, "audit_trail", "Length of this node's audit trail", Some(&Unit::Bytes), trail.bytes as i64)
+        gauge(e, "audit_trail", "Length of this node's audit trail", Some(&Unit::Bytes), trail.bytes as i64)?;
+        if let Some((intact, at)) = super::instruments().last_audit_verification() {
+            let help = "1 when the last audit chain verification on this node found the chain intact, 0 when broken";
+            gauge(e, "audit_verification_ok", help, None, i64::from(intact))?;
+            let help = "When the last audit chain verification on this node ran";
+            gauge(e, "audit_verification_timestamp", help, Some(&Unit::Seconds), at)?;
+        }
+        self.encode_retention(e)
+    }
+}
+
+/// Runs read per scrape to find each policy's last one.
+const RECENT_RUNS: usize = 1000;
+
+impl StorageCollector {
+    fn encode_retention(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Ok(runs) = self.cluster.store().retention_runs(None, RECENT_RUNS) else { return Ok(()) };
+        // Newest first: the first run seen of a policy is its last.
+        let mut last: Vec<(String, f64)> = Vec::new();
+        for (_, run) in runs {
+            if !last.iter().any(|(policy, _)| *policy == run.policy) {
+                last.push((run.policy.clone(), run.finished_at as f64 / 1000.0));
+            }
+        }
+        let help = "When each retention policy's last recorded run finished";
+        gauges_by(e, "retention_last_run_timestamp", help, Some(&Unit::Seconds), "policy", &last)
     }
 }

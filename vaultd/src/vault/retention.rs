@@ -8,6 +8,7 @@
 //! so a subject that changed in between is skipped, not changed wrongly, and a rerun
 //! (or a run repeated after a leader change cut it short) changes nothing twice.
 
+use crate::metrics::instruments::{RunLabels, RunOutcome};
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use strongroom_admin_api::retention::{
@@ -38,6 +39,13 @@ enum Outcome {
 
 impl Vault {
     pub async fn run_retention(&self, caller: &Caller, request: RunRequest) -> VaultResult<RunReport> {
+        let result = self.run_retention_counted(caller, request).await;
+        let outcome = if result.is_ok() { RunOutcome::succeeded } else { RunOutcome::failed };
+        crate::metrics::instruments().retention_runs.get_or_create(&RunLabels { outcome }).inc();
+        result
+    }
+
+    async fn run_retention_counted(&self, caller: &Caller, request: RunRequest) -> VaultResult<RunReport> {
         let RunRequest { policy, spec } = request;
         if !valid_policy_name(&policy) {
             return Err(VaultError::bad_request(
