@@ -108,6 +108,8 @@ fn a_node_reports_its_storage_keys_and_build() {
         "{text}"
     );
     assert!(sample(&text, "vaultd_raft_proposals_total") > Some(0.0), "{text}");
+    assert!(sample(&text, "vaultd_raft_log_segments") >= Some(1.0), "{text}");
+    assert!(sample(&text, "vaultd_state_flush_duration_seconds_count") > Some(0.0), "{text}");
     for part in ["log", "state", "audit"] {
         let bytes = sample(&text, &format!("vaultd_data_directory_bytes{{part=\"{part}\"}}"));
         assert!(bytes > Some(0.0), "{part}: {text}");

@@ -28,6 +28,8 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct Instruments {
     /// One `fdatasync` of the Raft log (each covers every append before it started).
     pub log_fsync: Histogram,
+    /// Making the state store durable (a vote, a purge, a snapshot's cut).
+    pub state_flush: Histogram,
     pub hsm_calls: HistogramFamily<HsmLabels>,
     pub hsm_errors: Family<HsmLabels, Counter>,
     /// HSM sessions inside a call now.
@@ -72,6 +74,7 @@ fn io_histogram() -> Histogram {
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     log_fsync: io_histogram(),
+    state_flush: io_histogram(),
     hsm_calls: Family::new_with_constructor(io_histogram),
     hsm_errors: Family::default(),
     hsm_sessions_busy: Gauge::default(),
@@ -102,6 +105,12 @@ impl Instruments {
             "Duration of one fdatasync of the Raft log",
             seconds(),
             self.log_fsync.clone(),
+        );
+        registry.register_with_unit(
+            "state_flush_duration",
+            "Duration of making the state store durable",
+            seconds(),
+            self.state_flush.clone(),
         );
         registry.register_with_unit(
             "hsm_call_duration",

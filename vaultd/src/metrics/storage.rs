@@ -67,6 +67,9 @@ impl Collector for StorageCollector {
         }
         let help = "Bytes of the data directory, by part (log, state, audit, snapshots, other)";
         gauges_by(e, "data_directory", help, Some(&Unit::Bytes), "part", &parts)?;
+        let segments = std::fs::read_dir(dir.join("raft-log")).into_iter().flatten().flatten();
+        let segments = segments.filter(|entry| entry.path().extension().is_some_and(|ext| ext == "seg")).count();
+        gauge(e, "raft_log_segments", "Segment files of the Raft log", None, segments as i64)?;
         if let Ok((free, size)) = statvfs(dir) {
             let help = "Bytes still free for vaultd on the data directory's volume";
             gauge(e, "volume_free", help, Some(&Unit::Bytes), free as i64)?;

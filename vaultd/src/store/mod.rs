@@ -92,8 +92,11 @@ impl Store {
     /// trail is synced by snapshots (which is all a log purge needs) and at shutdown, not
     /// here: this runs on Raft's own path (votes, purges).
     pub fn flush(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         self.db.flush()?;
-        Ok(self.durability.sync()?)
+        self.durability.sync()?;
+        crate::metrics::instruments().state_flush.observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
