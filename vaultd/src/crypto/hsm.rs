@@ -4,7 +4,6 @@
 //! of worker threads, each owning one session; async callers hand them jobs over a
 //! channel and await the answer. The library is initialised once per process.
 
-use crate::metrics::HsmOperation;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -21,6 +20,7 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use super::{random_bytes, CryptoError, NONCE_LEN};
+use crate::metrics::HsmOperation;
 
 /// How to reach the KEK. The PIN is held zeroising and never printed.
 pub struct HsmConfig {
