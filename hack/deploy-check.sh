@@ -6,6 +6,8 @@
 #   proves crds/ matches the types);
 # - the example PiiVaults and RetentionPolicies are the documented kind (the Rust test
 #   `the_retention_examples_are_valid_policies_for_the_example_vault` checks their content);
+# - the Grafana dashboard is valid and names only documented vaultd metrics, and
+#   dashboards.enabled renders it into a sidecar-labelled ConfigMap (hack/check-dashboard.py);
 # - the operator's hack scripts parse (`bash -n`) and pass shellcheck (installed with apt-get when
 #   missing and we are root).
 # Installs Helm itself (hack/ensure-helm.sh) when it is not on PATH.
@@ -65,6 +67,13 @@ grep -q '^kind: ClusterRole$' <<<"$(template --set clusterWide=true)" ||
 if template --set clusterWide=true --set 'watchNamespaces={pii}' >/dev/null 2>&1; then
   echo "deploy-check: clusterWide with watchNamespaces must fail" >&2; exit 1
 fi
+
+# The dashboard: its JSON and metric names, then the ConfigMap dashboards.enabled renders
+# (none by default).
+template --show-only templates/dashboard-configmap.yaml >/dev/null 2>&1 &&
+  { echo "deploy-check: the default install renders the dashboard ConfigMap" >&2; exit 1; }
+template --set dashboards.enabled=true --show-only templates/dashboard-configmap.yaml >"$out/dashboard.yaml"
+python3 hack/check-dashboard.py "$chart/dashboards/strongroom-vault.json" README.md "$out/dashboard.yaml"
 
 scripts=(hack/ensure-helm.sh hack/deploy-check.sh hack/e2e-kind.sh)
 for script in "${scripts[@]}"; do bash -n "$script"; done
