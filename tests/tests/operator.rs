@@ -88,6 +88,9 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
         ("create", "jobs.batch"),
         ("watch", "jobs.batch"),
         ("list", "pods"),
+        ("patch", "podmonitors.monitoring.coreos.com"),
+        ("patch", "servicemonitors.monitoring.coreos.com"),
+        ("delete", "prometheusrules.monitoring.coreos.com"),
     ] {
         assert!(may(verb, resource, vaults), "may not {verb} {resource} in the watched namespace");
     }
@@ -102,6 +105,7 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
         ("create", "pods"),
         ("delete", "persistentvolumeclaims"),
         ("delete", "jobs.batch"),
+        ("list", "podmonitors.monitoring.coreos.com"),
     ] {
         assert!(!may(verb, resource, vaults), "may {verb} {resource} in the watched namespace");
     }

@@ -11,7 +11,9 @@
 //! 4. asks [`membership::next_step`] for at most one change,
 //! 5. server-side applies every child (the StatefulSet at the size the step allows),
 //! 6. carries out the step through the vault's admin API and records an Event,
-//! 7. writes the status computed from what the vault reported.
+//! 7. applies the backup children and the monitoring objects (`spec.backup`,
+//!    `spec.monitoring`; see `backups` and `monitoring`),
+//! 8. writes the status computed from what the vault reported.
 //!
 //! A failure in steps 1–5 skips the rest of 5 and 6 but not 7: the status says `Degraded`
 //! with the failure's reason, a Warning Event repeats it, and the reconcile is retried with
@@ -50,6 +52,7 @@ use super::backups;
 use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
+use super::monitoring;
 use super::names::{selector_labels, VaultNames};
 use super::policy::VaultPolicy;
 use super::restore;
@@ -282,6 +285,12 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         match backups::converge(ctx, &admin, vault, endpoint, token, Timestamp::now()).await {
             Ok(seen) => backups = seen,
             Err(error) => failure = Some(error),
+        }
+    }
+    // Prometheus Operator objects; without that API the rest goes on (an Event says so).
+    if let (false, None) = (paused, &failure) {
+        if let Err(error) = monitoring::converge(ctx, vault).await {
+            failure = Some(error);
         }
     }
     if let Some(Error::NotLeader) = failure {
