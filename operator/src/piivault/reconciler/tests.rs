@@ -1164,3 +1164,33 @@ async fn without_the_monitoring_api_the_reconcile_goes_on_and_an_event_says_so()
     assert!(result.is_ok(), "{result:?}");
     assert!(reasons(&requests).is_empty(), "{:?}", reasons(&requests));
 }
+
+#[tokio::test]
+async fn a_reconcile_reports_the_vaults_phase_members_and_success_in_the_metrics() {
+    let vault = with_members(vault(3), 3);
+    let (result, _, metrics) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted(3, 3)).await;
+    assert!(result.is_ok(), "{result:?}");
+    let text = metrics.encode().unwrap();
+    assert!(text.contains(r#"strongroom_operator_vaults{phase="Running"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"strongroom_operator_vault_members{vault_namespace="pii",vault="vault",health="healthy"} 3"#)
+    );
+    assert!(
+        text.contains(r#"strongroom_operator_vault_members{vault_namespace="pii",vault="vault",health="unhealthy"} 0"#)
+    );
+    assert!(text.contains(
+        r#"strongroom_operator_vault_last_successful_reconcile_timestamp_seconds{vault_namespace="pii",vault="vault"} "#
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_reconcile_is_no_success_in_the_metrics() {
+    let vault = with_members(vault(3), 3);
+    let options = FakeApiOptions { refuse_patch: vec![SET_PATH.to_string()], ..Default::default() };
+    let (result, _, metrics) =
+        reconcile_with(&vault, existing(&vault, Some(3)), &scripted(3, 3), options, LeaderGate::always()).await;
+    assert!(result.is_err());
+    let text = metrics.encode().unwrap();
+    assert!(text.contains(r#"strongroom_operator_vaults{phase="Degraded"} 1"#), "{text}");
+    assert!(!text.contains("strongroom_operator_vault_last_successful_reconcile_timestamp_seconds{"), "{text}");
+}
