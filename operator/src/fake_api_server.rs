@@ -84,7 +84,15 @@ pub fn fake_api_server(
             }
             let missing_api = options.missing_apis.iter().any(|prefix| path.starts_with(prefix.as_str()));
             let (status, answer) = match method {
-                _ if missing_api => (StatusCode::NOT_FOUND, not_found(&path)),
+                _ if missing_api => {
+                    // As a real API server answers for a group it does not serve: plain text.
+                    seen.push(ApiRequest { method, path, query, body });
+                    let response = Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Body::from(b"404 page not found\n".to_vec()));
+                    respond.send_response(response.unwrap());
+                    continue;
+                }
                 Method::PATCH if options.refuse_patch.contains(&path) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, invalid(&path))
                 }

@@ -589,4 +589,16 @@ mod tests {
         let error = validate_cel(&without_kek).expect_err("rejected");
         assert!(format!("{error:?}").contains("softhsmSecret names the source"), "{error:?}");
     }
+
+    #[test]
+    fn an_empty_monitoring_asks_for_a_pod_monitor_and_the_alerts() {
+        let spec: MonitoringSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(
+            spec,
+            MonitoringSpec { kind: MonitorKind::PodMonitor, labels: BTreeMap::new(), interval: None, alerts: true }
+        );
+        let spec: MonitoringSpec =
+            serde_json::from_value(serde_json::json!({"kind": "ServiceMonitor", "alerts": false})).unwrap();
+        assert_eq!((spec.kind, spec.alerts), (MonitorKind::ServiceMonitor, false));
+    }
 }

@@ -71,9 +71,12 @@ async fn apply(api: &Api<DynamicObject>, kind: &str, object: &DynamicObject) -> 
 
 /// Deletes the object if there is one; `true` also when there is none, or no such API.
 async fn delete_if_present(api: &Api<DynamicObject>, name: &str) -> Result<bool, Error> {
-    // A missing API answers 404 to the lookup as well: nothing to delete.
-    if api.get_opt(name).await?.is_none() {
-        return Ok(true);
+    // A missing API answers 404 to the lookup as well (a plain-text "404 page not found",
+    // not a NotFound Status, which `get_opt` would take for no object): nothing to delete.
+    match api.get(name).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 404 => return Ok(true),
+        Err(error) => return Err(error.into()),
     }
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(true),
