@@ -145,9 +145,15 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultRetentionRunFailed",
-            expr: format!(
-                r#"sum by (namespace, vault) (increase(vaultd_retention_runs_total{{{s},outcome="failed"}}[6h])) > 0"#
-            ),
+            // The second half: a counter that first appears at 1 (no earlier sample for
+            // `increase` to start from).
+            expr: {
+                let failed = format!(r#"vaultd_retention_runs_total{{{s},outcome="failed"}}"#);
+                format!(
+                    "sum by (namespace, vault) (increase({failed}[6h])) > 0 \
+                     or sum by (namespace, vault) ({failed} unless {failed} offset 6h) > 0"
+                )
+            },
             for_: None,
             severity: "warning",
             summary: "A retention run failed",
