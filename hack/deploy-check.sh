@@ -50,7 +50,7 @@ done
 rules=$("$helm" template strongroom-operator "$chart" --namespace strongroom-system --kube-version "$kube_version" \
   --show-only templates/rbac.yaml)
 for resource in retentionpolicies retentionpolicies/status retentionpolicies/finalizers cronjobs \
-  piivaultbackups piivaultbackups/status jobs pods; do
+  piivaultbackups piivaultbackups/status jobs pods podmonitors servicemonitors prometheusrules; do
   grep -q "\"$resource\"" <<<"$rules" || { echo "deploy-check: the operator's role lacks $resource" >&2; exit 1; }
 done
 

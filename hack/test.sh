@@ -2,9 +2,10 @@
 # The full test suite, runnable on a fresh machine: installs what the tests need
 # (SoftHSM2 for the PKCS#11 tests; iproute2 and curl for the cluster test that cuts a
 # node off in a network namespace, which needs root; Python for Schemathesis and for
-# moto's S3 server, which the backup tests store backups in), then runs every test of the
-# workspace, Schemathesis against a demo vault (hack/schemathesis.sh) and the deployment
-# checks.
+# moto's S3 server, which the backup tests store backups in; promtool, from Debian's
+# `prometheus` package, for the alert rules), then runs every test of the workspace,
+# Schemathesis against a demo vault (hack/schemathesis.sh), the alert rules' checks
+# (hack/check-alerts.sh) and the deployment checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+command -v promtool >/dev/null || missing+=(prometheus)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
@@ -33,4 +35,5 @@ export STRONGROOM_MOTO_SERVER="$PWD/$moto_venv/bin/moto_server"
 
 cargo test --workspace --locked "$@"
 bash hack/schemathesis.sh
+bash hack/check-alerts.sh
 bash hack/deploy-check.sh

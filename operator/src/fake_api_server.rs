@@ -56,6 +56,9 @@ pub struct FakeApiOptions {
     /// This gate is revoked when a request for this path arrives (before it is answered):
     /// leadership lost in the middle of a reconcile.
     pub revoke_on: Option<(String, LeaderGate)>,
+    /// Every request under these path prefixes is answered 404: an API group the cluster
+    /// does not have (e.g. `/apis/monitoring.coreos.com/`).
+    pub missing_apis: Vec<String>,
 }
 
 /// Answers the operator's Kubernetes requests from a map of existing objects (by path):
@@ -79,7 +82,17 @@ pub fn fake_api_server(
             if let Some((_, gate)) = options.revoke_on.as_ref().filter(|(on, _)| *on == path) {
                 gate.revoke();
             }
+            let missing_api = options.missing_apis.iter().any(|prefix| path.starts_with(prefix.as_str()));
             let (status, answer) = match method {
+                _ if missing_api => {
+                    // As a real API server answers for a group it does not serve: plain text.
+                    seen.push(ApiRequest { method, path, query, body });
+                    let response = Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Body::from(b"404 page not found\n".to_vec()));
+                    respond.send_response(response.unwrap());
+                    continue;
+                }
                 Method::PATCH if options.refuse_patch.contains(&path) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, invalid(&path))
                 }

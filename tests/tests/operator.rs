@@ -71,7 +71,9 @@ async fn the_charts_rbac_confines_the_operator_to_what_it_needs() {
     let (vaults, own) = (Some(deployed.namespace.as_str()), Some(deployed.install.namespace.as_str()));
     let elsewhere = env.namespace(&deployed.client, "rbac-other").await;
     let may = |verb, resource, namespace| operator.may(env, verb, resource, namespace);
-    // In the watched namespace: what the reconcilers do.
+    // In the watched namespace: what the reconcilers do. (The Prometheus Operator's kinds are
+    // not installed here, so `auth can-i` cannot ask about them: tests/tests/monitoring.rs
+    // has the operator apply and delete them under this RBAC.)
     for (verb, resource) in [
         ("patch", "piivaults.strongroom.dev"),
         ("patch", "piivaults.strongroom.dev/status"),

@@ -45,7 +45,9 @@ that); Pods: listed, for a finished Job's termination messages.
 Secrets: no list or watch, so the operator never holds every Secret of a namespace in
 memory; it reads the ones it knows. PersistentVolumeClaims: deletecollection, for the data
 volumes of a deleted SoftHSM vault; get and create, for the first volume of a vault restored
-from a backup (made before its StatefulSet). These rules are granted in each watched
+from a backup (made before its StatefulSet). Prometheus Operator objects (spec.monitoring):
+looked up, applied and deleted by name, never listed or watched (granted whether or not
+that API is installed). These rules are granted in each watched
 namespace (a Role), or — only with clusterWide — in every namespace (a ClusterRole).
 */}}
 {{- define "strongroom-operator.rules" -}}
@@ -91,4 +93,7 @@ namespace (a Role), or — only with clusterWide — in every namespace (a Clust
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors", "servicemonitors", "prometheusrules"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end -}}

@@ -1,4 +1,5 @@
-//! Writes the operator's CRDs into `crds/` and the Helm chart's `crds/` folder.
+//! Writes the operator's CRDs into `crds/` and the Helm chart's `crds/` folder, and the
+//! vault alerts into the chart's `alerts/strongroom-alerts.yaml`.
 //!
 //! `cargo run -p strongroom-operator --bin crdgen` after changing a custom resource type;
 //! the test `crds_are_current` fails until the committed YAML matches the Rust types.
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use strongroom_operator::crd;
+use strongroom_operator::piivault::builders::alerts;
 
 fn main() -> ExitCode {
     let to_stdout = std::env::args().skip(1).any(|arg| arg == "--stdout");
@@ -34,5 +36,21 @@ fn main() -> ExitCode {
             println!("wrote {}", path.display());
         }
     }
+    if to_stdout {
+        return ExitCode::SUCCESS;
+    }
+    // The vault alerts as a plain Prometheus rules file, for promtool and for a Prometheus
+    // without the Prometheus Operator.
+    let path = workspace.join(alerts::RULES_FILE);
+    let written = alerts::rules_file().map_err(|error| error.to_string()).and_then(|yaml| {
+        std::fs::create_dir_all(path.parent().unwrap_or(&workspace))
+            .and_then(|()| std::fs::write(&path, yaml))
+            .map_err(|error| error.to_string())
+    });
+    if let Err(error) = written {
+        eprintln!("crdgen: cannot write {}: {error}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {}", path.display());
     ExitCode::SUCCESS
 }

@@ -121,6 +121,42 @@ pub struct PiiVaultSpec {
     /// vault has no nodes yet, and fixed at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapSpec>,
+
+    /// Prometheus Operator objects for this vault: a PodMonitor or ServiceMonitor scraping
+    /// the pods' `/metrics`, and a PrometheusRule with the vault's alerts. Absent: none
+    /// (any rendered before are deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
+}
+
+/// What the operator renders for the Prometheus Operator (`monitoring.coreos.com/v1`).
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// The kind of scrape object: `PodMonitor` (default) or `ServiceMonitor`.
+    #[serde(default)]
+    pub kind: MonitorKind,
+    /// Labels added to the monitor and the rule objects, so that a Prometheus's
+    /// `podMonitorSelector`, `serviceMonitorSelector` and `ruleSelector` find them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Scrape interval (e.g. `30s`); absent: the Prometheus's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: Option<String>,
+    /// Render the PrometheusRule with the vault's alerts (default true).
+    #[serde(default = "default_true")]
+    pub alerts: bool,
+}
+
+/// The Prometheus Operator object that scrapes the vault pods.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MonitorKind {
+    /// Scrapes the pods directly (port `api`).
+    #[default]
+    PodMonitor,
+    /// Scrapes the pods through the headless Service's endpoints (port `api`).
+    ServiceMonitor,
 }
 
 /// How a new vault is created.
@@ -552,5 +588,17 @@ mod tests {
         without_kek.spec.bootstrap = Some(from_backup(None));
         let error = validate_cel(&without_kek).expect_err("rejected");
         assert!(format!("{error:?}").contains("softhsmSecret names the source"), "{error:?}");
+    }
+
+    #[test]
+    fn an_empty_monitoring_asks_for_a_pod_monitor_and_the_alerts() {
+        let spec: MonitoringSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(
+            spec,
+            MonitoringSpec { kind: MonitorKind::PodMonitor, labels: BTreeMap::new(), interval: None, alerts: true }
+        );
+        let spec: MonitoringSpec =
+            serde_json::from_value(serde_json::json!({"kind": "ServiceMonitor", "alerts": false})).unwrap();
+        assert_eq!((spec.kind, spec.alerts), (MonitorKind::ServiceMonitor, false));
     }
 }

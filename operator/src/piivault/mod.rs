@@ -9,6 +9,7 @@
 //! - [`membership`]: the next Raft membership step, as a pure function of observations.
 //! - `restore`: a new vault's first node restored from a backup (`spec.bootstrap`).
 //! - `backups`: the backup token, the ledger shipper and the scheduled backups.
+//! - `monitoring`: the Prometheus Operator objects of `spec.monitoring`.
 //! - [`status`]: the status written back to the resource.
 //! - [`reconciler`]: observes, decides, applies and reports; `run` starts the controller.
 
@@ -17,6 +18,7 @@ mod backups;
 pub mod builders;
 pub mod defaults;
 pub mod membership;
+mod monitoring;
 pub mod names;
 pub mod policy;
 pub mod reconciler;

@@ -11,7 +11,9 @@
 //! 4. asks [`membership::next_step`] for at most one change,
 //! 5. server-side applies every child (the StatefulSet at the size the step allows),
 //! 6. carries out the step through the vault's admin API and records an Event,
-//! 7. writes the status computed from what the vault reported.
+//! 7. applies the backup children and the monitoring objects (`spec.backup`,
+//!    `spec.monitoring`; see `backups` and `monitoring`),
+//! 8. writes the status computed from what the vault reported.
 //!
 //! A failure in steps 1–5 skips the rest of 5 and 6 but not 7: the status says `Degraded`
 //! with the failure's reason, a Warning Event repeats it, and the reconcile is retried with
@@ -50,6 +52,7 @@ use super::backups;
 use super::builders::{self, Children};
 use super::defaults::VaultDefaults;
 use super::membership::{self, Observation, PodState, Step};
+use super::monitoring;
 use super::names::{selector_labels, VaultNames};
 use super::policy::VaultPolicy;
 use super::restore;
@@ -151,8 +154,18 @@ pub async fn reconcile<V: VaultAdmin>(vault: Arc<PiiVault>, ctx: Arc<Context<V>>
     let key = key(&*vault);
     let result = finalizer(&vaults, FINALIZER, vault, |event| async {
         match event {
-            FinalizerEvent::Apply(vault) => apply(&ctx.defaults.apply(&vault), &ctx).await,
-            FinalizerEvent::Cleanup(vault) => cleanup(&vault, &ctx).await,
+            FinalizerEvent::Apply(vault) => {
+                let applied = apply(&ctx.defaults.apply(&vault), &ctx).await;
+                if applied.is_ok() {
+                    let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
+                    ctx.metrics.vault_reconciled(&namespace, &vault.name_any(), now);
+                }
+                applied
+            }
+            FinalizerEvent::Cleanup(vault) => {
+                ctx.metrics.vault_removed(&namespace, &vault.name_any());
+                cleanup(&vault, &ctx).await
+            }
         }
     })
     .await
@@ -284,6 +297,12 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
             Err(error) => failure = Some(error),
         }
     }
+    // Prometheus Operator objects; without that API the rest goes on (an Event says so).
+    if let (false, None) = (paused, &failure) {
+        if let Err(error) = monitoring::converge(ctx, vault).await {
+            failure = Some(error);
+        }
+    }
     if let Some(Error::NotLeader) = failure {
         // Another replica may be in charge by now: not even the status is written.
         return Err(Error::NotLeader);
@@ -315,7 +334,9 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         backups: backups.as_ref(),
     };
     ctx.control.ensure_leader()?;
-    write_status(&ctx.client, vault, &status::compute(vault, &outcome, Timestamp::now())).await?;
+    let computed = status::compute(vault, &outcome, Timestamp::now());
+    write_status(&ctx.client, vault, &computed).await?;
+    report_status(ctx, vault, &computed);
 
     match (failure, step_error, seen.cluster_error) {
         (Some(error), _, _) => Err(error),
@@ -324,6 +345,16 @@ async fn apply<V: VaultAdmin>(vault: &PiiVault, ctx: &Context<V>) -> Result<Acti
         (None, None, None) if step == Step::Converged => Ok(Action::requeue(REQUEUE_WHEN_CONVERGED)),
         (None, None, None) => Ok(Action::requeue(REQUEUE_WHILE_WAITING)),
     }
+}
+
+/// The vault's phase and its members' health, as written to its status, for the metrics.
+fn report_status<V>(ctx: &Context<V>, vault: &PiiVault, status: &crate::crd::PiiVaultStatus) {
+    let phase = status.phase.map(|phase| format!("{phase:?}")).unwrap_or_else(|| "Unknown".to_string());
+    let healthy = status.members.iter().filter(|member| member.healthy).count();
+    let unhealthy = status.members.len() - healthy;
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let namespace = vault.namespace().unwrap_or_default();
+    ctx.metrics.vault_observed(&namespace, &vault.name_any(), &phase, count(healthy), count(unhealthy));
 }
 
 /// The root token (bootstrap only) and the token of every other admin call (the operator's

@@ -197,11 +197,34 @@ async fn apply<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) ->
     if let Some(failure) = outcome.failure.as_ref().filter(|_| result.is_ok()) {
         publish(&ctx.recorder, policy, EventType::Warning, failure.reason, "Reconcile", failure.message.clone()).await;
     }
+    report_due(ctx, policy, &outcome.runs);
     ctx.control.ensure_leader()?;
     write_status(&ctx.client, policy, &status::compute(policy, &outcome, now)).await?;
     match result? {
         Converged::WaitingForVault => Ok(Action::requeue(WAIT_FOR_VAULT)),
         Converged::Scheduled => Ok(Action::requeue(REFRESH)),
+    }
+}
+
+/// The policy's `strongroom_operator_retention_run_due_timestamp_seconds`: its schedule's
+/// first time after its last run (after its creation before any), none while suspended; as
+/// it was while the vault's runs are not known.
+fn report_due<V>(ctx: &Context<V>, policy: &RetentionPolicy, runs: &Runs) {
+    let names = PolicyNames::of(policy);
+    let vault = names.vault();
+    let report = |due| ctx.metrics.retention_due(vault.namespace(), vault.vault(), &names.run_label(), due);
+    if policy.spec.suspend {
+        return report(None);
+    }
+    let after = match runs {
+        Runs::Read(Some(run)) => {
+            i64::try_from(run.started_at).ok().and_then(|millis| Timestamp::from_millisecond(millis).ok())
+        }
+        Runs::Read(None) => policy.metadata.creation_timestamp.as_ref().map(|time| time.0),
+        Runs::NotAsked | Runs::Unavailable(_) => return,
+    };
+    if let Some(due) = after.and_then(|after| schedule::next_run(&policy.spec.schedule, after).ok()) {
+        report(Some(due.as_millisecond() as f64 / 1000.0));
     }
 }
 
@@ -408,6 +431,7 @@ pub fn last_job_failed(cron_job: &CronJob) -> Option<String> {
 /// owner references delete the children.
 async fn cleanup<V: RetentionAdmin>(policy: &RetentionPolicy, ctx: &Context<V>) -> Result<Action, Error> {
     let names = PolicyNames::of(policy);
+    ctx.metrics.retention_due(names.vault().namespace(), names.vault().vault(), &names.run_label(), None);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
     let vaults: Api<PiiVault> = Api::namespaced(ctx.client.clone(), names.namespace());
     // The status names the token; the Secret too, unless it is gone already (foreground

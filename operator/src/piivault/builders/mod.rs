@@ -4,10 +4,12 @@
 //! applies what they return with server-side apply, so whatever a builder leaves out is not
 //! managed by the operator, and whatever it sets is restored on the next reconcile.
 
+pub mod alerts;
 pub(crate) mod backup;
 mod config_map;
 mod disruption_budget;
 mod layout;
+pub mod monitoring;
 mod network_policy;
 mod restore;
 mod secrets;
@@ -29,6 +31,7 @@ use crate::Error;
 pub use backup::{backup_cron_job, ledger_shipper, restore_drill_cron_job};
 pub use config_map::config_map;
 pub use disruption_budget::disruption_budget;
+pub use monitoring::{monitor, prometheus_rule};
 pub use network_policy::network_policy;
 pub use restore::{restore_claim, restore_job, RESTORE_OF};
 pub use secrets::generated_secret;
@@ -113,6 +116,7 @@ pub(crate) mod test_support {
                 paused: false,
                 backup: None,
                 bootstrap: None,
+                monitoring: None,
             },
             status: None,
         }

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::child_meta;
+use super::monitoring::HEADLESS_LABEL;
 use crate::crd::PiiVault;
 use crate::piivault::names::{selector_labels, VaultNames, API_PORT, PEER_PORT};
 use crate::Error;
@@ -24,8 +25,12 @@ fn port(name: &str, port: i32) -> ServicePort {
 /// the operator) to join the cluster at all.
 pub fn headless_service(vault: &PiiVault) -> Result<Service, Error> {
     let names = VaultNames::of(vault);
+    let mut metadata = child_meta(vault, names.headless_service())?;
+    // Marks it for a ServiceMonitor (`spec.monitoring`): the client Service has the same pods.
+    let (key, value) = HEADLESS_LABEL;
+    metadata.labels.get_or_insert_with(Default::default).insert(key.to_string(), value.to_string());
     Ok(Service {
-        metadata: child_meta(vault, names.headless_service())?,
+        metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),

@@ -1077,3 +1077,120 @@ async fn a_restore_needs_its_credentials_and_writes_only_into_a_volume_it_made()
     assert!(result.is_ok(), "{result:?}");
     assert!(requests.iter().any(|r| r.is(Method::PATCH, RESTORE_JOB_PATH)));
 }
+
+fn with_monitoring(mut vault: PiiVault, kind: crate::crd::piivault::MonitorKind) -> PiiVault {
+    vault.spec.monitoring = Some(crate::crd::piivault::MonitoringSpec {
+        kind,
+        labels: [("release".to_string(), "prometheus".to_string())].into(),
+        interval: None,
+        alerts: true,
+    });
+    vault
+}
+
+const POD_MONITOR_PATH: &str = "/apis/monitoring.coreos.com/v1/namespaces/pii/podmonitors/vault";
+const SERVICE_MONITOR_PATH: &str = "/apis/monitoring.coreos.com/v1/namespaces/pii/servicemonitors/vault";
+const PROMETHEUS_RULE_PATH: &str = "/apis/monitoring.coreos.com/v1/namespaces/pii/prometheusrules/vault";
+
+#[tokio::test]
+async fn with_spec_monitoring_the_monitor_and_the_rule_are_applied() {
+    use crate::crd::piivault::MonitorKind;
+    let vault = with_monitoring(with_members(vault(3), 3), MonitorKind::PodMonitor);
+    let scripted = scripted(3, 3);
+    let (result, requests, _) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    let applied = |path: &str| requests.iter().find(|r| r.is(Method::PATCH, path)).map(|r| r.body.clone());
+    let monitor = applied(POD_MONITOR_PATH).expect("the PodMonitor is applied");
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "api");
+    let rule = applied(PROMETHEUS_RULE_PATH).expect("the PrometheusRule is applied");
+    assert_eq!(rule["spec"]["groups"][0]["name"], "strongroom-vault");
+    assert!(applied(SERVICE_MONITOR_PATH).is_none());
+    assert!(!reasons(&requests).contains(&"MonitoringUnavailable".to_string()));
+}
+
+#[tokio::test]
+async fn without_spec_monitoring_or_after_a_switch_the_objects_that_are_not_asked_for_go() {
+    use crate::crd::piivault::MonitorKind;
+    let before = with_monitoring(with_members(vault(3), 3), MonitorKind::PodMonitor);
+    let mut objects = existing(&before, Some(3));
+    let monitor = builders::monitor(&before).unwrap().unwrap();
+    let rule = builders::prometheus_rule(&before).unwrap().unwrap();
+    objects.insert(POD_MONITOR_PATH.into(), serde_json::to_value(monitor).unwrap());
+    objects.insert(PROMETHEUS_RULE_PATH.into(), serde_json::to_value(rule).unwrap());
+    let scripted = scripted(3, 3);
+
+    // Switched to a ServiceMonitor without alerts: the PodMonitor and the rule go.
+    let mut switched = with_monitoring(with_members(vault(3), 3), MonitorKind::ServiceMonitor);
+    switched.spec.monitoring.as_mut().unwrap().alerts = false;
+    let (result, requests, _) = reconcile_once(&switched, objects.clone(), &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, SERVICE_MONITOR_PATH)));
+    for path in [POD_MONITOR_PATH, PROMETHEUS_RULE_PATH] {
+        assert!(requests.iter().any(|r| r.is(Method::DELETE, path)), "{path} is not deleted");
+    }
+
+    // spec.monitoring removed: everything goes, nothing is applied.
+    let without = with_members(vault(3), 3);
+    let (result, requests, _) = reconcile_once(&without, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    for path in [POD_MONITOR_PATH, PROMETHEUS_RULE_PATH] {
+        assert!(requests.iter().any(|r| r.is(Method::DELETE, path)), "{path} is not deleted");
+    }
+    assert!(!requests.iter().any(|r| r.method == Method::PATCH && r.path.contains("monitoring.coreos.com")));
+    // None was there: nothing to delete.
+    assert!(!requests.iter().any(|r| r.is(Method::DELETE, SERVICE_MONITOR_PATH)));
+}
+
+#[tokio::test]
+async fn without_the_monitoring_api_the_reconcile_goes_on_and_an_event_says_so() {
+    use crate::crd::piivault::MonitorKind;
+    let vault = with_monitoring(with_members(vault(3), 3), MonitorKind::PodMonitor);
+    let scripted = scripted(3, 3);
+    let options = FakeApiOptions { missing_apis: vec!["/apis/monitoring.coreos.com/".into()], ..Default::default() };
+    let (result, requests, _) =
+        reconcile_with(&vault, existing(&vault, Some(3)), &scripted, options.clone(), LeaderGate::always()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(reasons(&requests), vec!["MonitoringUnavailable".to_string()]);
+    let status = written_status(&requests);
+    assert_eq!(status.phase, Some(Phase::Running), "{status:?}");
+    assert!(requests.iter().any(|r| r.is(Method::PATCH, SET_PATH)), "the rest is applied");
+
+    // Not asked for: no Event, whether the API exists or not.
+    let without = with_members(self::vault(3), 3);
+    let (result, requests, _) =
+        reconcile_with(&without, existing(&without, Some(3)), &scripted, options, LeaderGate::always()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(reasons(&requests).is_empty(), "{:?}", reasons(&requests));
+}
+
+#[tokio::test]
+async fn a_reconcile_reports_the_vaults_phase_members_and_success_in_the_metrics() {
+    let vault = with_members(vault(3), 3);
+    let (result, _, metrics) = reconcile_once(&vault, existing(&vault, Some(3)), &scripted(3, 3)).await;
+    assert!(result.is_ok(), "{result:?}");
+    let text = metrics.encode().unwrap();
+    assert!(text.contains(r#"strongroom_operator_vaults{phase="Running"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"strongroom_operator_vault_members{vault_namespace="pii",vault="vault",health="healthy"} 3"#)
+    );
+    assert!(
+        text.contains(r#"strongroom_operator_vault_members{vault_namespace="pii",vault="vault",health="unhealthy"} 0"#)
+    );
+    assert!(text.contains(
+        r#"strongroom_operator_vault_last_successful_reconcile_timestamp_seconds{vault_namespace="pii",vault="vault"} "#
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_reconcile_is_no_success_in_the_metrics() {
+    let vault = with_members(vault(3), 3);
+    let options = FakeApiOptions { refuse_patch: vec![SET_PATH.to_string()], ..Default::default() };
+    let (result, _, metrics) =
+        reconcile_with(&vault, existing(&vault, Some(3)), &scripted(3, 3), options, LeaderGate::always()).await;
+    assert!(result.is_err());
+    let text = metrics.encode().unwrap();
+    assert!(text.contains(r#"strongroom_operator_vaults{phase="Degraded"} 1"#), "{text}");
+    assert!(!text.contains("strongroom_operator_vault_last_successful_reconcile_timestamp_seconds{"), "{text}");
+}

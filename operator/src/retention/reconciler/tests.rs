@@ -583,3 +583,24 @@ async fn a_vault_whose_image_the_policy_refuses_gets_no_cron_job_and_no_token() 
     assert_eq!(degraded.status, "True");
     assert!(degraded.message.contains("policy.allowedImages"), "{}", degraded.message);
 }
+
+#[tokio::test]
+async fn the_next_due_run_follows_the_last_run_and_a_suspended_policy_has_none() {
+    let policy = policy();
+    let vault = ScriptedVault::default();
+    vault.ran(run_report(3, 2));
+    let (ctx, server) = test_context(existing(&policy), vault.clone(), LeaderGate::always());
+    reconcile(Arc::new(policy.clone()), ctx.clone()).await.unwrap();
+    // The run started 2026-11-23T03:00:00Z; "0 3 * * *" is next due a day later.
+    let series = r#"strongroom_operator_retention_run_due_timestamp_seconds{vault_namespace="shop",vault="customers",policy="shop/drop-phone"}"#;
+    let text = ctx.metrics.encode().unwrap();
+    assert!(text.contains(&format!("{series} 1795489200.0")), "{text}");
+
+    let mut suspended = policy;
+    suspended.spec.suspend = true;
+    reconcile(Arc::new(suspended), ctx.clone()).await.unwrap();
+    let text = ctx.metrics.encode().unwrap();
+    assert!(!text.contains(series), "{text}");
+    drop(ctx);
+    server.await.unwrap();
+}
