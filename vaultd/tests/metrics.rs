@@ -102,7 +102,8 @@ fn a_node_reports_its_storage_keys_and_build() {
     assert_eq!(sample(&text, "vaultd_audit_verification_ok"), Some(1.0), "{text}");
     assert!(sample(&text, "vaultd_audit_verification_timestamp_seconds") > Some(0.0), "{text}");
     assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"succeeded\"}"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"failed\"}"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"failed\"}"), Some(0.0), "a bad request is no run");
+    assert_eq!(sample(&text, "vaultd_hsm_errors_total{operation=\"Decrypt\"}"), Some(0.0), "there from the start");
     assert!(
         sample(&text, "vaultd_retention_last_run_timestamp_seconds{policy=\"shop/drop-fax\"}") > Some(0.0),
         "{text}"

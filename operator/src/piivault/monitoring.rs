@@ -42,7 +42,7 @@ pub async fn converge<V>(ctx: &Context<V>, vault: &PiiVault) -> Result<Monitorin
         ctx.control.ensure_leader()?;
         let done = match object {
             Some(object) => apply(&api, kind, object).await?,
-            None => delete_if_present(&api, &monitoring_name(&names)).await?,
+            None => delete_if_owned(&api, &monitoring_name(&names), vault).await?,
         };
         if !done {
             outcome = Monitoring::ApiMissing;
@@ -69,14 +69,22 @@ async fn apply(api: &Api<DynamicObject>, kind: &str, object: &DynamicObject) -> 
     }
 }
 
-/// Deletes the object if there is one; `true` also when there is none, or no such API.
-async fn delete_if_present(api: &Api<DynamicObject>, name: &str) -> Result<bool, Error> {
+/// Deletes the object if there is one and this vault owns it (one a user made under that
+/// name is left alone); `true` also when there is none, or no such API. A lookup the
+/// operator may not make (403: RBAC without monitoring.coreos.com) counts as none, so that
+/// vaults that never asked for monitoring do not depend on those rights.
+async fn delete_if_owned(api: &Api<DynamicObject>, name: &str, vault: &PiiVault) -> Result<bool, Error> {
     // A missing API answers 404 to the lookup as well (a plain-text "404 page not found",
     // not a NotFound Status, which `get_opt` would take for no object): nothing to delete.
-    match api.get(name).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(response)) if response.code == 404 => return Ok(true),
+    let existing = match api.get(name).await {
+        Ok(existing) => existing,
+        Err(kube::Error::Api(response)) if response.code == 404 || response.code == 403 => return Ok(true),
         Err(error) => return Err(error.into()),
+    };
+    let uid = vault.metadata.uid.as_deref();
+    let owned = existing.metadata.owner_references.iter().flatten().any(|owner| Some(owner.uid.as_str()) == uid);
+    if !owned {
+        return Ok(true);
     }
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(true),

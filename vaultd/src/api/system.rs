@@ -114,7 +114,14 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     ),
 )]
 pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(metrics.encode())
+    // Collectors read the disk: off the worker that serves requests.
+    match web::block(move || metrics.encode()).await {
+        Ok(text) => {
+            HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
+        }
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "error", "message": "metrics are unavailable"})),
+    }
 }
 
 /// `GET /v1/metrics`: the same as `/metrics`.

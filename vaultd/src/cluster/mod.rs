@@ -156,7 +156,7 @@ impl Cluster {
             // heartbeat; with 600–1,200 ms it was 1.8–2.4 s, and failover took over 3 s
             // when a vote was lost.
             election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             install_snapshot_timeout: 10_000,
             // The peer port's body limit for snapshot messages is sized from this.
             snapshot_max_chunk_size: rpc::SNAPSHOT_CHUNK as u64,
@@ -441,6 +441,21 @@ impl Cluster {
     }
 
     /// Reads Raft's latest metrics.
+    /// Whether this node knows a leader that can commit: a leader whose quorum has not
+    /// acknowledged it for longer than an election takes has none (openraft keeps such a
+    /// leader leading).
+    pub fn has_working_leader(&self) -> bool {
+        let quorum_within = Duration::from_millis(2 * ELECTION_TIMEOUT_MAX_MS);
+        self.with_metrics(|metrics| match metrics.current_leader {
+            Some(leader) if leader == metrics.id => {
+                metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= quorum_within.as_millis())
+            }
+            Some(_) => true,
+            None => false,
+        })
+        .unwrap_or(false)
+    }
+
     fn with_metrics<T>(&self, read: impl FnOnce(&types::RaftMetrics) -> T) -> Result<T, Refusal> {
         let receiver = self.raft()?.metrics();
         let metrics = receiver.borrow();
@@ -507,18 +522,21 @@ impl Cluster {
     }
 }
 
-/// Counts each change of the leader this node sees (to another node, or to none), until
-/// Raft stops.
+/// Counts each new leader this node sees (as etcd counts "leader changes seen"; the
+/// leaderless moment of an election is not a change), until Raft stops.
 async fn count_leader_changes(mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>>) {
     let mut leader = metrics.borrow().current_leader;
     while metrics.changed().await.is_ok() {
         let now = metrics.borrow().current_leader;
-        if now != leader {
+        if now.is_some() && now != leader {
             crate::metrics::instruments().leader_changes.inc();
             leader = now;
         }
     }
 }
+
+/// The longest a follower waits for its leader before it stands for election.
+const ELECTION_TIMEOUT_MAX_MS: u64 = 800;
 
 fn node_state(state: ServerState) -> NodeState {
     match state {

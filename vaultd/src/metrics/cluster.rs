@@ -37,8 +37,9 @@ impl Collector for ClusterCollector {
         let status = self.cluster.local_status();
         let e = &mut encoder;
         let flag = |yes: bool| i64::from(yes);
-        let leader = status.leader.is_some() && status.state != NodeState::Uninitialized;
-        gauge(e, "raft_has_leader", "1 when this node knows a leader of its cluster", None, flag(leader))?;
+        let leader = status.state != NodeState::Uninitialized && self.cluster.has_working_leader();
+        let help = "1 when this node knows a leader that its quorum acknowledges";
+        gauge(e, "raft_has_leader", help, None, flag(leader))?;
         let is_leader = status.state == NodeState::Leader;
         gauge(e, "raft_is_leader", "1 when this node is its cluster's leader", None, flag(is_leader))?;
         gauge(e, "raft_term", "The Raft term this node is in", None, status.term as i64)?;

@@ -46,7 +46,7 @@ pub struct Instruments {
     pub snapshot_builds: Histogram,
     pub snapshot_installs: Counter,
     pub log_purges: Counter,
-    /// Retention runs this node served, by outcome.
+    /// Retention runs this node served (valid requests only), by outcome.
     pub retention_runs: Family<RunLabels, Counter>,
     /// The last audit chain verification on this node: whether the chain was intact, and
     /// when (seconds since the Unix epoch); `None` before one (encoded by the storage
@@ -99,6 +99,13 @@ pub fn instruments() -> &'static Instruments {
 
 impl Instruments {
     pub(super) fn register(&self, registry: &mut Registry) {
+        // Counters an alert reads exist from the start, so that their first increase counts.
+        for operation in [HsmOperation::Encrypt, HsmOperation::Decrypt] {
+            drop(self.hsm_errors.get_or_create(&HsmLabels { operation }));
+        }
+        for outcome in [RunOutcome::succeeded, RunOutcome::failed] {
+            drop(self.retention_runs.get_or_create(&RunLabels { outcome }));
+        }
         let seconds = || Unit::Seconds;
         registry.register_with_unit(
             "raft_log_fsync_duration",

@@ -8,15 +8,15 @@
 //! so a subject that changed in between is skipped, not changed wrongly, and a rerun
 //! (or a run repeated after a leader change cut it short) changes nothing twice.
 
-use crate::metrics::instruments::{RunLabels, RunOutcome};
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use strongroom_admin_api::retention::{
-    parse_duration, valid_policy_name, Action, Rule, RuleReport, RunReport, RunRequest,
+    parse_duration, valid_policy_name, Action, PolicySpec, Rule, RuleReport, RunReport, RunRequest,
 };
 use uuid::Uuid;
 
 use super::*;
+use crate::metrics::instruments::{RunLabels, RunOutcome};
 use crate::retention::rules::{edit_profile, Selector};
 
 /// Changes a run keeps in flight: they share log entries with other requests' commands
@@ -39,13 +39,6 @@ enum Outcome {
 
 impl Vault {
     pub async fn run_retention(&self, caller: &Caller, request: RunRequest) -> VaultResult<RunReport> {
-        let result = self.run_retention_counted(caller, request).await;
-        let outcome = if result.is_ok() { RunOutcome::succeeded } else { RunOutcome::failed };
-        crate::metrics::instruments().retention_runs.get_or_create(&RunLabels { outcome }).inc();
-        result
-    }
-
-    async fn run_retention_counted(&self, caller: &Caller, request: RunRequest) -> VaultResult<RunReport> {
         let RunRequest { policy, spec } = request;
         if !valid_policy_name(&policy) {
             return Err(VaultError::bad_request(
@@ -56,6 +49,14 @@ impl Vault {
         if let Some(app) = spec.rules.iter().filter_map(|r| r.selector.app.as_deref()).find(|a| !valid_app_name(a)) {
             return Err(VaultError::bad_request(format!("match.app {app:?} is not a valid app name")));
         }
+        // A valid request is a run: how it ends is counted (a caller's mistake is not).
+        let result = self.run_valid_retention(caller, policy, spec).await;
+        let outcome = if result.is_ok() { RunOutcome::succeeded } else { RunOutcome::failed };
+        crate::metrics::instruments().retention_runs.get_or_create(&RunLabels { outcome }).inc();
+        result
+    }
+
+    async fn run_valid_retention(&self, caller: &Caller, policy: String, spec: PolicySpec) -> VaultResult<RunReport> {
         // Decide on state that includes every write acknowledged before the run began.
         self.catch_up().await?;
         let started_at = now_ms();

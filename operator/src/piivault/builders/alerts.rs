@@ -161,7 +161,11 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultRetentionRunOverdue",
-            expr: format!("time() - strongroom_operator_retention_run_due_timestamp_seconds{{{o}}} > 3600"),
+            // max by: a former leader replica may still export an old due time.
+            expr: format!(
+                "time() - max by (vault_namespace, vault, policy) \
+                 (strongroom_operator_retention_run_due_timestamp_seconds{{{o}}}) > 3600"
+            ),
             for_: None,
             severity: "warning",
             summary: "A retention policy did not run on schedule",

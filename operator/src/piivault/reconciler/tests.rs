@@ -1141,6 +1141,15 @@ async fn without_spec_monitoring_or_after_a_switch_the_objects_that_are_not_aske
     assert!(!requests.iter().any(|r| r.method == Method::PATCH && r.path.contains("monitoring.coreos.com")));
     // None was there: nothing to delete.
     assert!(!requests.iter().any(|r| r.is(Method::DELETE, SERVICE_MONITOR_PATH)));
+
+    // A PodMonitor of that name a user made (no owner): left alone.
+    let mut objects = existing(&without, Some(3));
+    let mut theirs = serde_json::to_value(builders::monitor(&before).unwrap().unwrap()).unwrap();
+    theirs["metadata"]["ownerReferences"] = serde_json::json!([]);
+    objects.insert(POD_MONITOR_PATH.into(), theirs);
+    let (result, requests, _) = reconcile_once(&without, objects, &scripted).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!requests.iter().any(|r| r.is(Method::DELETE, POD_MONITOR_PATH)), "not the operator's to delete");
 }
 
 #[tokio::test]
