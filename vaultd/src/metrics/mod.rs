@@ -8,8 +8,9 @@
 //!   pending erasures), [`storage`] (bytes by part, free space, the audit trail) and
 //!   [`process`] (start time, build, open files).
 //!
-//! Every label is bounded: route patterns and HTTP methods, HSM operations, and the node
-//! ids of the cluster's members. Nothing derived from a request's data is a label.
+//! Every label is bounded: route patterns and HTTP methods, HSM operations, the node ids of
+//! the cluster's members, and the names of the retention policies among the newest 1,000
+//! recorded runs (named by `retention:run` callers). No personal data is a label.
 
 pub mod cluster;
 pub mod http;
