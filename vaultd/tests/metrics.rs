@@ -125,3 +125,38 @@ fn a_node_reports_its_storage_keys_and_build() {
     assert_eq!(sample(&text, &build), Some(1.0), "{text}");
     assert!(!text.contains("metered"), "no personal data in metrics");
 }
+
+/// The metric names of the README's "## Metrics" table (a name written `_suffix` continues
+/// the first name of its row after that name's first two words, `vaultd_raft_`).
+fn documented_metrics() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme.split("\n## Metrics\n").nth(1).unwrap().split("\n## ").next().unwrap().to_string();
+    let mut names = Vec::new();
+    for row in section.lines().filter(|line| line.starts_with("| `")) {
+        let first_column = row.split('|').nth(1).unwrap_or_default();
+        let in_row: Vec<&str> = first_column.split('`').skip(1).step_by(2).collect();
+        let prefix = in_row[0].splitn(3, '_').take(2).collect::<Vec<_>>().join("_");
+        for name in in_row {
+            names.push(if name.starts_with('_') { format!("{prefix}{name}") } else { name.to_string() });
+        }
+    }
+    names
+}
+
+#[test]
+fn every_metric_the_readme_documents_is_served() {
+    let cluster = TestCluster::start(1, &[]);
+    let client = cluster.client(0);
+    client.create_user(json!({"login": "documented"}));
+    client.get("/v1/sys/audit/verify").assert_ok();
+    let spec = json!({"rules": [{"name": "drop-fax", "match": {}, "action": "dropFields", "fields": ["fax"]}]});
+    client.post("/v1/sys/retention/run", json!({"policy": "shop/drop-fax", "spec": spec})).assert_ok();
+    let text = client.get("/metrics").body.as_str().unwrap_or_default().to_string();
+    let documented = documented_metrics();
+    assert!(documented.len() > 40, "{documented:?}");
+    for name in documented {
+        // A counter's and an info's family drop the `_total` and `_info` of their samples.
+        let family = name.strip_suffix("_total").or_else(|| name.strip_suffix("_info")).unwrap_or(&name);
+        assert!(text.contains(&format!("# TYPE {family} ")), "{name} is documented but not served:\n{text}");
+    }
+}
