@@ -30,6 +30,12 @@ use strongroom_system_tests::wait::{check, until};
 use strongroom_system_tests::{run, Env};
 use strongroom_testkit::s3::S3Server;
 
+/// `GET /v1/sys/tokens` of a node, with the root token.
+async fn vault_tokens(http: &reqwest::Client, node: &Vaultd, root: &str) -> Value {
+    let reply = http.get(format!("http://{}/v1/sys/tokens", node.api)).header("X-Bunker-Token", root).send();
+    reply.await.expect("list tokens").json().await.expect("JSON")
+}
+
 /// A key of a Secret the operator wrote.
 async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Vec<u8> {
     let secret: Secret = get(client, namespace, name).await;
@@ -261,15 +267,7 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     })
     .await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let tokens: Value = http
-        .get(format!("http://{}/v1/sys/tokens", node.api))
-        .header("X-Bunker-Token", &root)
-        .send()
-        .await
-        .expect("list tokens")
-        .json()
-        .await
-        .expect("JSON");
+    let tokens = vault_tokens(&http, &node, &root).await;
     let ids: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
     assert!(!ids.contains(&token.id.as_str()), "token {} still valid: {tokens}", token.id);
     // The operator's own token, made with the root token right after the bootstrap and kept
@@ -304,15 +302,7 @@ async fn the_operator_bootstraps_a_real_vaultd_and_runs_its_retention_policy() {
     let backup_secret: Secret = get(client, namespace, "vault-backup-token").await;
     assert_child_of(&backup_secret.metadata, &vault, "Secret vault-backup-token");
     let backup_id = text(secret_value(client, namespace, "vault-backup-token", "id").await);
-    let tokens: Value = http
-        .get(format!("http://{}/v1/sys/tokens", node.api))
-        .header("X-Bunker-Token", &root)
-        .send()
-        .await
-        .expect("list tokens")
-        .json()
-        .await
-        .expect("JSON");
+    let tokens = vault_tokens(&http, &node, &root).await;
     let known = tokens["tokens"].as_array().unwrap().iter().find(|t| t["id"] == backup_id.as_str()).cloned();
     assert_eq!(known.map(|t| t["scopes"].clone()), Some(json!(["backup:read"])), "{tokens}");
     let shipper: Deployment = get(client, namespace, "vault-ledger-shipper").await;

@@ -89,6 +89,15 @@ impl FreeSpace {
         &self.dir
     }
 
+    /// The reserve on a file system of `size` bytes; `None` when the guard is off.
+    pub fn reserve_for(&self, size: u64) -> Option<u64> {
+        match self.min_free {
+            Some(0) => None,
+            Some(min_free) => Some(min_free),
+            None => Some(DEFAULT_MIN_FREE_BYTES.min(size / 4)),
+        }
+    }
+
     /// Measures the file system now. `None` when the guard is off or the measurement
     /// failed (then nothing is refused on its account; the failure is logged).
     pub fn measure(&self) -> Option<Room> {
@@ -107,7 +116,7 @@ impl FreeSpace {
                 return None;
             }
         };
-        let reserve = self.min_free.unwrap_or(DEFAULT_MIN_FREE_BYTES.min(size / 4));
+        let reserve = self.reserve_for(size)?;
         let room = Room { free: free.saturating_sub(in_flight), reserve };
         let full = room.is_full();
         if self.full.swap(full, Ordering::Relaxed) != full {

@@ -505,6 +505,11 @@ impl Cluster {
         self.free_space.dir()
     }
 
+    /// The free-space reserve on a data volume of `size` bytes (`None`: the guard is off).
+    pub fn reserve_for(&self, size: u64) -> Option<u64> {
+        self.free_space.reserve_for(size)
+    }
+
     /// The data directory's free space and reserve, measured now (`None` when the guard
     /// is off).
     pub fn room(&self) -> Option<Room> {

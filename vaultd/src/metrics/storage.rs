@@ -74,10 +74,10 @@ impl Collector for StorageCollector {
             let help = "Bytes still free for vaultd on the data directory's volume";
             gauge(e, "volume_free", help, Some(&Unit::Bytes), free as i64)?;
             gauge(e, "volume_size", "Size of the data directory's volume", Some(&Unit::Bytes), size as i64)?;
-        }
-        if let Some(room) = self.cluster.room() {
-            let help = "Free bytes below which writes are refused (507), so that Raft never meets a full disk";
-            gauge(e, "volume_reserve", help, Some(&Unit::Bytes), room.reserve as i64)?;
+            if let Some(reserve) = self.cluster.reserve_for(size) {
+                let help = "Free bytes below which writes are refused (507), so that Raft never meets a full disk";
+                gauge(e, "volume_reserve", help, Some(&Unit::Bytes), reserve as i64)?;
+            }
         }
         let trail = self.cluster.store().audit_cut();
         gauge(e, "audit_events", "Events in this node's audit trail", None, trail.events as i64)?;
