@@ -158,6 +158,10 @@ pub struct BehaviourSettings {
     /// sessions (default 10 s).
     #[arg(long, env = "VAULTD_EXPIRATION_SWEEP_SECS")]
     pub expiration_sweep_secs: Option<u64>,
+    /// How often each node walks its whole audit chain to verify it, as well as once at
+    /// start (default 21600, six hours; 0: only on `GET /v1/sys/audit/verify`).
+    #[arg(long, env = "VAULTD_AUDIT_VERIFY_EVERY_SECS")]
+    pub audit_verify_every_secs: Option<u64>,
     /// The longest a session lives, e.g. `12h` or `30days` (the default).
     #[arg(long, env = "VAULTD_MAX_SESSION_TTL")]
     pub max_session_ttl: Option<Span>,
@@ -397,6 +401,11 @@ impl BehaviourSettings {
             max_share_ttl: span(self.max_share_ttl, defaults.max_share_ttl),
             max_user_retention: span(self.max_user_retention_period, defaults.max_user_retention),
             max_record_bytes: self.max_record_bytes.unwrap_or(defaults.max_record_bytes),
+            audit_verification: match self.audit_verify_every_secs {
+                None => defaults.audit_verification,
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            },
         })
     }
 

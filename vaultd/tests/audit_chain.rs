@@ -1,11 +1,15 @@
 //! The audit chain is tamper-evident: it verifies as written, and editing or deleting one
 //! stored event (with the vault stopped, as an attacker with disk access would) makes
-//! `GET /v1/sys/audit/verify` fail and name the event.
+//! `GET /v1/sys/audit/verify` fail and name the event. Each node also verifies its chain
+//! at start and on a schedule, and reports the result in its metrics.
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::json;
-use support::{serve_scratch, Vault};
+use support::cluster::poll;
+use support::{sample, serve_scratch, Vault};
 use vaultd::audit::AuditEvent;
 use vaultd::store::Store;
 
@@ -35,12 +39,24 @@ fn event_mut(events: &mut [AuditEvent], seq: u64) -> &mut AuditEvent {
     events.iter_mut().find(|e| e.seq == seq).unwrap()
 }
 
+/// The node's last verification by its metrics: intact or not, and when.
+fn last_verification(vault: &Vault) -> Option<(bool, f64)> {
+    let text = vault.client().metrics();
+    let intact = sample(&text, "vaultd_audit_verification_ok")? == 1.0;
+    Some((intact, sample(&text, "vaultd_audit_verification_timestamp_seconds")?))
+}
+
 #[test]
 fn an_edited_event_breaks_verification_at_that_event() {
     let (hsm, _scratch, data_dir) = serve_scratch();
-    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key"]);
+    let vault = Vault::hsm(&hsm, &data_dir, &["--hsm-create-key", "--audit-verify-every-secs=1"]);
     let events = write_history(&vault);
     assert!(events >= 5, "init, create, read, update, failed lookup: {events}");
+    // Verified on schedule, unasked.
+    let (_, first) = poll("a verification", Duration::from_secs(30), || last_verification(&vault));
+    poll("the next scheduled verification", Duration::from_secs(30), || {
+        last_verification(&vault).filter(|(intact, at)| *intact && *at > first)
+    });
     vault.stop();
 
     tamper(&data_dir, |events| {
@@ -51,6 +67,9 @@ fn an_edited_event_breaks_verification_at_that_event() {
     });
 
     let vault = Vault::hsm(&hsm, &data_dir, &[]);
+    // Each node verifies its chain as it starts: the edit shows in its metrics unasked.
+    let (intact, _) = poll("the verification at start", Duration::from_secs(30), || last_verification(&vault));
+    assert!(!intact);
     let reply = vault.client().get("/v1/sys/audit/verify");
     reply.assert_error(409);
     assert_eq!(reply.body["verification"]["intact"], false);

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::cluster::{poll, TestCluster};
+use support::sample;
 
 #[test]
 fn a_write_on_a_follower_is_read_at_once_on_every_node() {
@@ -181,6 +182,15 @@ fn a_wiped_node_rejoins_under_a_new_id_through_a_snapshot() {
     let at_leader = verification(leader);
     assert_eq!(verification(victim), at_leader);
     assert_eq!(at_leader["intact"], true);
+    // Both ends measured it.
+    let metric = |slot: usize, series: &str| sample(&cluster.client(slot).metrics(), series);
+    poll("the leader to count the snapshot it sent", Duration::from_secs(30), || {
+        (metric(leader, "vaultd_raft_snapshot_send_duration_seconds_count")? >= 1.0).then_some(())
+    });
+    assert!(metric(leader, "vaultd_raft_snapshot_sent_bytes_total") > Some(0.0));
+    assert_eq!(metric(victim, "vaultd_raft_snapshot_install_duration_seconds_count"), Some(1.0));
+    let size = metric(victim, "vaultd_raft_snapshot_bytes");
+    assert!(size > Some(0.0) && size <= metric(leader, "vaultd_raft_snapshot_sent_bytes_total"));
     let token = reply.body["token"].as_str().unwrap();
     let history = cluster.client(victim).get(&format!("/v1/audit/list/{token}"));
     let operations: Vec<&str> =
@@ -207,6 +217,9 @@ fn erasures_reach_every_node_and_are_compacted_out_of_every_log() {
             (status["erasures"]["pending"] == 0 && status["purgedIndex"].as_u64()? >= erased_at).then_some(status)
         });
         assert_eq!(status["erasures"]["compactionDeadlineMs"], 1000);
+        poll("the compaction to be counted", Duration::from_secs(30), || {
+            (sample(&cluster.client(slot).metrics(), "vaultd_erasure_compactions_total")? >= 1.0).then_some(())
+        });
     }
     cluster.client(0).get("/v1/user/login/kept").assert_ok();
 }

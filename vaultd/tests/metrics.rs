@@ -8,15 +8,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::cluster::{poll, Netns, TestCluster};
-
-/// The value of the sample `series` (name and labels, as printed) in a scrape.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
+use support::sample;
 
 /// A scrape of the node in `slot`.
 fn scrape(cluster: &TestCluster, slot: usize) -> String {
-    cluster.client(slot).get("/metrics").body.as_str().unwrap_or_default().to_string()
+    cluster.client(slot).metrics()
 }
 
 #[test]
@@ -44,7 +40,7 @@ fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
     assert_eq!(sample(&scrape_cut_off(), "vaultd_raft_has_leader"), Some(1.0));
 
     // The follower cut off: it loses its leader; the leader sees it fall behind.
-    let lag = format!("vaultd_raft_follower_lag_entries{{node=\"{lost}\"}}");
+    let lag = format!("vaultd_raft_follower_lag_entries{{member=\"{lost}\"}}");
     netns.set_connected(false);
     // The majority's leader, by its own metrics (the cut-off node may have led).
     let leader = poll("a leader on the connected side", Duration::from_secs(30), || {
@@ -59,16 +55,20 @@ fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
     poll("the cut-off follower to have no leader", Duration::from_secs(30), || {
         (sample(&scrape_cut_off(), "vaultd_raft_has_leader")? == 0.0).then_some(())
     });
-    let healthy = format!("vaultd_raft_member_healthy{{node=\"{lost}\"}}");
+    let healthy = format!("vaultd_raft_member_healthy{{member=\"{lost}\"}}");
     poll("the leader to count it unhealthy", Duration::from_secs(30), || {
         (sample(&scrape(&cluster, leader), &healthy)? == 0.0).then_some(())
     });
+    let committed = "vaultd_raft_committed_index";
+    let committed_while_cut_off = sample(&scrape(&cluster, leader), committed).unwrap_or_default();
+    assert!(sample(&scrape_cut_off(), committed) < Some(committed_while_cut_off), "the cut-off node commits nothing");
 
     // Back: it has a leader again and catches up.
     netns.set_connected(true);
     poll("the follower to rejoin and catch up", Duration::from_secs(30), || {
         let back = scrape_cut_off();
-        let caught_up = sample(&scrape(&cluster, cluster.leader()), &lag)? == 0.0;
+        let caught_up = sample(&scrape(&cluster, cluster.leader()), &lag)? == 0.0
+            && sample(&back, committed)? >= committed_while_cut_off;
         (sample(&back, "vaultd_raft_has_leader")? == 1.0 && caught_up).then_some(())
     });
 
@@ -86,28 +86,48 @@ fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
 }
 
 #[test]
-fn a_node_reports_its_storage_keys_and_build() {
-    let cluster = TestCluster::start(1, &[]);
+fn a_node_reports_its_storage_keys_retention_and_build() {
+    // No sweep after the one at start: an ended expiration stays due.
+    let cluster = TestCluster::start(1, &["--expiration-sweep-secs=3600"]);
     let client = cluster.client(0);
-    let person = client.create_user(json!({"login": "metered", "email": "metered@example.com"}));
+    let person = client.create_user(json!({"login": "metered", "email": "metered@example.com", "fax": "0207946000"}));
+    client.create_user(json!({"login": "faxless"}));
     client.get(&format!("/v1/user/token/{person}")).assert_ok();
-    let before = client.get("/metrics").body.as_str().unwrap_or_default().to_string();
-    assert_eq!(sample(&before, "vaultd_audit_verification_ok"), None, "no verification yet: absent, not 0");
     client.get("/v1/sys/audit/verify").assert_ok();
-    let spec = json!({"rules": [{"name": "drop-fax", "match": {}, "action": "dropFields", "fields": ["fax"]}]});
-    client.post("/v1/sys/retention/run", json!({"policy": "shop/drop-fax", "spec": spec})).assert_ok();
+    let rules = json!([{"name": "drop-fax", "match": {}, "action": "dropFields", "fields": ["fax"]}]);
+    let run = |policy: &str, spec| client.post("/v1/sys/retention/run", json!({"policy": policy, "spec": spec}));
+    run("shop/dry", json!({"rules": rules, "dryRun": true})).assert_ok();
+    run("shop/drop-fax", json!({"rules": rules})).assert_ok();
     let bad = json!({"rules": [{"name": "nothing", "match": {}, "action": "dropFields", "fields": []}]});
-    client.post("/v1/sys/retention/run", json!({"policy": "shop/bad", "spec": bad})).assert_error(400);
-    let text = client.get("/metrics").body.as_str().unwrap_or_default().to_string();
+    run("shop/bad", bad).assert_error(400);
+    client.post(&format!("/v1/exp/start/token/{person}"), json!({"expiration": "1s"})).assert_ok();
+    let text = poll("the expiration to be due", Duration::from_secs(30), || {
+        let text = client.metrics();
+        (sample(&text, "vaultd_expirations_due")? == 1.0).then_some(text)
+    });
     assert_eq!(sample(&text, "vaultd_audit_verification_ok"), Some(1.0), "{text}");
     assert!(sample(&text, "vaultd_audit_verification_timestamp_seconds") > Some(0.0), "{text}");
-    assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"succeeded\"}"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "vaultd_retention_runs_total{outcome=\"failed\"}"), Some(0.0), "a bad request is no run");
+    assert_eq!(sample(&text, "vaultd_audit_verification_interval_seconds"), Some(21600.0), "{text}");
+    let series = |name: &str, policy: &str, label: &str| format!("{name}{{policy=\"{policy}\",{label}}}");
+    let runs = |policy: &str, outcome: &str| {
+        sample(&text, &series("vaultd_retention_runs_total", policy, &format!("outcome=\"{outcome}\"")))
+    };
+    assert_eq!(runs("shop/drop-fax", "succeeded"), Some(1.0), "{text}");
+    assert_eq!(runs("shop/drop-fax", "failed"), Some(0.0), "both outcomes from a policy's first run on");
+    assert_eq!(runs("shop/dry", "succeeded"), Some(1.0), "{text}");
+    assert_eq!(runs("shop/bad", "failed"), None, "a bad request is no run");
+    let changed = |policy: &str| {
+        sample(&text, &series("vaultd_retention_records_changed_total", policy, "action=\"dropFields\""))
+    };
+    assert_eq!(changed("shop/drop-fax"), Some(1.0), "one subject had a fax: {text}");
+    assert_eq!(changed("shop/dry"), None, "a dry run changes nothing");
     assert_eq!(sample(&text, "vaultd_hsm_errors_total{operation=\"Decrypt\"}"), Some(0.0), "there from the start");
-    assert!(
-        sample(&text, "vaultd_retention_last_run_timestamp_seconds{policy=\"shop/drop-fax\"}") > Some(0.0),
-        "{text}"
-    );
+    for policy in ["shop/drop-fax", "shop/dry"] {
+        let last = format!("vaultd_retention_last_run_timestamp_seconds{{policy=\"{policy}\"}}");
+        assert!(sample(&text, &last) > Some(0.0), "{policy}: {text}");
+    }
+    let committed = sample(&text, "vaultd_raft_committed_index");
+    assert!(committed > Some(0.0) && committed <= sample(&text, "vaultd_raft_last_log_index"), "{text}");
     assert!(sample(&text, "vaultd_raft_proposals_total") > Some(0.0), "{text}");
     assert!(sample(&text, "vaultd_raft_log_segments") >= Some(1.0), "{text}");
     assert!(sample(&text, "vaultd_state_flush_duration_seconds_count") > Some(0.0), "{text}");
@@ -123,7 +143,7 @@ fn a_node_reports_its_storage_keys_and_build() {
     assert!(sample(&text, "vaultd_open_files") > Some(0.0), "{text}");
     let build = format!("vaultd_build_info{{version=\"{}\",data_format=\"8\"}}", env!("CARGO_PKG_VERSION"));
     assert_eq!(sample(&text, &build), Some(1.0), "{text}");
-    assert!(!text.contains("metered"), "no personal data in metrics");
+    assert!(!text.contains("metered") && !text.contains("0207946000"), "no personal data in metrics");
 }
 
 /// The metric names of the README's "## Metrics" table (a name written `_suffix` continues

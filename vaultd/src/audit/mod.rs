@@ -5,6 +5,8 @@
 //! the lookup by its mode only: the identifier itself (an email, a phone) is personal
 //! data and is never recorded.
 
+pub mod scheduled_verification;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

@@ -47,6 +47,7 @@ async fn compact_due_erasures(cluster: &Cluster) -> Result<(), String> {
     }
     let upto = cluster.with_metrics(|m| m.snapshot.map_or(0, |s| s.index)).map_err(|e| e.to_string())?;
     raft.trigger().purge_log(upto).await.map_err(|e| e.to_string())?;
+    crate::metrics::instruments().erasure_compactions.inc();
     tracing::info!(erasures = pending, upto, "compacting erasures out of the log");
     Ok(())
 }

@@ -26,6 +26,8 @@ use super::log_file::LogFiles;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::store::{decode, encode, Store, StoreError};
 
+/// The sled tree of the vote and the marks.
+const META_TREE: &str = "raft_meta";
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const PURGED: &[u8] = b"purged";
@@ -36,6 +38,12 @@ fn read_error(e: impl std::error::Error + 'static) -> StorageError {
 
 fn write_error(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+/// The index of the last entry this node knows committed (0 before any).
+pub fn committed_index(store: &Store) -> Result<u64, StoreError> {
+    let Some(value) = store.db().open_tree(META_TREE)?.get(COMMITTED)? else { return Ok(0) };
+    Ok(decode::<Option<LogId>>(&value)?.map_or(0, |id| id.index))
 }
 
 /// Reads log entries; cheap to clone (replication tasks each hold one).
@@ -75,7 +83,7 @@ impl LogStore {
     /// removes entries a purge that a crash interrupted left behind.
     pub fn open(store: &Store, dir: &Path) -> Result<Self, StoreError> {
         let files = Arc::new(LogFiles::open(dir)?);
-        let meta = store.db().open_tree("raft_meta")?;
+        let meta = store.db().open_tree(META_TREE)?;
         if let Some(purged) = meta.get(PURGED)?.map(|v| decode::<LogId>(&v)).transpose()? {
             if files.indexes().start <= purged.index {
                 files.purge(purged.index)?;

@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, OnceCell};
 use zeroize::Zeroizing;
 
 pub use free_space::{statvfs, Room, DEFAULT_MIN_FREE_BYTES};
+pub use log_store::committed_index;
 pub use membership::{AdminAction, AdminAnswer, AdminError, AdminRequest};
 pub use network::PeerClient;
 pub use peer::peer_app;

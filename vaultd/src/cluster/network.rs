@@ -179,6 +179,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             health: Arc::clone(&self.health),
             target,
             address: node.raft_address.clone(),
+            snapshot_started: None,
         }
     }
 }
@@ -188,6 +189,8 @@ pub struct Connection {
     health: Arc<PeerHealth>,
     target: NodeId,
     address: String,
+    /// When the first chunk of the snapshot being sent went out.
+    snapshot_started: Option<Instant>,
 }
 
 type RaftResult<T, E> = Result<T, RaftError<NodeId, E>>;
@@ -230,7 +233,19 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.send(rpc::SNAPSHOT, &rpc, &option).await
+        // openraft sends a snapshot in chunks, in order, on one connection.
+        if rpc.offset == 0 {
+            self.snapshot_started = Some(Instant::now());
+        }
+        let (done, end) = (rpc.done, rpc.offset + rpc.data.len() as u64);
+        let answer = self.send(rpc::SNAPSHOT, &rpc, &option).await;
+        if let (true, Ok(_), Some(started)) = (done, &answer, self.snapshot_started) {
+            let instruments = crate::metrics::instruments();
+            instruments.snapshot_sends.observe(started.elapsed().as_secs_f64());
+            instruments.snapshot_sent_bytes.inc_by(end);
+            self.snapshot_started = None;
+        }
+        answer
     }
 
     async fn vote(

@@ -167,10 +167,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let SnapshotData::Receiving(mut file) = *snapshot else {
             return Err(snapshot_error(StoreError::Corrupt));
         };
+        let started = std::time::Instant::now();
         file.flush().await.map_err(snapshot_error)?;
+        let bytes = file.metadata().await.map_err(snapshot_error)?.len();
         self.snapshots.accept_received(file.into_std().await, meta).map_err(snapshot_error)?;
         self.restore().map_err(snapshot_error)?;
-        crate::metrics::instruments().snapshot_installs.inc();
+        let instruments = crate::metrics::instruments();
+        instruments.snapshot_installs.observe(started.elapsed().as_secs_f64());
+        instruments.snapshot_bytes.set(bytes as i64);
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
         Ok(())
     }
@@ -198,7 +202,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .await
                 .map_err(|e| snapshot_error(std::io::Error::other(e.to_string())))?
                 .map_err(snapshot_error)?;
-        crate::metrics::instruments().snapshot_builds.observe(started.elapsed().as_secs_f64());
+        let instruments = crate::metrics::instruments();
+        instruments.snapshot_builds.observe(started.elapsed().as_secs_f64());
+        if let SnapshotData::Sending(parts) = &data {
+            instruments.snapshot_bytes.set(parts.len() as i64);
+        }
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(data) })
     }

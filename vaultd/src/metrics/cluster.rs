@@ -51,6 +51,9 @@ impl Collector for ClusterCollector {
             None,
             index(status.last_log_index),
         )?;
+        let committed = crate::cluster::committed_index(self.cluster.store()).unwrap_or(0);
+        let help = "Index of the last entry this node knows committed";
+        gauge(e, "raft_committed_index", help, None, committed as i64)?;
         gauge(e, "raft_applied_index", "Index of the last entry this node applied", None, index(status.applied_index))?;
         gauge(e, "raft_snapshot_index", "Last index in this node's snapshot", None, index(status.snapshot_index))?;
         gauge(e, "raft_purged_index", "Last index purged from this node's log", None, index(status.purged_index))?;
@@ -65,12 +68,12 @@ impl Collector for ClusterCollector {
             .filter(|member| Some(member.id) != status.node_id)
             .filter_map(|member| Some((member.id.to_string(), member.lag? as i64)))
             .collect();
-        let help = "Log entries a member is behind the leader (reported by the leader), by node id";
-        gauges_by(e, "raft_follower_lag_entries", help, None, "node", &lags)?;
+        let help = "Log entries a member is behind the leader (reported by the leader), by Raft id";
+        gauges_by(e, "raft_follower_lag_entries", help, None, "member", &lags)?;
         let healthy: Vec<(String, i64)> =
             status.members.iter().filter_map(|member| Some((member.id.to_string(), flag(member.healthy?)))).collect();
-        let help = "1 when the leader heard from a member lately, by node id (reported by the leader)";
-        gauges_by(e, "raft_member_healthy", help, None, "node", &healthy)?;
+        let help = "1 when the leader heard from a member lately, by Raft id (reported by the leader)";
+        gauges_by(e, "raft_member_healthy", help, None, "member", &healthy)?;
 
         let erasures = &status.erasures;
         let help = "Erasures applied but still in the Raft log (compacted away by a snapshot)";

@@ -44,10 +44,19 @@ pub struct Instruments {
     /// Batches this node sent to the leader to propose.
     pub forwarded: Counter,
     pub snapshot_builds: Histogram,
-    pub snapshot_installs: Counter,
+    /// Bytes of the newest snapshot this node built or installed, as it is sent.
+    pub snapshot_bytes: Gauge,
+    /// Sending a snapshot to a member, first chunk to last (on the leader).
+    pub snapshot_sends: Histogram,
+    pub snapshot_sent_bytes: Counter,
+    pub snapshot_installs: Histogram,
     pub log_purges: Counter,
-    /// Retention runs this node served (valid requests only), by outcome.
+    /// Snapshots and purges made because an erasure's compaction deadline came.
+    pub erasure_compactions: Counter,
+    /// Retention runs this node served (valid requests only), by policy and outcome.
     pub retention_runs: Family<RunLabels, Counter>,
+    /// Subjects those runs changed, by policy and action.
+    pub retention_changes: Family<ChangeLabels, Counter>,
     /// The last audit chain verification on this node: whether the chain was intact, and
     /// when (seconds since the Unix epoch); `None` before one (encoded by the storage
     /// collector, so that the gauges are absent rather than 0 until then).
@@ -64,7 +73,15 @@ pub enum RunOutcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
+    pub policy: String,
     pub outcome: RunOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    pub policy: String,
+    /// The rule's action, as the policy names it (`dropFields`).
+    pub action: &'static str,
 }
 
 /// 50 µs to about 1.6 s.
@@ -86,9 +103,14 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     forwarded: Counter::default(),
     // 10 ms to about 5.5 min.
     snapshot_builds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
-    snapshot_installs: Counter::default(),
+    snapshot_bytes: Gauge::default(),
+    snapshot_sends: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+    snapshot_sent_bytes: Counter::default(),
+    snapshot_installs: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
     log_purges: Counter::default(),
+    erasure_compactions: Counter::default(),
     retention_runs: Family::default(),
+    retention_changes: Family::default(),
     audit_verification: std::sync::Mutex::new(None),
 });
 
@@ -102,9 +124,6 @@ impl Instruments {
         // Counters an alert reads exist from the start, so that their first increase counts.
         for operation in [HsmOperation::Encrypt, HsmOperation::Decrypt] {
             drop(self.hsm_errors.get_or_create(&HsmLabels { operation }));
-        }
-        for outcome in [RunOutcome::succeeded, RunOutcome::failed] {
-            drop(self.retention_runs.get_or_create(&RunLabels { outcome }));
         }
         let seconds = || Unit::Seconds;
         registry.register_with_unit(
@@ -151,13 +170,57 @@ impl Instruments {
             seconds(),
             self.snapshot_builds.clone(),
         );
-        registry.register(
-            "raft_snapshot_installs",
-            "Snapshots this node installed from the leader",
+        registry.register_with_unit(
+            "raft_snapshot",
+            "Size of this node's newest snapshot as it is sent",
+            Unit::Bytes,
+            self.snapshot_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "raft_snapshot_send_duration",
+            "Duration of sending a snapshot to a member",
+            seconds(),
+            self.snapshot_sends.clone(),
+        );
+        registry.register_with_unit(
+            "raft_snapshot_sent",
+            "Bytes of the snapshots this node sent",
+            Unit::Bytes,
+            self.snapshot_sent_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "raft_snapshot_install_duration",
+            "Duration of installing a snapshot received from the leader",
+            seconds(),
             self.snapshot_installs.clone(),
         );
         registry.register("raft_log_purges", "Purges of the Raft log up to a snapshot", self.log_purges.clone());
-        registry.register("retention_runs", "Retention runs this node served, by outcome", self.retention_runs.clone());
+        registry.register(
+            "erasure_compactions",
+            "Snapshots and purges this node made to compact erasures away",
+            self.erasure_compactions.clone(),
+        );
+        registry.register(
+            "retention_runs",
+            "Retention runs this node served, by policy and outcome",
+            self.retention_runs.clone(),
+        );
+        registry.register(
+            "retention_records_changed",
+            "Subjects the retention runs this node served changed, by policy and action",
+            self.retention_changes.clone(),
+        );
+    }
+
+    /// Counts a retention run of `policy`. Both outcomes' series are created together, so
+    /// that a policy's first failure is an increase from 0.
+    pub fn retention_run(&self, policy: &str, outcome: RunOutcome) {
+        for each in [RunOutcome::succeeded, RunOutcome::failed] {
+            let counter = self.retention_runs.get_or_create(&RunLabels { policy: policy.to_string(), outcome: each });
+            if each == outcome {
+                counter.inc();
+            }
+        }
     }
 
     /// Records an audit chain verification's result.

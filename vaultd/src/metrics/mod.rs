@@ -8,9 +8,10 @@
 //!   pending erasures), [`storage`] (bytes by part, free space, the audit trail) and
 //!   [`process`] (start time, build, open files).
 //!
-//! Every label is bounded: route patterns and HTTP methods, HSM operations, the node ids of
-//! the cluster's members, and the names of the retention policies among the newest 1,000
-//! recorded runs (named by `retention:run` callers). No personal data is a label.
+//! Every label is bounded: route patterns and HTTP methods, HSM operations, the Raft ids of
+//! the cluster's members, retention actions, and the names of the retention policies that
+//! ran (named by `retention:run` callers, one series per policy). No personal data is a
+//! label.
 
 pub mod cluster;
 pub mod http;

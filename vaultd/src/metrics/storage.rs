@@ -1,10 +1,12 @@
 //! What the node stores, at scrape time: the bytes of each part of the data directory (the
 //! Raft log, the state store, the audit trail, snapshots), the volume's free space and the
-//! reserve below which writes are refused, the audit trail's length and last verification,
-//! and when each retention policy last ran (from the replicated run records).
+//! reserve below which writes are refused, the audit trail's length and its verification,
+//! when each retention policy last ran (from the replicated run records) and how many
+//! expirations are due.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -16,6 +18,8 @@ use crate::vault::Vault;
 
 pub struct StorageCollector {
     cluster: Arc<Cluster>,
+    /// How often the node verifies its audit chain (`None`: only when asked).
+    audit_verification: Option<Duration>,
 }
 
 impl std::fmt::Debug for StorageCollector {
@@ -26,7 +30,10 @@ impl std::fmt::Debug for StorageCollector {
 
 impl StorageCollector {
     pub fn new(vault: &Vault) -> Self {
-        StorageCollector { cluster: Arc::clone(vault.cluster()) }
+        StorageCollector {
+            cluster: Arc::clone(vault.cluster()),
+            audit_verification: vault.settings().audit_verification,
+        }
     }
 }
 
@@ -88,24 +95,27 @@ impl Collector for StorageCollector {
             let help = "When the last audit chain verification on this node ran";
             gauge(e, "audit_verification_timestamp", help, Some(&Unit::Seconds), at)?;
         }
+        if let Some(every) = self.audit_verification {
+            let help = "How often this node verifies its audit chain";
+            gauge(e, "audit_verification_interval", help, Some(&Unit::Seconds), every.as_secs_f64())?;
+        }
         self.encode_retention(e)
     }
 }
 
-/// Runs read per scrape to find each policy's last one.
-const RECENT_RUNS: usize = 1000;
-
 impl StorageCollector {
     fn encode_retention(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        let Ok(runs) = self.cluster.store().retention_runs(None, RECENT_RUNS) else { return Ok(()) };
-        // Newest first: the first run seen of a policy is its last.
-        let mut last: Vec<(String, f64)> = Vec::new();
-        for (_, run) in runs {
-            if !last.iter().any(|(policy, _)| *policy == run.policy) {
-                last.push((run.policy.clone(), run.finished_at as f64 / 1000.0));
-            }
+        let store = self.cluster.store();
+        if let Ok(runs) = store.last_retention_runs() {
+            let last: Vec<(String, f64)> =
+                runs.into_iter().map(|run| (run.policy, run.finished_at as f64 / 1000.0)).collect();
+            let help = "When each retention policy's last recorded run finished";
+            gauges_by(e, "retention_last_run_timestamp", help, Some(&Unit::Seconds), "policy", &last)?;
         }
-        let help = "When each retention policy's last recorded run finished";
-        gauges_by(e, "retention_last_run_timestamp", help, Some(&Unit::Seconds), "policy", &last)
+        if let Ok(due) = store.expirations_due(crate::audit::now_ms()) {
+            let help = "Subjects whose expiration time has come and whom the sweeper has not yet forgotten";
+            gauge(e, "expirations_due", help, None, due as i64)?;
+        }
+        Ok(())
     }
 }

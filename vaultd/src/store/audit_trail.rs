@@ -229,21 +229,31 @@ impl AuditTrail {
         positions: Range<u64>,
         mut visit: impl FnMut(u64, Option<AuditEvent>),
     ) -> Result<(), StoreError> {
-        let files = self.read_lock();
         let mut from = positions.start.max(1);
-        let to = positions.end.min(files.records + 1);
-        while from < to {
-            let stop = to.min(from + CHUNK_RECORDS);
-            // Where records `from..stop` start, and where the last one ends.
-            let mut entries = vec![0u8; ((stop - from) * 8) as usize];
-            files.index.read_exact_at(&mut entries, (from - 1) * 8)?;
-            let mut bounds: Vec<u64> =
-                entries.chunks_exact(8).map(|entry| u64::from_le_bytes(entry.try_into().unwrap_or_default())).collect();
-            bounds.push(files.record_end(stop - 1)?);
-            let start = bounds[0];
-            let length = bounds[bounds.len() - 1].checked_sub(start).ok_or(StoreError::Corrupt)?;
-            let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| StoreError::Corrupt)?];
-            files.data.read_exact_at(&mut bytes, start)?;
+        loop {
+            // The lock is held for one chunk's reads: appends wait for a chunk, never for a
+            // whole walk (a verification reads the entire trail).
+            let (stop, start, bounds, bytes) = {
+                let files = self.read_lock();
+                let to = positions.end.min(files.records + 1);
+                if from >= to {
+                    return Ok(());
+                }
+                let stop = to.min(from + CHUNK_RECORDS);
+                // Where records `from..stop` start, and where the last one ends.
+                let mut entries = vec![0u8; ((stop - from) * 8) as usize];
+                files.index.read_exact_at(&mut entries, (from - 1) * 8)?;
+                let mut bounds: Vec<u64> = entries
+                    .chunks_exact(8)
+                    .map(|entry| u64::from_le_bytes(entry.try_into().unwrap_or_default()))
+                    .collect();
+                bounds.push(files.record_end(stop - 1)?);
+                let start = bounds[0];
+                let length = bounds[bounds.len() - 1].checked_sub(start).ok_or(StoreError::Corrupt)?;
+                let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| StoreError::Corrupt)?];
+                files.data.read_exact_at(&mut bytes, start)?;
+                (stop, start, bounds, bytes)
+            };
             for (position, edges) in (from..stop).zip(bounds.windows(2)) {
                 let record = edges[0]
                     .checked_sub(start)
@@ -253,7 +263,6 @@ impl AuditTrail {
             }
             from = stop;
         }
-        Ok(())
     }
 
     /// The data file, opened for reading a snapshot's prefix of it. It stays readable

@@ -177,6 +177,16 @@ impl Store {
         self.due(keys::EXP_DUE, keys::exp_due(now, &Uuid::max()), limit, keys::trailing_uuid)
     }
 
+    /// How many subjects' expirations ended at or before `now` (ms) and still count down.
+    pub fn expirations_due(&self, now: u64) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for key in self.state.range(vec![keys::EXP_DUE]..=keys::exp_due(now, &Uuid::max())).keys() {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Sessions that ended at or before `now` (ms), earliest first, at most `limit`.
     pub fn ended_sessions(&self, now: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
         self.due(keys::SESSION_DUE, keys::session_due(now, &Uuid::max()), limit, keys::trailing_uuid)
@@ -263,6 +273,23 @@ impl Store {
         runs.sort_by_key(|run| std::cmp::Reverse(run.0));
         runs.truncate(limit);
         Ok(runs)
+    }
+
+    /// Each policy's newest recorded run, in policy order: one seek per policy (the key
+    /// after all of a policy's runs is its name followed by a 1 byte).
+    pub fn last_retention_runs(&self) -> Result<Vec<RunReport>, StoreError> {
+        let end = vec![keys::RETENTION_RUN + 1];
+        let mut from = vec![keys::RETENTION_RUN];
+        let mut last = Vec::new();
+        while let Some((key, _)) = self.state.range(from.clone()..end.clone()).next().transpose()? {
+            let name_end = key.iter().skip(1).position(|byte| *byte == 0).ok_or(StoreError::Corrupt)? + 1;
+            let policy = &key[..name_end + 1];
+            if let Some((_, value)) = self.state.scan_prefix(policy).next_back().transpose()? {
+                last.push(decode(&value)?);
+            }
+            from = [&key[..name_end], &[1]].concat();
+        }
+        Ok(last)
     }
 
     /// A value the cluster layer stored with `Transaction::put_meta`.

@@ -16,7 +16,7 @@ use strongroom_admin_api::retention::{
 use uuid::Uuid;
 
 use super::*;
-use crate::metrics::instruments::{RunLabels, RunOutcome};
+use crate::metrics::instruments::{ChangeLabels, RunOutcome};
 use crate::retention::rules::{edit_profile, Selector};
 
 /// Changes a run keeps in flight: they share log entries with other requests' commands
@@ -50,9 +50,16 @@ impl Vault {
             return Err(VaultError::bad_request(format!("match.app {app:?} is not a valid app name")));
         }
         // A valid request is a run: how it ends is counted (a caller's mistake is not).
-        let result = self.run_valid_retention(caller, policy, spec).await;
+        let result = self.run_valid_retention(caller, policy.clone(), spec).await;
+        let instruments = crate::metrics::instruments();
         let outcome = if result.is_ok() { RunOutcome::succeeded } else { RunOutcome::failed };
-        crate::metrics::instruments().retention_runs.get_or_create(&RunLabels { outcome }).inc();
+        instruments.retention_run(&policy, outcome);
+        if let Some(report) = result.as_ref().ok().filter(|report| !report.dry_run) {
+            for rule in &report.rules {
+                let labels = ChangeLabels { policy: policy.clone(), action: rule.action.as_str() };
+                instruments.retention_changes.get_or_create(&labels).inc_by(rule.changed);
+            }
+        }
         result
     }
 

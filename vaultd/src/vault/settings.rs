@@ -31,6 +31,8 @@ pub struct VaultSettings {
     pub max_user_retention: Duration,
     /// The largest JSON encoding of a stored profile, app record or session.
     pub max_record_bytes: usize,
+    /// How often each node verifies its whole audit chain (`None`: only when asked).
+    pub audit_verification: Option<Duration>,
 }
 
 impl Default for VaultSettings {
@@ -48,6 +50,7 @@ impl Default for VaultSettings {
             // Databunker's default, `6m`: six months of 31 days.
             max_user_retention: Duration::from_secs(6 * 31 * 86_400),
             max_record_bytes: crate::config::DEFAULT_MAX_BODY,
+            audit_verification: Some(Duration::from_secs(6 * 3600)),
         }
     }
 }

@@ -33,6 +33,9 @@ impl Vault {
         let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
         let cluster = Cluster::open(store.clone(), Arc::clone(&deks), data_dir, cluster).await?;
         tokio::spawn(crate::retention::sweeper::run(Arc::clone(&cluster), settings.expiration_sweep));
+        if let Some(every) = settings.audit_verification {
+            tokio::spawn(crate::audit::scheduled_verification::run(store.clone(), every));
+        }
         let vault = Vault {
             store,
             cluster,

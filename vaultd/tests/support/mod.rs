@@ -170,7 +170,17 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// The value of the sample `series` (name and labels, as printed) in a `/metrics` scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 impl Client {
+    /// The node's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").body.as_str().unwrap_or_default().to_string()
+    }
+
     pub fn new(base: &str, token: &str) -> Self {
         let http = reqwest::blocking::Client::builder().timeout(CLIENT_TIMEOUT).build().unwrap();
         Client { base: base.to_string(), token: Some(token.to_string()), http }

@@ -299,6 +299,12 @@ fn run_history_is_bounded_per_policy_even_within_one_batch() {
     assert_eq!(event.seq, kept[0].0, "a run is keyed by its audit event");
     assert_eq!(machine.store().retention_runs(Some("shop/ab"), 10).unwrap().len(), 1, "prefixes do not mix");
     assert_eq!(machine.store().retention_runs(None, 1_000).unwrap().len(), retention::MAX_RUNS_PER_POLICY + 1);
+    apply(&mut machine, &[run("shop", 7), run("shop/a.b", 8)]);
+    let last: Vec<(String, u64)> =
+        machine.store().last_retention_runs().unwrap().into_iter().map(|r| (r.policy, r.started_at)).collect();
+    let newest_of_a = retention::MAX_RUNS_PER_POLICY as u64 + 4;
+    let expected = [("shop", 7), ("shop/a", newest_of_a), ("shop/a.b", 8), ("shop/ab", 99)];
+    assert_eq!(last, expected.map(|(policy, at)| (policy.to_string(), at)), "each policy's newest, once");
 }
 
 #[test]
