@@ -105,11 +105,11 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultFollowerLagging",
-            expr: format!("max by (namespace, vault, node) (vaultd_raft_follower_lag_entries{{{s}}}) > 1000"),
+            expr: format!("max by (namespace, vault, member) (vaultd_raft_follower_lag_entries{{{s}}}) > 1000"),
             for_: Some("10m"),
             severity: "warning",
             summary: "A vault member lags behind the leader",
-            description: "Node {{ $labels.node }} of vault {{ $labels.namespace }}/{{ $labels.vault }} is {{ $value }} log entries behind the leader.",
+            description: "Member {{ $labels.member }} of vault {{ $labels.namespace }}/{{ $labels.vault }} is {{ $value }} log entries behind the leader.",
         },
         Alert {
             name: "StrongroomVaultSlowFsync",
