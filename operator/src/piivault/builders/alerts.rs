@@ -112,6 +112,15 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
             description: "Member {{ $labels.member }} of vault {{ $labels.namespace }}/{{ $labels.vault }} is {{ $value }} log entries behind the leader.",
         },
         Alert {
+            name: "StrongroomVaultMemberDown",
+            // Only the leader exports the series: no leader, no alert (StrongroomVaultNoLeader).
+            expr: format!("min by (namespace, vault, member) (vaultd_raft_member_healthy{{{s}}}) == 0"),
+            for_: Some("5m"),
+            severity: "warning",
+            summary: "A vault member is unreachable",
+            description: "The leader of vault {{ $labels.namespace }}/{{ $labels.vault }} has not heard from member {{ $labels.member }} for 5 minutes: the vault keeps its quorum but has lost fault tolerance (a vault of three survives no further failure).",
+        },
+        Alert {
             name: "StrongroomVaultSlowFsync",
             expr: format!(
                 "histogram_quantile(0.99, sum by (namespace, vault, pod, le) \
