@@ -194,7 +194,26 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
             for_: None,
             severity: "critical",
             summary: "A vault's audit chain did not verify",
-            description: "The last audit chain verification on {{ $labels.namespace }}/{{ $labels.pod }} failed.",
+            description: "The last audit chain verification on {{ $labels.namespace }}/{{ $labels.pod }} found the chain broken or could not read the trail.",
+        },
+        Alert {
+            name: "StrongroomVaultAuditVerificationStale",
+            // The interval gauge is absent when scheduled verification is off: no alert then.
+            // The second half: a node that has verified nothing since it started (the
+            // timestamp is absent until its first verification ends).
+            expr: {
+                let age = format!("time() - vaultd_audit_verification_timestamp_seconds{{{s}}}");
+                let uptime = format!("time() - vaultd_process_start_time_seconds{{{s}}}");
+                let limit = format!("2 * vaultd_audit_verification_interval_seconds{{{s}}}");
+                format!(
+                    "{age} > {limit} \
+                     or ({uptime} > {limit} unless vaultd_audit_verification_timestamp_seconds{{{s}}})"
+                )
+            },
+            for_: Some("30m"),
+            severity: "warning",
+            summary: "A vault node's audit chain is not verified on schedule",
+            description: "No audit chain verification has finished on {{ $labels.namespace }}/{{ $labels.pod }} for {{ $value | humanizeDuration }}, more than twice its interval: its scheduled verification does not run or does not end.",
         },
     ]
 }
