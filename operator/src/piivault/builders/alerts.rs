@@ -133,14 +133,18 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultVolumeAlmostFull",
+            // The last two parts hold without the free-space guard too (`--min-free-bytes
+            // 0`: no reserve series).
             expr: format!(
                 "vaultd_volume_free_bytes{{{s}}} < 2 * vaultd_volume_reserve_bytes{{{s}}} \
-                 or predict_linear(vaultd_volume_free_bytes{{{s}}}[6h], 4 * 3600) < vaultd_volume_reserve_bytes{{{s}}}"
+                 or predict_linear(vaultd_volume_free_bytes{{{s}}}[6h], 4 * 3600) < vaultd_volume_reserve_bytes{{{s}}} \
+                 or vaultd_volume_free_bytes{{{s}}} < 0.05 * vaultd_volume_size_bytes{{{s}}} \
+                 or predict_linear(vaultd_volume_free_bytes{{{s}}}[6h], 4 * 3600) < 0"
             ),
             for_: Some("10m"),
             severity: "critical",
             summary: "A vault node's volume is almost full",
-            description: "The data volume of {{ $labels.namespace }}/{{ $labels.pod }} is below twice its reserve or will reach the reserve within 4 hours; at the reserve the node refuses writes.",
+            description: "The data volume of {{ $labels.namespace }}/{{ $labels.pod }} is below twice its reserve or 5% of its size, or will reach the reserve (or fill up) within 4 hours; at the reserve the node refuses writes, on a full volume its storage fails.",
         },
         Alert {
             name: "StrongroomVaultErasureCompactionOverdue",
