@@ -159,18 +159,18 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         Alert {
             name: "StrongroomVaultRetentionRunFailed",
             // The second half: a counter that first appears at 1 (no earlier sample for
-            // `increase` to start from).
+            // `increase` to start from), as a policy's series do when it first runs.
             expr: {
                 let failed = format!(r#"vaultd_retention_runs_total{{{s},outcome="failed"}}"#);
                 format!(
-                    "sum by (namespace, vault) (increase({failed}[6h])) > 0 \
-                     or sum by (namespace, vault) ({failed} unless {failed} offset 6h) > 0"
+                    "sum by (namespace, vault, policy) (increase({failed}[6h])) > 0 \
+                     or sum by (namespace, vault, policy) ({failed} unless {failed} offset 6h) > 0"
                 )
             },
             for_: None,
             severity: "warning",
             summary: "A retention run failed",
-            description: "A retention run of vault {{ $labels.namespace }}/{{ $labels.vault }} failed in the last 6 hours.",
+            description: "A run of retention policy {{ $labels.policy }} on vault {{ $labels.namespace }}/{{ $labels.vault }} failed in the last 6 hours.",
         },
         Alert {
             name: "StrongroomVaultRetentionRunOverdue",
