@@ -9,6 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::json;
 use strongroom_operator::crd::PiiVault;
+use strongroom_operator::piivault::builders::alerts::alert_names;
 use strongroom_system_tests::operator::Deployed;
 use strongroom_system_tests::resources::*;
 use strongroom_system_tests::wait::{check, until};
@@ -93,7 +94,7 @@ async fn monitoring_objects_follow_spec_monitoring_and_wait_for_their_api() {
     let rule = applied(&rules, "PrometheusRule").await;
     assert_child_of(&rule.metadata, &vault, "the PrometheusRule");
     let alerts = rule.data["spec"]["groups"][0]["rules"].as_array().map_or(0, Vec::len);
-    assert_eq!(alerts, 10, "{:?}", rule.data);
+    assert_eq!(alerts, alert_names().len(), "{:?}", rule.data);
 
     // spec.monitoring removed: both go.
     let patch = json!({ "spec": { "monitoring": null } });

@@ -105,11 +105,20 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultFollowerLagging",
-            expr: format!("max by (namespace, vault, node) (vaultd_raft_follower_lag_entries{{{s}}}) > 1000"),
+            expr: format!("max by (namespace, vault, member) (vaultd_raft_follower_lag_entries{{{s}}}) > 1000"),
             for_: Some("10m"),
             severity: "warning",
             summary: "A vault member lags behind the leader",
-            description: "Node {{ $labels.node }} of vault {{ $labels.namespace }}/{{ $labels.vault }} is {{ $value }} log entries behind the leader.",
+            description: "Member {{ $labels.member }} of vault {{ $labels.namespace }}/{{ $labels.vault }} is {{ $value }} log entries behind the leader.",
+        },
+        Alert {
+            name: "StrongroomVaultMemberDown",
+            // Only the leader exports the series: no leader, no alert (StrongroomVaultNoLeader).
+            expr: format!("min by (namespace, vault, member) (vaultd_raft_member_healthy{{{s}}}) == 0"),
+            for_: Some("5m"),
+            severity: "warning",
+            summary: "A vault member is unreachable",
+            description: "The leader of vault {{ $labels.namespace }}/{{ $labels.vault }} has not heard from member {{ $labels.member }} for 5 minutes: the vault keeps its quorum but has lost fault tolerance (a vault of three survives no further failure).",
         },
         Alert {
             name: "StrongroomVaultSlowFsync",
@@ -124,14 +133,18 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultVolumeAlmostFull",
+            // The last two parts hold without the free-space guard too (`--min-free-bytes
+            // 0`: no reserve series).
             expr: format!(
                 "vaultd_volume_free_bytes{{{s}}} < 2 * vaultd_volume_reserve_bytes{{{s}}} \
-                 or predict_linear(vaultd_volume_free_bytes{{{s}}}[6h], 4 * 3600) < vaultd_volume_reserve_bytes{{{s}}}"
+                 or predict_linear(vaultd_volume_free_bytes{{{s}}}[6h], 4 * 3600) < vaultd_volume_reserve_bytes{{{s}}} \
+                 or vaultd_volume_free_bytes{{{s}}} < 0.05 * vaultd_volume_size_bytes{{{s}}} \
+                 or predict_linear(vaultd_volume_free_bytes{{{s}}}[6h], 4 * 3600) < 0"
             ),
             for_: Some("10m"),
             severity: "critical",
             summary: "A vault node's volume is almost full",
-            description: "The data volume of {{ $labels.namespace }}/{{ $labels.pod }} is below twice its reserve or will reach the reserve within 4 hours; at the reserve the node refuses writes.",
+            description: "The data volume of {{ $labels.namespace }}/{{ $labels.pod }} is below twice its reserve or 5% of its size, or will reach the reserve (or fill up) within 4 hours; at the reserve the node refuses writes, on a full volume its storage fails.",
         },
         Alert {
             name: "StrongroomVaultErasureCompactionOverdue",
@@ -146,18 +159,18 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         Alert {
             name: "StrongroomVaultRetentionRunFailed",
             // The second half: a counter that first appears at 1 (no earlier sample for
-            // `increase` to start from).
+            // `increase` to start from), as a policy's series do when it first runs.
             expr: {
                 let failed = format!(r#"vaultd_retention_runs_total{{{s},outcome="failed"}}"#);
                 format!(
-                    "sum by (namespace, vault) (increase({failed}[6h])) > 0 \
-                     or sum by (namespace, vault) ({failed} unless {failed} offset 6h) > 0"
+                    "sum by (namespace, vault, policy) (increase({failed}[6h])) > 0 \
+                     or sum by (namespace, vault, policy) ({failed} unless {failed} offset 6h) > 0"
                 )
             },
             for_: None,
             severity: "warning",
             summary: "A retention run failed",
-            description: "A retention run of vault {{ $labels.namespace }}/{{ $labels.vault }} failed in the last 6 hours.",
+            description: "A run of retention policy {{ $labels.policy }} on vault {{ $labels.namespace }}/{{ $labels.vault }} failed in the last 6 hours.",
         },
         Alert {
             name: "StrongroomVaultRetentionRunOverdue",
@@ -185,7 +198,26 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
             for_: None,
             severity: "critical",
             summary: "A vault's audit chain did not verify",
-            description: "The last audit chain verification on {{ $labels.namespace }}/{{ $labels.pod }} failed.",
+            description: "The last audit chain verification on {{ $labels.namespace }}/{{ $labels.pod }} found the chain broken or could not read the trail.",
+        },
+        Alert {
+            name: "StrongroomVaultAuditVerificationStale",
+            // The interval gauge is absent when scheduled verification is off: no alert then.
+            // The second half: a node that has verified nothing since it started (the
+            // timestamp is absent until its first verification ends).
+            expr: {
+                let age = format!("time() - vaultd_audit_verification_timestamp_seconds{{{s}}}");
+                let uptime = format!("time() - vaultd_process_start_time_seconds{{{s}}}");
+                let limit = format!("2 * vaultd_audit_verification_interval_seconds{{{s}}}");
+                format!(
+                    "{age} > {limit} \
+                     or ({uptime} > {limit} unless vaultd_audit_verification_timestamp_seconds{{{s}}})"
+                )
+            },
+            for_: Some("30m"),
+            severity: "warning",
+            summary: "A vault node's audit chain is not verified on schedule",
+            description: "No audit chain verification has finished on {{ $labels.namespace }}/{{ $labels.pod }} for {{ $value | humanizeDuration }}, more than twice its interval: its scheduled verification does not run or does not end.",
         },
     ]
 }
