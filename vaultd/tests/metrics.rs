@@ -1,6 +1,8 @@
-//! The Raft metrics of a real three-node cluster, scraped from `/metrics` while a follower
-//! is cut off and the leader is killed: has-leader drops to 0 and comes back, the leader
-//! sees the follower's lag rise and fall, and leader changes are counted.
+//! The Raft metrics of a real three-node cluster, scraped from `/metrics` while its leader
+//! and then a follower are cut off, and while the leader is killed: has-leader drops to 0
+//! and comes back, the leader sees the lost member's lag rise and fall, a leader cut off
+//! from its quorum reports no member as lagging or unhealthy, and leader changes are
+//! counted. Then what one node reports of its storage, keys, retention and build.
 
 mod support;
 
@@ -15,6 +17,10 @@ fn scrape(cluster: &TestCluster, slot: usize) -> String {
     cluster.client(slot).metrics()
 }
 
+const HAS_LEADER: &str = "vaultd_raft_has_leader";
+const IS_LEADER: &str = "vaultd_raft_is_leader";
+const COMMITTED: &str = "vaultd_raft_committed_index";
+
 #[test]
 fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
     let test = "a_cluster_reports_its_leader_its_followers_lag_and_their_changes";
@@ -24,65 +30,85 @@ fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
     };
     let outside = || (netns.host_ip.clone(), None);
     let inside = (netns.inner_ip.clone(), Some(netns.name.clone()));
-    let mut cluster = TestCluster::start_at(&[outside(), outside(), inside], &["--tls-disable"]);
-    let cut_off = 2;
+    // Slot 0, in a network namespace of its own, bootstraps the cluster and so leads first.
+    let mut cluster = TestCluster::start_at(&[inside, outside(), outside()], &["--tls-disable"]);
+    let cut_off = 0;
     let cut_off_url = format!("{}/metrics", cluster.slots[cut_off].url());
     let scrape_cut_off = || netns.get_text(&cut_off_url);
-    let leader = cluster.leader();
-    let lost = cluster.node_id(cut_off);
-    for slot in 0..2 {
+    assert_eq!(cluster.leader(), cut_off, "the node that bootstrapped leads");
+    for slot in 0..3 {
         let text = scrape(&cluster, slot);
-        assert_eq!(sample(&text, "vaultd_raft_has_leader"), Some(1.0), "{text}");
-        assert_eq!(sample(&text, "vaultd_raft_is_leader"), Some(f64::from(u8::from(slot == leader))), "{text}");
+        assert_eq!(sample(&text, HAS_LEADER), Some(1.0), "{text}");
+        assert_eq!(sample(&text, IS_LEADER), Some(f64::from(u8::from(slot == cut_off))), "{text}");
         assert!(sample(&text, "vaultd_raft_leader_changes_total") >= Some(1.0), "{text}");
         assert_eq!(sample(&text, "vaultd_raft_members{role=\"voter\"}"), Some(3.0), "{text}");
     }
-    assert_eq!(sample(&scrape_cut_off(), "vaultd_raft_has_leader"), Some(1.0));
-
-    // The follower cut off: it loses its leader; the leader sees it fall behind.
+    let lost = cluster.node_id(cut_off);
     let lag = format!("vaultd_raft_follower_lag_entries{{member=\"{lost}\"}}");
-    netns.set_connected(false);
-    // The majority's leader, by its own metrics (the cut-off node may have led).
-    let leader = poll("a leader on the connected side", Duration::from_secs(30), || {
-        (0..2).find(|slot| sample(&scrape(&cluster, *slot), "vaultd_raft_is_leader") == Some(1.0))
-    });
-    for n in 0..20 {
-        cluster.client(leader).create_user(json!({"login": format!("while-cut-off-{n}")}));
-    }
-    poll("the leader to see the cut-off follower lag", Duration::from_secs(30), || {
-        (sample(&scrape(&cluster, leader), &lag)? >= 20.0).then_some(())
-    });
-    poll("the cut-off follower to have no leader", Duration::from_secs(30), || {
-        (sample(&scrape_cut_off(), "vaultd_raft_has_leader")? == 0.0).then_some(())
-    });
     let healthy = format!("vaultd_raft_member_healthy{{member=\"{lost}\"}}");
-    poll("the leader to count it unhealthy", Duration::from_secs(30), || {
-        (sample(&scrape(&cluster, leader), &healthy)? == 0.0).then_some(())
-    });
-    let committed = "vaultd_raft_committed_index";
-    let committed_while_cut_off = sample(&scrape(&cluster, leader), committed).unwrap_or_default();
-    assert!(sample(&scrape_cut_off(), committed) < Some(committed_while_cut_off), "the cut-off node commits nothing");
 
-    // Back: it has a leader again and catches up.
-    netns.set_connected(true);
-    poll("the follower to rejoin and catch up", Duration::from_secs(30), || {
-        let back = scrape_cut_off();
-        let caught_up = sample(&scrape(&cluster, cluster.leader()), &lag)? == 0.0
-            && sample(&back, committed)? >= committed_while_cut_off;
-        (sample(&back, "vaultd_raft_has_leader")? == 1.0 && caught_up).then_some(())
-    });
+    // While the node is cut off, the majority's leader (found by its own metrics) sees it
+    // fall behind and go quiet; the node itself commits nothing and knows no leader.
+    let falls_behind = |writes: &str| {
+        let leader = poll("a leader on the connected side", Duration::from_secs(30), || {
+            (1..3).find(|slot| sample(&scrape(&cluster, *slot), IS_LEADER) == Some(1.0))
+        });
+        for n in 0..20 {
+            cluster.client(leader).create_user(json!({"login": format!("{writes}-{n}")}));
+        }
+        poll("the leader to see the cut-off node lag", Duration::from_secs(30), || {
+            (sample(&scrape(&cluster, leader), &lag)? >= 20.0).then_some(())
+        });
+        poll("the leader to count it unhealthy", Duration::from_secs(30), || {
+            (sample(&scrape(&cluster, leader), &healthy)? == 0.0).then_some(())
+        });
+        poll("the cut-off node to have no leader", Duration::from_secs(30), || {
+            (sample(&scrape_cut_off(), HAS_LEADER)? == 0.0).then_some(())
+        });
+        let committed = sample(&scrape(&cluster, leader), COMMITTED).unwrap_or_default();
+        let on_its_own = sample(&scrape_cut_off(), COMMITTED).unwrap_or(f64::MAX);
+        assert!(on_its_own < committed, "the cut-off node commits nothing: {on_its_own} < {committed}");
+        committed
+    };
+    // Connected again: it has a leader, and catches up.
+    let comes_back = |committed: f64| {
+        netns.set_connected(true);
+        poll("the node to rejoin and catch up", Duration::from_secs(30), || {
+            let back = scrape_cut_off();
+            let caught_up =
+                sample(&scrape(&cluster, cluster.leader()), &lag)? == 0.0 && sample(&back, COMMITTED)? >= committed;
+            (sample(&back, HAS_LEADER)? == 1.0 && caught_up).then_some(())
+        });
+    };
+
+    // The leader cut off: it still thinks it leads, but reports no leader its quorum
+    // acknowledges, and no member as lagging or unhealthy (it cannot know).
+    netns.set_connected(false);
+    let committed = falls_behind("while-the-leader-is-cut-off");
+    let stale = scrape_cut_off();
+    assert_eq!(sample(&stale, IS_LEADER), Some(1.0), "{stale}");
+    assert!(!stale.contains("vaultd_raft_member_healthy{") && !stale.contains("vaultd_raft_follower_lag_entries{"));
+    comes_back(committed);
+    assert_eq!(sample(&scrape_cut_off(), IS_LEADER), Some(0.0), "back as a follower");
+
+    // A follower cut off.
+    netns.set_connected(false);
+    let committed = falls_behind("while-a-follower-is-cut-off");
+    comes_back(committed);
 
     // The leader killed: the others count the change and agree on a new one.
     let old_leader = cluster.leader();
-    let survivor = (0..2).find(|slot| *slot != old_leader).unwrap_or(0);
+    let survivor = (0..3).find(|slot| *slot != old_leader).unwrap_or(0);
     let changes_before = sample(&scrape(&cluster, survivor), "vaultd_raft_leader_changes_total").unwrap_or_default();
     cluster.kill(old_leader);
     let new_leader = cluster.leader();
     assert_ne!(new_leader, old_leader);
-    let text = scrape(&cluster, survivor);
-    assert_eq!(sample(&text, "vaultd_raft_has_leader"), Some(1.0), "{text}");
-    assert!(sample(&text, "vaultd_raft_leader_changes_total") > Some(changes_before), "{text}");
-    assert_eq!(sample(&scrape(&cluster, new_leader), "vaultd_raft_is_leader"), Some(1.0));
+    poll("the survivor to know the new leader", Duration::from_secs(30), || {
+        let text = scrape(&cluster, survivor);
+        let counted = sample(&text, "vaultd_raft_leader_changes_total")? > changes_before;
+        (sample(&text, HAS_LEADER)? == 1.0 && counted).then_some(())
+    });
+    assert_eq!(sample(&scrape(&cluster, new_leader), IS_LEADER), Some(1.0));
 }
 
 #[test]

@@ -17,7 +17,8 @@ use crate::metrics::{method_label, Metrics, RequestLabels};
 use crate::vault::Vault;
 
 /// Paths still served by a node whose Raft core stopped: the status (which answers 503
-/// itself, with the node's state) and the metrics, which touch no storage.
+/// itself, with the node's state) and the metrics, which only read (what they cannot read
+/// they leave out).
 const SERVED_WHEN_FAILED: [&str; 3] = ["/v1/status", "/metrics", "/v1/metrics"];
 
 /// Answers 503 with a plain message, before any handler runs, once this node's storage

@@ -114,12 +114,17 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     ),
 )]
 pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    // Collectors read the disk: off the worker that serves requests.
-    match web::block(move || metrics.encode()).await {
-        Ok(text) => {
+    let (encoder, scrapes) = (metrics.clone(), &metrics.scrapes);
+    // Collectors read the disk: one scrape at a time, off the worker that serves requests.
+    let encoded = match scrapes.acquire().await {
+        Ok(_one_at_a_time) => web::block(move || encoder.encode()).await.ok(),
+        Err(_) => None,
+    };
+    match encoded {
+        Some(text) => {
             HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
         }
-        Err(_) => HttpResponse::ServiceUnavailable()
+        None => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({"status": "error", "message": "metrics are unavailable"})),
     }
 }

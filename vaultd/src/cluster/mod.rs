@@ -261,7 +261,7 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let leaders = raft.metrics();
+        let leaders = raft.server_metrics();
         self.raft.set(raft).map_err(|_| ClusterError::Raft("Raft is already running".into()))?;
         self.runtime.spawn(compaction::run(Arc::clone(self)));
         self.runtime.spawn(count_leader_changes(leaders));
@@ -529,8 +529,11 @@ impl Cluster {
 }
 
 /// Counts each new leader this node sees (as etcd counts "leader changes seen"; the
-/// leaderless moment of an election is not a change), until Raft stops.
-async fn count_leader_changes(mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>>) {
+/// leaderless moment of an election is not a change), until Raft stops. The server
+/// metrics change only with the vote, the state, the leader or the membership.
+async fn count_leader_changes(
+    mut metrics: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<NodeId, NodeInfo>>,
+) {
     let mut leader = metrics.borrow().current_leader;
     while metrics.changed().await.is_ok() {
         let now = metrics.borrow().current_leader;

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::free_space::Need;
 use super::rpc::{self, ProposeResult, Refusal};
+use super::types::Raft;
 use super::{refusal_of, Cluster, PROPOSE_TIMEOUT};
 use crate::store::{Batch, Command, Receipt};
 
@@ -121,9 +122,19 @@ impl Cluster {
         let encoded = postcard::serialize_with_flavor(&batch, postcard::ser_flavors::Size::default()).unwrap_or(0);
         let writes = 2 * encoded as u64;
         let _in_flight = self.free_space.admit_writing(if growth { Need::Growth } else { Need::Essential }, writes)?;
+        let commands = batch.commands.len() as f64;
+        let result = Self::write_as_leader(raft, batch).await;
         let instruments = crate::metrics::instruments();
-        instruments.proposals.inc();
-        instruments.proposal_batch_size.observe(batch.commands.len() as f64);
+        if result.is_ok() {
+            instruments.proposals.inc();
+            instruments.proposal_batch_size.observe(commands);
+        } else {
+            instruments.proposals_failed.inc();
+        }
+        result
+    }
+
+    async fn write_as_leader(raft: &Raft, batch: Batch) -> ProposeResult {
         match tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(batch)).await {
             Ok(Ok(response)) => Ok(response.data),
             // openraft answers this before appending, or after the entry was truncated

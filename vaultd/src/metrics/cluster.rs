@@ -61,9 +61,10 @@ impl Collector for ClusterCollector {
         let learners = status.members.len() as i64 - voters;
         let roles = [("voter".to_string(), voters), ("learner".to_string(), learners)];
         gauges_by(e, "raft_members", "Members of the cluster, by role", None, "role", &roles)?;
-        // On the leader only: how far each other member's log is behind.
-        let lags: Vec<(String, i64)> = status
-            .members
+        // On a working leader only: one cut off from its quorum may still think it leads,
+        // and would report every other member as lagging and unhealthy.
+        let members = if is_leader && leader { &status.members[..] } else { &[] };
+        let lags: Vec<(String, i64)> = members
             .iter()
             .filter(|member| Some(member.id) != status.node_id)
             .filter_map(|member| Some((member.id.to_string(), member.lag? as i64)))
@@ -71,7 +72,7 @@ impl Collector for ClusterCollector {
         let help = "Log entries a member is behind the leader (reported by the leader), by Raft id";
         gauges_by(e, "raft_follower_lag_entries", help, None, "member", &lags)?;
         let healthy: Vec<(String, i64)> =
-            status.members.iter().filter_map(|member| Some((member.id.to_string(), flag(member.healthy?)))).collect();
+            members.iter().filter_map(|member| Some((member.id.to_string(), flag(member.healthy?)))).collect();
         let help = "1 when the leader heard from a member lately, by Raft id (reported by the leader)";
         gauges_by(e, "raft_member_healthy", help, None, "member", &healthy)?;
 

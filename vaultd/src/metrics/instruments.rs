@@ -36,11 +36,14 @@ pub struct Instruments {
     pub hsm_sessions_busy: Gauge,
     pub key_cache_hits: Counter,
     pub key_cache_misses: Counter,
-    /// Times this node saw the cluster's leader change (to another node, or to none).
+    /// New leaders this node saw (an election's leaderless moment is not one).
     pub leader_changes: Counter,
-    /// Batches this node appended as leader, and the commands in each.
+    /// Batches this node proposed as leader that were committed, and the commands in each.
     pub proposals: Counter,
     pub proposal_batch_size: Histogram,
+    /// Batches this node proposed as leader that were not committed (no longer leader, a
+    /// quorum that did not answer in time, a stopped Raft core).
+    pub proposals_failed: Counter,
     /// Batches this node sent to the leader to propose.
     pub forwarded: Counter,
     pub snapshot_builds: Histogram,
@@ -55,6 +58,8 @@ pub struct Instruments {
     pub erasure_compactions: Counter,
     /// Retention runs this node served (valid requests only), by policy and outcome.
     pub retention_runs: Family<RunLabels, Counter>,
+    /// The policies with series of their own (at most [`super::POLICY_SERIES`]).
+    policies: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Subjects those runs changed, by policy and action.
     pub retention_changes: Family<ChangeLabels, Counter>,
     /// The last audit chain verification on this node: whether the chain was intact, and
@@ -100,6 +105,7 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     leader_changes: Counter::default(),
     proposals: Counter::default(),
     proposal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+    proposals_failed: Counter::default(),
     forwarded: Counter::default(),
     // 10 ms to about 5.5 min.
     snapshot_builds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
@@ -110,6 +116,7 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     log_purges: Counter::default(),
     erasure_compactions: Counter::default(),
     retention_runs: Family::default(),
+    policies: Default::default(),
     retention_changes: Family::default(),
     audit_verification: std::sync::Mutex::new(None),
 });
@@ -157,11 +164,20 @@ impl Instruments {
             "Times this node saw the cluster's leader change",
             self.leader_changes.clone(),
         );
-        registry.register("raft_proposals", "Batches this node appended as leader", self.proposals.clone());
+        registry.register(
+            "raft_proposals",
+            "Batches this node proposed as leader that were committed",
+            self.proposals.clone(),
+        );
         registry.register(
             "raft_proposal_batch_size",
-            "Commands in each batch this node appended as leader",
+            "Commands in each batch this node proposed as leader that was committed",
             self.proposal_batch_size.clone(),
+        );
+        registry.register(
+            "raft_proposals_failed",
+            "Batches this node proposed as leader that were not committed",
+            self.proposals_failed.clone(),
         );
         registry.register("forwarded_requests", "Batches this node sent to the leader", self.forwarded.clone());
         registry.register_with_unit(
@@ -212,11 +228,24 @@ impl Instruments {
         );
     }
 
+    /// The `policy` label of a policy's series: its name, or `_other` once
+    /// [`super::POLICY_SERIES`] other policies have series.
+    pub fn policy_label(&self, policy: &str) -> String {
+        let mut known = self.policies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.contains(policy) || known.len() < super::POLICY_SERIES {
+            known.insert(policy.to_string());
+            policy.to_string()
+        } else {
+            "_other".to_string()
+        }
+    }
+
     /// Counts a retention run of `policy`. Both outcomes' series are created together, so
     /// that a policy's first failure is an increase from 0.
     pub fn retention_run(&self, policy: &str, outcome: RunOutcome) {
+        let policy = self.policy_label(policy);
         for each in [RunOutcome::succeeded, RunOutcome::failed] {
-            let counter = self.retention_runs.get_or_create(&RunLabels { policy: policy.to_string(), outcome: each });
+            let counter = self.retention_runs.get_or_create(&RunLabels { policy: policy.clone(), outcome: each });
             if each == outcome {
                 counter.inc();
             }

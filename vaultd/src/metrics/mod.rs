@@ -28,12 +28,20 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use http::{method_label, RequestLabels};
+
+/// Retention policies with series of their own: the most recently run, for the last-run
+/// time; the first seen by this process, for its counters (later ones count as `_other`,
+/// which no policy can be named).
+pub const POLICY_SERIES: usize = 100;
 pub use instruments::{instruments, HsmOperation, Instruments};
 
 use crate::vault::Vault;
 
 pub struct Metrics {
     registry: Registry,
+    /// One scrape at a time: the collectors read the disk, and the route needs no token,
+    /// so a flood of scrapes queues instead of multiplying that work.
+    pub scrapes: tokio::sync::Semaphore,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
     /// Requests whose access token was not valid (the token itself is not recorded).
@@ -54,12 +62,13 @@ impl Metrics {
         registry.register_collector(Box::new(cluster::ClusterCollector::new(vault)));
         registry.register_collector(Box::new(storage::StorageCollector::new(vault)));
         registry.register_collector(Box::new(process::ProcessCollector::new()));
-        Metrics { registry, requests, latency, auth_failures }
+        Metrics { registry, scrapes: tokio::sync::Semaphore::new(1), requests, latency, auth_failures }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail; a collector that fails leaves its part out.
+        // Writing into a String cannot fail, nor can the collectors (they leave out what
+        // they cannot read).
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }

@@ -106,14 +106,20 @@ impl Collector for StorageCollector {
 impl StorageCollector {
     fn encode_retention(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let store = self.cluster.store();
-        if let Ok(runs) = store.last_retention_runs() {
+        if let Ok(mut runs) = store.last_retention_runs() {
+            // The policies that ran last, if there are more than a bounded label allows.
+            runs.sort_by_key(|run| std::cmp::Reverse(run.finished_at));
+            runs.truncate(super::POLICY_SERIES);
             let last: Vec<(String, f64)> =
                 runs.into_iter().map(|run| (run.policy, run.finished_at as f64 / 1000.0)).collect();
             let help = "When each retention policy's last recorded run finished";
             gauges_by(e, "retention_last_run_timestamp", help, Some(&Unit::Seconds), "policy", &last)?;
         }
-        if let Ok(due) = store.expirations_due(crate::audit::now_ms()) {
-            let help = "Subjects whose expiration time has come and whom the sweeper has not yet forgotten";
+        // Counted up to one sweep's worth: enough to tell a sweeper that keeps up from one
+        // that does not, at a bounded cost per scrape.
+        if let Ok(due) = store.expirations_due(crate::audit::now_ms(), crate::retention::sweeper::PER_SWEEP) {
+            let help = "Subjects whose expiration time has come and whom the sweeper has not yet forgotten \
+                        (counted up to 10000)";
             gauge(e, "expirations_due", help, None, due as i64)?;
         }
         Ok(())

@@ -16,7 +16,7 @@ use crate::cluster::Cluster;
 use crate::store::{Change, Command, ForgetCondition, Target};
 
 /// Subjects forgotten per sweep at most; the rest wait for the next sweep.
-const PER_SWEEP: usize = 10_000;
+pub const PER_SWEEP: usize = 10_000;
 /// Forgets in flight at once.
 const IN_FLIGHT: usize = 256;
 

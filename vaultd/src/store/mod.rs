@@ -177,14 +177,11 @@ impl Store {
         self.due(keys::EXP_DUE, keys::exp_due(now, &Uuid::max()), limit, keys::trailing_uuid)
     }
 
-    /// How many subjects' expirations ended at or before `now` (ms) and still count down.
-    pub fn expirations_due(&self, now: u64) -> Result<u64, StoreError> {
-        let mut count = 0;
-        for key in self.state.range(vec![keys::EXP_DUE]..=keys::exp_due(now, &Uuid::max())).keys() {
-            key?;
-            count += 1;
-        }
-        Ok(count)
+    /// How many subjects' expirations ended at or before `now` (ms) and still count down,
+    /// counted up to `limit`.
+    pub fn expirations_due(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let due = self.state.range(vec![keys::EXP_DUE]..=keys::exp_due(now, &Uuid::max())).keys();
+        due.take(limit).try_fold(0, |count, key| key.map(|_| count + 1).map_err(StoreError::from))
     }
 
     /// Sessions that ended at or before `now` (ms), earliest first, at most `limit`.

@@ -56,7 +56,7 @@ impl Vault {
         instruments.retention_run(&policy, outcome);
         if let Some(report) = result.as_ref().ok().filter(|report| !report.dry_run) {
             for rule in &report.rules {
-                let labels = ChangeLabels { policy: policy.clone(), action: rule.action.as_str() };
+                let labels = ChangeLabels { policy: instruments.policy_label(&policy), action: rule.action.as_str() };
                 instruments.retention_changes.get_or_create(&labels).inc_by(rule.changed);
             }
         }

@@ -39,6 +39,15 @@ impl Scope<'_> {
         }
     }
 
+    /// For one vault, `or absent(<metric>{…})`: no series at all (no pod to scrape) is an
+    /// alert too. Across every vault, absence names none.
+    fn absent(&self, metric: &str) -> String {
+        match self {
+            Scope::AllVaults => String::new(),
+            Scope::Vault { .. } => format!(" or absent({metric}{{{}}})", self.vaultd()),
+        }
+    }
+
     /// Matchers of the operator's per-vault series.
     fn operator(&self) -> String {
         match self {
@@ -94,6 +103,14 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
             severity: "critical",
             summary: "A vault has no Raft leader",
             description: "No node of vault {{ $labels.namespace }}/{{ $labels.vault }} knows a leader: writes fail.",
+        },
+        Alert {
+            name: "StrongroomVaultDown",
+            expr: format!("max by (namespace, vault) (up{{{s}}}) == 0{}", scope.absent("up")),
+            for_: Some("5m"),
+            severity: "critical",
+            summary: "No node of a vault can be scraped",
+            description: "Prometheus has reached no node of vault {{ $labels.namespace }}/{{ $labels.vault }} for 5 minutes: the vault is down, or its metrics are out of reach.",
         },
         Alert {
             name: "StrongroomVaultFrequentLeaderChanges",
@@ -158,13 +175,17 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultRetentionRunFailed",
-            // The second half: a counter that first appears at 1 (no earlier sample for
-            // `increase` to start from), as a policy's series do when it first runs.
+            // The second half: a failure counter Prometheus sees first at more than 0 (no
+            // earlier sample for `increase` to start from) — a policy whose first run failed,
+            // or an old failure a new scrape finds — while no run of the policy on that node
+            // succeeded.
             expr: {
-                let failed = format!(r#"vaultd_retention_runs_total{{{s},outcome="failed"}}"#);
+                let runs = |outcome: &str| format!(r#"vaultd_retention_runs_total{{{s},outcome="{outcome}"}}"#);
+                let (failed, succeeded) = (runs("failed"), runs("succeeded"));
                 format!(
                     "sum by (namespace, vault, policy) (increase({failed}[6h])) > 0 \
-                     or sum by (namespace, vault, policy) ({failed} unless {failed} offset 6h) > 0"
+                     or sum by (namespace, vault, policy) (({failed} unless {failed} offset 6h) > 0 \
+                     and on (namespace, pod, policy) {succeeded} == 0)"
                 )
             },
             for_: None,
