@@ -162,6 +162,11 @@ mod tests {
         assert_eq!(started.vaultd_peer().as_deref(), Some("127.0.0.1:9"));
         started.child.kill().unwrap();
         started.child.wait().unwrap();
+        // The stderr copier is a thread of its own: its line may land after the marker.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.text().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(log.text(), "oops\n");
     }
 
