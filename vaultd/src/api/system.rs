@@ -54,7 +54,7 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     let node = vault.cluster().summary();
     let body = StatusBody {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        kek: vault.kek_label().to_string(),
+        kek: vault.active_kek(),
         bulk_list_enabled: vault.settings().bulk_list_enabled,
         node: node.clone(),
     };

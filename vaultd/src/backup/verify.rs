@@ -124,15 +124,11 @@ impl Checked {
                 self.manifest.kek_labels
             ))
         };
-        if self.index_key.kek != kek.label() {
-            return Err(wrong("index key"));
-        }
-        kek.unwrap_key(&self.index_key.wrapped, crypto::INDEX_KEY_AAD).await.map_err(|_| wrong("index key"))?;
+        let index = &self.index_key;
+        kek.unwrap_key(&index.kek, &index.wrapped, crypto::INDEX_KEY_AAD).await.map_err(|_| wrong("index key"))?;
         for key in &self.sample {
-            if key.kek != kek.label() {
-                return Err(wrong("subject keys"));
-            }
-            kek.unwrap_key(&key.wrapped, &crypto::dek_aad(&key.subject)).await.map_err(|_| wrong("subject keys"))?;
+            let aad = crypto::dek_aad(&key.subject);
+            kek.unwrap_key(&key.kek, &key.wrapped, &aad).await.map_err(|_| wrong("subject keys"))?;
         }
         Ok(1 + self.sample.len())
     }

@@ -1,4 +1,5 @@
-//! The PKCS#11 backend of the KEK: an AES-256 key inside an HSM token, found by label.
+//! The PKCS#11 backend of the KEK: AES-256 keys inside an HSM token, found by label —
+//! the one new wraps use, and older ones that wrapped keys still held (a rotation).
 //!
 //! PKCS#11 sessions are not `Sync`, and HSM calls block, so the backend runs a small pool
 //! of worker threads, each owning one session; async callers hand them jobs over a
@@ -66,6 +67,8 @@ enum Operation {
 
 struct Job {
     operation: Operation,
+    /// The KEK's label.
+    key: String,
     data: Zeroizing<Vec<u8>>,
     aad: Vec<u8>,
     reply: oneshot::Sender<Result<Zeroizing<Vec<u8>>, CryptoError>>,
@@ -101,16 +104,16 @@ impl HsmKek {
         let slot = find_token(&pkcs11, &config.token_label)?;
         let first = pkcs11.open_rw_session(slot)?;
         login(&first, &config.pin)?;
-        let key = match find_key(&first, &config.key_label)? {
-            Some(key) => key,
+        match find_key(&first, &config.key_label)? {
+            Some(_) => {}
             None if config.create_key => {
                 tracing::warn!(key = %config.key_label, token = %config.token_label, "creating KEK in the HSM");
-                create_key(&first, &config.key_label)?
+                create_key(&first, &config.key_label)?;
             }
             None => {
                 return Err(HsmError::KeyNotFound { key: config.key_label.clone(), token: config.token_label.clone() })
             }
-        };
+        }
 
         let mut sessions = vec![first];
         for _ in 1..config.sessions.max(1) {
@@ -126,7 +129,7 @@ impl HsmKek {
             let receiver = Arc::clone(&receiver);
             let worker = std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
-                .spawn(move || worker(session, key, receiver))
+                .spawn(move || Worker { session, keys: HashMap::new() }.run(receiver))
                 .map_err(|e| HsmError::Module { module: config.module.clone(), reason: e.to_string() })?;
             workers.push(worker);
         }
@@ -134,27 +137,29 @@ impl HsmKek {
         Ok(HsmKek { key_label: config.key_label.clone(), jobs: Mutex::new(Some(sender)), workers })
     }
 
+    /// The label the HSM was opened with (`--hsm-key-label`).
     pub fn key_label(&self) -> &str {
         &self.key_label
     }
 
-    pub async fn encrypt(&self, data: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        let out = self.submit(Operation::Encrypt, data, aad).await?;
+    pub async fn encrypt(&self, key: &str, data: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        let out = self.submit(Operation::Encrypt, key, data, aad).await?;
         Ok(out.to_vec())
     }
 
-    pub async fn decrypt(&self, data: Vec<u8>, aad: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        self.submit(Operation::Decrypt, data, aad).await
+    pub async fn decrypt(&self, key: &str, data: Vec<u8>, aad: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.submit(Operation::Decrypt, key, data, aad).await
     }
 
     async fn submit(
         &self,
         operation: Operation,
+        key: &str,
         data: Vec<u8>,
         aad: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { operation, data: Zeroizing::new(data), aad, reply };
+        let job = Job { operation, key: key.to_string(), data: Zeroizing::new(data), aad, reply };
         self.jobs
             .lock()
             .map_err(|_| CryptoError::HsmUnavailable)?
@@ -166,26 +171,45 @@ impl HsmKek {
     }
 }
 
-fn worker(session: Session, key: ObjectHandle, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let job = {
-            let Ok(receiver) = jobs.lock() else { return };
-            match receiver.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            }
-        };
-        let instruments = crate::metrics::instruments();
-        let result = match job.operation {
-            Operation::Encrypt => {
-                instruments.hsm_call(HsmOperation::Encrypt, || encrypt(&session, key, &job.data, &job.aad))
-            }
-            Operation::Decrypt => {
-                instruments.hsm_call(HsmOperation::Decrypt, || decrypt(&session, key, &job.data, &job.aad))
-            }
-        };
-        // The requester may have gone away; nothing to do then.
-        let _ = job.reply.send(result);
+/// One HSM session and the handles of the KEKs it has used, by label.
+struct Worker {
+    session: Session,
+    keys: HashMap<String, ObjectHandle>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+        loop {
+            let job = {
+                let Ok(receiver) = jobs.lock() else { return };
+                match receiver.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            };
+            let instruments = crate::metrics::instruments();
+            let result = match job.operation {
+                Operation::Encrypt => instruments.hsm_call(HsmOperation::Encrypt, || {
+                    encrypt(&self.session, self.key(&job.key)?, &job.data, &job.aad)
+                }),
+                Operation::Decrypt => instruments.hsm_call(HsmOperation::Decrypt, || {
+                    decrypt(&self.session, self.key(&job.key)?, &job.data, &job.aad)
+                }),
+            };
+            // The requester may have gone away; nothing to do then.
+            let _ = job.reply.send(result);
+        }
+    }
+
+    /// The handle of the KEK labelled `label`: remembered, or found in the token.
+    fn key(&mut self, label: &str) -> Result<ObjectHandle, CryptoError> {
+        if let Some(key) = self.keys.get(label) {
+            return Ok(*key);
+        }
+        let found = find_key(&self.session, label).map_err(|e| CryptoError::Hsm(e.to_string()))?;
+        let key = found.ok_or_else(|| CryptoError::UnknownKek(label.to_string()))?;
+        self.keys.insert(label.to_string(), key);
+        Ok(key)
     }
 }
 

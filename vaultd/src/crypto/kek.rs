@@ -1,19 +1,22 @@
-//! The key encryption key, whichever backend holds it. Callers wrap and unwrap through
-//! this one type; HSM calls run on the HSM worker threads, never on the async executor.
+//! The key encryption keys, whichever backend holds them. Every wrap names the KEK by
+//! label, and the label is stored with what it wrapped, so the KEK that new wraps use can
+//! change (a rotation) while older wraps still open under the key that made them. HSM
+//! calls run on the HSM worker threads, never on the async executor.
 
 use zeroize::Zeroizing;
 
 use super::{CryptoError, DataKey, HsmKek, SoftwareKek};
 
 pub enum Kek {
-    /// Demo mode only: a key in process memory.
+    /// Demo mode only: keys in process memory.
     Software(SoftwareKek),
-    /// Every other mode: an AES-256 key inside a PKCS#11 token.
+    /// Every other mode: AES-256 keys inside a PKCS#11 token.
     Hsm(HsmKek),
 }
 
 impl Kek {
-    /// The label of the KEK version new wraps are made under (e.g. `strongroom-kek-1`).
+    /// The label the vault was started with (e.g. `strongroom-kek-1`): the KEK new wraps
+    /// use until a rotation names another.
     pub fn label(&self) -> &str {
         match self {
             Kek::Software(kek) => kek.label(),
@@ -21,25 +24,25 @@ impl Kek {
         }
     }
 
-    pub async fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub async fn wrap(&self, label: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         match self {
-            Kek::Software(kek) => kek.wrap(plaintext, aad),
-            Kek::Hsm(hsm) => hsm.encrypt(plaintext.to_vec(), aad.to_vec()).await,
+            Kek::Software(kek) => kek.wrap(label, plaintext, aad),
+            Kek::Hsm(hsm) => hsm.encrypt(label, plaintext.to_vec(), aad.to_vec()).await,
         }
     }
 
-    pub async fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn unwrap(&self, label: &str, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match self {
-            Kek::Software(kek) => kek.unwrap(wrapped, aad),
-            Kek::Hsm(hsm) => hsm.decrypt(wrapped.to_vec(), aad.to_vec()).await,
+            Kek::Software(kek) => kek.unwrap(label, wrapped, aad),
+            Kek::Hsm(hsm) => hsm.decrypt(label, wrapped.to_vec(), aad.to_vec()).await,
         }
     }
 
-    pub async fn wrap_key(&self, key: &DataKey, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.wrap(key.expose(), aad).await
+    pub async fn wrap_key(&self, label: &str, key: &DataKey, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.wrap(label, key.expose(), aad).await
     }
 
-    pub async fn unwrap_key(&self, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, CryptoError> {
-        DataKey::from_slice(&self.unwrap(wrapped, aad).await?)
+    pub async fn unwrap_key(&self, label: &str, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, CryptoError> {
+        DataKey::from_slice(&self.unwrap(label, wrapped, aad).await?)
     }
 }

@@ -32,6 +32,8 @@ pub enum CryptoError {
     Hsm(String),
     #[error("HSM worker pool is gone")]
     HsmUnavailable,
+    #[error("the key store holds no KEK labelled {0:?}")]
+    UnknownKek(String),
 }
 
 /// Fills a buffer from the operating system's CSPRNG.

@@ -37,7 +37,7 @@ impl Vault {
             .map_err(|_| VaultError::Conflict("a backup is being taken from this node; try again when it is done"))?;
         self.catch_up().await?;
         let cluster_id = self.store.cluster_id()?.ok_or(VaultError::Unavailable("the vault has no keys yet"))?;
-        let mut kek_labels = vec![self.kek_label().to_string()];
+        let mut kek_labels = vec![self.active_kek()];
         if let Some(index_key) = self.store.wrapped_index_key()? {
             if !kek_labels.contains(&index_key.kek) {
                 kek_labels.push(index_key.kek);

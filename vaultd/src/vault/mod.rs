@@ -91,8 +91,10 @@ impl Vault {
         &self.cluster
     }
 
-    pub fn kek_label(&self) -> &str {
-        self.kek.label()
+    /// The label of the KEK new wraps use (the one the vault was started with). Each wrap
+    /// stores it beside the wrapped key, and unwrapping takes the key it names.
+    pub fn active_kek(&self) -> String {
+        self.kek.label().to_string()
     }
 
     /// The cache of unwrapped data keys.
@@ -121,7 +123,7 @@ impl Vault {
         if let Some(key) = self.deks.get(subject) {
             return Ok(key);
         }
-        let key = self.kek.unwrap_key(&active.wrapped_dek, &crypto::dek_aad(subject)).await?;
+        let key = self.kek.unwrap_key(&active.kek, &active.wrapped_dek, &crypto::dek_aad(subject)).await?;
         // Cached only if the subject still exists after the unwrap: a forget committed
         // before this check shows here; one committed after it removes the key after the
         // generation was taken, which keeps the insert out.

@@ -54,22 +54,22 @@ impl Vault {
         if self.store.pending_identity(entry)?.is_some() {
             return Ok(None);
         }
-        Ok(Some(seal_identifier(&self.kek, entry, normalised).await?))
+        Ok(Some(seal_identifier(&self.kek, &self.active_kek(), entry, normalised).await?))
     }
 }
 
-/// Seals an identifier under a new key, wrapped by the KEK; both bound to `entry`.
-async fn seal_identifier(kek: &Kek, entry: &[u8], normalised: &str) -> VaultResult<PendingIdentity> {
+/// Seals an identifier under a new key, wrapped by the KEK `label`; both bound to `entry`.
+async fn seal_identifier(kek: &Kek, label: &str, entry: &[u8], normalised: &str) -> VaultResult<PendingIdentity> {
     let key = DataKey::generate();
-    let wrapped_key = kek.wrap_key(&key, &crypto::pending_key_aad(entry)).await?;
+    let wrapped_key = kek.wrap_key(label, &key, &crypto::pending_key_aad(entry)).await?;
     let sealed = key.seal(normalised.as_bytes(), &crypto::pending_aad(entry))?;
-    Ok(PendingIdentity { kek: kek.label().to_string(), wrapped_key, sealed })
+    Ok(PendingIdentity { kek: label.to_string(), wrapped_key, sealed })
 }
 
 /// Opens a sealed identifier, as a DPO's tool would; the API never shows it.
 #[cfg(test)]
 async fn open_identifier(kek: &Kek, entry: &[u8], identity: &PendingIdentity) -> VaultResult<Zeroizing<Vec<u8>>> {
-    let key = kek.unwrap_key(&identity.wrapped_key, &crypto::pending_key_aad(entry)).await?;
+    let key = kek.unwrap_key(&identity.kek, &identity.wrapped_key, &crypto::pending_key_aad(entry)).await?;
     Ok(key.open(&identity.sealed, &crypto::pending_aad(entry))?)
 }
 
@@ -82,11 +82,11 @@ mod tests {
     async fn a_sealed_identifier_opens_only_under_its_entry() {
         let kek = Kek::Software(SoftwareKek::generate());
         let (entry, other) = ([2u8; 33], [3u8; 33]);
-        let identity = seal_identifier(&kek, &entry, "ann@example.com").await.unwrap();
+        let identity = seal_identifier(&kek, kek.label(), &entry, "ann@example.com").await.unwrap();
         assert_eq!(&open_identifier(&kek, &entry, &identity).await.unwrap()[..], b"ann@example.com");
         assert!(!identity.sealed.windows(3).any(|w| w == b"ann"), "sealed, not in the clear");
         assert!(open_identifier(&kek, &other, &identity).await.is_err(), "moved to another entry");
-        let mut swapped = seal_identifier(&kek, &other, "bob@example.com").await.unwrap();
+        let mut swapped = seal_identifier(&kek, kek.label(), &other, "bob@example.com").await.unwrap();
         swapped.sealed = identity.sealed.clone();
         assert!(open_identifier(&kek, &other, &swapped).await.is_err(), "another entry's identifier");
         let foreign = Kek::Software(SoftwareKek::generate());

@@ -86,9 +86,10 @@ impl Vault {
             }
             None => {
                 let key = DataKey::generate();
-                let wrapped = self.kek.wrap_key(&key, &crypto::dek_aad(&session)).await?;
+                let kek = self.active_kek();
+                let wrapped = self.kek.wrap_key(&kek, &key, &crypto::dek_aad(&session)).await?;
                 let sealed = key.seal(&plaintext, &session_aad(None, &session))?;
-                (sealed, Some(WrappedKey { kek: self.kek.label().to_string(), wrapped }))
+                (sealed, Some(WrappedKey { kek, wrapped }))
             }
         };
         let record = SessionRecord {
@@ -161,7 +162,7 @@ impl Vault {
                 open_linked(&self.dek(subject, owner).await?, subject, &session, record)?
             }
             (None, _, Some(key)) => {
-                let key = self.kek.unwrap_key(&key.wrapped, &crypto::dek_aad(&session)).await?;
+                let key = self.kek.unwrap_key(&key.kek, &key.wrapped, &crypto::dek_aad(&session)).await?;
                 document(&key.open(&record.sealed, &session_aad(None, &session))?)?
             }
             _ => return Err(VaultError::Storage(StoreError::Corrupt)),

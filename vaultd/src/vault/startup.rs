@@ -74,8 +74,9 @@ impl Vault {
                 let wrapped = match self.store.wrapped_index_key()? {
                     Some(key) => key,
                     None => {
-                        let wrapped = self.kek.wrap_key(&DataKey::generate(), crypto::INDEX_KEY_AAD).await?;
-                        let key = WrappedKey { kek: self.kek.label().to_string(), wrapped };
+                        let kek = self.active_kek();
+                        let wrapped = self.kek.wrap_key(&kek, &DataKey::generate(), crypto::INDEX_KEY_AAD).await?;
+                        let key = WrappedKey { kek, wrapped };
                         // The first proposal in the log wins; every node gets the same key.
                         match self
                             .commit(system_draft(Operation::KeysInit), Change::InitIndexKey { key })
@@ -96,11 +97,16 @@ impl Vault {
     }
 
     pub(super) async fn unwrap_index_key(&self, wrapped: WrappedKey) -> Result<BlindIndex, StartupError> {
+        // Until a rotation can name another, the KEK the vault was started with is the one
+        // its keys are wrapped by: another label is a misconfiguration.
         if wrapped.kek != self.kek.label() {
             return Err(StartupError::ForeignKek { stored: wrapped.kek, configured: self.kek.label().to_string() });
         }
-        let key =
-            self.kek.unwrap_key(&wrapped.wrapped, crypto::INDEX_KEY_AAD).await.map_err(StartupError::IndexKeyUnwrap)?;
+        let key = self
+            .kek
+            .unwrap_key(&wrapped.kek, &wrapped.wrapped, crypto::INDEX_KEY_AAD)
+            .await
+            .map_err(StartupError::IndexKeyUnwrap)?;
         Ok(BlindIndex::new(key))
     }
 }

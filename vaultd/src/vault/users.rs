@@ -18,11 +18,11 @@ impl Vault {
         let subject = Uuid::new_v4();
         let generation = self.deks.generation();
         let dek = DataKey::generate();
-        let wrapped_dek = self.kek.wrap_key(&dek, &crypto::dek_aad(&subject)).await?;
+        let kek = self.active_kek();
+        let wrapped_dek = self.kek.wrap_key(&kek, &dek, &crypto::dek_aad(&subject)).await?;
         let plaintext = limits::encode_object(&profile, PROFILE, self.settings.max_record_bytes)?;
         let sealed = dek.seal(&plaintext, &crypto::record_aad(&subject, "profile"))?;
-        let change =
-            Change::CreateSubject { subject, kek: self.kek.label().to_string(), wrapped_dek, profile: sealed, index };
+        let change = Change::CreateSubject { subject, kek, wrapped_dek, profile: sealed, index };
         let receipt = self.commit(draft(caller, Operation::UserCreate, Some(subject), None, None), change).await?;
         receipt.outcome.map_err(rejected)?;
         self.deks.insert(subject, dek, generation);
