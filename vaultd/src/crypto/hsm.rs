@@ -190,10 +190,12 @@ impl Worker {
             let instruments = crate::metrics::instruments();
             let result = match job.operation {
                 Operation::Encrypt => instruments.hsm_call(HsmOperation::Encrypt, || {
-                    encrypt(&self.session, self.key(&job.key)?, &job.data, &job.aad)
+                    let key = self.key(&job.key)?;
+                    encrypt(&self.session, key, &job.data, &job.aad)
                 }),
                 Operation::Decrypt => instruments.hsm_call(HsmOperation::Decrypt, || {
-                    decrypt(&self.session, self.key(&job.key)?, &job.data, &job.aad)
+                    let key = self.key(&job.key)?;
+                    decrypt(&self.session, key, &job.data, &job.aad)
                 }),
             };
             // The requester may have gone away; nothing to do then.
