@@ -88,6 +88,11 @@ fn a_cluster_reports_its_leader_its_followers_lag_and_their_changes() {
     let stale = scrape_cut_off();
     assert_eq!(sample(&stale, IS_LEADER), Some(1.0), "{stale}");
     assert!(!stale.contains("vaultd_raft_member_healthy{") && !stale.contains("vaultd_raft_follower_lag_entries{"));
+    // A write it takes cannot be confirmed: a failed proposal (answered 503).
+    let base = cluster.slots[cut_off].url();
+    let (status, _) = netns.curl("POST", &format!("{base}/v1/user"), Some(r#"{"login": "never-confirmed"}"#));
+    assert_eq!(status, 503);
+    assert_eq!(sample(&scrape_cut_off(), "vaultd_raft_proposals_failed_total"), Some(1.0));
     comes_back(committed);
     assert_eq!(sample(&scrape_cut_off(), IS_LEADER), Some(0.0), "back as a follower");
 
@@ -142,6 +147,8 @@ fn a_node_reports_its_storage_keys_retention_and_build() {
     assert_eq!(runs("shop/drop-fax", "failed"), Some(0.0), "both outcomes from a policy's first run on");
     assert_eq!(runs("shop/dry", "succeeded"), Some(1.0), "{text}");
     assert_eq!(runs("shop/bad", "failed"), None, "a bad request is no run");
+    let failed_at = "vaultd_retention_last_failure_timestamp_seconds{policy=\"shop/drop-fax\"}";
+    assert_eq!(sample(&text, failed_at), Some(0.0), "never failed");
     let changed = |policy: &str| {
         sample(&text, &series("vaultd_retention_records_changed_total", policy, "action=\"dropFields\""))
     };

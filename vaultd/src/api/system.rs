@@ -114,10 +114,17 @@ pub async fn status(vault: web::Data<Vault>, req: HttpRequest) -> HttpResponse {
     ),
 )]
 pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    let (encoder, scrapes) = (metrics.clone(), &metrics.scrapes);
+    let encoder = metrics.clone();
     // Collectors read the disk: one scrape at a time, off the worker that serves requests.
-    let encoded = match scrapes.acquire().await {
-        Ok(_one_at_a_time) => web::block(move || encoder.encode()).await.ok(),
+    // The permit goes with the encoding, which goes on if the scraper hangs up.
+    let encoded = match std::sync::Arc::clone(&metrics.scrapes).acquire_owned().await {
+        Ok(one_at_a_time) => web::block(move || {
+            let text = encoder.encode();
+            drop(one_at_a_time);
+            text
+        })
+        .await
+        .ok(),
         Err(_) => None,
     };
     match encoded {

@@ -528,15 +528,16 @@ impl Cluster {
     }
 }
 
-/// Counts each new leader this node sees (as etcd counts "leader changes seen"; the
-/// leaderless moment of an election is not a change), until Raft stops. The server
+/// Counts each leader this node sees elected — a committed vote of a term it had not seen
+/// one of, so the same node elected again counts too — until Raft stops. The server
 /// metrics change only with the vote, the state, the leader or the membership.
 async fn count_leader_changes(
     mut metrics: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<NodeId, NodeInfo>>,
 ) {
-    let mut leader = metrics.borrow().current_leader;
+    let elected = |vote: &openraft::Vote<NodeId>| vote.is_committed().then_some(*vote.leader_id());
+    let mut leader = elected(&metrics.borrow().vote);
     while metrics.changed().await.is_ok() {
-        let now = metrics.borrow().current_leader;
+        let now = elected(&metrics.borrow().vote);
         if now.is_some() && now != leader {
             crate::metrics::instruments().leader_changes.inc();
             leader = now;

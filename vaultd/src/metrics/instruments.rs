@@ -1,6 +1,7 @@
 //! What the storage, HSM and Raft layers count as it happens: one set per process,
 //! registered with the node's metrics ([`super::Metrics`]).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -36,13 +37,14 @@ pub struct Instruments {
     pub hsm_sessions_busy: Gauge,
     pub key_cache_hits: Counter,
     pub key_cache_misses: Counter,
-    /// New leaders this node saw (an election's leaderless moment is not one).
+    /// Leaders this node saw elected: each term's leader once, the same node again too.
     pub leader_changes: Counter,
     /// Batches this node proposed as leader that were committed, and the commands in each.
     pub proposals: Counter,
     pub proposal_batch_size: Histogram,
-    /// Batches this node proposed as leader that were not committed (no longer leader, a
-    /// quorum that did not answer in time, a stopped Raft core).
+    /// Batches this node proposed as leader whose commit it could not confirm (it stopped
+    /// leading, its quorum did not answer in time, its Raft core stopped); some of them are
+    /// committed after all, or proposed again through a new leader.
     pub proposals_failed: Counter,
     /// Batches this node sent to the leader to propose.
     pub forwarded: Counter,
@@ -62,6 +64,8 @@ pub struct Instruments {
     policies: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Subjects those runs changed, by policy and action.
     pub retention_changes: Family<ChangeLabels, Counter>,
+    /// When a run of each policy last failed on this node (seconds since the epoch).
+    pub retention_failures: Family<PolicyLabels, Gauge<f64, AtomicU64>>,
     /// The last audit chain verification on this node: whether the chain was intact, and
     /// when (seconds since the Unix epoch); `None` before one (encoded by the storage
     /// collector, so that the gauges are absent rather than 0 until then).
@@ -83,6 +87,11 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChangeLabels {
     pub policy: String,
     /// The rule's action, as the policy names it (`dropFields`).
@@ -94,32 +103,12 @@ fn io_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
-static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
-    log_fsync: io_histogram(),
-    state_flush: io_histogram(),
-    hsm_calls: Family::new_with_constructor(io_histogram),
-    hsm_errors: Family::default(),
-    hsm_sessions_busy: Gauge::default(),
-    key_cache_hits: Counter::default(),
-    key_cache_misses: Counter::default(),
-    leader_changes: Counter::default(),
-    proposals: Counter::default(),
-    proposal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-    proposals_failed: Counter::default(),
-    forwarded: Counter::default(),
-    // 10 ms to about 5.5 min.
-    snapshot_builds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
-    snapshot_bytes: Gauge::default(),
-    snapshot_sends: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
-    snapshot_sent_bytes: Counter::default(),
-    snapshot_installs: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
-    log_purges: Counter::default(),
-    erasure_compactions: Counter::default(),
-    retention_runs: Family::default(),
-    policies: Default::default(),
-    retention_changes: Family::default(),
-    audit_verification: std::sync::Mutex::new(None),
-});
+static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(Instruments::new);
+
+/// Seconds since the Unix epoch.
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
 
 /// This process's instruments.
 pub fn instruments() -> &'static Instruments {
@@ -127,6 +116,36 @@ pub fn instruments() -> &'static Instruments {
 }
 
 impl Instruments {
+    fn new() -> Self {
+        Instruments {
+            log_fsync: io_histogram(),
+            state_flush: io_histogram(),
+            hsm_calls: Family::new_with_constructor(io_histogram),
+            hsm_errors: Family::default(),
+            hsm_sessions_busy: Gauge::default(),
+            key_cache_hits: Counter::default(),
+            key_cache_misses: Counter::default(),
+            leader_changes: Counter::default(),
+            proposals: Counter::default(),
+            proposal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            proposals_failed: Counter::default(),
+            forwarded: Counter::default(),
+            // 10 ms to about 5.5 min.
+            snapshot_builds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            snapshot_bytes: Gauge::default(),
+            snapshot_sends: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            snapshot_sent_bytes: Counter::default(),
+            snapshot_installs: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            log_purges: Counter::default(),
+            erasure_compactions: Counter::default(),
+            retention_runs: Family::default(),
+            policies: Default::default(),
+            retention_changes: Family::default(),
+            retention_failures: Family::default(),
+            audit_verification: std::sync::Mutex::new(None),
+        }
+    }
+
     pub(super) fn register(&self, registry: &mut Registry) {
         // Counters an alert reads exist from the start, so that their first increase counts.
         for operation in [HsmOperation::Encrypt, HsmOperation::Decrypt] {
@@ -161,7 +180,7 @@ impl Instruments {
         );
         registry.register(
             "raft_leader_changes",
-            "Times this node saw the cluster's leader change",
+            "Leaders this node saw elected (a new term's leader, even the same node again)",
             self.leader_changes.clone(),
         );
         registry.register(
@@ -176,7 +195,7 @@ impl Instruments {
         );
         registry.register(
             "raft_proposals_failed",
-            "Batches this node proposed as leader that were not committed",
+            "Batches this node proposed as leader whose commit it could not confirm",
             self.proposals_failed.clone(),
         );
         registry.register("forwarded_requests", "Batches this node sent to the leader", self.forwarded.clone());
@@ -221,6 +240,12 @@ impl Instruments {
             "Retention runs this node served, by policy and outcome",
             self.retention_runs.clone(),
         );
+        registry.register_with_unit(
+            "retention_last_failure_timestamp",
+            "When a run of each retention policy last failed on this node",
+            Unit::Seconds,
+            self.retention_failures.clone(),
+        );
         registry.register(
             "retention_records_changed",
             "Subjects the retention runs this node served changed, by policy and action",
@@ -240,8 +265,9 @@ impl Instruments {
         }
     }
 
-    /// Counts a retention run of `policy`. Both outcomes' series are created together, so
-    /// that a policy's first failure is an increase from 0.
+    /// Counts a retention run of `policy`. Both outcomes' series and the last failure's
+    /// time (0: none yet) are created together, so that a policy's first failure is an
+    /// increase from 0.
     pub fn retention_run(&self, policy: &str, outcome: RunOutcome) {
         let policy = self.policy_label(policy);
         for each in [RunOutcome::succeeded, RunOutcome::failed] {
@@ -250,12 +276,16 @@ impl Instruments {
                 counter.inc();
             }
         }
+        let last_failure = self.retention_failures.get_or_create(&PolicyLabels { policy });
+        if outcome == RunOutcome::failed {
+            last_failure.set(now_seconds());
+        }
     }
 
     /// Records an audit chain verification's result.
     pub fn audit_verified(&self, intact: bool) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        *self.audit_verification.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((intact, now));
+        *self.audit_verification.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((intact, now_seconds()));
     }
 
     /// The last verification's result and time, if one ran.
@@ -275,5 +305,20 @@ impl Instruments {
             self.hsm_errors.get_or_create(&labels).inc();
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_past_the_bound_share_one_label() {
+        let instruments = Instruments::new();
+        for n in 0..super::super::POLICY_SERIES {
+            assert_eq!(instruments.policy_label(&format!("shop/p{n}")), format!("shop/p{n}"));
+        }
+        assert_eq!(instruments.policy_label("shop/late"), "_other");
+        assert_eq!(instruments.policy_label("shop/p0"), "shop/p0", "a policy with series keeps them");
     }
 }

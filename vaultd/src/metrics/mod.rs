@@ -41,7 +41,7 @@ pub struct Metrics {
     registry: Registry,
     /// One scrape at a time: the collectors read the disk, and the route needs no token,
     /// so a flood of scrapes queues instead of multiplying that work.
-    pub scrapes: tokio::sync::Semaphore,
+    pub scrapes: std::sync::Arc<tokio::sync::Semaphore>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
     /// Requests whose access token was not valid (the token itself is not recorded).
@@ -62,7 +62,13 @@ impl Metrics {
         registry.register_collector(Box::new(cluster::ClusterCollector::new(vault)));
         registry.register_collector(Box::new(storage::StorageCollector::new(vault)));
         registry.register_collector(Box::new(process::ProcessCollector::new()));
-        Metrics { registry, scrapes: tokio::sync::Semaphore::new(1), requests, latency, auth_failures }
+        Metrics {
+            registry,
+            scrapes: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            requests,
+            latency,
+            auth_failures,
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -117,10 +117,12 @@ impl StorageCollector {
         }
         // Counted up to one sweep's worth: enough to tell a sweeper that keeps up from one
         // that does not, at a bounded cost per scrape.
-        if let Ok(due) = store.expirations_due(crate::audit::now_ms(), crate::retention::sweeper::PER_SWEEP) {
-            let help = "Subjects whose expiration time has come and whom the sweeper has not yet forgotten \
-                        (counted up to 10000)";
-            gauge(e, "expirations_due", help, None, due as i64)?;
+        let cap = crate::retention::sweeper::PER_SWEEP;
+        if let Ok(due) = store.expirations_due(crate::audit::now_ms(), cap) {
+            let help = format!(
+                "Subjects whose expiration time has come and whom the sweeper has not yet forgotten (counted up to {cap})"
+            );
+            gauge(e, "expirations_due", &help, None, due as i64)?;
         }
         Ok(())
     }

@@ -175,19 +175,12 @@ fn alerts(scope: Scope<'_>) -> Vec<Alert> {
         },
         Alert {
             name: "StrongroomVaultRetentionRunFailed",
-            // The second half: a failure counter Prometheus sees first at more than 0 (no
-            // earlier sample for `increase` to start from) — a policy whose first run failed,
-            // or an old failure a new scrape finds — while no run of the policy on that node
-            // succeeded.
-            expr: {
-                let runs = |outcome: &str| format!(r#"vaultd_retention_runs_total{{{s},outcome="{outcome}"}}"#);
-                let (failed, succeeded) = (runs("failed"), runs("succeeded"));
-                format!(
-                    "sum by (namespace, vault, policy) (increase({failed}[6h])) > 0 \
-                     or sum by (namespace, vault, policy) (({failed} unless {failed} offset 6h) > 0 \
-                     and on (namespace, pod, policy) {succeeded} == 0)"
-                )
-            },
+            // A time, not a counter's increase: a failure is as old as it is, whenever
+            // Prometheus first sees it (a policy's first run, a new scrape). 0: none yet.
+            expr: format!(
+                "time() - max by (namespace, vault, policy) \
+                 (vaultd_retention_last_failure_timestamp_seconds{{{s}}} > 0) < 21600"
+            ),
             for_: None,
             severity: "warning",
             summary: "A retention run failed",
