@@ -441,7 +441,6 @@ impl Cluster {
         self.runtime.spawn(work).await.map_err(|e| E::from(Refusal::Failed(e.to_string())))?
     }
 
-    /// Reads Raft's latest metrics.
     /// Whether this node knows a leader that can commit: a leader whose quorum has not
     /// acknowledged it for longer than an election takes has none (openraft keeps such a
     /// leader leading).
@@ -457,6 +456,7 @@ impl Cluster {
         .unwrap_or(false)
     }
 
+    /// Reads Raft's latest metrics.
     fn with_metrics<T>(&self, read: impl FnOnce(&types::RaftMetrics) -> T) -> Result<T, Refusal> {
         let receiver = self.raft()?.metrics();
         let metrics = receiver.borrow();

@@ -3,7 +3,6 @@
 //! lag (on the leader), membership and the erasures waiting to be compacted away.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -79,7 +78,7 @@ impl Collector for ClusterCollector {
         let erasures = &status.erasures;
         let help = "Erasures applied but still in the Raft log (compacted away by a snapshot)";
         gauge(e, "erasures_pending", help, None, erasures.pending as i64)?;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::audit::now_ms();
         let age = erasures.oldest_pending_since.map_or(0.0, |since| now_ms.saturating_sub(since) as f64 / 1000.0);
         let help = "Age of the oldest erasure still in the Raft log (0 when none)";
         gauge(e, "erasure_oldest_pending_age", help, Some(&Unit::Seconds), age)?;

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::now_seconds;
+
 /// An HSM call's kind.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum HsmOperation {
@@ -103,12 +105,12 @@ fn io_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
-static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(Instruments::new);
-
-/// Seconds since the Unix epoch.
-fn now_seconds() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+/// 10 ms to about 5.5 min: building, sending and installing snapshots.
+fn snapshot_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
 }
+
+static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(Instruments::new);
 
 /// This process's instruments.
 pub fn instruments() -> &'static Instruments {
@@ -130,12 +132,11 @@ impl Instruments {
             proposal_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             proposals_failed: Counter::default(),
             forwarded: Counter::default(),
-            // 10 ms to about 5.5 min.
-            snapshot_builds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            snapshot_builds: snapshot_histogram(),
             snapshot_bytes: Gauge::default(),
-            snapshot_sends: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            snapshot_sends: snapshot_histogram(),
             snapshot_sent_bytes: Counter::default(),
-            snapshot_installs: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            snapshot_installs: snapshot_histogram(),
             log_purges: Counter::default(),
             erasure_compactions: Counter::default(),
             retention_runs: Family::default(),

@@ -80,6 +80,11 @@ impl Metrics {
     }
 }
 
+/// Now, in seconds since the Unix epoch (the unit of the `_timestamp_seconds` gauges).
+fn now_seconds() -> f64 {
+    crate::audit::now_ms() as f64 / 1000.0
+}
+
 /// Encodes one gauge read at scrape time (for the collectors).
 fn gauge<N: prometheus_client::encoding::EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,

@@ -1,14 +1,12 @@
 //! The process: when it started, what it is (version and data format), and how many files
 //! it holds open.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Unit;
 
-use super::gauge;
+use super::{gauge, now_seconds};
 
 #[derive(Debug)]
 pub struct ProcessCollector {
@@ -17,8 +15,7 @@ pub struct ProcessCollector {
 
 impl ProcessCollector {
     pub fn new() -> Self {
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |since| since.as_secs_f64());
-        ProcessCollector { started }
+        ProcessCollector { started: now_seconds() }
     }
 }
 

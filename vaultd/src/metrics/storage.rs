@@ -118,7 +118,7 @@ impl StorageCollector {
         // Counted up to one sweep's worth: enough to tell a sweeper that keeps up from one
         // that does not, at a bounded cost per scrape.
         let cap = crate::retention::sweeper::PER_SWEEP;
-        if let Ok(due) = store.expirations_due(crate::audit::now_ms(), cap) {
+        if let Ok(due) = store.due_expirations(crate::audit::now_ms(), cap).map(|due| due.len()) {
             let help = format!(
                 "Subjects whose expiration time has come and whom the sweeper has not yet forgotten (counted up to {cap})"
             );

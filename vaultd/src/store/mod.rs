@@ -177,13 +177,6 @@ impl Store {
         self.due(keys::EXP_DUE, keys::exp_due(now, &Uuid::max()), limit, keys::trailing_uuid)
     }
 
-    /// How many subjects' expirations ended at or before `now` (ms) and still count down,
-    /// counted up to `limit`.
-    pub fn expirations_due(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let due = self.state.range(vec![keys::EXP_DUE]..=keys::exp_due(now, &Uuid::max())).keys();
-        due.take(limit).try_fold(0, |count, key| key.map(|_| count + 1).map_err(StoreError::from))
-    }
-
     /// Sessions that ended at or before `now` (ms), earliest first, at most `limit`.
     pub fn ended_sessions(&self, now: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
         self.due(keys::SESSION_DUE, keys::session_due(now, &Uuid::max()), limit, keys::trailing_uuid)
