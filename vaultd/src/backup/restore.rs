@@ -125,12 +125,13 @@ pub async fn restore(source: &Destination, kek: Kek, options: &RestoreOptions) -
 
     // From here on the staging directory is written; the data directory only at the end.
     let cluster_id = Uuid::new_v4();
-    write_data_dir(&staging, &checked.state, &checked.audit, cluster_id)
+    let store = write_data_dir(&staging, &checked.state, &checked.audit, cluster_id)
         .map_err(|e| BackupError::Invalid(format!("cannot write {}: {e}", staging.display())))?;
     std::fs::remove_dir_all(&work_dir).map_err(|e| invalid("cannot remove the work directory from", e))?;
-    let settings = VaultSettings::default();
+    // The backup's hash chain was checked as it was fetched: no verification walk here.
+    let settings = VaultSettings { audit_verification: None, ..VaultSettings::default() };
     let throwaway_root = Zeroizing::new(crate::audit::hex(&crate::crypto::random_bytes::<32>()));
-    let vault = Vault::open(&staging, kek, throwaway_root, settings, ClusterOptions::default())
+    let vault = Vault::open_store(store, &staging, kek, throwaway_root, settings, ClusterOptions::default())
         .await
         .map_err(|e| BackupError::Invalid(format!("cannot open the restored vault: {e}")))?;
     let name = format!("{}/{}", source.name, checked.manifest.cluster_id);
@@ -232,10 +233,10 @@ fn move_into_place(data_dir: &Path) -> std::io::Result<()> {
 }
 
 /// A data directory holding the backup's state (without the old cluster's Raft state),
-/// under the new cluster id, and its trail.
-fn write_data_dir(dir: &Path, state: &Path, audit: &Path, cluster_id: Uuid) -> Result<(), crate::store::StoreError> {
+/// under the new cluster id, and its trail; the store stays open for the vault.
+fn write_data_dir(dir: &Path, state: &Path, audit: &Path, cluster_id: Uuid) -> Result<Store, crate::store::StoreError> {
     std::fs::create_dir_all(dir)?;
-    let store = Store::open(dir, 64 << 20)?;
+    let store = Store::open(dir, VaultSettings::default().storage_cache_bytes)?;
     let tree = store.state_tree();
     let mut batch = sled::Batch::default();
     let mut pending = 0;
@@ -258,5 +259,5 @@ fn write_data_dir(dir: &Path, state: &Path, audit: &Path, cluster_id: Uuid) -> R
     let bytes = audit_file.metadata()?.len();
     store.audit_trail().replace(BufReader::with_capacity(1 << 20, audit_file), bytes)?;
     store.flush()?;
-    Ok(())
+    Ok(store)
 }

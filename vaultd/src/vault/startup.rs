@@ -30,6 +30,19 @@ impl Vault {
         cluster: ClusterOptions,
     ) -> Result<Self, StartupError> {
         let store = Store::open(data_dir, settings.storage_cache_bytes)?;
+        Self::open_store(store, data_dir, kek, root_token, settings, cluster).await
+    }
+
+    /// Opens the vault on a store already open on `data_dir` (a restore writes it first:
+    /// sled lets go of a closed database's lock only some time after, so it is opened once).
+    pub async fn open_store(
+        store: Store,
+        data_dir: &Path,
+        kek: Kek,
+        root_token: Zeroizing<String>,
+        settings: VaultSettings,
+        cluster: ClusterOptions,
+    ) -> Result<Self, StartupError> {
         let deks = Arc::new(DekCache::new(settings.dek_cache_capacity));
         let cluster = Cluster::open(store.clone(), Arc::clone(&deks), data_dir, cluster).await?;
         tokio::spawn(crate::retention::sweeper::run(Arc::clone(&cluster), settings.expiration_sweep));
